@@ -1,0 +1,224 @@
+//! Key attributes, and their canonical encoding bound into the seal.
+//!
+//! Every attribute that grants or limits a permission is part of the associated data of the key's
+//! AES-256-GCM seal. Editing one in the database makes the key fail to open instead of making it
+//! more permissive. The usage *count* is deliberately not bound (it changes on every use); its
+//! rollback is caught by comparing with the audit log, see `usage.rs`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::algorithm::Algorithm;
+use crate::error::HsmError;
+
+/// Operations a key may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Sign,
+    Verify,
+    /// Wrap other keys for export (only for trusted RSA keys) and unwrap them on import.
+    Wrap,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Sign => "sign",
+            Operation::Verify => "verify",
+            Operation::Wrap => "wrap",
+        }
+    }
+}
+
+impl FromStr for Operation {
+    type Err = HsmError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sign" => Ok(Operation::Sign),
+            "verify" => Ok(Operation::Verify),
+            "wrap" => Ok(Operation::Wrap),
+            other => Err(HsmError::BadInput(format!(
+                "unknown operation '{}': use sign, verify or wrap",
+                other.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Active,
+    Disabled,
+    Destroyed,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::Disabled => "disabled",
+            KeyState::Destroyed => "destroyed",
+        }
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyState {
+    type Err = HsmError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(KeyState::Active),
+            "disabled" => Ok(KeyState::Disabled),
+            "destroyed" => Ok(KeyState::Destroyed),
+            _ => Err(HsmError::Store(format!("unknown key state '{s}' in the database"))),
+        }
+    }
+}
+
+/// What a caller asks for when creating or importing a key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySpec {
+    pub label: String,
+    pub algorithm: Algorithm,
+    /// Defaults to `[sign, verify]`.
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+    /// `None`: unlimited.
+    #[serde(default)]
+    pub usage_limit: Option<i64>,
+    /// Unix seconds.
+    #[serde(default)]
+    pub not_before: Option<i64>,
+    #[serde(default)]
+    pub not_after: Option<i64>,
+    #[serde(default)]
+    pub exportable_under_wrap: bool,
+    /// A trusted key may wrap exportable keys (PKCS#11 CKA_TRUSTED). Only RSA keys with the
+    /// `wrap` operation can be trusted.
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+impl KeySpec {
+    pub fn new(label: &str, algorithm: Algorithm) -> Self {
+        KeySpec {
+            label: label.to_string(),
+            algorithm,
+            operations: Vec::new(),
+            usage_limit: None,
+            not_before: None,
+            not_after: None,
+            exportable_under_wrap: false,
+            trusted: false,
+        }
+    }
+}
+
+/// Everything stored about a key except its sealed material and usage count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAttributes {
+    pub id: String,
+    pub partition: String,
+    pub label: String,
+    pub algorithm: Algorithm,
+    pub operations: Vec<Operation>,
+    pub usage_limit: Option<i64>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub exportable_under_wrap: bool,
+    pub trusted: bool,
+    /// "never extractable": true unless the key was created exportable-under-wrap.
+    pub never_extractable: bool,
+    /// True when the key was generated inside kagi (PKCS#11 CKA_LOCAL).
+    pub local: bool,
+    pub state: KeyState,
+    /// Bumped on every attribute change; the cache and the usage reservation check it.
+    pub generation: i64,
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl KeyAttributes {
+    /// Canonical, unambiguous encoding used as AES-GCM associated data. Each field is
+    /// length-prefixed so no two attribute sets encode alike.
+    pub(crate) fn associated_data(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.public_key.len());
+        let mut put = |b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        };
+        put(b"kagi-key-v1");
+        put(self.id.as_bytes());
+        put(self.partition.as_bytes());
+        put(self.label.as_bytes());
+        put(self.algorithm.as_str().as_bytes());
+        put(operations_to_string(&self.operations).as_bytes());
+        put(opt_i64(self.usage_limit).as_bytes());
+        put(opt_i64(self.not_before).as_bytes());
+        put(opt_i64(self.not_after).as_bytes());
+        put(&[
+            self.exportable_under_wrap as u8,
+            self.trusted as u8,
+            self.never_extractable as u8,
+            self.local as u8,
+        ]);
+        put(self.state.as_str().as_bytes());
+        put(&self.generation.to_be_bytes());
+        put(&self.public_key);
+        put(&self.created_at.to_be_bytes());
+        out
+    }
+
+    pub fn allows(&self, op: Operation) -> bool {
+        self.operations.contains(&op)
+    }
+}
+
+fn opt_i64(v: Option<i64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn operations_to_string(ops: &[Operation]) -> String {
+    let mut v: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(",")
+}
+
+pub(crate) fn operations_from_string(s: &str) -> Result<Vec<Operation>, HsmError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',').map(Operation::from_str).collect()
+}
+
+/// What callers see about a key: never any private material.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub label: String,
+    pub partition: String,
+    pub algorithm: Algorithm,
+    pub operations: Vec<Operation>,
+    pub usage_count: i64,
+    pub usage_limit: Option<i64>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub exportable_under_wrap: bool,
+    pub trusted: bool,
+    pub never_extractable: bool,
+    pub local: bool,
+    pub state: KeyState,
+    /// SubjectPublicKeyInfo, DER.
+    #[serde(with = "crate::b64")]
+    pub public_key_der: Vec<u8>,
+    pub created_at: i64,
+}

@@ -1,0 +1,98 @@
+//! Roles, credentials and sessions.
+//!
+//! A credential is a bearer token `kagi_<id>_<secret>`. Only an Argon2id hash of the secret is
+//! stored. The id part lets the HSM find the credential without trying every hash.
+
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+use crate::error::HsmError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages partitions and credentials.
+    Administrator,
+    /// Creates and destroys keys and sets their policy.
+    Officer,
+    /// Uses keys.
+    User,
+    /// Reads and verifies the audit log.
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::Officer => "officer",
+            Role::User => "user",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = HsmError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "administrator" | "admin" => Ok(Role::Administrator),
+            "officer" => Ok(Role::Officer),
+            "user" => Ok(Role::User),
+            "auditor" => Ok(Role::Auditor),
+            other => Err(HsmError::BadInput(format!(
+                "unknown role '{}': use administrator, officer, user or auditor",
+                other.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// An authenticated caller. Obtained only from [`crate::Hsm::login`].
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub credential_id: String,
+    pub name: String,
+    pub partition: String,
+    pub roles: Vec<Role>,
+}
+
+impl Session {
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.partition, self.name)
+    }
+
+    pub(crate) fn require(&self, role: Role, action: &'static str) -> Result<(), HsmError> {
+        if self.roles.contains(&role) {
+            Ok(())
+        } else {
+            Err(HsmError::Forbidden {
+                have: roles_to_string(&self.roles),
+                action,
+                need: role.as_str(),
+            })
+        }
+    }
+}
+
+pub(crate) fn roles_to_string(roles: &[Role]) -> String {
+    let mut v: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(",")
+}
+
+pub(crate) fn roles_from_string(s: &str) -> Result<Vec<Role>, HsmError> {
+    s.split(',').filter(|r| !r.is_empty()).map(Role::from_str).collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialInfo {
+    pub id: String,
+    pub name: String,
+    pub partition: String,
+    pub roles: Vec<Role>,
+    pub failed_logins: i64,
+    pub locked: bool,
+    pub created_at: i64,
+}

@@ -1,0 +1,290 @@
+//! Group commit: one thread owns the write path. Concurrent requests queue here, and each batch
+//! becomes one durable transaction that reserves usage, applies state changes and appends their
+//! audit records with one signed checkpoint.
+//!
+//! Nothing is released before its batch commits ("count, then sign"): a crash can waste a
+//! reserved use, never grant one. The head row of the audit log is locked first in every batch,
+//! so several processes sharing one database serialize their batches instead of interleaving
+//! them.
+
+use diesel::prelude::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use crate::audit::{self, AuditEvent, AuditKeys};
+use crate::error::{HsmError, Result};
+use crate::merkle::leaf_hash;
+use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys};
+use crate::store::{AnyConnection, Store};
+
+/// Largest batch: bounds the latency a request can add to others in its batch.
+const MAX_BATCH: usize = 512;
+const QUEUE: usize = 8192;
+
+pub(crate) type ApplyFn = Box<dyn FnOnce(&mut AnyConnection) -> Result<()> + Send>;
+
+/// A use to reserve on a key, checked against the attributes the caller authenticated.
+pub(crate) struct Reservation {
+    pub key_id: String,
+    pub label: String,
+    pub generation: i64,
+    pub limit: Option<i64>,
+    /// Highest usage count this process knows to be spent (from the audit log and its own
+    /// reservations). A database count below it means an old row was restored.
+    pub high_water: Arc<AtomicI64>,
+}
+
+/// What the audit record of an operation says; outcome and sequence are filled at commit.
+pub(crate) struct EventDraft {
+    pub actor: String,
+    pub action: String,
+    pub partition: Option<String>,
+    pub key_id: Option<String>,
+    pub detail: serde_json::Value,
+    /// Set when the operation "succeeds" at recording a refusal (a failed login, say).
+    pub outcome: Option<String>,
+}
+
+pub(crate) struct Op {
+    pub reserve: Option<Reservation>,
+    pub apply: Option<ApplyFn>,
+    pub event: EventDraft,
+    reply: SyncSender<Result<Committed>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Committed {
+    pub seq: i64,
+    pub use_hi: Option<i64>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Committer {
+    tx: SyncSender<Op>,
+}
+
+impl Committer {
+    pub(crate) fn start(store: Store, keys: Arc<AuditKeys>) -> Result<Committer> {
+        let (tx, rx) = mpsc::sync_channel::<Op>(QUEUE);
+        std::thread::Builder::new()
+            .name("kagi-commit".into())
+            .spawn(move || run(store, keys, rx))
+            .map_err(|e| HsmError::Store(format!("cannot start the commit thread: {e}")))?;
+        Ok(Committer { tx })
+    }
+
+    /// Queue an operation and wait until its batch is durable.
+    pub(crate) fn submit(
+        &self,
+        reserve: Option<Reservation>,
+        apply: Option<ApplyFn>,
+        event: EventDraft,
+    ) -> Result<Committed> {
+        let (reply, wait) = mpsc::sync_channel(1);
+        let op = Op { reserve, apply, event, reply };
+        match self.tx.try_send(op) {
+            Ok(()) => {}
+            Err(TrySendError::Full(op)) => {
+                self.tx.send(op).map_err(|_| stopped())?;
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        wait.recv().map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> HsmError {
+    HsmError::Store("the commit thread stopped; restart kagi".into())
+}
+
+fn run(store: Store, keys: Arc<AuditKeys>, rx: Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&store, &keys, batch);
+    }
+}
+
+/// Per-key state within one batch.
+struct KeyTouch {
+    start: i64,
+    current: i64,
+    generation: i64,
+    high_water: Arc<AtomicI64>,
+}
+
+fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
+    let mut outcomes: Vec<Result<Option<i64>>> = Vec::with_capacity(batch.len());
+    let mut seqs: Vec<i64> = Vec::with_capacity(batch.len());
+    let result = store.conn().and_then(|mut conn| {
+        conn.transaction::<_, HsmError, _>(|c| {
+            outcomes.clear();
+            seqs.clear();
+            // Take the write lock first: on SQLite a write as the first statement acquires the
+            // RESERVED lock up front; on PostgreSQL it row-locks the head.
+            diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                .set(audit_head::tree_size.eq(audit_head::tree_size))
+                .execute(c)?;
+            let mut frontier = audit::load_head(c)?;
+            let mut touched: HashMap<String, KeyTouch> = HashMap::new();
+            let mut extra: Vec<EventDraft> = Vec::new();
+            let now = now_ms();
+
+            for op in batch.iter_mut() {
+                let mut outcome: Result<Option<i64>> = Ok(None);
+                if let Some(r) = &op.reserve {
+                    outcome = reserve(c, r, &mut touched, &mut extra).map(Some);
+                }
+                if outcome.is_ok() {
+                    if let Some(apply) = op.apply.take() {
+                        // A savepoint, so a failed change leaves nothing behind in the batch.
+                        outcome = c.transaction(|c| apply(c)).map(|_| None);
+                    }
+                }
+                outcomes.push(outcome);
+            }
+            for (key_id, t) in &touched {
+                if t.current != t.start {
+                    let n = diesel::update(
+                        keys::table
+                            .filter(keys::id.eq(key_id))
+                            .filter(keys::usage_count.eq(t.start))
+                            .filter(keys::generation.eq(t.generation)),
+                    )
+                    .set(keys::usage_count.eq(t.current))
+                    .execute(c)?;
+                    if n != 1 {
+                        return Err(HsmError::Store(
+                            "a key's usage counter changed during a locked batch; retry".into(),
+                        ));
+                    }
+                }
+            }
+
+            let mut append = |draft: &EventDraft, outcome: String, use_hi: Option<i64>| -> Result<i64> {
+                let mut ev = AuditEvent {
+                    seq: frontier.size as i64,
+                    ts: now,
+                    actor: draft.actor.clone(),
+                    action: draft.action.clone(),
+                    partition_name: draft.partition.clone(),
+                    key_id: draft.key_id.clone(),
+                    use_hi,
+                    outcome,
+                    detail: draft.detail.to_string(),
+                    mac: Vec::new(),
+                };
+                ev.mac = keys.mac_of(&ev);
+                diesel::insert_into(audit_records::table).values(&ev).execute(c)?;
+                frontier.push(leaf_hash(&ev.entry_bytes()));
+                Ok(ev.seq)
+            };
+            for draft in &extra {
+                append(draft, "ok".into(), None)?;
+            }
+            for (op, outcome) in batch.iter().zip(outcomes.iter()) {
+                let (text, use_hi) = match outcome {
+                    Ok(u) => (op.event.outcome.clone().unwrap_or_else(|| "ok".to_string()), *u),
+                    Err(e) => (format!("denied:{}", e.code()), None),
+                };
+                seqs.push(append(&op.event, text, use_hi)?);
+            }
+            let root = frontier.root();
+            let cp = keys.sign_checkpoint(frontier.size as i64, &root, now)?;
+            diesel::insert_into(audit_checkpoints::table).values(&cp).execute(c)?;
+            diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                .set((
+                    audit_head::tree_size.eq(frontier.size as i64),
+                    audit_head::frontier.eq(frontier.to_bytes()),
+                ))
+                .execute(c)?;
+            Ok(touched)
+        })
+    });
+    match result {
+        Ok(touched) => {
+            for t in touched.values() {
+                t.high_water.fetch_max(t.current, Ordering::SeqCst);
+            }
+            for ((op, outcome), seq) in batch.into_iter().zip(outcomes).zip(seqs) {
+                let _ = op.reply.send(outcome.map(|use_hi| Committed { seq, use_hi }));
+            }
+        }
+        Err(e) => {
+            log::error!("audit/usage batch failed, nothing in it was released: {e}");
+            let msg = e.to_string();
+            for op in batch {
+                let _ = op.reply.send(Err(HsmError::Store(format!(
+                    "the operation could not be recorded durably, so it was not performed: {msg}"
+                ))));
+            }
+        }
+    }
+}
+
+/// Reserve one use. Reads the key row once per batch; the batch writes the total at the end.
+fn reserve(
+    c: &mut AnyConnection,
+    r: &Reservation,
+    touched: &mut HashMap<String, KeyTouch>,
+    extra: &mut Vec<EventDraft>,
+) -> Result<i64> {
+    if !touched.contains_key(&r.key_id) {
+        let row: Option<(i64, i64, String)> = keys::table
+            .filter(keys::id.eq(&r.key_id))
+            .select((keys::usage_count, keys::generation, keys::state))
+            .first(c)
+            .optional()?;
+        let Some((count, generation, state)) = row else {
+            return Err(HsmError::KeyNotFound(r.label.clone()));
+        };
+        if generation != r.generation || state != "active" {
+            return Err(HsmError::KeyChanged(r.label.clone()));
+        }
+        let hw = r.high_water.load(Ordering::SeqCst);
+        let current = if count < hw {
+            // Someone put back an older copy of the row. The audit log and this process know
+            // better; count from there and say so in the log.
+            extra.push(EventDraft {
+                actor: "hsm".into(),
+                action: "key.counter_rollback_detected".into(),
+                partition: None,
+                key_id: Some(r.key_id.clone()),
+                detail: serde_json::json!({"label": r.label, "stored_count": count, "audited_count": hw}),
+                outcome: None,
+            });
+            log::warn!("key '{}': stored usage count {count} is below the audited {hw}; using {hw}", r.label);
+            hw
+        } else {
+            count
+        };
+        touched.insert(
+            r.key_id.clone(),
+            KeyTouch { start: count, current, generation, high_water: r.high_water.clone() },
+        );
+    }
+    let t = touched
+        .get_mut(&r.key_id)
+        .ok_or_else(|| HsmError::Store("internal: key vanished from batch".into()))?;
+    if let Some(limit) = r.limit {
+        if t.current >= limit {
+            return Err(HsmError::UsageLimitReached { label: r.label.clone(), limit });
+        }
+    }
+    t.current += 1;
+    Ok(t.current)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

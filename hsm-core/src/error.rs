@@ -1,0 +1,161 @@
+//! Errors a caller of hsm-core can see.
+//!
+//! Every variant has a stable machine code (`code()`), a class the service maps to an HTTP status
+//! (`kind()`), and a message that says what was wrong and what to do. No message ever carries key
+//! material, a token, a PIN or a share.
+
+use thiserror::Error;
+
+/// Broad class of an error, used by front ends to pick a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is malformed or names something impossible.
+    BadInput,
+    /// No valid credential was presented.
+    Unauthenticated,
+    /// The credential is valid but its role does not allow the operation.
+    Forbidden,
+    /// The named object does not exist.
+    NotFound,
+    /// The request conflicts with the current state (duplicate name, wrong state).
+    Conflict,
+    /// A usage limit or quota is exhausted.
+    LimitReached,
+    /// The HSM is sealed or not initialized.
+    Unavailable,
+    /// Stored data failed an integrity check: someone changed the database outside kagi.
+    Integrity,
+    /// Something inside kagi or its storage failed.
+    Internal,
+}
+
+#[derive(Debug, Error)]
+pub enum HsmError {
+    #[error("invalid request: {0}")]
+    BadInput(String),
+    #[error("unknown algorithm '{0}': use one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")]
+    UnknownAlgorithm(String),
+    #[error("the digest is {got} bytes but {alg} needs {want}: hash the data with {alg} and send the raw digest")]
+    DigestLength { alg: &'static str, got: usize, want: usize },
+    #[error("missing or malformed credential: send 'Authorization: Bearer <token>'")]
+    Unauthenticated,
+    #[error("the credential was not accepted; after repeated failures it is locked")]
+    BadCredential,
+    #[error("credential '{0}' is locked after too many failed logins: an administrator must unlock it")]
+    CredentialLocked(String),
+    #[error("role {have} may not {action}: this needs the {need} role")]
+    Forbidden { have: String, action: &'static str, need: &'static str },
+    #[error("key '{0}' does not exist in this partition: 'kagi key list' shows the keys")]
+    KeyNotFound(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("a key named '{0}' already exists in this partition: pick another name or destroy the old key")]
+    KeyExists(String),
+    #[error("key '{label}' has used all {limit} of its permitted uses: the key is no longer active")]
+    UsageLimitReached { label: String, limit: i64 },
+    #[error("key '{label}' is not active ({reason})")]
+    KeyNotActive { label: String, reason: String },
+    #[error("key '{0}' was changed by another request while this one was in flight: retry")]
+    KeyChanged(String),
+    #[error("key '{label}' does not allow the operation '{op}'")]
+    OperationNotAllowed { label: String, op: &'static str },
+    #[error("key '{0}' was not created exportable-under-wrap, so it can never leave the HSM")]
+    NotExportable(String),
+    #[error("key '{0}' is not a trusted wrapping key: only a key created with --trusted and the wrap operation may wrap other keys")]
+    UntrustedWrappingKey(String),
+    #[error("key '{label}' failed its integrity check: its stored attributes or sealed material do not match the seal (the database was changed outside kagi). The key is refused; restore it from a backup or destroy it")]
+    KeyIntegrity { label: String },
+    #[error("the wrapped key could not be unwrapped: check that it was wrapped with this partition's import key (RSA-OAEP-SHA256 + AES-KWP) and that --alg matches the key")]
+    UnwrapFailed,
+    #[error("the HSM is not initialized: run 'kagi init --shares N --threshold M' (or start 'kagi serve' with no data for a development instance)")]
+    NotInitialized,
+    #[error("the HSM is already initialized")]
+    AlreadyInitialized,
+    #[error("the HSM is sealed: submit {need} more unseal share(s) with 'kagi unseal'")]
+    Sealed { need: usize },
+    #[error("invalid unseal share: {0}")]
+    BadShare(String),
+    #[error("the shares combine to the wrong master key: they belong to another instance, or one of them is damaged")]
+    WrongMasterKey,
+    #[error("audit log integrity failure at record {seq}: {reason}")]
+    AuditIntegrity { seq: i64, reason: String },
+    #[error("storage error: {0}")]
+    Store(String),
+    #[error("crypto engine error: {0}")]
+    Crypto(&'static str),
+}
+
+impl HsmError {
+    /// Stable code for clients and the `{"error": {"code": ...}}` body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HsmError::BadInput(_) => "bad_request",
+            HsmError::UnknownAlgorithm(_) => "unknown_algorithm",
+            HsmError::DigestLength { .. } => "bad_digest",
+            HsmError::Unauthenticated => "unauthenticated",
+            HsmError::BadCredential => "bad_credential",
+            HsmError::CredentialLocked(_) => "credential_locked",
+            HsmError::Forbidden { .. } => "forbidden",
+            HsmError::KeyNotFound(_) => "key_not_found",
+            HsmError::NotFound(_) => "not_found",
+            HsmError::KeyExists(_) => "key_exists",
+            HsmError::UsageLimitReached { .. } => "usage_limit_reached",
+            HsmError::KeyNotActive { .. } => "key_not_active",
+            HsmError::KeyChanged(_) => "key_changed",
+            HsmError::OperationNotAllowed { .. } => "operation_not_allowed",
+            HsmError::NotExportable(_) => "not_exportable",
+            HsmError::UntrustedWrappingKey(_) => "untrusted_wrapping_key",
+            HsmError::KeyIntegrity { .. } => "key_integrity_failure",
+            HsmError::UnwrapFailed => "unwrap_failed",
+            HsmError::NotInitialized => "not_initialized",
+            HsmError::AlreadyInitialized => "already_initialized",
+            HsmError::Sealed { .. } => "sealed",
+            HsmError::BadShare(_) => "bad_share",
+            HsmError::WrongMasterKey => "wrong_master_key",
+            HsmError::AuditIntegrity { .. } => "audit_integrity_failure",
+            HsmError::Store(_) => "storage_error",
+            HsmError::Crypto(_) => "crypto_error",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            HsmError::BadInput(_)
+            | HsmError::UnknownAlgorithm(_)
+            | HsmError::DigestLength { .. }
+            | HsmError::BadShare(_)
+            | HsmError::UnwrapFailed => ErrorKind::BadInput,
+            HsmError::Unauthenticated | HsmError::BadCredential | HsmError::CredentialLocked(_) => {
+                ErrorKind::Unauthenticated
+            }
+            HsmError::Forbidden { .. }
+            | HsmError::OperationNotAllowed { .. }
+            | HsmError::NotExportable(_)
+            | HsmError::UntrustedWrappingKey(_) => ErrorKind::Forbidden,
+            HsmError::KeyNotFound(_) | HsmError::NotFound(_) => ErrorKind::NotFound,
+            HsmError::KeyExists(_)
+            | HsmError::KeyNotActive { .. }
+            | HsmError::KeyChanged(_)
+            | HsmError::AlreadyInitialized
+            | HsmError::WrongMasterKey => ErrorKind::Conflict,
+            HsmError::UsageLimitReached { .. } => ErrorKind::LimitReached,
+            HsmError::NotInitialized | HsmError::Sealed { .. } => ErrorKind::Unavailable,
+            HsmError::KeyIntegrity { .. } | HsmError::AuditIntegrity { .. } => ErrorKind::Integrity,
+            HsmError::Store(_) | HsmError::Crypto(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<diesel::result::Error> for HsmError {
+    fn from(e: diesel::result::Error) -> Self {
+        HsmError::Store(e.to_string())
+    }
+}
+
+impl From<aws_lc_rs::error::Unspecified> for HsmError {
+    fn from(_: aws_lc_rs::error::Unspecified) -> Self {
+        HsmError::Crypto("operation failed")
+    }
+}
+
+pub type Result<T, E = HsmError> = std::result::Result<T, E>;

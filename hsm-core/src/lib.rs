@@ -1,0 +1,31 @@
+//! hsm-core: kagi's HSM boundary.
+//!
+//! Everything that touches private key material lives behind [`Hsm`]: key generation, signing,
+//! wrap and unwrap, the sealed key store, usage counters and the audit log. No function in this
+//! crate returns a private key in plaintext.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod algorithm;
+pub mod attributes;
+pub mod audit;
+pub mod auth;
+mod b64;
+mod crypto;
+pub mod error;
+mod hsm;
+mod merkle;
+mod seal;
+pub mod shares;
+pub mod store;
+mod commit;
+mod wrap;
+
+pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
+pub use attributes::{KeyInfo, KeySpec, KeyState, Operation};
+pub use audit::{AuditEvent, AuditReport, Checkpoint};
+pub use auth::{CredentialInfo, Role, Session};
+pub use error::{ErrorKind, HsmError, Result};
+pub use hsm::{Hsm, HsmConfig, InitOutput, SignRequest, Signed, UnsealProgress};
+pub use store::StoreConfig;
+pub use wrap::{wrap_for_import, WRAP_MECHANISM};

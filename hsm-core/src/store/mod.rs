@@ -1,0 +1,150 @@
+//! Durable storage: one diesel schema and one set of migrations for SQLite (the embedded
+//! default) and PostgreSQL (several kagi processes sharing one database).
+
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{HsmError, Result};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Either backend behind one connection type, so every query is written once.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StoreConfig {
+    /// `postgres://…` / `postgresql://…`, `sqlite://PATH`, or a plain file path (SQLite).
+    pub fn from_url(url: &str) -> Result<StoreConfig> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreConfig::Postgres(url.to_string()))
+        } else if let Some(p) = url.strip_prefix("sqlite://") {
+            Ok(StoreConfig::Sqlite(PathBuf::from(p)))
+        } else if url.contains("://") {
+            Err(HsmError::BadInput(format!(
+                "unsupported database URL scheme in '{}': use postgres://… or sqlite://PATH",
+                url.split("://").next().unwrap_or("")
+            )))
+        } else if url.is_empty() {
+            Err(HsmError::BadInput("empty database URL".into()))
+        } else {
+            Ok(StoreConfig::Sqlite(PathBuf::from(url)))
+        }
+    }
+
+    /// The default embedded database in a data directory.
+    pub fn sqlite_in(dir: &Path) -> StoreConfig {
+        StoreConfig::Sqlite(dir.join("kagi.db"))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            StoreConfig::Sqlite(p) => p.to_string_lossy().into_owned(),
+            StoreConfig::Postgres(u) => u.clone(),
+        }
+    }
+}
+
+/// SQLite settings every connection needs. synchronous=FULL: a commit that reached the disk
+/// is the only thing that lets a signature out, so losing one would hand back spent uses.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> std::result::Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    pub(crate) config: StoreConfig,
+}
+
+impl Store {
+    pub fn open(config: &StoreConfig) -> Result<Store> {
+        if let StoreConfig::Sqlite(p) = config {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    HsmError::Store(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let url = config.url();
+        // Migrate on a plain connection first; the pool then only sees a current schema.
+        let mut conn = AnyConnection::establish(&url).map_err(|e| {
+            HsmError::Store(format!(
+                "cannot open the database ({}): {e}",
+                redact_url(&url)
+            ))
+        })?;
+        if let AnyConnection::Sqlite(c) = &mut conn {
+            c.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL;")?;
+        }
+        conn.run_pending_migrations(MIGRATIONS)
+            .map_err(|e| HsmError::Store(format!("database migration failed: {e}")))?;
+        drop(conn);
+        let pool = Pool::builder()
+            .max_size(8)
+            .connection_timeout(Duration::from_secs(30))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(ConnectionManager::<AnyConnection>::new(url.clone()))
+            .map_err(|e| HsmError::Store(format!("cannot open a connection pool ({}): {e}", redact_url(&url))))?;
+        Ok(Store { pool, config: config.clone() })
+    }
+
+    pub fn conn(&self) -> Result<Conn> {
+        self.pool
+            .get()
+            .map_err(|e| HsmError::Store(format!("no database connection: {e}")))
+    }
+}
+
+/// Never print a password that may sit in a PostgreSQL URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(matches!(StoreConfig::from_url("postgres://x/y").unwrap(), StoreConfig::Postgres(_)));
+        assert_eq!(
+            StoreConfig::from_url("sqlite:///tmp/a.db").unwrap(),
+            StoreConfig::Sqlite("/tmp/a.db".into())
+        );
+        assert!(StoreConfig::from_url("mysql://x").is_err());
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://…@h/db");
+    }
+}

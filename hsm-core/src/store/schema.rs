@@ -1,0 +1,83 @@
+// Hand-written to match migrations/; both backends share it.
+diesel::table! {
+    meta (name) {
+        name -> Text,
+        value -> Binary,
+    }
+}
+
+diesel::table! {
+    partitions (name) {
+        name -> Text,
+        import_key_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    credentials (id) {
+        id -> Text,
+        partition_name -> Text,
+        name -> Text,
+        roles -> Text,
+        secret_hash -> Text,
+        failed_logins -> BigInt,
+        locked -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    keys (id) {
+        id -> Text,
+        partition_name -> Text,
+        label -> Text,
+        algorithm -> Text,
+        operations -> Text,
+        usage_limit -> Nullable<BigInt>,
+        usage_count -> BigInt,
+        not_before -> Nullable<BigInt>,
+        not_after -> Nullable<BigInt>,
+        exportable_under_wrap -> Bool,
+        trusted -> Bool,
+        never_extractable -> Bool,
+        local_origin -> Bool,
+        state -> Text,
+        generation -> BigInt,
+        public_key -> Binary,
+        sealed -> Nullable<Binary>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_records (seq) {
+        seq -> BigInt,
+        ts -> BigInt,
+        actor -> Text,
+        action -> Text,
+        partition_name -> Nullable<Text>,
+        key_id -> Nullable<Text>,
+        use_hi -> Nullable<BigInt>,
+        outcome -> Text,
+        detail -> Text,
+        mac -> Binary,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (tree_size) {
+        tree_size -> BigInt,
+        root -> Binary,
+        signature -> Binary,
+        ts -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> BigInt,
+        tree_size -> BigInt,
+        frontier -> Binary,
+    }
+}

@@ -1,0 +1,144 @@
+//! Shared test setup: a fresh store on each backend, a development-style init, and child
+//! processes that run this same test binary as workers.
+#![allow(dead_code)]
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use hsm_core::{Hsm, HsmConfig, Session, StoreConfig};
+use std::path::PathBuf;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A fresh, empty store. Keeps its temp dir (and drops its PostgreSQL database) on drop.
+pub struct TestStore {
+    pub config: StoreConfig,
+    pub dir: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+impl TestStore {
+    pub fn new(backend: Backend) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => TestStore {
+                config: StoreConfig::sqlite_in(dir.path()),
+                dir,
+                pg_db: None,
+            },
+            Backend::Postgres => {
+                let admin = std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
+                let mut c = PgConnection::establish(&admin).unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {admin} is required for the store tests ({e}); .ci/run starts it")
+                });
+                let name = format!("kagi_t_{}", hex_rand(6));
+                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+                TestStore {
+                    config: StoreConfig::Postgres(format!("{base}/{name}")),
+                    dir,
+                    pg_db: Some(name),
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match &self.config {
+            StoreConfig::Sqlite(p) => p.to_string_lossy().into_owned(),
+            StoreConfig::Postgres(u) => u.clone(),
+        }
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match &self.config {
+            StoreConfig::Sqlite(p) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn pg_db(&self) -> Option<&str> {
+        self.pg_db.as_deref()
+    }
+
+    /// Run raw SQL against the store, as someone with database access (an attacker) would.
+    pub fn exec(&self, sql: &str) -> usize {
+        use diesel::SqliteConnection;
+        match &self.config {
+            StoreConfig::Sqlite(p) => {
+                let mut c = SqliteConnection::establish(&p.to_string_lossy()).unwrap();
+                diesel::sql_query("PRAGMA busy_timeout = 30000").execute(&mut c).unwrap();
+                diesel::sql_query(sql).execute(&mut c).unwrap()
+            }
+            StoreConfig::Postgres(u) => {
+                let mut c = PgConnection::establish(u).unwrap();
+                diesel::sql_query(sql).execute(&mut c).unwrap()
+            }
+        }
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_db {
+            let admin = std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
+            if let Ok(mut c) = PgConnection::establish(&admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
+            }
+        }
+    }
+}
+
+pub fn hex_rand(n: usize) -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+pub struct Instance {
+    pub hsm: Hsm,
+    pub admin: Session,
+    pub token: String,
+    pub share: String,
+}
+
+/// Initialize a one-share instance and log in as its administrator.
+pub fn init(store: &TestStore) -> Instance {
+    let hsm = Hsm::open(HsmConfig::new(store.config.clone())).unwrap();
+    let out = hsm.init(1, 1).unwrap();
+    let token = out.admin_token.to_string();
+    let admin = hsm.login(&token).unwrap();
+    Instance { hsm, admin, token, share: out.shares[0].to_string() }
+}
+
+/// Open an existing instance the way a restarted process does.
+pub fn reopen(store: &TestStore, share: &str, token: &str) -> (Hsm, Session) {
+    let hsm = Hsm::open(HsmConfig::new(store.config.clone())).unwrap();
+    assert!(hsm.unseal(share).unwrap().unsealed);
+    let s = hsm.login(token).unwrap();
+    (hsm, s)
+}
+
+/// Run the named test of this binary as a child process with the given environment.
+pub fn spawn_worker(test_name: &str, env: &[(&str, String)]) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([test_name, "--exact", "--nocapture", "--test-threads", "1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped());
+    cmd.stderr(std::process::Stdio::inherit());
+    cmd.spawn().unwrap()
+}
+
+pub fn digest_of(i: u64) -> Vec<u8> {
+    hsm_core::DigestAlg::Sha256.hash(&i.to_be_bytes())
+}
