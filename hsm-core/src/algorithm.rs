@@ -46,7 +46,10 @@ impl Algorithm {
     }
 
     pub fn is_rsa(self) -> bool {
-        matches!(self, Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096)
+        matches!(
+            self,
+            Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096
+        )
     }
 
     /// The digest a signer uses when the caller does not name one.
@@ -94,7 +97,7 @@ impl DigestAlg {
         }
     }
 
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             DigestAlg::Sha256 => 32,
             DigestAlg::Sha384 => 48,
@@ -112,7 +115,9 @@ impl DigestAlg {
 
     /// Hash `data` in one go (small inputs; the CLI streams large files itself).
     pub fn hash(self, data: &[u8]) -> Vec<u8> {
-        aws_lc_rs::digest::digest(self.aws(), data).as_ref().to_vec()
+        aws_lc_rs::digest::digest(self.aws(), data)
+            .as_ref()
+            .to_vec()
     }
 }
 

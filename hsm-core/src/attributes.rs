@@ -78,7 +78,9 @@ impl FromStr for KeyState {
             "active" => Ok(KeyState::Active),
             "disabled" => Ok(KeyState::Disabled),
             "destroyed" => Ok(KeyState::Destroyed),
-            _ => Err(HsmError::Store(format!("unknown key state '{s}' in the database"))),
+            _ => Err(HsmError::Store(format!(
+                "unknown key state '{s}' in the database"
+            ))),
         }
     }
 }

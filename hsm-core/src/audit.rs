@@ -106,8 +106,15 @@ impl AuditKeys {
 
     pub(crate) fn sign_checkpoint(&self, size: i64, root: &[u8], ts: i64) -> Result<Checkpoint> {
         let text = Checkpoint::signed_text(size, root, ts);
-        let sig = self.signer.sign(&aws_lc_rs::rand::SystemRandom::new(), text.as_bytes())?;
-        Ok(Checkpoint { tree_size: size, root: root.to_vec(), signature: sig.as_ref().to_vec(), ts })
+        let sig = self
+            .signer
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), text.as_bytes())?;
+        Ok(Checkpoint {
+            tree_size: size,
+            root: root.to_vec(),
+            signature: sig.as_ref().to_vec(),
+            ts,
+        })
     }
 
     pub(crate) fn public_key_der(&self) -> Vec<u8> {
@@ -130,8 +137,9 @@ pub(crate) fn load_head(conn: &mut AnyConnection) -> Result<Frontier> {
 /// Recompute everything: every record's MAC, the sequence, every checkpoint's root and
 /// signature. Returns the first problem found, naming the record.
 pub(crate) fn verify(conn: &mut AnyConnection, keys: &AuditKeys) -> Result<AuditReport> {
-    let checkpoints: Vec<Checkpoint> =
-        audit_checkpoints::table.order(audit_checkpoints::tree_size.asc()).load(conn)?;
+    let checkpoints: Vec<Checkpoint> = audit_checkpoints::table
+        .order(audit_checkpoints::tree_size.asc())
+        .load(conn)?;
     let public_der = keys.public_key_der();
     let verifier = UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &public_der);
     let mut cps = checkpoints.iter().peekable();
@@ -150,7 +158,10 @@ pub(crate) fn verify(conn: &mut AnyConnection, keys: &AuditKeys) -> Result<Audit
             if ev.seq != expected {
                 return Err(HsmError::AuditIntegrity {
                     seq: expected,
-                    reason: format!("record {expected} is missing (the next stored record is {})", ev.seq),
+                    reason: format!(
+                        "record {expected} is missing (the next stored record is {})",
+                        ev.seq
+                    ),
                 });
             }
             let want = keys.mac_of(&ev);
@@ -215,7 +226,10 @@ fn check_checkpoint(
     if verifier.verify(text.as_bytes(), &cp.signature).is_err() {
         return Err(HsmError::AuditIntegrity {
             seq: cp.tree_size - 1,
-            reason: format!("the checkpoint at size {} has a bad signature", cp.tree_size),
+            reason: format!(
+                "the checkpoint at size {} has a bad signature",
+                cp.tree_size
+            ),
         });
     }
     if cp.tree_size != size || cp.root != frontier.root() {

@@ -83,7 +83,10 @@ pub(crate) fn roles_to_string(roles: &[Role]) -> String {
 }
 
 pub(crate) fn roles_from_string(s: &str) -> Result<Vec<Role>, HsmError> {
-    s.split(',').filter(|r| !r.is_empty()).map(Role::from_str).collect()
+    s.split(',')
+        .filter(|r| !r.is_empty())
+        .map(Role::from_str)
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -83,7 +83,12 @@ impl Committer {
         event: EventDraft,
     ) -> Result<Committed> {
         let (reply, wait) = mpsc::sync_channel(1);
-        let op = Op { reserve, apply, event, reply };
+        let op = Op {
+            reserve,
+            apply,
+            event,
+            reply,
+        };
         match self.tx.try_send(op) {
             Ok(()) => {}
             Err(TrySendError::Full(op)) => {
@@ -168,37 +173,45 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                 }
             }
 
-            let mut append = |draft: &EventDraft, outcome: String, use_hi: Option<i64>| -> Result<i64> {
-                let mut ev = AuditEvent {
-                    seq: frontier.size as i64,
-                    ts: now,
-                    actor: draft.actor.clone(),
-                    action: draft.action.clone(),
-                    partition_name: draft.partition.clone(),
-                    key_id: draft.key_id.clone(),
-                    use_hi,
-                    outcome,
-                    detail: draft.detail.to_string(),
-                    mac: Vec::new(),
+            let mut append =
+                |draft: &EventDraft, outcome: String, use_hi: Option<i64>| -> Result<i64> {
+                    let mut ev = AuditEvent {
+                        seq: frontier.size as i64,
+                        ts: now,
+                        actor: draft.actor.clone(),
+                        action: draft.action.clone(),
+                        partition_name: draft.partition.clone(),
+                        key_id: draft.key_id.clone(),
+                        use_hi,
+                        outcome,
+                        detail: draft.detail.to_string(),
+                        mac: Vec::new(),
+                    };
+                    ev.mac = keys.mac_of(&ev);
+                    diesel::insert_into(audit_records::table)
+                        .values(&ev)
+                        .execute(c)?;
+                    frontier.push(leaf_hash(&ev.entry_bytes()));
+                    Ok(ev.seq)
                 };
-                ev.mac = keys.mac_of(&ev);
-                diesel::insert_into(audit_records::table).values(&ev).execute(c)?;
-                frontier.push(leaf_hash(&ev.entry_bytes()));
-                Ok(ev.seq)
-            };
             for draft in &extra {
                 append(draft, "ok".into(), None)?;
             }
             for (op, outcome) in batch.iter().zip(outcomes.iter()) {
                 let (text, use_hi) = match outcome {
-                    Ok(u) => (op.event.outcome.clone().unwrap_or_else(|| "ok".to_string()), *u),
+                    Ok(u) => (
+                        op.event.outcome.clone().unwrap_or_else(|| "ok".to_string()),
+                        *u,
+                    ),
                     Err(e) => (format!("denied:{}", e.code()), None),
                 };
                 seqs.push(append(&op.event, text, use_hi)?);
             }
             let root = frontier.root();
             let cp = keys.sign_checkpoint(frontier.size as i64, &root, now)?;
-            diesel::insert_into(audit_checkpoints::table).values(&cp).execute(c)?;
+            diesel::insert_into(audit_checkpoints::table)
+                .values(&cp)
+                .execute(c)?;
             diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
                 .set((
                     audit_head::tree_size.eq(frontier.size as i64),
@@ -214,7 +227,9 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                 t.high_water.fetch_max(t.current, Ordering::SeqCst);
             }
             for ((op, outcome), seq) in batch.into_iter().zip(outcomes).zip(seqs) {
-                let _ = op.reply.send(outcome.map(|use_hi| Committed { seq, use_hi }));
+                let _ = op
+                    .reply
+                    .send(outcome.map(|use_hi| Committed { seq, use_hi }));
             }
         }
         Err(e) => {
@@ -260,14 +275,22 @@ fn reserve(
                 detail: serde_json::json!({"label": r.label, "stored_count": count, "audited_count": hw}),
                 outcome: None,
             });
-            log::warn!("key '{}': stored usage count {count} is below the audited {hw}; using {hw}", r.label);
+            log::warn!(
+                "key '{}': stored usage count {count} is below the audited {hw}; using {hw}",
+                r.label
+            );
             hw
         } else {
             count
         };
         touched.insert(
             r.key_id.clone(),
-            KeyTouch { start: count, current, generation, high_water: r.high_water.clone() },
+            KeyTouch {
+                start: count,
+                current,
+                generation,
+                high_water: r.high_water.clone(),
+            },
         );
     }
     let t = touched
@@ -275,7 +298,10 @@ fn reserve(
         .ok_or_else(|| HsmError::Store("internal: key vanished from batch".into()))?;
     if let Some(limit) = r.limit {
         if t.current >= limit {
-            return Err(HsmError::UsageLimitReached { label: r.label.clone(), limit });
+            return Err(HsmError::UsageLimitReached {
+                label: r.label.clone(),
+                limit,
+            });
         }
     }
     t.current += 1;

@@ -145,9 +145,11 @@ pub(crate) fn verify_digest(
     let d = aws_lc_rs::digest::Digest::import_less_safe(digest, digest_alg.aws())?;
     let vk: &'static dyn VerificationAlgorithm = match alg {
         Algorithm::Ed25519 => {
-            return Ok(signature::UnparsedPublicKey::new(&signature::ED25519, raw_ed25519(spki)?)
-                .verify(digest, sig)
-                .is_ok())
+            return Ok(
+                signature::UnparsedPublicKey::new(&signature::ED25519, raw_ed25519(spki)?)
+                    .verify(digest, sig)
+                    .is_ok(),
+            )
         }
         Algorithm::EcP256 | Algorithm::EcP384 => match (alg, digest_alg) {
             (Algorithm::EcP256, DigestAlg::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
@@ -163,7 +165,8 @@ pub(crate) fn verify_digest(
             (RsaPadding::Pss, DigestAlg::Sha512) => &signature::RSA_PSS_2048_8192_SHA512,
         },
     };
-    let pk = signature::ParsedPublicKey::new(vk, spki).map_err(|_| HsmError::Crypto("bad public key"))?;
+    let pk = signature::ParsedPublicKey::new(vk, spki)
+        .map_err(|_| HsmError::Crypto("bad public key"))?;
     Ok(pk.verify_digest_sig(&d, sig).is_ok())
 }
 

@@ -36,22 +36,34 @@ pub enum HsmError {
     #[error("unknown algorithm '{0}': use one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")]
     UnknownAlgorithm(String),
     #[error("the digest is {got} bytes but {alg} needs {want}: hash the data with {alg} and send the raw digest")]
-    DigestLength { alg: &'static str, got: usize, want: usize },
+    DigestLength {
+        alg: &'static str,
+        got: usize,
+        want: usize,
+    },
     #[error("missing or malformed credential: send 'Authorization: Bearer <token>'")]
     Unauthenticated,
     #[error("the credential was not accepted; after repeated failures it is locked")]
     BadCredential,
-    #[error("credential '{0}' is locked after too many failed logins: an administrator must unlock it")]
+    #[error(
+        "credential '{0}' is locked after too many failed logins: an administrator must unlock it"
+    )]
     CredentialLocked(String),
     #[error("role {have} may not {action}: this needs the {need} role")]
-    Forbidden { have: String, action: &'static str, need: &'static str },
+    Forbidden {
+        have: String,
+        action: &'static str,
+        need: &'static str,
+    },
     #[error("key '{0}' does not exist in this partition: 'kagi key list' shows the keys")]
     KeyNotFound(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("a key named '{0}' already exists in this partition: pick another name or destroy the old key")]
     KeyExists(String),
-    #[error("key '{label}' has used all {limit} of its permitted uses: the key is no longer active")]
+    #[error(
+        "key '{label}' has used all {limit} of its permitted uses: the key is no longer active"
+    )]
     UsageLimitReached { label: String, limit: i64 },
     #[error("key '{label}' is not active ({reason})")]
     KeyNotActive { label: String, reason: String },

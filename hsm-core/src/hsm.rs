@@ -47,7 +47,10 @@ pub struct HsmConfig {
 
 impl HsmConfig {
     pub fn new(store: StoreConfig) -> Self {
-        HsmConfig { store, max_failed_logins: 5 }
+        HsmConfig {
+            store,
+            max_failed_logins: 5,
+        }
     }
 }
 
@@ -60,7 +63,12 @@ pub struct InitOutput {
 
 impl std::fmt::Debug for InitOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "InitOutput {{ {} shares (redacted), threshold {}, admin token (redacted) }}", self.shares.len(), self.threshold)
+        write!(
+            f,
+            "InitOutput {{ {} shares (redacted), threshold {}, admin token (redacted) }}",
+            self.shares.len(),
+            self.threshold
+        )
     }
 }
 
@@ -106,7 +114,10 @@ struct Unsealed {
 }
 
 enum State {
-    Sealed { threshold: Option<usize>, collected: Vec<Zeroizing<Vec<u8>>> },
+    Sealed {
+        threshold: Option<usize>,
+        collected: Vec<Zeroizing<Vec<u8>>>,
+    },
     Unsealed(Arc<Unsealed>),
 }
 
@@ -137,7 +148,9 @@ fn random_hex(n: usize) -> Result<String> {
 fn validate_label(label: &str) -> Result<()> {
     let ok = !label.is_empty()
         && label.len() <= 128
-        && label.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -197,7 +210,9 @@ impl KeyRow {
 
     /// Attributes as stored. Unparseable values mean tampering: report an integrity failure.
     fn attrs(&self) -> Result<KeyAttributes> {
-        let bad = || HsmError::KeyIntegrity { label: self.label.clone() };
+        let bad = || HsmError::KeyIntegrity {
+            label: self.label.clone(),
+        };
         Ok(KeyAttributes {
             id: self.id.clone(),
             partition: self.partition_name.clone(),
@@ -269,7 +284,11 @@ impl CredentialRow {
 }
 
 fn meta_get(c: &mut AnyConnection, name: &str) -> Result<Option<Vec<u8>>> {
-    Ok(meta::table.filter(meta::name.eq(name)).select(meta::value).first(c).optional()?)
+    Ok(meta::table
+        .filter(meta::name.eq(name))
+        .select(meta::value)
+        .first(c)
+        .optional()?)
 }
 
 fn meta_put(c: &mut AnyConnection, name: &str, value: &[u8]) -> Result<()> {
@@ -291,7 +310,11 @@ fn hash_secret(secret: &str) -> Result<String> {
 }
 
 /// New credential: returns (row, token). The token is `kagi_<id>_<secret>`.
-fn new_credential(partition: &str, name: &str, roles: &[Role]) -> Result<(CredentialRow, Zeroizing<String>)> {
+fn new_credential(
+    partition: &str,
+    name: &str,
+    roles: &[Role],
+) -> Result<(CredentialRow, Zeroizing<String>)> {
     let id = random_hex(8)?;
     let mut raw = Zeroizing::new([0u8; 32]);
     SystemRandom::new().fill(&mut raw[..])?;
@@ -324,7 +347,10 @@ impl Hsm {
             inner: Arc::new(Inner {
                 store,
                 max_failed_logins: cfg.max_failed_logins.max(1),
-                state: RwLock::new(State::Sealed { threshold, collected: Vec::new() }),
+                state: RwLock::new(State::Sealed {
+                    threshold,
+                    collected: Vec::new(),
+                }),
                 keys: RwLock::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
             }),
@@ -351,10 +377,15 @@ impl Hsm {
         let state = self.inner.state.read().map_err(|_| lock_err())?;
         match &*state {
             State::Unsealed(u) => Ok(u.clone()),
-            State::Sealed { threshold: None, .. } => Err(HsmError::NotInitialized),
-            State::Sealed { threshold: Some(t), collected } => {
-                Err(HsmError::Sealed { need: t.saturating_sub(collected.len()) })
-            }
+            State::Sealed {
+                threshold: None, ..
+            } => Err(HsmError::NotInitialized),
+            State::Sealed {
+                threshold: Some(t),
+                collected,
+            } => Err(HsmError::Sealed {
+                need: t.saturating_sub(collected.len()),
+            }),
         }
     }
 
@@ -366,7 +397,9 @@ impl Hsm {
         }
         let master = MasterKey::generate()?;
         let shares = shares::split(master.as_bytes(), threshold, share_count)?;
-        let check = master.sealer(seal::CHECK_INFO)?.seal(seal::CHECK_PLAINTEXT, b"")?;
+        let check = master
+            .sealer(seal::CHECK_INFO)?
+            .seal(seal::CHECK_PLAINTEXT, b"")?;
 
         // The audit key is an ordinary sealed key in the system partition.
         let now = now_ms() / 1000;
@@ -397,13 +430,21 @@ impl Hsm {
                 aws_lc_rs::hmac::HMAC_SHA256,
                 &master.derive(seal::AUDIT_MAC_INFO)?[..],
             ),
-            signer: EcdsaKeyPair::from_pkcs8(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &audit_pkcs8)
-                .map_err(|_| HsmError::Crypto("audit key"))?,
+            signer: EcdsaKeyPair::from_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &audit_pkcs8,
+            )
+            .map_err(|_| HsmError::Crypto("audit key"))?,
         });
         let (admin_row, admin_token) = new_credential(
             DEFAULT_PARTITION,
             "admin",
-            &[Role::Administrator, Role::Officer, Role::User, Role::Auditor],
+            &[
+                Role::Administrator,
+                Role::Officer,
+                Role::User,
+                Role::Auditor,
+            ],
         )?;
         let admin_id = admin_row.id.clone();
 
@@ -418,8 +459,12 @@ impl Hsm {
                     .values((partitions::name.eq(p), partitions::created_at.eq(now)))
                     .execute(c)?;
             }
-            diesel::insert_into(keys::table).values(&audit_row).execute(c)?;
-            diesel::insert_into(credentials::table).values(&admin_row).execute(c)?;
+            diesel::insert_into(keys::table)
+                .values(&audit_row)
+                .execute(c)?;
+            diesel::insert_into(credentials::table)
+                .values(&admin_row)
+                .execute(c)?;
             meta_put(c, "master_check", &check)?;
             meta_put(c, "threshold", threshold.to_string().as_bytes())?;
             meta_put(c, "audit_key_id", audit_row.id.as_bytes())?;
@@ -438,9 +483,18 @@ impl Hsm {
                 outcome: None,
             },
         )?;
-        let unsealed = Unsealed { master, sealers: Mutex::new(HashMap::new()), audit: audit_keys, committer };
+        let unsealed = Unsealed {
+            master,
+            sealers: Mutex::new(HashMap::new()),
+            audit: audit_keys,
+            committer,
+        };
         *self.inner.state.write().map_err(|_| lock_err())? = State::Unsealed(Arc::new(unsealed));
-        Ok(InitOutput { shares, threshold, admin_token })
+        Ok(InitOutput {
+            shares,
+            threshold,
+            admin_token,
+        })
     }
 
     /// Add one share. When enough are in, rebuild the master key, check it, and unseal.
@@ -448,9 +502,20 @@ impl Hsm {
         let (share_threshold, share) = shares::parse(share_text)?;
         let mut state = self.inner.state.write().map_err(|_| lock_err())?;
         let (threshold, collected) = match &mut *state {
-            State::Unsealed(_) => return Ok(UnsealProgress { have: 0, need: 0, unsealed: true }),
-            State::Sealed { threshold: None, .. } => return Err(HsmError::NotInitialized),
-            State::Sealed { threshold: Some(t), collected } => (*t, collected),
+            State::Unsealed(_) => {
+                return Ok(UnsealProgress {
+                    have: 0,
+                    need: 0,
+                    unsealed: true,
+                })
+            }
+            State::Sealed {
+                threshold: None, ..
+            } => return Err(HsmError::NotInitialized),
+            State::Sealed {
+                threshold: Some(t),
+                collected,
+            } => (*t, collected),
         };
         if share_threshold != threshold {
             return Err(HsmError::BadShare(format!(
@@ -461,7 +526,11 @@ impl Hsm {
             collected.push(share);
         }
         if collected.len() < threshold {
-            return Ok(UnsealProgress { have: collected.len(), need: threshold, unsealed: false });
+            return Ok(UnsealProgress {
+                have: collected.len(),
+                need: threshold,
+                unsealed: false,
+            });
         }
         let secret = shares::combine(threshold, collected);
         collected.clear();
@@ -470,14 +539,26 @@ impl Hsm {
         let committer = unsealed.committer.clone();
         *state = State::Unsealed(unsealed);
         drop(state);
-        committer.submit(None, None, system_event("hsm.unseal", serde_json::json!({})))?;
-        Ok(UnsealProgress { have: threshold, need: threshold, unsealed: true })
+        committer.submit(
+            None,
+            None,
+            system_event("hsm.unseal", serde_json::json!({})),
+        )?;
+        Ok(UnsealProgress {
+            have: threshold,
+            need: threshold,
+            unsealed: true,
+        })
     }
 
     fn open_with_master(&self, master: MasterKey) -> Result<Arc<Unsealed>> {
         let mut c = self.inner.store.conn()?;
         let check = meta_get(&mut c, "master_check")?.ok_or(HsmError::NotInitialized)?;
-        if master.sealer(seal::CHECK_INFO)?.open(&check, b"").as_deref().map(|v| &v[..])
+        if master
+            .sealer(seal::CHECK_INFO)?
+            .open(&check, b"")
+            .as_deref()
+            .map(|v| &v[..])
             != Some(seal::CHECK_PLAINTEXT)
         {
             return Err(HsmError::WrongMasterKey);
@@ -489,18 +570,33 @@ impl Hsm {
         let attrs = row.attrs()?;
         let sealer = master.sealer(&seal::partition_info(SYSTEM_PARTITION))?;
         let pkcs8 = sealer
-            .open(row.sealed.as_deref().unwrap_or_default(), &attrs.associated_data())
-            .ok_or(HsmError::KeyIntegrity { label: "system/audit".into() })?;
+            .open(
+                row.sealed.as_deref().unwrap_or_default(),
+                &attrs.associated_data(),
+            )
+            .ok_or(HsmError::KeyIntegrity {
+                label: "system/audit".into(),
+            })?;
         let audit_keys = Arc::new(AuditKeys {
             mac: aws_lc_rs::hmac::Key::new(
                 aws_lc_rs::hmac::HMAC_SHA256,
                 &master.derive(seal::AUDIT_MAC_INFO)?[..],
             ),
-            signer: EcdsaKeyPair::from_pkcs8(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8)
-                .map_err(|_| HsmError::KeyIntegrity { label: "system/audit".into() })?,
+            signer: EcdsaKeyPair::from_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &pkcs8,
+            )
+            .map_err(|_| HsmError::KeyIntegrity {
+                label: "system/audit".into(),
+            })?,
         });
         let committer = Committer::start(self.inner.store.clone(), audit_keys.clone())?;
-        Ok(Arc::new(Unsealed { master, sealers: Mutex::new(HashMap::new()), audit: audit_keys, committer }))
+        Ok(Arc::new(Unsealed {
+            master,
+            sealers: Mutex::new(HashMap::new()),
+            audit: audit_keys,
+            committer,
+        }))
     }
 
     fn sealer(&self, u: &Unsealed, partition: &str) -> Result<Arc<Sealer>> {
@@ -525,21 +621,30 @@ impl Hsm {
             h.copy_from_slice(d.as_ref());
             h
         };
-        if let Some((s, at)) = self.inner.sessions.lock().map_err(|_| lock_err())?.get(&token_hash) {
+        if let Some((s, at)) = self
+            .inner
+            .sessions
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(&token_hash)
+        {
             if at.elapsed() < SESSION_TTL {
                 return Ok(s.clone());
             }
         }
         let mut parts = token.trim().splitn(3, '_');
-        let (Some("kagi"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some("kagi"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(HsmError::Unauthenticated);
         };
         if id.len() != 16 || !id.chars().all(|c| c.is_ascii_hexdigit()) || secret.len() > 256 {
             return Err(HsmError::Unauthenticated);
         }
         let mut c = self.inner.store.conn()?;
-        let row: Option<CredentialRow> =
-            credentials::table.filter(credentials::id.eq(id)).first(&mut c).optional()?;
+        let row: Option<CredentialRow> = credentials::table
+            .filter(credentials::id.eq(id))
+            .first(&mut c)
+            .optional()?;
         drop(c);
         let event = |outcome: Option<String>, detail: serde_json::Value| EventDraft {
             actor: format!("credential:{id}"),
@@ -550,15 +655,33 @@ impl Hsm {
             outcome,
         };
         let Some(row) = row else {
-            u.committer.submit(None, None, event(Some("denied:bad_credential".into()), serde_json::json!({"reason": "unknown credential"})))?;
+            u.committer.submit(
+                None,
+                None,
+                event(
+                    Some("denied:bad_credential".into()),
+                    serde_json::json!({"reason": "unknown credential"}),
+                ),
+            )?;
             return Err(HsmError::BadCredential);
         };
         if row.locked {
-            u.committer.submit(None, None, event(Some("denied:credential_locked".into()), serde_json::json!({"name": row.name})))?;
+            u.committer.submit(
+                None,
+                None,
+                event(
+                    Some("denied:credential_locked".into()),
+                    serde_json::json!({"name": row.name}),
+                ),
+            )?;
             return Err(HsmError::CredentialLocked(row.name));
         }
         let ok = PasswordHash::new(&row.secret_hash)
-            .map(|h| Argon2::default().verify_password(secret.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false);
         let cred_id = row.id.clone();
         if !ok {
@@ -576,7 +699,14 @@ impl Hsm {
                     .execute(c)?;
                 Ok(())
             });
-            u.committer.submit(None, Some(apply), event(Some("denied:bad_credential".into()), serde_json::json!({"name": row.name})))?;
+            u.committer.submit(
+                None,
+                Some(apply),
+                event(
+                    Some("denied:bad_credential".into()),
+                    serde_json::json!({"name": row.name}),
+                ),
+            )?;
             return Err(HsmError::BadCredential);
         }
         let session = Session {
@@ -622,13 +752,17 @@ impl Hsm {
         s.require(Role::Administrator, "create credentials")?;
         validate_label(name)?;
         if roles.is_empty() {
-            return Err(HsmError::BadInput("give the credential at least one role".into()));
+            return Err(HsmError::BadInput(
+                "give the credential at least one role".into(),
+            ));
         }
         let u = self.unsealed()?;
         let (row, token) = new_credential(&s.partition, name, roles)?;
         let info = row.info()?;
         let apply: ApplyFn = Box::new(move |c| {
-            diesel::insert_into(credentials::table).values(&row).execute(c)?;
+            diesel::insert_into(credentials::table)
+                .values(&row)
+                .execute(c)?;
             Ok(())
         });
         u.committer.submit(
@@ -660,11 +794,27 @@ impl Hsm {
                     .filter(credentials::id.eq(&id2))
                     .filter(credentials::partition_name.eq(&part)),
             )
-            .set((credentials::locked.eq(false), credentials::failed_logins.eq(0)))
+            .set((
+                credentials::locked.eq(false),
+                credentials::failed_logins.eq(0),
+            ))
             .execute(c)?;
-            if n == 1 { Ok(()) } else { Err(HsmError::NotFound(format!("credential '{id2}'"))) }
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::NotFound(format!("credential '{id2}'")))
+            }
         });
-        u.committer.submit(None, Some(apply), user_event(s, "credential.unlock", None, serde_json::json!({"credential": id})))?;
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "credential.unlock",
+                None,
+                serde_json::json!({"credential": id}),
+            ),
+        )?;
         Ok(())
     }
 
@@ -675,7 +825,10 @@ impl Hsm {
         let u = self.unsealed()?;
         let attrs = self.new_attrs(s, spec, true)?;
         let (pkcs8, spki) = crypto::generate(spec.algorithm)?;
-        let attrs = KeyAttributes { public_key: spki, ..attrs };
+        let attrs = KeyAttributes {
+            public_key: spki,
+            ..attrs
+        };
         self.store_new_key(&u, s, attrs, &pkcs8, "key.generate")
     }
 
@@ -686,12 +839,16 @@ impl Hsm {
         }
         if let Some(l) = spec.usage_limit {
             if l < 0 {
-                return Err(HsmError::BadInput("a usage limit cannot be negative".into()));
+                return Err(HsmError::BadInput(
+                    "a usage limit cannot be negative".into(),
+                ));
             }
         }
         if let (Some(a), Some(b)) = (spec.not_before, spec.not_after) {
             if a >= b {
-                return Err(HsmError::BadInput("not-before must be earlier than not-after".into()));
+                return Err(HsmError::BadInput(
+                    "not-before must be earlier than not-after".into(),
+                ));
             }
         }
         let mut operations = if spec.operations.is_empty() {
@@ -702,10 +859,14 @@ impl Hsm {
         operations.sort();
         operations.dedup();
         if operations.contains(&Operation::Wrap) && !spec.algorithm.is_rsa() {
-            return Err(HsmError::BadInput("only RSA keys can wrap other keys".into()));
+            return Err(HsmError::BadInput(
+                "only RSA keys can wrap other keys".into(),
+            ));
         }
         if spec.trusted && !operations.contains(&Operation::Wrap) {
-            return Err(HsmError::BadInput("a trusted key must allow the wrap operation".into()));
+            return Err(HsmError::BadInput(
+                "a trusted key must allow the wrap operation".into(),
+            ));
         }
         Ok(KeyAttributes {
             id: random_hex(16)?,
@@ -736,7 +897,9 @@ impl Hsm {
         pkcs8: &[u8],
         action: &str,
     ) -> Result<KeyInfo> {
-        let sealed = self.sealer(u, &attrs.partition)?.seal(pkcs8, &attrs.associated_data())?;
+        let sealed = self
+            .sealer(u, &attrs.partition)?
+            .seal(pkcs8, &attrs.associated_data())?;
         let row = KeyRow::from_attrs(&attrs, sealed);
         let info = row.info(0)?;
         let apply: ApplyFn = Box::new(move |c| {
@@ -804,12 +967,20 @@ impl Hsm {
     /// Unseal a key into the cache, checking every bound attribute.
     fn load_key(&self, u: &Unsealed, partition: &str, label: &str) -> Result<Arc<CachedKey>> {
         let cache_key = (partition.to_string(), label.to_string());
-        if let Some(k) = self.inner.keys.read().map_err(|_| lock_err())?.get(&cache_key) {
+        if let Some(k) = self
+            .inner
+            .keys
+            .read()
+            .map_err(|_| lock_err())?
+            .get(&cache_key)
+        {
             return Ok(k.clone());
         }
         let row = self.live_row(partition, label)?;
         let attrs = row.attrs()?;
-        let integrity = || HsmError::KeyIntegrity { label: label.chars().take(128).collect() };
+        let integrity = || HsmError::KeyIntegrity {
+            label: label.chars().take(128).collect(),
+        };
         let sealed = row.sealed.as_deref().ok_or_else(integrity)?;
         let pkcs8 = self
             .sealer(u, partition)?
@@ -824,8 +995,16 @@ impl Hsm {
             return Err(integrity());
         }
         let hw = self.audited_uses(&attrs.id)?;
-        let cached = Arc::new(CachedKey { attrs, key, high_water: Arc::new(AtomicI64::new(hw)) });
-        self.inner.keys.write().map_err(|_| lock_err())?.insert(cache_key, cached.clone());
+        let cached = Arc::new(CachedKey {
+            attrs,
+            key,
+            high_water: Arc::new(AtomicI64::new(hw)),
+        });
+        self.inner
+            .keys
+            .write()
+            .map_err(|_| lock_err())?
+            .insert(cache_key, cached.clone());
         Ok(cached)
     }
 
@@ -862,17 +1041,34 @@ impl Hsm {
         let row = self.live_row(&s.partition, label)?;
         let id = row.id.clone();
         let apply: ApplyFn = Box::new(move |c| {
-            let n = diesel::update(keys::table.filter(keys::id.eq(&id)).filter(keys::state.ne("destroyed")))
-                .set((
-                    keys::state.eq("destroyed"),
-                    keys::sealed.eq(None::<Vec<u8>>),
-                    keys::generation.eq(keys::generation + 1),
-                ))
-                .execute(c)?;
-            if n == 1 { Ok(()) } else { Err(HsmError::KeyNotFound(row.label.clone())) }
+            let n = diesel::update(
+                keys::table
+                    .filter(keys::id.eq(&id))
+                    .filter(keys::state.ne("destroyed")),
+            )
+            .set((
+                keys::state.eq("destroyed"),
+                keys::sealed.eq(None::<Vec<u8>>),
+                keys::generation.eq(keys::generation + 1),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::KeyNotFound(row.label.clone()))
+            }
         });
         self.evict(&s.partition, label);
-        u.committer.submit(None, Some(apply), user_event(s, "key.destroy", Some(row.id.clone()), serde_json::json!({"label": label})))?;
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "key.destroy",
+                Some(row.id.clone()),
+                serde_json::json!({"label": label}),
+            ),
+        )?;
         self.evict(&s.partition, label);
         Ok(())
     }
@@ -890,14 +1086,16 @@ impl Hsm {
         loop {
             let k = self.load_key(&u, &s.partition, label)?;
             let a = &k.attrs;
-            let digest_alg = req.digest_alg.unwrap_or_else(|| a.algorithm.default_digest());
+            let digest_alg = req
+                .digest_alg
+                .unwrap_or_else(|| a.algorithm.default_digest());
             check_usable(a, Operation::Sign)?;
             crypto::check_digest(a.algorithm, digest_alg)?;
-            if req.digest.len() != digest_alg.len() {
+            if req.digest.len() != digest_alg.output_len() {
                 return Err(HsmError::DigestLength {
                     alg: digest_alg.as_str(),
                     got: req.digest.len(),
-                    want: digest_alg.len(),
+                    want: digest_alg.output_len(),
                 });
             }
             let reservation = Reservation {
@@ -929,7 +1127,10 @@ impl Hsm {
                     retried = true;
                 }
                 Err(HsmError::KeyChanged(l)) => {
-                    return Err(HsmError::KeyNotActive { label: l, reason: "it changed during the request".into() })
+                    return Err(HsmError::KeyNotActive {
+                        label: l,
+                        reason: "it changed during the request".into(),
+                    })
                 }
                 Err(e) => return Err(e),
             }
@@ -942,13 +1143,29 @@ impl Hsm {
         let row = self.live_row(&s.partition, label)?;
         let a = row.attrs()?;
         if !a.allows(Operation::Verify) {
-            return Err(HsmError::OperationNotAllowed { label: a.label, op: "verify" });
+            return Err(HsmError::OperationNotAllowed {
+                label: a.label,
+                op: "verify",
+            });
         }
-        let digest_alg = req.digest_alg.unwrap_or_else(|| a.algorithm.default_digest());
-        if req.digest.len() != digest_alg.len() {
-            return Err(HsmError::DigestLength { alg: digest_alg.as_str(), got: req.digest.len(), want: digest_alg.len() });
+        let digest_alg = req
+            .digest_alg
+            .unwrap_or_else(|| a.algorithm.default_digest());
+        if req.digest.len() != digest_alg.output_len() {
+            return Err(HsmError::DigestLength {
+                alg: digest_alg.as_str(),
+                got: req.digest.len(),
+                want: digest_alg.output_len(),
+            });
         }
-        crypto::verify_digest(a.algorithm, &a.public_key, digest_alg, &req.digest, req.padding, sig)
+        crypto::verify_digest(
+            a.algorithm,
+            &a.public_key,
+            digest_alg,
+            &req.digest,
+            req.padding,
+            sig,
+        )
     }
 
     // ---------------------------------------------------------------- wrap
@@ -962,14 +1179,25 @@ impl Hsm {
             Err(HsmError::KeyNotFound(_)) => {
                 let mut spec = KeySpec::new(IMPORT_KEY_LABEL, Algorithm::Rsa3072);
                 spec.operations = vec![Operation::Wrap];
-                let attrs = KeyAttributes { label: IMPORT_KEY_LABEL.into(), ..self.new_attrs(s, &KeySpec::new("x", Algorithm::Rsa3072), true)? };
-                let attrs = KeyAttributes { operations: spec.operations, ..attrs };
+                let attrs = KeyAttributes {
+                    label: IMPORT_KEY_LABEL.into(),
+                    ..self.new_attrs(s, &KeySpec::new("x", Algorithm::Rsa3072), true)?
+                };
+                let attrs = KeyAttributes {
+                    operations: spec.operations,
+                    ..attrs
+                };
                 let (pkcs8, spki) = crypto::generate(Algorithm::Rsa3072)?;
-                let attrs = KeyAttributes { public_key: spki, ..attrs };
+                let attrs = KeyAttributes {
+                    public_key: spki,
+                    ..attrs
+                };
                 match self.store_new_key(&u, s, attrs, &pkcs8, "key.generate") {
                     Ok(info) => Ok(info.public_key_der),
                     // Another request created it first.
-                    Err(HsmError::KeyExists(_)) => Ok(self.live_row(&s.partition, IMPORT_KEY_LABEL)?.public_key),
+                    Err(HsmError::KeyExists(_)) => {
+                        Ok(self.live_row(&s.partition, IMPORT_KEY_LABEL)?.public_key)
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -978,12 +1206,21 @@ impl Hsm {
     }
 
     /// Open a key's sealed PKCS#8, for unwrap/export only. Never leaves this crate.
-    fn open_pkcs8(&self, u: &Unsealed, row: &KeyRow) -> Result<(KeyAttributes, Zeroizing<Vec<u8>>)> {
+    fn open_pkcs8(
+        &self,
+        u: &Unsealed,
+        row: &KeyRow,
+    ) -> Result<(KeyAttributes, Zeroizing<Vec<u8>>)> {
         let attrs = row.attrs()?;
-        let integrity = || HsmError::KeyIntegrity { label: row.label.clone() };
+        let integrity = || HsmError::KeyIntegrity {
+            label: row.label.clone(),
+        };
         let pkcs8 = self
             .sealer(u, &attrs.partition)?
-            .open(row.sealed.as_deref().ok_or_else(integrity)?, &attrs.associated_data())
+            .open(
+                row.sealed.as_deref().ok_or_else(integrity)?,
+                &attrs.associated_data(),
+            )
             .ok_or_else(integrity)?;
         Ok((attrs, pkcs8))
     }
@@ -994,17 +1231,28 @@ impl Hsm {
         let u = self.unsealed()?;
         let attrs = self.new_attrs(s, spec, false)?;
         let import_row = self.live_row(&s.partition, IMPORT_KEY_LABEL).map_err(|_| {
-            HsmError::BadInput("fetch the import key first (GET /api/v1/keys/import-key) and wrap the key to it".into())
+            HsmError::BadInput(
+                "fetch the import key first (GET /api/v1/keys/import-key) and wrap the key to it"
+                    .into(),
+            )
         })?;
         let (_, import_pkcs8) = self.open_pkcs8(&u, &import_row)?;
         let pkcs8 = wrap::unwrap(&import_pkcs8, wrapped)?;
         let key = crypto::load(spec.algorithm, &pkcs8)?;
-        let attrs = KeyAttributes { public_key: key.public_key_der()?, ..attrs };
+        let attrs = KeyAttributes {
+            public_key: key.public_key_der()?,
+            ..attrs
+        };
         self.store_new_key(&u, s, attrs, &pkcs8, "key.import")
     }
 
     /// Export a key wrapped to a trusted RSA wrapping key in the same partition.
-    pub fn export_wrapped(&self, s: &Session, label: &str, wrapping_label: &str) -> Result<Vec<u8>> {
+    pub fn export_wrapped(
+        &self,
+        s: &Session,
+        label: &str,
+        wrapping_label: &str,
+    ) -> Result<Vec<u8>> {
         s.require(Role::Officer, "export keys")?;
         let u = self.unsealed()?;
         let row = self.live_row(&s.partition, label)?;
@@ -1064,7 +1312,13 @@ impl Hsm {
     }
 
     /// Record an event seen by a front end (a rejected request, say).
-    pub fn record_event(&self, actor: &str, action: &str, outcome: &str, detail: serde_json::Value) -> Result<()> {
+    pub fn record_event(
+        &self,
+        actor: &str,
+        action: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
         let u = self.unsealed()?;
         u.committer.submit(
             None,
@@ -1084,31 +1338,51 @@ impl Hsm {
 
 fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
     if a.state != KeyState::Active {
-        return Err(HsmError::KeyNotActive { label: a.label.clone(), reason: format!("it is {}", a.state) });
+        return Err(HsmError::KeyNotActive {
+            label: a.label.clone(),
+            reason: format!("it is {}", a.state),
+        });
     }
     if !a.allows(op) {
-        return Err(HsmError::OperationNotAllowed { label: a.label.clone(), op: op.as_str() });
+        return Err(HsmError::OperationNotAllowed {
+            label: a.label.clone(),
+            op: op.as_str(),
+        });
     }
     let now = now_ms() / 1000;
     if let Some(nb) = a.not_before {
         if now < nb {
-            return Err(HsmError::KeyNotActive { label: a.label.clone(), reason: format!("its not-before time {nb} has not come") });
+            return Err(HsmError::KeyNotActive {
+                label: a.label.clone(),
+                reason: format!("its not-before time {nb} has not come"),
+            });
         }
     }
     if let Some(na) = a.not_after {
         if now > na {
-            return Err(HsmError::KeyNotActive { label: a.label.clone(), reason: format!("its not-after time {na} has passed") });
+            return Err(HsmError::KeyNotActive {
+                label: a.label.clone(),
+                reason: format!("its not-after time {na} has passed"),
+            });
         }
     }
     if let Some(limit) = a.usage_limit {
         if limit == 0 {
-            return Err(HsmError::UsageLimitReached { label: a.label.clone(), limit });
+            return Err(HsmError::UsageLimitReached {
+                label: a.label.clone(),
+                limit,
+            });
         }
     }
     Ok(())
 }
 
-fn user_event(s: &Session, action: &str, key_id: Option<String>, detail: serde_json::Value) -> EventDraft {
+fn user_event(
+    s: &Session,
+    action: &str,
+    key_id: Option<String>,
+    detail: serde_json::Value,
+) -> EventDraft {
     EventDraft {
         actor: s.actor(),
         action: action.into(),
@@ -1120,5 +1394,12 @@ fn user_event(s: &Session, action: &str, key_id: Option<String>, detail: serde_j
 }
 
 fn system_event(action: &str, detail: serde_json::Value) -> EventDraft {
-    EventDraft { actor: "hsm".into(), action: action.into(), partition: None, key_id: None, detail, outcome: None }
+    EventDraft {
+        actor: "hsm".into(),
+        action: action.into(),
+        partition: None,
+        key_id: None,
+        detail,
+        outcome: None,
+    }
 }

@@ -11,6 +11,7 @@ pub mod attributes;
 pub mod audit;
 pub mod auth;
 mod b64;
+mod commit;
 mod crypto;
 pub mod error;
 mod hsm;
@@ -18,7 +19,6 @@ mod merkle;
 mod seal;
 pub mod shares;
 pub mod store;
-mod commit;
 mod wrap;
 
 pub use algorithm::{Algorithm, DigestAlg, RsaPadding};

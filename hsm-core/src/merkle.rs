@@ -61,10 +61,13 @@ impl Frontier {
     }
 
     pub(crate) fn from_bytes(size: u64, b: &[u8]) -> Option<Frontier> {
-        if b.len() % 32 != 0 || (b.len() / 32) as u32 != size.count_ones() {
+        if !b.len().is_multiple_of(32) || (b.len() / 32) as u32 != size.count_ones() {
             return None;
         }
-        Some(Frontier { size, nodes: b.chunks(32).map(to_hash).collect() })
+        Some(Frontier {
+            size,
+            nodes: b.chunks(32).map(to_hash).collect(),
+        })
     }
 }
 

@@ -24,9 +24,9 @@ impl MasterKey {
     }
 
     pub(crate) fn from_bytes(b: &[u8]) -> Result<Self> {
-        let arr: [u8; MASTER_KEY_LEN] = b
-            .try_into()
-            .map_err(|_| HsmError::BadShare("the shares combine to a value of the wrong length".into()))?;
+        let arr: [u8; MASTER_KEY_LEN] = b.try_into().map_err(|_| {
+            HsmError::BadShare("the shares combine to a value of the wrong length".into())
+        })?;
         Ok(MasterKey(Zeroizing::new(arr)))
     }
 
@@ -56,7 +56,9 @@ pub(crate) struct Sealer {
 
 impl Sealer {
     fn new(key: &[u8]) -> Result<Self> {
-        Ok(Sealer { key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key)?) })
+        Ok(Sealer {
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key)?),
+        })
     }
 
     pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
@@ -83,7 +85,11 @@ impl Sealer {
         let (nonce, ct) = blob.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         let mut buf = Zeroizing::new(ct.to_vec());
-        let len = self.key.open_in_place(nonce, Aad::from(aad), &mut buf[..]).ok()?.len();
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf[..])
+            .ok()?
+            .len();
         buf.truncate(len);
         Some(buf)
     }

@@ -10,7 +10,11 @@ use crate::error::{HsmError, Result};
 
 const PREFIX: &str = "kagi-share-v1";
 
-pub(crate) fn split(secret: &[u8], threshold: usize, count: usize) -> Result<Vec<Zeroizing<String>>> {
+pub(crate) fn split(
+    secret: &[u8],
+    threshold: usize,
+    count: usize,
+) -> Result<Vec<Zeroizing<String>>> {
     if threshold == 0 || count == 0 || threshold > count || count > 255 {
         return Err(HsmError::BadInput(format!(
             "cannot make {count} shares with threshold {threshold}: need 1 <= threshold <= shares <= 255"
@@ -40,25 +44,36 @@ pub(crate) fn parse(text: &str) -> Result<(usize, Zeroizing<Vec<u8>>)> {
     let mut it = text.splitn(3, ':');
     let (p, t, h) = (it.next(), it.next(), it.next());
     if p != Some(PREFIX) {
-        return Err(HsmError::BadShare(format!("a share starts with '{PREFIX}:'")));
+        return Err(HsmError::BadShare(format!(
+            "a share starts with '{PREFIX}:'"
+        )));
     }
     let threshold: usize = t
         .and_then(|t| t.parse().ok())
         .filter(|t| (1..=255).contains(t))
-        .ok_or_else(|| HsmError::BadShare("the threshold field is not a number from 1 to 255".into()))?;
+        .ok_or_else(|| {
+            HsmError::BadShare("the threshold field is not a number from 1 to 255".into())
+        })?;
     let bytes = Zeroizing::new(
         hex::decode(h.unwrap_or(""))
             .map_err(|_| HsmError::BadShare("the share body is not hex".into()))?,
     );
     if bytes.len() != 1 + crate::seal::MASTER_KEY_LEN || bytes[0] == 0 {
-        return Err(HsmError::BadShare("the share has the wrong length or index".into()));
+        return Err(HsmError::BadShare(
+            "the share has the wrong length or index".into(),
+        ));
     }
     Ok((threshold, bytes))
 }
 
-pub(crate) fn combine(threshold: usize, shares: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn combine(
+    threshold: usize,
+    shares: &[Zeroizing<Vec<u8>>],
+) -> Result<Zeroizing<Vec<u8>>> {
     if threshold == 1 {
-        let s = shares.first().ok_or_else(|| HsmError::BadShare("no share".into()))?;
+        let s = shares
+            .first()
+            .ok_or_else(|| HsmError::BadShare("no share".into()))?;
         return Ok(Zeroizing::new(s[1..].to_vec()));
     }
     let v: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();

@@ -18,13 +18,16 @@ pub const WRAP_MECHANISM: &str = "RSA-OAEP-SHA256+AES-256-KWP";
 /// Wrap `pkcs8` for the holder of the RSA private key whose SPKI is `wrapping_spki`.
 /// Used by clients importing a key, and by the HSM exporting one to a trusted key.
 pub fn wrap_for_import(wrapping_spki: &[u8], pkcs8: &[u8]) -> Result<Vec<u8>> {
-    let public = PublicEncryptingKey::from_der(wrapping_spki)
-        .map_err(|_| HsmError::BadInput("the wrapping key is not an RSA public key (SPKI DER)".into()))?;
+    let public = PublicEncryptingKey::from_der(wrapping_spki).map_err(|_| {
+        HsmError::BadInput("the wrapping key is not an RSA public key (SPKI DER)".into())
+    })?;
     let oaep = OaepPublicEncryptingKey::new(public)?;
     let mut aes = Zeroizing::new([0u8; 32]);
     SystemRandom::new().fill(&mut aes[..])?;
     let mut head = vec![0u8; oaep.ciphertext_size()];
-    let head_len = oaep.encrypt(&OAEP_SHA256_MGF1SHA256, &aes[..], &mut head, None)?.len();
+    let head_len = oaep
+        .encrypt(&OAEP_SHA256_MGF1SHA256, &aes[..], &mut head, None)?
+        .len();
     head.truncate(head_len);
     let kek = AesKek::new(&AES_256, &aes[..])?;
     let mut body = vec![0u8; pkcs8.len() + 16];

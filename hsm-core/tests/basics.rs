@@ -7,7 +7,11 @@ use common::*;
 use hsm_core::*;
 
 fn req(digest: Vec<u8>) -> SignRequest {
-    SignRequest { digest_alg: None, digest, padding: RsaPadding::Pkcs1v15 }
+    SignRequest {
+        digest_alg: None,
+        digest,
+        padding: RsaPadding::Pkcs1v15,
+    }
 }
 
 #[test]
@@ -23,9 +27,17 @@ fn sign_and_verify_every_algorithm() {
             assert_eq!(info.usage_count, 0);
             let d = alg.default_digest().hash(b"hello");
             for n in 1..=3 {
-                let signed = i.hsm.sign_detailed(&i.admin, &label, &req(d.clone())).unwrap();
+                let signed = i
+                    .hsm
+                    .sign_detailed(&i.admin, &label, &req(d.clone()))
+                    .unwrap();
                 assert_eq!(signed.usage_count, n);
-                assert!(i.hsm.verify(&i.admin, &label, &req(d.clone()), &signed.signature).unwrap(), "{alg}");
+                assert!(
+                    i.hsm
+                        .verify(&i.admin, &label, &req(d.clone()), &signed.signature)
+                        .unwrap(),
+                    "{alg}"
+                );
             }
             let err = i.hsm.sign(&i.admin, &label, &req(d.clone())).unwrap_err();
             assert_eq!(err.code(), "usage_limit_reached", "{alg} on {backend:?}");
@@ -34,7 +46,11 @@ fn sign_and_verify_every_algorithm() {
                 // PSS too (with a fresh unlimited key).
                 let l2 = format!("pss-{}", alg.as_str());
                 i.hsm.create_key(&i.admin, &KeySpec::new(&l2, alg)).unwrap();
-                let r = SignRequest { digest_alg: Some(DigestAlg::Sha512), digest: DigestAlg::Sha512.hash(b"x"), padding: RsaPadding::Pss };
+                let r = SignRequest {
+                    digest_alg: Some(DigestAlg::Sha512),
+                    digest: DigestAlg::Sha512.hash(b"x"),
+                    padding: RsaPadding::Pss,
+                };
                 let sig = i.hsm.sign(&i.admin, &l2, &r).unwrap();
                 assert!(i.hsm.verify(&i.admin, &l2, &r, &sig).unwrap());
             }
@@ -48,15 +64,49 @@ fn sign_and_verify_every_algorithm() {
 fn bad_input_changes_nothing() {
     let store = TestStore::new(Backend::Sqlite);
     let i = init(&store);
-    i.hsm.create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256)).unwrap();
+    i.hsm
+        .create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256))
+        .unwrap();
     let e = i.hsm.sign(&i.admin, "k", &req(vec![0; 31])).unwrap_err();
     assert_eq!(e.code(), "bad_digest");
-    let e = i.hsm.sign(&i.admin, "k", &SignRequest { digest_alg: Some(DigestAlg::Sha384), digest: vec![0; 48], padding: RsaPadding::Pss }).unwrap_err();
+    let e = i
+        .hsm
+        .sign(
+            &i.admin,
+            "k",
+            &SignRequest {
+                digest_alg: Some(DigestAlg::Sha384),
+                digest: vec![0; 48],
+                padding: RsaPadding::Pss,
+            },
+        )
+        .unwrap_err();
     assert_eq!(e.code(), "bad_request");
-    assert_eq!(i.hsm.sign(&i.admin, "nope", &req(vec![0; 32])).unwrap_err().code(), "key_not_found");
-    assert_eq!(i.hsm.create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256)).unwrap_err().code(), "key_exists");
-    assert_eq!(i.hsm.create_key(&i.admin, &KeySpec::new("bad name!", Algorithm::EcP256)).unwrap_err().code(), "bad_request");
-    assert_eq!("rsa-1024".parse::<Algorithm>().unwrap_err().code(), "unknown_algorithm");
+    assert_eq!(
+        i.hsm
+            .sign(&i.admin, "nope", &req(vec![0; 32]))
+            .unwrap_err()
+            .code(),
+        "key_not_found"
+    );
+    assert_eq!(
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256))
+            .unwrap_err()
+            .code(),
+        "key_exists"
+    );
+    assert_eq!(
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("bad name!", Algorithm::EcP256))
+            .unwrap_err()
+            .code(),
+        "bad_request"
+    );
+    assert_eq!(
+        "rsa-1024".parse::<Algorithm>().unwrap_err().code(),
+        "unknown_algorithm"
+    );
     assert_eq!(i.hsm.key_info(&i.admin, "k").unwrap().usage_count, 0);
     i.hsm.audit_verify(&i.admin).unwrap();
 }
@@ -65,15 +115,32 @@ fn bad_input_changes_nothing() {
 fn roles_and_login_lockout() {
     let store = TestStore::new(Backend::Sqlite);
     let i = init(&store);
-    i.hsm.create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256)).unwrap();
-    let (_, user_token) = i.hsm.create_credential(&i.admin, "ci", &[Role::User]).unwrap();
+    i.hsm
+        .create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256))
+        .unwrap();
+    let (_, user_token) = i
+        .hsm
+        .create_credential(&i.admin, "ci", &[Role::User])
+        .unwrap();
     let user = i.hsm.login(&user_token).unwrap();
     i.hsm.sign(&user, "k", &req(vec![1; 32])).unwrap();
-    assert_eq!(i.hsm.create_key(&user, &KeySpec::new("x", Algorithm::EcP256)).unwrap_err().code(), "forbidden");
-    assert_eq!(i.hsm.destroy_key(&user, "k").unwrap_err().code(), "forbidden");
+    assert_eq!(
+        i.hsm
+            .create_key(&user, &KeySpec::new("x", Algorithm::EcP256))
+            .unwrap_err()
+            .code(),
+        "forbidden"
+    );
+    assert_eq!(
+        i.hsm.destroy_key(&user, "k").unwrap_err().code(),
+        "forbidden"
+    );
     assert_eq!(i.hsm.audit_verify(&user).unwrap_err().code(), "forbidden");
 
-    let (info, tok) = i.hsm.create_credential(&i.admin, "victim", &[Role::User]).unwrap();
+    let (info, tok) = i
+        .hsm
+        .create_credential(&i.admin, "victim", &[Role::User])
+        .unwrap();
     let wrong = format!("{}x", &tok[..tok.len() - 1]);
     for _ in 0..5 {
         assert_eq!(i.hsm.login(&wrong).unwrap_err().code(), "bad_credential");
@@ -82,9 +149,18 @@ fn roles_and_login_lockout() {
     assert_eq!(i.hsm.login(&tok).unwrap_err().code(), "credential_locked");
     i.hsm.unlock_credential(&i.admin, &info.id).unwrap();
     i.hsm.login(&tok).unwrap();
-    assert_eq!(i.hsm.login("garbage").unwrap_err().code(), "unauthenticated");
+    assert_eq!(
+        i.hsm.login("garbage").unwrap_err().code(),
+        "unauthenticated"
+    );
     let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();
-    assert!(events.iter().filter(|e| e.action == "auth.login" && e.outcome.starts_with("denied")).count() >= 6);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.action == "auth.login" && e.outcome.starts_with("denied"))
+            .count()
+            >= 6
+    );
     i.hsm.audit_verify(&i.admin).unwrap();
 }
 
@@ -99,17 +175,31 @@ fn seal_unseal_with_quorum() {
     assert!(hsm.is_sealed());
     assert_eq!(hsm.login(&token).unwrap_err().code(), "sealed");
     assert!(!hsm.unseal(&out.shares[4]).unwrap().unsealed);
-    assert_eq!(hsm.unseal(&out.shares[4]).unwrap().have, 1, "a repeated share does not count twice");
+    assert_eq!(
+        hsm.unseal(&out.shares[4]).unwrap().have,
+        1,
+        "a repeated share does not count twice"
+    );
     assert!(!hsm.unseal(&out.shares[1]).unwrap().unsealed);
     assert!(hsm.unseal(&out.shares[2]).unwrap().unsealed);
     hsm.login(&token).unwrap();
 
     // Shares of another instance do not open this one.
     let other = TestStore::new(Backend::Sqlite);
-    let o = Hsm::open(HsmConfig::new(other.config.clone())).unwrap().init(2, 2).unwrap();
+    let o = Hsm::open(HsmConfig::new(other.config.clone()))
+        .unwrap()
+        .init(2, 2)
+        .unwrap();
     let hsm = Hsm::open(HsmConfig::new(store.config.clone())).unwrap();
     assert_eq!(hsm.unseal(&o.shares[0]).unwrap_err().code(), "bad_share");
-    assert_eq!(Hsm::open(HsmConfig::new(store.config.clone())).unwrap().init(1, 1).unwrap_err().code(), "already_initialized");
+    assert_eq!(
+        Hsm::open(HsmConfig::new(store.config.clone()))
+            .unwrap()
+            .init(1, 1)
+            .unwrap_err()
+            .code(),
+        "already_initialized"
+    );
 }
 
 #[test]
@@ -118,20 +208,48 @@ fn wrap_import_and_export() {
         let store = TestStore::new(backend);
         let i = init(&store);
         // Bring your own key: the client wraps a PKCS#8 key to the partition's import key.
-        let kp = aws_lc_rs::signature::EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let kp = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .unwrap();
         let pkcs8 = kp.to_pkcs8v1().unwrap();
         let import_spki = i.hsm.import_public_key(&i.admin).unwrap();
         let wrapped = wrap_for_import(&import_spki, pkcs8.as_ref()).unwrap();
-        let info = i.hsm.import_key(&i.admin, &KeySpec::new("byok", Algorithm::EcP256), &wrapped).unwrap();
+        let info = i
+            .hsm
+            .import_key(&i.admin, &KeySpec::new("byok", Algorithm::EcP256), &wrapped)
+            .unwrap();
         assert!(!info.local && !info.never_extractable);
         let sig = i.hsm.sign(&i.admin, "byok", &req(vec![3; 32])).unwrap();
-        assert!(i.hsm.verify(&i.admin, "byok", &req(vec![3; 32]), &sig).unwrap());
+        assert!(i
+            .hsm
+            .verify(&i.admin, "byok", &req(vec![3; 32]), &sig)
+            .unwrap());
         // Wrong algorithm claim, and garbage, are refused.
-        assert!(i.hsm.import_key(&i.admin, &KeySpec::new("byok2", Algorithm::EcP384), &wrapped).is_err());
-        assert_eq!(i.hsm.import_key(&i.admin, &KeySpec::new("byok3", Algorithm::EcP256), &[0u8; 500]).unwrap_err().code(), "unwrap_failed");
+        assert!(i
+            .hsm
+            .import_key(
+                &i.admin,
+                &KeySpec::new("byok2", Algorithm::EcP384),
+                &wrapped
+            )
+            .is_err());
+        assert_eq!(
+            i.hsm
+                .import_key(
+                    &i.admin,
+                    &KeySpec::new("byok3", Algorithm::EcP256),
+                    &[0u8; 500]
+                )
+                .unwrap_err()
+                .code(),
+            "unwrap_failed"
+        );
 
         // Export: only exportable keys, only to trusted wrapping keys.
-        i.hsm.create_key(&i.admin, &KeySpec::new("sealed-in", Algorithm::EcP256)).unwrap();
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("sealed-in", Algorithm::EcP256))
+            .unwrap();
         let mut exp = KeySpec::new("exp", Algorithm::EcP256);
         exp.exportable_under_wrap = true;
         i.hsm.create_key(&i.admin, &exp).unwrap();
@@ -142,8 +260,20 @@ fn wrap_import_and_export() {
         trusted.operations = vec![Operation::Wrap];
         trusted.trusted = true;
         i.hsm.create_key(&i.admin, &trusted).unwrap();
-        assert_eq!(i.hsm.export_wrapped(&i.admin, "sealed-in", "w-trusted").unwrap_err().code(), "not_exportable");
-        assert_eq!(i.hsm.export_wrapped(&i.admin, "exp", "w-untrusted").unwrap_err().code(), "untrusted_wrapping_key");
+        assert_eq!(
+            i.hsm
+                .export_wrapped(&i.admin, "sealed-in", "w-trusted")
+                .unwrap_err()
+                .code(),
+            "not_exportable"
+        );
+        assert_eq!(
+            i.hsm
+                .export_wrapped(&i.admin, "exp", "w-untrusted")
+                .unwrap_err()
+                .code(),
+            "untrusted_wrapping_key"
+        );
         let blob = i.hsm.export_wrapped(&i.admin, "exp", "w-trusted").unwrap();
         assert!(blob.len() > 256);
         i.hsm.audit_verify(&i.admin).unwrap();

@@ -114,8 +114,16 @@ impl Store {
             .connection_timeout(Duration::from_secs(30))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::<AnyConnection>::new(url.clone()))
-            .map_err(|e| HsmError::Store(format!("cannot open a connection pool ({}): {e}", redact_url(&url))))?;
-        Ok(Store { pool, config: config.clone() })
+            .map_err(|e| {
+                HsmError::Store(format!(
+                    "cannot open a connection pool ({}): {e}",
+                    redact_url(&url)
+                ))
+            })?;
+        Ok(Store {
+            pool,
+            config: config.clone(),
+        })
     }
 
     pub fn conn(&self) -> Result<Conn> {
@@ -139,7 +147,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(matches!(StoreConfig::from_url("postgres://x/y").unwrap(), StoreConfig::Postgres(_)));
+        assert!(matches!(
+            StoreConfig::from_url("postgres://x/y").unwrap(),
+            StoreConfig::Postgres(_)
+        ));
         assert_eq!(
             StoreConfig::from_url("sqlite:///tmp/a.db").unwrap(),
             StoreConfig::Sqlite("/tmp/a.db".into())

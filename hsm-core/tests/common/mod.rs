@@ -33,12 +33,15 @@ impl TestStore {
                 pg_db: None,
             },
             Backend::Postgres => {
-                let admin = std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
+                let admin =
+                    std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
                 let mut c = PgConnection::establish(&admin).unwrap_or_else(|e| {
                     panic!("PostgreSQL at {admin} is required for the store tests ({e}); .ci/run starts it")
                 });
                 let name = format!("kagi_t_{}", hex_rand(6));
-                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .unwrap();
                 let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
                 TestStore {
                     config: StoreConfig::Postgres(format!("{base}/{name}")),
@@ -73,7 +76,9 @@ impl TestStore {
         match &self.config {
             StoreConfig::Sqlite(p) => {
                 let mut c = SqliteConnection::establish(&p.to_string_lossy()).unwrap();
-                diesel::sql_query("PRAGMA busy_timeout = 30000").execute(&mut c).unwrap();
+                diesel::sql_query("PRAGMA busy_timeout = 30000")
+                    .execute(&mut c)
+                    .unwrap();
                 diesel::sql_query(sql).execute(&mut c).unwrap()
             }
             StoreConfig::Postgres(u) => {
@@ -89,7 +94,8 @@ impl Drop for TestStore {
         if let Some(name) = &self.pg_db {
             let admin = std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
             if let Ok(mut c) = PgConnection::establish(&admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c);
             }
         }
     }
@@ -115,7 +121,12 @@ pub fn init(store: &TestStore) -> Instance {
     let out = hsm.init(1, 1).unwrap();
     let token = out.admin_token.to_string();
     let admin = hsm.login(&token).unwrap();
-    Instance { hsm, admin, token, share: out.shares[0].to_string() }
+    Instance {
+        hsm,
+        admin,
+        token,
+        share: out.shares[0].to_string(),
+    }
 }
 
 /// Open an existing instance the way a restarted process does.
