@@ -279,3 +279,77 @@ fn wrap_import_and_export() {
         i.hsm.audit_verify(&i.admin).unwrap();
     }
 }
+
+#[test]
+fn secrets_never_appear_in_errors_or_the_audit_log() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let (info, token) = i
+        .hsm
+        .create_credential(&i.admin, "ci", &[Role::User])
+        .unwrap();
+    let secret = token.rsplit('_').next().unwrap().to_string();
+    let wrong = format!("kagi_{}_{}", info.id, "S3CRETMARKER".repeat(3));
+    let e = i.hsm.login(&wrong).unwrap_err();
+    assert!(!e.to_string().contains("S3CRETMARKER"));
+    assert!(!format!("{e:?}").contains("S3CRETMARKER"));
+    i.hsm.login(&token).unwrap();
+    let dump = format!("{:?}", i.hsm.audit_records(&i.admin, 0, 1000).unwrap());
+    assert!(!dump.contains("S3CRETMARKER") && !dump.contains(&secret) && !dump.contains(&i.token));
+    assert!(!dump.contains(i.share.trim_start_matches("kagi-share-v1:1:")));
+    // The stored credential is an Argon2id hash, not the secret.
+    let db = std::fs::read(store.sqlite_path().unwrap()).unwrap();
+    let wal =
+        std::fs::read(store.sqlite_path().unwrap().with_extension("db-wal")).unwrap_or_default();
+    let bytes = [db, wal].concat();
+    assert!(memchr::memmem::find(&bytes, secret.as_bytes()).is_none());
+    assert!(memchr::memmem::find(&bytes, b"$argon2id$").is_some());
+}
+
+#[test]
+fn hostile_bytes_never_panic() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let import = i.hsm.import_public_key(&i.admin).unwrap();
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for n in 0..300usize {
+        let len = (next() % 700) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(i
+            .hsm
+            .import_key(
+                &i.admin,
+                &KeySpec::new(&format!("h{n}"), Algorithm::EcP256),
+                &bytes
+            )
+            .is_err());
+        // Well-formed wrapping of garbage key material is refused too.
+        let wrapped = wrap_for_import(&import, &bytes).unwrap_or_default();
+        assert!(i
+            .hsm
+            .import_key(
+                &i.admin,
+                &KeySpec::new(&format!("g{n}"), Algorithm::Ed25519),
+                &wrapped
+            )
+            .is_err());
+        assert!(i.hsm.unseal(&text).is_ok() || i.hsm.unseal(&text).is_err());
+        let _ = i.hsm.login(&text);
+        let _ = StoreConfig::from_url(&text);
+        let _ = text.parse::<Algorithm>();
+    }
+    assert!(i
+        .hsm
+        .list_keys(&i.admin)
+        .unwrap()
+        .iter()
+        .all(|k| k.label == "kagi-import-key"));
+    i.hsm.audit_verify(&i.admin).unwrap();
+}
