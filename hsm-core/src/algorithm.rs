@@ -52,12 +52,11 @@ impl Algorithm {
         )
     }
 
-    /// The digest a signer uses when the caller does not name one.
+    /// The digest used when the caller names none: SHA-256 for every key, so one rule holds
+    /// (and `openssl dgst -sha256 -verify` checks any raw signature). Ask for SHA-384 or
+    /// SHA-512 to match a P-384 or RSA-4096 key's strength.
     pub fn default_digest(self) -> DigestAlg {
-        match self {
-            Algorithm::EcP384 => DigestAlg::Sha384,
-            _ => DigestAlg::Sha256,
-        }
+        DigestAlg::Sha256
     }
 }
 

@@ -219,6 +219,10 @@ pub struct KeyInfo {
     pub never_extractable: bool,
     pub local: bool,
     pub state: KeyState,
+    /// Usable right now: state active, inside its validity window and below its usage limit
+    /// (Luna's "key not active" once the limit is reached).
+    #[serde(default)]
+    pub active: bool,
     /// SubjectPublicKeyInfo, DER.
     #[serde(with = "crate::b64")]
     pub public_key_der: Vec<u8>,

@@ -107,9 +107,24 @@ impl LoadedKey {
     ) -> Result<Vec<u8>> {
         match self {
             LoadedKey::Ecdsa(k) => {
-                // aws-lc-rs binds each ECDSA key to one digest (P-256/SHA-256, P-384/SHA-384);
-                // the caller checked the pairing with `check_digest` first.
-                let d = aws_lc_rs::digest::Digest::import_less_safe(digest, digest_alg.aws())?;
+                // aws-lc-rs binds each ECDSA key to one digest (P-256/SHA-256,
+                // P-384/SHA-384). ECDSA itself only uses the digest as an integer: FIPS 186-5's
+                // bits2int takes its leftmost qlen bits. Left-padding a shorter digest with
+                // zero bytes, or cutting a longer one to the curve's size, gives the same
+                // integer, so the signature is exactly ECDSA over the caller's digest.
+                let native = if k.algorithm() == &signature::ECDSA_P384_SHA384_ASN1_SIGNING {
+                    DigestAlg::Sha384
+                } else {
+                    DigestAlg::Sha256
+                };
+                let q = native.output_len();
+                let mut z = vec![0u8; q];
+                if digest.len() >= q {
+                    z.copy_from_slice(&digest[..q]);
+                } else {
+                    z[q - digest.len()..].copy_from_slice(digest);
+                }
+                let d = aws_lc_rs::digest::Digest::import_less_safe(&z, native.aws())?;
                 Ok(k.sign_digest(&d)?.as_ref().to_vec())
             }
             LoadedKey::Rsa(k) => {
@@ -141,7 +156,6 @@ pub(crate) fn verify_digest(
     sig: &[u8],
 ) -> Result<bool> {
     use aws_lc_rs::signature::VerificationAlgorithm;
-    check_digest(alg, digest_alg)?;
     let d = aws_lc_rs::digest::Digest::import_less_safe(digest, digest_alg.aws())?;
     let vk: &'static dyn VerificationAlgorithm = match alg {
         Algorithm::Ed25519 => {
@@ -153,8 +167,11 @@ pub(crate) fn verify_digest(
         }
         Algorithm::EcP256 | Algorithm::EcP384 => match (alg, digest_alg) {
             (Algorithm::EcP256, DigestAlg::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
-            (Algorithm::EcP384, DigestAlg::Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
-            _ => return Err(HsmError::Crypto("EC digest pairing")),
+            (Algorithm::EcP256, DigestAlg::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
+            (Algorithm::EcP256, DigestAlg::Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
+            (_, DigestAlg::Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
+            (_, DigestAlg::Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
+            (_, DigestAlg::Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
         },
         _ => match (padding, digest_alg) {
             (RsaPadding::Pkcs1v15, DigestAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -176,25 +193,5 @@ fn raw_ed25519(spki: &[u8]) -> Result<&[u8]> {
         Ok(&spki[12..])
     } else {
         Err(HsmError::Crypto("bad Ed25519 public key"))
-    }
-}
-
-/// Which digests a key accepts. EC keys take the digest matching their curve (as FIPS 186-5
-/// pairs them and aws-lc-rs enforces); RSA takes any SHA-2; Ed25519 signs the digest bytes.
-pub(crate) fn check_digest(alg: Algorithm, digest_alg: DigestAlg) -> Result<()> {
-    let ok = match alg {
-        Algorithm::EcP256 => digest_alg == DigestAlg::Sha256,
-        Algorithm::EcP384 => digest_alg == DigestAlg::Sha384,
-        _ => true,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(HsmError::BadInput(format!(
-            "{alg} keys sign {} digests, not {}: hash with {}",
-            alg.default_digest().as_str(),
-            digest_alg.as_str(),
-            alg.default_digest().as_str()
-        )))
     }
 }

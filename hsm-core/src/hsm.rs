@@ -82,7 +82,7 @@ pub struct UnsealProgress {
 /// A precomputed digest to sign or verify.
 #[derive(Debug, Clone)]
 pub struct SignRequest {
-    /// `None`: the key's default (SHA-384 for ec-p384, SHA-256 otherwise).
+    /// `None`: SHA-256.
     pub digest_alg: Option<DigestAlg>,
     pub digest: Vec<u8>,
     pub padding: RsaPadding,
@@ -92,6 +92,7 @@ pub struct SignRequest {
 #[derive(Debug, Clone)]
 pub struct Signed {
     pub signature: Vec<u8>,
+    pub algorithm: Algorithm,
     /// The key's usage count including this use.
     pub usage_count: i64,
     pub usage_limit: Option<i64>,
@@ -235,7 +236,13 @@ impl KeyRow {
 
     fn info(&self, usage_count: i64) -> Result<KeyInfo> {
         let a = self.attrs()?;
+        let now = now_ms() / 1000;
+        let active = a.state == KeyState::Active
+            && a.usage_limit.is_none_or(|l| usage_count < l)
+            && a.not_before.is_none_or(|t| now >= t)
+            && a.not_after.is_none_or(|t| now <= t);
         Ok(KeyInfo {
+            active,
             id: a.id,
             label: a.label,
             partition: a.partition,
@@ -1090,7 +1097,6 @@ impl Hsm {
                 .digest_alg
                 .unwrap_or_else(|| a.algorithm.default_digest());
             check_usable(a, Operation::Sign)?;
-            crypto::check_digest(a.algorithm, digest_alg)?;
             if req.digest.len() != digest_alg.output_len() {
                 return Err(HsmError::DigestLength {
                     alg: digest_alg.as_str(),
@@ -1116,6 +1122,7 @@ impl Hsm {
                     let signature = k.key.sign_digest(digest_alg, &req.digest, req.padding)?;
                     return Ok(Signed {
                         signature,
+                        algorithm: a.algorithm,
                         usage_count: done.use_hi.unwrap_or(0),
                         usage_limit: a.usage_limit,
                         digest_alg,

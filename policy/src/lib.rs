@@ -16,7 +16,9 @@ pub enum Decision {
 impl Decision {
     /// What applies when no rule matches.
     pub fn default_deny() -> Decision {
-        Decision::Deny { rule: "default-deny".into() }
+        Decision::Deny {
+            rule: "default-deny".into(),
+        }
     }
 
     pub fn is_allowed(&self) -> bool {
@@ -32,6 +34,11 @@ mod tests {
     fn no_rule_means_deny() {
         let d = Decision::default_deny();
         assert!(!d.is_allowed());
-        assert_eq!(d, Decision::Deny { rule: "default-deny".into() });
+        assert_eq!(
+            d,
+            Decision::Deny {
+                rule: "default-deny".into()
+            }
+        );
     }
 }

@@ -1,0 +1,201 @@
+//! Command-line syntax of `kagi`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kagi",
+    version,
+    about = "kagi: code signing and keys on a software HSM",
+    after_help = "Client commands read KAGI_URL (default https://127.0.0.1:8443), \
+KAGI_CA (default ./kagi-data/tls-ca.pem) and KAGI_TOKEN (default: contents of ./kagi-data/admin.token)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the kagi HTTPS service (initializes a development instance on first run).
+    Serve(ServeArgs),
+    /// Initialize a production instance: prints the unseal shares and admin token once.
+    Init(InitArgs),
+    /// Submit one unseal share to the running service.
+    Unseal(UnsealArgs),
+    /// Manage keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Sign a file: it is hashed locally, only the digest is sent.
+    Sign(SignArgs),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage credentials (tokens) of your partition.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Data folder (SQLite database, TLS material, development secrets). Default ./kagi-data
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Database URL (postgres://...); default is SQLite at <data>/kagi.db
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Address to listen on. Default 127.0.0.1:8443
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// JSON file with the same fields: {"data": ..., "database_url": ..., "listen": ...}; flags win
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Number of unseal shares to create.
+    #[arg(long)]
+    pub shares: usize,
+    /// Number of shares needed to unseal.
+    #[arg(long)]
+    pub threshold: usize,
+    /// Data folder holding the SQLite database. Default ./kagi-data
+    #[arg(long, conflicts_with = "database_url")]
+    pub data: Option<PathBuf>,
+    /// Database URL (postgres://...).
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// File holding one share line; without it the share is read from standard input.
+    #[arg(long)]
+    pub share_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key inside the HSM.
+    Create(KeyCreateArgs),
+    /// List the keys of your partition.
+    List,
+    /// Show one key's attributes, usage count and limit.
+    Show { name: String },
+    /// Destroy a key.
+    Destroy { name: String },
+    /// Print a key's public key (PEM).
+    Public {
+        name: String,
+        /// Write the PEM here instead of standard output.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
+    /// Import a private key, wrapped locally for the HSM (RSA-OAEP-SHA256 + AES-KWP).
+    Import(KeyImportArgs),
+    /// Export an exportable-under-wrap key, wrapped under a trusted wrapping key.
+    ExportWrapped {
+        name: String,
+        /// Label of the trusted wrapping key.
+        #[arg(long)]
+        wrapping_key: String,
+        /// Where to write the wrapped key bytes.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+}
+
+/// Attributes shared by `key create` and `key import`.
+#[derive(Debug, Args)]
+pub struct KeyAttrArgs {
+    /// Allowed number of uses; unlimited when absent.
+    #[arg(long)]
+    pub usage_limit: Option<i64>,
+    /// RFC 3339 time before which the key may not be used (e.g. 2030-01-01T00:00:00Z).
+    #[arg(long)]
+    pub not_before: Option<String>,
+    /// RFC 3339 time after which the key may not be used.
+    #[arg(long)]
+    pub not_after: Option<String>,
+    /// Allow export, only wrapped under a trusted wrapping key.
+    #[arg(long)]
+    pub exportable_under_wrap: bool,
+    /// Mark as a trusted wrapping key (RSA with the wrap operation).
+    #[arg(long)]
+    pub trusted: bool,
+    /// Comma-separated operations: sign, verify, wrap. Default sign,verify.
+    #[arg(long, value_delimiter = ',')]
+    pub operations: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    #[arg(long)]
+    pub name: String,
+    /// ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519
+    #[arg(long)]
+    pub alg: String,
+    #[command(flatten)]
+    pub attrs: KeyAttrArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyImportArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub alg: String,
+    /// The private key as PKCS#8, DER or PEM ("-----BEGIN PRIVATE KEY-----").
+    #[arg(long)]
+    pub pkcs8: PathBuf,
+    #[command(flatten)]
+    pub attrs: KeyAttrArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Key label.
+    #[arg(long)]
+    pub key: String,
+    /// Signature format; only raw for now.
+    #[arg(long, default_value = "raw")]
+    pub format: String,
+    /// File to sign.
+    pub file: PathBuf,
+    /// Where to write the signature.
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// sha256, sha384 or sha512; default: sha256 for every key type.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// RSA padding: pkcs1 (default) or pss.
+    #[arg(long)]
+    pub padding: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's Merkle tree and check its signed checkpoint.
+    Verify,
+    /// Write every audit record as JSON lines.
+    Export {
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create a credential; its token is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated roles: administrator, officer, user, auditor.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+    },
+    /// List the credentials of your partition.
+    List,
+}

@@ -1,0 +1,291 @@
+//! The HTTP client behind the CLI commands: finds the service, its CA and a token from the
+//! environment, and turns every failure into a stable code and a message that says what to do.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use zeroize::Zeroizing;
+
+pub const DEFAULT_URL: &str = "https://127.0.0.1:8443";
+pub const DEFAULT_CA: &str = "kagi-data/tls-ca.pem";
+pub const DEFAULT_TOKEN_FILE: &str = "kagi-data/admin.token";
+
+/// An error the CLI reports as `error: <code>: <message>`.
+#[derive(Debug, Error)]
+#[error("{code}: {message}")]
+pub struct ClientError {
+    code: String,
+    message: String,
+}
+
+impl ClientError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ClientError {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<Zeroizing<String>>,
+}
+
+impl Client {
+    /// A client for commands that need a token.
+    pub fn from_env() -> Result<Self, ClientError> {
+        let mut client = Self::from_env_without_token()?;
+        client.token = Some(token_from_env()?);
+        Ok(client)
+    }
+
+    /// A client for the routes that take no token (unseal).
+    pub fn from_env_without_token() -> Result<Self, ClientError> {
+        let base = std::env::var("KAGI_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(ClientError::new(
+                "bad_url",
+                format!("KAGI_URL must start with https:// (got '{base}')"),
+            ));
+        }
+        let ca_path = std::env::var_os("KAGI_CA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CA));
+        let ca_pem = std::fs::read(&ca_path).map_err(|e| {
+            ClientError::new(
+                "missing_ca",
+                format!(
+                    "cannot read the service's TLS CA certificate {}: {e}. Run this from the folder where `kagi serve` runs (it writes kagi-data/tls-ca.pem), or set KAGI_CA",
+                    ca_path.display()
+                ),
+            )
+        })?;
+        let roots = ureq::tls::parse_pem(&ca_pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect::<Vec<Certificate<'static>>>();
+        if roots.is_empty() {
+            return Err(ClientError::new(
+                "bad_ca",
+                format!(
+                    "{} holds no PEM certificate: point KAGI_CA at kagi-data/tls-ca.pem",
+                    ca_path.display()
+                ),
+            ));
+        }
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            // Error statuses carry the API's JSON error body, which we want to read.
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .new_agent();
+        Ok(Client {
+            agent,
+            base,
+            token: None,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn auth(&self) -> Option<String> {
+        self.token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.as_str()))
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let mut req = self.agent.get(&self.url(path));
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.call().map_err(|e| self.transport(e))?;
+        read_json(resp)
+    }
+
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let mut req = self.agent.get(&self.url(path));
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.call().map_err(|e| self.transport(e))?;
+        read_text(resp)
+    }
+
+    pub fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let mut req = self.agent.post(&self.url(path));
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send_json(body).map_err(|e| self.transport(e))?;
+        read_json(resp)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let mut req = self.agent.delete(&self.url(path));
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.call().map_err(|e| self.transport(e))?;
+        read_json(resp)
+    }
+
+    fn transport(&self, err: ureq::Error) -> ClientError {
+        match err {
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                ClientError::new(
+                    "connection_refused",
+                    format!(
+                        "nothing is listening at {}: is `kagi serve` running? set KAGI_URL if it listens elsewhere",
+                        self.base
+                    ),
+                )
+            }
+            ureq::Error::Rustls(e) => ClientError::new(
+                "tls_error",
+                format!(
+                    "TLS with {} failed: {e}. KAGI_CA must be the tls-ca.pem written by the `kagi serve` you are talking to",
+                    self.base
+                ),
+            ),
+            ureq::Error::HostNotFound => ClientError::new(
+                "host_not_found",
+                format!("cannot resolve the host in KAGI_URL={}", self.base),
+            ),
+            ureq::Error::Timeout(t) => ClientError::new(
+                "timeout",
+                format!("{} did not answer in time ({t})", self.base),
+            ),
+            other => ClientError::new(
+                "connection_failed",
+                format!("request to {} failed: {other}. Is `kagi serve` running?", self.base),
+            ),
+        }
+    }
+}
+
+fn token_from_env() -> Result<Zeroizing<String>, ClientError> {
+    if let Ok(token) = std::env::var("KAGI_TOKEN") {
+        let token = Zeroizing::new(token);
+        if !token.trim().is_empty() {
+            return Ok(Zeroizing::new(token.trim().to_string()));
+        }
+    }
+    let text = std::fs::read_to_string(DEFAULT_TOKEN_FILE).map_err(|e| {
+        ClientError::new(
+            "missing_token",
+            format!(
+                "no token: set KAGI_TOKEN, or run this from the folder where `kagi serve` wrote {DEFAULT_TOKEN_FILE} ({e})"
+            ),
+        )
+    })?;
+    let text = Zeroizing::new(text);
+    Ok(Zeroizing::new(text.trim().to_string()))
+}
+
+fn body_text(mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, String), ClientError> {
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| ClientError::new("bad_response", format!("cannot read the response: {e}")))?;
+    Ok((status, text))
+}
+
+/// Maps an error status to the API's `{"error": {...}}` body, or to a generic message when a
+/// proxy or something else answered.
+fn api_error(status: u16, text: &str) -> ClientError {
+    let parsed: Option<(String, String)> = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        let e = v.get("error")?;
+        Some((
+            e.get("code")?.as_str()?.to_string(),
+            e.get("message")?.as_str()?.to_string(),
+        ))
+    });
+    match parsed {
+        Some((code, message)) => ClientError { code, message },
+        None => ClientError::new(
+            "http_error",
+            format!(
+                "the server answered HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        ),
+    }
+}
+
+fn read_json<T: DeserializeOwned>(
+    resp: ureq::http::Response<ureq::Body>,
+) -> Result<T, ClientError> {
+    let (status, text) = body_text(resp)?;
+    if !(200..300).contains(&status) {
+        return Err(api_error(status, &text));
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        ClientError::new(
+            "bad_response",
+            format!("the server's answer is not the expected JSON: {e}"),
+        )
+    })
+}
+
+fn read_text(resp: ureq::http::Response<ureq::Body>) -> Result<String, ClientError> {
+    let (status, text) = body_text(resp)?;
+    if !(200..300).contains(&status) {
+        return Err(api_error(status, &text));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_error_body_is_parsed_and_anything_else_is_summarized() {
+        let e = api_error(
+            429,
+            r#"{"error":{"code":"usage_limit_reached","message":"used up"}}"#,
+        );
+        assert_eq!(e.code(), "usage_limit_reached");
+        assert_eq!(e.message(), "used up");
+        let e = api_error(502, "<html>bad gateway</html>");
+        assert_eq!(e.code(), "http_error");
+        assert!(e.message().contains("502"));
+    }
+}

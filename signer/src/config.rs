@@ -1,0 +1,110 @@
+//! Settings of `kagi serve`: flags, then the optional `--config` JSON file, then defaults.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+use crate::cli::ServeArgs;
+
+pub const DEFAULT_DATA_DIR: &str = "kagi-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source} (expected JSON like {{\"data\": \"./kagi-data\", \"database_url\": \"postgres://...\", \"listen\": \"127.0.0.1:8443\"}})")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// The config file mirrors the flags; unknown fields are rejected so a typo is not silently
+/// ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub listen: String,
+}
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(ServeConfig {
+            data_dir: args
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database_url: args.database_url.clone().or(file.database_url),
+            listen: args
+                .listen
+                .clone()
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kagi.json");
+        std::fs::write(&path, r#"{"data": "/srv/kagi", "listen": "0.0.0.0:9443"}"#).unwrap();
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:1".into()),
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let cfg = ServeConfig::resolve(&args).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/kagi"));
+        assert_eq!(cfg.listen, "127.0.0.1:1");
+        assert!(cfg.database_url.is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kagi.json");
+        std::fs::write(&path, r#"{"lisen": "0.0.0.0:9443"}"#).unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(
+            ServeConfig::resolve(&args),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,53 @@
+//! `kagi`: the kagi service (`kagi serve`) and its command-line client, in one binary.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod digest_file;
+mod instance;
+mod pem;
+mod secret_files;
+mod server;
+mod tls;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    // The service logs what it does; client commands print only their result and errors.
+    let default_level = match cli.command {
+        cli::Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `error: <code>: <message>` so scripts can match on the stable code.
+fn report(err: &anyhow::Error) {
+    if let Some(api) = err.downcast_ref::<client::ClientError>() {
+        eprintln!("error: {}: {}", api.code(), api.message());
+    } else {
+        eprintln!("error: {err:#}");
+    }
+}
+
+/// The reader of our output went away (`kagi audit export | head`): not an error of ours.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

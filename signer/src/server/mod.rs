@@ -1,0 +1,96 @@
+//! The HTTPS service: routing, body limits and error handlers.
+
+mod auth;
+mod errors;
+mod openapi;
+mod routes;
+
+use actix_web::{web, App, HttpServer};
+use hsm_core::Hsm;
+use std::net::SocketAddr;
+
+/// JSON bodies above this are refused with 413 before they are parsed: every request body of
+/// this API is small (a digest, a name, a wrapped key).
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+pub struct AppState {
+    pub hsm: Hsm,
+    logins: auth::LoginCache,
+}
+
+/// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
+/// socket is bound, so what it announces is true.
+pub fn run(
+    hsm: Hsm,
+    tls: rustls::ServerConfig,
+    listen: &str,
+    on_listening: impl FnOnce(&[SocketAddr]),
+) -> std::io::Result<()> {
+    let state = web::Data::new(AppState {
+        hsm,
+        logins: auth::LoginCache::default(),
+    });
+    let listen = listen.to_string();
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(configure)
+                .default_service(web::to(errors::not_found))
+        })
+        .bind_rustls_0_23(listen.as_str(), tls)?;
+        on_listening(&server.addrs());
+        server.run().await
+    })
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(errors::method_not_allowed))
+}
+
+fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            // Bearer-token API, so no cookie-borne CSRF to guard against; accepting bodies
+            // without the header spares curl users a confusing 415.
+            .content_type_required(false)
+            .error_handler(errors::json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(errors::query_error))
+    .app_data(web::PathConfig::default().error_handler(errors::path_error))
+    .service(resource("/healthz").route(web::get().to(routes::healthz)))
+    .service(resource("/ui").route(web::get().to(routes::ui)))
+    .service(
+        web::scope("/api/v1")
+            .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
+            .service(resource("/sys/unseal").route(web::post().to(routes::unseal)))
+            .service(
+                resource("/keys")
+                    .route(web::get().to(routes::list_keys))
+                    .route(web::post().to(routes::create_key)),
+            )
+            // Fixed paths before `/keys/{name}`, which would otherwise capture them.
+            .service(resource("/keys/import-key").route(web::get().to(routes::import_wrapping_key)))
+            .service(resource("/keys/import").route(web::post().to(routes::import_key)))
+            .service(
+                resource("/keys/{name}")
+                    .route(web::get().to(routes::get_key))
+                    .route(web::delete().to(routes::destroy_key)),
+            )
+            .service(resource("/keys/{name}/public").route(web::get().to(routes::public_key)))
+            .service(
+                resource("/keys/{name}/export-wrapped")
+                    .route(web::post().to(routes::export_wrapped)),
+            )
+            .service(resource("/sign").route(web::post().to(routes::sign)))
+            .service(resource("/audit").route(web::get().to(routes::audit_records)))
+            .service(resource("/audit/verify").route(web::post().to(routes::audit_verify)))
+            .service(resource("/audit/checkpoint").route(web::get().to(routes::audit_checkpoint)))
+            .service(
+                resource("/credentials")
+                    .route(web::get().to(routes::list_credentials))
+                    .route(web::post().to(routes::create_credential)),
+            ),
+    );
+}

@@ -1,0 +1,129 @@
+//! The OpenAPI 3.1 description served at `/api/v1/openapi.json`. Written by hand and kept short:
+//! it lists every route, its auth and its error shape, so a client author knows where to look.
+
+use actix_web::HttpResponse;
+use serde_json::{json, Value};
+
+fn op(summary: &str, auth: bool, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "responses": {
+            ok: { "description": "success" },
+            "default": {
+                "description": "error",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+            }
+        }
+    });
+    if !auth {
+        o["security"] = json!([]);
+    }
+    o
+}
+
+fn with_body(mut o: Value, schema: Value) -> Value {
+    o["requestBody"] = json!({
+        "required": true,
+        "content": { "application/json": { "schema": schema } }
+    });
+    o
+}
+
+pub fn document() -> Value {
+    let key_attrs = json!({
+        "type": "object",
+        "required": ["name", "alg"],
+        "additionalProperties": false,
+        "properties": {
+            "name": { "type": "string" },
+            "alg": { "enum": ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"] },
+            "usage_limit": { "type": "integer", "minimum": 0 },
+            "not_before": { "type": "string", "format": "date-time", "description": "RFC 3339" },
+            "not_after": { "type": "string", "format": "date-time", "description": "RFC 3339" },
+            "operations": { "type": "array", "items": { "enum": ["sign", "verify", "wrap"] } },
+            "exportable_under_wrap": { "type": "boolean" },
+            "trusted": { "type": "boolean" }
+        }
+    });
+    let mut import_body = key_attrs.clone();
+    import_body["required"] = json!(["name", "alg", "wrapped"]);
+    import_body["properties"]["wrapped"] = json!({ "type": "string", "contentEncoding": "base64" });
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "kagi",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Keys and signing on kagi's HSM core. Every error is {\"error\": {\"code\", \"message\"}}; JSON bodies are limited to 64 KiB (413 above)."
+        },
+        "security": [ { "bearer": [] } ],
+        "paths": {
+            "/healthz": { "get": op("Liveness and seal state", false, "200") },
+            "/ui": { "get": op("Web console", false, "200") },
+            "/api/v1/openapi.json": { "get": op("This document", false, "200") },
+            "/api/v1/sys/unseal": { "post": with_body(op("Submit one unseal share", false, "200"),
+                json!({ "type": "object", "required": ["share"], "properties": { "share": { "type": "string" } } })) },
+            "/api/v1/keys": {
+                "get": op("List keys of the caller's partition", true, "200"),
+                "post": with_body(op("Generate a key", true, "201"), key_attrs)
+            },
+            "/api/v1/keys/import-key": { "get": op("The partition's import wrapping public key (PEM)", true, "200") },
+            "/api/v1/keys/import": { "post": with_body(op("Import a key wrapped with RSA-OAEP-SHA256 + AES-KWP to the import key", true, "201"), import_body) },
+            "/api/v1/keys/{name}": {
+                "get": op("Key attributes, usage count and limit", true, "200"),
+                "delete": op("Destroy a key", true, "200")
+            },
+            "/api/v1/keys/{name}/public": { "get": op("Public key (PEM, application/x-pem-file)", true, "200") },
+            "/api/v1/keys/{name}/export-wrapped": { "post": with_body(op("Export an exportable-under-wrap key wrapped to a trusted wrapping key", true, "200"),
+                json!({ "type": "object", "required": ["wrapping_key"], "properties": { "wrapping_key": { "type": "string" } } })) },
+            "/api/v1/sign": { "post": with_body(op("Sign a precomputed digest", true, "200"), json!({
+                "type": "object",
+                "required": ["key", "digest"],
+                "additionalProperties": false,
+                "properties": {
+                    "key": { "type": "string" },
+                    "digest": { "type": "string", "description": "hex" },
+                    "digest_alg": { "enum": ["sha256", "sha384", "sha512"], "description": "default: sha256 for every key type" },
+                    "padding": { "enum": ["pkcs1", "pss"] },
+                    "format": { "enum": ["raw"] }
+                }
+            })) },
+            "/api/v1/audit": { "get": {
+                "summary": "Audit records from seq `from`, at most `limit` (max 10000)",
+                "parameters": [
+                    { "name": "from", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }
+                ],
+                "responses": { "200": { "description": "success" } }
+            } },
+            "/api/v1/audit/verify": { "post": op("Recompute the audit Merkle tree and check checkpoints", true, "200") },
+            "/api/v1/audit/checkpoint": { "get": op("Latest signed checkpoint", true, "200") },
+            "/api/v1/credentials": {
+                "get": op("List credentials", true, "200"),
+                "post": with_body(op("Create a credential; the token is returned once", true, "201"),
+                    json!({ "type": "object", "required": ["name", "roles"], "properties": {
+                        "name": { "type": "string" },
+                        "roles": { "type": "array", "items": { "enum": ["administrator", "officer", "user", "auditor"] } }
+                    } }))
+            }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": { "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": { "code": { "type": "string" }, "message": { "type": "string" } }
+                    } }
+                }
+            }
+        }
+    })
+}
+
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}

@@ -1,0 +1,222 @@
+//! The service's TLS identity: a local CA (ECDSA P-256) and a server certificate it signs, kept
+//! in the data folder. Clients trust only `tls-ca.pem`, so no public CA is involved.
+//!
+//! The CA private key is deliberately never written to disk: a CA key left lying around would let
+//! anyone who reads it impersonate any host to clients that trust `tls-ca.pem`. The cost is that
+//! if the server certificate or key goes missing, a new CA is made and clients must pick up the
+//! new `tls-ca.pem`.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+use crate::secret_files::{create_private_dir, write_new_private_file};
+
+/// Names the server certificate is valid for: the loopback addresses a local user will type.
+const SERVER_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
+const VALIDITY_DAYS: i64 = 3650;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot write TLS file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read TLS file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS file {path} is not valid PEM ({reason}): delete {dir} to have kagi make new TLS material")]
+    BadPem {
+        path: PathBuf,
+        dir: PathBuf,
+        reason: String,
+    },
+    #[error("cannot generate TLS certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Where the TLS material of a data folder lives.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub dir: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        let dir = data_dir.join("tls");
+        TlsFiles {
+            ca_cert: data_dir.join("tls-ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            dir,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.ca_cert.is_file() && self.server_cert.is_file() && self.server_key.is_file()
+    }
+}
+
+/// Reuses the TLS material in `files` when it is all there, otherwise makes a fresh CA and server
+/// certificate. Returns true when new material was made.
+pub fn ensure_material(files: &TlsFiles) -> Result<bool, TlsError> {
+    if files.complete() {
+        return Ok(false);
+    }
+    create_private_dir(&files.dir).map_err(|source| TlsError::Write {
+        path: files.dir.clone(),
+        source,
+    })?;
+    // Leftovers of a partial set are replaced as a whole so the three files always match.
+    for path in [&files.ca_cert, &files.server_cert, &files.server_key] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(TlsError::Write {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    let now = time::OffsetDateTime::now_utc();
+    let not_before = now - time::Duration::days(1);
+    let not_after = now + time::Duration::days(VALIDITY_DAYS);
+
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name = name("kagi local TLS CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params.not_before = not_before;
+    ca_params.not_after = not_after;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+
+    let server_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(
+        SERVER_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    )?;
+    params.distinguished_name = name("kagi service");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let server_cert = params.signed_by(&server_key, &ca_cert, &ca_key)?;
+
+    write_new_private_file(&files.server_key, server_key.serialize_pem().as_bytes()).map_err(
+        |source| TlsError::Write {
+            path: files.server_key.clone(),
+            source,
+        },
+    )?;
+    write_public_file(&files.server_cert, server_cert.pem().as_bytes())?;
+    // The CA certificate goes last: its presence marks the set as complete.
+    write_public_file(&files.ca_cert, ca_cert.pem().as_bytes())?;
+    Ok(true)
+}
+
+fn name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, "kagi");
+    dn
+}
+
+fn write_public_file(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    std::fs::write(path, contents).map_err(|source| TlsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// rustls server configuration with the aws-lc-rs provider chosen explicitly (another provider
+/// may be compiled in through dependencies, and rustls refuses to guess).
+pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
+    let certs = read_certs(&files.server_cert, &files.dir)?;
+    let key = {
+        let bytes = read(&files.server_key)?;
+        PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::BadPem {
+            path: files.server_key.clone(),
+            dir: files.dir.clone(),
+            reason: e.to_string(),
+        })?
+    };
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(config)
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// All certificates in a PEM file.
+pub fn read_certs(path: &Path, dir: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadPem {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::BadPem {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            reason: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn material_is_made_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::in_data_dir(dir.path());
+        assert!(ensure_material(&files).unwrap());
+        let first = std::fs::read(&files.ca_cert).unwrap();
+        assert!(!ensure_material(&files).unwrap());
+        assert_eq!(first, std::fs::read(&files.ca_cert).unwrap());
+        server_config(&files).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files.server_key)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,283 @@
+//! Runs the real `kagi` binary: a server in its own temp folder on a port the OS picks, and
+//! client commands from that folder, as a user would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const KAGI: &str = env!("CARGO_BIN_EXE_kagi");
+
+pub struct Server {
+    child: Child,
+    /// Always `Some` until `stop` hands the folder back for a restart.
+    dir: Option<tempfile::TempDir>,
+    pub url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// `kagi serve` in a fresh folder, on 127.0.0.1 and an OS-chosen port; returns once
+    /// /healthz answers over HTTPS.
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, &[])
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        let mut child = Command::new(KAGI)
+            .args(["serve", "--data"])
+            .arg(dir.path().join("kagi-data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            // Keeps draining stderr for the server's whole life so it never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(url) = line.strip_prefix("kagi is listening on ") {
+                        let _ = tx.send(url.trim().to_string());
+                    }
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kagi serve did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        let server = Server {
+            child,
+            dir: Some(dir),
+            url,
+            stderr: log,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.root().join("kagi-data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root().join(name)
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.http().get("/healthz").call() {
+                Ok(r) if r.status() == 200 => return,
+                _ if Instant::now() > deadline => {
+                    panic!("/healthz never answered:\n{}", self.log())
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// A raw HTTPS client trusting only this server's CA, for probing the API directly.
+    pub fn http(&self) -> Http {
+        Http::new(&self.url, &self.data().join("tls-ca.pem"))
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Runs `kagi ARGS` from the server's folder with only KAGI_URL set: the CA and token come
+    /// from the defaults, as for a new user.
+    pub fn kagi(&self, args: &[&str]) -> Output {
+        Command::new(KAGI)
+            .args(args)
+            .current_dir(self.root())
+            .env("KAGI_URL", &self.url)
+            .env_remove("KAGI_CA")
+            .env_remove("KAGI_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `kagi ARGS` and fails the test with both outputs if it does not succeed.
+    pub fn kagi_ok(&self, args: &[&str]) -> String {
+        let out = self.kagi(args);
+        assert!(
+            out.status.success(),
+            "kagi {args:?} failed\nstdout: {}\nstderr: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the server and hands back its folder, e.g. to start it again.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.kill();
+        self.dir.take().unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Http {
+    agent: ureq::Agent,
+    base: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts the one error shape and returns its code.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let code = v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.code: {v}"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "no error.message: {v}"
+        );
+        code.to_string()
+    }
+}
+
+impl Http {
+    pub fn new(base: &str, ca: &Path) -> Http {
+        let pem = std::fs::read(ca).unwrap();
+        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Http {
+            agent,
+            base: base.to_string(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        self.agent.get(format!("{}{}", self.base, path))
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let url = format!("{}{}", self.base, path);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (_, body) => {
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(b""))
+            }
+        }
+        .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap();
+        Reply { status, body }
+    }
+}
+
+/// Runs a command (openssl) and returns its combined output, failing the test on non-zero exit.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed: {text}");
+    text
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
