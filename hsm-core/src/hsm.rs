@@ -622,22 +622,9 @@ impl Hsm {
     /// after `max_failed_logins`.
     pub fn login(&self, token: &str) -> Result<Session> {
         let u = self.unsealed()?;
-        let token_hash: [u8; 32] = {
-            let d = digest(&SHA256, token.as_bytes());
-            let mut h = [0u8; 32];
-            h.copy_from_slice(d.as_ref());
-            h
-        };
-        if let Some((s, at)) = self
-            .inner
-            .sessions
-            .lock()
-            .map_err(|_| lock_err())?
-            .get(&token_hash)
-        {
-            if at.elapsed() < SESSION_TTL {
-                return Ok(s.clone());
-            }
+        let token_hash = token_hash(token);
+        if let Some(s) = self.cached_by_hash(&token_hash) {
+            return Ok(s);
         }
         let mut parts = token.trim().splitn(3, '_');
         let (Some("kagi"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
@@ -748,6 +735,21 @@ impl Hsm {
         }
         sessions.insert(token_hash, (session.clone(), Instant::now()));
         Ok(session)
+    }
+
+    /// A session for `token` if it logged in less than a minute ago: no Argon2id, no I/O, so
+    /// front ends may call it on their event loop before falling back to [`Hsm::login`].
+    pub fn cached_session(&self, token: &str) -> Option<Session> {
+        if self.is_sealed() {
+            return None;
+        }
+        self.cached_by_hash(&token_hash(token))
+    }
+
+    fn cached_by_hash(&self, hash: &[u8; 32]) -> Option<Session> {
+        let sessions = self.inner.sessions.lock().ok()?;
+        let (s, at) = sessions.get(hash)?;
+        (at.elapsed() < SESSION_TTL).then(|| s.clone())
     }
 
     pub fn create_credential(
@@ -1341,6 +1343,14 @@ impl Hsm {
         )?;
         Ok(())
     }
+}
+
+/// Sessions are cached under SHA-256 of the token, so the cache never holds a token.
+fn token_hash(token: &str) -> [u8; 32] {
+    let d = digest(&SHA256, token.as_bytes());
+    let mut h = [0u8; 32];
+    h.copy_from_slice(d.as_ref());
+    h
 }
 
 fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {

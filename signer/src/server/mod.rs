@@ -15,7 +15,6 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 
 pub struct AppState {
     pub hsm: Hsm,
-    logins: auth::LoginCache,
 }
 
 /// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
@@ -26,10 +25,7 @@ pub fn run(
     listen: &str,
     on_listening: impl FnOnce(&[SocketAddr]),
 ) -> std::io::Result<()> {
-    let state = web::Data::new(AppState {
-        hsm,
-        logins: auth::LoginCache::default(),
-    });
+    let state = web::Data::new(AppState { hsm });
     let listen = listen.to_string();
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
