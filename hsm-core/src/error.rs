@@ -59,6 +59,8 @@ pub enum HsmError {
     KeyNotFound(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("a key named '{0}' already exists in this partition: pick another name or destroy the old key")]
     KeyExists(String),
     #[error(
@@ -110,6 +112,7 @@ impl HsmError {
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
             HsmError::NotFound(_) => "not_found",
+            HsmError::Conflict(_) => "conflict",
             HsmError::KeyExists(_) => "key_exists",
             HsmError::UsageLimitReached { .. } => "usage_limit_reached",
             HsmError::KeyNotActive { .. } => "key_not_active",
@@ -148,6 +151,7 @@ impl HsmError {
             HsmError::KeyExists(_)
             | HsmError::KeyNotActive { .. }
             | HsmError::KeyChanged(_)
+            | HsmError::Conflict(_)
             | HsmError::AlreadyInitialized
             | HsmError::WrongMasterKey => ErrorKind::Conflict,
             HsmError::UsageLimitReached { .. } => ErrorKind::LimitReached,

@@ -752,9 +752,23 @@ impl Hsm {
         (at.elapsed() < SESSION_TTL).then(|| s.clone())
     }
 
+    /// A credential in the caller's own partition.
     pub fn create_credential(
         &self,
         s: &Session,
+        name: &str,
+        roles: &[Role],
+    ) -> Result<(CredentialInfo, Zeroizing<String>)> {
+        self.create_credential_in(s, &s.partition.clone(), name, roles)
+    }
+
+    /// A credential in any user partition. The administrator role is HSM-wide for partitions
+    /// and credentials (like an HSM security officer); it grants no use of other partitions'
+    /// keys without a credential there.
+    pub fn create_credential_in(
+        &self,
+        s: &Session,
+        partition: &str,
         name: &str,
         roles: &[Role],
     ) -> Result<(CredentialInfo, Zeroizing<String>)> {
@@ -765,8 +779,14 @@ impl Hsm {
                 "give the credential at least one role".into(),
             ));
         }
+        if partition == SYSTEM_PARTITION {
+            return Err(HsmError::BadInput(
+                "the system partition holds kagi's own keys and takes no credentials".into(),
+            ));
+        }
+        self.require_partition(partition)?;
         let u = self.unsealed()?;
-        let (row, token) = new_credential(&s.partition, name, roles)?;
+        let (row, token) = new_credential(partition, name, roles)?;
         let info = row.info()?;
         let apply: ApplyFn = Box::new(move |c| {
             diesel::insert_into(credentials::table)
@@ -777,9 +797,74 @@ impl Hsm {
         u.committer.submit(
             None,
             Some(apply),
-            user_event(s, "credential.create", None, serde_json::json!({"credential": info.id, "name": info.name, "roles": roles_to_string(&info.roles)})),
+            user_event(s, "credential.create", None, serde_json::json!({"credential": info.id, "name": info.name, "partition": info.partition, "roles": roles_to_string(&info.roles)})),
         )?;
         Ok((info, token))
+    }
+
+    fn require_partition(&self, name: &str) -> Result<()> {
+        let mut c = self.inner.store.conn()?;
+        let n: i64 = partitions::table
+            .filter(partitions::name.eq(name))
+            .count()
+            .get_result(&mut c)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(HsmError::NotFound(format!(
+                "partition '{}' ('kagi partition list' shows them)",
+                name.chars().take(64).collect::<String>()
+            )))
+        }
+    }
+
+    /// A new partition: its own sealing key (derived from the master key and its name) and its
+    /// own credentials.
+    pub fn create_partition(&self, s: &Session, name: &str) -> Result<()> {
+        s.require(Role::Administrator, "create partitions")?;
+        validate_label(name)?;
+        let u = self.unsealed()?;
+        let owned = name.to_string();
+        let apply: ApplyFn = Box::new(move |c| {
+            let n: i64 = partitions::table
+                .filter(partitions::name.eq(&owned))
+                .count()
+                .get_result(c)?;
+            if n > 0 {
+                return Err(HsmError::Conflict(format!(
+                    "partition '{owned}' already exists"
+                )));
+            }
+            diesel::insert_into(partitions::table)
+                .values((
+                    partitions::name.eq(&owned),
+                    partitions::created_at.eq(now_ms() / 1000),
+                ))
+                .execute(c)?;
+            Ok(())
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "partition.create",
+                None,
+                serde_json::json!({"partition": name}),
+            ),
+        )?;
+        Ok(())
+    }
+
+    pub fn list_partitions(&self, s: &Session) -> Result<Vec<String>> {
+        s.require(Role::Administrator, "list partitions")?;
+        self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        Ok(partitions::table
+            .filter(partitions::name.ne(SYSTEM_PARTITION))
+            .select(partitions::name)
+            .order(partitions::name.asc())
+            .load(&mut c)?)
     }
 
     pub fn list_credentials(&self, s: &Session) -> Result<Vec<CredentialInfo>> {
@@ -1253,6 +1338,56 @@ impl Hsm {
             ..attrs
         };
         self.store_new_key(&u, s, attrs, &pkcs8, "key.import")
+    }
+
+    /// Sign with a key the caller keeps outside, wrapped to this partition's import key: it is
+    /// unwrapped into memory for this one signature and dropped (zeroized) right after. Nothing
+    /// is stored; the use is audited (with the key's public-key fingerprint) before signing.
+    pub fn sign_with_wrapped_key(
+        &self,
+        s: &Session,
+        algorithm: Algorithm,
+        wrapped: &[u8],
+        req: &SignRequest,
+    ) -> Result<Signed> {
+        s.require(Role::User, "use keys")?;
+        let u = self.unsealed()?;
+        let digest_alg = req.digest_alg.unwrap_or_else(|| algorithm.default_digest());
+        if req.digest.len() != digest_alg.output_len() {
+            return Err(HsmError::DigestLength {
+                alg: digest_alg.as_str(),
+                got: req.digest.len(),
+                want: digest_alg.output_len(),
+            });
+        }
+        let import_row = self.live_row(&s.partition, IMPORT_KEY_LABEL).map_err(|_| {
+            HsmError::BadInput("this partition has no import key yet: fetch it first (GET /api/v1/keys/import-key) and wrap the key to it".into())
+        })?;
+        let (_, import_pkcs8) = self.open_pkcs8(&u, &import_row)?;
+        let pkcs8 = wrap::unwrap(&import_pkcs8, wrapped)?;
+        let key = crypto::load(algorithm, &pkcs8)?;
+        drop(pkcs8);
+        let spki = key.public_key_der()?;
+        let fingerprint = hex::encode(digest(&SHA256, &spki).as_ref());
+        let done = u.committer.submit(
+            None,
+            None,
+            user_event(
+                s,
+                "key.use_wrapped",
+                None,
+                serde_json::json!({"algorithm": algorithm.as_str(), "public_key_sha256": fingerprint, "op": "sign", "digest_alg": digest_alg.as_str(), "digest": hex::encode(&req.digest)}),
+            ),
+        )?;
+        let signature = key.sign_digest(digest_alg, &req.digest, req.padding)?;
+        Ok(Signed {
+            signature,
+            algorithm,
+            usage_count: 0,
+            usage_limit: None,
+            digest_alg,
+            audit_seq: done.seq,
+        })
     }
 
     /// Export a key wrapped to a trusted RSA wrapping key in the same partition.

@@ -379,3 +379,131 @@ fn hostile_bytes_never_panic() {
         .all(|k| k.label == "kagi-import-key"));
     i.hsm.audit_verify(&i.admin).unwrap();
 }
+
+#[test]
+fn partitions_keep_their_keys_and_credentials_apart() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        i.hsm.create_partition(&i.admin, "factory").unwrap();
+        assert_eq!(
+            i.hsm
+                .create_partition(&i.admin, "factory")
+                .unwrap_err()
+                .code(),
+            "conflict"
+        );
+        assert_eq!(
+            i.hsm.list_partitions(&i.admin).unwrap(),
+            vec!["default", "factory"]
+        );
+        let (_, tok) = i
+            .hsm
+            .create_credential_in(
+                &i.admin,
+                "factory",
+                "line-officer",
+                &[Role::Officer, Role::User],
+            )
+            .unwrap();
+        assert_eq!(
+            i.hsm
+                .create_credential_in(&i.admin, "system", "x", &[Role::User])
+                .unwrap_err()
+                .code(),
+            "bad_request"
+        );
+        assert_eq!(
+            i.hsm
+                .create_credential_in(&i.admin, "nope", "x", &[Role::User])
+                .unwrap_err()
+                .code(),
+            "not_found"
+        );
+        let f = i.hsm.login(&tok).unwrap();
+        assert_eq!(f.partition, "factory");
+        i.hsm
+            .create_key(&f, &KeySpec::new("same-name", Algorithm::EcP256))
+            .unwrap();
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("same-name", Algorithm::EcP256))
+            .unwrap();
+        let a = i.hsm.key_info(&f, "same-name").unwrap();
+        let b = i.hsm.key_info(&i.admin, "same-name").unwrap();
+        assert_ne!(a.id, b.id);
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("default-only", Algorithm::EcP256))
+            .unwrap();
+        assert_eq!(
+            i.hsm
+                .sign(&f, "default-only", &req(vec![1; 32]))
+                .unwrap_err()
+                .code(),
+            "key_not_found"
+        );
+        // Moving a key's row to another partition does not let that partition use it: the
+        // partition is bound into the seal, and each partition has its own sealing key.
+        store.exec("UPDATE keys SET partition_name = 'factory', label = 'moved' WHERE label = 'default-only'");
+        let (hsm2, _) = reopen(&store, &i.share, &i.token);
+        let f2 = hsm2.login(&tok).unwrap();
+        assert_eq!(
+            hsm2.sign(&f2, "moved", &req(vec![1; 32]))
+                .unwrap_err()
+                .code(),
+            "key_integrity_failure"
+        );
+        hsm2.audit_verify(&hsm2.login(&i.token).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let kp = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+    )
+    .unwrap();
+    let pkcs8 = kp.to_pkcs8v1().unwrap();
+    let import = i.hsm.import_public_key(&i.admin).unwrap();
+    let wrapped = wrap_for_import(&import, pkcs8.as_ref()).unwrap();
+    let keys_before = i.hsm.list_keys(&i.admin).unwrap().len();
+    let d = DigestAlg::Sha256.hash(b"release");
+    let signed = i
+        .hsm
+        .sign_with_wrapped_key(&i.admin, Algorithm::EcP256, &wrapped, &req(d.clone()))
+        .unwrap();
+    use aws_lc_rs::signature::KeyPair;
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        kp.public_key().as_ref(),
+    )
+    .verify(b"release", &signed.signature)
+    .unwrap();
+    assert_eq!(i.hsm.list_keys(&i.admin).unwrap().len(), keys_before);
+    assert_eq!(
+        i.hsm
+            .sign_with_wrapped_key(
+                &i.admin,
+                Algorithm::EcP256,
+                &wrapped[..wrapped.len() - 1],
+                &req(d.clone())
+            )
+            .unwrap_err()
+            .code(),
+        "unwrap_failed"
+    );
+    assert!(i
+        .hsm
+        .sign_with_wrapped_key(&i.admin, Algorithm::Rsa2048, &wrapped, &req(d))
+        .is_err());
+    let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "key.use_wrapped" && e.outcome == "ok")
+            .count(),
+        1
+    );
+    i.hsm.audit_verify(&i.admin).unwrap();
+}

@@ -32,9 +32,20 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Manage credentials (tokens) of your partition.
+    /// Manage credentials (tokens).
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Manage partitions (each has its own sealing key and credentials).
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionCommand {
+    /// Create a partition; then 'kagi credential create --partition NAME' gives it users.
+    Create { name: String },
+    /// List the partitions.
+    List,
 }
 
 #[derive(Debug, Args, Default)]
@@ -95,6 +106,16 @@ pub enum KeyCommand {
     },
     /// Import a private key, wrapped locally for the HSM (RSA-OAEP-SHA256 + AES-KWP).
     Import(KeyImportArgs),
+    /// Wrap a private key (PKCS#8) to the partition's import key, to keep it outside and sign
+    /// with 'kagi sign --wrapped-key'. Nothing is stored in the HSM.
+    Wrap {
+        /// The private key as PKCS#8, DER or PEM.
+        #[arg(long)]
+        pkcs8: PathBuf,
+        /// Where to write the wrapped key.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
     /// Export an exportable-under-wrap key, wrapped under a trusted wrapping key.
     ExportWrapped {
         name: String,
@@ -156,9 +177,19 @@ pub struct KeyImportArgs {
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// Key label.
+    /// Label of a key in the HSM.
+    #[arg(
+        long,
+        required_unless_present = "wrapped_key",
+        conflicts_with = "wrapped_key"
+    )]
+    pub key: Option<String>,
+    /// A key kept outside, wrapped with 'kagi key wrap' (needs --alg).
+    #[arg(long, requires = "alg")]
+    pub wrapped_key: Option<PathBuf>,
+    /// Algorithm of the --wrapped-key.
     #[arg(long)]
-    pub key: String,
+    pub alg: Option<String>,
     /// Signature format; only raw for now.
     #[arg(long, default_value = "raw")]
     pub format: String,
@@ -195,6 +226,9 @@ pub enum CredentialCommand {
         /// Comma-separated roles: administrator, officer, user, auditor.
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
+        /// Partition of the new credential (administrators only); default: yours.
+        #[arg(long)]
+        partition: Option<String>,
     },
     /// List the credentials of your partition.
     List,

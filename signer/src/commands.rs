@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{
     AuditCommand, Cli, Command, CredentialCommand, InitArgs, KeyAttrArgs, KeyCommand,
-    KeyCreateArgs, KeyImportArgs, ServeArgs, SignArgs, UnsealArgs,
+    KeyCreateArgs, KeyImportArgs, PartitionCommand, ServeArgs, SignArgs, UnsealArgs,
 };
 use crate::client::Client;
 use crate::config::{ServeConfig, DEFAULT_DATA_DIR};
@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sign(args) => sign(&args),
         Command::Audit(cmd) => audit(cmd),
         Command::Credential(cmd) => credential(cmd),
+        Command::Partition(cmd) => partition(cmd),
     }
 }
 
@@ -50,8 +51,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
     instance::ensure_root(&data)?;
-    let hsm =
-        instance::open(&data, cfg.database_url.as_deref()).context("cannot open the HSM store")?;
+    let hsm = instance::open(&data, cfg.database_url.as_deref(), cfg.max_failed_logins)
+        .context("cannot open the HSM store")?;
     let startup = instance::bring_up(&hsm, &data)?;
     if !secret_files::is_private_dir(&data.root).unwrap_or(false) {
         log::warn!(
@@ -161,8 +162,12 @@ fn init(args: &InitArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let data = DataDir::new(&root);
-    let hsm =
-        instance::open(&data, args.database_url.as_deref()).context("cannot open the HSM store")?;
+    let hsm = instance::open(
+        &data,
+        args.database_url.as_deref(),
+        crate::config::DEFAULT_MAX_FAILED_LOGINS,
+    )
+    .context("cannot open the HSM store")?;
     let out = hsm.init(args.shares, args.threshold)?;
     let mut stdout = std::io::stdout().lock();
     for share in &out.shares {
@@ -245,6 +250,17 @@ fn key(cmd: KeyCommand) -> Result<()> {
             write_or_print(out.as_deref(), pem.as_bytes())
         }
         KeyCommand::Import(args) => key_import(&client, &args),
+        KeyCommand::Wrap { pkcs8, out } => {
+            let wrapped = wrap_to_import_key(&client, &pkcs8)?;
+            std::fs::write(&out, wrapped)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!(
+                "wrapped {} to this partition's import key: {} (only this partition's HSM can unwrap it)",
+                pkcs8.display(),
+                out.display()
+            );
+            Ok(())
+        }
         KeyCommand::ExportWrapped {
             name,
             wrapping_key,
@@ -319,10 +335,10 @@ fn key_create(client: &Client, args: &KeyCreateArgs) -> Result<()> {
     print_key(&info)
 }
 
-fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
+/// Read a PKCS#8 file and wrap it, here on the client, to the partition's import key.
+fn wrap_to_import_key(client: &Client, path: &Path) -> Result<Vec<u8>> {
     let file = Zeroizing::new(
-        std::fs::read(&args.pkcs8)
-            .with_context(|| format!("cannot read {}", args.pkcs8.display()))?,
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
     );
     let pkcs8 = pem::pkcs8_der(&file)?;
     let import_pem = client.get_text("/api/v1/keys/import-key")?;
@@ -331,7 +347,11 @@ fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
         rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(import_pem.as_bytes())
             .context("the server's import key is not a PEM public key")?
     };
-    let wrapped = hsm_core::wrap_for_import(spki.as_ref(), &pkcs8)?;
+    Ok(hsm_core::wrap_for_import(spki.as_ref(), &pkcs8)?)
+}
+
+fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
+    let wrapped = wrap_to_import_key(client, &args.pkcs8)?;
     let mut body = key_body(&args.name, &args.alg, &args.attrs);
     body["wrapped"] = json!(base64::engine::general_purpose::STANDARD.encode(wrapped));
     let info: KeyInfo = client.post_json("/api/v1/keys/import", &body)?;
@@ -464,11 +484,20 @@ fn sign(args: &SignArgs) -> Result<()> {
     let digest = digest_file::digest_file(&args.file, digest_alg)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let mut body = json!({
-        "key": args.key,
         "digest": hex::encode(&digest),
         "digest_alg": digest_alg.as_str(),
         "format": "raw",
     });
+    match (&args.key, &args.wrapped_key) {
+        (Some(key), _) => body["key"] = json!(key),
+        (None, Some(path)) => {
+            let wrapped =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            body["wrapped_key"] = json!(base64::engine::general_purpose::STANDARD.encode(wrapped));
+            body["alg"] = json!(args.alg);
+        }
+        (None, None) => bail!("name the key: --key LABEL, or --wrapped-key FILE --alg ALG"),
+    }
     if let Some(p) = &args.padding {
         body["padding"] = json!(p);
     }
@@ -486,7 +515,7 @@ fn sign(args: &SignArgs) -> Result<()> {
     say!(
         "signed {} with {} ({}, {}): {} (uses {uses})",
         args.file.display(),
-        args.key,
+        args.key.as_deref().unwrap_or("the wrapped key"),
         resp.algorithm.as_deref().unwrap_or("?"),
         digest_alg.as_str(),
         args.out.display()
@@ -573,11 +602,16 @@ fn audit(cmd: AuditCommand) -> Result<()> {
 fn credential(cmd: CredentialCommand) -> Result<()> {
     let client = Client::from_env()?;
     match cmd {
-        CredentialCommand::Create { name, roles } => {
-            let resp: Value = client.post_json(
-                "/api/v1/credentials",
-                &json!({ "name": name, "roles": roles }),
-            )?;
+        CredentialCommand::Create {
+            name,
+            roles,
+            partition,
+        } => {
+            let mut body = json!({ "name": name, "roles": roles });
+            if let Some(p) = &partition {
+                body["partition"] = json!(p);
+            }
+            let resp: Value = client.post_json("/api/v1/credentials", &body)?;
             let token = Zeroizing::new(
                 resp.get("token")
                     .and_then(Value::as_str)
@@ -604,6 +638,27 @@ fn credential(cmd: CredentialCommand) -> Result<()> {
                     c.locked,
                     roles.join(",")
                 );
+            }
+            Ok(())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ partitions
+
+fn partition(cmd: PartitionCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        PartitionCommand::Create { name } => {
+            let _: Value = client.post_json("/api/v1/partitions", &json!({ "name": name }))?;
+            say!("created partition {name}");
+            eprintln!("give it users with: kagi credential create --partition {name} --name NAME --roles officer,user");
+            Ok(())
+        }
+        PartitionCommand::List => {
+            let names: Vec<String> = client.get_json("/api/v1/partitions")?;
+            for n in names {
+                say!("{n}");
             }
             Ok(())
         }

@@ -8,6 +8,7 @@ use crate::cli::ServeArgs;
 
 pub const DEFAULT_DATA_DIR: &str = "kagi-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_MAX_FAILED_LOGINS: i64 = 5;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -16,7 +17,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {source} (expected JSON like {{\"data\": \"./kagi-data\", \"database_url\": \"postgres://...\", \"listen\": \"127.0.0.1:8443\"}})")]
+    #[error("config file {path} is not valid: {source} (expected JSON like {{\"data\": \"./kagi-data\", \"database_url\": \"postgres://...\", \"listen\": \"127.0.0.1:8443\", \"max_failed_logins\": 5}})")]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
@@ -31,6 +32,8 @@ struct FileConfig {
     data: Option<PathBuf>,
     database_url: Option<String>,
     listen: Option<String>,
+    /// Failed logins after which a credential locks (default 5).
+    max_failed_logins: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +41,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub listen: String,
+    pub max_failed_logins: i64,
 }
 
 impl ServeConfig {
@@ -58,6 +62,7 @@ impl ServeConfig {
                 .clone()
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+            max_failed_logins: file.max_failed_logins.unwrap_or(DEFAULT_MAX_FAILED_LOGINS),
         })
     }
 }

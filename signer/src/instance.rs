@@ -79,12 +79,18 @@ pub enum Startup {
 
 /// Opens the store: PostgreSQL when a URL is given, else SQLite in the data folder (created
 /// owner-only if missing).
-pub fn open(data: &DataDir, database_url: Option<&str>) -> Result<Hsm, InstanceError> {
+pub fn open(
+    data: &DataDir,
+    database_url: Option<&str>,
+    max_failed_logins: i64,
+) -> Result<Hsm, InstanceError> {
     if database_url.is_none() {
         ensure_root(data)?;
     }
     let store = data.store_config(database_url)?;
-    Ok(Hsm::open(HsmConfig::new(store))?)
+    let mut config = HsmConfig::new(store);
+    config.max_failed_logins = max_failed_logins;
+    Ok(Hsm::open(config)?)
 }
 
 pub fn ensure_root(data: &DataDir) -> Result<(), InstanceError> {

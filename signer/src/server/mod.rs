@@ -87,6 +87,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/credentials")
                     .route(web::get().to(routes::list_credentials))
                     .route(web::post().to(routes::create_credential)),
+            )
+            .service(
+                resource("/partitions")
+                    .route(web::get().to(routes::list_partitions))
+                    .route(web::post().to(routes::create_partition)),
             ),
     );
 }

@@ -277,7 +277,14 @@ pub async fn export_wrapped(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignBody {
-    key: String,
+    /// Label of a key held in the HSM ...
+    #[serde(default)]
+    key: Option<String>,
+    /// ... or a key kept outside, wrapped to the partition's import key (base64), with `alg`.
+    #[serde(default)]
+    wrapped_key: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
     /// Hex of the precomputed digest.
     digest: String,
     #[serde(default)]
@@ -349,16 +356,49 @@ pub async fn sign(
         Ok(req) => req,
         Err(e) => return Err(audited(&state, &session, "key.use", e).await),
     };
-    let label = body.key.clone();
-    let signed = blocking(&state.hsm, move |h| h.sign_detailed(&session, &label, &req)).await?;
+    let signed = match (&body.key, &body.wrapped_key) {
+        (Some(label), None) => {
+            let label = label.clone();
+            blocking(&state.hsm, move |h| h.sign_detailed(&session, &label, &req)).await?
+        }
+        (None, Some(wrapped)) => {
+            let checked = wrapped_key_parts(wrapped, body.alg.as_deref());
+            let (alg, wrapped) = match checked {
+                Ok(v) => v,
+                Err(e) => return Err(audited(&state, &session, "key.use_wrapped", e).await),
+            };
+            blocking(&state.hsm, move |h| {
+                h.sign_with_wrapped_key(&session, alg, &wrapped, &req)
+            })
+            .await?
+        }
+        _ => {
+            let e = ApiError::bad_request(
+                "bad_request",
+                "name exactly one of 'key' (a key in the HSM) or 'wrapped_key' (base64, with 'alg')",
+            );
+            return Err(audited(&state, &session, "key.use", e).await);
+        }
+    };
     Ok(HttpResponse::Ok().json(SignResponse {
         signature: base64::engine::general_purpose::STANDARD.encode(&signed.signature),
-        key: body.key,
+        key: body.key.unwrap_or_else(|| "(wrapped)".into()),
         algorithm: signed.algorithm,
         digest_alg: signed.digest_alg,
         usage_count: signed.usage_count,
         usage_limit: signed.usage_limit,
     }))
+}
+
+fn wrapped_key_parts(wrapped: &str, alg: Option<&str>) -> Result<(Algorithm, Vec<u8>), ApiError> {
+    let alg = alg.ok_or_else(|| {
+        ApiError::bad_request("bad_request", "'alg' is required with 'wrapped_key'")
+    })?;
+    let alg = Algorithm::from_str(alg)?;
+    let wrapped = base64::engine::general_purpose::STANDARD
+        .decode(wrapped.trim())
+        .map_err(|_| ApiError::bad_request("bad_base64", "'wrapped_key' is not valid base64"))?;
+    Ok((alg, wrapped))
 }
 
 // ------------------------------------------------------------------ audit
@@ -411,6 +451,9 @@ pub async fn audit_checkpoint(caller: Caller, state: web::Data<AppState>) -> Api
 pub struct CredentialBody {
     name: String,
     roles: Vec<String>,
+    /// Another partition (administrators only); default: the caller's.
+    #[serde(default)]
+    partition: Option<String>,
 }
 
 pub async fn create_credential(
@@ -429,8 +472,9 @@ pub async fn create_credential(
         Ok(roles) => roles,
         Err(e) => return Err(audited(&state, &session, "credential.create", e.into()).await),
     };
-    let (info, token) = blocking(&state.hsm, move |h| {
-        h.create_credential(&session, &body.name, &roles)
+    let (info, token) = blocking(&state.hsm, move |h| match &body.partition {
+        Some(p) => h.create_credential_in(&session, p, &body.name, &roles),
+        None => h.create_credential(&session, &body.name, &roles),
     })
     .await?;
     Ok(HttpResponse::Created()
@@ -442,4 +486,30 @@ pub async fn list_credentials(caller: Caller, state: web::Data<AppState>) -> Api
     let Caller(session) = caller;
     let creds = blocking(&state.hsm, move |h| h.list_credentials(&session)).await?;
     Ok(HttpResponse::Ok().json(creds))
+}
+
+// ------------------------------------------------------------------ partitions
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionBody {
+    name: String,
+}
+
+pub async fn create_partition(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<PartitionBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = body.into_inner().name;
+    let created = name.clone();
+    blocking(&state.hsm, move |h| h.create_partition(&session, &created)).await?;
+    Ok(HttpResponse::Created().json(json!({ "partition": name })))
+}
+
+pub async fn list_partitions(caller: Caller, state: web::Data<AppState>) -> ApiResult {
+    let Caller(session) = caller;
+    let names = blocking(&state.hsm, move |h| h.list_partitions(&session)).await?;
+    Ok(HttpResponse::Ok().json(names))
 }

@@ -131,6 +131,19 @@ impl Server {
             .unwrap()
     }
 
+    /// Runs `kagi ARGS` as another credential (KAGI_TOKEN set).
+    pub fn kagi_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(KAGI)
+            .args(args)
+            .current_dir(self.root())
+            .env("KAGI_URL", &self.url)
+            .env_remove("KAGI_CA")
+            .env("KAGI_TOKEN", token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// Runs `kagi ARGS` and fails the test with both outputs if it does not succeed.
     pub fn kagi_ok(&self, args: &[&str]) -> String {
         let out = self.kagi(args);
