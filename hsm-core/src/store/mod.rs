@@ -145,6 +145,38 @@ fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    #[derive(diesel::QueryableByName)]
+    struct Pragma {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        synchronous: i64,
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Journal {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        journal_mode: String,
+    }
+
+    /// A lost commit would hand back spent uses: every pooled SQLite connection must run WAL
+    /// with synchronous=FULL (2).
+    #[test]
+    fn sqlite_connections_are_wal_and_fully_synchronous() {
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::sqlite_in(dir.path())).unwrap();
+        for _ in 0..3 {
+            let mut c = store.conn().unwrap();
+            let p: Pragma = diesel::sql_query("PRAGMA synchronous")
+                .get_result(&mut *c)
+                .unwrap();
+            assert_eq!(p.synchronous, 2);
+            let j: Journal = diesel::sql_query("PRAGMA journal_mode")
+                .get_result(&mut *c)
+                .unwrap();
+            assert_eq!(j.journal_mode, "wal");
+        }
+    }
+
     #[test]
     fn urls() {
         assert!(matches!(
