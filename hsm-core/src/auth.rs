@@ -48,11 +48,49 @@ impl FromStr for Role {
     }
 }
 
+/// What kind of caller an identity is; policies name identities by kind and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    /// A member of the security team (console or CLI).
+    Person,
+    /// A CI pipeline.
+    Pipeline,
+    /// A factory line.
+    Line,
+}
+
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Person => "person",
+            IdentityKind::Pipeline => "pipeline",
+            IdentityKind::Line => "line",
+        }
+    }
+}
+
+impl FromStr for IdentityKind {
+    type Err = HsmError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "person" => Ok(IdentityKind::Person),
+            "pipeline" => Ok(IdentityKind::Pipeline),
+            "line" => Ok(IdentityKind::Line),
+            other => Err(HsmError::BadInput(format!(
+                "unknown identity kind '{}': use person, pipeline or line",
+                other.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
 /// An authenticated caller. Obtained only from [`crate::Hsm::login`].
 #[derive(Debug, Clone)]
 pub struct Session {
     pub credential_id: String,
     pub name: String,
+    pub kind: IdentityKind,
     pub partition: String,
     pub roles: Vec<Role>,
 }
@@ -93,6 +131,10 @@ pub(crate) fn roles_from_string(s: &str) -> Result<Vec<Role>, HsmError> {
 pub struct CredentialInfo {
     pub id: String,
     pub name: String,
+    pub kind: IdentityKind,
+    /// Unix seconds; after it the token is refused.
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
     pub partition: String,
     pub roles: Vec<Role>,
     pub failed_logins: i64,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::audit::{self, AuditEvent, AuditKeys};
 use crate::error::{HsmError, Result};
 use crate::merkle::leaf_hash;
-use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys};
+use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys, quota_counters};
 use crate::store::{AnyConnection, Store};
 
 /// Largest batch: bounds the latency a request can add to others in its batch.
@@ -36,6 +36,41 @@ pub(crate) struct Reservation {
     /// Highest usage count this process knows to be spent (from the audit log and its own
     /// reservations). A database count below it means an old row was restored.
     pub high_water: Arc<AtomicI64>,
+    /// Policy quotas charged with this use: all of them have room, or nothing is counted.
+    pub quotas: Vec<QuotaReservation>,
+}
+
+/// One use charged against a policy quota, with the limits from the active policy.
+pub(crate) struct QuotaReservation {
+    pub name: String,
+    pub total: Option<i64>,
+    pub per_hour: Option<i64>,
+    pub per_day: Option<i64>,
+    /// Highest total the audit log records for this quota: the floor of its counter.
+    pub high_water: Arc<AtomicI64>,
+}
+
+/// Per-(quota, window) state within one batch.
+struct QuotaTouch {
+    /// `None` when the window has no row yet.
+    start: Option<i64>,
+    current: i64,
+    high_water: Option<Arc<AtomicI64>>,
+}
+
+/// The windows a quota counts in, at `now_s`, with their limits.
+fn quota_windows(q: &QuotaReservation, now_s: i64) -> Vec<(String, i64, String)> {
+    let mut w = Vec::with_capacity(3);
+    if let Some(l) = q.total {
+        w.push(("total".to_string(), l, format!("total limit {l}")));
+    }
+    if let Some(l) = q.per_hour {
+        w.push((format!("h{}", now_s / 3600), l, format!("{l} per hour")));
+    }
+    if let Some(l) = q.per_day {
+        w.push((format!("d{}", now_s / 86_400), l, format!("{l} per day")));
+    }
+    w
 }
 
 /// What the audit record of an operation says; outcome and sequence are filled at commit.
@@ -47,6 +82,8 @@ pub(crate) struct EventDraft {
     pub detail: serde_json::Value,
     /// Set when the operation "succeeds" at recording a refusal (a failed login, say).
     pub outcome: Option<String>,
+    /// A counter value the record vouches for (a policy version, say); key uses set theirs.
+    pub use_hi: Option<i64>,
 }
 
 pub(crate) struct Op {
@@ -141,13 +178,21 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                 .execute(c)?;
             let mut frontier = audit::load_head(c)?;
             let mut touched: HashMap<String, KeyTouch> = HashMap::new();
-            let mut extra: Vec<EventDraft> = Vec::new();
+            let mut extra: Vec<(EventDraft, Option<i64>)> = Vec::new();
             let now = now_ms();
 
+            let mut quotas: HashMap<(String, String), QuotaTouch> = HashMap::new();
             for op in batch.iter_mut() {
                 let mut outcome: Result<Option<i64>> = Ok(None);
                 if let Some(r) = &op.reserve {
-                    outcome = reserve(c, r, &mut touched, &mut extra).map(Some);
+                    // Quotas first (check only), then the key, then charge the quotas: a use
+                    // refused by either counts against neither.
+                    outcome = check_quotas(c, &r.quotas, now / 1000, &mut quotas, &mut extra)
+                        .and_then(|_| reserve(c, r, &mut touched, &mut extra))
+                        .map(|use_hi| {
+                            charge_quotas(&r.quotas, now / 1000, &mut quotas);
+                            Some(use_hi)
+                        });
                 }
                 if outcome.is_ok() {
                     if let Some(apply) = op.apply.take() {
@@ -178,6 +223,7 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
             // Build every record first, then insert them in multi-row statements: one round
             // trip per chunk instead of one per record matters on PostgreSQL.
             let mut records: Vec<AuditEvent> = Vec::with_capacity(extra.len() + batch.len());
+            write_quotas(c, &quotas, &mut extra)?;
             let mut append = |draft: &EventDraft, outcome: String, use_hi: Option<i64>| -> i64 {
                 let mut ev = AuditEvent {
                     seq: frontier.size as i64,
@@ -197,14 +243,14 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                 records.push(ev);
                 seq
             };
-            for draft in &extra {
-                append(draft, "ok".into(), None);
+            for (draft, use_hi) in &extra {
+                append(draft, "ok".into(), *use_hi);
             }
             for (op, outcome) in batch.iter().zip(outcomes.iter()) {
                 let (text, use_hi) = match outcome {
                     Ok(u) => (
                         op.event.outcome.clone().unwrap_or_else(|| "ok".to_string()),
-                        *u,
+                        u.or(op.event.use_hi),
                     ),
                     Err(e) => (format!("denied:{}", e.code()), None),
                 };
@@ -239,13 +285,18 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                     audit_head::frontier.eq(frontier.to_bytes()),
                 ))
                 .execute(c)?;
-            Ok(touched)
+            Ok((touched, quotas))
         })
     });
     match result {
-        Ok(touched) => {
+        Ok((touched, quotas)) => {
             for t in touched.values() {
                 t.high_water.fetch_max(t.current, Ordering::SeqCst);
+            }
+            for q in quotas.values() {
+                if let Some(hw) = &q.high_water {
+                    hw.fetch_max(q.current, Ordering::SeqCst);
+                }
             }
             for ((op, outcome), seq) in batch.into_iter().zip(outcomes).zip(seqs) {
                 let _ = op
@@ -265,12 +316,139 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
     }
 }
 
+fn check_quotas(
+    c: &mut AnyConnection,
+    qs: &[QuotaReservation],
+    now_s: i64,
+    state: &mut HashMap<(String, String), QuotaTouch>,
+    extra: &mut Vec<(EventDraft, Option<i64>)>,
+) -> Result<()> {
+    for q in qs {
+        for (window, limit, text) in quota_windows(q, now_s) {
+            let k = (q.name.clone(), window.clone());
+            if !state.contains_key(&k) {
+                let start: Option<i64> = quota_counters::table
+                    .filter(quota_counters::name.eq(&q.name))
+                    .filter(quota_counters::window_id.eq(&window))
+                    .select(quota_counters::used)
+                    .first(c)
+                    .optional()?;
+                let mut current = start.unwrap_or(0);
+                let high_water = (window == "total").then(|| q.high_water.clone());
+                if let Some(hw) = &high_water {
+                    let floor = hw.load(Ordering::SeqCst);
+                    if current < floor {
+                        extra.push((
+                            EventDraft {
+                                actor: "hsm".into(),
+                                action: "quota.counter_rollback_detected".into(),
+                                partition: None,
+                                key_id: Some(format!("quota:{}", q.name)),
+                                detail: serde_json::json!({"quota": q.name, "stored_count": current, "audited_count": floor}),
+                                outcome: None,
+                                use_hi: None,
+                            },
+                            None,
+                        ));
+                        current = floor;
+                    }
+                }
+                state.insert(
+                    k.clone(),
+                    QuotaTouch {
+                        start,
+                        current,
+                        high_water,
+                    },
+                );
+            }
+            let used = state.get(&k).map(|t| t.current).unwrap_or(0);
+            if used >= limit {
+                return Err(HsmError::QuotaExhausted {
+                    quota: q.name.clone(),
+                    window: text,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn charge_quotas(
+    qs: &[QuotaReservation],
+    now_s: i64,
+    state: &mut HashMap<(String, String), QuotaTouch>,
+) {
+    for q in qs {
+        for (window, _, _) in quota_windows(q, now_s) {
+            if let Some(t) = state.get_mut(&(q.name.clone(), window)) {
+                t.current += 1;
+            }
+        }
+    }
+}
+
+/// Write the batch's quota counters, and one audit record per charged total so the audit log
+/// holds each quota's floor (an old counter row put back cannot return spent quota).
+fn write_quotas(
+    c: &mut AnyConnection,
+    state: &HashMap<(String, String), QuotaTouch>,
+    extra: &mut Vec<(EventDraft, Option<i64>)>,
+) -> Result<()> {
+    for ((name, window), t) in state {
+        if Some(t.current) == t.start || (t.start.is_none() && t.current == 0) {
+            continue;
+        }
+        match t.start {
+            Some(start) => {
+                let n = diesel::update(
+                    quota_counters::table
+                        .filter(quota_counters::name.eq(name))
+                        .filter(quota_counters::window_id.eq(window))
+                        .filter(quota_counters::used.eq(start)),
+                )
+                .set(quota_counters::used.eq(t.current))
+                .execute(c)?;
+                if n != 1 {
+                    return Err(HsmError::Store(
+                        "a quota counter changed during a locked batch; retry".into(),
+                    ));
+                }
+            }
+            None => {
+                diesel::insert_into(quota_counters::table)
+                    .values((
+                        quota_counters::name.eq(name),
+                        quota_counters::window_id.eq(window),
+                        quota_counters::used.eq(t.current),
+                    ))
+                    .execute(c)?;
+            }
+        }
+        if window == "total" {
+            extra.push((
+                EventDraft {
+                    actor: "hsm".into(),
+                    action: "quota.use".into(),
+                    partition: None,
+                    key_id: Some(format!("quota:{name}")),
+                    detail: serde_json::json!({"quota": name, "used": t.current}),
+                    outcome: None,
+                    use_hi: None,
+                },
+                Some(t.current),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reserve one use. Reads the key row once per batch; the batch writes the total at the end.
 fn reserve(
     c: &mut AnyConnection,
     r: &Reservation,
     touched: &mut HashMap<String, KeyTouch>,
-    extra: &mut Vec<EventDraft>,
+    extra: &mut Vec<(EventDraft, Option<i64>)>,
 ) -> Result<i64> {
     if !touched.contains_key(&r.key_id) {
         let row: Option<(i64, i64, String)> = keys::table
@@ -288,14 +466,18 @@ fn reserve(
         let current = if count < hw {
             // Someone put back an older copy of the row. The audit log and this process know
             // better; count from there and say so in the log.
-            extra.push(EventDraft {
-                actor: "hsm".into(),
-                action: "key.counter_rollback_detected".into(),
-                partition: None,
-                key_id: Some(r.key_id.clone()),
-                detail: serde_json::json!({"label": r.label, "stored_count": count, "audited_count": hw}),
-                outcome: None,
-            });
+            extra.push((
+                EventDraft {
+                    actor: "hsm".into(),
+                    action: "key.counter_rollback_detected".into(),
+                    partition: None,
+                    key_id: Some(r.key_id.clone()),
+                    detail: serde_json::json!({"label": r.label, "stored_count": count, "audited_count": hw}),
+                    outcome: None,
+                    use_hi: None,
+                },
+                None,
+            ));
             log::warn!(
                 "key '{}': stored usage count {count} is below the audited {hw}; using {hw}",
                 r.label

@@ -49,6 +49,12 @@ pub enum HsmError {
         "credential '{0}' is locked after too many failed logins: an administrator must unlock it"
     )]
     CredentialLocked(String),
+    #[error("credential '{0}' was revoked: ask an administrator for a new one")]
+    CredentialRevoked(String),
+    #[error("credential '{0}' has expired: ask an administrator for a new one")]
+    CredentialExpired(String),
+    #[error("quota '{quota}' is exhausted ({window}): no more uses are allowed by policy")]
+    QuotaExhausted { quota: String, window: String },
     #[error("role {have} may not {action}: this needs the {need} role")]
     Forbidden {
         have: String,
@@ -91,6 +97,12 @@ pub enum HsmError {
     BadShare(String),
     #[error("the shares combine to the wrong master key: they belong to another instance, or one of them is damaged")]
     WrongMasterKey,
+    #[error("{0}")]
+    Integrity(String),
+    #[error("you filed approval request {0} yourself: another named officer must approve it")]
+    SelfApproval(String),
+    #[error("'{name}' is not one of the officers the policy names as approvers for request {id}")]
+    NotAnApprover { name: String, id: String },
     #[error("audit log integrity failure at record {seq}: {reason}")]
     AuditIntegrity { seq: i64, reason: String },
     #[error("storage error: {0}")]
@@ -109,6 +121,9 @@ impl HsmError {
             HsmError::Unauthenticated => "unauthenticated",
             HsmError::BadCredential => "bad_credential",
             HsmError::CredentialLocked(_) => "credential_locked",
+            HsmError::CredentialRevoked(_) => "credential_revoked",
+            HsmError::CredentialExpired(_) => "credential_expired",
+            HsmError::QuotaExhausted { .. } => "quota_exhausted",
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
             HsmError::NotFound(_) => "not_found",
@@ -128,6 +143,9 @@ impl HsmError {
             HsmError::BadShare(_) => "bad_share",
             HsmError::WrongMasterKey => "wrong_master_key",
             HsmError::AuditIntegrity { .. } => "audit_integrity_failure",
+            HsmError::Integrity(_) => "integrity_failure",
+            HsmError::SelfApproval(_) => "self_approval",
+            HsmError::NotAnApprover { .. } => "not_an_approver",
             HsmError::Store(_) => "storage_error",
             HsmError::Crypto(_) => "crypto_error",
         }
@@ -140,10 +158,14 @@ impl HsmError {
             | HsmError::DigestLength { .. }
             | HsmError::BadShare(_)
             | HsmError::UnwrapFailed => ErrorKind::BadInput,
-            HsmError::Unauthenticated | HsmError::BadCredential | HsmError::CredentialLocked(_) => {
-                ErrorKind::Unauthenticated
-            }
+            HsmError::Unauthenticated
+            | HsmError::BadCredential
+            | HsmError::CredentialLocked(_)
+            | HsmError::CredentialRevoked(_)
+            | HsmError::CredentialExpired(_) => ErrorKind::Unauthenticated,
             HsmError::Forbidden { .. }
+            | HsmError::SelfApproval(_)
+            | HsmError::NotAnApprover { .. }
             | HsmError::OperationNotAllowed { .. }
             | HsmError::NotExportable(_)
             | HsmError::UntrustedWrappingKey(_) => ErrorKind::Forbidden,
@@ -154,9 +176,13 @@ impl HsmError {
             | HsmError::Conflict(_)
             | HsmError::AlreadyInitialized
             | HsmError::WrongMasterKey => ErrorKind::Conflict,
-            HsmError::UsageLimitReached { .. } => ErrorKind::LimitReached,
+            HsmError::UsageLimitReached { .. } | HsmError::QuotaExhausted { .. } => {
+                ErrorKind::LimitReached
+            }
             HsmError::NotInitialized | HsmError::Sealed { .. } => ErrorKind::Unavailable,
-            HsmError::KeyIntegrity { .. } | HsmError::AuditIntegrity { .. } => ErrorKind::Integrity,
+            HsmError::KeyIntegrity { .. }
+            | HsmError::AuditIntegrity { .. }
+            | HsmError::Integrity(_) => ErrorKind::Integrity,
             HsmError::Store(_) | HsmError::Crypto(_) => ErrorKind::Internal,
         }
     }

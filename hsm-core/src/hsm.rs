@@ -17,18 +17,23 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::algorithm::{Algorithm, DigestAlg, RsaPadding};
+use crate::approvals::ApprovalAction;
 use crate::attributes::{
     operations_from_string, operations_to_string, KeyAttributes, KeyInfo, KeySpec, KeyState,
     Operation,
 };
 use crate::audit::{self, AuditEvent, AuditKeys, AuditReport, Checkpoint};
-use crate::auth::{roles_from_string, roles_to_string, CredentialInfo, Role, Session};
-use crate::commit::{now_ms, ApplyFn, Committer, EventDraft, Reservation};
+use crate::auth::{
+    roles_from_string, roles_to_string, CredentialInfo, IdentityKind, Role, Session,
+};
+use crate::commit::{now_ms, ApplyFn, Committer, EventDraft, QuotaReservation, Reservation};
 use crate::crypto::{self, LoadedKey};
 use crate::error::{HsmError, Result};
 use crate::seal::{self, MasterKey, Sealer};
 use crate::shares;
-use crate::store::schema::{audit_checkpoints, audit_records, credentials, keys, meta, partitions};
+use crate::store::schema::{
+    audit_checkpoints, audit_records, credentials, keys, meta, partitions, quota_counters,
+};
 use crate::store::{AnyConnection, Store, StoreConfig};
 use crate::wrap;
 
@@ -79,6 +84,45 @@ pub struct UnsealProgress {
     pub unsealed: bool,
 }
 
+/// One use to charge against a policy quota; the limits come from the active policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCharge {
+    pub name: String,
+    pub total: Option<i64>,
+    pub per_hour: Option<i64>,
+    pub per_day: Option<i64>,
+}
+
+/// The result of an operation that may need M-of-N approval first.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Gated<T> {
+    /// It happened.
+    Done(T),
+    /// It waits for approvals; the request says how many and from whom.
+    Pending(Box<crate::approvals::ApprovalInfo>),
+}
+
+/// The audit event of a durable change, apart from who made it.
+pub(crate) struct EventParts {
+    pub action: &'static str,
+    pub key_id: Option<String>,
+    pub detail: serde_json::Value,
+    pub use_hi: Option<i64>,
+}
+
+/// A new identity: see [`Hsm::create_identity`].
+#[derive(Debug, Clone)]
+pub struct IdentitySpec {
+    /// `None`: the caller's partition.
+    pub partition: Option<String>,
+    pub name: String,
+    pub kind: IdentityKind,
+    pub roles: Vec<Role>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
 /// A precomputed digest to sign or verify.
 #[derive(Debug, Clone)]
 pub struct SignRequest {
@@ -107,11 +151,11 @@ struct CachedKey {
     high_water: Arc<AtomicI64>,
 }
 
-struct Unsealed {
-    master: MasterKey,
+pub(crate) struct Unsealed {
+    pub(crate) master: MasterKey,
     sealers: Mutex<HashMap<String, Arc<Sealer>>>,
-    audit: Arc<AuditKeys>,
-    committer: Committer,
+    pub(crate) audit: Arc<AuditKeys>,
+    pub(crate) committer: Committer,
 }
 
 enum State {
@@ -122,31 +166,33 @@ enum State {
     Unsealed(Arc<Unsealed>),
 }
 
-struct Inner {
-    store: Store,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
     max_failed_logins: i64,
     state: RwLock<State>,
     keys: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
     sessions: Mutex<HashMap<[u8; 32], (Session, Instant)>>,
+    /// Per quota: the highest total the audit log records (the counter's floor).
+    quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
 }
 
 /// Handle to the HSM. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Hsm {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 fn lock_err() -> HsmError {
     HsmError::Store("internal lock poisoned; restart kagi".into())
 }
 
-fn random_hex(n: usize) -> Result<String> {
+pub(crate) fn random_hex(n: usize) -> Result<String> {
     let mut b = vec![0u8; n];
     SystemRandom::new().fill(&mut b)?;
     Ok(hex::encode(b))
 }
 
-fn validate_label(label: &str) -> Result<()> {
+pub(crate) fn validate_label(label: &str) -> Result<()> {
     let ok = !label.is_empty()
         && label.len() <= 128
         && label
@@ -164,7 +210,7 @@ fn validate_label(label: &str) -> Result<()> {
 /// Row of `keys`, in schema order.
 #[derive(Queryable, Insertable, Clone)]
 #[diesel(table_name = keys)]
-struct KeyRow {
+pub(crate) struct KeyRow {
     id: String,
     partition_name: String,
     label: String,
@@ -274,6 +320,9 @@ struct CredentialRow {
     failed_logins: i64,
     locked: bool,
     created_at: i64,
+    kind: String,
+    expires_at: Option<i64>,
+    revoked: bool,
 }
 
 impl CredentialRow {
@@ -281,6 +330,9 @@ impl CredentialRow {
         Ok(CredentialInfo {
             id: self.id.clone(),
             name: self.name.clone(),
+            kind: IdentityKind::from_str(&self.kind)?,
+            expires_at: self.expires_at,
+            revoked: self.revoked,
             partition: self.partition_name.clone(),
             roles: roles_from_string(&self.roles)?,
             failed_logins: self.failed_logins,
@@ -320,7 +372,9 @@ fn hash_secret(secret: &str) -> Result<String> {
 fn new_credential(
     partition: &str,
     name: &str,
+    kind: IdentityKind,
     roles: &[Role],
+    expires_at: Option<i64>,
 ) -> Result<(CredentialRow, Zeroizing<String>)> {
     let id = random_hex(8)?;
     let mut raw = Zeroizing::new([0u8; 32]);
@@ -336,6 +390,9 @@ fn new_credential(
         failed_logins: 0,
         locked: false,
         created_at: now_ms() / 1000,
+        kind: kind.as_str().into(),
+        expires_at,
+        revoked: false,
     };
     Ok((row, token))
 }
@@ -360,6 +417,7 @@ impl Hsm {
                 }),
                 keys: RwLock::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
+                quota_floors: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -380,7 +438,7 @@ impl Hsm {
         }
     }
 
-    fn unsealed(&self) -> Result<Arc<Unsealed>> {
+    pub(crate) fn unsealed(&self) -> Result<Arc<Unsealed>> {
         let state = self.inner.state.read().map_err(|_| lock_err())?;
         match &*state {
             State::Unsealed(u) => Ok(u.clone()),
@@ -446,12 +504,14 @@ impl Hsm {
         let (admin_row, admin_token) = new_credential(
             DEFAULT_PARTITION,
             "admin",
+            IdentityKind::Person,
             &[
                 Role::Administrator,
                 Role::Officer,
                 Role::User,
                 Role::Auditor,
             ],
+            None,
         )?;
         let admin_id = admin_row.id.clone();
 
@@ -488,6 +548,7 @@ impl Hsm {
                 key_id: None,
                 detail: serde_json::json!({"shares": share_count, "threshold": threshold, "admin_credential": admin_id}),
                 outcome: None,
+                use_hi: None,
             },
         )?;
         let unsealed = Unsealed {
@@ -606,7 +667,7 @@ impl Hsm {
         }))
     }
 
-    fn sealer(&self, u: &Unsealed, partition: &str) -> Result<Arc<Sealer>> {
+    pub(crate) fn sealer(&self, u: &Unsealed, partition: &str) -> Result<Arc<Sealer>> {
         let mut map = u.sealers.lock().map_err(|_| lock_err())?;
         if let Some(s) = map.get(partition) {
             return Ok(s.clone());
@@ -647,6 +708,7 @@ impl Hsm {
             key_id: None,
             detail,
             outcome,
+            use_hi: None,
         };
         let Some(row) = row else {
             u.committer.submit(
@@ -659,6 +721,25 @@ impl Hsm {
             )?;
             return Err(HsmError::BadCredential);
         };
+        // Revoked and expired come first: they are final, whatever the secret.
+        let ended = if row.revoked {
+            Some(HsmError::CredentialRevoked(row.name.clone()))
+        } else if row.expires_at.is_some_and(|t| now_ms() / 1000 >= t) {
+            Some(HsmError::CredentialExpired(row.name.clone()))
+        } else {
+            None
+        };
+        if let Some(e) = ended {
+            u.committer.submit(
+                None,
+                None,
+                event(
+                    Some(format!("denied:{}", e.code())),
+                    serde_json::json!({"name": row.name}),
+                ),
+            )?;
+            return Err(e);
+        }
         if row.locked {
             u.committer.submit(
                 None,
@@ -706,6 +787,7 @@ impl Hsm {
         let session = Session {
             credential_id: row.id.clone(),
             name: row.name.clone(),
+            kind: IdentityKind::from_str(&row.kind)?,
             partition: row.partition_name.clone(),
             roles: roles_from_string(&row.roles)?,
         };
@@ -727,6 +809,7 @@ impl Hsm {
                 key_id: None,
                 detail: serde_json::json!({"credential": session.credential_id}),
                 outcome: None,
+                use_hi: None,
             },
         )?;
         let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
@@ -746,6 +829,8 @@ impl Hsm {
         self.cached_by_hash(&token_hash(token))
     }
 
+    /// Cached sessions expire with SESSION_TTL; revocation in this process purges them at once
+    /// (other processes see it within SESSION_TTL).
     fn cached_by_hash(&self, hash: &[u8; 32]) -> Option<Session> {
         let sessions = self.inner.sessions.lock().ok()?;
         let (s, at) = sessions.get(hash)?;
@@ -772,6 +857,27 @@ impl Hsm {
         name: &str,
         roles: &[Role],
     ) -> Result<(CredentialInfo, Zeroizing<String>)> {
+        self.create_identity(
+            s,
+            &IdentitySpec {
+                partition: Some(partition.to_string()),
+                name: name.to_string(),
+                kind: IdentityKind::Person,
+                roles: roles.to_vec(),
+                expires_at: None,
+            },
+        )
+    }
+
+    /// A new identity (person, pipeline or factory line) with a fresh token, shown once.
+    /// Names are unique among live identities, because policies name identities.
+    pub fn create_identity(
+        &self,
+        s: &Session,
+        spec: &IdentitySpec,
+    ) -> Result<(CredentialInfo, Zeroizing<String>)> {
+        let partition = spec.partition.as_deref().unwrap_or(&s.partition);
+        let (name, roles) = (spec.name.as_str(), spec.roles.as_slice());
         s.require(Role::Administrator, "create credentials")?;
         validate_label(name)?;
         if roles.is_empty() {
@@ -784,11 +890,25 @@ impl Hsm {
                 "the system partition holds kagi's own keys and takes no credentials".into(),
             ));
         }
+        if spec.expires_at.is_some_and(|t| t <= now_ms() / 1000) {
+            return Err(HsmError::BadInput("the expiry time is in the past".into()));
+        }
         self.require_partition(partition)?;
         let u = self.unsealed()?;
-        let (row, token) = new_credential(partition, name, roles)?;
+        let (row, token) = new_credential(partition, name, spec.kind, roles, spec.expires_at)?;
         let info = row.info()?;
         let apply: ApplyFn = Box::new(move |c| {
+            let taken: i64 = credentials::table
+                .filter(credentials::name.eq(&row.name))
+                .filter(credentials::revoked.eq(false))
+                .count()
+                .get_result(c)?;
+            if taken > 0 {
+                return Err(HsmError::Conflict(format!(
+                    "an identity named '{}' already exists: revoke it first or pick another name",
+                    row.name
+                )));
+            }
             diesel::insert_into(credentials::table)
                 .values(&row)
                 .execute(c)?;
@@ -797,7 +917,7 @@ impl Hsm {
         u.committer.submit(
             None,
             Some(apply),
-            user_event(s, "credential.create", None, serde_json::json!({"credential": info.id, "name": info.name, "partition": info.partition, "roles": roles_to_string(&info.roles)})),
+            user_event(s, "credential.create", None, serde_json::json!({"credential": info.id, "name": info.name, "kind": info.kind.as_str(), "partition": info.partition, "roles": roles_to_string(&info.roles), "expires_at": info.expires_at})),
         )?;
         Ok((info, token))
     }
@@ -876,6 +996,41 @@ impl Hsm {
             .order(credentials::created_at.asc())
             .load(&mut c)?;
         rows.iter().map(|r| r.info()).collect()
+    }
+
+    /// Revoke a credential for good. This process forgets its cached sessions at once.
+    pub fn revoke_credential(&self, s: &Session, id: &str) -> Result<()> {
+        s.require(Role::Administrator, "revoke credentials")?;
+        let u = self.unsealed()?;
+        let id2 = id.to_string();
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                credentials::table
+                    .filter(credentials::id.eq(&id2))
+                    .filter(credentials::revoked.eq(false)),
+            )
+            .set(credentials::revoked.eq(true))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::NotFound(format!("live credential '{id2}'")))
+            }
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "credential.revoke",
+                None,
+                serde_json::json!({"credential": id}),
+            ),
+        )?;
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.retain(|_, (sess, _)| sess.credential_id != id);
+        }
+        Ok(())
     }
 
     pub fn unlock_credential(&self, s: &Session, id: &str) -> Result<()> {
@@ -1026,7 +1181,7 @@ impl Hsm {
         Ok(info)
     }
 
-    fn live_row(&self, partition: &str, label: &str) -> Result<KeyRow> {
+    pub(crate) fn live_row(&self, partition: &str, label: &str) -> Result<KeyRow> {
         let mut c = self.inner.store.conn()?;
         keys::table
             .filter(keys::partition_name.eq(partition))
@@ -1038,7 +1193,7 @@ impl Hsm {
     }
 
     /// Highest usage count the audit log shows for a key: the floor for its counter.
-    fn audited_uses(&self, key_id: &str) -> Result<i64> {
+    pub(crate) fn audited_uses(&self, key_id: &str) -> Result<i64> {
         let mut c = self.inner.store.conn()?;
         let hi: Option<i64> = audit_records::table
             .filter(audit_records::key_id.eq(key_id))
@@ -1102,7 +1257,38 @@ impl Hsm {
         Ok(cached)
     }
 
-    fn evict(&self, partition: &str, label: &str) {
+    /// The audited floor of a quota's total counter, read once per process.
+    fn quota_floor(&self, name: &str) -> Result<Arc<AtomicI64>> {
+        if let Some(f) = self
+            .inner
+            .quota_floors
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(name)
+        {
+            return Ok(f.clone());
+        }
+        let floor = Arc::new(AtomicI64::new(self.audited_uses(&format!("quota:{name}"))?));
+        let mut map = self.inner.quota_floors.lock().map_err(|_| lock_err())?;
+        Ok(map.entry(name.to_string()).or_insert(floor).clone())
+    }
+
+    /// Uses counted against a quota so far (total window), for display.
+    pub fn quota_used(&self, name: &str) -> Result<i64> {
+        let mut c = self.inner.store.conn()?;
+        let stored: Option<i64> = quota_counters::table
+            .filter(quota_counters::name.eq(name))
+            .filter(quota_counters::window_id.eq("total"))
+            .select(quota_counters::used)
+            .first(&mut c)
+            .optional()?;
+        drop(c);
+        Ok(stored
+            .unwrap_or(0)
+            .max(self.audited_uses(&format!("quota:{name}"))?))
+    }
+
+    pub(crate) fn evict(&self, partition: &str, label: &str) {
         if let Ok(mut m) = self.inner.keys.write() {
             m.remove(&(partition.to_string(), label.to_string()));
         }
@@ -1128,12 +1314,31 @@ impl Hsm {
         row.info(row.usage_count.max(self.audited_uses(&row.id)?))
     }
 
-    pub fn destroy_key(&self, s: &Session, label: &str) -> Result<()> {
+    /// Destroy a key. With an M-of-N quorum in the active policy this only files an approval
+    /// request; the key is destroyed when enough other officers approve.
+    pub fn destroy_key(&self, s: &Session, label: &str) -> Result<Gated<()>> {
         s.require(Role::Officer, "destroy keys")?;
-        let u = self.unsealed()?;
         // No unseal needed: a key that fails its integrity check must still be destroyable.
         let row = self.live_row(&s.partition, label)?;
+        let action = ApprovalAction::DestroyKey {
+            label: label.to_string(),
+        };
+        if let Some(pending) = self.gate(
+            s,
+            &action,
+            &format!("destroy key '{label}' ({}, id {})", row.algorithm, row.id),
+        )? {
+            return Ok(Gated::Pending(Box::new(pending)));
+        }
+        self.run_action(s, &s.partition.clone(), &action, serde_json::json!({}))?;
+        Ok(Gated::Done(()))
+    }
+
+    /// The durable change of a destroy: state destroyed, sealed material erased.
+    pub(crate) fn destroy_op(&self, partition: &str, label: &str) -> Result<(ApplyFn, EventParts)> {
+        let row = self.live_row(partition, label)?;
         let id = row.id.clone();
+        let key_id = row.id.clone();
         let apply: ApplyFn = Box::new(move |c| {
             let n = diesel::update(
                 keys::table
@@ -1152,19 +1357,108 @@ impl Hsm {
                 Err(HsmError::KeyNotFound(row.label.clone()))
             }
         });
-        self.evict(&s.partition, label);
-        u.committer.submit(
-            None,
-            Some(apply),
-            user_event(
-                s,
-                "key.destroy",
-                Some(row.id.clone()),
-                serde_json::json!({"label": label}),
-            ),
-        )?;
-        self.evict(&s.partition, label);
-        Ok(())
+        Ok((
+            apply,
+            EventParts {
+                action: "key.destroy",
+                key_id: Some(key_id),
+                detail: serde_json::json!({"label": label}),
+                use_hi: None,
+            },
+        ))
+    }
+
+    /// Change a key's usage limit (None: unlimited). Lowering takes effect at once; raising
+    /// (or removing) a limit goes through M-of-N approval when the active policy has a quorum.
+    pub fn set_usage_limit(
+        &self,
+        s: &Session,
+        label: &str,
+        limit: Option<i64>,
+    ) -> Result<Gated<KeyInfo>> {
+        s.require(Role::Officer, "change usage limits")?;
+        if limit.is_some_and(|l| l < 0) {
+            return Err(HsmError::BadInput(
+                "a usage limit cannot be negative".into(),
+            ));
+        }
+        let row = self.live_row(&s.partition, label)?;
+        let raising = match (row.usage_limit, limit) {
+            (Some(old), Some(new)) => new > old,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let action = ApprovalAction::SetUsageLimit {
+            label: label.to_string(),
+            limit,
+        };
+        if raising {
+            let text = format!(
+                "raise the usage limit of key '{label}' from {} to {}",
+                row.usage_limit
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "unlimited".into()),
+                limit
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "unlimited".into())
+            );
+            if let Some(pending) = self.gate(s, &action, &text)? {
+                return Ok(Gated::Pending(Box::new(pending)));
+            }
+        }
+        self.run_action(s, &s.partition.clone(), &action, serde_json::json!({}))?;
+        Ok(Gated::Done(self.key_info(s, label)?))
+    }
+
+    /// Reseal a key under attributes with a new limit and the next generation.
+    pub(crate) fn set_limit_op(
+        &self,
+        partition: &str,
+        label: &str,
+        limit: Option<i64>,
+    ) -> Result<(ApplyFn, EventParts)> {
+        let u = self.unsealed()?;
+        let row = self.live_row(partition, label)?;
+        let (attrs, pkcs8) = self.open_pkcs8(&u, &row)?;
+        let old_generation = attrs.generation;
+        let new = KeyAttributes {
+            usage_limit: limit,
+            generation: old_generation + 1,
+            ..attrs
+        };
+        let sealed = self
+            .sealer(&u, partition)?
+            .seal(&pkcs8, &new.associated_data())?;
+        let id = row.id.clone();
+        let old_limit = row.usage_limit;
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                keys::table
+                    .filter(keys::id.eq(&id))
+                    .filter(keys::generation.eq(old_generation))
+                    .filter(keys::state.eq("active")),
+            )
+            .set((
+                keys::usage_limit.eq(limit),
+                keys::generation.eq(old_generation + 1),
+                keys::sealed.eq(Some(sealed)),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::KeyChanged(row.label.clone()))
+            }
+        });
+        Ok((
+            apply,
+            EventParts {
+                action: "key.set_usage_limit",
+                key_id: Some(row.id.clone()),
+                detail: serde_json::json!({"label": label, "from": old_limit, "to": limit}),
+                use_hi: None,
+            },
+        ))
     }
 
     /// Sign a digest: check, reserve one use durably (with its audit record), then sign.
@@ -1174,6 +1468,21 @@ impl Hsm {
 
     /// [`Hsm::sign`], also returning the use it consumed and its audit record.
     pub fn sign_detailed(&self, s: &Session, label: &str, req: &SignRequest) -> Result<Signed> {
+        self.sign_charged(s, label, req, &[], serde_json::json!({}))
+    }
+
+    /// Sign, charging one use to each of `quotas` in the same durable transaction as the key's
+    /// use: if any quota or the key's limit is exhausted, nothing is counted and nothing signed.
+    /// `audit_detail` (an object: the policy rule that allowed it, the format) joins the use's
+    /// audit record.
+    pub fn sign_charged(
+        &self,
+        s: &Session,
+        label: &str,
+        req: &SignRequest,
+        quotas: &[QuotaCharge],
+        audit_detail: serde_json::Value,
+    ) -> Result<Signed> {
         s.require(Role::User, "use keys")?;
         let u = self.unsealed()?;
         let mut retried = false;
@@ -1191,7 +1500,20 @@ impl Hsm {
                     want: digest_alg.output_len(),
                 });
             }
+            let quota_reservations = quotas
+                .iter()
+                .map(|q| {
+                    Ok(QuotaReservation {
+                        name: q.name.clone(),
+                        total: q.total,
+                        per_hour: q.per_hour,
+                        per_day: q.per_day,
+                        high_water: self.quota_floor(&q.name)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
             let reservation = Reservation {
+                quotas: quota_reservations,
                 key_id: a.id.clone(),
                 label: a.label.clone(),
                 generation: a.generation,
@@ -1204,6 +1526,13 @@ impl Hsm {
                 Some(a.id.clone()),
                 serde_json::json!({"label": a.label, "op": "sign", "digest_alg": digest_alg.as_str(), "digest": hex::encode(&req.digest)}),
             );
+            let mut event = event;
+            if let (Some(d), Some(extra)) = (event.detail.as_object_mut(), audit_detail.as_object())
+            {
+                for (k, v) in extra {
+                    d.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
             match u.committer.submit(Some(reservation), None, event) {
                 Ok(done) => {
                     let signature = k.key.sign_digest(digest_alg, &req.digest, req.padding)?;
@@ -1474,6 +1803,7 @@ impl Hsm {
                 key_id: None,
                 detail,
                 outcome: Some(outcome.chars().take(128).collect()),
+                use_hi: None,
             },
         )?;
         Ok(())
@@ -1529,7 +1859,7 @@ fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
     Ok(())
 }
 
-fn user_event(
+pub(crate) fn user_event(
     s: &Session,
     action: &str,
     key_id: Option<String>,
@@ -1542,6 +1872,7 @@ fn user_event(
         key_id,
         detail,
         outcome: None,
+        use_hi: None,
     }
 }
 
@@ -1553,5 +1884,6 @@ fn system_event(action: &str, detail: serde_json::Value) -> EventDraft {
         key_id: None,
         detail,
         outcome: None,
+        use_hi: None,
     }
 }

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod algorithm;
+pub mod approvals;
 pub mod attributes;
 pub mod audit;
 pub mod auth;
@@ -16,16 +17,22 @@ mod crypto;
 pub mod error;
 mod hsm;
 mod merkle;
+pub mod policy_store;
 mod seal;
 pub mod shares;
 pub mod store;
 mod wrap;
 
 pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
+pub use approvals::{ApprovalAction, ApprovalInfo, QuorumRule};
 pub use attributes::{KeyInfo, KeySpec, KeyState, Operation};
 pub use audit::{AuditEvent, AuditReport, Checkpoint};
-pub use auth::{CredentialInfo, Role, Session};
+pub use auth::{CredentialInfo, IdentityKind, Role, Session};
 pub use error::{ErrorKind, HsmError, Result};
-pub use hsm::{Hsm, HsmConfig, InitOutput, SignRequest, Signed, UnsealProgress};
+pub use hsm::{
+    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, SignRequest, Signed,
+    UnsealProgress,
+};
+pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;
 pub use wrap::{wrap_for_import, WRAP_MECHANISM};

@@ -24,6 +24,9 @@ diesel::table! {
         failed_logins -> BigInt,
         locked -> Bool,
         created_at -> BigInt,
+        kind -> Text,
+        expires_at -> Nullable<BigInt>,
+        revoked -> Bool,
     }
 }
 
@@ -79,5 +82,43 @@ diesel::table! {
         id -> BigInt,
         tree_size -> BigInt,
         frontier -> Binary,
+    }
+}
+
+diesel::table! {
+    policies (version) {
+        version -> BigInt,
+        text -> Text,
+        quorum -> Text,
+        submitted_by -> Text,
+        submitted_at -> BigInt,
+        mac -> Binary,
+    }
+}
+
+diesel::table! {
+    quota_counters (name, window_id) {
+        name -> Text,
+        window_id -> Text,
+        used -> BigInt,
+    }
+}
+
+diesel::table! {
+    approvals (id) {
+        id -> Text,
+        action -> Text,
+        partition_name -> Text,
+        target -> Text,
+        payload -> Text,
+        summary -> Text,
+        requested_by -> Text,
+        requester_name -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        required -> BigInt,
+        status -> Text,
+        decided_at -> Nullable<BigInt>,
+        mac -> Binary,
     }
 }

@@ -1,0 +1,487 @@
+//! M-of-N approval of sensitive changes.
+//!
+//! When the active policy names a quorum, destroying a key, raising a usage limit and
+//! activating a policy version file a request instead of happening. Named officers other than
+//! the requester approve; when `required` of them have, the change runs in one durable
+//! transaction. Who approved is read from the audit log (MAC'd, Merkle-checkpointed), never from
+//! the request row, and the row itself carries a MAC over what is to be done: editing the
+//! database can neither forge an approval nor change what an approval means.
+
+use aws_lc_rs::hmac;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEvent;
+use crate::auth::{Role, Session};
+use crate::commit::{now_ms, ApplyFn};
+use crate::error::{HsmError, Result};
+use crate::hsm::{random_hex, user_event, Hsm, Unsealed};
+use crate::seal;
+use crate::store::schema::{approvals, audit_records};
+
+/// What a request asks to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApprovalAction {
+    DestroyKey { label: String },
+    SetUsageLimit { label: String, limit: Option<i64> },
+    ActivatePolicy { version: i64 },
+}
+
+impl ApprovalAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApprovalAction::DestroyKey { .. } => "destroy_key",
+            ApprovalAction::SetUsageLimit { .. } => "set_usage_limit",
+            ApprovalAction::ActivatePolicy { .. } => "activate_policy",
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            ApprovalAction::DestroyKey { label } | ApprovalAction::SetUsageLimit { label, .. } => {
+                format!("key:{label}")
+            }
+            ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
+        }
+    }
+}
+
+/// M of N named officers, from the active policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumRule {
+    /// Identity names of the officers who may approve.
+    pub approvers: Vec<String>,
+    pub required: usize,
+    /// How long a request stays open.
+    pub ttl_secs: i64,
+}
+
+/// A request as shown to officers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalInfo {
+    pub id: String,
+    pub action: ApprovalAction,
+    pub partition: String,
+    /// What the change would do, for people: a sentence, or a diff for policies.
+    pub summary: String,
+    pub requested_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub required: i64,
+    pub approvers: Vec<String>,
+    /// Who has approved so far (from the audit log).
+    pub approved_by: Vec<String>,
+    /// pending, executed, rejected or expired.
+    pub status: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    action: ApprovalAction,
+    approvers: Vec<String>,
+}
+
+#[derive(Queryable, Insertable, Clone)]
+#[diesel(table_name = approvals)]
+struct ApprovalRow {
+    id: String,
+    action: String,
+    partition_name: String,
+    target: String,
+    payload: String,
+    summary: String,
+    requested_by: String,
+    requester_name: String,
+    created_at: i64,
+    expires_at: i64,
+    required: i64,
+    status: String,
+    decided_at: Option<i64>,
+    mac: Vec<u8>,
+}
+
+impl ApprovalRow {
+    fn mac_input(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in [
+            self.id.as_bytes(),
+            self.action.as_bytes(),
+            self.partition_name.as_bytes(),
+            self.target.as_bytes(),
+            self.payload.as_bytes(),
+            self.summary.as_bytes(),
+            self.requested_by.as_bytes(),
+            self.requester_name.as_bytes(),
+        ] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&self.created_at.to_be_bytes());
+        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        out.extend_from_slice(&self.required.to_be_bytes());
+        out
+    }
+
+    fn payload(&self) -> Result<Payload> {
+        serde_json::from_str(&self.payload).map_err(|_| integrity(&self.id))
+    }
+}
+
+fn integrity(id: &str) -> HsmError {
+    HsmError::Integrity(format!(
+        "approval request {id} does not match its MAC: the database was changed outside kagi; the request is void"
+    ))
+}
+
+pub(crate) fn record_mac(u: &Unsealed, bytes: &[u8]) -> Result<Vec<u8>> {
+    let key = hmac::Key::new(
+        hmac::HMAC_SHA256,
+        &u.master.derive(seal::RECORD_MAC_INFO)?[..],
+    );
+    Ok(hmac::sign(&key, bytes).as_ref().to_vec())
+}
+
+pub(crate) fn record_mac_ok(u: &Unsealed, bytes: &[u8], mac: &[u8]) -> Result<bool> {
+    let want = record_mac(u, bytes)?;
+    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&want, mac).is_ok())
+}
+
+impl Hsm {
+    /// If the active policy has a quorum, file a request for `action` and return it.
+    pub(crate) fn gate(
+        &self,
+        s: &Session,
+        action: &ApprovalAction,
+        summary: &str,
+    ) -> Result<Option<ApprovalInfo>> {
+        let Some(quorum) = self.current_quorum()? else {
+            return Ok(None);
+        };
+        let u = self.unsealed()?;
+        let now = now_ms() / 1000;
+        let payload = Payload {
+            action: action.clone(),
+            approvers: quorum.approvers.clone(),
+        };
+        let mut row = ApprovalRow {
+            id: random_hex(8)?,
+            action: action.name().into(),
+            partition_name: s.partition.clone(),
+            target: action.target(),
+            payload: serde_json::to_string(&payload).map_err(|e| HsmError::Store(e.to_string()))?,
+            summary: summary.chars().take(64 * 1024).collect(),
+            requested_by: s.credential_id.clone(),
+            requester_name: s.name.clone(),
+            created_at: now,
+            expires_at: now + quorum.ttl_secs.max(60),
+            required: quorum.required as i64,
+            status: "pending".into(),
+            decided_at: None,
+            mac: Vec::new(),
+        };
+        row.mac = record_mac(&u, &row.mac_input())?;
+        let info = self.info_of(&row, Vec::new())?;
+        let detail = serde_json::json!({
+            "action": action, "summary": row.summary, "required": row.required, "approvers": quorum.approvers,
+        });
+        let inserted = row.clone();
+        let apply: ApplyFn = Box::new(move |c| {
+            diesel::insert_into(approvals::table)
+                .values(&inserted)
+                .execute(c)?;
+            Ok(())
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "approval.request",
+                Some(format!("approval:{}", row.id)),
+                detail,
+            ),
+        )?;
+        Ok(Some(info))
+    }
+
+    /// Run an action now, as `s` (no quorum, or a quorum that has approved).
+    pub(crate) fn run_action(
+        &self,
+        s: &Session,
+        partition: &str,
+        action: &ApprovalAction,
+        extra: serde_json::Value,
+    ) -> Result<()> {
+        self.run_action_then(s, partition, action, extra, None)
+    }
+
+    fn run_action_then(
+        &self,
+        s: &Session,
+        partition: &str,
+        action: &ApprovalAction,
+        extra: serde_json::Value,
+        then: Option<ApplyFn>,
+    ) -> Result<()> {
+        let u = self.unsealed()?;
+        let (apply, parts) = match action {
+            ApprovalAction::DestroyKey { label } => self.destroy_op(partition, label)?,
+            ApprovalAction::SetUsageLimit { label, limit } => {
+                self.set_limit_op(partition, label, *limit)?
+            }
+            ApprovalAction::ActivatePolicy { version } => self.activate_op(*version)?,
+        };
+        let apply: ApplyFn = match then {
+            None => apply,
+            Some(then) => Box::new(move |c| {
+                apply(c)?;
+                then(c)
+            }),
+        };
+        let mut detail = parts.detail;
+        if let (Some(d), Some(e)) = (detail.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        let mut event = user_event(s, parts.action, parts.key_id, detail);
+        event.use_hi = parts.use_hi;
+        if let ApprovalAction::DestroyKey { label } | ApprovalAction::SetUsageLimit { label, .. } =
+            action
+        {
+            self.evict(partition, label);
+        }
+        let done = u.committer.submit(None, Some(apply), event);
+        if let ApprovalAction::DestroyKey { label } | ApprovalAction::SetUsageLimit { label, .. } =
+            action
+        {
+            self.evict(partition, label);
+        }
+        done.map(|_| ())
+    }
+
+    fn load_approval(&self, u: &Unsealed, id: &str) -> Result<ApprovalRow> {
+        let mut c = self.inner.store.conn()?;
+        let row: ApprovalRow = approvals::table
+            .filter(approvals::id.eq(id))
+            .first(&mut c)
+            .optional()?
+            .ok_or_else(|| {
+                HsmError::NotFound(format!(
+                    "approval request '{}'",
+                    id.chars().take(32).collect::<String>()
+                ))
+            })?;
+        if !record_mac_ok(u, &row.mac_input(), &row.mac)? {
+            return Err(integrity(&row.id));
+        }
+        Ok(row)
+    }
+
+    /// Names that approved request `id`, in order, from the audit log.
+    fn approved_by(&self, id: &str) -> Result<Vec<String>> {
+        let mut c = self.inner.store.conn()?;
+        let events: Vec<AuditEvent> = audit_records::table
+            .filter(audit_records::key_id.eq(format!("approval:{id}")))
+            .filter(audit_records::action.eq("approval.approve"))
+            .filter(audit_records::outcome.eq("ok"))
+            .order(audit_records::seq.asc())
+            .load(&mut c)?;
+        let mut names: Vec<String> = Vec::new();
+        for e in events {
+            let v: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+            if let Some(n) = v.get("approver").and_then(|n| n.as_str()) {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn info_of(&self, row: &ApprovalRow, approved_by: Vec<String>) -> Result<ApprovalInfo> {
+        let payload = row.payload()?;
+        let status = if row.status == "pending" && now_ms() / 1000 >= row.expires_at {
+            "expired".to_string()
+        } else {
+            row.status.clone()
+        };
+        Ok(ApprovalInfo {
+            id: row.id.clone(),
+            action: payload.action,
+            partition: row.partition_name.clone(),
+            summary: row.summary.clone(),
+            requested_by: row.requester_name.clone(),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            required: row.required,
+            approvers: payload.approvers,
+            approved_by,
+            status,
+        })
+    }
+
+    pub fn approval(&self, s: &Session, id: &str) -> Result<ApprovalInfo> {
+        s.require(Role::Officer, "read approval requests")?;
+        let u = self.unsealed()?;
+        let row = self.load_approval(&u, id)?;
+        self.info_of(&row, self.approved_by(id)?)
+    }
+
+    pub fn list_approvals(&self, s: &Session) -> Result<Vec<ApprovalInfo>> {
+        s.require(Role::Officer, "read approval requests")?;
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let rows: Vec<ApprovalRow> = approvals::table
+            .order(approvals::created_at.desc())
+            .limit(500)
+            .load(&mut c)?;
+        drop(c);
+        rows.iter()
+            .map(|r| {
+                if !record_mac_ok(&u, &r.mac_input(), &r.mac)? {
+                    return Err(integrity(&r.id));
+                }
+                self.info_of(r, self.approved_by(&r.id)?)
+            })
+            .collect()
+    }
+
+    /// Approve a request. The approver must be a named officer other than the requester. When
+    /// this approval completes the quorum, the change runs before this returns.
+    pub fn approve(&self, s: &Session, id: &str) -> Result<ApprovalInfo> {
+        s.require(Role::Officer, "approve changes")?;
+        let u = self.unsealed()?;
+        let row = self.load_approval(&u, id)?;
+        let payload = row.payload()?;
+        let info = self.info_of(&row, Vec::new())?;
+        match info.status.as_str() {
+            "pending" => {}
+            "expired" => {
+                return Err(HsmError::Conflict(format!(
+                    "approval request {id} expired: file a new request"
+                )))
+            }
+            other => {
+                return Err(HsmError::Conflict(format!(
+                    "approval request {id} is already {other}"
+                )))
+            }
+        }
+        if s.credential_id == row.requested_by || s.name == row.requester_name {
+            return Err(HsmError::SelfApproval(id.to_string()));
+        }
+        if !payload.approvers.iter().any(|a| a == &s.name) {
+            return Err(HsmError::NotAnApprover {
+                name: s.name.clone(),
+                id: id.to_string(),
+            });
+        }
+        let mut approved = self.approved_by(id)?;
+        if !approved.contains(&s.name) {
+            let (id2, status_ok) = (id.to_string(), "pending");
+            let still_pending: ApplyFn = Box::new(move |c| {
+                let n: i64 = approvals::table
+                    .filter(approvals::id.eq(&id2))
+                    .filter(approvals::status.eq(status_ok))
+                    .count()
+                    .get_result(c)?;
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err(HsmError::Conflict(format!(
+                        "approval request {id2} is no longer pending"
+                    )))
+                }
+            });
+            u.committer.submit(
+                None,
+                Some(still_pending),
+                user_event(
+                    s,
+                    "approval.approve",
+                    Some(format!("approval:{id}")),
+                    serde_json::json!({"approver": s.name, "action": payload.action}),
+                ),
+            )?;
+            approved = self.approved_by(id)?;
+        }
+        if approved.len() as i64 >= row.required {
+            let id2 = id.to_string();
+            let mark: ApplyFn = Box::new(move |c| {
+                let n = diesel::update(
+                    approvals::table
+                        .filter(approvals::id.eq(&id2))
+                        .filter(approvals::status.eq("pending")),
+                )
+                .set((
+                    approvals::status.eq("executed"),
+                    approvals::decided_at.eq(Some(now_ms() / 1000)),
+                ))
+                .execute(c)?;
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err(HsmError::Conflict(format!(
+                        "approval request {id2} was already decided"
+                    )))
+                }
+            });
+            self.run_action_then(
+                s,
+                &row.partition_name,
+                &payload.action,
+                serde_json::json!({"approval": id, "approved_by": approved}),
+                Some(mark),
+            )?;
+        }
+        let row = self.load_approval(&u, id)?;
+        self.info_of(&row, approved)
+    }
+
+    /// Reject (or, for the requester, withdraw) a request.
+    pub fn reject(&self, s: &Session, id: &str) -> Result<ApprovalInfo> {
+        s.require(Role::Officer, "reject changes")?;
+        let u = self.unsealed()?;
+        let row = self.load_approval(&u, id)?;
+        let payload = row.payload()?;
+        let own = s.credential_id == row.requested_by;
+        if !own && !payload.approvers.iter().any(|a| a == &s.name) {
+            return Err(HsmError::NotAnApprover {
+                name: s.name.clone(),
+                id: id.to_string(),
+            });
+        }
+        let id2 = id.to_string();
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                approvals::table
+                    .filter(approvals::id.eq(&id2))
+                    .filter(approvals::status.eq("pending")),
+            )
+            .set((
+                approvals::status.eq("rejected"),
+                approvals::decided_at.eq(Some(now_ms() / 1000)),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::Conflict(format!(
+                    "approval request {id2} is not pending"
+                )))
+            }
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "approval.reject",
+                Some(format!("approval:{id}")),
+                serde_json::json!({"by": s.name, "withdrawn": own}),
+            ),
+        )?;
+        let row = self.load_approval(&u, id)?;
+        self.info_of(&row, self.approved_by(id)?)
+    }
+}

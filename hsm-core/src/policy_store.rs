@@ -1,0 +1,253 @@
+//! Stored policy documents. hsm-core keeps them as opaque, MAC'd text (the service parses and
+//! validates them with the `policy` crate before submitting); which version is active is the
+//! highest version named by a `policy.activate` record in the audit log, so an edited database
+//! can neither change a document nor roll the active version back.
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::approvals::{record_mac, record_mac_ok, ApprovalAction, QuorumRule};
+use crate::auth::{Role, Session};
+use crate::commit::{now_ms, ApplyFn};
+use crate::error::{HsmError, Result};
+use crate::hsm::{user_event, EventParts, Gated, Hsm};
+use crate::store::schema::{audit_records, policies};
+
+/// The audit "subject" whose `use_hi` is the active policy version.
+const POLICY_SUBJECT: &str = "policy";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub version: i64,
+    pub text: String,
+    pub quorum: Option<QuorumRule>,
+    pub submitted_by: String,
+    pub submitted_at: i64,
+    pub active: bool,
+}
+
+#[derive(Queryable, Insertable, Clone)]
+#[diesel(table_name = policies)]
+struct PolicyRow {
+    version: i64,
+    text: String,
+    quorum: String,
+    submitted_by: String,
+    submitted_at: i64,
+    mac: Vec<u8>,
+}
+
+impl PolicyRow {
+    fn mac_input(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.text.len() + self.quorum.len() + 64);
+        out.extend_from_slice(b"kagi-policy-v1");
+        out.extend_from_slice(&self.version.to_be_bytes());
+        for part in [
+            self.text.as_bytes(),
+            self.quorum.as_bytes(),
+            self.submitted_by.as_bytes(),
+        ] {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&self.submitted_at.to_be_bytes());
+        out
+    }
+
+    fn stored(&self, active: Option<i64>) -> Result<StoredPolicy> {
+        Ok(StoredPolicy {
+            version: self.version,
+            text: self.text.clone(),
+            quorum: serde_json::from_str(&self.quorum).map_err(|_| tampered(self.version))?,
+            submitted_by: self.submitted_by.clone(),
+            submitted_at: self.submitted_at,
+            active: active == Some(self.version),
+        })
+    }
+}
+
+fn tampered(version: i64) -> HsmError {
+    HsmError::Integrity(format!(
+        "policy version {version} does not match its MAC: the database was changed outside kagi. Submit the document again"
+    ))
+}
+
+impl Hsm {
+    /// Store a new version (validated by the caller). It does not take effect until activated.
+    pub fn submit_policy(
+        &self,
+        s: &Session,
+        text: &str,
+        quorum: Option<QuorumRule>,
+    ) -> Result<StoredPolicy> {
+        s.require(Role::Officer, "submit policies")?;
+        if text.len() > 4 * 1024 * 1024 {
+            return Err(HsmError::BadInput(
+                "a policy document is at most 4 MiB".into(),
+            ));
+        }
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let last: Option<i64> = policies::table
+            .select(diesel::dsl::max(policies::version))
+            .first(&mut c)?;
+        drop(c);
+        let mut row = PolicyRow {
+            version: last.unwrap_or(0) + 1,
+            text: text.to_string(),
+            quorum: serde_json::to_string(&quorum).map_err(|e| HsmError::Store(e.to_string()))?,
+            submitted_by: s.actor(),
+            submitted_at: now_ms() / 1000,
+            mac: Vec::new(),
+        };
+        row.mac = record_mac(&u, &row.mac_input())?;
+        let stored = row.stored(None)?;
+        let digest = hex::encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref(),
+        );
+        let version = row.version;
+        let apply: ApplyFn = Box::new(move |c| {
+            // Versions are assigned under the batch lock; a concurrent submit gets a conflict.
+            diesel::insert_into(policies::table)
+                .values(&row)
+                .execute(c)?;
+            Ok(())
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "policy.submit",
+                None,
+                serde_json::json!({"version": version, "sha256": digest}),
+            ),
+        )?;
+        Ok(stored)
+    }
+
+    /// Make `version` the active policy: at once when no quorum governs, otherwise as an
+    /// approval request whose summary (a diff, from the caller) officers review.
+    pub fn activate_policy(&self, s: &Session, version: i64, summary: &str) -> Result<Gated<i64>> {
+        s.require(Role::Officer, "activate policies")?;
+        let stored = self.policy(s, version)?;
+        let active = self.active_policy_version()?;
+        if active.is_some_and(|a| a >= version) {
+            return Err(HsmError::Conflict(format!(
+                "version {version} is not newer than the active version {}: submit the document again to make a new version",
+                active.unwrap_or(0)
+            )));
+        }
+        let action = ApprovalAction::ActivatePolicy {
+            version: stored.version,
+        };
+        if let Some(pending) = self.gate(s, &action, summary)? {
+            return Ok(Gated::Pending(Box::new(pending)));
+        }
+        self.run_action(s, &s.partition.clone(), &action, serde_json::json!({}))?;
+        Ok(Gated::Done(version))
+    }
+
+    pub(crate) fn activate_op(&self, version: i64) -> Result<(ApplyFn, EventParts)> {
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let row: PolicyRow = policies::table
+            .filter(policies::version.eq(version))
+            .first(&mut c)
+            .optional()?
+            .ok_or_else(|| HsmError::NotFound(format!("policy version {version}")))?;
+        drop(c);
+        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
+            return Err(tampered(version));
+        }
+        let apply: ApplyFn = Box::new(move |c| {
+            // Under the batch lock: still newer than what is active?
+            let active: Option<i64> = audit_records::table
+                .filter(audit_records::key_id.eq(POLICY_SUBJECT))
+                .select(diesel::dsl::max(audit_records::use_hi))
+                .first(c)?;
+            if active.is_some_and(|a| a >= version) {
+                return Err(HsmError::Conflict(format!(
+                    "a version at least as new as {version} is already active"
+                )));
+            }
+            Ok(())
+        });
+        Ok((
+            apply,
+            EventParts {
+                action: "policy.activate",
+                key_id: Some(POLICY_SUBJECT.into()),
+                detail: serde_json::json!({"version": version}),
+                use_hi: Some(version),
+            },
+        ))
+    }
+
+    /// The active version, from the audit log.
+    pub fn active_policy_version(&self) -> Result<Option<i64>> {
+        let v = self.audited_uses(POLICY_SUBJECT)?;
+        Ok((v > 0).then_some(v))
+    }
+
+    /// The active document, MAC-checked. `None` before any activation.
+    pub fn active_policy(&self) -> Result<Option<StoredPolicy>> {
+        let Some(version) = self.active_policy_version()? else {
+            return Ok(None);
+        };
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let row: PolicyRow = policies::table
+            .filter(policies::version.eq(version))
+            .first(&mut c)
+            .optional()?
+            .ok_or_else(|| {
+                HsmError::Integrity(format!(
+                    "the active policy version {version} is missing from the database"
+                ))
+            })?;
+        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
+            return Err(tampered(version));
+        }
+        Ok(Some(row.stored(Some(version))?))
+    }
+
+    pub(crate) fn current_quorum(&self) -> Result<Option<QuorumRule>> {
+        Ok(self.active_policy()?.and_then(|p| p.quorum))
+    }
+
+    pub fn policy(&self, s: &Session, version: i64) -> Result<StoredPolicy> {
+        s.require(Role::Officer, "read policies")?;
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let row: PolicyRow = policies::table
+            .filter(policies::version.eq(version))
+            .first(&mut c)
+            .optional()?
+            .ok_or_else(|| HsmError::NotFound(format!("policy version {version}")))?;
+        drop(c);
+        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
+            return Err(tampered(version));
+        }
+        row.stored(self.active_policy_version()?)
+    }
+
+    pub fn list_policies(&self, s: &Session) -> Result<Vec<StoredPolicy>> {
+        s.require(Role::Officer, "read policies")?;
+        let u = self.unsealed()?;
+        let active = self.active_policy_version()?;
+        let mut c = self.inner.store.conn()?;
+        let rows: Vec<PolicyRow> = policies::table
+            .order(policies::version.desc())
+            .limit(200)
+            .load(&mut c)?;
+        rows.iter()
+            .map(|r| {
+                if !record_mac_ok(&u, &r.mac_input(), &r.mac)? {
+                    return Err(tampered(r.version));
+                }
+                r.stored(active)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,390 @@
+//! Identities, policy versions, exact quotas and M-of-N approvals, on both backends.
+
+mod common;
+
+use common::*;
+use hsm_core::*;
+use std::sync::Arc;
+
+fn req(digest: Vec<u8>) -> SignRequest {
+    SignRequest {
+        digest_alg: None,
+        digest,
+        padding: RsaPadding::Pkcs1v15,
+    }
+}
+
+fn identity(
+    i: &Instance,
+    name: &str,
+    kind: IdentityKind,
+    roles: &[Role],
+    expires_at: Option<i64>,
+) -> (CredentialInfo, String) {
+    let (info, tok) = i
+        .hsm
+        .create_identity(
+            &i.admin,
+            &IdentitySpec {
+                partition: None,
+                name: name.into(),
+                kind,
+                roles: roles.to_vec(),
+                expires_at,
+            },
+        )
+        .unwrap();
+    (info, tok.to_string())
+}
+
+fn quorum_2_of_3() -> QuorumRule {
+    QuorumRule {
+        approvers: vec!["alice".into(), "bob".into(), "carol".into()],
+        required: 2,
+        ttl_secs: 3600,
+    }
+}
+
+#[test]
+fn identities_expire_and_are_revoked() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (info, tok) = identity(
+        &i,
+        "ci-release",
+        IdentityKind::Pipeline,
+        &[Role::User],
+        None,
+    );
+    let s = i.hsm.login(&tok).unwrap();
+    assert_eq!(s.kind, IdentityKind::Pipeline);
+    assert_eq!(info.kind, IdentityKind::Pipeline);
+    assert_eq!(
+        i.hsm
+            .create_identity(
+                &i.admin,
+                &IdentitySpec {
+                    partition: None,
+                    name: "ci-release".into(),
+                    kind: IdentityKind::Line,
+                    roles: vec![Role::User],
+                    expires_at: None
+                }
+            )
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+    i.hsm.revoke_credential(&i.admin, &info.id).unwrap();
+    assert_eq!(i.hsm.login(&tok).unwrap_err().code(), "credential_revoked");
+    // The name is free again once revoked.
+    identity(
+        &i,
+        "ci-release",
+        IdentityKind::Pipeline,
+        &[Role::User],
+        None,
+    );
+
+    let (_, short) = identity(&i, "temp", IdentityKind::Line, &[Role::User], Some(now + 2));
+    i.hsm.login(&short).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (hsm2, _) = reopen(&store, &i.share, &i.token);
+    assert_eq!(hsm2.login(&short).unwrap_err().code(), "credential_expired");
+    assert_eq!(
+        i.hsm
+            .create_identity(
+                &i.admin,
+                &IdentitySpec {
+                    partition: None,
+                    name: "old".into(),
+                    kind: IdentityKind::Line,
+                    roles: vec![Role::User],
+                    expires_at: Some(now - 1)
+                }
+            )
+            .unwrap_err()
+            .code(),
+        "bad_request"
+    );
+    let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();
+    assert!(events.iter().any(|e| e.action == "credential.revoke"));
+    assert!(events
+        .iter()
+        .any(|e| e.outcome == "denied:credential_revoked"));
+}
+
+#[test]
+fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("fw", Algorithm::EcP256))
+            .unwrap();
+        let (_, tok) = identity(&i, "line-7", IdentityKind::Line, &[Role::User], None);
+        let line = i.hsm.login(&tok).unwrap();
+        let quota = [QuotaCharge {
+            name: "line-7-devices".into(),
+            total: Some(5),
+            per_hour: None,
+            per_day: None,
+        }];
+        let hsm = Arc::new(i.hsm.clone());
+        let ok = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..32u64)
+                .map(|n| {
+                    let (hsm, line, quota) = (hsm.clone(), line.clone(), quota.clone());
+                    sc.spawn(move || {
+                        hsm.sign_charged(
+                            &line,
+                            "fw",
+                            &req(digest_of(n)),
+                            &quota,
+                            serde_json::json!({}),
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let granted = ok.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(granted, 5, "{backend:?}");
+        assert!(ok
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.code() == "quota_exhausted"));
+        // Refused uses were not counted against the key either.
+        assert_eq!(i.hsm.key_info(&i.admin, "fw").unwrap().usage_count, 5);
+        // Across a restart, and with the counter row put back to zero by someone.
+        store.exec("UPDATE quota_counters SET used = 0");
+        let (hsm2, _) = reopen(&store, &i.share, &i.token);
+        let line2 = hsm2.login(&tok).unwrap();
+        let e = hsm2
+            .sign_charged(
+                &line2,
+                "fw",
+                &req(digest_of(99)),
+                &quota,
+                serde_json::json!({}),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "quota_exhausted", "{backend:?}");
+        assert_eq!(hsm2.quota_used("line-7-devices").unwrap(), 5);
+        // A per-hour window counts too.
+        let hourly = [QuotaCharge {
+            name: "hourly".into(),
+            total: None,
+            per_hour: Some(2),
+            per_day: Some(100),
+        }];
+        hsm2.sign_charged(
+            &line2,
+            "fw",
+            &req(digest_of(1)),
+            &hourly,
+            serde_json::json!({}),
+        )
+        .unwrap();
+        hsm2.sign_charged(
+            &line2,
+            "fw",
+            &req(digest_of(2)),
+            &hourly,
+            serde_json::json!({}),
+        )
+        .unwrap();
+        let e = hsm2
+            .sign_charged(
+                &line2,
+                "fw",
+                &req(digest_of(3)),
+                &hourly,
+                serde_json::json!({}),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("per hour"), "{e}");
+        hsm2.audit_verify(&hsm2.login(&i.token).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn destroying_a_key_under_a_2_of_3_quorum() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let officers: Vec<Session> = ["alice", "bob", "carol"]
+            .iter()
+            .map(|n| {
+                let (_, t) = identity(
+                    &i,
+                    n,
+                    IdentityKind::Person,
+                    &[Role::Officer, Role::User],
+                    None,
+                );
+                i.hsm.login(&t).unwrap()
+            })
+            .collect();
+        let (alice, bob, carol) = (&officers[0], &officers[1], &officers[2]);
+        // No policy yet: nothing is gated.
+        i.hsm
+            .create_key(alice, &KeySpec::new("scratch", Algorithm::EcP256))
+            .unwrap();
+        assert!(matches!(
+            i.hsm.destroy_key(alice, "scratch").unwrap(),
+            Gated::Done(())
+        ));
+
+        let p = i
+            .hsm
+            .submit_policy(alice, "rules = ''", Some(quorum_2_of_3()))
+            .unwrap();
+        assert!(matches!(
+            i.hsm
+                .activate_policy(alice, p.version, "first policy")
+                .unwrap(),
+            Gated::Done(_)
+        ));
+        assert_eq!(i.hsm.active_policy().unwrap().unwrap().version, p.version);
+
+        i.hsm
+            .create_key(alice, &KeySpec::new("release", Algorithm::EcP256))
+            .unwrap();
+        let Gated::Pending(request) = i.hsm.destroy_key(alice, "release").unwrap() else {
+            panic!("not gated")
+        };
+        assert_eq!(request.required, 2);
+        assert_eq!(
+            i.hsm.approve(alice, &request.id).unwrap_err().code(),
+            "self_approval"
+        );
+        assert_eq!(
+            i.hsm.approve(&i.admin, &request.id).unwrap_err().code(),
+            "not_an_approver"
+        );
+        let after_one = i.hsm.approve(bob, &request.id).unwrap();
+        assert_eq!(after_one.status, "pending");
+        assert_eq!(after_one.approved_by, vec!["bob"]);
+        // Approving twice does not count twice.
+        assert_eq!(
+            i.hsm.approve(bob, &request.id).unwrap().approved_by,
+            vec!["bob"]
+        );
+        i.hsm.sign(alice, "release", &req(digest_of(1))).unwrap();
+        let done = i.hsm.approve(carol, &request.id).unwrap();
+        assert_eq!(done.status, "executed");
+        assert_eq!(
+            i.hsm
+                .sign(alice, "release", &req(digest_of(2)))
+                .unwrap_err()
+                .code(),
+            "key_not_found"
+        );
+        assert_eq!(
+            i.hsm.approve(carol, &request.id).unwrap_err().code(),
+            "conflict"
+        );
+
+        // A forged approval row changes nothing: who approved comes from the audit log, and
+        // what the request does is under its MAC.
+        i.hsm
+            .create_key(alice, &KeySpec::new("other", Algorithm::EcP256))
+            .unwrap();
+        let Gated::Pending(r2) = i.hsm.destroy_key(alice, "other").unwrap() else {
+            panic!()
+        };
+        store.exec(&format!(
+            "UPDATE approvals SET required = 1 WHERE id = '{}'",
+            r2.id
+        ));
+        assert_eq!(
+            i.hsm.approve(bob, &r2.id).unwrap_err().code(),
+            "integrity_failure"
+        );
+        i.hsm.sign(alice, "other", &req(digest_of(3))).unwrap();
+
+        // Raising a usage limit is gated; lowering is not.
+        let mut lim = KeySpec::new("limited", Algorithm::EcP256);
+        lim.usage_limit = Some(10);
+        i.hsm.create_key(alice, &lim).unwrap();
+        assert!(matches!(
+            i.hsm.set_usage_limit(alice, "limited", Some(5)).unwrap(),
+            Gated::Done(_)
+        ));
+        let Gated::Pending(r3) = i.hsm.set_usage_limit(alice, "limited", Some(50)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            i.hsm.key_info(alice, "limited").unwrap().usage_limit,
+            Some(5)
+        );
+        i.hsm.approve(bob, &r3.id).unwrap();
+        i.hsm.approve(carol, &r3.id).unwrap();
+        assert_eq!(
+            i.hsm.key_info(alice, "limited").unwrap().usage_limit,
+            Some(50)
+        );
+        // The resealed key still loads in a fresh process.
+        let (hsm2, _) = reopen(&store, &i.share, &i.token);
+        hsm2.sign(
+            &hsm2.login(&i.token).unwrap(),
+            "limited",
+            &req(digest_of(4)),
+        )
+        .unwrap();
+
+        // Activating the next policy needs the quorum too; a rejected request stays undone.
+        let p2 = i
+            .hsm
+            .submit_policy(alice, "rules = '' # v2", Some(quorum_2_of_3()))
+            .unwrap();
+        let Gated::Pending(r4) = i.hsm.activate_policy(alice, p2.version, "diff").unwrap() else {
+            panic!()
+        };
+        assert_eq!(i.hsm.reject(bob, &r4.id).unwrap().status, "rejected");
+        assert_eq!(i.hsm.approve(carol, &r4.id).unwrap_err().code(), "conflict");
+        assert_eq!(i.hsm.active_policy_version().unwrap(), Some(p.version));
+        i.hsm.audit_verify(&i.admin).unwrap();
+    }
+}
+
+#[test]
+fn policy_documents_are_bound_to_their_mac_and_versions_only_move_forward() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let v1 = i
+        .hsm
+        .submit_policy(&i.admin, "rules = 'one'", None)
+        .unwrap();
+    let v2 = i
+        .hsm
+        .submit_policy(&i.admin, "rules = 'two'", None)
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert!(matches!(
+        i.hsm.activate_policy(&i.admin, 2, "").unwrap(),
+        Gated::Done(2)
+    ));
+    assert_eq!(
+        i.hsm.activate_policy(&i.admin, 1, "").unwrap_err().code(),
+        "conflict"
+    );
+    store.exec("UPDATE policies SET text = 'rules = ''evil''' WHERE version = 2");
+    assert_eq!(
+        i.hsm.active_policy().unwrap_err().code(),
+        "integrity_failure"
+    );
+    store.exec("UPDATE policies SET text = 'rules = ''two''' WHERE version = 2");
+    assert_eq!(
+        i.hsm.active_policy().unwrap().unwrap().text,
+        "rules = 'two'"
+    );
+    i.hsm.audit_verify(&i.admin).unwrap();
+}
