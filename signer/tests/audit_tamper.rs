@@ -33,7 +33,7 @@ fn audit_verify_names_the_changed_deleted_or_reordered_record() {
         .order(audit_records::seq.asc())
         .load(&mut c)
         .unwrap();
-    let mut restore = |c: &mut AnyConnection| {
+    let restore = |c: &mut AnyConnection| {
         diesel::delete(audit_records::table).execute(c).unwrap();
         for ev in &all {
             diesel::insert_into(audit_records::table)
