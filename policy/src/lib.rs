@@ -1,44 +1,63 @@
 //! policy: who may do what.
 //!
-//! Identities, rules over keys, profiles and formats, quotas and M-of-N approvals arrive with
-//! the policy issue (see `issues show 3`). Until then the service authorizes by hsm-core role
-//! alone. This crate already fixes the one rule everything after it keeps: a request no rule
-//! allows is denied, and the decision names what decided it.
+//! A policy is a versioned TOML document, validated as a whole before it takes effect:
+//!
+//! ```toml
+//! description = "release signing and factory lines"   # optional
+//!
+//! # Top-level keys come before the first [table]: in TOML a key written after a table header
+//! # belongs to that table (a `rules` placed there is rejected with that explanation).
+//! rules = '''
+//! @id("ci-release-cms")
+//! permit (
+//!   principal == kagi::Pipeline::"ci-release",
+//!   action == kagi::Action::"sign",
+//!   resource == kagi::Key::"release"
+//! ) when { context.format == "cms" };
+//! '''
+//!
+//! [quorum]                  # optional: M-of-N approval of sensitive changes
+//! approvers = ["alice", "bob", "carol"]               # person identities, unique
+//! required = 2              # 1..=approvers
+//! request_ttl_hours = 24    # optional, 1..=720, default 24
+//!
+//! [[quota]]                 # zero or more
+//! name = "line-7-devices"   # unique, [A-Za-z0-9._-]{1,64}
+//! identity = "line-7"       # identity name
+//! action = "issue"          # "sign" (resource = key label) or "issue" (certificate profile)
+//! resource = "device"       # or "*" for any
+//! total = 5                 # at least one of total / per_hour / per_day, each > 0
+//! per_day = 1000
+//! ```
+//!
+//! `rules` is a [Cedar](https://www.cedarpolicy.com) policy set checked against the schema in
+//! [`SCHEMA`]: principals `kagi::Person`, `kagi::Pipeline`, `kagi::Line`; actions
+//! `kagi::Action::"sign"` on `kagi::Key` and `kagi::Action::"issue"` on `kagi::Profile`; context
+//! `format` (String, "" for issue), `source_ip` (ipaddr), `now` (unix seconds) and `hour`
+//! (0..23 UTC). Every rule carries a unique `@id("...")`, which is what audit records name.
+//!
+//! Decisions follow Cedar: a matching `forbid` denies, else a matching `permit` allows, else the
+//! request is denied by `default-deny`. A rejected document reports the line of the whole
+//! document that is wrong ([`PolicyError`]). Quotas and the quorum are data for the service:
+//! [`Engine::quotas_for`] and [`Engine::quorum`] say which apply; counting is not done here.
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-/// The outcome of a policy decision, with the rule that made it (for the audit record).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow { rule: String },
-    Deny { rule: String },
-}
+mod diff;
+mod document;
+mod engine;
+mod error;
+mod request;
+mod rules;
+mod schema;
 
-impl Decision {
-    /// What applies when no rule matches.
-    pub fn default_deny() -> Decision {
-        Decision::Deny {
-            rule: "default-deny".into(),
-        }
-    }
+pub use diff::diff;
+pub use document::{PolicyDocument, Quorum, Quota};
+pub use engine::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
+pub use error::PolicyError;
+pub use rules::DEFAULT_DENY;
+pub use schema::SCHEMA;
 
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow { .. })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_rule_means_deny() {
-        let d = Decision::default_deny();
-        assert!(!d.is_allowed());
-        assert_eq!(
-            d,
-            Decision::Deny {
-                rule: "default-deny".into()
-            }
-        );
-    }
-}
+/// The Cedar crate this one is built on, for benchmarks that measure it directly.
+#[doc(hidden)]
+pub use cedar_policy;

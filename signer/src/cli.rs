@@ -38,6 +38,66 @@ pub enum Command {
     /// Manage partitions (each has its own sealing key and credentials).
     #[command(subcommand)]
     Partition(PartitionCommand),
+    /// Manage identities: people, CI pipelines and factory lines, each with its own token.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Validate, submit, list and activate policy documents.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Review and decide M-of-N approval requests.
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity; its token is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// person, pipeline or line.
+        #[arg(long)]
+        kind: String,
+        /// Comma-separated roles; default: user for pipelines and lines, officer,user for people.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// RFC 3339 time after which the token is refused.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Partition (administrators only); default: yours.
+        #[arg(long)]
+        partition: Option<String>,
+    },
+    /// List identities of your partition.
+    List,
+    /// Revoke an identity's token for good (by id, from 'kagi identity list').
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy document offline: schema, rules and fields, with the line of any error.
+    Validate { file: PathBuf },
+    /// Submit a document as a new version (validated by the service first).
+    Submit { file: PathBuf },
+    /// List versions.
+    List,
+    /// Print one version.
+    Show { version: i64 },
+    /// Activate a version (under a quorum: files an approval request with the diff).
+    Activate { version: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List requests.
+    List,
+    /// Show one request: what it would change and who approved.
+    Show { id: String },
+    /// Approve a request (a named officer other than the requester).
+    Approve { id: String },
+    /// Reject a request (a named officer), or withdraw your own.
+    Reject { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +176,13 @@ pub enum KeyCommand {
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
     },
+    /// Change a key's usage limit; raising it needs M-of-N approval under a quorum policy.
+    SetLimit {
+        name: String,
+        /// The new limit; omit for unlimited.
+        #[arg(long)]
+        usage_limit: Option<i64>,
+    },
     /// Export an exportable-under-wrap key, wrapped under a trusted wrapping key.
     ExportWrapped {
         name: String,
@@ -190,7 +257,7 @@ pub struct SignArgs {
     /// Algorithm of the --wrapped-key.
     #[arg(long)]
     pub alg: Option<String>,
-    /// Signature format; only raw for now.
+    /// Signature format: raw (cms and sigstore arrive with code signing).
     #[arg(long, default_value = "raw")]
     pub format: String,
     /// File to sign.

@@ -154,6 +154,37 @@ impl Client {
         read_json(resp)
     }
 
+    pub fn put_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let mut req = self.agent.put(&self.url(path));
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send_json(body).map_err(|e| self.transport(e))?;
+        read_json(resp)
+    }
+
+    /// POST a text document (a policy) as the raw body.
+    pub fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<T, ClientError> {
+        let mut req = self
+            .agent
+            .post(&self.url(path))
+            .header("Content-Type", content_type);
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send(body).map_err(|e| self.transport(e))?;
+        read_json(resp)
+    }
+
     pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
         let mut req = self.agent.delete(&self.url(path));
         if let Some(a) = self.auth() {

@@ -13,8 +13,9 @@ use std::str::FromStr;
 use zeroize::Zeroizing;
 
 use crate::cli::{
-    AuditCommand, Cli, Command, CredentialCommand, InitArgs, KeyAttrArgs, KeyCommand,
-    KeyCreateArgs, KeyImportArgs, PartitionCommand, ServeArgs, SignArgs, UnsealArgs,
+    ApprovalCommand, AuditCommand, Cli, Command, CredentialCommand, IdentityCommand, InitArgs,
+    KeyAttrArgs, KeyCommand, KeyCreateArgs, KeyImportArgs, PartitionCommand, PolicyCommand,
+    ServeArgs, SignArgs, UnsealArgs,
 };
 use crate::client::Client;
 use crate::config::{ServeConfig, DEFAULT_DATA_DIR};
@@ -40,6 +41,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit(cmd),
         Command::Credential(cmd) => credential(cmd),
         Command::Partition(cmd) => partition(cmd),
+        Command::Identity(cmd) => identity(cmd),
+        Command::Policy(cmd) => policy_cmd(cmd),
+        Command::Approval(cmd) => approval(cmd),
     }
 }
 
@@ -241,8 +245,23 @@ fn key(cmd: KeyCommand) -> Result<()> {
             print_key(&info)
         }
         KeyCommand::Destroy { name } => {
-            client.delete(&key_path(&name))?;
-            say!("destroyed key {name}");
+            let resp = client.delete(&key_path(&name))?;
+            if !print_if_pending(&resp)? {
+                say!("destroyed key {name}");
+            }
+            Ok(())
+        }
+        KeyCommand::SetLimit { name, usage_limit } => {
+            let resp: Value = client.put_json(
+                &format!("{}/usage-limit", key_path(&name)),
+                &json!({ "usage_limit": usage_limit }),
+            )?;
+            if !print_if_pending(&resp)? {
+                let shown = usage_limit
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "unlimited".into());
+                say!("usage limit of {name} is now {shown}");
+            }
             Ok(())
         }
         KeyCommand::Public { name, out } => {
@@ -463,16 +482,7 @@ struct SignResponse {
 }
 
 fn sign(args: &SignArgs) -> Result<()> {
-    if args.format != "raw" {
-        return Err(crate::client::ClientError::new(
-            "unsupported_format",
-            format!(
-                "signature format '{}' is not supported yet: use --format raw",
-                args.format
-            ),
-        )
-        .into());
-    }
+    // The format goes to the server as asked: the policy rules on it before anything else.
     let client = Client::from_env()?;
     // SHA-256 unless asked otherwise, for every key type; the digest algorithm is sent
     // along, so client and server always agree on what was hashed.
@@ -486,7 +496,7 @@ fn sign(args: &SignArgs) -> Result<()> {
     let mut body = json!({
         "digest": hex::encode(&digest),
         "digest_alg": digest_alg.as_str(),
-        "format": "raw",
+        "format": args.format,
     });
     match (&args.key, &args.wrapped_key) {
         (Some(key), _) => body["key"] = json!(key),
@@ -659,6 +669,270 @@ fn partition(cmd: PartitionCommand) -> Result<()> {
             let names: Vec<String> = client.get_json("/api/v1/partitions")?;
             for n in names {
                 say!("{n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ approvals shown
+
+/// If an answer says the change waits for approvals, say so and return true.
+fn print_if_pending(resp: &Value) -> Result<bool> {
+    if resp.get("status").and_then(Value::as_str) != Some("pending") {
+        return Ok(false);
+    }
+    let a = resp
+        .get("approval")
+        .context("the server's answer has no approval request")?;
+    let id = a.get("id").and_then(Value::as_str).unwrap_or("?");
+    let required = a.get("required").and_then(Value::as_i64).unwrap_or(0);
+    let approvers: Vec<&str> = a
+        .get("approvers")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    say!(
+        "approval required: request {id} needs {required} approval(s) from {}",
+        approvers.join(", ")
+    );
+    eprintln!("nothing changes until then; an approver runs: kagi approval approve {id}");
+    Ok(true)
+}
+
+fn print_approval(a: &Value) -> Result<()> {
+    let get = |k: &str| {
+        a.get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default()
+    };
+    say!("request:      {}", get("id"));
+    say!("status:       {}", get("status"));
+    say!(
+        "action:       {}",
+        a.get("action").map(|v| v.to_string()).unwrap_or_default()
+    );
+    say!("requested by: {}", get("requested_by"));
+    say!(
+        "approvals:    {} of {} ({})",
+        a.get("approved_by")
+            .and_then(Value::as_array)
+            .map(|v| v.len())
+            .unwrap_or(0),
+        get("required"),
+        get("approved_by")
+    );
+    say!("approvers:    {}", get("approvers"));
+    say!(
+        "expires at:   {}",
+        time_text(a.get("expires_at").and_then(Value::as_i64))
+    );
+    say!("summary:\n{}", get("summary"));
+    Ok(())
+}
+
+fn approval(cmd: ApprovalCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        ApprovalCommand::List => {
+            let list: Vec<Value> = client.get_json("/api/v1/approvals")?;
+            say!(
+                "{:<18}  {:<9}  {:<16}  {:<8}  REQUESTED BY",
+                "ID",
+                "STATUS",
+                "ACTION",
+                "APPROVED"
+            );
+            for a in &list {
+                let n = a
+                    .get("approved_by")
+                    .and_then(Value::as_array)
+                    .map(|v| v.len())
+                    .unwrap_or(0);
+                say!(
+                    "{:<18}  {:<9}  {:<16}  {:<8}  {}",
+                    a.get("id").and_then(Value::as_str).unwrap_or("?"),
+                    a.get("status").and_then(Value::as_str).unwrap_or("?"),
+                    a.pointer("/action/kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                    format!(
+                        "{n}/{}",
+                        a.get("required").and_then(Value::as_i64).unwrap_or(0)
+                    ),
+                    a.get("requested_by").and_then(Value::as_str).unwrap_or("?"),
+                );
+            }
+            Ok(())
+        }
+        ApprovalCommand::Show { id } => {
+            print_approval(&client.get_json(&format!("/api/v1/approvals/{id}"))?)
+        }
+        ApprovalCommand::Approve { id } => {
+            let a: Value =
+                client.post_json(&format!("/api/v1/approvals/{id}/approve"), &json!({}))?;
+            print_approval(&a)
+        }
+        ApprovalCommand::Reject { id } => {
+            let a: Value =
+                client.post_json(&format!("/api/v1/approvals/{id}/reject"), &json!({}))?;
+            print_approval(&a)
+        }
+    }
+}
+
+// ------------------------------------------------------------------ identities
+
+fn identity(cmd: IdentityCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        IdentityCommand::Create {
+            name,
+            kind,
+            roles,
+            expires,
+            partition,
+        } => {
+            let mut body = json!({ "name": name, "kind": kind });
+            if !roles.is_empty() {
+                body["roles"] = json!(roles);
+            }
+            if let Some(e) = &expires {
+                body["expires_at"] = json!(e);
+            }
+            if let Some(p) = &partition {
+                body["partition"] = json!(p);
+            }
+            let resp: Value = client.post_json("/api/v1/identities", &body)?;
+            let token = Zeroizing::new(
+                resp.get("token")
+                    .and_then(Value::as_str)
+                    .context("the server's answer has no token")?
+                    .to_string(),
+            );
+            say!("{}", token.as_str());
+            eprintln!("created {kind} identity '{name}'. The token above is shown only once: store it now (e.g. as KAGI_TOKEN in the pipeline's secrets).");
+            Ok(())
+        }
+        IdentityCommand::List => {
+            let list: Vec<hsm_core::CredentialInfo> = client.get_json("/api/v1/identities")?;
+            say!(
+                "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  ROLES",
+                "NAME",
+                "KIND",
+                "ID",
+                "STATE",
+                "EXPIRES"
+            );
+            for c in &list {
+                let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+                let state = if c.revoked {
+                    "revoked"
+                } else if c.locked {
+                    "locked"
+                } else {
+                    "active"
+                };
+                say!(
+                    "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  {}",
+                    c.name,
+                    c.kind.as_str(),
+                    c.id,
+                    state,
+                    time_text(c.expires_at),
+                    roles.join(",")
+                );
+            }
+            Ok(())
+        }
+        IdentityCommand::Revoke { id } => {
+            let _: Value =
+                client.post_json(&format!("/api/v1/identities/{id}/revoke"), &json!({}))?;
+            say!("revoked identity {id}");
+            Ok(())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ policies
+
+fn read_policy(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
+    match cmd {
+        PolicyCommand::Validate { file } => {
+            let text = read_policy(&file)?;
+            match policy::PolicyDocument::parse(&text) {
+                Ok(doc) => {
+                    say!(
+                        "{}: valid ({} quota(s), quorum: {})",
+                        file.display(),
+                        doc.quotas.len(),
+                        doc.quorum
+                            .as_ref()
+                            .map(|q| format!("{} of {}", q.required, q.approvers.len()))
+                            .unwrap_or_else(|| "none".into())
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(crate::client::ClientError::new(
+                    "policy_invalid",
+                    format!("{}: {e}", file.display()),
+                )
+                .into()),
+            }
+        }
+        PolicyCommand::Submit { file } => {
+            let text = read_policy(&file)?;
+            let client = Client::from_env()?;
+            let resp: Value = client.post_text("/api/v1/policies", "application/toml", &text)?;
+            let v = resp.get("version").and_then(Value::as_i64).unwrap_or(0);
+            say!("submitted policy version {v}");
+            eprintln!("it takes effect when activated: kagi policy activate {v}");
+            Ok(())
+        }
+        PolicyCommand::List => {
+            let client = Client::from_env()?;
+            let list: Vec<Value> = client.get_json("/api/v1/policies")?;
+            say!(
+                "{:<8}  {:<7}  {:<20}  SUBMITTED BY",
+                "VERSION",
+                "ACTIVE",
+                "SUBMITTED AT"
+            );
+            for p in &list {
+                say!(
+                    "{:<8}  {:<7}  {:<20}  {}",
+                    p.get("version").and_then(Value::as_i64).unwrap_or(0),
+                    if p.get("active").and_then(Value::as_bool).unwrap_or(false) {
+                        "yes"
+                    } else {
+                        ""
+                    },
+                    time_text(p.get("submitted_at").and_then(Value::as_i64)),
+                    p.get("submitted_by").and_then(Value::as_str).unwrap_or("?"),
+                );
+            }
+            Ok(())
+        }
+        PolicyCommand::Show { version } => {
+            let client = Client::from_env()?;
+            let p: Value = client.get_json(&format!("/api/v1/policies/{version}"))?;
+            say!("{}", p.get("text").and_then(Value::as_str).unwrap_or(""));
+            Ok(())
+        }
+        PolicyCommand::Activate { version } => {
+            let client = Client::from_env()?;
+            let resp: Value =
+                client.post_json(&format!("/api/v1/policies/{version}/activate"), &json!({}))?;
+            if !print_if_pending(&resp)? {
+                say!("policy version {version} is active");
             }
             Ok(())
         }

@@ -2,7 +2,9 @@
 
 mod auth;
 mod errors;
+mod governance;
 mod openapi;
+mod policy_gate;
 mod routes;
 
 use actix_web::{web, App, HttpServer};
@@ -15,6 +17,7 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 
 pub struct AppState {
     pub hsm: Hsm,
+    policy: policy_gate::PolicyCache,
 }
 
 /// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
@@ -25,7 +28,10 @@ pub fn run(
     listen: &str,
     on_listening: impl FnOnce(&[SocketAddr]),
 ) -> std::io::Result<()> {
-    let state = web::Data::new(AppState { hsm });
+    let state = web::Data::new(AppState {
+        hsm,
+        policy: policy_gate::PolicyCache::default(),
+    });
     let listen = listen.to_string();
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
@@ -72,7 +78,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 resource("/keys/{name}")
                     .route(web::get().to(routes::get_key))
-                    .route(web::delete().to(routes::destroy_key)),
+                    .route(web::delete().to(governance::destroy_key)),
             )
             .service(resource("/keys/{name}/public").route(web::get().to(routes::public_key)))
             .service(
@@ -92,6 +98,33 @@ fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/partitions")
                     .route(web::get().to(routes::list_partitions))
                     .route(web::post().to(routes::create_partition)),
-            ),
+            )
+            .service(
+                resource("/keys/{name}/usage-limit")
+                    .route(web::put().to(governance::set_usage_limit)),
+            )
+            .service(
+                resource("/identities")
+                    .route(web::get().to(routes::list_credentials))
+                    .route(web::post().to(governance::create_identity)),
+            )
+            .service(
+                resource("/identities/{id}/revoke")
+                    .route(web::post().to(governance::revoke_identity)),
+            )
+            .service(
+                resource("/policies")
+                    .route(web::get().to(governance::list_policies))
+                    .route(web::post().to(governance::submit_policy)),
+            )
+            .service(resource("/policies/{version}").route(web::get().to(governance::get_policy)))
+            .service(
+                resource("/policies/{version}/activate")
+                    .route(web::post().to(governance::activate_policy)),
+            )
+            .service(resource("/approvals").route(web::get().to(governance::list_approvals)))
+            .service(resource("/approvals/{id}").route(web::get().to(governance::get_approval)))
+            .service(resource("/approvals/{id}/approve").route(web::post().to(governance::approve)))
+            .service(resource("/approvals/{id}/reject").route(web::post().to(governance::reject))),
     );
 }

@@ -103,9 +103,43 @@ pub fn document() -> Value {
                 "post": with_body(op("Create a credential; the token is returned once", true, "201"),
                     json!({ "type": "object", "required": ["name", "roles"], "properties": {
                         "name": { "type": "string" },
-                        "roles": { "type": "array", "items": { "enum": ["administrator", "officer", "user", "auditor"] } }
+                        "roles": { "type": "array", "items": { "enum": ["administrator", "officer", "user", "auditor"] } },
+                        "partition": { "type": "string" }
                     } }))
-            }
+            },
+            "/api/v1/partitions": {
+                "get": op("List partitions", true, "200"),
+                "post": with_body(op("Create a partition", true, "201"),
+                    json!({ "type": "object", "required": ["name"], "properties": { "name": { "type": "string" } } }))
+            },
+            "/api/v1/identities": {
+                "get": op("List identities", true, "200"),
+                "post": with_body(op("Create an identity (person, pipeline or line); the token is returned once", true, "201"),
+                    json!({ "type": "object", "required": ["name", "kind"], "properties": {
+                        "name": { "type": "string" },
+                        "kind": { "enum": ["person", "pipeline", "line"] },
+                        "roles": { "type": "array", "items": { "enum": ["administrator", "officer", "user", "auditor"] } },
+                        "expires_at": { "type": "string", "format": "date-time" },
+                        "partition": { "type": "string" }
+                    } }))
+            },
+            "/api/v1/identities/{id}/revoke": { "post": op("Revoke an identity's token", true, "200") },
+            "/api/v1/policies": {
+                "get": op("List policy versions", true, "200"),
+                "post": {
+                    "summary": "Submit a policy document (TOML, raw body); rejected with its line when invalid",
+                    "requestBody": { "required": true, "content": { "application/toml": { "schema": { "type": "string" } } } },
+                    "responses": op("", true, "201")["responses"].clone()
+                }
+            },
+            "/api/v1/policies/{version}": { "get": op("One policy version", true, "200") },
+            "/api/v1/policies/{version}/activate": { "post": op("Activate a version (202 with an approval request under a quorum)", true, "200") },
+            "/api/v1/approvals": { "get": op("List approval requests", true, "200") },
+            "/api/v1/approvals/{id}": { "get": op("One approval request", true, "200") },
+            "/api/v1/approvals/{id}/approve": { "post": op("Approve (a named officer other than the requester)", true, "200") },
+            "/api/v1/approvals/{id}/reject": { "post": op("Reject, or withdraw your own request", true, "200") },
+            "/api/v1/keys/{name}/usage-limit": { "put": with_body(op("Change a key's usage limit (202 pending when raising under a quorum)", true, "200"),
+                json!({ "type": "object", "required": ["usage_limit"], "properties": { "usage_limit": { "type": ["integer", "null"] } } })) }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },

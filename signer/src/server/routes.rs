@@ -2,27 +2,29 @@
 //! runs the blocking hsm-core call on actix's blocking pool.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use hsm_core::{
     Algorithm, DigestAlg, Hsm, KeySpec, Operation, Role, RsaPadding, Session, SignRequest,
 };
+use policy::{Action, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::str::FromStr;
 
 use super::auth::Caller;
 use super::errors::ApiError;
+use super::policy_gate::{decide, Verdict};
 use super::AppState;
 use crate::pem::public_key_pem;
 
 /// The import routes share the `/keys/{name}` space, so no key may take their names.
 const RESERVED_KEY_NAMES: [&str; 2] = ["import", "import-key"];
 
-type ApiResult = Result<HttpResponse, ApiError>;
+pub(super) type ApiResult = Result<HttpResponse, ApiError>;
 
 /// Runs a blocking hsm-core call off the async workers.
-async fn blocking<T, F>(hsm: &Hsm, f: F) -> Result<T, ApiError>
+pub(super) async fn blocking<T, F>(hsm: &Hsm, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&Hsm) -> Result<T, hsm_core::HsmError> + Send + 'static,
     T: Send + 'static,
@@ -33,7 +35,12 @@ where
 
 /// Rejections found by the service itself (hsm-core audits its own) are recorded too, so a
 /// caller probing the API with malformed requests leaves a trace.
-async fn audited(state: &AppState, session: &Session, action: &str, err: ApiError) -> ApiError {
+pub(super) async fn audited(
+    state: &AppState,
+    session: &Session,
+    action: &str,
+    err: ApiError,
+) -> ApiError {
     if err.is_bad_input() {
         let actor = session.actor();
         let action = action.to_string();
@@ -140,7 +147,7 @@ impl KeyBody {
     }
 }
 
-fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|_| {
@@ -210,18 +217,6 @@ pub async fn get_key(
     let name = name.into_inner();
     let info = blocking(&state.hsm, move |h| h.key_info(&session, &name)).await?;
     Ok(HttpResponse::Ok().json(info))
-}
-
-pub async fn destroy_key(
-    caller: Caller,
-    state: web::Data<AppState>,
-    name: web::Path<String>,
-) -> ApiResult {
-    let Caller(session) = caller;
-    let name = name.into_inner();
-    let label = name.clone();
-    blocking(&state.hsm, move |h| h.destroy_key(&session, &label)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "destroyed": name })))
 }
 
 fn pem_response(spki_der: &[u8]) -> HttpResponse {
@@ -345,33 +340,20 @@ fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
     })
 }
 
+/// Policies name a key kept outside the HSM by this resource id.
+pub const WRAPPED_KEY_RESOURCE: &str = "(wrapped)";
+
 pub async fn sign(
     caller: Caller,
     state: web::Data<AppState>,
+    http: HttpRequest,
     body: web::Json<SignBody>,
 ) -> ApiResult {
     let Caller(session) = caller;
     let body = body.into_inner();
-    let req = match sign_request(&body) {
-        Ok(req) => req,
-        Err(e) => return Err(audited(&state, &session, "key.use", e).await),
-    };
-    let signed = match (&body.key, &body.wrapped_key) {
-        (Some(label), None) => {
-            let label = label.clone();
-            blocking(&state.hsm, move |h| h.sign_detailed(&session, &label, &req)).await?
-        }
-        (None, Some(wrapped)) => {
-            let checked = wrapped_key_parts(wrapped, body.alg.as_deref());
-            let (alg, wrapped) = match checked {
-                Ok(v) => v,
-                Err(e) => return Err(audited(&state, &session, "key.use_wrapped", e).await),
-            };
-            blocking(&state.hsm, move |h| {
-                h.sign_with_wrapped_key(&session, alg, &wrapped, &req)
-            })
-            .await?
-        }
+    let resource = match (&body.key, &body.wrapped_key) {
+        (Some(label), None) => label.clone(),
+        (None, Some(_)) => WRAPPED_KEY_RESOURCE.to_string(),
         _ => {
             let e = ApiError::bad_request(
                 "bad_request",
@@ -380,14 +362,114 @@ pub async fn sign(
             return Err(audited(&state, &session, "key.use", e).await);
         }
     };
+    let format = body.format.clone().unwrap_or_else(|| "raw".into());
+    // The policy decides first, so a denial never depends on what this build supports.
+    let verdict = {
+        let (st, sess, res, fmt) = (
+            state.clone(),
+            session.clone(),
+            resource.clone(),
+            format.clone(),
+        );
+        let ip = http.peer_addr().map(|a| a.ip());
+        web::block(move || -> Result<Option<Verdict>, ApiError> {
+            Ok(st.policy.active(&st.hsm)?.map(|active| {
+                decide(
+                    &active,
+                    &sess,
+                    Action::Sign,
+                    &Resource::Key(&res),
+                    Some(&fmt),
+                    ip,
+                )
+            }))
+        })
+        .await??
+    };
+    if let Some(v) = &verdict {
+        if !v.decision.allowed {
+            return Err(policy_denied(
+                &state,
+                &session,
+                "sign",
+                &format!("key:{resource}"),
+                &format,
+                v,
+            )
+            .await);
+        }
+    }
+    let req = match sign_request(&body) {
+        Ok(req) => req,
+        Err(e) => return Err(audited(&state, &session, "key.use", e).await),
+    };
+    let detail = match &verdict {
+        Some(v) => {
+            json!({"format": format, "policy_version": v.version, "policy_rule": v.decision.rule})
+        }
+        None => json!({"format": format, "policy": "none (roles only)"}),
+    };
+    let quotas = verdict.map(|v| v.quotas).unwrap_or_default();
+    let signed = match &body.wrapped_key {
+        None => {
+            blocking(&state.hsm, move |h| {
+                h.sign_charged(&session, &resource, &req, &quotas, detail)
+            })
+            .await?
+        }
+        Some(wrapped) => {
+            let (alg, wrapped) = match wrapped_key_parts(wrapped, body.alg.as_deref()) {
+                Ok(v) => v,
+                Err(e) => return Err(audited(&state, &session, "key.use_wrapped", e).await),
+            };
+            blocking(&state.hsm, move |h| {
+                h.sign_with_wrapped_key(&session, alg, &wrapped, &req)
+            })
+            .await?
+        }
+    };
     Ok(HttpResponse::Ok().json(SignResponse {
         signature: base64::engine::general_purpose::STANDARD.encode(&signed.signature),
-        key: body.key.unwrap_or_else(|| "(wrapped)".into()),
+        key: body.key.unwrap_or_else(|| WRAPPED_KEY_RESOURCE.into()),
         algorithm: signed.algorithm,
         digest_alg: signed.digest_alg,
         usage_count: signed.usage_count,
         usage_limit: signed.usage_limit,
     }))
+}
+
+/// Audit a policy denial (identity, action, resource, deciding rule) and answer 403.
+async fn policy_denied(
+    state: &AppState,
+    session: &Session,
+    action: &str,
+    resource: &str,
+    format: &str,
+    v: &Verdict,
+) -> ApiError {
+    let detail = json!({
+        "identity": session.name, "kind": session.kind.as_str(), "action": action,
+        "resource": resource, "format": format, "rule": v.decision.rule,
+        "policy_version": v.version, "decision": "deny",
+    });
+    let (hsm, actor) = (state.hsm.clone(), session.actor());
+    let recorded = web::block(move || {
+        hsm.record_event(&actor, "policy.decision", "denied:policy_denied", detail)
+    })
+    .await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        // Invariant 3: a decision that cannot be recorded is not released as anything but a
+        // failure.
+        return ApiError::internal("the policy denial could not be audited");
+    }
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "policy_denied",
+        format!(
+            "policy version {} does not allow {} to {action} {resource} (format {format}); decided by rule '{}'",
+            v.version, session.name, v.decision.rule
+        ),
+    )
 }
 
 fn wrapped_key_parts(wrapped: &str, alg: Option<&str>) -> Result<(Algorithm, Vec<u8>), ApiError> {

@@ -294,3 +294,60 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+// ------------------------------------------------------------------ PostgreSQL
+
+pub fn admin_url() -> String {
+    std::env::var("KAGI_TEST_POSTGRES_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .arg(admin_url())
+        .args(["-v", "ON_ERROR_STOP=1", "-tAc", sql])
+        .output()
+        .expect("psql must be installed to run the PostgreSQL tests");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PostgreSQL database of a test's own, dropped afterwards.
+pub struct Database(String);
+
+impl Database {
+    pub fn create() -> Database {
+        let name = format!("kagi_signer_{}_{}", std::process::id(), rand_suffix());
+        psql(&format!("CREATE DATABASE {name}"));
+        Database(name)
+    }
+
+    pub fn url(&self) -> String {
+        let admin = admin_url();
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        format!("{base}/{}", self.0)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .arg(admin_url())
+            .args([
+                "-tAc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            ])
+            .output();
+    }
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:x}")
+}

@@ -1,0 +1,374 @@
+//! Issue 3's acceptance through the real service: pipeline rules and their audited denials,
+//! an exact line quota under concurrency and across a restart, a 2-of-3 quorum for destroying a
+//! key, and a rejected policy document that changes nothing. The quota and quorum tests run on
+//! SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{stderr, Database, Server};
+use serde_json::Value;
+
+fn token_of(out: String) -> String {
+    out.trim().to_string()
+}
+
+fn write(server: &Server, name: &str, text: &str) {
+    std::fs::write(server.path(name), text).unwrap();
+}
+
+/// Submit and activate as the admin; returns the new version.
+fn activate(server: &Server, file: &str) -> i64 {
+    let out = server.kagi_ok(&["policy", "submit", file]);
+    let v: i64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let done = server.kagi_ok(&["policy", "activate", &v.to_string()]);
+    assert!(done.contains("is active"), "{done}");
+    v
+}
+
+fn sign_as(server: &Server, token: &str, key: &str, format: &str) -> std::process::Output {
+    server.kagi_as(
+        token,
+        &[
+            "sign", "--key", key, "--format", format, "a.bin", "-o", "a.sig",
+        ],
+    )
+}
+
+fn audit(server: &Server) -> Vec<Value> {
+    server.kagi_ok(&["audit", "export", "-o", "audit.jsonl"]);
+    std::fs::read_to_string(server.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_pipeline_may_sign_only_with_its_key_and_format_sqlite() {
+    pipeline_rules(&[]);
+}
+
+#[test]
+fn a_pipeline_may_sign_only_with_its_key_and_format_postgres() {
+    let db = Database::create();
+    pipeline_rules(&["--database-url", &db.url()]);
+}
+
+fn pipeline_rules(extra: &[&str]) {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), extra);
+    write(&server, "a.bin", "artifact");
+    for k in ["release", "nightly", "tools"] {
+        server.kagi_ok(&["key", "create", "--name", k, "--alg", "ec-p256"]);
+    }
+    let ci = token_of(server.kagi_ok(&[
+        "identity",
+        "create",
+        "--name",
+        "ci-release",
+        "--kind",
+        "pipeline",
+    ]));
+    write(
+        &server,
+        "policy.toml",
+        r#"description = "release signing"
+rules = '''
+@id("ci-release-cms")
+permit (
+  principal == kagi::Pipeline::"ci-release",
+  action == kagi::Action::"sign",
+  resource == kagi::Key::"release"
+) when { context.format == "cms" };
+
+@id("ci-tools-any-format")
+permit (
+  principal == kagi::Pipeline::"ci-release",
+  action == kagi::Action::"sign",
+  resource == kagi::Key::"tools"
+);
+'''
+"#,
+    );
+    activate(&server, "policy.toml");
+
+    // Denied: another key, and the right key in another format. 403 policy_denied.
+    for (key, format) in [("nightly", "cms"), ("release", "raw")] {
+        let out = sign_as(&server, &ci, key, format);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("policy_denied"),
+            "{key}/{format}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("default-deny"), "{}", stderr(&out));
+    }
+    let http = server.http();
+    let r = http.request(
+        "POST",
+        "/api/v1/sign",
+        Some(&ci),
+        Some(br#"{"key":"nightly","digest":"0000000000000000000000000000000000000000000000000000000000000000","format":"cms"}"#),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error_code(), "policy_denied");
+    // Allowed by the policy: release in cms gets past the policy (cms itself comes with the
+    // code-signing issue), tools signs in raw.
+    let out = sign_as(&server, &ci, "release", "cms");
+    assert!(
+        stderr(&out).contains("unsupported_format"),
+        "{}",
+        stderr(&out)
+    );
+    let ok = sign_as(&server, &ci, "tools", "raw");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    let events = audit(&server);
+    let denials: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "policy.decision" && e["outcome"] == "denied:policy_denied")
+        .collect();
+    assert!(denials.len() >= 3, "{denials:?}");
+    let d: Value = serde_json::from_str(denials[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(d["identity"], "ci-release");
+    assert_eq!(d["rule"], "default-deny");
+    assert_eq!(d["resource"], "key:nightly");
+    assert_eq!(d["decision"], "deny");
+    let used = events
+        .iter()
+        .filter(|e| e["action"] == "key.use" && e["outcome"] == "ok")
+        .map(|e| serde_json::from_str::<Value>(e["detail"].as_str().unwrap()).unwrap())
+        .find(|d| d["label"] == "tools")
+        .unwrap();
+    assert_eq!(used["policy_rule"], "ci-tools-any-format");
+    // The admin has no rule either: once a policy is active, default deny holds for everyone.
+    let out = server.kagi(&["sign", "--key", "tools", "a.bin", "-o", "a.sig"]);
+    assert!(stderr(&out).contains("policy_denied"));
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+fn quota_policy() -> &'static str {
+    r#"rules = '''
+@id("line-7-device")
+permit (
+  principal == kagi::Line::"line-7",
+  action == kagi::Action::"sign",
+  resource == kagi::Key::"device-ca"
+);
+'''
+
+[[quota]]
+name = "line-7-devices"
+identity = "line-7"
+action = "sign"
+resource = "device-ca"
+total = 5
+"#
+}
+
+fn line_quota_is_exact(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir, extra);
+    write(&server, "a.bin", "csr");
+    server.kagi_ok(&["key", "create", "--name", "device-ca", "--alg", "ec-p256"]);
+    let line =
+        token_of(server.kagi_ok(&["identity", "create", "--name", "line-7", "--kind", "line"]));
+    write(&server, "quota.toml", quota_policy());
+    activate(&server, "quota.toml");
+
+    let http = server.http();
+    let body = br#"{"key":"device-ca","digest":"1111111111111111111111111111111111111111111111111111111111111111"}"#;
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..32)
+            .map(|_| {
+                let (http, line) = (&http, &line);
+                s.spawn(move || {
+                    let r = http.request("POST", "/api/v1/sign", Some(line), Some(body));
+                    let code = if r.status == 200 {
+                        String::new()
+                    } else {
+                        r.error_code()
+                    };
+                    (r.status, code)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|(s, _)| *s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, c)| *s == 429 && c == "quota_exhausted"),
+        "{statuses:?}"
+    );
+
+    let dir = server.stop();
+    let server = Server::start_in(dir, extra);
+    let out = server.kagi_as(
+        &line,
+        &["sign", "--key", "device-ca", "a.bin", "-o", "a.sig"],
+    );
+    assert!(stderr(&out).contains("quota_exhausted"), "{}", stderr(&out));
+    let show = server.kagi_ok(&["key", "show", "device-ca"]);
+    assert!(show.contains("usage count:           5"), "{show}");
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_line_quota_is_exact_under_32_concurrent_requests_and_a_restart_sqlite() {
+    line_quota_is_exact(&[]);
+}
+
+#[test]
+fn a_line_quota_is_exact_under_32_concurrent_requests_and_a_restart_postgres() {
+    let db = Database::create();
+    line_quota_is_exact(&["--database-url", &db.url()]);
+}
+
+fn quorum_destroy(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir, extra);
+    write(&server, "a.bin", "x");
+    let mut tokens = Vec::new();
+    for n in ["alice", "bob", "carol"] {
+        tokens.push(token_of(
+            server.kagi_ok(&["identity", "create", "--name", n, "--kind", "person"]),
+        ));
+    }
+    let (alice, bob, carol) = (&tokens[0], &tokens[1], &tokens[2]);
+    write(
+        &server,
+        "quorum.toml",
+        r#"rules = '''
+@id("officers-sign")
+permit (principal is kagi::Person, action == kagi::Action::"sign", resource);
+'''
+
+[quorum]
+approvers = ["alice", "bob", "carol"]
+required = 2
+"#,
+    );
+    activate(&server, "quorum.toml");
+    assert!(server
+        .kagi_as(
+            alice,
+            &["key", "create", "--name", "old", "--alg", "ec-p256"]
+        )
+        .status
+        .success());
+
+    let out = server.kagi_as(alice, &["key", "destroy", "old"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("approval required"), "{said}");
+    let id = said.split_whitespace().nth(3).unwrap().to_string();
+
+    let own = server.kagi_as(alice, &["approval", "approve", &id]);
+    assert!(stderr(&own).contains("self_approval"), "{}", stderr(&own));
+    let first = server.kagi_as(bob, &["approval", "approve", &id]);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("status:       pending"));
+    // After one approval the key still signs.
+    let signed = server.kagi_as(alice, &["sign", "--key", "old", "a.bin", "-o", "a.sig"]);
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let second = server.kagi_as(carol, &["approval", "approve", &id]);
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("status:       executed"),
+        "{second:?}"
+    );
+    let gone = server.kagi_as(alice, &["sign", "--key", "old", "a.bin", "-o", "a.sig"]);
+    assert!(stderr(&gone).contains("key_not_found"), "{}", stderr(&gone));
+    let events = audit(&server);
+    for action in ["approval.request", "approval.approve", "key.destroy"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["action"] == action && e["outcome"] == "ok"),
+            "{action}"
+        );
+    }
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn destroying_a_key_needs_two_of_three_officers_sqlite() {
+    quorum_destroy(&[]);
+}
+
+#[test]
+fn destroying_a_key_needs_two_of_three_officers_postgres() {
+    let db = Database::create();
+    quorum_destroy(&["--database-url", &db.url()]);
+}
+
+#[test]
+fn a_broken_policy_is_rejected_with_its_line_and_changes_nothing_sqlite() {
+    broken_policy(&[]);
+}
+
+#[test]
+fn a_broken_policy_is_rejected_with_its_line_and_changes_nothing_postgres() {
+    let db = Database::create();
+    broken_policy(&["--database-url", &db.url()]);
+}
+
+fn broken_policy(extra: &[&str]) {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), extra);
+    write(&server, "a.bin", "x");
+    server.kagi_ok(&["key", "create", "--name", "k", "--alg", "ec-p256"]);
+    write(
+        &server,
+        "good.toml",
+        "rules = '''\n@id(\"admin-signs\")\npermit (principal == kagi::Person::\"admin\", action == kagi::Action::\"sign\", resource);\n'''\n",
+    );
+    let v = activate(&server, "good.toml");
+    // Line 4 has a Cedar syntax error; line 6 of the other names an attribute the schema lacks.
+    write(&server, "syntax.toml", "description = \"broken\"\nrules = '''\n@id(\"x\")\npermit (principal, action, resource) when { context.format == };\n'''\n");
+    write(&server, "schema.toml", "description = \"broken\"\n\nrules = '''\n@id(\"y\")\npermit (principal, action, resource)\nwhen { context.colour == \"red\" };\n'''\n");
+    for (file, line) in [("syntax.toml", "line 4"), ("schema.toml", "line 6")] {
+        let offline = server.kagi(&["policy", "validate", file]);
+        assert!(!offline.status.success());
+        assert!(
+            stderr(&offline).contains(line),
+            "{file}: {}",
+            stderr(&offline)
+        );
+        let out = server.kagi(&["policy", "submit", file]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("policy_invalid") && err.contains(line),
+            "{file}: {err}"
+        );
+    }
+    let list = server.kagi_ok(&["policy", "list"]);
+    assert_eq!(
+        list.lines().count(),
+        2,
+        "only the good version is stored: {list}"
+    );
+    assert!(list.contains(&format!("{v}  ")) && list.contains("yes"));
+    server.kagi_ok(&["sign", "--key", "k", "a.bin", "-o", "a.sig"]);
+}
+
+/// The README's complete example must stay a valid document.
+#[test]
+fn the_readme_policy_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("A complete example")
+        .expect("the README has the policy example");
+    let block = &readme[start..];
+    let open = block.find("```toml\n").unwrap() + "```toml\n".len();
+    let close = block[open..].find("```").unwrap();
+    let doc = policy::PolicyDocument::parse(&block[open..open + close])
+        .unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(doc.quotas.len(), 1);
+    assert_eq!(doc.quorum.unwrap().required, 2);
+}
