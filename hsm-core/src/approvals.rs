@@ -18,6 +18,10 @@ use crate::error::{HsmError, Result};
 use crate::hsm::{random_hex, user_event, Hsm, Unsealed};
 use crate::seal;
 use crate::store::schema::{approvals, audit_records};
+use crate::store::AnyConnection;
+
+/// Runs after an approved change, in its transaction, with what the change produced.
+type ThenFn = Box<dyn FnOnce(&mut AnyConnection, Option<Vec<u8>>) -> Result<()> + Send>;
 
 /// What a request asks to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +30,7 @@ pub enum ApprovalAction {
     DestroyKey { label: String },
     SetUsageLimit { label: String, limit: Option<i64> },
     ActivatePolicy { version: i64 },
+    ExportWrapped { label: String, wrapping_key: String },
 }
 
 impl ApprovalAction {
@@ -34,14 +39,15 @@ impl ApprovalAction {
             ApprovalAction::DestroyKey { .. } => "destroy_key",
             ApprovalAction::SetUsageLimit { .. } => "set_usage_limit",
             ApprovalAction::ActivatePolicy { .. } => "activate_policy",
+            ApprovalAction::ExportWrapped { .. } => "export_wrapped",
         }
     }
 
     fn target(&self) -> String {
         match self {
-            ApprovalAction::DestroyKey { label } | ApprovalAction::SetUsageLimit { label, .. } => {
-                format!("key:{label}")
-            }
+            ApprovalAction::DestroyKey { label }
+            | ApprovalAction::SetUsageLimit { label, .. }
+            | ApprovalAction::ExportWrapped { label, .. } => format!("key:{label}"),
             ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
         }
     }
@@ -74,6 +80,9 @@ pub struct ApprovalInfo {
     pub approved_by: Vec<String>,
     /// pending, executed, rejected or expired.
     pub status: String,
+    /// For the requester of an executed export: the wrapped key (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +107,7 @@ struct ApprovalRow {
     required: i64,
     status: String,
     decided_at: Option<i64>,
+    result: Option<Vec<u8>>,
     mac: Vec<u8>,
 }
 
@@ -174,10 +184,11 @@ impl Hsm {
             requested_by: s.credential_id.clone(),
             requester_name: s.name.clone(),
             created_at: now,
-            expires_at: now + quorum.ttl_secs.max(60),
+            expires_at: now + quorum.ttl_secs.max(1),
             required: quorum.required as i64,
             status: "pending".into(),
             decided_at: None,
+            result: None,
             mac: Vec::new(),
         };
         row.mac = record_mac(&u, &row.mac_input())?;
@@ -212,7 +223,7 @@ impl Hsm {
         partition: &str,
         action: &ApprovalAction,
         extra: serde_json::Value,
-    ) -> Result<()> {
+    ) -> Result<Option<Vec<u8>>> {
         self.run_action_then(s, partition, action, extra, None)
     }
 
@@ -222,21 +233,36 @@ impl Hsm {
         partition: &str,
         action: &ApprovalAction,
         extra: serde_json::Value,
-        then: Option<ApplyFn>,
-    ) -> Result<()> {
+        then: Option<ThenFn>,
+    ) -> Result<Option<Vec<u8>>> {
         let u = self.unsealed()?;
-        let (apply, parts) = match action {
-            ApprovalAction::DestroyKey { label } => self.destroy_op(partition, label)?,
-            ApprovalAction::SetUsageLimit { label, limit } => {
-                self.set_limit_op(partition, label, *limit)?
+        let (apply, parts, output) = match action {
+            ApprovalAction::DestroyKey { label } => {
+                let (a, p) = self.destroy_op(partition, label)?;
+                (a, p, None)
             }
-            ApprovalAction::ActivatePolicy { version } => self.activate_op(*version)?,
+            ApprovalAction::SetUsageLimit { label, limit } => {
+                let (a, p) = self.set_limit_op(partition, label, *limit)?;
+                (a, p, None)
+            }
+            ApprovalAction::ActivatePolicy { version } => {
+                let (a, p) = self.activate_op(*version)?;
+                (a, p, None)
+            }
+            ApprovalAction::ExportWrapped {
+                label,
+                wrapping_key,
+            } => {
+                let (a, p, w) = self.export_op(partition, label, wrapping_key)?;
+                (a, p, Some(w))
+            }
         };
+        let kept = output.clone();
         let apply: ApplyFn = match then {
             None => apply,
             Some(then) => Box::new(move |c| {
                 apply(c)?;
-                then(c)
+                then(c, kept)
             }),
         };
         let mut detail = parts.detail;
@@ -256,7 +282,7 @@ impl Hsm {
         {
             self.evict(partition, label);
         }
-        done.map(|_| ())
+        done.map(|_| output)
     }
 
     fn load_approval(&self, u: &Unsealed, id: &str) -> Result<ApprovalRow> {
@@ -317,6 +343,7 @@ impl Hsm {
             approvers: payload.approvers,
             approved_by,
             status,
+            wrapped_key: None,
         })
     }
 
@@ -324,7 +351,15 @@ impl Hsm {
         s.require(Role::Officer, "read approval requests")?;
         let u = self.unsealed()?;
         let row = self.load_approval(&u, id)?;
-        self.info_of(&row, self.approved_by(id)?)
+        let mut info = self.info_of(&row, self.approved_by(id)?)?;
+        // The product of an approved export is for the officer who asked for it.
+        if row.requested_by == s.credential_id {
+            if let Some(r) = &row.result {
+                use base64::Engine;
+                info.wrapped_key = Some(base64::engine::general_purpose::STANDARD.encode(r));
+            }
+        }
+        Ok(info)
     }
 
     pub fn list_approvals(&self, s: &Session) -> Result<Vec<ApprovalInfo>> {
@@ -407,7 +442,7 @@ impl Hsm {
         }
         if approved.len() as i64 >= row.required {
             let id2 = id.to_string();
-            let mark: ApplyFn = Box::new(move |c| {
+            let mark: ThenFn = Box::new(move |c, result| {
                 let n = diesel::update(
                     approvals::table
                         .filter(approvals::id.eq(&id2))
@@ -416,6 +451,7 @@ impl Hsm {
                 .set((
                     approvals::status.eq("executed"),
                     approvals::decided_at.eq(Some(now_ms() / 1000)),
+                    approvals::result.eq(result),
                 ))
                 .execute(c)?;
                 if n == 1 {

@@ -1720,16 +1720,63 @@ impl Hsm {
     }
 
     /// Export a key wrapped to a trusted RSA wrapping key in the same partition.
+    /// Export a key wrapped to a trusted RSA wrapping key in the same partition. Under a
+    /// quorum this files an approval request; once approved, the requester collects the
+    /// wrapped key from the request.
     pub fn export_wrapped(
         &self,
         s: &Session,
         label: &str,
         wrapping_label: &str,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Gated<Vec<u8>>> {
         s.require(Role::Officer, "export keys")?;
+        // Refuse what can never be exported before asking anyone to approve it.
+        self.export_checked(&s.partition, label, wrapping_label)?;
+        let action = ApprovalAction::ExportWrapped {
+            label: label.to_string(),
+            wrapping_key: wrapping_label.to_string(),
+        };
+        let text = format!("export key '{label}' wrapped to the trusted key '{wrapping_label}'");
+        if let Some(pending) = self.gate(s, &action, &text)? {
+            return Ok(Gated::Pending(Box::new(pending)));
+        }
+        let out = self.run_action(s, &s.partition.clone(), &action, serde_json::json!({}))?;
+        out.map(Gated::Done)
+            .ok_or_else(|| HsmError::Store("internal: the export produced nothing".into()))
+    }
+
+    /// Check an export and wrap the key (in memory only); the op records it.
+    pub(crate) fn export_op(
+        &self,
+        partition: &str,
+        label: &str,
+        wrapping_label: &str,
+    ) -> Result<(ApplyFn, EventParts, Vec<u8>)> {
+        let (attrs, pkcs8, wattrs) = self.export_checked(partition, label, wrapping_label)?;
+        let wrapped = wrap::wrap_for_import(&wattrs.public_key, &pkcs8)?;
+        let apply: ApplyFn = Box::new(|_| Ok(()));
+        Ok((
+            apply,
+            EventParts {
+                action: "key.export_wrapped",
+                key_id: Some(attrs.id.clone()),
+                detail: serde_json::json!({"label": attrs.label, "wrapping_key": wattrs.label, "mechanism": wrap::WRAP_MECHANISM}),
+                use_hi: None,
+            },
+            wrapped,
+        ))
+    }
+
+    /// The key (exportable, usable) and its wrapping key (trusted, wrap, active), or why not.
+    fn export_checked(
+        &self,
+        partition: &str,
+        label: &str,
+        wrapping_label: &str,
+    ) -> Result<(KeyAttributes, Zeroizing<Vec<u8>>, KeyAttributes)> {
         let u = self.unsealed()?;
-        let row = self.live_row(&s.partition, label)?;
-        let wrow = self.live_row(&s.partition, wrapping_label)?;
+        let row = self.live_row(partition, label)?;
+        let wrow = self.live_row(partition, wrapping_label)?;
         let (attrs, pkcs8) = self.open_pkcs8(&u, &row)?;
         let wattrs = self.open_pkcs8(&u, &wrow)?.0;
         if !attrs.exportable_under_wrap {
@@ -1742,13 +1789,7 @@ impl Hsm {
         if !wattrs.trusted || !wattrs.allows(Operation::Wrap) || wattrs.state != KeyState::Active {
             return Err(HsmError::UntrustedWrappingKey(wattrs.label));
         }
-        let wrapped = wrap::wrap_for_import(&wattrs.public_key, &pkcs8)?;
-        u.committer.submit(
-            None,
-            None,
-            user_event(s, "key.export_wrapped", Some(attrs.id.clone()), serde_json::json!({"label": attrs.label, "wrapping_key": wattrs.label, "mechanism": wrap::WRAP_MECHANISM})),
-        )?;
-        Ok(wrapped)
+        Ok((attrs, pkcs8, wattrs))
     }
 
     // ---------------------------------------------------------------- audit

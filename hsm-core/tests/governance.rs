@@ -388,3 +388,99 @@ fn policy_documents_are_bound_to_their_mac_and_versions_only_move_forward() {
     );
     i.hsm.audit_verify(&i.admin).unwrap();
 }
+
+#[test]
+fn approval_requests_expire() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let (_, a) = identity(
+        &i,
+        "alice",
+        IdentityKind::Person,
+        &[Role::Officer, Role::User],
+        None,
+    );
+    let (_, b) = identity(&i, "bob", IdentityKind::Person, &[Role::Officer], None);
+    let (alice, bob) = (i.hsm.login(&a).unwrap(), i.hsm.login(&b).unwrap());
+    let quorum = QuorumRule {
+        approvers: vec!["alice".into(), "bob".into()],
+        required: 1,
+        ttl_secs: 1,
+    };
+    let p = i
+        .hsm
+        .submit_policy(&alice, "rules = ''", Some(quorum))
+        .unwrap();
+    i.hsm.activate_policy(&alice, p.version, "").unwrap();
+    i.hsm
+        .create_key(&alice, &KeySpec::new("k", Algorithm::EcP256))
+        .unwrap();
+    let Gated::Pending(r) = i.hsm.destroy_key(&alice, "k").unwrap() else {
+        panic!("not gated")
+    };
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(i.hsm.approval(&bob, &r.id).unwrap().status, "expired");
+    let e = i.hsm.approve(&bob, &r.id).unwrap_err();
+    assert_eq!(e.code(), "conflict");
+    assert!(e.to_string().contains("expired"), "{e}");
+    i.hsm.sign(&alice, "k", &req(digest_of(1))).unwrap();
+}
+
+#[test]
+fn a_wrapped_export_under_quorum_is_delivered_to_its_requester_once_approved() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let sessions: Vec<Session> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            let (_, t) = identity(
+                &i,
+                n,
+                IdentityKind::Person,
+                &[Role::Officer, Role::User],
+                None,
+            );
+            i.hsm.login(&t).unwrap()
+        })
+        .collect();
+    let (alice, bob, carol) = (&sessions[0], &sessions[1], &sessions[2]);
+    let p = i
+        .hsm
+        .submit_policy(alice, "rules = ''", Some(quorum_2_of_3()))
+        .unwrap();
+    i.hsm.activate_policy(alice, p.version, "").unwrap();
+    let mut exp = KeySpec::new("exp", Algorithm::EcP256);
+    exp.exportable_under_wrap = true;
+    i.hsm.create_key(alice, &exp).unwrap();
+    let mut trusted = KeySpec::new("backup", Algorithm::Rsa2048);
+    trusted.operations = vec![Operation::Wrap];
+    trusted.trusted = true;
+    i.hsm.create_key(alice, &trusted).unwrap();
+    // What can never be exported is refused before anyone is asked.
+    i.hsm
+        .create_key(alice, &KeySpec::new("sealed-in", Algorithm::EcP256))
+        .unwrap();
+    assert_eq!(
+        i.hsm
+            .export_wrapped(alice, "sealed-in", "backup")
+            .unwrap_err()
+            .code(),
+        "not_exportable"
+    );
+
+    let Gated::Pending(r) = i.hsm.export_wrapped(alice, "exp", "backup").unwrap() else {
+        panic!("not gated")
+    };
+    i.hsm.approve(bob, &r.id).unwrap();
+    assert!(i.hsm.approval(alice, &r.id).unwrap().wrapped_key.is_none());
+    assert_eq!(i.hsm.approve(carol, &r.id).unwrap().status, "executed");
+    let mine = i.hsm.approval(alice, &r.id).unwrap();
+    assert!(mine.wrapped_key.as_ref().is_some_and(|w| w.len() > 300));
+    // Only the requester sees it.
+    assert!(i.hsm.approval(bob, &r.id).unwrap().wrapped_key.is_none());
+    let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.action == "key.export_wrapped" && e.outcome == "ok"));
+    i.hsm.audit_verify(&i.admin).unwrap();
+}

@@ -93,7 +93,12 @@ pub enum ApprovalCommand {
     /// List requests.
     List,
     /// Show one request: what it would change and who approved.
-    Show { id: String },
+    Show {
+        id: String,
+        /// For an executed export you requested: write the wrapped key here.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
     /// Approve a request (a named officer other than the requester).
     Approve { id: String },
     /// Reject a request (a named officer), or withdraw your own.

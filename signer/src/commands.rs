@@ -289,6 +289,13 @@ fn key(cmd: KeyCommand) -> Result<()> {
                 &format!("{}/export-wrapped", key_path(&name)),
                 &json!({ "wrapping_key": wrapping_key }),
             )?;
+            if print_if_pending(&resp)? {
+                eprintln!(
+                    "once approved, collect it with: kagi approval show ID -o {}",
+                    out.display()
+                );
+                return Ok(());
+            }
             let wrapped = resp
                 .get("wrapped")
                 .and_then(Value::as_str)
@@ -769,8 +776,21 @@ fn approval(cmd: ApprovalCommand) -> Result<()> {
             }
             Ok(())
         }
-        ApprovalCommand::Show { id } => {
-            print_approval(&client.get_json(&format!("/api/v1/approvals/{id}"))?)
+        ApprovalCommand::Show { id, out } => {
+            let a: Value = client.get_json(&format!("/api/v1/approvals/{id}"))?;
+            print_approval(&a)?;
+            if let Some(path) = out {
+                let wrapped = a.get("wrapped_key").and_then(Value::as_str).context(
+                    "this request has no wrapped key for you: it is not an executed export you requested",
+                )?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(wrapped)
+                    .context("the server's wrapped key is not base64")?;
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                say!("wrote the wrapped key to {}", path.display());
+            }
+            Ok(())
         }
         ApprovalCommand::Approve { id } => {
             let a: Value =

@@ -140,6 +140,8 @@ permit (
         .find(|d| d["label"] == "tools")
         .unwrap();
     assert_eq!(used["policy_rule"], "ci-tools-any-format");
+    assert_eq!(used["decision"], "allow");
+    assert_eq!(used["identity"], "ci-release");
     // The admin has no rule either: once a policy is active, default deny holds for everyone.
     let out = server.kagi(&["sign", "--key", "tools", "a.bin", "-o", "a.sig"]);
     assert!(stderr(&out).contains("policy_denied"));

@@ -38,6 +38,9 @@ CREATE TABLE approvals (
     required BIGINT NOT NULL,
     status TEXT NOT NULL,
     decided_at BIGINT,
+    -- What an executed request produced for its requester (a wrapped key for an approved
+    -- export: ciphertext under a trusted wrapping key).
+    result BYTEA,
     -- Binds id, action, partition, target, payload, requester, required and expiry: what
     -- officers approve is what runs.
     mac BYTEA NOT NULL

@@ -119,6 +119,7 @@ diesel::table! {
         required -> BigInt,
         status -> Text,
         decided_at -> Nullable<BigInt>,
+        result -> Nullable<Binary>,
         mac -> Binary,
     }
 }

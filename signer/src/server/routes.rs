@@ -257,14 +257,21 @@ pub async fn export_wrapped(
     let Caller(session) = caller;
     let name = name.into_inner();
     let wrapping = body.into_inner().wrapping_key;
-    let wrapped = blocking(&state.hsm, move |h| {
+    let result = blocking(&state.hsm, move |h| {
         h.export_wrapped(&session, &name, &wrapping)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "wrapped": base64::engine::general_purpose::STANDARD.encode(wrapped),
-        "mechanism": hsm_core::WRAP_MECHANISM,
-    })))
+    Ok(match result {
+        hsm_core::Gated::Done(wrapped) => HttpResponse::Ok().json(json!({
+            "status": "done",
+            "wrapped": base64::engine::general_purpose::STANDARD.encode(wrapped),
+            "mechanism": hsm_core::WRAP_MECHANISM,
+        })),
+        // Under a quorum: the requester collects the wrapped key from the approved request.
+        hsm_core::Gated::Pending(req) => {
+            HttpResponse::Accepted().json(json!({ "status": "pending", "approval": req }))
+        }
+    })
 }
 
 // ------------------------------------------------------------------ sign
@@ -405,7 +412,10 @@ pub async fn sign(
     };
     let detail = match &verdict {
         Some(v) => {
-            json!({"format": format, "policy_version": v.version, "policy_rule": v.decision.rule})
+            json!({
+                "format": format, "decision": "allow", "identity": session.name,
+                "kind": session.kind.as_str(), "policy_version": v.version, "policy_rule": v.decision.rule,
+            })
         }
         None => json!({"format": format, "policy": "none (roles only)"}),
     };
