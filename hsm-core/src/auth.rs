@@ -135,6 +135,9 @@ pub struct CredentialInfo {
     /// Unix seconds; after it the token is refused.
     pub expires_at: Option<i64>,
     pub revoked: bool,
+    /// SHA-256 (hex) of the TLS client certificate bound to this identity, if any.
+    #[serde(default)]
+    pub client_cert_sha256: Option<String>,
     pub partition: String,
     pub roles: Vec<Role>,
     pub failed_logins: i64,

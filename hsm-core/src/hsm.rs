@@ -121,6 +121,8 @@ pub struct IdentitySpec {
     pub roles: Vec<Role>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
+    /// SHA-256 of a TLS client certificate (DER) that also authenticates this identity.
+    pub client_cert_sha256: Option<[u8; 32]>,
 }
 
 /// A precomputed digest to sign or verify.
@@ -323,6 +325,7 @@ struct CredentialRow {
     kind: String,
     expires_at: Option<i64>,
     revoked: bool,
+    cert_sha256: Option<String>,
 }
 
 impl CredentialRow {
@@ -333,6 +336,7 @@ impl CredentialRow {
             kind: IdentityKind::from_str(&self.kind)?,
             expires_at: self.expires_at,
             revoked: self.revoked,
+            client_cert_sha256: self.cert_sha256.clone(),
             partition: self.partition_name.clone(),
             roles: roles_from_string(&self.roles)?,
             failed_logins: self.failed_logins,
@@ -393,6 +397,7 @@ fn new_credential(
         kind: kind.as_str().into(),
         expires_at,
         revoked: false,
+        cert_sha256: None,
     };
     Ok((row, token))
 }
@@ -865,6 +870,7 @@ impl Hsm {
                 kind: IdentityKind::Person,
                 roles: roles.to_vec(),
                 expires_at: None,
+                client_cert_sha256: None,
             },
         )
     }
@@ -895,7 +901,8 @@ impl Hsm {
         }
         self.require_partition(partition)?;
         let u = self.unsealed()?;
-        let (row, token) = new_credential(partition, name, spec.kind, roles, spec.expires_at)?;
+        let (mut row, token) = new_credential(partition, name, spec.kind, roles, spec.expires_at)?;
+        row.cert_sha256 = spec.client_cert_sha256.map(hex::encode);
         let info = row.info()?;
         let apply: ApplyFn = Box::new(move |c| {
             let taken: i64 = credentials::table
@@ -908,6 +915,19 @@ impl Hsm {
                     "an identity named '{}' already exists: revoke it first or pick another name",
                     row.name
                 )));
+            }
+            if let Some(fp) = &row.cert_sha256 {
+                let bound: i64 = credentials::table
+                    .filter(credentials::cert_sha256.eq(fp))
+                    .filter(credentials::revoked.eq(false))
+                    .count()
+                    .get_result(c)?;
+                if bound > 0 {
+                    return Err(HsmError::Conflict(
+                        "that client certificate already authenticates another live identity"
+                            .into(),
+                    ));
+                }
             }
             diesel::insert_into(credentials::table)
                 .values(&row)
@@ -996,6 +1016,88 @@ impl Hsm {
             .order(credentials::created_at.asc())
             .load(&mut c)?;
         rows.iter().map(|r| r.info()).collect()
+    }
+
+    /// Log in with a TLS client certificate (DER) bound to an identity. The handshake proved the
+    /// caller holds its private key; the identity is found by the certificate's SHA-256.
+    pub fn login_by_certificate(&self, cert_der: &[u8]) -> Result<Session> {
+        let u = self.unsealed()?;
+        let fp = {
+            let d = digest(&SHA256, cert_der);
+            hex::encode(d.as_ref())
+        };
+        let cache = token_hash(&format!("cert:{fp}"));
+        if let Some(s) = self.cached_by_hash(&cache) {
+            return Ok(s);
+        }
+        let mut c = self.inner.store.conn()?;
+        let row: Option<CredentialRow> = credentials::table
+            .filter(credentials::cert_sha256.eq(&fp))
+            .filter(credentials::revoked.eq(false))
+            .first(&mut c)
+            .optional()?;
+        drop(c);
+        let event =
+            |outcome: Option<String>, detail: serde_json::Value, actor: String| EventDraft {
+                actor,
+                action: "auth.login_certificate".into(),
+                partition: None,
+                key_id: None,
+                detail,
+                outcome,
+                use_hi: None,
+            };
+        let Some(row) = row else {
+            u.committer.submit(
+                None,
+                None,
+                event(
+                    Some("denied:bad_credential".into()),
+                    serde_json::json!({"cert_sha256": fp}),
+                    "tls-client".into(),
+                ),
+            )?;
+            return Err(HsmError::BadCredential);
+        };
+        let refused = if row.expires_at.is_some_and(|t| now_ms() / 1000 >= t) {
+            Some(HsmError::CredentialExpired(row.name.clone()))
+        } else if row.locked {
+            Some(HsmError::CredentialLocked(row.name.clone()))
+        } else {
+            None
+        };
+        let actor = format!("{}:{}", row.partition_name, row.name);
+        if let Some(e) = refused {
+            u.committer.submit(
+                None,
+                None,
+                event(
+                    Some(format!("denied:{}", e.code())),
+                    serde_json::json!({"cert_sha256": fp}),
+                    actor,
+                ),
+            )?;
+            return Err(e);
+        }
+        let session = Session {
+            credential_id: row.id.clone(),
+            name: row.name.clone(),
+            kind: IdentityKind::from_str(&row.kind)?,
+            partition: row.partition_name.clone(),
+            roles: roles_from_string(&row.roles)?,
+        };
+        u.committer.submit(
+            None,
+            None,
+            event(
+                None,
+                serde_json::json!({"credential": row.id, "cert_sha256": fp}),
+                actor,
+            ),
+        )?;
+        let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
+        sessions.insert(cache, (session.clone(), Instant::now()));
+        Ok(session)
     }
 
     /// Revoke a credential for good. This process forgets its cached sessions at once.

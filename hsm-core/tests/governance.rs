@@ -31,6 +31,7 @@ fn identity(
                 kind,
                 roles: roles.to_vec(),
                 expires_at,
+                client_cert_sha256: None,
             },
         )
         .unwrap();
@@ -72,7 +73,8 @@ fn identities_expire_and_are_revoked() {
                     name: "ci-release".into(),
                     kind: IdentityKind::Line,
                     roles: vec![Role::User],
-                    expires_at: None
+                    expires_at: None,
+                    client_cert_sha256: None,
                 }
             )
             .unwrap_err()
@@ -104,7 +106,8 @@ fn identities_expire_and_are_revoked() {
                     name: "old".into(),
                     kind: IdentityKind::Line,
                     roles: vec![Role::User],
-                    expires_at: Some(now - 1)
+                    expires_at: Some(now - 1),
+                    client_cert_sha256: None,
                 }
             )
             .unwrap_err()
@@ -483,4 +486,50 @@ fn a_wrapped_export_under_quorum_is_delivered_to_its_requester_once_approved() {
         .iter()
         .any(|e| e.action == "key.export_wrapped" && e.outcome == "ok"));
     i.hsm.audit_verify(&i.admin).unwrap();
+}
+
+#[test]
+fn a_client_certificate_logs_in_as_its_identity() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let cert = b"a DER certificate stands here; only its SHA-256 matters to hsm-core".to_vec();
+        let fp: [u8; 32] = DigestAlg::Sha256.hash(&cert).try_into().unwrap();
+        let spec = IdentitySpec {
+            partition: None,
+            name: "line-9".into(),
+            kind: IdentityKind::Line,
+            roles: vec![Role::User],
+            expires_at: None,
+            client_cert_sha256: Some(fp),
+        };
+        let (info, _) = i.hsm.create_identity(&i.admin, &spec).unwrap();
+        assert_eq!(
+            info.client_cert_sha256.as_deref(),
+            Some(hex::encode(fp).as_str())
+        );
+        let s = i.hsm.login_by_certificate(&cert).unwrap();
+        assert_eq!((s.name.as_str(), s.kind), ("line-9", IdentityKind::Line));
+        assert_eq!(
+            i.hsm
+                .login_by_certificate(b"another certificate")
+                .unwrap_err()
+                .code(),
+            "bad_credential"
+        );
+        let again = IdentitySpec {
+            name: "line-10".into(),
+            ..spec
+        };
+        assert_eq!(
+            i.hsm.create_identity(&i.admin, &again).unwrap_err().code(),
+            "conflict"
+        );
+        i.hsm.revoke_credential(&i.admin, &info.id).unwrap();
+        let (hsm2, _) = reopen(&store, &i.share, &i.token);
+        assert_eq!(
+            hsm2.login_by_certificate(&cert).unwrap_err().code(),
+            "bad_credential"
+        );
+    }
 }

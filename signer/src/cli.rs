@@ -67,6 +67,9 @@ pub enum IdentityCommand {
         /// Partition (administrators only); default: yours.
         #[arg(long)]
         partition: Option<String>,
+        /// A TLS client certificate (PEM or DER) that also authenticates this identity.
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
     },
     /// List identities of your partition.
     List,

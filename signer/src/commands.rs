@@ -816,6 +816,7 @@ fn identity(cmd: IdentityCommand) -> Result<()> {
             roles,
             expires,
             partition,
+            client_cert,
         } => {
             let mut body = json!({ "name": name, "kind": kind });
             if !roles.is_empty() {
@@ -826,6 +827,9 @@ fn identity(cmd: IdentityCommand) -> Result<()> {
             }
             if let Some(p) = &partition {
                 body["partition"] = json!(p);
+            }
+            if let Some(path) = &client_cert {
+                body["client_cert_sha256"] = json!(certificate_sha256(path)?);
             }
             let resp: Value = client.post_json("/api/v1/identities", &body)?;
             let token = Zeroizing::new(
@@ -957,4 +961,21 @@ fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// SHA-256 (hex) of the first certificate in a PEM file, or of a DER file.
+fn certificate_sha256(path: &Path) -> Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let der = if bytes.starts_with(b"-----") {
+        rustls::pki_types::CertificateDer::from_pem_slice(&bytes)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+            .as_ref()
+            .to_vec()
+    } else {
+        bytes
+    };
+    Ok(hex::encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der).as_ref(),
+    ))
 }

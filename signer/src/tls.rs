@@ -163,7 +163,7 @@ pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError>
     };
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(PinnedClientCerts::new(provider())))
         .with_single_cert(certs, key)?;
     Ok(config)
 }
@@ -218,5 +218,80 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+/// Optional TLS client authentication for identities bound to a certificate.
+///
+/// The certificate is not checked against a CA: kagi pins it. An identity stores the SHA-256 of
+/// its certificate, and the handshake's signature proves the client holds the matching private
+/// key; `Hsm::login_by_certificate` then maps the certificate to its identity. Clients without a
+/// certificate are let through to token authentication.
+#[derive(Debug)]
+pub struct PinnedClientCerts {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl PinnedClientCerts {
+    pub fn new(provider: Arc<rustls::crypto::CryptoProvider>) -> Self {
+        PinnedClientCerts { provider }
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for PinnedClientCerts {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Which certificate is acceptable is decided per identity, after the handshake.
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -374,3 +374,84 @@ fn the_readme_policy_example_is_valid() {
     assert_eq!(doc.quotas.len(), 1);
     assert_eq!(doc.quorum.unwrap().required, 2);
 }
+
+/// A factory line authenticates with a TLS client certificate instead of a token (curl as the
+/// client, as a line's own tooling would).
+#[test]
+fn a_line_logs_in_with_its_client_certificate() {
+    let server = Server::start();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(server.root())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for name in ["line", "stranger"] {
+        let (ok, _) = run(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        assert!(ok, "openssl req for {name}");
+    }
+    server.kagi_ok(&[
+        "identity",
+        "create",
+        "--name",
+        "line-3",
+        "--kind",
+        "line",
+        "--client-cert",
+        "line.pem",
+    ]);
+    server.kagi_ok(&["key", "create", "--name", "dev-ca", "--alg", "ec-p256"]);
+    let url = format!("{}/api/v1/keys/dev-ca", server.http_base());
+    let curl = |cert: Option<&str>| {
+        let mut args = vec![
+            "curl",
+            "-s",
+            "--cacert",
+            "kagi-data/tls-ca.pem",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ];
+        let (c, k);
+        if let Some(name) = cert {
+            c = format!("{name}.pem");
+            k = format!("{name}.key");
+            args.extend(["--cert", &c, "--key", &k]);
+        }
+        args.push(&url);
+        run(&args).1
+    };
+    assert_eq!(curl(Some("line")), "200");
+    assert_eq!(curl(None), "401");
+    assert_eq!(curl(Some("stranger")), "401");
+    let events = audit(&server);
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "auth.login_certificate" && e["outcome"] == "ok"));
+    assert!(events.iter().any(
+        |e| e["action"] == "auth.login_certificate" && e["outcome"] == "denied:bad_credential"
+    ));
+}

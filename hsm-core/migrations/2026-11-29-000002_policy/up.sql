@@ -2,6 +2,8 @@
 ALTER TABLE credentials ADD COLUMN kind TEXT NOT NULL DEFAULT 'person';
 ALTER TABLE credentials ADD COLUMN expires_at BIGINT;
 ALTER TABLE credentials ADD COLUMN revoked BOOLEAN NOT NULL DEFAULT FALSE;
+-- SHA-256 (hex) of a TLS client certificate that authenticates this identity instead of its token.
+ALTER TABLE credentials ADD COLUMN cert_sha256 TEXT;
 
 -- Policy documents, one row per submitted version. `mac` binds version and text under a key
 -- derived from the master key; which version is active is read from the audit log.

@@ -27,6 +27,7 @@ diesel::table! {
         kind -> Text,
         expires_at -> Nullable<BigInt>,
         revoked -> Bool,
+        cert_sha256 -> Nullable<Text>,
     }
 }
 

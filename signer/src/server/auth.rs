@@ -12,6 +12,22 @@ use zeroize::Zeroizing;
 use super::errors::ApiError;
 use super::AppState;
 
+/// The DER of the TLS client certificate a connection presented, kept per connection.
+#[derive(Clone)]
+pub struct ClientCertificate(pub Vec<u8>);
+
+/// `HttpServer::on_connect` hook: keep the client's certificate (if it sent one) with the
+/// connection, so requests on it can log in by certificate.
+pub fn remember_client_certificate(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    if let Some(tls) = conn.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>() {
+        let (_, session) = tls.get_ref();
+        if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
+            ext.insert(ClientCertificate(cert.as_ref().to_vec()));
+        }
+    }
+}
+
 /// The authenticated caller of a request. Extract it first in a handler's arguments so a missing
 /// token is reported before anything about the body.
 pub struct Caller(pub Session);
@@ -22,11 +38,19 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
+        let cert = req.conn_data::<ClientCertificate>().cloned();
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let session = login(&state.hsm, token).await?;
+            // A bearer token, when sent, decides; otherwise a client certificate may.
+            let session = match (token, cert) {
+                (Ok(token), _) => login(&state.hsm, token).await?,
+                (Err(_), Some(ClientCertificate(der))) => {
+                    let hsm = state.hsm.clone();
+                    web::block(move || hsm.login_by_certificate(&der)).await??
+                }
+                (Err(e), None) => return Err(e),
+            };
             Ok(Caller(session))
         })
     }

@@ -39,6 +39,9 @@ pub struct IdentityBody {
     expires_at: Option<String>,
     #[serde(default)]
     partition: Option<String>,
+    /// SHA-256 (hex) of a TLS client certificate that authenticates this identity too.
+    #[serde(default)]
+    client_cert_sha256: Option<String>,
 }
 
 pub async fn create_identity(
@@ -65,7 +68,23 @@ pub async fn create_identity(
         .as_deref()
         .map(|t| parse_time("expires_at", t))
         .transpose()?;
+    let client_cert_sha256 = body
+        .client_cert_sha256
+        .as_deref()
+        .map(|h| {
+            hex::decode(h.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "bad_request",
+                        "'client_cert_sha256' must be the 64 hex digits of the certificate's SHA-256",
+                    )
+                })
+        })
+        .transpose()?;
     let spec = IdentitySpec {
+        client_cert_sha256,
         partition: body.partition,
         name: body.name,
         kind,

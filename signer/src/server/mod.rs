@@ -40,6 +40,7 @@ pub fn run(
                 .configure(configure)
                 .default_service(web::to(errors::not_found))
         })
+        .on_connect(auth::remember_client_certificate)
         .bind_rustls_0_23(listen.as_str(), tls)?;
         on_listening(&server.addrs());
         server.run().await

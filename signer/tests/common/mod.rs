@@ -105,6 +105,11 @@ impl Server {
     }
 
     /// A raw HTTPS client trusting only this server's CA, for probing the API directly.
+    /// The service's base URL (https://127.0.0.1:PORT).
+    pub fn http_base(&self) -> &str {
+        &self.url
+    }
+
     pub fn http(&self) -> Http {
         Http::new(&self.url, &self.data().join("tls-ca.pem"))
     }
