@@ -111,6 +111,18 @@ fn main() {
             "", verified.records
         );
     }
+    drop_bench_database();
+}
+
+/// The PostgreSQL database is scratch: drop it (FORCE ends the pool's sessions).
+fn drop_bench_database() {
+    let admin = std::env::var("KAGI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Ok(mut c) = diesel::PgConnection::establish(&admin) {
+        let name = format!("kagi_bench_{}", std::process::id());
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c);
+    }
 }
 
 fn stores(dir: &std::path::Path) -> Vec<(&'static str, StoreConfig)> {
