@@ -329,6 +329,29 @@ struct CredentialRow {
 }
 
 impl CredentialRow {
+    /// Why this credential may not log in at all, whatever it presents.
+    fn refusal(&self) -> Option<HsmError> {
+        if self.revoked {
+            Some(HsmError::CredentialRevoked(self.name.clone()))
+        } else if self.expires_at.is_some_and(|t| now_ms() / 1000 >= t) {
+            Some(HsmError::CredentialExpired(self.name.clone()))
+        } else if self.locked {
+            Some(HsmError::CredentialLocked(self.name.clone()))
+        } else {
+            None
+        }
+    }
+
+    fn session(&self) -> Result<Session> {
+        Ok(Session {
+            credential_id: self.id.clone(),
+            name: self.name.clone(),
+            kind: IdentityKind::from_str(&self.kind)?,
+            partition: self.partition_name.clone(),
+            roles: roles_from_string(&self.roles)?,
+        })
+    }
+
     fn info(&self) -> Result<CredentialInfo> {
         Ok(CredentialInfo {
             id: self.id.clone(),
@@ -726,15 +749,8 @@ impl Hsm {
             )?;
             return Err(HsmError::BadCredential);
         };
-        // Revoked and expired come first: they are final, whatever the secret.
-        let ended = if row.revoked {
-            Some(HsmError::CredentialRevoked(row.name.clone()))
-        } else if row.expires_at.is_some_and(|t| now_ms() / 1000 >= t) {
-            Some(HsmError::CredentialExpired(row.name.clone()))
-        } else {
-            None
-        };
-        if let Some(e) = ended {
+        // Revoked, expired and locked are refused whatever the secret.
+        if let Some(e) = row.refusal() {
             u.committer.submit(
                 None,
                 None,
@@ -744,17 +760,6 @@ impl Hsm {
                 ),
             )?;
             return Err(e);
-        }
-        if row.locked {
-            u.committer.submit(
-                None,
-                None,
-                event(
-                    Some("denied:credential_locked".into()),
-                    serde_json::json!({"name": row.name}),
-                ),
-            )?;
-            return Err(HsmError::CredentialLocked(row.name));
         }
         let ok = PasswordHash::new(&row.secret_hash)
             .map(|h| {
@@ -789,13 +794,7 @@ impl Hsm {
             )?;
             return Err(HsmError::BadCredential);
         }
-        let session = Session {
-            credential_id: row.id.clone(),
-            name: row.name.clone(),
-            kind: IdentityKind::from_str(&row.kind)?,
-            partition: row.partition_name.clone(),
-            roles: roles_from_string(&row.roles)?,
-        };
+        let session = row.session()?;
         let reset: Option<ApplyFn> = (row.failed_logins > 0).then(|| -> ApplyFn {
             Box::new(move |c| {
                 diesel::update(credentials::table.filter(credentials::id.eq(&cred_id)))
@@ -1059,15 +1058,8 @@ impl Hsm {
             )?;
             return Err(HsmError::BadCredential);
         };
-        let refused = if row.expires_at.is_some_and(|t| now_ms() / 1000 >= t) {
-            Some(HsmError::CredentialExpired(row.name.clone()))
-        } else if row.locked {
-            Some(HsmError::CredentialLocked(row.name.clone()))
-        } else {
-            None
-        };
         let actor = format!("{}:{}", row.partition_name, row.name);
-        if let Some(e) = refused {
+        if let Some(e) = row.refusal() {
             u.committer.submit(
                 None,
                 None,
@@ -1079,13 +1071,7 @@ impl Hsm {
             )?;
             return Err(e);
         }
-        let session = Session {
-            credential_id: row.id.clone(),
-            name: row.name.clone(),
-            kind: IdentityKind::from_str(&row.kind)?,
-            partition: row.partition_name.clone(),
-            roles: roles_from_string(&row.roles)?,
-        };
+        let session = row.session()?;
         u.committer.submit(
             None,
             None,

@@ -10,7 +10,7 @@ use crate::approvals::{record_mac, record_mac_ok, ApprovalAction, QuorumRule};
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
-use crate::hsm::{user_event, EventParts, Gated, Hsm};
+use crate::hsm::{user_event, EventParts, Gated, Hsm, Unsealed};
 use crate::store::schema::{audit_records, policies};
 
 /// The audit "subject" whose `use_hi` is the active policy version.
@@ -150,16 +150,8 @@ impl Hsm {
 
     pub(crate) fn activate_op(&self, version: i64) -> Result<(ApplyFn, EventParts)> {
         let u = self.unsealed()?;
-        let mut c = self.inner.store.conn()?;
-        let row: PolicyRow = policies::table
-            .filter(policies::version.eq(version))
-            .first(&mut c)
-            .optional()?
-            .ok_or_else(|| HsmError::NotFound(format!("policy version {version}")))?;
-        drop(c);
-        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
-            return Err(tampered(version));
-        }
+        // Only an intact stored document can become active.
+        self.policy_row(&u, version)?;
         let apply: ApplyFn = Box::new(move |c| {
             // Under the batch lock: still newer than what is active?
             let active: Option<i64> = audit_records::table
@@ -196,20 +188,29 @@ impl Hsm {
             return Ok(None);
         };
         let u = self.unsealed()?;
+        // The audit log says this version is active, so its absence is tampering.
+        let row = self.policy_row(&u, version).map_err(|e| match e {
+            HsmError::NotFound(_) => HsmError::Integrity(format!(
+                "the active policy version {version} is missing from the database"
+            )),
+            e => e,
+        })?;
+        Ok(Some(row.stored(Some(version))?))
+    }
+
+    /// One stored version, MAC-checked.
+    fn policy_row(&self, u: &Unsealed, version: i64) -> Result<PolicyRow> {
         let mut c = self.inner.store.conn()?;
         let row: PolicyRow = policies::table
             .filter(policies::version.eq(version))
             .first(&mut c)
             .optional()?
-            .ok_or_else(|| {
-                HsmError::Integrity(format!(
-                    "the active policy version {version} is missing from the database"
-                ))
-            })?;
-        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
+            .ok_or_else(|| HsmError::NotFound(format!("policy version {version}")))?;
+        drop(c);
+        if !record_mac_ok(u, &row.mac_input(), &row.mac)? {
             return Err(tampered(version));
         }
-        Ok(Some(row.stored(Some(version))?))
+        Ok(row)
     }
 
     pub(crate) fn current_quorum(&self) -> Result<Option<QuorumRule>> {
@@ -219,16 +220,7 @@ impl Hsm {
     pub fn policy(&self, s: &Session, version: i64) -> Result<StoredPolicy> {
         s.require(Role::Officer, "read policies")?;
         let u = self.unsealed()?;
-        let mut c = self.inner.store.conn()?;
-        let row: PolicyRow = policies::table
-            .filter(policies::version.eq(version))
-            .first(&mut c)
-            .optional()?
-            .ok_or_else(|| HsmError::NotFound(format!("policy version {version}")))?;
-        drop(c);
-        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
-            return Err(tampered(version));
-        }
+        let row = self.policy_row(&u, version)?;
         row.stored(self.active_policy_version()?)
     }
 
