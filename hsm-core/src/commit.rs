@@ -416,6 +416,17 @@ fn write_quotas(
                 }
             }
             None => {
+                // A new hour or day has begun for this quota: its earlier windows count for
+                // nothing any more.
+                if let Some(kind) = window.get(..1).filter(|k| *k == "h" || *k == "d") {
+                    diesel::delete(
+                        quota_counters::table
+                            .filter(quota_counters::name.eq(name))
+                            .filter(quota_counters::window_id.like(format!("{kind}%")))
+                            .filter(quota_counters::window_id.ne(window)),
+                    )
+                    .execute(c)?;
+                }
                 diesel::insert_into(quota_counters::table)
                     .values((
                         quota_counters::name.eq(name),

@@ -213,6 +213,28 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
             )
             .unwrap_err();
         assert!(e.to_string().contains("per hour"), "{e}");
+        // Windows of past hours are pruned when a new one starts.
+        store
+            .exec("INSERT INTO quota_counters (name, window_id, used) VALUES ('hourly2', 'h1', 7)");
+        let hourly2 = [QuotaCharge {
+            name: "hourly2".into(),
+            total: None,
+            per_hour: Some(2),
+            per_day: None,
+        }];
+        hsm2.sign_charged(
+            &line2,
+            "fw",
+            &req(digest_of(4)),
+            &hourly2,
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(
+            store.exec("UPDATE quota_counters SET used = used WHERE name = 'hourly2'"),
+            1,
+            "only the current hour's row is left"
+        );
         hsm2.audit_verify(&hsm2.login(&i.token).unwrap()).unwrap();
     }
 }
