@@ -47,10 +47,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for commands that need a token.
+    /// A client for commands that need a credential: KAGI_TOKEN (or ./kagi-data/admin.token),
+    /// or a TLS client certificate bound to an identity (KAGI_CLIENT_CERT + KAGI_CLIENT_KEY).
     pub fn from_env() -> Result<Self, ClientError> {
         let mut client = Self::from_env_without_token()?;
-        client.token = Some(token_from_env()?);
+        // A client certificate without an explicit KAGI_TOKEN authenticates on its own: the
+        // default token file must not silently take over.
+        let cert_only = std::env::var_os("KAGI_CLIENT_CERT").is_some()
+            && std::env::var_os("KAGI_TOKEN").is_none();
+        client.token = if cert_only {
+            None
+        } else {
+            Some(token_from_env()?)
+        };
         Ok(client)
     }
 
@@ -93,6 +102,7 @@ impl Client {
         }
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
+            .client_cert(client_cert_from_env()?)
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .unversioned_rustls_crypto_provider(Arc::new(
                 rustls::crypto::aws_lc_rs::default_provider(),
@@ -226,6 +236,52 @@ impl Client {
             ),
         }
     }
+}
+
+/// KAGI_CLIENT_CERT (PEM certificate) and KAGI_CLIENT_KEY (PEM private key), both or neither.
+fn client_cert_from_env() -> Result<Option<ureq::tls::ClientCert>, ClientError> {
+    let (cert, key) = match (
+        std::env::var_os("KAGI_CLIENT_CERT"),
+        std::env::var_os("KAGI_CLIENT_KEY"),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
+        _ => {
+            return Err(ClientError::new(
+                "bad_client_certificate",
+                "set both KAGI_CLIENT_CERT and KAGI_CLIENT_KEY (PEM files), or neither",
+            ))
+        }
+    };
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| {
+            ClientError::new(
+                "bad_client_certificate",
+                format!("cannot read {}: {e}", p.display()),
+            )
+        })
+    };
+    let cert_pem = read(&cert)?;
+    let key_pem = Zeroizing::new(read(&key)?);
+    let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cert_pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if chain.is_empty() {
+        return Err(ClientError::new(
+            "bad_client_certificate",
+            format!("{} holds no PEM certificate", cert.display()),
+        ));
+    }
+    let key = ureq::tls::PrivateKey::from_pem(&key_pem).map_err(|e| {
+        ClientError::new(
+            "bad_client_certificate",
+            format!("{} is not a PEM private key: {e}", key.display()),
+        )
+    })?;
+    Ok(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)))
 }
 
 fn token_from_env() -> Result<Zeroizing<String>, ClientError> {

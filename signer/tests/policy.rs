@@ -447,6 +447,26 @@ fn a_line_logs_in_with_its_client_certificate() {
     assert_eq!(curl(Some("line")), "200");
     assert_eq!(curl(None), "401");
     assert_eq!(curl(Some("stranger")), "401");
+    // The CLI presents it too (KAGI_CLIENT_CERT/KAGI_CLIENT_KEY; no token).
+    let cli = |cert: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kagi"))
+            .current_dir(server.root())
+            .env("KAGI_URL", server.http_base())
+            .env_remove("KAGI_TOKEN")
+            .env("KAGI_CLIENT_CERT", format!("{cert}.pem"))
+            .env("KAGI_CLIENT_KEY", format!("{cert}.key"))
+            .args(["key", "show", "dev-ca"])
+            .output()
+            .unwrap()
+    };
+    let ok = cli("line");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let refused = cli("stranger");
+    assert!(
+        stderr(&refused).contains("bad_credential"),
+        "{}",
+        stderr(&refused)
+    );
     let events = audit(&server);
     assert!(events
         .iter()
