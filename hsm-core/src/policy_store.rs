@@ -107,11 +107,18 @@ impl Hsm {
         );
         let version = row.version;
         let apply: ApplyFn = Box::new(move |c| {
-            // Versions are assigned under the batch lock; a concurrent submit gets a conflict.
-            diesel::insert_into(policies::table)
-                .values(&row)
-                .execute(c)?;
-            Ok(())
+            // The version was read before the batch; a submit that won the race to it holds it
+            // now (primary key), and this one is told to try again.
+            match diesel::insert_into(policies::table).values(&row).execute(c) {
+                Ok(_) => Ok(()),
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => Err(HsmError::Conflict(format!(
+                    "another policy was submitted as version {version} at the same moment: submit again"
+                ))),
+                Err(e) => Err(e.into()),
+            }
         });
         u.committer.submit(
             None,
