@@ -1,6 +1,6 @@
 //! `kagi serve --database-url postgres://...` against the machine's PostgreSQL, in a database of
 //! its own that the test creates and drops. The admin connection defaults to the local trust
-//! setup; set KAGI_TEST_POSTGRES_ADMIN_URL to point elsewhere.
+//! setup; set KAGI_TEST_PG_URL (as for the hsm-core tests) to point elsewhere.
 
 mod common;
 

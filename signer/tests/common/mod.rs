@@ -303,8 +303,8 @@ pub fn stderr(out: &Output) -> String {
 // ------------------------------------------------------------------ PostgreSQL
 
 pub fn admin_url() -> String {
-    std::env::var("KAGI_TEST_POSTGRES_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("KAGI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn psql(sql: &str) {
