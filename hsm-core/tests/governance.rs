@@ -92,9 +92,19 @@ fn identities_expire_and_are_revoked() {
         None,
     );
 
-    let (_, short) = identity(&i, "temp", IdentityKind::Line, &[Role::User], Some(now + 2));
+    // Expiry has one-second resolution: leave a few seconds of margin on a loaded machine, then
+    // wait until the expiry second has surely passed.
+    let expires = now + 4;
+    let (_, short) = identity(&i, "temp", IdentityKind::Line, &[Role::User], Some(expires));
     i.hsm.login(&short).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    while (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64)
+        <= expires
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let (hsm2, _) = reopen(&store, &i.share, &i.token);
     assert_eq!(hsm2.login(&short).unwrap_err().code(), "credential_expired");
     assert_eq!(
