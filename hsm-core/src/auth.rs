@@ -93,6 +93,8 @@ pub struct Session {
     pub kind: IdentityKind,
     pub partition: String,
     pub roles: Vec<Role>,
+    /// Unix seconds after which the credential is refused, cached sessions included.
+    pub expires_at: Option<i64>,
 }
 
 impl Session {

@@ -349,6 +349,7 @@ impl CredentialRow {
             kind: IdentityKind::from_str(&self.kind)?,
             partition: self.partition_name.clone(),
             roles: roles_from_string(&self.roles)?,
+            expires_at: self.expires_at,
         })
     }
 
@@ -838,7 +839,9 @@ impl Hsm {
     fn cached_by_hash(&self, hash: &[u8; 32]) -> Option<Session> {
         let sessions = self.inner.sessions.lock().ok()?;
         let (s, at) = sessions.get(hash)?;
-        (at.elapsed() < SESSION_TTL).then(|| s.clone())
+        // An expiry inside the cache window still ends the session on time.
+        let expired = s.expires_at.is_some_and(|t| now_ms() / 1000 >= t);
+        (at.elapsed() < SESSION_TTL && !expired).then(|| s.clone())
     }
 
     /// A credential in the caller's own partition.

@@ -105,6 +105,11 @@ fn identities_expire_and_are_revoked() {
     {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The same process refuses it too, though it logged in moments ago (cached session).
+    assert_eq!(
+        i.hsm.login(&short).unwrap_err().code(),
+        "credential_expired"
+    );
     let (hsm2, _) = reopen(&store, &i.share, &i.token);
     assert_eq!(hsm2.login(&short).unwrap_err().code(), "credential_expired");
     assert_eq!(
