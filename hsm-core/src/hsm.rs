@@ -1172,11 +1172,16 @@ impl Hsm {
         self.store_new_key(&u, s, attrs, &pkcs8, "key.generate")
     }
 
+    /// Attributes for a caller's new key; the import key's name is kagi's own.
     fn new_attrs(&self, s: &Session, spec: &KeySpec, local: bool) -> Result<KeyAttributes> {
-        validate_label(&spec.label)?;
         if spec.label == IMPORT_KEY_LABEL {
             return Err(HsmError::KeyExists(spec.label.clone()));
         }
+        self.attrs_for(s, spec, local)
+    }
+
+    fn attrs_for(&self, s: &Session, spec: &KeySpec, local: bool) -> Result<KeyAttributes> {
+        validate_label(&spec.label)?;
         if let Some(l) = spec.usage_limit {
             if l < 0 {
                 return Err(HsmError::BadInput(
@@ -1693,14 +1698,7 @@ impl Hsm {
             Err(HsmError::KeyNotFound(_)) => {
                 let mut spec = KeySpec::new(IMPORT_KEY_LABEL, Algorithm::Rsa3072);
                 spec.operations = vec![Operation::Wrap];
-                let attrs = KeyAttributes {
-                    label: IMPORT_KEY_LABEL.into(),
-                    ..self.new_attrs(s, &KeySpec::new("x", Algorithm::Rsa3072), true)?
-                };
-                let attrs = KeyAttributes {
-                    operations: spec.operations,
-                    ..attrs
-                };
+                let attrs = self.attrs_for(s, &spec, true)?;
                 let (pkcs8, spki) = crypto::generate(Algorithm::Rsa3072)?;
                 let attrs = KeyAttributes {
                     public_key: spki,
