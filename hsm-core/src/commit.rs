@@ -188,10 +188,10 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                     // Quotas first (check only), then the key, then charge the quotas: a use
                     // refused by either counts against neither.
                     outcome = check_quotas(c, &r.quotas, now / 1000, &mut quotas, &mut extra)
-                        .and_then(|_| reserve(c, r, &mut touched, &mut extra))
-                        .map(|use_hi| {
-                            charge_quotas(&r.quotas, now / 1000, &mut quotas);
-                            Some(use_hi)
+                        .and_then(|windows| {
+                            let use_hi = reserve(c, r, &mut touched, &mut extra)?;
+                            charge_quotas(&windows, &mut quotas);
+                            Ok(Some(use_hi))
                         });
                 }
                 if outcome.is_ok() {
@@ -322,7 +322,8 @@ fn check_quotas(
     now_s: i64,
     state: &mut HashMap<(String, String), QuotaTouch>,
     extra: &mut Vec<(EventDraft, Option<i64>)>,
-) -> Result<()> {
+) -> Result<Vec<(String, String)>> {
+    let mut windows = Vec::new();
     for q in qs {
         for (window, limit, text) in quota_windows(q, now_s) {
             let k = (q.name.clone(), window.clone());
@@ -369,21 +370,17 @@ fn check_quotas(
                     window: text,
                 });
             }
+            windows.push(k);
         }
     }
-    Ok(())
+    Ok(windows)
 }
 
-fn charge_quotas(
-    qs: &[QuotaReservation],
-    now_s: i64,
-    state: &mut HashMap<(String, String), QuotaTouch>,
-) {
-    for q in qs {
-        for (window, _, _) in quota_windows(q, now_s) {
-            if let Some(t) = state.get_mut(&(q.name.clone(), window)) {
-                t.current += 1;
-            }
+/// Count one use in each window `check_quotas` found room in.
+fn charge_quotas(windows: &[(String, String)], state: &mut HashMap<(String, String), QuotaTouch>) {
+    for k in windows {
+        if let Some(t) = state.get_mut(k) {
+            t.current += 1;
         }
     }
 }
