@@ -46,7 +46,7 @@ pub enum HsmError {
     #[error("the credential was not accepted; after repeated failures it is locked")]
     BadCredential,
     #[error(
-        "credential '{0}' is locked after too many failed logins: an administrator must unlock it"
+        "credential '{0}' is locked after too many failed logins: an administrator must unlock it ('kagi identity unlock ID')"
     )]
     CredentialLocked(String),
     #[error("credential '{0}' was revoked: ask an administrator for a new one")]

@@ -75,6 +75,8 @@ pub enum IdentityCommand {
     List,
     /// Revoke an identity's token for good (by id, from 'kagi identity list').
     Revoke { id: String },
+    /// Unlock an identity locked after too many failed logins (by id).
+    Unlock { id: String },
 }
 
 #[derive(Debug, Subcommand)]

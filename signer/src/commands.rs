@@ -873,6 +873,12 @@ fn identity(cmd: IdentityCommand) -> Result<()> {
             }
             Ok(())
         }
+        IdentityCommand::Unlock { id } => {
+            let _: Value =
+                client.post_json(&format!("/api/v1/identities/{id}/unlock"), &json!({}))?;
+            say!("unlocked identity {id}");
+            Ok(())
+        }
         IdentityCommand::Revoke { id } => {
             let _: Value =
                 client.post_json(&format!("/api/v1/identities/{id}/revoke"), &json!({}))?;

@@ -475,3 +475,30 @@ fn a_line_logs_in_with_its_client_certificate() {
         |e| e["action"] == "auth.login_certificate" && e["outcome"] == "denied:bad_credential"
     ));
 }
+
+/// Five wrong secrets lock an identity; `kagi identity unlock` is the way back.
+#[test]
+fn a_locked_identity_is_unlocked_by_an_administrator() {
+    let server = Server::start();
+    let token =
+        token_of(server.kagi_ok(&["identity", "create", "--name", "ci", "--kind", "pipeline"]));
+    let id = token.split('_').nth(1).unwrap().to_string();
+    let wrong = format!("kagi_{id}_{}", "x".repeat(43));
+    for _ in 0..5 {
+        assert!(stderr(&server.kagi_as(&wrong, &["key", "list"])).contains("bad_credential"));
+    }
+    let locked = server.kagi_as(&token, &["key", "list"]);
+    assert!(
+        stderr(&locked).contains("credential_locked"),
+        "{}",
+        stderr(&locked)
+    );
+    assert!(
+        stderr(&locked).contains("kagi identity unlock"),
+        "{}",
+        stderr(&locked)
+    );
+    server.kagi_ok(&["identity", "unlock", &id]);
+    let ok = server.kagi_as(&token, &["key", "list"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}

@@ -109,6 +109,21 @@ pub async fn revoke_identity(
     Ok(HttpResponse::Ok().json(json!({ "revoked": id })))
 }
 
+pub async fn unlock_identity(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let id = id.into_inner();
+    let unlocked = id.clone();
+    blocking(&state.hsm, move |h| {
+        h.unlock_credential(&session, &unlocked)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "unlocked": id })))
+}
+
 // ------------------------------------------------------------------ policies
 
 /// Read a raw body up to `limit` bytes, answering in the API's error shape.

@@ -114,6 +114,10 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(governance::revoke_identity)),
             )
             .service(
+                resource("/identities/{id}/unlock")
+                    .route(web::post().to(governance::unlock_identity)),
+            )
+            .service(
                 resource("/policies")
                     .route(web::get().to(governance::list_policies))
                     .route(web::post().to(governance::submit_policy)),

@@ -124,6 +124,7 @@ pub fn document() -> Value {
                     } }))
             },
             "/api/v1/identities/{id}/revoke": { "post": op("Revoke an identity's token", true, "200") },
+            "/api/v1/identities/{id}/unlock": { "post": op("Unlock an identity locked by failed logins", true, "200") },
             "/api/v1/policies": {
                 "get": op("List policy versions", true, "200"),
                 "post": {
