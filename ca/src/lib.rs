@@ -1,7 +1,32 @@
 //! ca: the X.509 certificate authority whose keys live in hsm-core.
 //!
-//! The CA hierarchy, profiles, issuance, CRL and OCSP arrive with the CA issue (`issues show 4`).
-//! What is here now is the piece every certificate needs first: its serial number.
+//! - [`hierarchy`] creates root and intermediate CAs (keys generated in hsm-core, quorum-gated);
+//! - [`profile`] holds certificate profiles as data, [`csr`] verifies requests against nothing
+//!   but their own key, [`issue`] judges them against a profile, lints the result and signs it;
+//! - [`crl`], [`ocsp`] and [`pkcs7`] answer relying parties and EST clients;
+//! - [`signer`] is the HSM key handle as a RustCrypto `Signer`.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
+pub mod authority;
+pub mod crl;
+pub mod csr;
+pub mod error;
+pub mod extensions;
+pub mod hierarchy;
+pub mod issue;
+pub mod ocsp;
+pub mod pkcs7;
+pub mod profile;
 pub mod serial;
+pub mod signer;
+pub mod x509;
+
+pub use authority::{service_session, Authority, PublicUrls};
+pub use error::CaError;
+pub use hierarchy::CaSpec;
+pub use issue::{IssueOptions, Issued};
+pub use profile::{Days, Profile, Profiles};

@@ -15,7 +15,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
-use crate::hsm::{random_hex, user_event, Hsm, Unsealed};
+use crate::hsm::{random_hex, user_event, EventParts, Hsm, Unsealed};
 use crate::seal;
 use crate::store::schema::{approvals, audit_records};
 use crate::store::AnyConnection;
@@ -27,10 +27,34 @@ type ThenFn = Box<dyn FnOnce(&mut AnyConnection, Option<Vec<u8>>) -> Result<()> 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApprovalAction {
-    DestroyKey { label: String },
-    SetUsageLimit { label: String, limit: Option<i64> },
-    ActivatePolicy { version: i64 },
-    ExportWrapped { label: String, wrapping_key: String },
+    DestroyKey {
+        label: String,
+    },
+    SetUsageLimit {
+        label: String,
+        limit: Option<i64>,
+    },
+    ActivatePolicy {
+        version: i64,
+    },
+    ExportWrapped {
+        label: String,
+        wrapping_key: String,
+    },
+    /// A new root (`parent` None) or intermediate CA. Approving it authorizes the requester to
+    /// create it once (`kagi ca create-* --approval ID`): the certificate is built and signed
+    /// only then, so nothing is signed for a request that is never approved.
+    CreateCa {
+        name: String,
+        parent: Option<String>,
+        subject: String,
+        alg: String,
+    },
+    /// Revoking a CA, with an RFC 5280 reason code; authorizes like `CreateCa`.
+    RevokeCa {
+        name: String,
+        reason: i64,
+    },
 }
 
 impl ApprovalAction {
@@ -40,6 +64,8 @@ impl ApprovalAction {
             ApprovalAction::SetUsageLimit { .. } => "set_usage_limit",
             ApprovalAction::ActivatePolicy { .. } => "activate_policy",
             ApprovalAction::ExportWrapped { .. } => "export_wrapped",
+            ApprovalAction::CreateCa { .. } => "create_ca",
+            ApprovalAction::RevokeCa { .. } => "revoke_ca",
         }
     }
 
@@ -49,6 +75,9 @@ impl ApprovalAction {
             | ApprovalAction::SetUsageLimit { label, .. }
             | ApprovalAction::ExportWrapped { label, .. } => format!("key:{label}"),
             ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
+            ApprovalAction::CreateCa { name, .. } | ApprovalAction::RevokeCa { name, .. } => {
+                format!("ca:{name}")
+            }
         }
     }
 }
@@ -256,6 +285,17 @@ impl Hsm {
                 let (a, p, w) = self.export_op(partition, label, wrapping_key)?;
                 (a, p, Some(w))
             }
+            ApprovalAction::CreateCa { name, .. } | ApprovalAction::RevokeCa { name, .. } => {
+                // Approval only authorizes: the requester makes the change, which consumes it.
+                let apply: ApplyFn = Box::new(|_| Ok(()));
+                let parts = EventParts {
+                    action: "ca.change_authorized",
+                    key_id: Some(format!("ca:{name}")),
+                    detail: serde_json::json!({ "action": action }),
+                    use_hi: None,
+                };
+                (apply, parts, None)
+            }
         };
         let kept = output.clone();
         let apply: ApplyFn = match then {
@@ -442,6 +482,11 @@ impl Hsm {
         }
         if approved.len() as i64 >= row.required {
             let id2 = id.to_string();
+            // A CA change is authorized, not run, by its approval (see `ApprovalAction::CreateCa`).
+            let done_status = match payload.action {
+                ApprovalAction::CreateCa { .. } | ApprovalAction::RevokeCa { .. } => "approved",
+                _ => "executed",
+            };
             let mark: ThenFn = Box::new(move |c, result| {
                 let n = diesel::update(
                     approvals::table
@@ -449,7 +494,7 @@ impl Hsm {
                         .filter(approvals::status.eq("pending")),
                 )
                 .set((
-                    approvals::status.eq("executed"),
+                    approvals::status.eq(done_status),
                     approvals::decided_at.eq(Some(now_ms() / 1000)),
                     approvals::result.eq(result),
                 ))

@@ -65,6 +65,8 @@ pub enum HsmError {
     KeyNotFound(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("key '{0}' is a CA key: it signs only certificates, CRLs and OCSP responses, through the CA routes")]
+    CaKeyReserved(String),
     #[error("{0}")]
     Conflict(String),
     #[error("a key named '{0}' already exists in this partition: pick another name or destroy the old key")]
@@ -127,6 +129,7 @@ impl HsmError {
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
             HsmError::NotFound(_) => "not_found",
+            HsmError::CaKeyReserved(_) => "ca_key_reserved",
             HsmError::Conflict(_) => "conflict",
             HsmError::KeyExists(_) => "key_exists",
             HsmError::UsageLimitReached { .. } => "usage_limit_reached",
@@ -164,6 +167,7 @@ impl HsmError {
             | HsmError::CredentialRevoked(_)
             | HsmError::CredentialExpired(_) => ErrorKind::Unauthenticated,
             HsmError::Forbidden { .. }
+            | HsmError::CaKeyReserved(_)
             | HsmError::SelfApproval(_)
             | HsmError::NotAnApprover { .. }
             | HsmError::OperationNotAllowed { .. }

@@ -125,6 +125,9 @@ pub struct IdentitySpec {
     pub client_cert_sha256: Option<[u8; 32]>,
 }
 
+/// Turns a fresh signature into the change that must commit with its use.
+pub(crate) type RecordFn<'a> = dyn FnMut(&[u8]) -> Result<ApplyFn> + 'a;
+
 /// A precomputed digest to sign or verify.
 #[derive(Debug, Clone)]
 pub struct SignRequest {
@@ -1164,18 +1167,39 @@ impl Hsm {
         s.require(Role::Officer, "create keys")?;
         let u = self.unsealed()?;
         let attrs = self.new_attrs(s, spec, true)?;
-        let (pkcs8, spki) = crypto::generate(spec.algorithm)?;
+        self.generate_and_store(&u, s, attrs, "key.generate")
+    }
+
+    /// Attributes of a new CA key: the CA prefix is allowed here and only here.
+    pub(crate) fn attrs_for_ca(&self, s: &Session, spec: &KeySpec) -> Result<KeyAttributes> {
+        self.attrs_for(s, spec, true)
+    }
+
+    pub(crate) fn generate_and_store(
+        &self,
+        u: &Unsealed,
+        s: &Session,
+        attrs: KeyAttributes,
+        action: &str,
+    ) -> Result<KeyInfo> {
+        let (pkcs8, spki) = crypto::generate(attrs.algorithm)?;
         let attrs = KeyAttributes {
             public_key: spki,
             ..attrs
         };
-        self.store_new_key(&u, s, attrs, &pkcs8, "key.generate")
+        self.store_new_key(u, s, attrs, &pkcs8, action)
     }
 
     /// Attributes for a caller's new key; the import key's name is kagi's own.
     fn new_attrs(&self, s: &Session, spec: &KeySpec, local: bool) -> Result<KeyAttributes> {
         if spec.label == IMPORT_KEY_LABEL {
             return Err(HsmError::KeyExists(spec.label.clone()));
+        }
+        if spec.label.starts_with(crate::ca_store::CA_KEY_PREFIX) {
+            return Err(HsmError::BadInput(format!(
+                "key names starting with '{}' are kept for CA keys: create a CA with 'kagi ca create-root' or pick another name",
+                crate::ca_store::CA_KEY_PREFIX
+            )));
         }
         self.attrs_for(s, spec, local)
     }
@@ -1579,6 +1603,27 @@ impl Hsm {
         quotas: &[QuotaCharge],
         audit_detail: serde_json::Value,
     ) -> Result<Signed> {
+        if label.starts_with(crate::ca_store::CA_KEY_PREFIX) {
+            return Err(HsmError::CaKeyReserved(label.to_string()));
+        }
+        self.sign_inner(s, label, req, quotas, audit_detail, None)
+            .map(|(signed, _)| signed)
+    }
+
+    /// The one signing path. Without `record`, the use is counted durably and then the digest is
+    /// signed ("count, then sign"). With it, the digest is signed first, `record` turns the
+    /// signature into a change (a stored certificate, say), and that change commits in the same
+    /// transaction as the use: the signature is released only if both are durable, and a crash
+    /// or a refused reservation discards it unseen.
+    pub(crate) fn sign_inner(
+        &self,
+        s: &Session,
+        label: &str,
+        req: &SignRequest,
+        quotas: &[QuotaCharge],
+        audit_detail: serde_json::Value,
+        mut record: Option<&mut RecordFn<'_>>,
+    ) -> Result<(Signed, i64)> {
         s.require(Role::User, "use keys")?;
         let u = self.unsealed()?;
         let mut retried = false;
@@ -1616,30 +1661,43 @@ impl Hsm {
                 limit: a.usage_limit,
                 high_water: k.high_water.clone(),
             };
-            let event = user_event(
+            let mut event = user_event(
                 s,
                 "key.use",
                 Some(a.id.clone()),
                 serde_json::json!({"label": a.label, "op": "sign", "digest_alg": digest_alg.as_str(), "digest": hex::encode(&req.digest)}),
             );
-            let mut event = event;
             if let (Some(d), Some(extra)) = (event.detail.as_object_mut(), audit_detail.as_object())
             {
                 for (k, v) in extra {
                     d.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
-            match u.committer.submit(Some(reservation), None, event) {
+            let (early, apply) = match record.as_mut() {
+                None => (None, None),
+                Some(rec) => {
+                    let sig = k.key.sign_digest(digest_alg, &req.digest, req.padding)?;
+                    let apply = rec(&sig)?;
+                    (Some(sig), Some(apply))
+                }
+            };
+            match u.committer.submit(Some(reservation), apply, event) {
                 Ok(done) => {
-                    let signature = k.key.sign_digest(digest_alg, &req.digest, req.padding)?;
-                    return Ok(Signed {
-                        signature,
-                        algorithm: a.algorithm,
-                        usage_count: done.use_hi.unwrap_or(0),
-                        usage_limit: a.usage_limit,
-                        digest_alg,
-                        audit_seq: done.seq,
-                    });
+                    let signature = match early {
+                        Some(sig) => sig,
+                        None => k.key.sign_digest(digest_alg, &req.digest, req.padding)?,
+                    };
+                    return Ok((
+                        Signed {
+                            signature,
+                            algorithm: a.algorithm,
+                            usage_count: done.use_hi.unwrap_or(0),
+                            usage_limit: a.usage_limit,
+                            digest_alg,
+                            audit_seq: done.seq,
+                        },
+                        done.seq,
+                    ));
                 }
                 Err(HsmError::KeyChanged(_)) | Err(HsmError::KeyNotFound(_)) if !retried => {
                     self.evict(&s.partition, label);

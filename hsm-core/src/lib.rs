@@ -12,6 +12,7 @@ pub mod attributes;
 pub mod audit;
 pub mod auth;
 mod b64;
+pub mod ca_store;
 mod commit;
 mod crypto;
 pub mod error;
@@ -28,6 +29,9 @@ pub use approvals::{ApprovalAction, ApprovalInfo, QuorumRule};
 pub use attributes::{KeyInfo, KeySpec, KeyState, Operation};
 pub use audit::{AuditEvent, AuditReport, Checkpoint};
 pub use auth::{CredentialInfo, IdentityKind, Role, Session};
+pub use ca_store::{
+    CaGrant, CaRecord, CertificateRecord, CrlRecord, NewCertificate, RevokedEntry, CA_KEY_PREFIX,
+};
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
     Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, SignRequest, Signed,

@@ -124,3 +124,43 @@ diesel::table! {
         mac -> Binary,
     }
 }
+
+diesel::table! {
+    cas (name) {
+        name -> Text,
+        partition_name -> Text,
+        key_label -> Text,
+        parent -> Nullable<Text>,
+        cert_der -> Binary,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revocation_reason -> Nullable<BigInt>,
+        mac -> Binary,
+    }
+}
+
+diesel::table! {
+    certificates (serial) {
+        serial -> Text,
+        ca_name -> Text,
+        profile -> Text,
+        subject -> Text,
+        issued_to -> Text,
+        not_before -> BigInt,
+        not_after -> BigInt,
+        der -> Binary,
+        issued_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revocation_reason -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    crls (ca_name) {
+        ca_name -> Text,
+        number -> BigInt,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        der -> Binary,
+    }
+}

@@ -1,0 +1,225 @@
+//! The CA end to end inside one process, checked by openssl: a root and an intermediate whose
+//! keys are in hsm-core, a device certificate from an openssl CSR, revocation and the CRL.
+
+use ca::hierarchy::{create_intermediate, create_root};
+use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
+use hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
+use std::path::Path;
+use std::process::Command;
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI is needed (scripts/test.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn setup(dir: &Path) -> (Hsm, Session) {
+    let hsm = Hsm::open(HsmConfig::new(StoreConfig::sqlite_in(dir))).unwrap();
+    let out = hsm.init(1, 1).unwrap();
+    let admin = hsm.login(&out.admin_token).unwrap();
+    (hsm, admin)
+}
+
+fn done<T>(g: Gated<T>) -> T {
+    match g {
+        Gated::Done(t) => t,
+        Gated::Pending(p) => panic!("unexpected approval request {}", p.id),
+    }
+}
+
+fn write_pem(dir: &Path, name: &str, label: &str, der: &[u8]) {
+    std::fs::write(dir.join(name), ca::x509::pem(label, der).unwrap()).unwrap();
+}
+
+#[test]
+fn hierarchy_issue_revoke_crl_verified_by_openssl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (hsm, admin) = setup(dir);
+    let urls = PublicUrls::new("http://127.0.0.1:8080");
+    for (alg, root, ica) in [
+        (Algorithm::EcP256, "root", "devices"),
+        (Algorithm::EcP384, "root384", "devices384"),
+        (Algorithm::Rsa2048, "rootrsa", "devicesrsa"),
+    ] {
+        let root_rec = done(
+            create_root(
+                &hsm,
+                &admin,
+                &CaSpec {
+                    name: root.into(),
+                    subject: format!("CN=Test {root},O=kagi tests"),
+                    alg,
+                    validity_days: 3650,
+                },
+                None,
+            )
+            .unwrap(),
+        );
+        let ica_rec = done(
+            create_intermediate(
+                &hsm,
+                &admin,
+                &CaSpec {
+                    name: ica.into(),
+                    subject: format!("CN=Test {ica},O=kagi tests"),
+                    alg,
+                    validity_days: 1825,
+                },
+                root,
+                &urls,
+                None,
+            )
+            .unwrap(),
+        );
+        write_pem(dir, "root.pem", "CERTIFICATE", &root_rec.cert_der);
+        write_pem(dir, "ica.pem", "CERTIFICATE", &ica_rec.cert_der);
+
+        let (ok, text) = openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "dev.key",
+                "-subj",
+                "/CN=sensor 1/serialNumber=SN-0001/O=Acme",
+                "-out",
+                "dev.csr",
+            ],
+        );
+        assert!(ok, "{text}");
+        let authority = Authority::load(&hsm, &admin, ica).unwrap();
+        let profiles = Profiles::builtin().unwrap();
+        let csr = std::fs::read(dir.join("dev.csr")).unwrap();
+        let issued = ca::issue::issue(
+            &authority,
+            &admin,
+            profiles.get("device").unwrap(),
+            &csr,
+            &IssueOptions::default(),
+            &urls,
+            &[],
+            serde_json::json!({}),
+        )
+        .unwrap();
+        write_pem(dir, "dev.pem", "CERTIFICATE", &issued.der);
+        let (ok, text) = openssl(
+            dir,
+            &[
+                "verify",
+                "-CAfile",
+                "root.pem",
+                "-untrusted",
+                "ica.pem",
+                "dev.pem",
+            ],
+        );
+        assert!(ok && text.contains("dev.pem: OK"), "{alg}: {text}");
+        let (_, text) = openssl(
+            dir,
+            &["x509", "-in", "dev.pem", "-noout", "-enddate", "-text"],
+        );
+        assert!(text.contains("notAfter=Dec 31 23:59:59 9999 GMT"), "{text}");
+        assert!(
+            text.contains("serialNumber=SN-0001") || text.contains("serialNumber = SN-0001"),
+            "{text}"
+        );
+
+        // Stored, with the profile and the identity that asked.
+        let stored = hsm.certificate(&issued.record.serial).unwrap().unwrap();
+        assert_eq!(stored.profile, "device");
+        assert_eq!(stored.issued_to, admin.actor());
+        assert_eq!(stored.der, issued.der);
+
+        // Revoke, regenerate the CRL, and let openssl check both.
+        hsm.revoke_certificate(&admin, &issued.record.serial, 1)
+            .unwrap();
+        let svc = Authority::load(&hsm, &ca::service_session(&admin.partition), ica).unwrap();
+        let crl = ca::crl::generate(&svc, ca::x509::unix_now()).unwrap();
+        write_pem(dir, "ica.crl", "X509 CRL", &crl.der);
+        let (ok, text) = openssl(
+            dir,
+            &[
+                "crl", "-in", "ica.crl", "-CAfile", "ica.pem", "-verify", "-noout", "-text",
+            ],
+        );
+        assert!(ok && text.contains("verify OK"), "{text}");
+        assert!(
+            text.to_uppercase()
+                .contains(&issued.record.serial.to_uppercase()),
+            "the CRL must list the serial: {text}"
+        );
+        assert!(text.contains("Key Compromise"), "{text}");
+        let chain = format!(
+            "{}{}",
+            std::fs::read_to_string(dir.join("ica.crl")).unwrap(),
+            std::fs::read_to_string(dir.join("root.pem")).unwrap()
+        );
+        std::fs::write(dir.join("crl_chain.pem"), chain).unwrap();
+        let (ok, text) = openssl(
+            dir,
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "crl_chain.pem",
+                "-untrusted",
+                "ica.pem",
+                "dev.pem",
+            ],
+        );
+        assert!(!ok && text.contains("revoked"), "{text}");
+        // A second CRL has a higher number.
+        let crl2 = ca::crl::generate(&svc, ca::x509::unix_now()).unwrap();
+        assert_eq!(crl2.number, crl.number + 1);
+    }
+    hsm.audit_verify(&admin).unwrap();
+}
+
+#[test]
+fn ca_keys_refuse_raw_signing_and_reserved_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hsm, admin) = setup(tmp.path());
+    done(
+        create_root(
+            &hsm,
+            &admin,
+            &CaSpec {
+                name: "r".into(),
+                subject: "CN=R".into(),
+                alg: Algorithm::EcP256,
+                validity_days: 10,
+            },
+            None,
+        )
+        .unwrap(),
+    );
+    let req = hsm_core::SignRequest {
+        digest_alg: None,
+        digest: vec![7; 32],
+        padding: Default::default(),
+    };
+    let e = hsm.sign(&admin, "ca.r", &req).unwrap_err();
+    assert_eq!(e.code(), "ca_key_reserved");
+    let e = hsm
+        .create_key(
+            &admin,
+            &hsm_core::KeySpec::new("ca.evil", Algorithm::EcP256),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "bad_request");
+}

@@ -1,0 +1,3 @@
+DROP TABLE crls;
+DROP TABLE certificates;
+DROP TABLE cas;

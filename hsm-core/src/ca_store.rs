@@ -1,0 +1,618 @@
+//! What the certificate authority keeps in the HSM's store: its CAs, every certificate it issued,
+//! revocations and the newest CRL of each CA. The X.509 work itself lives in the `ca` crate;
+//! hsm-core holds the keys, counts their uses and keeps these rows in the same transactions.
+//!
+//! CA keys are ordinary sealed keys whose names start with [`CA_KEY_PREFIX`]. `sign_charged`
+//! refuses them, so a key user cannot have the CA key sign an arbitrary digest (a forged
+//! certificate); they sign only through [`Hsm::sign_and_store_certificate`] and
+//! [`Hsm::sign_as_ca`], which the CA calls with data it built itself.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::algorithm::Algorithm;
+use crate::approvals::{record_mac, record_mac_ok, ApprovalAction};
+use crate::attributes::{KeyInfo, KeySpec, Operation};
+use crate::auth::{Role, Session};
+use crate::commit::{now_ms, ApplyFn};
+use crate::error::{HsmError, Result};
+use crate::hsm::{user_event, Gated, Hsm, QuotaCharge, SignRequest, Signed};
+use crate::store::schema::{approvals, cas, certificates, crls};
+
+/// Names of CA keys start with this; no other key may take such a name.
+pub const CA_KEY_PREFIX: &str = "ca.";
+
+/// A certificate authority: its key's label and its own certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaRecord {
+    pub name: String,
+    pub partition: String,
+    pub key_label: String,
+    /// `None` for a root.
+    pub parent: Option<String>,
+    #[serde(skip)]
+    pub cert_der: Vec<u8>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<i64>,
+}
+
+#[derive(Queryable, Insertable, Clone)]
+#[diesel(table_name = cas)]
+struct CaRow {
+    name: String,
+    partition_name: String,
+    key_label: String,
+    parent: Option<String>,
+    cert_der: Vec<u8>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    revocation_reason: Option<i64>,
+    mac: Vec<u8>,
+}
+
+impl CaRow {
+    fn mac_input(&self) -> Vec<u8> {
+        let mut out = b"kagi-ca-v1".to_vec();
+        let parent = self.parent.as_deref().unwrap_or("");
+        for part in [
+            self.name.as_bytes(),
+            self.partition_name.as_bytes(),
+            self.key_label.as_bytes(),
+            parent.as_bytes(),
+            &self.cert_der,
+        ] {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out.push(self.parent.is_some() as u8);
+        out.extend_from_slice(&self.created_at.to_be_bytes());
+        out
+    }
+
+    fn record(self) -> CaRecord {
+        CaRecord {
+            name: self.name,
+            partition: self.partition_name,
+            key_label: self.key_label,
+            parent: self.parent,
+            cert_der: self.cert_der,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+            revocation_reason: self.revocation_reason,
+        }
+    }
+}
+
+/// A certificate about to be stored: built by the CA around the signature hsm-core just made.
+#[derive(Debug, Clone)]
+pub struct NewCertificate {
+    /// Lowercase hex of the serial's INTEGER content octets.
+    pub serial: String,
+    pub ca_name: String,
+    pub profile: String,
+    pub subject: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Vec<u8>,
+}
+
+/// A stored certificate.
+#[derive(Debug, Clone, Serialize, Queryable, Insertable)]
+#[diesel(table_name = certificates)]
+pub struct CertificateRecord {
+    pub serial: String,
+    pub ca_name: String,
+    pub profile: String,
+    pub subject: String,
+    pub issued_to: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    #[serde(skip)]
+    pub der: Vec<u8>,
+    pub issued_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<i64>,
+}
+
+/// One entry of a CRL.
+#[derive(Debug, Clone)]
+pub struct RevokedEntry {
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: Option<i64>,
+}
+
+/// The newest CRL of a CA.
+#[derive(Debug, Clone, Queryable, Insertable)]
+#[diesel(table_name = crls)]
+pub struct CrlRecord {
+    pub ca_name: String,
+    pub number: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+}
+
+/// Permission to create or revoke a CA: given at once without a quorum, or by an approval
+/// request the quorum approved, which the change then consumes.
+#[derive(Debug, Clone)]
+pub struct CaGrant {
+    approval: Option<String>,
+    action: ApprovalAction,
+}
+
+fn ca_not_found(name: &str) -> HsmError {
+    HsmError::NotFound(format!(
+        "CA '{}' ('kagi ca list' shows the CAs)",
+        name.chars().take(64).collect::<String>()
+    ))
+}
+
+fn ca_tampered(name: &str) -> HsmError {
+    HsmError::Integrity(format!(
+        "CA '{name}' does not match its MAC: its row was changed outside kagi. Restore it from a backup"
+    ))
+}
+
+/// The audit subject of a CA; its records carry the CA's creation and revocation.
+fn ca_subject(name: &str) -> String {
+    format!("ca:{name}")
+}
+
+impl Hsm {
+    /// Generate the key of a new CA, named `ca.<name>`. It has no usage limit (a CA signs for
+    /// years) and can never be exported.
+    pub fn create_ca_key(&self, s: &Session, name: &str, alg: Algorithm) -> Result<KeyInfo> {
+        s.require(Role::Officer, "create CA keys")?;
+        crate::hsm::validate_label(name)?;
+        let u = self.unsealed()?;
+        let spec = KeySpec {
+            operations: vec![Operation::Sign, Operation::Verify],
+            ..KeySpec::new(&format!("{CA_KEY_PREFIX}{name}"), alg)
+        };
+        let attrs = self.attrs_for_ca(s, &spec)?;
+        self.generate_and_store(&u, s, attrs, "ca.key_generate")
+    }
+
+    /// Ask for permission to create or revoke a CA. With a quorum in the active policy and no
+    /// `approval`, this files a request and returns it; once the officers approved it, call again
+    /// with its id. Without a quorum, permission is immediate.
+    pub fn authorize_ca_change(
+        &self,
+        s: &Session,
+        action: ApprovalAction,
+        summary: &str,
+        approval: Option<&str>,
+    ) -> Result<Gated<CaGrant>> {
+        s.require(Role::Officer, "create or revoke CAs")?;
+        if !matches!(
+            action,
+            ApprovalAction::CreateCa { .. } | ApprovalAction::RevokeCa { .. }
+        ) {
+            return Err(HsmError::BadInput("not a CA change".into()));
+        }
+        match approval {
+            Some(id) => {
+                let info = self.approval(s, id)?;
+                if info.action != action {
+                    return Err(HsmError::Conflict(format!(
+                        "approval request {id} approved a different change ({:?}): file a new request for this one",
+                        info.action
+                    )));
+                }
+                if info.status != "approved" {
+                    return Err(HsmError::Conflict(format!(
+                        "approval request {id} is {}, not approved: it needs {} approval(s) from {:?} ('kagi approval show {id}')",
+                        info.status, info.required, info.approvers
+                    )));
+                }
+                Ok(Gated::Done(CaGrant {
+                    approval: Some(id.to_string()),
+                    action,
+                }))
+            }
+            None => match self.gate(s, &action, summary)? {
+                Some(pending) => Ok(Gated::Pending(Box::new(pending))),
+                None => Ok(Gated::Done(CaGrant {
+                    approval: None,
+                    action,
+                })),
+            },
+        }
+    }
+
+    /// The change that consumes an approved request: exactly once, in the change's transaction.
+    fn consume(grant: &CaGrant) -> Option<ApplyFn> {
+        let id = grant.approval.clone()?;
+        Some(Box::new(move |c| {
+            let n = diesel::update(
+                approvals::table
+                    .filter(approvals::id.eq(&id))
+                    .filter(approvals::status.eq("approved")),
+            )
+            .set((
+                approvals::status.eq("executed"),
+                approvals::decided_at.eq(Some(now_ms() / 1000)),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::Conflict(format!(
+                    "approval request {id} was already used: file a new request"
+                )))
+            }
+        }))
+    }
+
+    /// Store a new CA whose certificate the `ca` crate built and signed.
+    pub fn register_ca(&self, s: &Session, rec: &CaRecord, grant: &CaGrant) -> Result<()> {
+        s.require(Role::Officer, "create CAs")?;
+        match &grant.action {
+            ApprovalAction::CreateCa { name, .. } if *name == rec.name => {}
+            _ => {
+                return Err(HsmError::Conflict(
+                    "the approval does not cover this CA: file a request for it".into(),
+                ))
+            }
+        }
+        crate::hsm::validate_label(&rec.name)?;
+        let u = self.unsealed()?;
+        let mut row = CaRow {
+            name: rec.name.clone(),
+            partition_name: rec.partition.clone(),
+            key_label: rec.key_label.clone(),
+            parent: rec.parent.clone(),
+            cert_der: rec.cert_der.clone(),
+            created_at: rec.created_at,
+            revoked_at: None,
+            revocation_reason: None,
+            mac: Vec::new(),
+        };
+        row.mac = record_mac(&u, &row.mac_input())?;
+        let consume = Self::consume(grant);
+        let apply: ApplyFn = Box::new(move |c| {
+            let exists: i64 = cas::table
+                .filter(cas::name.eq(&row.name))
+                .count()
+                .get_result(c)?;
+            if exists > 0 {
+                return Err(HsmError::Conflict(format!(
+                    "a CA named '{}' already exists: pick another name",
+                    row.name
+                )));
+            }
+            if let Some(consume) = consume {
+                consume(c)?;
+            }
+            diesel::insert_into(cas::table).values(&row).execute(c)?;
+            Ok(())
+        });
+        let detail = serde_json::json!({
+            "name": rec.name, "parent": rec.parent, "key": rec.key_label,
+            "cert_sha256": hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &rec.cert_der)),
+            "approval": grant.approval,
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(s, "ca.create", Some(ca_subject(&rec.name)), detail),
+        )?;
+        Ok(())
+    }
+
+    /// Mark a CA revoked: it issues nothing more, and its parent's CRL lists it.
+    pub fn revoke_ca(&self, s: &Session, name: &str, reason: i64, grant: &CaGrant) -> Result<()> {
+        s.require(Role::Officer, "revoke CAs")?;
+        match &grant.action {
+            ApprovalAction::RevokeCa { name: n, reason: r } if n == name && *r == reason => {}
+            _ => {
+                return Err(HsmError::Conflict(
+                    "the approval does not cover this revocation: file a request for it".into(),
+                ))
+            }
+        }
+        let u = self.unsealed()?;
+        let ca = self.ca(name)?;
+        if ca.revoked_at.is_some() {
+            return Err(HsmError::Conflict(format!(
+                "CA '{name}' is already revoked"
+            )));
+        }
+        let consume = Self::consume(grant);
+        let n = name.to_string();
+        let now = now_ms() / 1000;
+        let apply: ApplyFn = Box::new(move |c| {
+            if let Some(consume) = consume {
+                consume(c)?;
+            }
+            diesel::update(cas::table.filter(cas::name.eq(&n)))
+                .set((
+                    cas::revoked_at.eq(Some(now)),
+                    cas::revocation_reason.eq(Some(reason)),
+                ))
+                .execute(c)?;
+            Ok(())
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "ca.revoke",
+                Some(ca_subject(name)),
+                serde_json::json!({"name": name, "reason": reason, "approval": grant.approval}),
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// All CAs, each checked against its MAC.
+    pub fn list_cas(&self) -> Result<Vec<CaRecord>> {
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let rows: Vec<CaRow> = cas::table.order(cas::created_at.asc()).load(&mut c)?;
+        rows.into_iter()
+            .map(|r| {
+                if record_mac_ok(&u, &r.mac_input(), &r.mac)? {
+                    Ok(r.record())
+                } else {
+                    Err(ca_tampered(&r.name))
+                }
+            })
+            .collect()
+    }
+
+    /// One CA, checked against its MAC.
+    pub fn ca(&self, name: &str) -> Result<CaRecord> {
+        let u = self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let row: CaRow = cas::table
+            .filter(cas::name.eq(name))
+            .first(&mut c)
+            .optional()?
+            .ok_or_else(|| ca_not_found(name))?;
+        if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
+            return Err(ca_tampered(name));
+        }
+        Ok(row.record())
+    }
+
+    /// Sign a digest the CA built itself (a CA certificate, a CRL, an OCSP response) with a CA
+    /// key. Counted and audited like every use.
+    pub fn sign_as_ca(
+        &self,
+        s: &Session,
+        label: &str,
+        req: &SignRequest,
+        audit_detail: serde_json::Value,
+    ) -> Result<Signed> {
+        if !label.starts_with(CA_KEY_PREFIX) {
+            return Err(HsmError::BadInput(format!("'{label}' is not a CA key")));
+        }
+        self.sign_inner(s, label, req, &[], audit_detail, None)
+            .map(|(signed, _)| signed)
+    }
+
+    /// Sign a certificate's TBS digest with a CA key and store the certificate `build` makes from
+    /// the signature, in the transaction that counts the use and charges `quotas`. The
+    /// certificate is returned only once all of that is durable; if any quota or limit is
+    /// exhausted, nothing is signed, counted or stored.
+    pub fn sign_and_store_certificate(
+        &self,
+        s: &Session,
+        label: &str,
+        req: &SignRequest,
+        quotas: &[QuotaCharge],
+        audit_detail: serde_json::Value,
+        build: &mut dyn FnMut(&[u8]) -> Result<NewCertificate>,
+    ) -> Result<(CertificateRecord, Signed)> {
+        if !label.starts_with(CA_KEY_PREFIX) {
+            return Err(HsmError::BadInput(format!("'{label}' is not a CA key")));
+        }
+        let issued_to = s.actor();
+        let mut made: Option<CertificateRecord> = None;
+        let mut record = |sig: &[u8]| -> Result<ApplyFn> {
+            let cert = build(sig)?;
+            let row = CertificateRecord {
+                serial: cert.serial,
+                ca_name: cert.ca_name,
+                profile: cert.profile,
+                subject: cert.subject,
+                issued_to: issued_to.clone(),
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                der: cert.der,
+                issued_at: now_ms() / 1000,
+                revoked_at: None,
+                revocation_reason: None,
+            };
+            made = Some(row.clone());
+            Ok(Box::new(move |c| {
+                diesel::insert_into(certificates::table)
+                    .values(&row)
+                    .execute(c)?;
+                Ok(())
+            }))
+        };
+        let (signed, _) =
+            self.sign_inner(s, label, req, quotas, audit_detail, Some(&mut record))?;
+        let cert = made.ok_or(HsmError::Crypto("the certificate was not built"))?;
+        Ok((cert, signed))
+    }
+
+    /// A stored certificate by serial (lowercase hex).
+    pub fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        let mut c = self.inner.store.conn()?;
+        Ok(certificates::table
+            .filter(certificates::serial.eq(serial.to_ascii_lowercase()))
+            .first(&mut c)
+            .optional()?)
+    }
+
+    /// The newest certificates of a CA, newest first.
+    pub fn list_certificates(&self, ca_name: &str, limit: i64) -> Result<Vec<CertificateRecord>> {
+        let mut c = self.inner.store.conn()?;
+        Ok(certificates::table
+            .filter(certificates::ca_name.eq(ca_name))
+            .order(certificates::issued_at.desc())
+            .limit(limit.clamp(1, 10_000))
+            .load(&mut c)?)
+    }
+
+    /// How many certificates a CA has issued.
+    pub fn count_certificates(&self, ca_name: &str) -> Result<i64> {
+        let mut c = self.inner.store.conn()?;
+        Ok(certificates::table
+            .filter(certificates::ca_name.eq(ca_name))
+            .count()
+            .get_result(&mut c)?)
+    }
+
+    /// Revoke an issued certificate with an RFC 5280 reason code. Officers only; audited.
+    pub fn revoke_certificate(
+        &self,
+        s: &Session,
+        serial: &str,
+        reason: i64,
+    ) -> Result<CertificateRecord> {
+        s.require(Role::Officer, "revoke certificates")?;
+        if !(0..=10).contains(&reason) || reason == 7 {
+            return Err(HsmError::BadInput(format!(
+                "revocation reason {reason} is not an RFC 5280 CRLReason (0-6, 8-10)"
+            )));
+        }
+        let u = self.unsealed()?;
+        let serial = serial.to_ascii_lowercase();
+        let cert = self.certificate(&serial)?.ok_or_else(|| {
+            HsmError::NotFound(format!(
+                "certificate with serial {} ('kagi ca certs' lists them)",
+                serial.chars().take(64).collect::<String>()
+            ))
+        })?;
+        if cert.revoked_at.is_some() {
+            return Err(HsmError::Conflict(format!(
+                "certificate {serial} is already revoked"
+            )));
+        }
+        let now = now_ms() / 1000;
+        let s2 = serial.clone();
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                certificates::table
+                    .filter(certificates::serial.eq(&s2))
+                    .filter(certificates::revoked_at.is_null()),
+            )
+            .set((
+                certificates::revoked_at.eq(Some(now)),
+                certificates::revocation_reason.eq(Some(reason)),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::Conflict(format!(
+                    "certificate {s2} is already revoked"
+                )))
+            }
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "ca.revoke_certificate",
+                Some(format!("cert:{serial}")),
+                serde_json::json!({"serial": serial, "ca": cert.ca_name, "reason": reason, "subject": cert.subject}),
+            ),
+        )?;
+        Ok(CertificateRecord {
+            revoked_at: Some(now),
+            revocation_reason: Some(reason),
+            ..cert
+        })
+    }
+
+    /// Every revoked certificate of a CA, oldest revocation first; a revoked sub-CA of `ca_name`
+    /// is listed too.
+    pub fn revoked_certificates(&self, ca_name: &str) -> Result<Vec<RevokedEntry>> {
+        let mut c = self.inner.store.conn()?;
+        let rows: Vec<(String, Option<i64>, Option<i64>)> = certificates::table
+            .filter(certificates::ca_name.eq(ca_name))
+            .filter(certificates::revoked_at.is_not_null())
+            .order(certificates::revoked_at.asc())
+            .select((
+                certificates::serial,
+                certificates::revoked_at,
+                certificates::revocation_reason,
+            ))
+            .load(&mut c)?;
+        Ok(rows
+            .into_iter()
+            .map(|(serial, at, reason)| RevokedEntry {
+                serial,
+                revoked_at: at.unwrap_or(0),
+                reason,
+            })
+            .collect())
+    }
+
+    /// Store a newly signed CRL. Its number must exceed the stored one (CRL numbers only grow;
+    /// a concurrent regeneration that lost the race gets a conflict and is discarded).
+    pub fn store_crl(&self, s: &Session, crl: CrlRecord) -> Result<()> {
+        let u = self.unsealed()?;
+        let detail = serde_json::json!({"ca": crl.ca_name, "number": crl.number, "this_update": crl.this_update, "next_update": crl.next_update});
+        let subject = format!("crl:{}", crl.ca_name);
+        let number = crl.number;
+        let apply: ApplyFn = Box::new(move |c| {
+            let stored: Option<i64> = crls::table
+                .filter(crls::ca_name.eq(&crl.ca_name))
+                .select(crls::number)
+                .first(c)
+                .optional()?;
+            match stored {
+                Some(n) if n >= crl.number => Err(HsmError::Conflict(format!(
+                    "CRL number {} is not above the stored {n}",
+                    crl.number
+                ))),
+                Some(_) => {
+                    diesel::update(crls::table.filter(crls::ca_name.eq(&crl.ca_name)))
+                        .set((
+                            crls::number.eq(crl.number),
+                            crls::this_update.eq(crl.this_update),
+                            crls::next_update.eq(crl.next_update),
+                            crls::der.eq(&crl.der),
+                        ))
+                        .execute(c)?;
+                    Ok(())
+                }
+                None => {
+                    diesel::insert_into(crls::table).values(&crl).execute(c)?;
+                    Ok(())
+                }
+            }
+        });
+        let mut event = user_event(s, "ca.crl", Some(subject), detail);
+        event.use_hi = Some(number);
+        u.committer.submit(None, Some(apply), event)?;
+        Ok(())
+    }
+
+    /// The next CRL number for a CA: above both the stored CRL and the highest number the audit
+    /// log records, so a restored old row cannot make numbers repeat.
+    pub fn next_crl_number(&self, ca_name: &str) -> Result<i64> {
+        let stored = self.crl(ca_name)?.map(|c| c.number).unwrap_or(0);
+        let audited = self.audited_uses(&format!("crl:{ca_name}"))?;
+        Ok(stored.max(audited) + 1)
+    }
+
+    /// The newest stored CRL of a CA.
+    pub fn crl(&self, ca_name: &str) -> Result<Option<CrlRecord>> {
+        let mut c = self.inner.store.conn()?;
+        Ok(crls::table
+            .filter(crls::ca_name.eq(ca_name))
+            .first(&mut c)
+            .optional()?)
+    }
+}
