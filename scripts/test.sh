@@ -15,6 +15,9 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# certtool (GnuTLS) and pkilint, for the CA interop tests.
+bash scripts/install-test-tools.sh
+
 # The store tests use the machine's PostgreSQL (trust auth, user postgres, database test).
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     log "starting PostgreSQL"

@@ -69,6 +69,23 @@ pub struct Csr {
     pub ekus: Option<Vec<ObjectIdentifier>>,
 }
 
+impl Csr {
+    /// A request for a key kagi holds itself (an OCSP responder's, say): possession is known,
+    /// so there is no signature to check.
+    pub fn for_own_key(subject: Name, spki: SubjectPublicKeyInfoOwned) -> Result<Csr> {
+        let key_type = key_type(&spki)?;
+        Ok(Csr {
+            subject_attrs: subject_attrs(&subject)?,
+            subject,
+            spki,
+            key_type,
+            sans: Vec::new(),
+            key_usage: None,
+            ekus: None,
+        })
+    }
+}
+
 fn bad(msg: impl Into<String>) -> CaError {
     CaError::BadCsr(msg.into())
 }

@@ -310,8 +310,23 @@ pub fn issue(
 ) -> Result<Issued> {
     let der_bytes = csr::decode_csr_bytes(csr_input)?;
     let csr = csr::parse(&der_bytes)?;
+    issue_parsed(ca, session, profile, &csr, opts, urls, quotas, audit)
+}
+
+/// [`issue`] for a request already parsed and verified (or built by kagi for its own key).
+#[allow(clippy::too_many_arguments)]
+pub fn issue_parsed(
+    ca: &Authority,
+    session: &Session,
+    profile: &Profile,
+    csr: &Csr,
+    opts: &IssueOptions,
+    urls: &PublicUrls,
+    quotas: &[QuotaCharge],
+    audit: serde_json::Value,
+) -> Result<Issued> {
     let now = x509::unix_now();
-    let plan = plan(ca, profile, &csr, opts, urls, now)?;
+    let plan = plan(ca, profile, csr, opts, urls, now)?;
     let signer = ca.signer.for_session(session);
     let tbs = x509::tbs_der(&plan, &signer)?;
     check_tbs(&tbs, ca, Some(profile))?;

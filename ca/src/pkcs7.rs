@@ -92,3 +92,155 @@ pub fn base64_64(der: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Runs `openssl` with a whitespace-separated command line and returns
+    /// stdout+stderr, failing the test if it fails.
+    fn openssl(dir: &Path, cmd: &str) -> String {
+        let out = Command::new("openssl")
+            .args(cmd.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("the openssl CLI must be installed to run these tests");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "openssl {cmd} failed:\n{text}");
+        text
+    }
+
+    const NAMES: [&str; 3] = ["Alpha", "Bravo", "Charlie"];
+
+    /// Three self-signed certificates made by openssl, as DER.
+    fn certs(dir: &Path) -> Vec<Vec<u8>> {
+        NAMES
+            .iter()
+            .map(|cn| {
+                openssl(
+                    dir,
+                    &format!(
+                        "req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                         -keyout {cn}.key -out {cn}.der -outform DER -subj /CN=Kagi-{cn} -days 1"
+                    ),
+                );
+                std::fs::read(dir.join(format!("{cn}.der"))).unwrap()
+            })
+            .collect()
+    }
+
+    const PRINT_CERTS: &str = "pkcs7 -inform DER -print_certs -in";
+
+    #[test]
+    fn openssl_lists_the_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let certs = certs(d);
+        let p7 = certs_only(&certs).unwrap();
+        std::fs::write(d.join("certs.p7"), &p7).unwrap();
+        let out = openssl(d, &format!("{PRINT_CERTS} certs.p7"));
+        for cn in NAMES {
+            assert!(out.contains(&format!("subject=CN = Kagi-{cn}")), "{out}");
+        }
+        assert_eq!(out.matches("BEGIN CERTIFICATE").count(), 3, "{out}");
+
+        // The certificates come back byte for byte.
+        let flat: String = out.lines().filter(|l| !l.contains(' ')).collect();
+        for cert in &certs {
+            assert!(flat.contains(&STANDARD.encode(cert)), "{out}");
+        }
+
+        // The EST body form decodes back to the same DER.
+        std::fs::write(d.join("certs.b64"), base64_64(&p7)).unwrap();
+        openssl(d, "base64 -d -in certs.b64 -out decoded.p7");
+        assert_eq!(std::fs::read(d.join("decoded.p7")).unwrap(), p7);
+        let out = openssl(d, &format!("{PRINT_CERTS} decoded.p7"));
+        assert_eq!(out.matches("BEGIN CERTIFICATE").count(), 3, "{out}");
+    }
+
+    #[test]
+    fn structure_is_degenerate_signed_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = certs(dir.path());
+        let p7 = certs_only(&certs[..1]).unwrap();
+        let info = ContentInfo::from_der(&p7).unwrap();
+        assert_eq!(info.content_type, rfc5911::ID_SIGNED_DATA);
+        let sd: SignedData = info.content.decode_as().unwrap();
+        assert_eq!(sd.version, CmsVersion::V1);
+        assert!(sd.digest_algorithms.is_empty());
+        assert_eq!(sd.encap_content_info.econtent_type, rfc5911::ID_DATA);
+        assert!(sd.encap_content_info.econtent.is_none());
+        assert!(sd.crls.is_none());
+        assert!(sd.signer_infos.0.is_empty());
+        let set = sd.certificates.unwrap();
+        assert_eq!(set.0.len(), 1);
+        let CertificateChoices::Certificate(cert) = &set.0.as_slice()[0] else {
+            panic!("expected a plain certificate");
+        };
+        assert_eq!(cert.to_der().unwrap(), certs[0]);
+    }
+
+    #[test]
+    fn zero_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let p7 = certs_only(&[]).unwrap();
+        let sd: SignedData = ContentInfo::from_der(&p7)
+            .unwrap()
+            .content
+            .decode_as()
+            .unwrap();
+        assert!(sd.certificates.is_none());
+        std::fs::write(d.join("empty.p7"), &p7).unwrap();
+        let out = openssl(d, &format!("{PRINT_CERTS} empty.p7"));
+        assert!(!out.contains("BEGIN CERTIFICATE"), "{out}");
+        std::fs::write(d.join("empty.b64"), base64_64(&p7)).unwrap();
+        openssl(d, "base64 -d -in empty.b64 -out empty2.p7");
+        assert_eq!(std::fs::read(d.join("empty2.p7")).unwrap(), p7);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = certs(dir.path());
+        assert!(matches!(
+            certs_only(&[certs[0].clone(), b"-----BEGIN CERTIFICATE-----".to_vec()]),
+            Err(Pkcs7Error::BadCert { index: 1, .. })
+        ));
+        assert!(matches!(
+            certs_only(&[certs[0][..certs[0].len() - 1].to_vec()]),
+            Err(Pkcs7Error::BadCert { index: 0, .. })
+        ));
+        assert!(matches!(
+            certs_only(&[certs[1].clone(), certs[0].clone(), certs[1].clone()]),
+            Err(Pkcs7Error::Duplicate { index: 2, first: 0 })
+        ));
+        assert!(matches!(
+            certs_only(&[Vec::new()]),
+            Err(Pkcs7Error::BadCert { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn base64_lines_are_64_wide() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let text = base64_64(&data);
+        assert!(text.ends_with('\n'));
+        assert!(!text.contains('\r'));
+        let lines: Vec<&str> = text.lines().collect();
+        let (last, full) = lines.split_last().unwrap();
+        assert!(full.iter().all(|l| l.len() == 64));
+        assert!(!last.is_empty() && last.len() <= 64);
+        assert_eq!(STANDARD.decode(lines.concat()).unwrap(), data);
+
+        // Exactly one full line: no trailing blank line.
+        assert_eq!(base64_64(&[0; 48]), format!("{}\n", "A".repeat(64)));
+        assert_eq!(base64_64(&[]), "");
+    }
+}

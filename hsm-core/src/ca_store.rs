@@ -461,6 +461,30 @@ impl Hsm {
             .load(&mut c)?)
     }
 
+    /// The newest unrevoked certificate of `profile` issued by `ca_name` to `issued_to`
+    /// (partition:name), if any: what EST re-enrollment and kagi's own responder look up.
+    pub fn latest_certificate(
+        &self,
+        ca_name: &str,
+        profile: &str,
+        issued_to: &str,
+        subject: Option<&str>,
+    ) -> Result<Option<CertificateRecord>> {
+        let mut c = self.inner.store.conn()?;
+        let mut q = certificates::table
+            .filter(certificates::ca_name.eq(ca_name))
+            .filter(certificates::profile.eq(profile))
+            .filter(certificates::issued_to.eq(issued_to))
+            .filter(certificates::revoked_at.is_null())
+            .into_boxed();
+        if let Some(subject) = subject {
+            q = q.filter(certificates::subject.eq(subject));
+        }
+        Ok(q.order(certificates::issued_at.desc())
+            .first(&mut c)
+            .optional()?)
+    }
+
     /// How many certificates a CA has issued.
     pub fn count_certificates(&self, ca_name: &str) -> Result<i64> {
         let mut c = self.inner.store.conn()?;

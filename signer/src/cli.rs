@@ -47,6 +47,113 @@ pub enum Command {
     /// Review and decide M-of-N approval requests.
     #[command(subcommand)]
     Approval(ApprovalCommand),
+    /// The certificate authority: CAs, issuance, revocation.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// List the CAs.
+    List,
+    /// Show a CA; with -o, write its certificate (PEM).
+    Show {
+        name: String,
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
+    /// Create a root CA whose key is generated inside the HSM (needs the policy's approvals).
+    CreateRoot(CaCreateArgs),
+    /// Create an intermediate CA under a root (needs the policy's approvals).
+    CreateIntermediate {
+        #[command(flatten)]
+        ca: CaCreateArgs,
+        /// The CA that signs it.
+        #[arg(long)]
+        parent: String,
+    },
+    /// Revoke a CA (needs the policy's approvals); its parent's CRL lists it.
+    RevokeCa {
+        name: String,
+        /// RFC 5280 reason: keyCompromise, cACompromise, superseded, cessationOfOperation, ...
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        #[arg(long)]
+        approval: Option<String>,
+    },
+    /// List the certificate profiles.
+    Profiles,
+    /// Issue one certificate for a CSR file (PEM or DER).
+    Issue {
+        /// The CSR file.
+        csr: PathBuf,
+        #[arg(long)]
+        profile: String,
+        /// Issuing CA (default: devices for device, code-signing for code-signing and
+        /// timestamping, services for tls-server and ocsp-signing).
+        #[arg(long)]
+        ca: Option<String>,
+        /// Validity in days, or "forever" (profiles that allow it).
+        #[arg(long)]
+        days: Option<String>,
+        /// Write the certificate here (PEM) instead of stdout.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Also write the CA chain after the certificate.
+        #[arg(long)]
+        chain: bool,
+    },
+    /// Issue a certificate for every CSR (*.csr, *.pem, *.der) in DIR, with a progress bar.
+    /// Each certificate is written next to its CSR as NAME.crt; refusals are listed.
+    IssueBatch {
+        dir: PathBuf,
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        ca: Option<String>,
+        #[arg(long)]
+        days: Option<String>,
+        /// Where to write the certificates (default: DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke an issued certificate; its CA's CRL is regenerated at once.
+    Revoke {
+        serial: String,
+        /// RFC 5280 reason: keyCompromise, affiliationChanged, superseded, cessationOfOperation, ...
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// List certificates a CA issued, newest first.
+    Certs {
+        ca: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Fetch a CA's current CRL (DER) from the service.
+    Crl {
+        ca: String,
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CaCreateArgs {
+    /// Short name of the CA (URLs use it: /crl/NAME.crl).
+    #[arg(long)]
+    pub name: String,
+    /// RFC 4514 subject, e.g. "CN=Example Device CA,O=Example".
+    #[arg(long)]
+    pub subject: String,
+    /// ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096.
+    #[arg(long, default_value = "ec-p256")]
+    pub alg: String,
+    #[arg(long)]
+    pub days: Option<i64>,
+    /// The id of the approved request, once the quorum approved it.
+    #[arg(long)]
+    pub approval: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +236,12 @@ pub struct ServeArgs {
     /// Address to listen on. Default 127.0.0.1:8443
     #[arg(long)]
     pub listen: Option<String>,
+    /// Plain-HTTP address for CRLs, CA certificates and OCSP ("off" disables). Default 127.0.0.1:8080
+    #[arg(long)]
+    pub public_listen: Option<String>,
+    /// Base URL put in certificates' CRL and OCSP pointers. Default http://<public listen address>
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// JSON file with the same fields: {"data": ..., "database_url": ..., "listen": ...}; flags win
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -195,6 +195,43 @@ impl Client {
         read_json(resp)
     }
 
+    /// POST raw bytes (a CSR), reading a JSON answer.
+    pub fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<T, ClientError> {
+        let mut req = self
+            .agent
+            .post(&self.url(path))
+            .header("Content-Type", content_type);
+        if let Some(a) = self.auth() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send(body).map_err(|e| self.transport(e))?;
+        read_json(resp)
+    }
+
+    /// GET a binary document (a CRL).
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .agent
+            .get(&self.url(path))
+            .call()
+            .map_err(|e| self.transport(e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let (status, text) = body_text(resp)?;
+            return Err(api_error(status, &text));
+        }
+        resp.into_body()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| ClientError::new("bad_response", format!("cannot read the answer: {e}")))
+    }
+
     pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
         let mut req = self.agent.delete(&self.url(path));
         if let Some(a) = self.auth() {

@@ -20,6 +20,7 @@ use crate::cli::{
 use crate::client::Client;
 use crate::config::{ServeConfig, DEFAULT_DATA_DIR};
 use crate::instance::{self, DataDir, Startup};
+use crate::pki::Pki;
 use crate::tls::TlsFiles;
 use crate::{digest_file, pem, secret_files, server, tls};
 
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Identity(cmd) => identity(cmd),
         Command::Policy(cmd) => policy_cmd(cmd),
         Command::Approval(cmd) => approval(cmd),
+        Command::Ca(cmd) => crate::ca_cli::run(cmd),
     }
 }
 
@@ -65,8 +67,11 @@ fn serve(args: &ServeArgs) -> Result<()> {
             data.root.display()
         );
     }
+    let pki =
+        std::sync::Arc::new(Pki::new(&cfg.public_url).context("built-in certificate profiles")?);
     let tls_files = TlsFiles::in_data_dir(&data.root);
-    if tls::ensure_material(&tls_files)? {
+    let tls_from_ca = !hsm.is_sealed() && own_ca_tls(&hsm, &data, &pki, &tls_files)?;
+    if !tls_from_ca && tls::ensure_material(&tls_files)? {
         log::info!(
             "made a new local TLS CA; clients must trust {}",
             tls_files.ca_cert.display()
@@ -75,10 +80,82 @@ fn serve(args: &ServeArgs) -> Result<()> {
     let tls_config = tls::server_config(&tls_files)?;
     let banner_data = data.clone();
     let sealed = hsm.is_sealed();
-    server::run(hsm, tls_config, &cfg.listen, move |addrs| {
-        print_banner(&banner_data, &tls_files, &startup, sealed, addrs)
+    let listeners = server::Listeners {
+        https: cfg.listen.clone(),
+        public_http: cfg.public_listen.clone(),
+    };
+    let est = server::est::EstSettings {
+        ca: cfg.est_ca.clone(),
+        profile: cfg.est_profile.clone(),
+    };
+    let public_url = cfg.public_url.clone();
+    server::run(hsm, pki, est, tls_config, &listeners, move |addrs, public| {
+        print_banner(&banner_data, &tls_files, &startup, sealed, addrs);
+        if let Some(a) = public.first() {
+            eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");
+        }
     })
     .with_context(|| format!("cannot serve on {}", cfg.listen))
+}
+
+/// A development instance gets its own CA hierarchy on first start, and from then on its TLS
+/// certificate comes from that CA ('services' intermediate), with the root in tls-ca.pem.
+/// Returns whether TLS now comes from kagi's CA.
+fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) -> Result<bool> {
+    let token_path = data.admin_token();
+    if token_path.is_file() {
+        let token = Zeroizing::new(
+            std::fs::read_to_string(&token_path)
+                .with_context(|| format!("cannot read {}", token_path.display()))?,
+        );
+        match hsm.login(token.trim()) {
+            Ok(admin) => match crate::pki::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
+                Ok(true) => log::info!(
+                    "made the development CA hierarchy: root, devices, code-signing, services"
+                ),
+                Ok(false) => {}
+                Err(e) => log::warn!("could not make the development CA hierarchy: {e}"),
+            },
+            Err(e) => log::warn!(
+                "{} was not accepted ({e}); no development CAs made",
+                token_path.display()
+            ),
+        }
+    }
+    let services = match hsm.ca(crate::pki::DEV_SERVICES) {
+        Ok(c) => c,
+        Err(_) => return Ok(false),
+    };
+    let chain = pki.chain(hsm, &services.name)?;
+    let Some(root) = chain.last() else {
+        return Ok(false);
+    };
+    let root_pem = ca::x509::pem("CERTIFICATE", root)?;
+    if tls::issued_under(files, &root_pem) {
+        return Ok(true);
+    }
+    let session = ca::service_session(&services.partition);
+    tls::issue_from_ca(files, &root_pem, |csr| {
+        let issued = pki
+            .issue(
+                hsm,
+                &session,
+                &services.name,
+                "tls-server",
+                csr,
+                &ca::IssueOptions::default(),
+                &[],
+                json!({"purpose": "kagi TLS server certificate"}),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok((issued.der, chain.clone()))
+    })?;
+    log::info!(
+        "issued a new TLS server certificate from CA '{}'; clients trust {}",
+        services.name,
+        files.ca_cert.display()
+    );
+    Ok(true)
 }
 
 fn print_banner(
@@ -685,7 +762,7 @@ fn partition(cmd: PartitionCommand) -> Result<()> {
 // ------------------------------------------------------------------ approvals shown
 
 /// If an answer says the change waits for approvals, say so and return true.
-fn print_if_pending(resp: &Value) -> Result<bool> {
+pub(crate) fn print_if_pending(resp: &Value) -> Result<bool> {
     if resp.get("status").and_then(Value::as_str) != Some("pending") {
         return Ok(false);
     }

@@ -9,6 +9,9 @@ use crate::cli::ServeArgs;
 pub const DEFAULT_DATA_DIR: &str = "kagi-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_MAX_FAILED_LOGINS: i64 = 5;
+pub const DEFAULT_PUBLIC_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_EST_CA: &str = "devices";
+pub const DEFAULT_EST_PROFILE: &str = "device";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -34,6 +37,13 @@ struct FileConfig {
     listen: Option<String>,
     /// Failed logins after which a credential locks (default 5).
     max_failed_logins: Option<i64>,
+    /// Plain-HTTP listener for CRLs, CA certificates and OCSP; "off" disables it.
+    public_listen: Option<String>,
+    /// Base URL of that listener as relying parties reach it (goes into certificates).
+    public_url: Option<String>,
+    /// CA and profile EST enrollments use.
+    est_ca: Option<String>,
+    est_profile: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +52,10 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     pub listen: String,
     pub max_failed_logins: i64,
+    pub public_listen: Option<String>,
+    pub public_url: String,
+    pub est_ca: String,
+    pub est_profile: String,
 }
 
 impl ServeConfig {
@@ -50,6 +64,11 @@ impl ServeConfig {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
+        let public_listen = args
+            .public_listen
+            .clone()
+            .or(file.public_listen.clone())
+            .unwrap_or_else(|| DEFAULT_PUBLIC_LISTEN.to_string());
         Ok(ServeConfig {
             data_dir: args
                 .data
@@ -63,6 +82,19 @@ impl ServeConfig {
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             max_failed_logins: file.max_failed_logins.unwrap_or(DEFAULT_MAX_FAILED_LOGINS),
+            public_listen: match public_listen.as_str() {
+                "off" | "" => None,
+                _ => Some(public_listen.clone()),
+            },
+            public_url: args
+                .public_url
+                .clone()
+                .or(file.public_url)
+                .unwrap_or_else(|| format!("http://{public_listen}")),
+            est_ca: file.est_ca.unwrap_or_else(|| DEFAULT_EST_CA.into()),
+            est_profile: file
+                .est_profile
+                .unwrap_or_else(|| DEFAULT_EST_PROFILE.into()),
         })
     }
 }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ca_cli;
 mod cli;
 mod client;
 mod commands;
@@ -9,6 +10,7 @@ mod config;
 mod digest_file;
 mod instance;
 mod pem;
+mod pki;
 mod secret_files;
 mod server;
 mod tls;

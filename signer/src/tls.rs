@@ -42,6 +42,8 @@ pub enum TlsError {
     },
     #[error("cannot generate TLS certificates: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("kagi's CA could not issue the TLS certificate: {0}")]
+    Issue(String),
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -133,6 +135,92 @@ pub fn ensure_material(files: &TlsFiles) -> Result<bool, TlsError> {
     // The CA certificate goes last: its presence marks the set as complete.
     write_public_file(&files.ca_cert, ca_cert.pem().as_bytes())?;
     Ok(true)
+}
+
+/// Whether the TLS material in `files` was issued under `root_pem` and stays valid for a while;
+/// otherwise `issue_from_ca` replaces it.
+pub fn issued_under(files: &TlsFiles, root_pem: &str) -> bool {
+    if !files.complete() {
+        return false;
+    }
+    let Ok(current) = std::fs::read_to_string(&files.ca_cert) else {
+        return false;
+    };
+    if current.trim() != root_pem.trim() {
+        return false;
+    }
+    let Ok(pem) = std::fs::read(&files.server_cert) else {
+        return false;
+    };
+    let Some(Ok(leaf)) = CertificateDer::pem_slice_iter(&pem).next() else {
+        return false;
+    };
+    use der::Decode;
+    let Ok(cert) = x509_cert::certificate::Certificate::from_der(leaf.as_ref()) else {
+        return false;
+    };
+    let not_after = cert
+        .tbs_certificate()
+        .validity()
+        .not_after
+        .to_unix_duration()
+        .as_secs() as i64;
+    not_after - ca::x509::unix_now() > RENEW_BEFORE_SECS
+}
+
+/// Server certificates from kagi's own CA are renewed this long before they expire.
+const RENEW_BEFORE_SECS: i64 = 30 * 86_400;
+
+/// Make a new server key and have `issue` (kagi's own CA, profile tls-server) certify it; write
+/// key, leaf + chain, and `root_pem` as the clients' trust anchor.
+pub fn issue_from_ca(
+    files: &TlsFiles,
+    root_pem: &str,
+    issue: impl FnOnce(&[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), String>,
+) -> Result<(), TlsError> {
+    create_private_dir(&files.dir).map_err(|source| TlsError::Write {
+        path: files.dir.clone(),
+        source,
+    })?;
+    let server_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(
+        SERVER_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    )?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "localhost");
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&server_key)?;
+    let (leaf, chain) = issue(csr.der()).map_err(TlsError::Issue)?;
+    let mut pem =
+        ca::x509::pem("CERTIFICATE", &leaf).map_err(|e| TlsError::Issue(e.to_string()))?;
+    // The chain up to, not including, the root: clients hold the root.
+    for c in chain.iter().take(chain.len().saturating_sub(1)) {
+        pem.push_str(&ca::x509::pem("CERTIFICATE", c).map_err(|e| TlsError::Issue(e.to_string()))?);
+    }
+    for path in [&files.ca_cert, &files.server_cert, &files.server_key] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(TlsError::Write {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    write_new_private_file(&files.server_key, server_key.serialize_pem().as_bytes()).map_err(
+        |source| TlsError::Write {
+            path: files.server_key.clone(),
+            source,
+        },
+    )?;
+    write_public_file(&files.server_cert, pem.as_bytes())?;
+    write_public_file(&files.ca_cert, root_pem.as_bytes())?;
+    Ok(())
 }
 
 fn name(common_name: &str) -> DistinguishedName {

@@ -78,7 +78,7 @@ fn bearer_token(req: &HttpRequest) -> Result<Zeroizing<String>, ApiError> {
     Ok(Zeroizing::new(token.to_string()))
 }
 
-async fn login(hsm: &Hsm, token: Zeroizing<String>) -> Result<Session, ApiError> {
+pub(super) async fn login(hsm: &Hsm, token: Zeroizing<String>) -> Result<Session, ApiError> {
     // A recent login costs a hash lookup: no trip through the blocking pool.
     if let Some(session) = hsm.cached_session(&token) {
         return Ok(session);

@@ -83,6 +83,26 @@ impl From<HsmError> for ApiError {
     }
 }
 
+impl From<ca::CaError> for ApiError {
+    fn from(e: ca::CaError) -> Self {
+        if let ca::CaError::Hsm(h) = e {
+            return h.into();
+        }
+        let status = status_for(e.kind());
+        if status.is_server_error() {
+            log::error!("{}: {e}", e.code());
+        }
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl ApiError {
+    /// The error as one item of a batch answer.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({ "code": self.code, "message": self.message })
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(_: actix_web::error::BlockingError) -> Self {
         ApiError::internal("the HSM worker pool is unavailable: the service is shutting down")

@@ -1,15 +1,22 @@
 //! The HTTPS service: routing, body limits and error handlers.
 
 mod auth;
+mod ca_routes;
 mod errors;
+pub mod est;
 mod governance;
 mod openapi;
 mod policy_gate;
+mod public;
 mod routes;
 
 use actix_web::{web, App, HttpServer};
 use hsm_core::Hsm;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::pki::Pki;
 
 /// JSON bodies above this are refused with 413 before they are parsed: every request body of
 /// this API is small (a digest, a name, a wrapped key).
@@ -18,33 +25,93 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub hsm: Hsm,
     policy: policy_gate::PolicyCache,
+    pub pki: Arc<Pki>,
+    pub est: est::EstSettings,
+}
+
+/// How often CRLs are checked and regenerated when due (they are also made on revocation).
+const CRL_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// Where the service listens.
+pub struct Listeners {
+    /// HTTPS: the API, EST, and the public CA routes.
+    pub https: String,
+    /// Plain HTTP for CRLs, CA certificates and OCSP only; `None` turns it off.
+    pub public_http: Option<String>,
 }
 
 /// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
-/// socket is bound, so what it announces is true.
+/// sockets are bound, so what it announces is true.
 pub fn run(
     hsm: Hsm,
+    pki: Arc<Pki>,
+    est: est::EstSettings,
     tls: rustls::ServerConfig,
-    listen: &str,
-    on_listening: impl FnOnce(&[SocketAddr]),
+    listen: &Listeners,
+    on_listening: impl FnOnce(&[SocketAddr], &[SocketAddr]),
 ) -> std::io::Result<()> {
     let state = web::Data::new(AppState {
         hsm,
         policy: policy_gate::PolicyCache::default(),
+        pki,
+        est,
     });
-    let listen = listen.to_string();
+    spawn_crl_refresher(state.clone());
+    let https = listen.https.clone();
+    let public_http = listen.public_http.clone();
     actix_web::rt::System::new().block_on(async move {
+        let st = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(st.clone())
                 .configure(configure)
                 .default_service(web::to(errors::not_found))
         })
         .on_connect(auth::remember_client_certificate)
-        .bind_rustls_0_23(listen.as_str(), tls)?;
-        on_listening(&server.addrs());
+        .bind_rustls_0_23(https.as_str(), tls)?;
+        let public = match &public_http {
+            Some(addr) => {
+                let st = state.clone();
+                Some(
+                    HttpServer::new(move || {
+                        App::new()
+                            .app_data(st.clone())
+                            .configure(public::configure)
+                            .default_service(web::to(errors::not_found))
+                    })
+                    .workers(2)
+                    .bind(addr.as_str())?,
+                )
+            }
+            None => None,
+        };
+        let public_addrs = public.as_ref().map(|p| p.addrs()).unwrap_or_default();
+        on_listening(&server.addrs(), &public_addrs);
+        if let Some(p) = public {
+            // It stops with the main server: both answer the same Ctrl-C/SIGTERM.
+            actix_web::rt::spawn(async move {
+                if let Err(e) = p.run().await {
+                    log::error!("the public HTTP listener stopped: {e}");
+                }
+            });
+        }
         server.run().await
     })
+}
+
+/// Keeps CRLs fresh in the background while the HSM is unsealed.
+fn spawn_crl_refresher(state: web::Data<AppState>) {
+    let spawned = std::thread::Builder::new()
+        .name("kagi-crl".into())
+        .spawn(move || loop {
+            if !state.hsm.is_sealed() {
+                state.pki.refresh_crls(&state.hsm);
+            }
+            std::thread::sleep(CRL_CHECK_EVERY);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start the CRL refresher ({e}); CRLs are still made on demand");
+    }
 }
 
 fn resource(path: &str) -> actix_web::Resource {
@@ -62,6 +129,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
     )
     .app_data(web::QueryConfig::default().error_handler(errors::query_error))
     .app_data(web::PathConfig::default().error_handler(errors::path_error))
+    .configure(public::configure)
+    .configure(est::configure)
     .service(resource("/healthz").route(web::get().to(routes::healthz)))
     .service(resource("/ui").route(web::get().to(routes::ui)))
     .service(
@@ -126,6 +195,40 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 resource("/policies/{version}/activate")
                     .route(web::post().to(governance::activate_policy)),
+            )
+            .service(
+                resource("/ca")
+                    .route(web::get().to(ca_routes::list_cas))
+                    .route(web::post().to(ca_routes::create_ca)),
+            )
+            .service(resource("/ca/{ca}").route(web::get().to(ca_routes::get_ca)))
+            .service(resource("/ca/{ca}/revoke").route(web::post().to(ca_routes::revoke_ca)))
+            .service(
+                resource("/ca/{ca}/certificates")
+                    .route(web::get().to(ca_routes::list_certificates)),
+            )
+            .service(
+                resource("/ca/{ca}/profiles/{profile}/issue")
+                    .app_data(web::PayloadConfig::new(ca_routes::ISSUE_BODY_LIMIT))
+                    .route(web::post().to(ca_routes::issue)),
+            )
+            .service(
+                resource("/ca/{ca}/profiles/{profile}/issue-batch")
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(ca_routes::BATCH_BODY_LIMIT)
+                            .content_type_required(false)
+                            .error_handler(errors::json_error),
+                    )
+                    .route(web::post().to(ca_routes::issue_batch)),
+            )
+            .service(resource("/profiles").route(web::get().to(ca_routes::list_profiles)))
+            .service(
+                resource("/certificates/{serial}").route(web::get().to(ca_routes::get_certificate)),
+            )
+            .service(
+                resource("/certificates/{serial}/revoke")
+                    .route(web::post().to(ca_routes::revoke_certificate)),
             )
             .service(resource("/approvals").route(web::get().to(governance::list_approvals)))
             .service(resource("/approvals/{id}").route(web::get().to(governance::get_approval)))

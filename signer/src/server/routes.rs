@@ -449,7 +449,7 @@ pub async fn sign(
 }
 
 /// Audit a policy denial (identity, action, resource, deciding rule) and answer 403.
-async fn policy_denied(
+pub(super) async fn policy_denied(
     state: &AppState,
     session: &Session,
     action: &str,

@@ -16,7 +16,19 @@ pub struct Server {
     /// Always `Some` until `stop` hands the folder back for a restart.
     dir: Option<tempfile::TempDir>,
     pub url: String,
+    /// The plain-HTTP listener (CRLs, CA certificates, OCSP): http://127.0.0.1:PORT.
+    pub public_url: String,
     stderr: Arc<Mutex<String>>,
+}
+
+/// A port that was free a moment ago (the plain-HTTP listener needs its URL before it binds,
+/// since certificates name it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -28,10 +40,15 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
-        let mut child = Command::new(KAGI)
-            .args(["serve", "--data"])
+        let public = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(KAGI);
+        cmd.args(["serve", "--data"])
             .arg(dir.path().join("kagi-data"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--public-listen") {
+            cmd.args(["--public-listen", &public]);
+        }
+        let mut child = cmd
             .args(extra)
             .current_dir(dir.path())
             .env("RUST_LOG", "warn")
@@ -69,6 +86,7 @@ impl Server {
             child,
             dir: Some(dir),
             url,
+            public_url: format!("http://{public}"),
             stderr: log,
         };
         server.wait_healthy();

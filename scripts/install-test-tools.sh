@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the external tools the CA interop tests check certificates with, idempotently and quietly:
+#   - certtool (GnuTLS, Debian package gnutls-bin), only if it is not on PATH;
+#   - pkilint, in its own virtualenv at $HOME/.cache/kagi-test-tools/venv (tests run
+#     $HOME/.cache/kagi-test-tools/venv/bin/lint_pkix_cert and .../lint_crl).
+# Prints nothing when everything is already there, one "==> installing X" line per install,
+# and exits non-zero with a message on stderr when an install fails.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'install-test-tools: %s\n' "$*" >&2; exit 1; }
+
+if ! command -v certtool >/dev/null 2>&1; then
+    log "installing gnutls-bin (certtool)"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnutls-bin; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install gnutls-bin (certtool) with apt-get"
+    fi
+    rm -f "$apt_log"
+    command -v certtool >/dev/null 2>&1 || die "gnutls-bin installed but certtool is not on PATH"
+fi
+
+venv="$HOME/.cache/kagi-test-tools/venv"
+if [ ! -x "$venv/bin/lint_pkix_cert" ] || [ ! -x "$venv/bin/lint_crl" ]; then
+    log "installing pkilint into $venv"
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed to install pkilint"
+    pip_log=$(mktemp)
+    if ! { { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } &&
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check pkilint; } >"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        rm -f "$pip_log"
+        die "could not install pkilint into $venv (python3 -m venv / pip install pkilint)"
+    fi
+    rm -f "$pip_log"
+    [ -x "$venv/bin/lint_pkix_cert" ] || die "pkilint installed but $venv/bin/lint_pkix_cert is missing"
+fi

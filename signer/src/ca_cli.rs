@@ -1,0 +1,372 @@
+//! `kagi ca ...`: the certificate authority from the command line, through the service's API.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cli::{CaCommand, CaCreateArgs};
+use crate::client::Client;
+use crate::commands::print_if_pending;
+
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// CSRs per request of `issue-batch`: small enough for a smooth progress bar, large enough
+/// for the service's group commit to pay off.
+const BATCH_CHUNK: usize = 100;
+
+/// The CA a profile issues from when `--ca` is not given (the development hierarchy's names).
+pub fn default_ca(profile: &str) -> &'static str {
+    match profile {
+        "device" => "devices",
+        "code-signing" | "timestamping" => "code-signing",
+        _ => "services",
+    }
+}
+
+fn days_json(days: &Option<String>) -> Option<Value> {
+    days.as_ref().map(|d| match d.parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(d),
+    })
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn run(cmd: CaCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        CaCommand::List => {
+            let list: Vec<Value> = client.get_json("/api/v1/ca")?;
+            say!("{:<16}  {:<12}  {:<8}  SUBJECT", "NAME", "PARENT", "STATE");
+            for c in &list {
+                let state = if c.get("revoked_at").is_some_and(|v| !v.is_null()) {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                say!(
+                    "{:<16}  {:<12}  {:<8}  {}",
+                    s(c, "name"),
+                    c.get("parent").and_then(Value::as_str).unwrap_or("(root)"),
+                    state,
+                    s(c, "subject")
+                );
+            }
+        }
+        CaCommand::Show { name, out } => {
+            let c: Value = client.get_json(&format!("/api/v1/ca/{name}"))?;
+            match out {
+                Some(path) => {
+                    write_file(&path, s(&c, "certificate").as_bytes())?;
+                    say!("wrote the certificate of CA '{name}' to {}", path.display());
+                }
+                None => {
+                    for k in ["name", "parent", "subject", "key", "crl_url", "ocsp_url"] {
+                        say!("{k:<8} {}", c.get(k).map(plain).unwrap_or_default());
+                    }
+                    say!("{}", s(&c, "certificate").trim_end());
+                }
+            }
+        }
+        CaCommand::CreateRoot(args) => create(&client, &args, None)?,
+        CaCommand::CreateIntermediate { ca, parent } => create(&client, &ca, Some(&parent))?,
+        CaCommand::RevokeCa {
+            name,
+            reason,
+            approval,
+        } => {
+            let resp: Value = client.post_json(
+                &format!("/api/v1/ca/{name}/revoke"),
+                &json!({"reason": reason, "approval": approval}),
+            )?;
+            if !pending(&resp, "revoke-ca")? {
+                say!("revoked CA '{name}' (reason {reason})");
+            }
+        }
+        CaCommand::Profiles => {
+            let list: Vec<Value> = client.get_json("/api/v1/profiles")?;
+            for p in &list {
+                say!("{:<14}  {}", s(p, "name"), s(p, "description"));
+            }
+        }
+        CaCommand::Issue {
+            csr,
+            profile,
+            ca,
+            days,
+            out,
+            chain,
+        } => {
+            let bytes =
+                std::fs::read(&csr).with_context(|| format!("cannot read {}", csr.display()))?;
+            let ca = ca.unwrap_or_else(|| default_ca(&profile).to_string());
+            let mut path = format!("/api/v1/ca/{ca}/profiles/{profile}/issue");
+            if let Some(d) = &days {
+                path.push_str(&format!("?validity_days={d}"));
+            }
+            let resp: Value = client.post_bytes(&path, "application/pkcs10", &bytes)?;
+            let mut pem = s(&resp, "certificate").to_string();
+            if chain {
+                pem.push_str(s(&resp, "chain"));
+            }
+            match out {
+                Some(p) => {
+                    write_file(&p, pem.as_bytes())?;
+                    eprintln!(
+                        "issued serial {} ({}) to {}",
+                        s(&resp, "serial"),
+                        s(&resp, "subject"),
+                        p.display()
+                    );
+                }
+                None => {
+                    std::io::stdout().lock().write_all(pem.as_bytes())?;
+                }
+            }
+        }
+        CaCommand::IssueBatch {
+            dir,
+            profile,
+            ca,
+            days,
+            out,
+        } => issue_batch(&client, &dir, &profile, ca, days, out)?,
+        CaCommand::Revoke { serial, reason } => {
+            let resp: Value = client.post_json(
+                &format!(
+                    "/api/v1/certificates/{}/revoke",
+                    serial.to_ascii_lowercase()
+                ),
+                &json!({ "reason": reason }),
+            )?;
+            say!(
+                "revoked {} of CA '{}' (reason {reason}); CRL number {} published",
+                s(&resp, "serial"),
+                s(&resp, "ca_name"),
+                resp.get("crl_number").map(plain).unwrap_or_default()
+            );
+        }
+        CaCommand::Certs { ca, limit } => {
+            let resp: Value =
+                client.get_json(&format!("/api/v1/ca/{ca}/certificates?limit={limit}"))?;
+            say!(
+                "{} certificate(s) issued by '{ca}'; newest first:",
+                resp.get("total").map(plain).unwrap_or_default()
+            );
+            for c in resp
+                .get("certificates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let revoked = c.get("revoked_at").is_some_and(|v| !v.is_null());
+                say!(
+                    "{}  {:<12}  {:<8}  {}  ({})",
+                    s(c, "serial"),
+                    s(c, "profile"),
+                    if revoked { "revoked" } else { "valid" },
+                    s(c, "subject"),
+                    s(c, "issued_to")
+                );
+            }
+        }
+        CaCommand::Crl { ca, out } => {
+            let der = client.get_bytes(&format!("/crl/{ca}.crl"))?;
+            write_file(&out, &der)?;
+            say!(
+                "wrote the CRL of '{ca}' ({} bytes) to {}",
+                der.len(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn pending(resp: &Value, command: &str) -> Result<bool> {
+    if print_if_pending(resp)? {
+        let id = resp
+            .pointer("/approval/id")
+            .and_then(Value::as_str)
+            .unwrap_or("ID");
+        eprintln!("once it is approved, run 'kagi ca {command} ... --approval {id}' again with the same arguments");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn create(client: &Client, args: &CaCreateArgs, parent: Option<&str>) -> Result<()> {
+    let resp: Value = client.post_json(
+        "/api/v1/ca",
+        &json!({
+            "name": args.name, "subject": args.subject, "alg": args.alg,
+            "validity_days": args.days, "parent": parent, "approval": args.approval,
+        }),
+    )?;
+    let command = if parent.is_some() {
+        "create-intermediate"
+    } else {
+        "create-root"
+    };
+    if pending(&resp, command)? {
+        return Ok(());
+    }
+    say!(
+        "created CA '{}' ({}), key {} in the HSM",
+        s(&resp, "name"),
+        s(&resp, "subject"),
+        s(&resp, "key")
+    );
+    say!("{}", s(&resp, "certificate").trim_end());
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The CSR files of a folder, in name order.
+fn csr_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "csr" | "pem" | "der" | "req"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+struct Progress {
+    total: usize,
+    tty: bool,
+}
+
+impl Progress {
+    fn show(&self, done: usize, failed: usize) {
+        const WIDTH: usize = 40;
+        let filled = (done * WIDTH)
+            .checked_div(self.total)
+            .unwrap_or(WIDTH)
+            .min(WIDTH);
+        let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled));
+        let line = format!(
+            "{bar} {done}/{} issued or refused, {failed} refused",
+            self.total
+        );
+        if self.tty {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn issue_batch(
+    client: &Client,
+    dir: &Path,
+    profile: &str,
+    ca: Option<String>,
+    days: Option<String>,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    let files = csr_files(dir)?;
+    if files.is_empty() {
+        bail!(
+            "{} holds no CSR files (*.csr, *.pem, *.der, *.req)",
+            dir.display()
+        );
+    }
+    let out = out.unwrap_or_else(|| dir.to_path_buf());
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ca = ca.unwrap_or_else(|| default_ca(profile).to_string());
+    let path = format!("/api/v1/ca/{ca}/profiles/{profile}/issue-batch");
+    let progress = Progress {
+        total: files.len(),
+        tty: std::io::stderr().is_terminal(),
+    };
+    let (mut issued, mut refused) = (0usize, Vec::new());
+    progress.show(0, 0);
+    for chunk in files.chunks(BATCH_CHUNK) {
+        let mut csrs = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+            csrs.push(csr_text(&bytes));
+        }
+        let resp: Value = client.post_json(
+            &path,
+            &json!({"csrs": csrs, "validity_days": days_json(&days)}),
+        )?;
+        for (i, r) in resp
+            .get("results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(file) = chunk.get(i) else { break };
+            if s(r, "status") == "issued" {
+                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("cert");
+                write_file(
+                    &out.join(format!("{stem}.crt")),
+                    s(r, "certificate").as_bytes(),
+                )?;
+                issued += 1;
+            } else {
+                refused.push((
+                    file.clone(),
+                    r.pointer("/error/code").map(plain).unwrap_or_default(),
+                    r.pointer("/error/message").map(plain).unwrap_or_default(),
+                ));
+            }
+        }
+        progress.show(issued + refused.len(), refused.len());
+    }
+    if progress.tty {
+        eprintln!();
+    }
+    say!(
+        "{issued} issued, {} refused (certificates in {})",
+        refused.len(),
+        out.display()
+    );
+    for (file, code, message) in &refused {
+        say!("refused {}: {code}: {message}", file.display());
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{} of {} CSRs were refused (listed above)",
+            refused.len(),
+            files.len()
+        );
+    }
+    Ok(())
+}
+
+/// PEM stays text; anything else goes as base64 (the batch API takes both).
+fn csr_text(bytes: &[u8]) -> String {
+    use base64::Engine;
+    match std::str::from_utf8(bytes) {
+        Ok(t) if t.trim_start().starts_with("-----BEGIN") => t.to_string(),
+        _ => base64::engine::general_purpose::STANDARD.encode(bytes),
+    }
+}

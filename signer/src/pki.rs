@@ -1,0 +1,352 @@
+//! The certificate authority as the service runs it: loaded CAs, profiles, the public URLs
+//! certificates point to, CRLs kept fresh, OCSP answers signed by a delegated responder per CA,
+//! and the development instance's own hierarchy.
+
+use ca::ocsp::{self, OcspResponseStatus, SingleStatus, Status};
+use ca::signer::HsmSigner;
+use ca::{Authority, CaError, CaSpec, IssueOptions, Issued, Profiles, PublicUrls};
+use hsm_core::{Algorithm, Gated, Hsm, HsmError, QuotaCharge, Session};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use x509_cert::name::Name;
+
+/// The development instance's hierarchy: a root, and intermediates for devices, code signing
+/// and kagi's own services (its TLS certificate).
+pub const DEV_ROOT: &str = "root";
+pub const DEV_DEVICES: &str = "devices";
+pub const DEV_CODE_SIGNING: &str = "code-signing";
+pub const DEV_SERVICES: &str = "services";
+
+/// A CRL is regenerated when this much of its lifetime is gone (and on every revocation).
+const CRL_REFRESH_SECS: i64 = 86_400;
+/// Responder certificates are renewed this long before they expire.
+const RESPONDER_RENEW_SECS: i64 = 7 * 86_400;
+/// How long an OCSP answer is good for (nextUpdate).
+const OCSP_VALIDITY_SECS: i64 = 3_600;
+
+struct Responder {
+    signer: HsmSigner,
+    cert_der: Vec<u8>,
+    not_after: i64,
+}
+
+pub struct Pki {
+    pub profiles: Profiles,
+    pub urls: PublicUrls,
+    /// Loaded CAs by name, with the certificate they were loaded from.
+    authorities: Mutex<HashMap<String, Arc<Authority>>>,
+    responders: Mutex<HashMap<String, Arc<Responder>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Pki {
+    pub fn new(public_url: &str) -> Result<Pki, CaError> {
+        Ok(Pki {
+            profiles: Profiles::builtin()?,
+            urls: PublicUrls::new(public_url),
+            authorities: Mutex::new(HashMap::new()),
+            responders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// CA `name`, loaded with the service's own session. The stored row is read (and its MAC
+    /// checked) on every call, so a revocation made by another process applies at once.
+    pub fn authority(&self, hsm: &Hsm, name: &str) -> Result<Arc<Authority>, CaError> {
+        let record = hsm.ca(name)?;
+        if let Some(a) = lock(&self.authorities).get(name) {
+            if a.record.cert_der == record.cert_der && a.record.revoked_at == record.revoked_at {
+                return Ok(a.clone());
+            }
+        }
+        let session = ca::service_session(&record.partition);
+        let a = Arc::new(Authority::load(hsm, &session, name)?);
+        lock(&self.authorities).insert(name.to_string(), a.clone());
+        Ok(a)
+    }
+
+    /// Issue through CA `ca` for the caller in `session`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        ca_name: &str,
+        profile: &str,
+        csr: &[u8],
+        opts: &IssueOptions,
+        quotas: &[QuotaCharge],
+        audit: serde_json::Value,
+    ) -> Result<Issued, CaError> {
+        let profile = self.profiles.get(profile)?;
+        let ca = self.authority(hsm, ca_name)?;
+        if ca.record.partition != session.partition {
+            return Err(CaError::BadRequest(format!(
+                "CA '{ca_name}' lives in partition '{}': use a credential of that partition",
+                ca.record.partition
+            )));
+        }
+        ca::issue::issue(&ca, session, profile, csr, opts, &self.urls, quotas, audit)
+    }
+
+    /// The chain above a CA's certificates, nearest first: the CA itself, then its parents.
+    pub fn chain(&self, hsm: &Hsm, ca_name: &str) -> Result<Vec<Vec<u8>>, CaError> {
+        let mut out = Vec::new();
+        let mut next = Some(ca_name.to_string());
+        while let Some(name) = next {
+            if out.len() > 8 {
+                break;
+            }
+            let rec = hsm.ca(&name)?;
+            out.push(rec.cert_der);
+            next = rec.parent;
+        }
+        Ok(out)
+    }
+
+    /// The CA's current CRL, made fresh when it is missing or getting old.
+    pub fn crl(&self, hsm: &Hsm, ca_name: &str) -> Result<Vec<u8>, CaError> {
+        let now = ca::x509::unix_now();
+        if let Some(c) = hsm.crl(ca_name)? {
+            if now - c.this_update < CRL_REFRESH_SECS && now < c.next_update {
+                return Ok(c.der);
+            }
+        }
+        Ok(self.regenerate_crl(hsm, ca_name)?.der)
+    }
+
+    pub fn regenerate_crl(&self, hsm: &Hsm, ca_name: &str) -> Result<hsm_core::CrlRecord, CaError> {
+        let ca = self.authority(hsm, ca_name)?;
+        let mut last = None;
+        // Two regenerations racing pick the same number; the loser retries with the next.
+        for _ in 0..3 {
+            match ca::crl::generate(&ca, ca::x509::unix_now()) {
+                Ok(c) => return Ok(c),
+                Err(CaError::Hsm(HsmError::Conflict(m))) => last = Some(m),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CaError::Conflict(last.unwrap_or_default()))
+    }
+
+    /// Regenerate every CA's CRL that is due; run periodically.
+    pub fn refresh_crls(&self, hsm: &Hsm) {
+        let cas = match hsm.list_cas() {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("CRL refresh: cannot list CAs: {e}");
+                return;
+            }
+        };
+        for c in cas.iter().filter(|c| c.revoked_at.is_none()) {
+            if let Err(e) = self.crl(hsm, &c.name) {
+                log::warn!("CRL refresh of CA '{}' failed: {e}", c.name);
+            }
+        }
+    }
+
+    /// The delegated OCSP responder of a CA: key `ca.<ca>.ocsp` in hsm-core, certificate of
+    /// profile `ocsp-signing` from the CA itself, renewed before it expires.
+    fn responder(&self, hsm: &Hsm, ca: &Authority) -> Result<Arc<Responder>, CaError> {
+        let now = ca::x509::unix_now();
+        if let Some(r) = lock(&self.responders).get(ca.name()) {
+            if r.not_after - now > RESPONDER_RENEW_SECS {
+                return Ok(r.clone());
+            }
+        }
+        let session = ca.signer.session().clone();
+        let key_name = format!("{}.ocsp", ca.name());
+        let label = format!("{}{key_name}", hsm_core::CA_KEY_PREFIX);
+        let alg = ca.signer.algorithm();
+        let officer = Session {
+            roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
+            ..session.clone()
+        };
+        match hsm.create_ca_key(&officer, &key_name, alg) {
+            Ok(_) | Err(HsmError::KeyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let signer = HsmSigner::new(hsm, &session, &label)?;
+        let existing = hsm
+            .latest_certificate(ca.name(), "ocsp-signing", &session.actor(), None)?
+            .filter(|c| c.not_after - now > RESPONDER_RENEW_SECS)
+            .filter(|c| spki_of(&c.der).as_deref() == Some(signer.spki_der()));
+        let (cert_der, not_after) = match existing {
+            Some(c) => (c.der, c.not_after),
+            None => {
+                let subject =
+                    Name::from_str(&format!("CN=kagi OCSP responder for {},O=kagi", ca.name()))
+                        .map_err(|e| CaError::Internal(format!("responder subject: {e}")))?;
+                let csr = ca::csr::Csr::for_own_key(subject, signer.spki()?)?;
+                let issued = ca::issue::issue_parsed(
+                    ca,
+                    &session,
+                    self.profiles.get("ocsp-signing")?,
+                    &csr,
+                    &IssueOptions::default(),
+                    &self.urls,
+                    &[],
+                    serde_json::json!({"purpose": "ocsp responder"}),
+                )?;
+                (issued.der, issued.record.not_after)
+            }
+        };
+        let r = Arc::new(Responder {
+            signer,
+            cert_der,
+            not_after,
+        });
+        lock(&self.responders).insert(ca.name().to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// Answer an OCSP request (DER). Every failure becomes an OCSP error response, never an
+    /// HTTP error: that is what OCSP clients understand.
+    pub fn ocsp(&self, hsm: &Hsm, request: &[u8]) -> Vec<u8> {
+        let parsed = match ocsp::parse_request(request) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("malformed OCSP request: {e}");
+                return ocsp::error_response(OcspResponseStatus::MalformedRequest);
+            }
+        };
+        match self.ocsp_answer(hsm, &parsed) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("OCSP: {e}");
+                ocsp::error_response(match e.kind() {
+                    hsm_core::ErrorKind::Unavailable => OcspResponseStatus::TryLater,
+                    hsm_core::ErrorKind::NotFound => OcspResponseStatus::Unauthorized,
+                    _ => OcspResponseStatus::InternalError,
+                })
+            }
+        }
+    }
+
+    fn ocsp_answer(&self, hsm: &Hsm, req: &ocsp::ParsedRequest) -> Result<Vec<u8>, CaError> {
+        // One response is signed by one responder, so all CertIDs must name the same CA.
+        let cas = hsm.list_cas()?;
+        let first = req
+            .certs
+            .first()
+            .ok_or_else(|| CaError::BadRequest("no CertID".into()))?;
+        let ca_rec = cas
+            .iter()
+            .find(|c| ocsp::names_issuer(first, &c.cert_der).unwrap_or(false))
+            .ok_or_else(|| {
+                CaError::Hsm(HsmError::NotFound("the CA this OCSP request names".into()))
+            })?;
+        let ca = self.authority(hsm, &ca_rec.name)?;
+        let responder = self.responder(hsm, &ca)?;
+        let now = ca::x509::unix_now();
+        let mut statuses = Vec::with_capacity(req.certs.len());
+        for rc in &req.certs {
+            let status = if !ocsp::names_issuer(rc, &ca.record.cert_der).unwrap_or(false) {
+                Status::Unknown
+            } else {
+                match hsm.certificate(&hex::encode(&rc.serial))? {
+                    Some(c) if c.ca_name == ca.record.name => match c.revoked_at {
+                        Some(at) => Status::Revoked {
+                            at_unix: at,
+                            reason: c.revocation_reason.filter(|r| *r != 0),
+                        },
+                        None => Status::Good,
+                    },
+                    // RFC 6960 §2.2: "unknown" for serials this CA never issued.
+                    _ => Status::Unknown,
+                }
+            };
+            statuses.push(SingleStatus {
+                cert_id: rc.cert_id.clone(),
+                status,
+                this_update_unix: now,
+                next_update_unix: Some(now + OCSP_VALIDITY_SECS),
+            });
+        }
+        let signer = responder.signer.clone().with_audit(serde_json::json!({
+            "op": "sign_ocsp_response", "ca": ca.name(), "count": statuses.len(),
+        }));
+        ocsp::build_response(
+            &statuses,
+            &responder.cert_der,
+            req.nonce.as_deref(),
+            now,
+            |tbs| -> Result<_, CaError> {
+                let alg = signer.signature_algorithm_identifier_owned()?;
+                let sig = signer.sign_tbs(tbs)?;
+                Ok((alg, sig))
+            },
+        )
+        .map_err(|e| match e {
+            ocsp::BuildError::Sign(e) => e,
+            ocsp::BuildError::Response(e) => CaError::Internal(e.to_string()),
+        })
+    }
+
+    /// Forget cached CAs (after a revocation in this process).
+    pub fn forget(&self, name: &str) {
+        lock(&self.authorities).remove(name);
+        lock(&self.responders).remove(name);
+    }
+}
+
+fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use der::{Decode, Encode};
+    let cert = x509_cert::certificate::Certificate::from_der(cert_der).ok()?;
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()
+}
+
+/// Give a development instance its hierarchy, once: a root and the device, code-signing and
+/// services intermediates. Returns false when nothing was done (they exist, or a quorum asks
+/// for approvals first).
+pub fn ensure_dev_hierarchy(
+    hsm: &Hsm,
+    admin: &Session,
+    urls: &PublicUrls,
+) -> Result<bool, CaError> {
+    let existing: Vec<String> = hsm.list_cas()?.into_iter().map(|c| c.name).collect();
+    let spec = |name: &str, cn: &str, days: i64| CaSpec {
+        name: name.to_string(),
+        subject: format!("CN={cn},O=kagi development"),
+        alg: Algorithm::EcP256,
+        validity_days: days,
+    };
+    let mut made = false;
+    if !existing.iter().any(|n| n == DEV_ROOT) {
+        match ca::hierarchy::create_root(
+            hsm,
+            admin,
+            &spec(DEV_ROOT, "kagi Development Root CA", 7300),
+            None,
+        )? {
+            Gated::Done(_) => made = true,
+            Gated::Pending(_) => return Ok(false),
+        }
+    }
+    for (name, cn) in [
+        (DEV_DEVICES, "kagi Development Device CA"),
+        (DEV_CODE_SIGNING, "kagi Development Code Signing CA"),
+        (DEV_SERVICES, "kagi Development Services CA"),
+    ] {
+        if !existing.iter().any(|n| n == name) {
+            match ca::hierarchy::create_intermediate(
+                hsm,
+                admin,
+                &spec(name, cn, 3650),
+                DEV_ROOT,
+                urls,
+                None,
+            )? {
+                Gated::Done(_) => made = true,
+                Gated::Pending(_) => return Ok(false),
+            }
+        }
+    }
+    Ok(made)
+}

@@ -1,0 +1,227 @@
+//! EST (RFC 7030) for factory lines under `/.well-known/est/`: `cacerts`, `simpleenroll` and
+//! `simplereenroll`. A line authenticates with HTTP Basic (its identity name and its token as
+//! the password) or with the TLS client certificate pinned to its identity. Bodies are base64
+//! DER: PKCS#10 in, PKCS#7 certs-only out.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use ca::IssueOptions;
+use hsm_core::Session;
+use zeroize::Zeroizing;
+
+use super::auth::{login, ClientCertificate};
+use super::ca_routes::issue_verdict;
+use super::errors::ApiError;
+use super::routes::{audited, ApiResult};
+use super::AppState;
+
+/// A base64 PKCS#10 body: a CSR is at most 8 KiB of DER.
+pub const EST_BODY_LIMIT: usize = 16 * 1024;
+
+fn unauthorized(msg: &str) -> HttpResponse {
+    HttpResponse::build(StatusCode::UNAUTHORIZED)
+        .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"kagi EST\""))
+        .json(serde_json::json!({"error": {"code": "unauthenticated", "message": msg}}))
+}
+
+fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
+    let der = ca::pkcs7::certs_only(certs).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "application/pkcs7-mime; smime-type=certs-only",
+        ))
+        .insert_header(("Content-Transfer-Encoding", "base64"))
+        .body(ca::pkcs7::base64_64(&der)))
+}
+
+/// The EST CA and profile of this instance (configurable; the development hierarchy's device CA
+/// by default).
+pub struct EstSettings {
+    pub ca: String,
+    pub profile: String,
+}
+
+/// `GET /.well-known/est/cacerts`: the issuing CA and the certificates above it.
+pub async fn cacerts(state: web::Data<AppState>) -> ApiResult {
+    let st = state.clone();
+    let chain =
+        web::block(move || -> Result<_, ApiError> { Ok(st.pki.chain(&st.hsm, &st.est.ca)?) })
+            .await??;
+    pkcs7_reply(&chain)
+}
+
+/// Who is asking: Basic (name + token), a bearer token, or a pinned TLS client certificate.
+async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Session, HttpResponse> {
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(value) = auth {
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+        let (user, token) = if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+            let decoded = Zeroizing::new(decoded);
+            let (u, p) = decoded
+                .split_once(':')
+                .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+            (Some(u.to_string()), Zeroizing::new(p.to_string()))
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            (None, Zeroizing::new(rest.trim().to_string()))
+        } else {
+            return Err(unauthorized(
+                "use HTTP Basic (identity name and token) or a client certificate",
+            ));
+        };
+        let session = login(&state.hsm, token).await.map_err(|e| {
+            let why = match e.code() {
+                "credential_locked" | "credential_revoked" | "credential_expired" => e.to_string(),
+                _ => "the credentials were not accepted: the user name is the line's identity name and the password its token".into(),
+            };
+            unauthorized(&why)
+        })?;
+        if let Some(u) = user {
+            if u != session.name {
+                return Err(unauthorized(
+                    "the user name does not match the token's identity",
+                ));
+            }
+        }
+        return Ok(session);
+    }
+    if let Some(ClientCertificate(der)) = req.conn_data::<ClientCertificate>().cloned() {
+        let hsm = state.hsm.clone();
+        return match web::block(move || hsm.login_by_certificate(&der)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(unauthorized(&e.to_string())),
+            Err(_) => Err(unauthorized("the service is shutting down")),
+        };
+    }
+    Err(unauthorized(
+        "authenticate with HTTP Basic (identity name and token) or a TLS client certificate",
+    ))
+}
+
+fn csr_from_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let compact: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if compact.starts_with(b"-----BEGIN") {
+        return Ok(body.to_vec());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|_| {
+            ApiError::bad_request(
+                "bad_csr",
+                "the body must be a base64-encoded DER PKCS#10 request (Content-Type: application/pkcs10)",
+            )
+        })
+}
+
+async fn enroll(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+    re: bool,
+) -> ApiResult {
+    let session = match authenticate(&state, &req).await {
+        Ok(s) => s,
+        Err(resp) => return Ok(resp),
+    };
+    let action = if re {
+        "est.simplereenroll"
+    } else {
+        "est.simpleenroll"
+    };
+    let profile = state.est.profile.clone();
+    let verdict = issue_verdict(&state, &session, &profile, &req).await?;
+    let csr = match csr_from_body(&body) {
+        Ok(c) => c,
+        Err(e) => return Err(audited(&state, &session, action, e).await),
+    };
+    let quotas = verdict
+        .as_ref()
+        .map(|v| v.quotas.clone())
+        .unwrap_or_default();
+    let detail = serde_json::json!({
+        "via": action, "identity": session.name, "kind": session.kind.as_str(),
+        "policy_version": verdict.as_ref().map(|v| v.version),
+        "policy_rule": verdict.as_ref().map(|v| v.decision.rule.clone()),
+    });
+    let st = state.clone();
+    let sess = session.clone();
+    let result = web::block(move || -> Result<_, ApiError> {
+        let ca_name = st.est.ca.clone();
+        if re {
+            // RFC 7030 §4.2.2: re-enrollment renews a certificate the client already holds,
+            // so the subject must be one this identity was issued before.
+            let der = ca::csr::decode_csr_bytes(&csr)?;
+            let parsed = ca::csr::parse(&der)?;
+            let subject = parsed.subject.to_string();
+            if st
+                .hsm
+                .latest_certificate(&ca_name, &st.est.profile, &sess.actor(), Some(&subject))?
+                .is_none()
+            {
+                return Err(ApiError::bad_request(
+                    "not_renewable",
+                    format!(
+                        "no current certificate for '{subject}' was issued to {}: use simpleenroll",
+                        sess.name
+                    ),
+                ));
+            }
+        }
+        let issued = st.pki.issue(
+            &st.hsm,
+            &sess,
+            &ca_name,
+            &st.est.profile,
+            &csr,
+            &IssueOptions::default(),
+            &quotas,
+            detail,
+        )?;
+        Ok(issued.der)
+    })
+    .await?;
+    match result {
+        Ok(der) => pkcs7_reply(&[der]),
+        Err(e) => Err(audited(&state, &session, action, e).await),
+    }
+}
+
+pub async fn simpleenroll(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult {
+    enroll(state, req, body, false).await
+}
+
+pub async fn simplereenroll(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult {
+    enroll(state, req, body, true).await
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/.well-known/est")
+            .app_data(web::PayloadConfig::new(EST_BODY_LIMIT))
+            .service(super::resource("/cacerts").route(web::get().to(cacerts)))
+            .service(super::resource("/simpleenroll").route(web::post().to(simpleenroll)))
+            .service(super::resource("/simplereenroll").route(web::post().to(simplereenroll))),
+    );
+}

@@ -1,0 +1,113 @@
+//! What relying parties fetch without credentials: CA certificates, CRLs and OCSP answers.
+//! Served on the HTTPS port and on the plain-HTTP listener: the responses are signed, and the
+//! URLs in issued certificates are http (RFC 5280 §4.2.1.13, RFC 6960 Appendix A).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+
+use super::errors::ApiError;
+use super::routes::ApiResult;
+use super::AppState;
+
+/// OCSP requests are small; RFC 6960 Appendix A.1 GETs carry them base64 in the URL.
+pub const OCSP_BODY_LIMIT: usize = 64 * 1024;
+
+fn strip<'a>(file: &'a str, ext: &str) -> Result<&'a str, ApiError> {
+    file.strip_suffix(ext).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("ask for '<ca>{ext}'"),
+        )
+    })
+}
+
+pub async fn crl(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let file = path.into_inner();
+    let name = strip(&file, ".crl")?.to_string();
+    let st = state.clone();
+    let der =
+        web::block(move || -> Result<_, ApiError> { Ok(st.pki.crl(&st.hsm, &name)?) }).await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pkix-crl")
+        .insert_header(("Cache-Control", "max-age=300"))
+        .body(der))
+}
+
+pub async fn ca_cert(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let file = path.into_inner();
+    let name = strip(&file, ".crt")?.to_string();
+    let st = state.clone();
+    let rec = web::block(move || st.hsm.ca(&name)).await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pkix-cert")
+        .body(rec.cert_der))
+}
+
+fn ocsp_reply(der: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/ocsp-response")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(der)
+}
+
+pub async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
+    let st = state.clone();
+    let der = web::block(move || st.pki.ocsp(&st.hsm, &body)).await?;
+    Ok(ocsp_reply(der))
+}
+
+/// `GET /ocsp/{base64(DER)}`, URL-encoded (RFC 6960 Appendix A.1).
+pub async fn ocsp_get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let encoded = path.into_inner();
+    let decoded = percent_decode(&encoded);
+    let req = base64::engine::general_purpose::STANDARD
+        .decode(decoded.trim())
+        .unwrap_or_default();
+    let st = state.clone();
+    let der = web::block(move || st.pki.ocsp(&st.hsm, &req)).await?;
+    Ok(ocsp_reply(der))
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The routes both listeners serve.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/crl/{file}").route(web::get().to(crl)))
+        .service(super::resource("/ca/{file}").route(web::get().to(ca_cert)))
+        .service(
+            web::resource("/ocsp")
+                .app_data(web::PayloadConfig::new(OCSP_BODY_LIMIT))
+                .route(web::post().to(ocsp_post))
+                .default_service(web::to(super::errors::method_not_allowed)),
+        )
+        .service(super::resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(super::percent_decode("ab%2Bcd%3D%3D"), "ab+cd==");
+        assert_eq!(super::percent_decode("a%2"), "a%2");
+        assert_eq!(super::percent_decode("%"), "%");
+    }
+}
