@@ -78,7 +78,7 @@ fn main() {
         raw,
     );
 
-    for (name, store) in stores(dir.path()) {
+    for (name, store) in kagi_benches::stores(dir.path()) {
         let hsm = Hsm::open(HsmConfig::new(store)).expect("open");
         let out = hsm.init(1, 1).expect("init");
         let s = hsm.login(&out.admin_token).expect("login");
@@ -111,39 +111,5 @@ fn main() {
             "", verified.records
         );
     }
-    drop_bench_database();
-}
-
-/// The PostgreSQL database is scratch: drop it (FORCE ends the pool's sessions).
-fn drop_bench_database() {
-    let admin = std::env::var("KAGI_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if let Ok(mut c) = diesel::PgConnection::establish(&admin) {
-        let name = format!("kagi_bench_{}", std::process::id());
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut c);
-    }
-}
-
-fn stores(dir: &std::path::Path) -> Vec<(&'static str, StoreConfig)> {
-    let mut v = vec![("SQLite", StoreConfig::sqlite_in(dir))];
-    let admin = std::env::var("KAGI_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if let Ok(mut c) = diesel::PgConnection::establish(&admin) {
-        let name = format!("kagi_bench_{}", std::process::id());
-        if diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .is_ok()
-        {
-            if let Some((base, _)) = admin.rsplit_once('/') {
-                v.push((
-                    "PostgreSQL",
-                    StoreConfig::Postgres(format!("{base}/{name}")),
-                ));
-            }
-        }
-    } else {
-        println!("(PostgreSQL not reachable at {admin}: skipping its row)\n");
-    }
-    v
+    kagi_benches::drop_bench_database();
 }

@@ -3,6 +3,7 @@
 //! a ratio survives a slow day, an absolute number does not.
 #![forbid(unsafe_code)]
 
+use diesel::{Connection, RunQueryDsl};
 use std::time::{Duration, Instant};
 
 /// Run `op` on `threads` threads for about `dur`; returns operations per second.
@@ -35,4 +36,38 @@ pub fn report(name: &str, ops: f64, baseline_name: &str, baseline: f64) {
         "{name:<58} {ops:>10.0} ops/s   {:>6.3}x {baseline_name}",
         ops / baseline
     );
+}
+
+/// The PostgreSQL database is scratch: drop it (FORCE ends the pool's sessions).
+pub fn drop_bench_database() {
+    let admin = std::env::var("KAGI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Ok(mut c) = diesel::PgConnection::establish(&admin) {
+        let name = format!("kagi_bench_{}", std::process::id());
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c);
+    }
+}
+
+pub fn stores(dir: &std::path::Path) -> Vec<(&'static str, hsm_core::StoreConfig)> {
+    let mut v = vec![("SQLite", hsm_core::StoreConfig::sqlite_in(dir))];
+    let admin = std::env::var("KAGI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Ok(mut c) = diesel::PgConnection::establish(&admin) {
+        let name = format!("kagi_bench_{}", std::process::id());
+        if diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .is_ok()
+        {
+            if let Some((base, _)) = admin.rsplit_once('/') {
+                v.push((
+                    "PostgreSQL",
+                    hsm_core::StoreConfig::Postgres(format!("{base}/{name}")),
+                ));
+            }
+        }
+    } else {
+        println!("(PostgreSQL not reachable at {admin}: skipping its row)\n");
+    }
+    v
 }

@@ -126,7 +126,7 @@ pub fn generate(ca: &Authority, now: i64) -> Result<CrlRecord> {
     }
     .to_der()?;
     let signer = ca.signer.clone().with_audit(serde_json::json!({
-        "op": "sign_crl", "ca": ca.name(), "crl_number": number, "entries": revoked.len(),
+        "purpose": "sign_crl", "ca": ca.name(), "crl_number": number, "entries": revoked.len(),
     }));
     let sig = signer.sign_tbs(&tbs)?;
     let der = x509::assemble(&tbs, &alg, &sig)?;

@@ -124,7 +124,7 @@ pub fn create_root(
         Gated::Done(g) => g,
     };
     let signer = ca_key(hsm, session, spec)?
-        .with_audit(serde_json::json!({"op": "create_root_ca", "ca": spec.name}));
+        .with_audit(serde_json::json!({"purpose": "create_root_ca", "ca": spec.name}));
     let now = x509::unix_now();
     let spki = signer.spki()?;
     let builder = CertificateBuilder::new(
@@ -233,7 +233,7 @@ pub fn create_intermediate(
         signer.label(),
         &signer.sign_request(&tbs)?,
         &[],
-        serde_json::json!({"op": "create_intermediate_ca", "ca": parent, "subject_ca": spec.name, "serial": serial}),
+        serde_json::json!({"purpose": "create_intermediate_ca", "ca": parent, "subject_ca": spec.name, "serial": serial}),
         &mut build,
     )?;
     Certificate::from_der(&cert_der)?;

@@ -335,7 +335,7 @@ pub fn issue_parsed(
     let subject = plan.subject.to_string();
     let alg = signer.signature_algorithm_identifier_owned()?;
     let mut detail = serde_json::json!({
-        "op": "issue_certificate", "ca": ca.name(), "profile": profile.name(),
+        "purpose": "issue_certificate", "ca": ca.name(), "profile": profile.name(),
         "serial": serial, "subject": subject,
     });
     if let (Some(d), Some(extra)) = (detail.as_object_mut(), audit.as_object()) {

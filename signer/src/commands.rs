@@ -145,7 +145,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
                 csr,
                 &ca::IssueOptions::default(),
                 &[],
-                json!({"purpose": "kagi TLS server certificate"}),
+                json!({"for": "kagi TLS server"}),
             )
             .map_err(|e| e.to_string())?;
         Ok((issued.der, chain.clone()))

@@ -189,7 +189,7 @@ impl Pki {
                     &IssueOptions::default(),
                     &self.urls,
                     &[],
-                    serde_json::json!({"purpose": "ocsp responder"}),
+                    serde_json::json!({"for": "OCSP responder"}),
                 )?;
                 (issued.der, issued.record.not_after)
             }
@@ -267,7 +267,7 @@ impl Pki {
             });
         }
         let signer = responder.signer.clone().with_audit(serde_json::json!({
-            "op": "sign_ocsp_response", "ca": ca.name(), "count": statuses.len(),
+            "purpose": "sign_ocsp_response", "ca": ca.name(), "count": statuses.len(),
         }));
         ocsp::build_response(
             &statuses,

@@ -113,6 +113,8 @@ fn hostile_bodies_on_every_route_change_nothing() {
     std::fs::write(server.path("a.bin"), b"x").unwrap();
     server.kagi_ok(&["sign", "--key", "k", "a.bin", "-o", "a.sig"]);
     let keys_before = server.kagi_ok(&["key", "list"]);
+    let cas_before = server.kagi_ok(&["ca", "list"]);
+    let certs_before = server.kagi_ok(&["ca", "certs", "devices"]);
 
     let routes = [
         "/api/v1/sign",
@@ -128,6 +130,13 @@ fn hostile_bodies_on_every_route_change_nothing() {
         "/api/v1/approvals/nope/approve",
         "/api/v1/identities/nope/revoke",
         "/api/v1/audit/verify",
+        "/api/v1/ca",
+        "/api/v1/ca/nope/revoke",
+        "/api/v1/ca/devices/profiles/device/issue",
+        "/api/v1/ca/devices/profiles/device/issue-batch",
+        "/api/v1/certificates/00ff/revoke",
+        "/ocsp",
+        "/.well-known/est/simpleenroll",
     ];
     let seed = 0x5eed_1234_abcd_0001u64;
     let mut r = Rng(seed);
@@ -160,6 +169,16 @@ fn hostile_bodies_on_every_route_change_nothing() {
         server.kagi_ok(&["key", "list"]),
         keys_before,
         "hostile input changed the keys"
+    );
+    assert_eq!(
+        server.kagi_ok(&["ca", "list"]),
+        cas_before,
+        "hostile input changed the CAs"
+    );
+    assert_eq!(
+        server.kagi_ok(&["ca", "certs", "devices"]),
+        certs_before,
+        "hostile input issued a certificate"
     );
     let show = server.kagi_ok(&["key", "show", "k"]);
     assert!(show.contains("usage count:           1"), "{show}");

@@ -330,9 +330,10 @@ pub async fn issue(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     query: web::Query<IssueQuery>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> ApiResult {
     let Caller(session) = caller;
+    let body = super::errors::read_body(payload, ISSUE_BODY_LIMIT).await?;
     let (ca_name, profile) = path.into_inner();
     let verdict = issue_verdict(&state, &session, &profile, &http).await?;
     let (csr, validity) = if body.trim_ascii_start().starts_with(b"{") {

@@ -130,13 +130,14 @@ fn csr_from_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
 async fn enroll(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     re: bool,
 ) -> ApiResult {
     let session = match authenticate(&state, &req).await {
         Ok(s) => s,
         Err(resp) => return Ok(resp),
     };
+    let body = super::errors::read_body(payload, EST_BODY_LIMIT).await?;
     let action = if re {
         "est.simplereenroll"
     } else {
@@ -203,23 +204,22 @@ async fn enroll(
 pub async fn simpleenroll(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> ApiResult {
-    enroll(state, req, body, false).await
+    enroll(state, req, payload, false).await
 }
 
 pub async fn simplereenroll(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> ApiResult {
-    enroll(state, req, body, true).await
+    enroll(state, req, payload, true).await
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/.well-known/est")
-            .app_data(web::PayloadConfig::new(EST_BODY_LIMIT))
             .service(super::resource("/cacerts").route(web::get().to(cacerts)))
             .service(super::resource("/simpleenroll").route(web::post().to(simpleenroll)))
             .service(super::resource("/simplereenroll").route(web::post().to(simplereenroll))),

@@ -1,6 +1,5 @@
 //! Identities, policy documents and M-of-N approvals over HTTP.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use hsm_core::{Gated, IdentityKind, IdentitySpec, QuorumRule, Role};
 use serde::Deserialize;
@@ -126,22 +125,6 @@ pub async fn unlock_identity(
 
 // ------------------------------------------------------------------ policies
 
-/// Read a raw body up to `limit` bytes, answering in the API's error shape.
-async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
-        Ok(Err(e)) => Err(ApiError::bad_request(
-            "bad_body",
-            format!("the request body could not be read: {e}"),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("a policy document is at most {limit} bytes"),
-        )),
-    }
-}
-
 fn quorum_of(doc: &policy::PolicyDocument) -> Option<QuorumRule> {
     doc.quorum.as_ref().map(|q| QuorumRule {
         approvers: q.approvers.clone(),
@@ -157,8 +140,8 @@ pub async fn submit_policy(
     payload: web::Payload,
 ) -> ApiResult {
     let Caller(session) = caller;
-    let body = read_body(payload, POLICY_LIMIT).await?;
-    let text = String::from_utf8(body).map_err(|_| {
+    let body = super::errors::read_body(payload, POLICY_LIMIT).await?;
+    let text = String::from_utf8(body.to_vec()).map_err(|_| {
         ApiError::bad_request("policy_invalid", "the policy document is not UTF-8 text")
     })?;
     let doc = match policy::PolicyDocument::parse(&text) {

@@ -114,7 +114,7 @@ fn spawn_crl_refresher(state: web::Data<AppState>) {
     }
 }
 
-fn resource(path: &str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(errors::method_not_allowed))
 }
 
@@ -209,7 +209,6 @@ fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 resource("/ca/{ca}/profiles/{profile}/issue")
-                    .app_data(web::PayloadConfig::new(ca_routes::ISSUE_BODY_LIMIT))
                     .route(web::post().to(ca_routes::issue)),
             )
             .service(

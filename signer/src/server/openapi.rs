@@ -159,6 +159,45 @@ pub fn document() -> Value {
     })
 }
 
+/// The CA's routes (kept apart: one `json!` for everything exceeds the macro recursion limit).
+fn ca_paths() -> serde_json::Value {
+    let ca_body = json!({ "type": "object", "required": ["name", "subject"], "properties": {
+        "name": { "type": "string" }, "subject": { "type": "string", "description": "RFC 4514" },
+        "alg": { "type": "string", "enum": ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"] },
+        "validity_days": { "type": "integer" }, "parent": { "type": "string" }, "approval": { "type": "string" } } });
+    let revoke_body = json!({ "type": "object", "properties": { "reason": { "type": ["string", "integer"] }, "approval": { "type": "string" } } });
+    let batch_body = json!({ "type": "object", "required": ["csrs"], "properties": {
+        "csrs": { "type": "array", "items": { "type": "string" }, "maxItems": 10000 },
+        "validity_days": { "type": ["integer", "string"] } } });
+    json!({
+        "/api/v1/ca": {
+            "get": op("List the CAs", true, "200"),
+            "post": with_body(op("Create a root (no parent) or intermediate CA; 202 with an approval request under a quorum, then again with \"approval\"", true, "201"), ca_body)
+        },
+        "/api/v1/ca/{ca}": { "get": op("One CA with its certificate and chain (PEM)", true, "200") },
+        "/api/v1/ca/{ca}/revoke": { "post": with_body(op("Revoke a CA (quorum-gated)", true, "200"), revoke_body.clone()) },
+        "/api/v1/ca/{ca}/certificates": { "get": op("Certificates a CA issued, newest first (?limit=)", true, "200") },
+        "/api/v1/ca/{ca}/profiles/{profile}/issue": { "post": op("Issue one certificate: the body is a CSR (PEM or DER) or {\"csr\", \"validity_days\"}; Accept: application/pkix-cert for DER", true, "201") },
+        "/api/v1/ca/{ca}/profiles/{profile}/issue-batch": { "post": with_body(op("Issue many: one result per CSR, in order", true, "200"), batch_body) },
+        "/api/v1/profiles": { "get": op("Certificate profiles", true, "200") },
+        "/api/v1/certificates/{serial}": { "get": op("One issued certificate", true, "200") },
+        "/api/v1/certificates/{serial}/revoke": { "post": with_body(op("Revoke a certificate; its CA's CRL is regenerated before the answer", true, "200"), revoke_body) },
+        "/crl/{ca}.crl": { "get": op("The CA's current CRL (DER; also on the plain-HTTP listener)", false, "200") },
+        "/ca/{ca}.crt": { "get": op("The CA's certificate (DER)", false, "200") },
+        "/ocsp": { "post": op("OCSP (RFC 6960), application/ocsp-request; GET /ocsp/{base64} too", false, "200") },
+        "/.well-known/est/cacerts": { "get": op("EST CA certificates (base64 PKCS#7 certs-only)", false, "200") },
+        "/.well-known/est/simpleenroll": { "post": op("EST enrollment: base64 PKCS#10 in, base64 PKCS#7 out; HTTP Basic (identity name, token) or TLS client certificate", false, "200") },
+        "/.well-known/est/simplereenroll": { "post": op("EST re-enrollment of a subject this identity holds", false, "200") }
+    })
+}
+
 pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+    let mut doc = document();
+    if let (Some(paths), serde_json::Value::Object(ca)) = (
+        doc.get_mut("paths").and_then(|p| p.as_object_mut()),
+        ca_paths(),
+    ) {
+        paths.extend(ca);
+    }
+    HttpResponse::Ok().json(doc)
 }

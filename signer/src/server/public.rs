@@ -52,7 +52,8 @@ fn ocsp_reply(der: Vec<u8>) -> HttpResponse {
         .body(der)
 }
 
-pub async fn ocsp_post(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
+pub async fn ocsp_post(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
+    let body = super::errors::read_body(payload, OCSP_BODY_LIMIT).await?;
     let st = state.clone();
     let der = web::block(move || st.pki.ocsp(&st.hsm, &body)).await?;
     Ok(ocsp_reply(der))
@@ -93,12 +94,7 @@ fn percent_decode(s: &str) -> String {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/crl/{file}").route(web::get().to(crl)))
         .service(super::resource("/ca/{file}").route(web::get().to(ca_cert)))
-        .service(
-            web::resource("/ocsp")
-                .app_data(web::PayloadConfig::new(OCSP_BODY_LIMIT))
-                .route(web::post().to(ocsp_post))
-                .default_service(web::to(super::errors::method_not_allowed)),
-        )
+        .service(super::resource("/ocsp").route(web::post().to(ocsp_post)))
         .service(super::resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
 }
 

@@ -302,6 +302,45 @@ impl Http {
     }
 }
 
+impl Http {
+    /// POST with HTTP Basic credentials and a content type of our choosing (EST).
+    pub fn post_basic(
+        &self,
+        path: &str,
+        user: &str,
+        password: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Reply {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let resp = self
+            .agent
+            .post(format!("{}{}", self.base, path))
+            .header("Content-Type", content_type)
+            .header("Authorization", format!("Basic {basic}"))
+            .send(body)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap();
+        Reply { status, body }
+    }
+
+    /// POST raw bytes with a bearer token and a content type (a CSR).
+    pub fn post_raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> Reply {
+        let resp = self
+            .agent
+            .post(format!("{}{}", self.base, path))
+            .header("Content-Type", content_type)
+            .header("Authorization", format!("Bearer {token}"))
+            .send(body)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().read_to_string().unwrap();
+        Reply { status, body }
+    }
+}
+
 /// Runs a command (openssl) and returns its combined output, failing the test on non-zero exit.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

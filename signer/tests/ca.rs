@@ -1,0 +1,353 @@
+//! The certificate authority through the real service: a line's issuance quota under 16
+//! concurrent EST clients (SQLite and PostgreSQL), CA creation and revocation behind the
+//! quorum, hostile CSRs that leave nothing stored, and tampering with a CA row.
+
+mod common;
+
+use base64::Engine;
+use common::{stderr, Database, Server};
+use serde_json::Value;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn write(server: &Server, name: &str, text: &str) {
+    std::fs::write(server.path(name), text).unwrap();
+}
+
+fn activate(server: &Server, file: &str) {
+    let out = server.kagi_ok(&["policy", "submit", file]);
+    let v = out.trim().rsplit(' ').next().unwrap().to_string();
+    let done = server.kagi_ok(&["policy", "activate", &v]);
+    assert!(done.contains("is active"), "{done}");
+}
+
+/// A device CSR (DER) with its own P-256 key and serialNumber `sn`.
+fn device_csr(sn: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "sensor");
+    dn.push(
+        rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+        rcgen::DnValue::PrintableString(sn.try_into().unwrap()),
+    );
+    params.distinguished_name = dn;
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+fn certs_total(server: &Server, ca: &str) -> i64 {
+    let out = server.kagi_ok(&["ca", "certs", ca, "--limit", "1"]);
+    out.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn quota_policy() -> &'static str {
+    r#"rules = '''
+@id("line-7-enrolls-devices")
+permit (
+  principal == kagi::Line::"line-7",
+  action == kagi::Action::"issue",
+  resource == kagi::Profile::"device"
+);
+'''
+
+[[quota]]
+name = "line-7-devices"
+identity = "line-7"
+action = "issue"
+resource = "device"
+total = 100
+"#
+}
+
+fn est_quota_is_exact(extra: &[&str]) {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), extra);
+    let line = server
+        .kagi_ok(&["identity", "create", "--name", "line-7", "--kind", "line"])
+        .trim()
+        .to_string();
+    write(&server, "quota.toml", quota_policy());
+    activate(&server, "quota.toml");
+    let before = certs_total(&server, "devices");
+
+    // 16 clients, 8 enrollments each: 128 attempts against a quota of 100.
+    let csrs: Vec<Vec<String>> = (0..16)
+        .map(|c| {
+            (0..8)
+                .map(|i| B64.encode(device_csr(&format!("SN-{c}-{i}"))))
+                .collect()
+        })
+        .collect();
+    let http = server.http();
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = csrs
+            .iter()
+            .map(|mine| {
+                let (http, line) = (&http, &line);
+                s.spawn(move || {
+                    mine.iter()
+                        .map(|csr| {
+                            let r = http.post_basic(
+                                "/.well-known/est/simpleenroll",
+                                "line-7",
+                                line,
+                                "application/pkcs10",
+                                csr.as_bytes(),
+                            );
+                            let code = if r.status == 200 {
+                                String::new()
+                            } else {
+                                r.error_code()
+                            };
+                            (r.status, code)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 100, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, c)| *s == 429 && c == "quota_exhausted"),
+        "{statuses:?}"
+    );
+    assert_eq!(certs_total(&server, "devices"), before + 100);
+
+    // A wrong password: 401, and nothing issued.
+    let r = http.post_basic(
+        "/.well-known/est/simpleenroll",
+        "line-7",
+        "kagi_wrong_secret",
+        "application/pkcs10",
+        B64.encode(device_csr("SN-x")).as_bytes(),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(certs_total(&server, "devices"), before + 100);
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn est_line_quota_is_exact_under_16_concurrent_clients_sqlite() {
+    est_quota_is_exact(&[]);
+}
+
+#[test]
+fn est_line_quota_is_exact_under_16_concurrent_clients_postgres() {
+    let db = Database::create();
+    est_quota_is_exact(&["--database-url", &db.url()]);
+}
+
+#[test]
+fn ca_creation_and_revocation_wait_for_the_quorum() {
+    let server = Server::start();
+    let mut tokens = Vec::new();
+    for n in ["alice", "bob", "carol"] {
+        tokens.push(
+            server
+                .kagi_ok(&["identity", "create", "--name", n, "--kind", "person"])
+                .trim()
+                .to_string(),
+        );
+    }
+    let (alice, bob, carol) = (&tokens[0], &tokens[1], &tokens[2]);
+    write(
+        &server,
+        "quorum.toml",
+        r#"rules = '''
+@id("people-issue")
+permit (principal is kagi::Person, action, resource);
+'''
+
+[quorum]
+approvers = ["alice", "bob", "carol"]
+required = 2
+"#,
+    );
+    activate(&server, "quorum.toml");
+
+    let create = [
+        "ca",
+        "create-root",
+        "--name",
+        "r2",
+        "--subject",
+        "CN=Second Root,O=Test",
+    ];
+    let out = server.kagi_as(alice, &create);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("approval required"), "{text}");
+    let id = text
+        .split_whitespace()
+        .skip_while(|w| *w != "request")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    // Nothing exists yet: no CA, no key.
+    assert!(!server.kagi_ok(&["ca", "list"]).contains("r2"));
+    // Using the request before it is approved is refused.
+    let mut with_id = create.to_vec();
+    with_id.extend(["--approval", &id]);
+    let out = server.kagi_as(alice, &with_id);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not approved"), "{}", stderr(&out));
+
+    assert!(server
+        .kagi_as(bob, &["approval", "approve", &id])
+        .status
+        .success());
+    assert!(server
+        .kagi_as(carol, &["approval", "approve", &id])
+        .status
+        .success());
+    // The approved request authorizes exactly this change, once, for its requester's command.
+    let other = [
+        "ca",
+        "create-root",
+        "--name",
+        "r2",
+        "--subject",
+        "CN=Other,O=Test",
+        "--approval",
+        &id,
+    ];
+    let out = server.kagi_as(alice, &other);
+    assert!(
+        stderr(&out).contains("different change"),
+        "{}",
+        stderr(&out)
+    );
+    let out = server.kagi_as(alice, &with_id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(server.kagi_ok(&["ca", "list"]).contains("r2"));
+    let out = server.kagi_as(alice, &with_id);
+    assert!(!out.status.success(), "an approval must not create twice");
+
+    // Revoking a CA is gated the same way.
+    let out = server.kagi_as(alice, &["ca", "revoke-ca", "r2", "--reason", "superseded"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("approval required"), "{text}");
+    assert!(!server.kagi_ok(&["ca", "list"]).contains("revoked"));
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn hostile_csrs_are_refused_with_reasons_and_nothing_is_stored() {
+    let server = Server::start();
+    let http = server.http();
+    let token = server.token();
+    let before = certs_total(&server, "devices");
+    let good = device_csr("SN-1");
+    let mut bad_sig = good.clone();
+    let n = bad_sig.len();
+    bad_sig[n - 5] ^= 0x55;
+    let mut huge = b"-----BEGIN CERTIFICATE REQUEST-----\n".to_vec();
+    huge.extend(B64.encode(vec![0x30u8; 20_000]).as_bytes());
+    huge.extend(b"\n-----END CERTIFICATE REQUEST-----\n");
+    let more_usage = {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+            rcgen::DnValue::PrintableString("SN-2".try_into().unwrap()),
+        );
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        p.serialize_request(&key).unwrap().der().to_vec()
+    };
+    let no_serial = {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "no serial");
+        p.serialize_request(&key).unwrap().der().to_vec()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bad signature", bad_sig, "bad_csr"),
+        ("garbage", b"\x30\x82\xff\xff garbage".to_vec(), "bad_csr"),
+        ("empty", Vec::new(), "bad_csr"),
+        ("oversize", huge, "bad_csr"),
+        (
+            "asks for a usage the profile lacks",
+            more_usage,
+            "not_allowed_by_profile",
+        ),
+        (
+            "subject outside the profile",
+            no_serial,
+            "not_allowed_by_profile",
+        ),
+    ];
+    for (what, body, code) in cases {
+        let r = http.post_raw(
+            "/api/v1/ca/devices/profiles/device/issue",
+            &token,
+            "application/pkcs10",
+            &body,
+        );
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        assert_eq!(r.error_code(), code, "{what}: {}", r.body);
+    }
+    let r = http.post_raw(
+        "/api/v1/ca/devices/profiles/nope/issue",
+        &token,
+        "application/pkcs10",
+        &good,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = http.post_raw(
+        "/api/v1/ca/nope/profiles/device/issue",
+        &token,
+        "application/pkcs10",
+        &good,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(certs_total(&server, "devices"), before);
+
+    // The good one goes through, as DER, and comes back with its chain.
+    let r = http.post_raw(
+        "/api/v1/ca/devices/profiles/device/issue",
+        &token,
+        "application/pkcs10",
+        &good,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(v["certificate"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    assert_eq!(certs_total(&server, "devices"), before + 1);
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_tampered_ca_row_is_refused() {
+    let server = Server::start();
+    let token = server.token();
+    let http = server.http();
+    let good = device_csr("SN-9");
+    let dir = server.stop();
+    let db = dir.path().join("kagi-data/kagi.db");
+    {
+        use diesel::{Connection, RunQueryDsl, SqliteConnection};
+        let mut c = SqliteConnection::establish(&db.to_string_lossy()).unwrap();
+        // Point the device CA at the services CA's key: the row's MAC no longer matches.
+        diesel::sql_query("UPDATE cas SET key_label = 'ca.services' WHERE name = 'devices'")
+            .execute(&mut c)
+            .unwrap();
+    }
+    let server = Server::start_in(dir, &[]);
+    drop(http);
+    let r = server.http().post_raw(
+        "/api/v1/ca/devices/profiles/device/issue",
+        &token,
+        "application/pkcs10",
+        &good,
+    );
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.error_code(), "integrity_failure", "{}", r.body);
+}
