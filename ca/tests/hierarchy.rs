@@ -223,3 +223,80 @@ fn ca_keys_refuse_raw_signing_and_reserved_names() {
         .unwrap_err();
     assert_eq!(e.code(), "bad_request");
 }
+
+#[test]
+fn a_revocation_edited_away_in_the_database_still_holds() {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (hsm, admin) = setup(dir);
+    let urls = PublicUrls::new("http://127.0.0.1:8080");
+    let spec = |n: &str| CaSpec {
+        name: n.into(),
+        subject: format!("CN={n}"),
+        alg: Algorithm::EcP256,
+        validity_days: 100,
+    };
+    done(create_root(&hsm, &admin, &spec("root"), None).unwrap());
+    done(create_intermediate(&hsm, &admin, &spec("devices"), "root", &urls, None).unwrap());
+    let (ok, text) = openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "d.key",
+            "-subj",
+            "/serialNumber=SN-7",
+            "-out",
+            "d.csr",
+        ],
+    );
+    assert!(ok, "{text}");
+    let ca = Authority::load(&hsm, &admin, "devices").unwrap();
+    let profiles = Profiles::builtin().unwrap();
+    let issued = ca::issue::issue(
+        &ca,
+        &admin,
+        profiles.get("device").unwrap(),
+        &std::fs::read(dir.join("d.csr")).unwrap(),
+        &IssueOptions::default(),
+        &urls,
+        &[],
+        serde_json::json!({}),
+    )
+    .unwrap();
+    let serial = issued.record.serial.clone();
+    hsm.revoke_certificate(&admin, &serial, 1).unwrap();
+
+    // A database writer un-revokes the row.
+    let mut c = SqliteConnection::establish(&dir.join("kagi.db").to_string_lossy()).unwrap();
+    let n = diesel::sql_query(format!(
+        "UPDATE certificates SET revoked_at = NULL, revocation_reason = NULL WHERE serial = '{serial}'"
+    ))
+    .execute(&mut c)
+    .unwrap();
+    assert_eq!(n, 1);
+
+    let cert = hsm.certificate(&serial).unwrap().unwrap();
+    assert!(
+        cert.revoked_at.is_some(),
+        "the audit log keeps the revocation"
+    );
+    assert_eq!(cert.revocation_reason, Some(1));
+    let listed = hsm.revoked_certificates("devices").unwrap();
+    assert!(listed
+        .iter()
+        .any(|e| e.serial == serial && e.reason == Some(1)));
+    assert_eq!(
+        hsm.revoke_certificate(&admin, &serial, 1)
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+}

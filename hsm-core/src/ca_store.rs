@@ -17,7 +17,7 @@ use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
 use crate::hsm::{user_event, Gated, Hsm, QuotaCharge, SignRequest, Signed};
-use crate::store::schema::{approvals, cas, certificates, crls};
+use crate::store::schema::{approvals, audit_records, cas, certificates, crls};
 
 /// Names of CA keys start with this; no other key may take such a name.
 pub const CA_KEY_PREFIX: &str = "ca.";
@@ -153,6 +153,11 @@ fn ca_tampered(name: &str) -> HsmError {
     HsmError::Integrity(format!(
         "CA '{name}' does not match its MAC: its row was changed outside kagi. Restore it from a backup"
     ))
+}
+
+/// The audit subject of an issued certificate; its revocation record carries it.
+fn cert_subject(serial: &str) -> String {
+    format!("cert:{serial}")
 }
 
 /// The audit subject of a CA; its records carry the CA's creation and revocation.
@@ -442,13 +447,66 @@ impl Hsm {
         Ok((cert, signed))
     }
 
-    /// A stored certificate by serial (lowercase hex).
+    /// A stored certificate by serial (lowercase hex). Its revocation is also read from the
+    /// audit log, so a row edited back to "not revoked" still reads as revoked.
     pub fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        let serial = serial.to_ascii_lowercase();
         let mut c = self.inner.store.conn()?;
-        Ok(certificates::table
-            .filter(certificates::serial.eq(serial.to_ascii_lowercase()))
+        let row: Option<CertificateRecord> = certificates::table
+            .filter(certificates::serial.eq(&serial))
             .first(&mut c)
-            .optional()?)
+            .optional()?;
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        if row.revoked_at.is_none() {
+            if let Some(r) = self
+                .audited_revocations(&mut c, Some(&serial))?
+                .into_iter()
+                .next()
+            {
+                row.revoked_at = Some(r.1.revoked_at);
+                row.revocation_reason = r.1.reason;
+            }
+        }
+        Ok(Some(row))
+    }
+
+    /// Revocations as the audit log records them: (CA, entry). `serial` narrows to one.
+    fn audited_revocations(
+        &self,
+        c: &mut crate::store::AnyConnection,
+        serial: Option<&str>,
+    ) -> Result<Vec<(String, RevokedEntry)>> {
+        let mut q = audit_records::table
+            .filter(audit_records::action.eq("ca.revoke_certificate"))
+            .filter(audit_records::outcome.eq("ok"))
+            .select((audit_records::detail, audit_records::ts))
+            .into_boxed();
+        q = match serial {
+            Some(s) => q.filter(audit_records::key_id.eq(cert_subject(s))),
+            // The key_id index serves this range; every revocation's subject is "cert:<serial>".
+            None => q
+                .filter(audit_records::key_id.ge("cert:"))
+                .filter(audit_records::key_id.lt("cert;")),
+        };
+        let rows: Vec<(String, i64)> = q.load(c)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (detail, ts) in rows {
+            let d: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+            let (Some(serial), Some(ca)) = (d["serial"].as_str(), d["ca"].as_str()) else {
+                continue;
+            };
+            out.push((
+                ca.to_string(),
+                RevokedEntry {
+                    serial: serial.to_string(),
+                    revoked_at: ts / 1000,
+                    reason: d["reason"].as_i64(),
+                },
+            ));
+        }
+        Ok(out)
     }
 
     /// The newest certificates of a CA, newest first.
@@ -547,7 +605,7 @@ impl Hsm {
             user_event(
                 s,
                 "ca.revoke_certificate",
-                Some(format!("cert:{serial}")),
+                Some(cert_subject(&serial)),
                 serde_json::json!({"serial": serial, "ca": cert.ca_name, "reason": reason, "subject": cert.subject}),
             ),
         )?;
@@ -559,9 +617,16 @@ impl Hsm {
     }
 
     /// Every revoked certificate of a CA, oldest revocation first; a revoked sub-CA of `ca_name`
-    /// is listed too.
+    /// is listed too. Revocations come from the rows and from the audit log, so a row edited
+    /// back to "not revoked" stays on the CRL.
     pub fn revoked_certificates(&self, ca_name: &str) -> Result<Vec<RevokedEntry>> {
         let mut c = self.inner.store.conn()?;
+        let audited: Vec<RevokedEntry> = self
+            .audited_revocations(&mut c, None)?
+            .into_iter()
+            .filter(|(ca, _)| ca == ca_name)
+            .map(|(_, e)| e)
+            .collect();
         let rows: Vec<(String, Option<i64>, Option<i64>)> = certificates::table
             .filter(certificates::ca_name.eq(ca_name))
             .filter(certificates::revoked_at.is_not_null())
@@ -572,14 +637,21 @@ impl Hsm {
                 certificates::revocation_reason,
             ))
             .load(&mut c)?;
-        Ok(rows
+        let mut out: Vec<RevokedEntry> = rows
             .into_iter()
             .map(|(serial, at, reason)| RevokedEntry {
                 serial,
                 revoked_at: at.unwrap_or(0),
                 reason,
             })
-            .collect())
+            .collect();
+        for e in audited {
+            if !out.iter().any(|r| r.serial == e.serial) {
+                out.push(e);
+            }
+        }
+        out.sort_by_key(|e| e.revoked_at);
+        Ok(out)
     }
 
     /// Store a newly signed CRL. Its number must exceed the stored one (CRL numbers only grow;
