@@ -40,4 +40,10 @@ cargo test --workspace
 log "acceptance: the README's run command and the CLI, as a new user"
 bash signer/tests/acceptance.sh
 
+log "acceptance: the CA with openssl, certtool and pkilint"
+bash signer/tests/ca_acceptance.sh
+
+log "acceptance: EST enrollment with curl and openssl only"
+bash signer/tests/est_acceptance.sh
+
 log "all tests passed"

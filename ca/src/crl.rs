@@ -60,7 +60,6 @@ pub fn reason_code(name: &str) -> Option<i64> {
         "affiliationChanged" | "affiliation-changed" => 3,
         "superseded" => 4,
         "cessationOfOperation" | "cessation-of-operation" => 5,
-        "certificateHold" | "certificate-hold" => 6,
         "privilegeWithdrawn" | "privilege-withdrawn" => 9,
         "aACompromise" | "aa-compromise" => 10,
         _ => return None,

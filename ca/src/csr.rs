@@ -94,8 +94,13 @@ fn bad(msg: impl Into<String>) -> CaError {
 pub fn decode_csr_bytes(input: &[u8]) -> Result<Vec<u8>> {
     let trimmed = input.trim_ascii();
     if trimmed.starts_with(b"-----BEGIN") {
+        // Base64 is 4/3 of the DER plus line breaks: anything longer cannot decode to a CSR
+        // kagi accepts.
         if trimmed.len() > MAX_CSR_BYTES * 2 {
-            return Err(oversize(trimmed.len()));
+            return Err(CaError::BadCsr(format!(
+                "the CSR's PEM is {} bytes, more than a {MAX_CSR_BYTES}-byte DER request can take",
+                trimmed.len()
+            )));
         }
         let (label, der) = der::pem::decode_vec(trimmed)
             .map_err(|e| bad(format!("the PEM could not be decoded: {e}")))?;
@@ -287,12 +292,20 @@ fn ia5(s: &Ia5String) -> String {
 }
 
 fn requested_extensions(csr: &mut Csr, exts: &ExtensionReq) -> Result<()> {
-    for ext in exts.0.iter() {
+    for (i, ext) in exts.0.iter().enumerate() {
+        if exts.0[..i].iter().any(|e| e.extn_id == ext.extn_id) {
+            return Err(bad(format!("it requests extension {} twice", ext.extn_id)));
+        }
         let value = ext.extn_value.as_bytes();
         let id = ext.extn_id;
         if id == rfc5280::ID_CE_SUBJECT_ALT_NAME {
             let san = SubjectAltName::from_der(value)
                 .map_err(|e| bad(format!("its subjectAltName is malformed: {e}")))?;
+            if san.0.is_empty() {
+                return Err(bad(
+                    "its subjectAltName is empty (RFC 5280: at least one name); leave the extension out instead",
+                ));
+            }
             for gn in san.0 {
                 csr.sans.push(match gn {
                     GeneralName::DnsName(d) => San::Dns(ia5(&d)),
@@ -326,11 +339,27 @@ fn requested_extensions(csr: &mut Csr, exts: &ExtensionReq) -> Result<()> {
                     mask |= 1 << i;
                 }
             }
+            if mask == 0 {
+                return Err(bad(
+                    "its keyUsage asserts no usage; leave the extension out to get the profile's",
+                ));
+            }
             csr.key_usage = Some(mask);
         } else if id == rfc5280::ID_CE_EXT_KEY_USAGE {
             let eku = ExtendedKeyUsage::from_der(value)
                 .map_err(|e| bad(format!("its extendedKeyUsage is malformed: {e}")))?;
-            csr.ekus = Some(eku.0);
+            if eku.0.is_empty() {
+                return Err(bad(
+                    "its extendedKeyUsage is empty (RFC 5280: at least one purpose); leave the extension out to get the profile's",
+                ));
+            }
+            let mut ekus: Vec<ObjectIdentifier> = Vec::with_capacity(eku.0.len());
+            for oid in eku.0 {
+                if !ekus.contains(&oid) {
+                    ekus.push(oid);
+                }
+            }
+            csr.ekus = Some(ekus);
         } else if id == rfc5280::ID_CE_BASIC_CONSTRAINTS {
             let bc = BasicConstraints::from_der(value)
                 .map_err(|e| bad(format!("its basicConstraints is malformed: {e}")))?;

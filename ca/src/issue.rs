@@ -245,6 +245,19 @@ pub fn check_tbs(tbs_der: &[u8], ca: &Authority, profile: Option<&Profile>) -> R
         }
     }
     let has = |oid| exts.iter().find(|e| e.extn_id == oid);
+    if let Some(e) = has(oids::ID_CE_EXT_KEY_USAGE) {
+        let eku = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(e.extn_value.as_bytes())?;
+        let mut seen = HashSet::new();
+        if eku.0.is_empty() || !eku.0.iter().all(|o| seen.insert(*o)) {
+            return lint("extendedKeyUsage is empty or repeats a purpose");
+        }
+    }
+    if let Some(e) = has(oids::ID_CE_SUBJECT_ALT_NAME) {
+        let san = x509_cert::ext::pkix::SubjectAltName::from_der(e.extn_value.as_bytes())?;
+        if san.0.is_empty() {
+            return lint("subjectAltName is empty");
+        }
+    }
     if has(oids::ID_CE_AUTHORITY_KEY_IDENTIFIER).is_none() {
         return lint("no authorityKeyIdentifier");
     }

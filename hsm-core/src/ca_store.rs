@@ -155,6 +155,16 @@ fn ca_tampered(name: &str) -> HsmError {
     ))
 }
 
+/// Serials as kagi stores them: lowercase hex without separators, so "7B:1F:65" (as openssl
+/// prints it) and "7b1f65" name the same certificate.
+pub fn normalize_serial(serial: &str) -> String {
+    serial
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .flat_map(|c| c.to_lowercase())
+        .collect()
+}
+
 /// The audit subject of an issued certificate; its revocation record carries it.
 fn cert_subject(serial: &str) -> String {
     format!("cert:{serial}")
@@ -450,7 +460,7 @@ impl Hsm {
     /// A stored certificate by serial (lowercase hex). Its revocation is also read from the
     /// audit log, so a row edited back to "not revoked" still reads as revoked.
     pub fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
-        let serial = serial.to_ascii_lowercase();
+        let serial = normalize_serial(serial);
         let mut c = self.inner.store.conn()?;
         let row: Option<CertificateRecord> = certificates::table
             .filter(certificates::serial.eq(&serial))
@@ -560,13 +570,18 @@ impl Hsm {
         reason: i64,
     ) -> Result<CertificateRecord> {
         s.require(Role::Officer, "revoke certificates")?;
+        if reason == 6 || reason == 8 {
+            return Err(HsmError::BadInput(
+                "kagi revocations are permanent, so certificateHold (6) and removeFromCRL (8) do not apply: pick another reason".into(),
+            ));
+        }
         if !(0..=10).contains(&reason) || reason == 7 {
             return Err(HsmError::BadInput(format!(
-                "revocation reason {reason} is not an RFC 5280 CRLReason (0-6, 8-10)"
+                "revocation reason {reason} is not an RFC 5280 CRLReason (0-5, 9, 10)"
             )));
         }
         let u = self.unsealed()?;
-        let serial = serial.to_ascii_lowercase();
+        let serial = normalize_serial(serial);
         let cert = self.certificate(&serial)?.ok_or_else(|| {
             HsmError::NotFound(format!(
                 "certificate with serial {} ('kagi ca certs' lists them)",

@@ -18,6 +18,9 @@ macro_rules! say {
 /// CSRs per request of `issue-batch`: small enough for a smooth progress bar, large enough
 /// for the service's group commit to pay off.
 const BATCH_CHUNK: usize = 100;
+/// A file larger than this cannot be a CSR the service accepts (8 KiB of DER, as PEM): it is
+/// refused here instead of making its whole chunk too large to send.
+const MAX_CSR_FILE: u64 = 64 * 1024;
 
 /// The CA a profile issues from when `--ca` is not given (the development hierarchy's names).
 pub fn default_ca(profile: &str) -> &'static str {
@@ -305,8 +308,42 @@ fn issue_batch(
         tty: std::io::stderr().is_terminal(),
     };
     let (mut issued, mut refused) = (0usize, Vec::new());
-    progress.show(0, 0);
-    for chunk in files.chunks(BATCH_CHUNK) {
+    // Certificates are named after their CSR's stem (x.csr -> x.crt); where two CSRs share a
+    // stem (x.csr, x.der) each keeps its whole name (x.csr.crt) so neither overwrites the other.
+    let stem = |f: &Path| {
+        f.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("cert")
+            .to_string()
+    };
+    let out_name = |f: &Path| {
+        let st = stem(f);
+        if files.iter().filter(|g| stem(g) == st).count() > 1 {
+            format!(
+                "{}.crt",
+                f.file_name().and_then(|n| n.to_str()).unwrap_or("cert")
+            )
+        } else {
+            format!("{st}.crt")
+        }
+    };
+    let mut sendable = Vec::with_capacity(files.len());
+    for f in &files {
+        let size = std::fs::metadata(f)
+            .with_context(|| format!("cannot read {}", f.display()))?
+            .len();
+        if size > MAX_CSR_FILE {
+            refused.push((
+                f.clone(),
+                "bad_csr".to_string(),
+                format!("the file is {size} bytes; a CSR kagi accepts is at most {MAX_CSR_FILE}"),
+            ));
+        } else {
+            sendable.push(f.clone());
+        }
+    }
+    progress.show(refused.len(), refused.len());
+    for chunk in sendable.chunks(BATCH_CHUNK) {
         let mut csrs = Vec::with_capacity(chunk.len());
         for f in chunk {
             let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -325,11 +362,7 @@ fn issue_batch(
         {
             let Some(file) = chunk.get(i) else { break };
             if s(r, "status") == "issued" {
-                let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("cert");
-                write_file(
-                    &out.join(format!("{stem}.crt")),
-                    s(r, "certificate").as_bytes(),
-                )?;
+                write_file(&out.join(out_name(file)), s(r, "certificate").as_bytes())?;
                 issued += 1;
             } else {
                 refused.push((

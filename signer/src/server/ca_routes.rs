@@ -162,14 +162,14 @@ fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "bad_reason",
-            "'reason' is an RFC 5280 CRLReason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise (or its code)",
+            "'reason' is an RFC 5280 CRLReason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise (or its code; revocations are permanent, so no certificateHold)",
         )
     };
     match v {
         None => Ok(0),
         Some(serde_json::Value::Number(n)) => {
             let c = n.as_i64().ok_or_else(bad)?;
-            if (0..=10).contains(&c) && c != 7 {
+            if (0..=10).contains(&c) && !matches!(c, 6..=8) {
                 Ok(c)
             } else {
                 Err(bad())
