@@ -103,6 +103,29 @@ fn main() {
                 "raw",
                 raw,
             );
+            let prep = rate(cores, dur, |i| {
+                let csr = &csrs[(i as usize) % CSRS];
+                if let Ok(parsed) = ca::csr::parse(csr) {
+                    if let Ok(plan) = ca::issue::plan(
+                        &ca,
+                        device,
+                        &parsed,
+                        &IssueOptions::default(),
+                        &urls,
+                        ca::x509::unix_now(),
+                    ) {
+                        if let Ok(tbs) = ca::x509::tbs_der(&plan, &ca.signer) {
+                            let _ = ca::issue::check_tbs(&tbs, &ca, Some(device));
+                        }
+                    }
+                }
+            });
+            report(
+                &format!("CA work without the HSM: CSR check, plan, TBS, lint ({cores} thr)"),
+                prep,
+                "raw",
+                raw,
+            );
             let before = hsm.count_certificates("devices").expect("count");
             let start = std::time::Instant::now();
             let issued = rate(threads, dur, |i| {

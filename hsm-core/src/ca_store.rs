@@ -428,7 +428,7 @@ impl Hsm {
         }
         let issued_to = s.actor();
         let mut made: Option<CertificateRecord> = None;
-        let mut record = |sig: &[u8]| -> Result<ApplyFn> {
+        let mut record = |sig: &[u8]| -> Result<crate::commit::Staged> {
             let cert = build(sig)?;
             let row = CertificateRecord {
                 serial: cert.serial,
@@ -444,12 +444,7 @@ impl Hsm {
                 revocation_reason: None,
             };
             made = Some(row.clone());
-            Ok(Box::new(move |c| {
-                diesel::insert_into(certificates::table)
-                    .values(&row)
-                    .execute(c)?;
-                Ok(())
-            }))
+            Ok(crate::commit::Staged::Certificate(Box::new(row)))
         };
         let (signed, _) =
             self.sign_inner(s, label, req, quotas, audit_detail, Some(&mut record))?;

@@ -14,9 +14,12 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use crate::audit::{self, AuditEvent, AuditKeys};
+use crate::ca_store::CertificateRecord;
 use crate::error::{HsmError, Result};
 use crate::merkle::leaf_hash;
-use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys, quota_counters};
+use crate::store::schema::{
+    audit_checkpoints, audit_head, audit_records, certificates, keys, quota_counters,
+};
 use crate::store::{AnyConnection, Store};
 
 /// Largest batch: bounds the latency a request can add to others in its batch.
@@ -89,8 +92,18 @@ pub(crate) struct EventDraft {
 pub(crate) struct Op {
     pub reserve: Option<Reservation>,
     pub apply: Option<ApplyFn>,
+    /// An issued certificate to store with this op's use. Rows are inserted together after
+    /// the batch's reservations (multi-row on PostgreSQL), with no savepoint each: on a busy CA
+    /// the per-row round trips, not the signatures, would otherwise bound issuance.
+    pub certificate: Option<CertificateRecord>,
     pub event: EventDraft,
     reply: SyncSender<Result<Committed>>,
+}
+
+/// What a signature turns into before its use commits (see `Hsm::sign_inner`).
+pub(crate) enum Staged {
+    Apply(ApplyFn),
+    Certificate(Box<CertificateRecord>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -121,10 +134,26 @@ impl Committer {
         apply: Option<ApplyFn>,
         event: EventDraft,
     ) -> Result<Committed> {
+        self.submit_staged(reserve, apply.map(Staged::Apply), event)
+    }
+
+    /// [`Committer::submit`] with a staged change: a closure, or a certificate row.
+    pub(crate) fn submit_staged(
+        &self,
+        reserve: Option<Reservation>,
+        staged: Option<Staged>,
+        event: EventDraft,
+    ) -> Result<Committed> {
+        let (apply, certificate) = match staged {
+            None => (None, None),
+            Some(Staged::Apply(a)) => (Some(a), None),
+            Some(Staged::Certificate(c)) => (None, Some(*c)),
+        };
         let (reply, wait) = mpsc::sync_channel(1);
         let op = Op {
             reserve,
             apply,
+            certificate,
             event,
             reply,
         };
@@ -182,6 +211,7 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
             let now = now_ms();
 
             let mut quotas: HashMap<(String, String), QuotaTouch> = HashMap::new();
+            let mut certificates_to_store: Vec<&CertificateRecord> = Vec::new();
             for op in batch.iter_mut() {
                 let mut outcome: Result<Option<i64>> = Ok(None);
                 if let Some(r) = &op.reserve {
@@ -200,8 +230,14 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                         outcome = c.transaction(|c| apply(c)).map(|_| None);
                     }
                 }
+                if outcome.is_ok() {
+                    if let Some(row) = &op.certificate {
+                        certificates_to_store.push(row);
+                    }
+                }
                 outcomes.push(outcome);
             }
+            insert_certificates(c, &certificates_to_store)?;
             for (key_id, t) in &touched {
                 if t.current != t.start {
                     let n = diesel::update(
@@ -314,6 +350,32 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
             }
         }
     }
+}
+
+/// Store the batch's issued certificates (a serial collision fails the whole batch, which
+/// then releases nothing; with 126 random bits per serial it does not happen).
+fn insert_certificates(c: &mut AnyConnection, rows: &[&CertificateRecord]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match c {
+        AnyConnection::Postgresql(pg) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let owned: Vec<CertificateRecord> = chunk.iter().map(|r| (*r).clone()).collect();
+                diesel::insert_into(certificates::table)
+                    .values(&owned)
+                    .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(_) => {
+            for r in rows {
+                diesel::insert_into(certificates::table)
+                    .values(*r)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_quotas(

@@ -126,7 +126,7 @@ pub struct IdentitySpec {
 }
 
 /// Turns a fresh signature into the change that must commit with its use.
-pub(crate) type RecordFn<'a> = dyn FnMut(&[u8]) -> Result<ApplyFn> + 'a;
+pub(crate) type RecordFn<'a> = dyn FnMut(&[u8]) -> Result<crate::commit::Staged> + 'a;
 
 /// A precomputed digest to sign or verify.
 #[derive(Debug, Clone)]
@@ -1681,7 +1681,7 @@ impl Hsm {
                     (Some(sig), Some(apply))
                 }
             };
-            match u.committer.submit(Some(reservation), apply, event) {
+            match u.committer.submit_staged(Some(reservation), apply, event) {
                 Ok(done) => {
                     let signature = match early {
                         Some(sig) => sig,
