@@ -188,6 +188,58 @@ impl signature::Signer<HsmSignature> for HsmSigner {
     }
 }
 
+/// The same HSM key for rcgen's builders (`rcgen::KeyPair::from_remote`): rcgen hands over
+/// the bytes to sign and gets the signature back; the key stays in hsm-core.
+pub struct HsmRemoteKey {
+    signer: HsmSigner,
+    raw_public_key: Vec<u8>,
+    alg: &'static rcgen::SignatureAlgorithm,
+}
+
+impl HsmRemoteKey {
+    pub fn new(signer: HsmSigner) -> Result<HsmRemoteKey, CaError> {
+        let alg = match signer.alg {
+            Algorithm::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Algorithm::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+            Algorithm::Ed25519 => {
+                return Err(CaError::BadRequest(
+                    "rcgen signs with CA keys only (ec-p256, ec-p384, rsa-*)".into(),
+                ))
+            }
+        };
+        let raw_public_key = signer.spki()?.subject_public_key.raw_bytes().to_vec();
+        Ok(HsmRemoteKey {
+            signer,
+            raw_public_key,
+            alg,
+        })
+    }
+
+    /// An rcgen key pair whose private half is this HSM key.
+    pub fn into_key_pair(self) -> Result<rcgen::KeyPair, CaError> {
+        rcgen::KeyPair::from_remote(Box::new(self))
+            .map_err(|e| CaError::Internal(format!("rcgen: {e}")))
+    }
+}
+
+impl rcgen::RemoteKeyPair for HsmRemoteKey {
+    fn public_key(&self) -> &[u8] {
+        &self.raw_public_key
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.signer.sign_tbs(msg).map_err(|e| {
+            log::warn!("rcgen signing through hsm-core failed: {e}");
+            rcgen::Error::RemoteKeyError
+        })
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.alg
+    }
+}
+
 /// Recover the typed error a builder wrapped in `signature::Error`.
 pub(crate) fn unwrap_builder_error(e: x509_cert::builder::Error) -> CaError {
     use std::error::Error as _;

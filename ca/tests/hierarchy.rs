@@ -300,3 +300,39 @@ fn a_revocation_edited_away_in_the_database_still_holds() {
         "conflict"
     );
 }
+
+#[test]
+fn rcgen_builds_certificates_signed_through_hsm_core() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (hsm, admin) = setup(dir);
+    for alg in [Algorithm::EcP256, Algorithm::EcP384, Algorithm::Rsa2048] {
+        let name = format!("rc{}", alg.as_str().replace('-', ""));
+        hsm.create_ca_key(&admin, &name, alg).unwrap();
+        let signer = ca::signer::HsmSigner::new(&hsm, &admin, &format!("ca.{name}")).unwrap();
+        let before = hsm.key_info(&admin, signer.label()).unwrap().usage_count;
+        let ca_key = ca::signer::HsmRemoteKey::new(signer.clone())
+            .unwrap()
+            .into_key_pair()
+            .unwrap();
+        let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("rcgen root {alg}"));
+        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let root_cert = root.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["device.example.com".to_string()]).unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &root_cert, &ca_key).unwrap();
+        std::fs::write(dir.join("rc-root.pem"), root_cert.pem()).unwrap();
+        std::fs::write(dir.join("rc-leaf.pem"), leaf_cert.pem()).unwrap();
+        let (ok, text) = openssl(dir, &["verify", "-CAfile", "rc-root.pem", "rc-leaf.pem"]);
+        assert!(ok && text.contains("rc-leaf.pem: OK"), "{alg}: {text}");
+        // Both signatures were counted uses of the HSM key.
+        let after = hsm.key_info(&admin, signer.label()).unwrap().usage_count;
+        assert_eq!(after - before, 2, "{alg}");
+    }
+}
