@@ -181,6 +181,22 @@ pub(crate) fn record_mac(u: &Unsealed, bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(hmac::sign(&key, bytes).as_ref().to_vec())
 }
 
+/// Move request `id` from status `from` to `to` inside a batch; false if it was not in `from`
+/// (someone else decided or used it first).
+pub(crate) fn move_status(c: &mut AnyConnection, id: &str, from: &str, to: &str) -> Result<bool> {
+    let n = diesel::update(
+        approvals::table
+            .filter(approvals::id.eq(id))
+            .filter(approvals::status.eq(from)),
+    )
+    .set((
+        approvals::status.eq(to),
+        approvals::decided_at.eq(Some(now_ms() / 1000)),
+    ))
+    .execute(c)?;
+    Ok(n == 1)
+}
+
 pub(crate) fn record_mac_ok(u: &Unsealed, bytes: &[u8], mac: &[u8]) -> Result<bool> {
     let want = record_mac(u, bytes)?;
     Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&want, mac).is_ok())
@@ -534,17 +550,7 @@ impl Hsm {
         }
         let id2 = id.to_string();
         let apply: ApplyFn = Box::new(move |c| {
-            let n = diesel::update(
-                approvals::table
-                    .filter(approvals::id.eq(&id2))
-                    .filter(approvals::status.eq("pending")),
-            )
-            .set((
-                approvals::status.eq("rejected"),
-                approvals::decided_at.eq(Some(now_ms() / 1000)),
-            ))
-            .execute(c)?;
-            if n == 1 {
+            if move_status(c, &id2, "pending", "rejected")? {
                 Ok(())
             } else {
                 Err(HsmError::Conflict(format!(

@@ -11,13 +11,13 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::algorithm::Algorithm;
-use crate::approvals::{record_mac, record_mac_ok, ApprovalAction};
+use crate::approvals::{move_status, record_mac, record_mac_ok, ApprovalAction};
 use crate::attributes::{KeyInfo, KeySpec, Operation};
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
 use crate::hsm::{user_event, Gated, Hsm, QuotaCharge, SignRequest, Signed};
-use crate::store::schema::{approvals, audit_records, cas, certificates, crls};
+use crate::store::schema::{audit_records, cas, certificates, crls};
 
 /// Names of CA keys start with this; no other key may take such a name.
 pub const CA_KEY_PREFIX: &str = "ca.";
@@ -241,17 +241,7 @@ impl Hsm {
     fn consume(grant: &CaGrant) -> Option<ApplyFn> {
         let id = grant.approval.clone()?;
         Some(Box::new(move |c| {
-            let n = diesel::update(
-                approvals::table
-                    .filter(approvals::id.eq(&id))
-                    .filter(approvals::status.eq("approved")),
-            )
-            .set((
-                approvals::status.eq("executed"),
-                approvals::decided_at.eq(Some(now_ms() / 1000)),
-            ))
-            .execute(c)?;
-            if n == 1 {
+            if move_status(c, &id, "approved", "executed")? {
                 Ok(())
             } else {
                 Err(HsmError::Conflict(format!(

@@ -84,18 +84,7 @@ pub fn ensure_material(files: &TlsFiles) -> Result<bool, TlsError> {
         source,
     })?;
     // Leftovers of a partial set are replaced as a whole so the three files always match.
-    for path in [&files.ca_cert, &files.server_cert, &files.server_key] {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(TlsError::Write {
-                    path: path.clone(),
-                    source,
-                })
-            }
-        }
-    }
+    remove_set(files)?;
 
     let now = time::OffsetDateTime::now_utc();
     let not_before = now - time::Duration::days(1);
@@ -200,6 +189,20 @@ pub fn issue_from_ca(
     for c in chain.iter().take(chain.len().saturating_sub(1)) {
         pem.push_str(&ca::x509::pem("CERTIFICATE", c).map_err(|e| TlsError::Issue(e.to_string()))?);
     }
+    remove_set(files)?;
+    write_new_private_file(&files.server_key, server_key.serialize_pem().as_bytes()).map_err(
+        |source| TlsError::Write {
+            path: files.server_key.clone(),
+            source,
+        },
+    )?;
+    write_public_file(&files.server_cert, pem.as_bytes())?;
+    write_public_file(&files.ca_cert, root_pem.as_bytes())?;
+    Ok(())
+}
+
+/// Remove the three files of a set, so a new set never mixes with leftovers of an old one.
+fn remove_set(files: &TlsFiles) -> Result<(), TlsError> {
     for path in [&files.ca_cert, &files.server_cert, &files.server_key] {
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -212,14 +215,6 @@ pub fn issue_from_ca(
             }
         }
     }
-    write_new_private_file(&files.server_key, server_key.serialize_pem().as_bytes()).map_err(
-        |source| TlsError::Write {
-            path: files.server_key.clone(),
-            source,
-        },
-    )?;
-    write_public_file(&files.server_cert, pem.as_bytes())?;
-    write_public_file(&files.ca_cert, root_pem.as_bytes())?;
     Ok(())
 }
 

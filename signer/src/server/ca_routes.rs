@@ -180,6 +180,19 @@ fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
     }
 }
 
+/// The request's reason code; a bad one is refused and audited as `action`.
+async fn audited_reason(
+    state: &AppState,
+    session: &Session,
+    reason: &Option<serde_json::Value>,
+    action: &str,
+) -> Result<i64, ApiError> {
+    match reason_of(reason) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(audited(state, session, action, e).await),
+    }
+}
+
 pub async fn revoke_ca(
     caller: Caller,
     state: web::Data<AppState>,
@@ -189,10 +202,7 @@ pub async fn revoke_ca(
     let Caller(session) = caller;
     let name = path.into_inner();
     let body = body.into_inner();
-    let reason = match reason_of(&body.reason) {
-        Ok(r) => r,
-        Err(e) => return Err(audited(&state, &session, "ca.revoke", e).await),
-    };
+    let reason = audited_reason(&state, &session, &body.reason, "ca.revoke").await?;
     let st = state.clone();
     let n = name.clone();
     let result = web::block(move || -> Result<_, ApiError> {
@@ -606,10 +616,7 @@ pub async fn revoke_certificate(
     let Caller(session) = caller;
     let serial = path.into_inner();
     let body = body.into_inner();
-    let reason = match reason_of(&body.reason) {
-        Ok(r) => r,
-        Err(e) => return Err(audited(&state, &session, "ca.revoke_certificate", e).await),
-    };
+    let reason = audited_reason(&state, &session, &body.reason, "ca.revoke_certificate").await?;
     if body.approval.is_some() {
         return Err(ApiError::bad_request(
             "bad_request",
