@@ -351,3 +351,106 @@ fn a_tampered_ca_row_is_refused() {
     assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(r.error_code(), "integrity_failure", "{}", r.body);
 }
+
+#[test]
+fn est_enrolls_a_line_by_its_tls_client_certificate() {
+    let server = Server::start();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(server.root())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for name in ["line", "stranger"] {
+        let (ok, _) = run(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        assert!(ok, "openssl req for {name}");
+    }
+    server.kagi_ok(&[
+        "identity",
+        "create",
+        "--name",
+        "line-3",
+        "--kind",
+        "line",
+        "--client-cert",
+        "line.pem",
+    ]);
+    std::fs::write(server.path("csr.b64"), B64.encode(device_csr("SN-TLS-1"))).unwrap();
+    let url = format!("{}/.well-known/est/simpleenroll", server.http_base());
+    let before = certs_total(&server, "devices");
+    let curl = |cert: &str| {
+        run(&[
+            "curl",
+            "-s",
+            "-o",
+            "out.b64",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "kagi-data/tls-ca.pem",
+            "--cert",
+            &format!("{cert}.pem"),
+            "--key",
+            &format!("{cert}.key"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            "@csr.b64",
+            &url,
+        ])
+    };
+    let (ok, code) = curl("line");
+    assert!(ok && code == "200", "{code}");
+    let p7 = B64
+        .decode(
+            std::fs::read_to_string(server.path("out.b64"))
+                .unwrap()
+                .split_whitespace()
+                .collect::<String>(),
+        )
+        .unwrap();
+    std::fs::write(server.path("out.p7"), p7).unwrap();
+    let (ok, certs) = run(&[
+        "openssl",
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        "out.p7",
+        "-print_certs",
+    ]);
+    assert!(ok && certs.contains("SN-TLS-1"), "{certs}");
+    assert_eq!(certs_total(&server, "devices"), before + 1);
+    let out = server.kagi_ok(&["ca", "certs", "devices", "--limit", "1"]);
+    assert!(
+        out.contains("line-3"),
+        "issued to the certificate's identity: {out}"
+    );
+
+    // A certificate no identity pins gets 401 and nothing.
+    let (_, code) = curl("stranger");
+    assert_eq!(code, "401");
+    assert_eq!(certs_total(&server, "devices"), before + 1);
+}
