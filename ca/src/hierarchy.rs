@@ -214,6 +214,7 @@ pub fn create_intermediate(
     crate::issue::check_tbs(&tbs, &parent_ca, None)?;
     let alg = signer.signature_algorithm_identifier_owned()?;
     let serial = hex::encode(&plan.serial);
+    let spki_sha256 = crate::issue::spki_hash(&spki)?;
     let mut cert_der = Vec::new();
     let mut build = |sig: &[u8]| -> hsm_core::Result<NewCertificate> {
         let der = x509::assemble(&tbs, &alg, sig).map_err(|e| HsmError::BadInput(e.to_string()))?;
@@ -226,6 +227,7 @@ pub fn create_intermediate(
             not_before: plan.not_before,
             not_after: plan.not_after,
             der,
+            spki_sha256,
         })
     };
     hsm.sign_and_store_certificate(

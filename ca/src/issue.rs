@@ -213,6 +213,15 @@ pub fn plan(
     })
 }
 
+/// SHA-256 of a SubjectPublicKeyInfo's DER: how a stored certificate names its key.
+pub fn spki_hash(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Result<[u8; 32]> {
+    let der = spki.to_der()?;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+    d.as_ref()
+        .try_into()
+        .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))
+}
+
 /// Pre-issuance lint: read back the TBSCertificate about to be signed and refuse anything RFC
 /// 5280 or the profile would not allow. A failure here is kagi's bug, caught before signing.
 pub fn check_tbs(tbs_der: &[u8], ca: &Authority, profile: Option<&Profile>) -> Result<()> {
@@ -357,6 +366,7 @@ pub fn issue_parsed(
         }
     }
     let req = signer.sign_request(&tbs)?;
+    let spki_sha256 = spki_hash(&plan.spki)?;
     let mut der_out = Vec::new();
     let mut build = |sig: &[u8]| -> hsm_core::Result<NewCertificate> {
         let der = x509::assemble(&tbs, &alg, sig)
@@ -370,6 +380,7 @@ pub fn issue_parsed(
             not_before: plan.not_before,
             not_after: plan.not_after,
             der,
+            spki_sha256,
         })
     };
     let (record, _) = signer.hsm().sign_and_store_certificate(

@@ -95,6 +95,8 @@ pub struct NewCertificate {
     pub not_before: i64,
     pub not_after: i64,
     pub der: Vec<u8>,
+    /// SHA-256 of the certified SubjectPublicKeyInfo (DER).
+    pub spki_sha256: [u8; 32],
 }
 
 /// A stored certificate.
@@ -113,6 +115,8 @@ pub struct CertificateRecord {
     pub issued_at: i64,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<i64>,
+    /// Hex SHA-256 of the certified SubjectPublicKeyInfo (DER).
+    pub spki_sha256: Option<String>,
 }
 
 /// One entry of a CRL.
@@ -432,6 +436,7 @@ impl Hsm {
                 issued_at: now_ms() / 1000,
                 revoked_at: None,
                 revocation_reason: None,
+                spki_sha256: Some(hex::encode(cert.spki_sha256)),
             };
             made = Some(row.clone());
             Ok(crate::commit::Staged::Certificate(Box::new(row)))
@@ -536,6 +541,34 @@ impl Hsm {
         Ok(q.order(certificates::issued_at.desc())
             .first(&mut c)
             .optional()?)
+    }
+
+    /// The newest unrevoked, unexpired certificate of `profile` for the key whose
+    /// SubjectPublicKeyInfo hashes to `spki_sha256`, from any CA.
+    pub fn certificate_for_key(
+        &self,
+        spki_sha256: &[u8; 32],
+        profile: &str,
+    ) -> Result<Option<CertificateRecord>> {
+        let mut c = self.inner.store.conn()?;
+        let now = now_ms() / 1000;
+        let rows: Vec<CertificateRecord> = certificates::table
+            .filter(certificates::spki_sha256.eq(hex::encode(spki_sha256)))
+            .filter(certificates::profile.eq(profile))
+            .filter(certificates::revoked_at.is_null())
+            .filter(certificates::not_after.gt(now))
+            .order(certificates::issued_at.desc())
+            .limit(8)
+            .load(&mut c)?;
+        for row in rows {
+            // A revocation the row no longer shows still counts (see `certificate`).
+            if let Some(r) = self.certificate(&row.serial)? {
+                if r.revoked_at.is_none() {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// How many certificates a CA has issued.

@@ -289,6 +289,30 @@ pub enum KeyCommand {
     },
     /// Import a private key, wrapped locally for the HSM (RSA-OAEP-SHA256 + AES-KWP).
     Import(KeyImportArgs),
+    /// Give a signing key a code-signing certificate from the signing CA (for CMS signatures).
+    Certify {
+        name: String,
+        /// RFC 4514 subject; default "CN=<name>,O=kagi".
+        #[arg(long)]
+        subject: Option<String>,
+        /// Validity in days (the code-signing profile allows up to 1095).
+        #[arg(long)]
+        days: Option<i64>,
+        /// Write the certificate (PEM) here instead of standard output.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// Also write the CA chain after the certificate.
+        #[arg(long)]
+        chain: bool,
+    },
+    /// Print a signing key's current certificate (PEM).
+    Cert {
+        name: String,
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        chain: bool,
+    },
     /// Wrap a private key (PKCS#8) to the partition's import key, to keep it outside and sign
     /// with 'kagi sign --wrapped-key'. Nothing is stored in the HSM.
     Wrap {

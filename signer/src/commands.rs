@@ -89,7 +89,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
         profile: cfg.est_profile.clone(),
     };
     let public_url = cfg.public_url.clone();
-    server::run(hsm, pki, est, tls_config, &listeners, move |addrs, public| {
+    let signing_ca = cfg.signing_ca.clone();
+    server::run(hsm, pki, est, signing_ca, tls_config, &listeners, move |addrs, public| {
         print_banner(&banner_data, &tls_files, &startup, sealed, addrs);
         if let Some(a) = public.first() {
             eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");
@@ -346,6 +347,23 @@ fn key(cmd: KeyCommand) -> Result<()> {
             write_or_print(out.as_deref(), pem.as_bytes())
         }
         KeyCommand::Import(args) => key_import(&client, &args),
+        KeyCommand::Certify {
+            name,
+            subject,
+            days,
+            out,
+            chain,
+        } => {
+            let resp: Value = client.post_json(
+                &format!("{}/certificate", key_path(&name)),
+                &json!({ "subject": subject, "validity_days": days }),
+            )?;
+            write_certificate(&resp, chain, out.as_deref())
+        }
+        KeyCommand::Cert { name, out, chain } => {
+            let resp: Value = client.get_json(&format!("{}/certificate", key_path(&name)))?;
+            write_certificate(&resp, chain, out.as_deref())
+        }
         KeyCommand::Wrap { pkcs8, out } => {
             let wrapped = wrap_to_import_key(&client, &pkcs8)?;
             std::fs::write(&out, wrapped)
@@ -762,6 +780,19 @@ fn partition(cmd: PartitionCommand) -> Result<()> {
 // ------------------------------------------------------------------ approvals shown
 
 /// If an answer says the change waits for approvals, say so and return true.
+/// The certificate (and with `chain`, the CAs above it) of an issuance answer, as PEM.
+fn write_certificate(resp: &Value, chain: bool, out: Option<&Path>) -> Result<()> {
+    let mut pem = resp
+        .get("certificate")
+        .and_then(Value::as_str)
+        .context("the server's answer has no certificate")?
+        .to_string();
+    if chain {
+        pem.push_str(resp.get("chain").and_then(Value::as_str).unwrap_or(""));
+    }
+    write_or_print(out, pem.as_bytes())
+}
+
 pub(crate) fn print_if_pending(resp: &Value) -> Result<bool> {
     if resp.get("status").and_then(Value::as_str) != Some("pending") {
         return Ok(false);

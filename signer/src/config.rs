@@ -12,6 +12,7 @@ pub const DEFAULT_MAX_FAILED_LOGINS: i64 = 5;
 pub const DEFAULT_PUBLIC_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_EST_CA: &str = "devices";
 pub const DEFAULT_EST_PROFILE: &str = "device";
+pub const DEFAULT_SIGNING_CA: &str = "code-signing";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -44,6 +45,8 @@ struct FileConfig {
     /// CA and profile EST enrollments use.
     est_ca: Option<String>,
     est_profile: Option<String>,
+    /// CA that certifies signing keys.
+    signing_ca: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,7 @@ pub struct ServeConfig {
     pub public_url: String,
     pub est_ca: String,
     pub est_profile: String,
+    pub signing_ca: String,
 }
 
 impl ServeConfig {
@@ -95,6 +99,7 @@ impl ServeConfig {
             est_profile: file
                 .est_profile
                 .unwrap_or_else(|| DEFAULT_EST_PROFILE.into()),
+            signing_ca: file.signing_ca.unwrap_or_else(|| DEFAULT_SIGNING_CA.into()),
         })
     }
 }

@@ -11,6 +11,9 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use x509_cert::name::Name;
 
+/// The profile of signing keys' certificates (CMS, timestamps of code signatures).
+pub const SIGNING_PROFILE: &str = "code-signing";
+
 /// The development instance's hierarchy: a root, and intermediates for devices, code signing
 /// and kagi's own services (its TLS certificate).
 pub const DEV_ROOT: &str = "root";
@@ -24,6 +27,12 @@ const CRL_REFRESH_SECS: i64 = 86_400;
 const RESPONDER_RENEW_SECS: i64 = 7 * 86_400;
 /// How long an OCSP answer is good for (nextUpdate).
 const OCSP_VALIDITY_SECS: i64 = 3_600;
+
+/// A signing key's certificate and the CA certificates above it, issuing CA first.
+pub struct KeyCertificate {
+    pub record: hsm_core::CertificateRecord,
+    pub chain: Vec<Vec<u8>>,
+}
 
 struct Responder {
     signer: HsmSigner,
@@ -284,6 +293,83 @@ impl Pki {
             ocsp::BuildError::Sign(e) => e,
             ocsp::BuildError::Response(e) => CaError::Internal(e.to_string()),
         })
+    }
+
+    /// Certify a signing key of the caller's partition (an ordinary key, in the HSM): profile
+    /// `code-signing`, from CA `ca_name`. kagi holds the key, so no CSR is needed.
+    pub fn certify_key(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        ca_name: &str,
+        label: &str,
+        subject: Option<&str>,
+        validity: Option<ca::Days>,
+    ) -> Result<Issued, CaError> {
+        if !session.roles.contains(&hsm_core::Role::Officer) {
+            return Err(CaError::Hsm(HsmError::Forbidden {
+                have: session
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                action: "certify keys",
+                need: "officer",
+            }));
+        }
+        if label.starts_with(hsm_core::CA_KEY_PREFIX) {
+            return Err(CaError::BadRequest(format!(
+                "'{label}' is a CA key: it has its CA certificate ('kagi ca show')"
+            )));
+        }
+        let info = hsm.key_info(session, label)?;
+        let spki = {
+            use der::Decode;
+            x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&info.public_key_der)?
+        };
+        let subject = subject
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("CN={label},O=kagi"));
+        let name = Name::from_str(&subject).map_err(|e| {
+            CaError::BadRequest(format!(
+                "subject '{subject}' is not an RFC 4514 name ({e}); write it like 'CN=release signing,O=Example'"
+            ))
+        })?;
+        let csr = ca::csr::Csr::for_own_key(name, spki)?;
+        let ca = self.authority(hsm, ca_name)?;
+        ca::issue::issue_parsed(
+            &ca,
+            session,
+            self.profiles.get(SIGNING_PROFILE)?,
+            &csr,
+            &IssueOptions { validity },
+            &self.urls,
+            &[],
+            serde_json::json!({"for": "signing key", "key": label}),
+        )
+    }
+
+    /// A signing key's current certificate and the chain above it (issuing CA first).
+    pub fn key_certificate(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        label: &str,
+    ) -> Result<Option<KeyCertificate>, CaError> {
+        let info = hsm.key_info(session, label)?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info.public_key_der);
+        let hash: [u8; 32] = digest
+            .as_ref()
+            .try_into()
+            .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))?;
+        match hsm.certificate_for_key(&hash, SIGNING_PROFILE)? {
+            None => Ok(None),
+            Some(record) => {
+                let chain = self.chain(hsm, &record.ca_name)?;
+                Ok(Some(KeyCertificate { record, chain }))
+            }
+        }
     }
 
     /// Forget cached CAs (after a revocation in this process).

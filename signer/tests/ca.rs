@@ -454,3 +454,67 @@ fn est_enrolls_a_line_by_its_tls_client_certificate() {
     assert_eq!(code, "401");
     assert_eq!(certs_total(&server, "devices"), before + 1);
 }
+
+#[test]
+fn a_signing_key_gets_a_code_signing_certificate() {
+    let server = Server::start();
+    server.kagi_ok(&["key", "create", "--name", "release", "--alg", "ec-p384"]);
+    let out = server.kagi(&["key", "cert", "release"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no_certificate"), "{}", stderr(&out));
+    server.kagi_ok(&[
+        "key",
+        "certify",
+        "release",
+        "--subject",
+        "CN=Release Signing,O=Acme",
+        "-o",
+        "release.pem",
+        "--chain",
+    ]);
+    server.kagi_ok(&["ca", "show", "root", "-o", "root.pem"]);
+    server.kagi_ok(&["key", "cert", "release", "-o", "again.pem"]);
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(server.root())
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run(&[
+        "openssl",
+        "verify",
+        "-CAfile",
+        "root.pem",
+        "-untrusted",
+        "release.pem",
+        "release.pem",
+    ]);
+    assert!(ok && text.contains("release.pem: OK"), "{text}");
+    let (_, eku) = run(&[
+        "openssl",
+        "x509",
+        "-in",
+        "again.pem",
+        "-noout",
+        "-ext",
+        "extendedKeyUsage",
+    ]);
+    assert!(eku.contains("Code Signing"), "{eku}");
+    // The certificate is for the key in the HSM.
+    server.kagi_ok(&["key", "public", "release", "-o", "release.pub"]);
+    let (_, from_cert) = run(&["openssl", "x509", "-in", "again.pem", "-noout", "-pubkey"]);
+    let key = std::fs::read_to_string(server.path("release.pub")).unwrap();
+    assert_eq!(from_cert.trim(), key.trim());
+    // CA keys and unknown keys are refused.
+    assert!(!server.kagi(&["key", "certify", "ca.root"]).status.success());
+    assert!(!server.kagi(&["key", "certify", "nope"]).status.success());
+}

@@ -152,6 +152,7 @@ diesel::table! {
         issued_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         revocation_reason -> Nullable<BigInt>,
+        spki_sha256 -> Nullable<Text>,
     }
 }
 

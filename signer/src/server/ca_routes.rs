@@ -634,3 +634,77 @@ pub async fn revoke_certificate(
     v["crl_number"] = json!(crl_number);
     Ok(HttpResponse::Ok().json(v))
 }
+
+// ------------------------------------------------------------------ signing keys' certificates
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertifyBody {
+    /// RFC 4514; default "CN=<key>,O=kagi".
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    validity_days: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/keys/{name}/certificate`: a code-signing certificate for a key of the caller's
+/// partition, from the signing CA.
+pub async fn certify_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CertifyBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let label = path.into_inner();
+    let body = body.into_inner();
+    let validity = match validity_of(&body.validity_days) {
+        Ok(v) => v,
+        Err(e) => return Err(audited(&state, &session, "key.certify", e).await),
+    };
+    let st = state.clone();
+    let (issued, chain) = web::block(move || -> Result<_, ApiError> {
+        let issued = st.pki.certify_key(
+            &st.hsm,
+            &session,
+            &st.signing_ca,
+            &label,
+            body.subject.as_deref(),
+            validity,
+        )?;
+        let chain = st.pki.chain(&st.hsm, &issued.record.ca_name)?;
+        Ok((issued, chain))
+    })
+    .await??;
+    Ok(HttpResponse::Created().json(issued_json(&state, &issued, &chain)))
+}
+
+/// `GET /api/v1/keys/{name}/certificate`: the key's current code-signing certificate.
+pub async fn key_certificate(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let label = path.into_inner();
+    let l2 = label.clone();
+    let st = state.clone();
+    let found = web::block(move || -> Result<_, ApiError> {
+        Ok(st.pki.key_certificate(&st.hsm, &session, &l2)?)
+    })
+    .await??;
+    match found {
+        Some(kc) => {
+            let issued = Issued {
+                der: kc.record.der.clone(),
+                record: kc.record,
+            };
+            Ok(HttpResponse::Ok().json(issued_json(&state, &issued, &kc.chain)))
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_certificate",
+            format!("key '{label}' has no current code-signing certificate: 'kagi key certify {label}' makes one"),
+        )),
+    }
+}

@@ -27,6 +27,8 @@ pub struct AppState {
     policy: policy_gate::PolicyCache,
     pub pki: Arc<Pki>,
     pub est: est::EstSettings,
+    /// The CA that certifies signing keys (`kagi key certify`).
+    pub signing_ca: String,
 }
 
 /// How often CRLs are checked and regenerated when due (they are also made on revocation).
@@ -46,6 +48,7 @@ pub fn run(
     hsm: Hsm,
     pki: Arc<Pki>,
     est: est::EstSettings,
+    signing_ca: String,
     tls: rustls::ServerConfig,
     listen: &Listeners,
     on_listening: impl FnOnce(&[SocketAddr], &[SocketAddr]),
@@ -55,6 +58,7 @@ pub fn run(
         policy: policy_gate::PolicyCache::default(),
         pki,
         est,
+        signing_ca,
     });
     spawn_crl_refresher(state.clone());
     let https = listen.https.clone();
@@ -151,6 +155,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(governance::destroy_key)),
             )
             .service(resource("/keys/{name}/public").route(web::get().to(routes::public_key)))
+            .service(
+                resource("/keys/{name}/certificate")
+                    .route(web::get().to(ca_routes::key_certificate))
+                    .route(web::post().to(ca_routes::certify_key)),
+            )
             .service(
                 resource("/keys/{name}/export-wrapped")
                     .route(web::post().to(routes::export_wrapped)),
