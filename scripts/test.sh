@@ -46,4 +46,7 @@ bash signer/tests/ca_acceptance.sh
 log "acceptance: EST enrollment with curl and openssl only"
 bash signer/tests/est_acceptance.sh
 
+log "acceptance: CMS signatures and RFC 3161 timestamps with openssl and certtool"
+bash signer/tests/signing_acceptance.sh
+
 log "all tests passed"

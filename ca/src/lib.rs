@@ -12,6 +12,7 @@
 )]
 
 pub mod authority;
+pub mod cms_sign;
 pub mod crl;
 pub mod csr;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod pkcs7;
 pub mod profile;
 pub mod serial;
 pub mod signer;
+pub mod tsa;
 pub mod x509;
 
 pub use authority::{service_session, Authority, PublicUrls};

@@ -75,7 +75,7 @@ pub fn signature_algorithm(
     Ok((digest, AlgorithmIdentifierOwned { oid, parameters }))
 }
 
-pub(crate) fn digest(alg: DigestAlg, data: &[u8]) -> Vec<u8> {
+pub fn digest(alg: DigestAlg, data: &[u8]) -> Vec<u8> {
     let d = match alg {
         DigestAlg::Sha256 => &aws_lc_rs::digest::SHA256,
         DigestAlg::Sha384 => &aws_lc_rs::digest::SHA384,

@@ -532,6 +532,7 @@ impl Hsm {
                 &audit_pkcs8,
             )
             .map_err(|_| HsmError::Crypto("audit key"))?,
+            tlog: tlog_key(&master)?,
         });
         let (admin_row, admin_token) = new_credential(
             DEFAULT_PARTITION,
@@ -689,6 +690,7 @@ impl Hsm {
             .map_err(|_| HsmError::KeyIntegrity {
                 label: "system/audit".into(),
             })?,
+            tlog: tlog_key(&master)?,
         });
         let committer = Committer::start(self.inner.store.clone(), audit_keys.clone())?;
         Ok(Arc::new(Unsealed {
@@ -2045,6 +2047,14 @@ fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The transparency log's signing key: Ed25519 (what C2SP signed notes use), derived from the
+/// master key, so it exists wherever the master key does and is never stored.
+fn tlog_key(master: &MasterKey) -> Result<aws_lc_rs::signature::Ed25519KeyPair> {
+    let seed = master.derive(seal::TLOG_KEY_INFO)?;
+    aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed[..])
+        .map_err(|_| HsmError::Crypto("transparency log key"))
 }
 
 pub(crate) fn user_event(

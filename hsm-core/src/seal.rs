@@ -102,6 +102,8 @@ pub(crate) fn partition_info(partition: &str) -> String {
 pub(crate) const CHECK_INFO: &str = "kagi/master-check/v1";
 pub(crate) const CHECK_PLAINTEXT: &[u8] = b"kagi master key check";
 pub(crate) const AUDIT_MAC_INFO: &str = "kagi/audit-mac/v1";
+/// Seed of the transparency log's Ed25519 key.
+pub(crate) const TLOG_KEY_INFO: &str = "kagi/tlog-key/v1";
 /// MACs over stored policy documents and approval requests.
 pub(crate) const RECORD_MAC_INFO: &str = "kagi/record-mac/v1";
 

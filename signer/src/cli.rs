@@ -404,9 +404,13 @@ pub struct SignArgs {
     /// Algorithm of the --wrapped-key.
     #[arg(long)]
     pub alg: Option<String>,
-    /// Signature format: raw (cms and sigstore arrive with code signing).
+    /// Signature format: raw (the bare signature) or cms (detached CMS SignedData, DER, with
+    /// the key's certificate chain: the key needs 'kagi key certify' first).
     #[arg(long, default_value = "raw")]
     pub format: String,
+    /// With --format cms: add an RFC 3161 timestamp of the signature from kagi's TSA.
+    #[arg(long)]
+    pub timestamp: bool,
     /// File to sign.
     pub file: PathBuf,
     /// Where to write the signature.

@@ -613,6 +613,9 @@ fn sign(args: &SignArgs) -> Result<()> {
     if let Some(p) = &args.padding {
         body["padding"] = json!(p);
     }
+    if args.timestamp {
+        body["timestamp"] = json!(true);
+    }
     let resp: SignResponse = client.post_json("/api/v1/sign", &body)?;
     let signature = base64::engine::general_purpose::STANDARD
         .decode(&resp.signature)

@@ -34,6 +34,17 @@ pub struct KeyCertificate {
     pub chain: Vec<Vec<u8>>,
 }
 
+/// The time-stamping authority: key `ca.<signing CA>.tsa`, profile `timestamping`.
+struct Tsa {
+    signer: HsmSigner,
+    cert_der: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    not_after: i64,
+}
+
+/// kagi's TSA policy.
+pub const TSA_POLICY: const_oid::ObjectIdentifier = ca::tsa::DEFAULT_POLICY;
+
 struct Responder {
     signer: HsmSigner,
     cert_der: Vec<u8>,
@@ -46,6 +57,7 @@ pub struct Pki {
     /// Loaded CAs by name, with the certificate they were loaded from.
     authorities: Mutex<HashMap<String, Arc<Authority>>>,
     responders: Mutex<HashMap<String, Arc<Responder>>>,
+    tsas: Mutex<HashMap<String, Arc<Tsa>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -59,6 +71,7 @@ impl Pki {
             urls: PublicUrls::new(public_url),
             authorities: Mutex::new(HashMap::new()),
             responders: Mutex::new(HashMap::new()),
+            tsas: Mutex::new(HashMap::new()),
         })
     }
 
@@ -166,43 +179,13 @@ impl Pki {
                 return Ok(r.clone());
             }
         }
-        let session = ca.signer.session().clone();
-        let key_name = format!("{}.ocsp", ca.name());
-        let label = format!("{}{key_name}", hsm_core::CA_KEY_PREFIX);
-        let alg = ca.signer.algorithm();
-        let officer = Session {
-            roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
-            ..session.clone()
-        };
-        match hsm.create_ca_key(&officer, &key_name, alg) {
-            Ok(_) | Err(HsmError::KeyExists(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let signer = HsmSigner::new(hsm, &session, &label)?;
-        let existing = hsm
-            .latest_certificate(ca.name(), "ocsp-signing", &session.actor(), None)?
-            .filter(|c| c.not_after - now > RESPONDER_RENEW_SECS)
-            .filter(|c| spki_of(&c.der).as_deref() == Some(signer.spki_der()));
-        let (cert_der, not_after) = match existing {
-            Some(c) => (c.der, c.not_after),
-            None => {
-                let subject =
-                    Name::from_str(&format!("CN=kagi OCSP responder for {},O=kagi", ca.name()))
-                        .map_err(|e| CaError::Internal(format!("responder subject: {e}")))?;
-                let csr = ca::csr::Csr::for_own_key(subject, signer.spki()?)?;
-                let issued = ca::issue::issue_parsed(
-                    ca,
-                    &session,
-                    self.profiles.get("ocsp-signing")?,
-                    &csr,
-                    &IssueOptions::default(),
-                    &self.urls,
-                    &[],
-                    serde_json::json!({"for": "OCSP responder"}),
-                )?;
-                (issued.der, issued.record.not_after)
-            }
-        };
+        let (signer, cert_der, not_after) = self.service_key_certificate(
+            hsm,
+            ca,
+            "ocsp",
+            "ocsp-signing",
+            &format!("CN=kagi OCSP responder for {},O=kagi", ca.name()),
+        )?;
         let r = Arc::new(Responder {
             signer,
             cert_der,
@@ -372,11 +355,233 @@ impl Pki {
         }
     }
 
+    /// The TSA of CA `ca_name`, made on first use and renewed before its certificate expires.
+    fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<Tsa>, CaError> {
+        let now = ca::x509::unix_now();
+        if let Some(t) = lock(&self.tsas).get(ca_name) {
+            if t.not_after - now > RESPONDER_RENEW_SECS {
+                return Ok(t.clone());
+            }
+        }
+        let ca = self.authority(hsm, ca_name)?;
+        let (signer, cert_der, not_after) = self.service_key_certificate(
+            hsm,
+            &ca,
+            "tsa",
+            "timestamping",
+            &format!("CN=kagi Time-Stamping Authority {ca_name},O=kagi"),
+        )?;
+        let t = Arc::new(Tsa {
+            signer,
+            cert_der,
+            chain: self.chain(hsm, ca_name)?,
+            not_after,
+        });
+        lock(&self.tsas).insert(ca_name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Answer an RFC 3161 request (DER) with a TimeStampResp: granted, or a rejection that says
+    /// why. The token is signed in hsm-core by CA `ca_name`'s TSA key (a counted, audited use).
+    pub fn timestamp(&self, hsm: &Hsm, ca_name: &str, request: &[u8]) -> Vec<u8> {
+        let req = match ca::tsa::parse_request(request) {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("bad time-stamp request: {e}");
+                return ca::tsa::rejection(e.fail_bit(), &e.to_string());
+            }
+        };
+        match self.timestamp_token(hsm, ca_name, &req) {
+            Ok(resp) => resp,
+            Err(e) => {
+                log::warn!("time-stamping failed: {e}");
+                ca::tsa::rejection(
+                    ca::tsa::fail::SYSTEM_FAILURE,
+                    "the time-stamping authority is unavailable; retry later",
+                )
+            }
+        }
+    }
+
+    fn timestamp_token(
+        &self,
+        hsm: &Hsm,
+        ca_name: &str,
+        req: &ca::tsa::ParsedRequest,
+    ) -> Result<Vec<u8>, CaError> {
+        let tsa = self.tsa(hsm, ca_name)?;
+        let signer = tsa.signer.clone().with_audit(serde_json::json!({
+            "purpose": "timestamp", "imprint": hex::encode(&req.hashed_message),
+        }));
+        let (digest, signature_algorithm) = ca::signer::signature_algorithm(signer.algorithm())?;
+        let serial = ca::serial::random_serial()
+            .map_err(|_| CaError::Internal("no randomness for a serial".into()))?;
+        let sign = |attrs: &[u8]| signer.sign_tbs(attrs);
+        ca::tsa::granted_response(
+            req,
+            &serial,
+            ca::x509::unix_now(),
+            TSA_POLICY,
+            &ca::cms_sign::CmsSigner {
+                cert_der: &tsa.cert_der,
+                chain: &tsa.chain,
+                digest,
+                signature_algorithm,
+                sign: &sign,
+            },
+        )
+    }
+
+    /// A key of kagi's own (`ca.<ca>.<suffix>`) with a certificate of `profile` from `ca`,
+    /// made on first use and reissued when it is near expiry.
+    fn service_key_certificate(
+        &self,
+        hsm: &Hsm,
+        ca: &Authority,
+        suffix: &str,
+        profile: &str,
+        subject: &str,
+    ) -> Result<(HsmSigner, Vec<u8>, i64), CaError> {
+        let now = ca::x509::unix_now();
+        let session = ca.signer.session().clone();
+        let key_name = format!("{}.{suffix}", ca.name());
+        let label = format!("{}{key_name}", hsm_core::CA_KEY_PREFIX);
+        let officer = Session {
+            roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
+            ..session.clone()
+        };
+        match hsm.create_ca_key(&officer, &key_name, ca.signer.algorithm()) {
+            Ok(_) | Err(HsmError::KeyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let signer = HsmSigner::new(hsm, &session, &label)?;
+        let existing = hsm
+            .latest_certificate(ca.name(), profile, &session.actor(), None)?
+            .filter(|c| c.not_after - now > RESPONDER_RENEW_SECS)
+            .filter(|c| spki_of(&c.der).as_deref() == Some(signer.spki_der()));
+        match existing {
+            Some(c) => Ok((signer, c.der, c.not_after)),
+            None => {
+                let subject = Name::from_str(subject)
+                    .map_err(|e| CaError::Internal(format!("service subject: {e}")))?;
+                let csr = ca::csr::Csr::for_own_key(subject, signer.spki()?)?;
+                let issued = ca::issue::issue_parsed(
+                    ca,
+                    &session,
+                    self.profiles.get(profile)?,
+                    &csr,
+                    &IssueOptions::default(),
+                    &self.urls,
+                    &[],
+                    serde_json::json!({"for": suffix}),
+                )?;
+                Ok((signer, issued.der, issued.record.not_after))
+            }
+        }
+    }
+
+    /// A detached CMS SignedData (RFC 5652) over a digest the client computed, signed by key
+    /// `label` in hsm-core (counted, quota-charged and audited like any signature), with the
+    /// key's certificate chain, and optionally an RFC 3161 timestamp of the signature.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cms_sign(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        label: &str,
+        req: &hsm_core::SignRequest,
+        quotas: &[QuotaCharge],
+        detail: serde_json::Value,
+        timestamp_ca: Option<&str>,
+    ) -> Result<(Vec<u8>, hsm_core::Signed), CaError> {
+        let kc = self.key_certificate(hsm, session, label)?.ok_or_else(|| {
+            CaError::Conflict(format!(
+                "key '{label}' has no code-signing certificate, which a CMS signature carries: run 'kagi key certify {label}' first"
+            ))
+        })?;
+        let digest = req.digest_alg.unwrap_or(hsm_core::DigestAlg::Sha256);
+        let signature_algorithm = cms_signature_algorithm(&kc.record.der, digest)?;
+        let signed: std::cell::RefCell<Option<hsm_core::Signed>> = std::cell::RefCell::new(None);
+        let sign = |attrs: &[u8]| -> Result<Vec<u8>, CaError> {
+            let d = ca::signer::digest(digest, attrs);
+            let s = hsm.sign_charged(
+                session,
+                label,
+                &hsm_core::SignRequest {
+                    digest_alg: Some(digest),
+                    digest: d,
+                    padding: hsm_core::RsaPadding::Pkcs1v15,
+                },
+                quotas,
+                detail.clone(),
+            )?;
+            let sig = s.signature.clone();
+            *signed.borrow_mut() = Some(s);
+            Ok(sig)
+        };
+        let mut cms = ca::cms_sign::detached_signed_data(
+            &req.digest,
+            ca::x509::unix_now(),
+            &ca::cms_sign::CmsSigner {
+                cert_der: &kc.record.der,
+                chain: &kc.chain,
+                digest,
+                signature_algorithm,
+                sign: &sign,
+            },
+        )?;
+        if let Some(tsa_ca) = timestamp_ca {
+            let value = ca::cms_sign::signature_value(&cms)?;
+            let imprint = ca::signer::digest(hsm_core::DigestAlg::Sha256, &value);
+            let treq = ca::tsa::ParsedRequest::for_imprint(hsm_core::DigestAlg::Sha256, imprint)?;
+            let token = ca::tsa::token_of(&self.timestamp_token(hsm, tsa_ca, &treq)?)?;
+            cms = ca::cms_sign::add_timestamp_token(&cms, &token)?;
+        }
+        let signed = signed
+            .into_inner()
+            .ok_or_else(|| CaError::Internal("the CMS signer was not called".into()))?;
+        Ok((cms, signed))
+    }
+
     /// Forget cached CAs (after a revocation in this process).
     pub fn forget(&self, name: &str) {
         lock(&self.authorities).remove(name);
         lock(&self.responders).remove(name);
     }
+}
+
+/// The SignerInfo's signatureAlgorithm for a certificate's key and the digest in use
+/// (ecdsa-with-SHA*, sha*WithRSAEncryption).
+fn cms_signature_algorithm(
+    cert_der: &[u8],
+    digest: hsm_core::DigestAlg,
+) -> Result<spki::AlgorithmIdentifierOwned, CaError> {
+    use const_oid::ObjectIdentifier as Oid;
+    use der::Decode;
+    let cert = x509_cert::certificate::Certificate::from_der(cert_der)?;
+    let key_oid = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .algorithm
+        .oid;
+    let ec = key_oid == Oid::new_unwrap("1.2.840.10045.2.1");
+    let (oid, null) = match (ec, digest) {
+        (true, hsm_core::DigestAlg::Sha256) => ("1.2.840.10045.4.3.2", false),
+        (true, hsm_core::DigestAlg::Sha384) => ("1.2.840.10045.4.3.3", false),
+        (true, hsm_core::DigestAlg::Sha512) => ("1.2.840.10045.4.3.4", false),
+        (false, hsm_core::DigestAlg::Sha256) => ("1.2.840.113549.1.1.11", true),
+        (false, hsm_core::DigestAlg::Sha384) => ("1.2.840.113549.1.1.12", true),
+        (false, hsm_core::DigestAlg::Sha512) => ("1.2.840.113549.1.1.13", true),
+    };
+    let parameters = if null {
+        Some(der::Any::encode_from(&der::asn1::Null)?)
+    } else {
+        None
+    };
+    Ok(spki::AlgorithmIdentifierOwned {
+        oid: Oid::new_unwrap(oid),
+        parameters,
+    })
 }
 
 fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {

@@ -90,11 +90,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `POST /tsa` (RFC 3161 over HTTP, `application/timestamp-query`): the signing CA's
+/// time-stamping authority.
+pub async fn tsa(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
+    let body = super::errors::read_body(payload, OCSP_BODY_LIMIT).await?;
+    let st = state.clone();
+    let der = web::block(move || st.pki.timestamp(&st.hsm, &st.signing_ca, &body)).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/timestamp-reply")
+        .body(der))
+}
+
 /// The routes both listeners serve.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/crl/{file}").route(web::get().to(crl)))
         .service(super::resource("/ca/{file}").route(web::get().to(ca_cert)))
         .service(super::resource("/ocsp").route(web::post().to(ocsp_post)))
+        .service(super::resource("/tsa").route(web::post().to(tsa)))
         .service(super::resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
 }
 

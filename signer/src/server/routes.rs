@@ -295,6 +295,9 @@ pub struct SignBody {
     padding: Option<String>,
     #[serde(default)]
     format: Option<String>,
+    /// cms only: add an RFC 3161 timestamp of the signature (an unsigned attribute).
+    #[serde(default)]
+    timestamp: bool,
 }
 
 #[derive(Serialize)]
@@ -312,12 +315,25 @@ struct SignResponse {
 
 fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
     match body.format.as_deref().unwrap_or("raw") {
-        "raw" => {}
+        "raw" if !body.timestamp => {}
+        "raw" => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "'timestamp' goes with format \"cms\" (a raw signature has nowhere to carry it)",
+            ))
+        }
+        "cms" if body.wrapped_key.is_none() => {}
+        "cms" => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "format \"cms\" needs a key in the HSM with a certificate ('kagi key certify'), not a wrapped key",
+            ))
+        }
         other => {
             return Err(ApiError::bad_request(
                 "unsupported_format",
                 format!(
-                    "signature format '{}' is not supported yet: use \"raw\"",
+                    "signature format '{}' is not supported yet: use \"raw\" or \"cms\"",
                     other.chars().take(32).collect::<String>()
                 ),
             ))
@@ -420,6 +436,31 @@ pub async fn sign(
         None => json!({"format": format, "policy": "none (roles only)"}),
     };
     let quotas = verdict.map(|v| v.quotas).unwrap_or_default();
+    if format == "cms" {
+        let st = state.clone();
+        let timestamp = body.timestamp.then(|| st.signing_ca.clone());
+        let label = resource.clone();
+        let (cms, signed) = web::block(move || -> Result<_, ApiError> {
+            Ok(st.pki.cms_sign(
+                &st.hsm,
+                &session,
+                &label,
+                &req,
+                &quotas,
+                detail,
+                timestamp.as_deref(),
+            )?)
+        })
+        .await??;
+        return Ok(HttpResponse::Ok().json(SignResponse {
+            signature: base64::engine::general_purpose::STANDARD.encode(&cms),
+            key: resource,
+            algorithm: signed.algorithm,
+            digest_alg: signed.digest_alg,
+            usage_count: signed.usage_count,
+            usage_limit: signed.usage_limit,
+        }));
+    }
     let signed = match &body.wrapped_key {
         None => {
             blocking(&state.hsm, move |h| {

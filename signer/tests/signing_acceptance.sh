@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Code-signing acceptance (issue 5, items 1 and 2), with tools nobody here wrote:
+#   1. `kagi sign --format cms` makes a detached CMS signature that
+#      `openssl cms -verify -binary -inform DER -in app.p7s -content app.bin -CAfile root.pem
+#      -purpose any` accepts, and rejects once a byte of app.bin changes; `certtool
+#      --verify-purpose 1.3.6.1.5.5.7.3.3` accepts the signing certificate's chain;
+#      with --timestamp the signature carries an RFC 3161 token, and openssl still verifies it;
+#   2. a timestamp token from /tsa, requested with `openssl ts -query -data app.bin -sha256 -cert`
+#      and posted with curl, passes `openssl ts -verify -data app.bin -in resp.tsr -CAfile
+#      root.pem` (and fails for other data).
+# Needs ports 8443 and 8080 free, openssl, curl and certtool (bash scripts/install-test-tools.sh);
+# the binary must be built (cargo build --release -p signer). KEEP=1 keeps the work folder.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+KAGI="$TARGET/release/kagi"
+HTTPS=https://127.0.0.1:8443
+WORK="$(mktemp -d)"
+SERVER_PID=""
+
+cleanup() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; else echo "kept $WORK"; fi
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAILED: $*" >&2
+  [[ -f "$WORK/serve.log" ]] && { echo "--- last lines of serve.log:" >&2; tail -n 20 "$WORK/serve.log" >&2; }
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+for tool in openssl curl certtool; do
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (bash scripts/install-test-tools.sh)"
+done
+[[ -x "$KAGI" ]] || fail "$KAGI is not built (cargo build --release -p signer)"
+if curl -s -o /dev/null --max-time 2 -k "$HTTPS/healthz" || curl -s -o /dev/null --max-time 2 http://127.0.0.1:8080/healthz; then
+  fail "something already listens on 127.0.0.1:8443 or 127.0.0.1:8080"
+fi
+
+cd "$WORK"
+"$KAGI" serve >serve.log 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 120); do
+  kill -0 "$SERVER_PID" 2>/dev/null || fail "kagi serve exited"
+  if [[ -f kagi-data/tls-ca.pem && -f kagi-data/admin.token ]] &&
+     curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null; then
+    break
+  fi
+  sleep 0.5
+done
+curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null || fail "the service never became healthy"
+unset KAGI_URL KAGI_CA KAGI_TOKEN
+ok "kagi serve is up in $WORK"
+
+"$KAGI" ca show root -o root.pem >/dev/null || fail "kagi ca show root"
+head -c 1000000 /dev/urandom > app.bin
+
+# ---------------------------------------------------------------------------------------------
+# 1. CMS
+for alg in ec-p256 ec-p384 rsa-2048; do
+  key="release-$alg"
+  "$KAGI" key create --name "$key" --alg "$alg" >/dev/null || fail "$alg: key create"
+  "$KAGI" key certify "$key" --subject "CN=Release $alg,O=Acme" -o "$key.pem" --chain >/dev/null ||
+    fail "$alg: key certify"
+  "$KAGI" sign --key "$key" --format cms app.bin -o app.p7s >/dev/null || fail "$alg: sign --format cms"
+  out="$(openssl cms -verify -binary -inform DER -in app.p7s -content app.bin -CAfile root.pem -purpose any -out /dev/null 2>&1)" ||
+    fail "$alg: openssl cms -verify refused the signature: $out"
+  grep -q "Verification successful" <<<"$out" || fail "$alg: openssl cms -verify said: $out"
+  cp app.bin changed.bin
+  printf '\x01' | dd of=changed.bin bs=1 seek=4242 conv=notrunc status=none
+  cmp -s app.bin changed.bin && printf '\x02' | dd of=changed.bin bs=1 seek=4242 conv=notrunc status=none
+  if openssl cms -verify -binary -inform DER -in app.p7s -content changed.bin -CAfile root.pem -purpose any -out /dev/null 2>/dev/null; then
+    fail "$alg: openssl cms -verify accepted a changed file"
+  fi
+  # certtool: leaf, intermediate, root in that order; the purpose is code signing.
+  cat "$key.pem" > chain.pem
+  out="$(certtool --verify --verify-purpose 1.3.6.1.5.5.7.3.3 --load-ca-certificate root.pem --infile chain.pem 2>&1)" ||
+    fail "$alg: certtool --verify-purpose codeSigning: $out"
+  grep -q "Chain verification output: Verified" <<<"$out" || fail "$alg: certtool said: $out"
+  ok "$alg: CMS signature verifies with openssl cms, fails for a changed file; certtool accepts the chain for codeSigning"
+done
+
+"$KAGI" sign --key release-ec-p256 --format cms --timestamp app.bin -o app-ts.p7s >/dev/null ||
+  fail "sign --format cms --timestamp"
+openssl cms -verify -binary -inform DER -in app-ts.p7s -content app.bin -CAfile root.pem -purpose any -out /dev/null 2>/dev/null ||
+  fail "openssl cms -verify refused the timestamped signature"
+openssl cms -cmsout -print -inform DER -in app-ts.p7s | grep -q "id-smime-aa-timeStampToken" ||
+  fail "the timestamped signature carries no id-smime-aa-timeStampToken attribute"
+ok "CMS signature with an RFC 3161 timestamp token (unsigned attribute) verifies"
+
+# ---------------------------------------------------------------------------------------------
+# 2. RFC 3161 with openssl ts and curl
+openssl ts -query -data app.bin -sha256 -cert -out req.tsq 2>/dev/null || fail "openssl ts -query"
+code="$(curl -s -o resp.tsr -w '%{http_code}' --cacert kagi-data/tls-ca.pem \
+  -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq "$HTTPS/tsa")"
+[[ "$code" == 200 ]] || fail "POST /tsa answered $code"
+out="$(openssl ts -verify -data app.bin -in resp.tsr -CAfile root.pem 2>&1)" || fail "openssl ts -verify: $out"
+grep -q "Verification: OK" <<<"$out" || fail "openssl ts -verify said: $out"
+if openssl ts -verify -data changed.bin -in resp.tsr -CAfile root.pem >/dev/null 2>&1; then
+  fail "openssl ts -verify accepted the token for other data"
+fi
+# The same over the plain-HTTP listener, and without a nonce.
+openssl ts -query -data app.bin -sha256 -cert -no_nonce -out req2.tsq 2>/dev/null
+curl -sf -o resp2.tsr -H 'Content-Type: application/timestamp-query' --data-binary @req2.tsq http://127.0.0.1:8080/tsa ||
+  fail "POST http://127.0.0.1:8080/tsa"
+openssl ts -verify -data app.bin -in resp2.tsr -CAfile root.pem 2>&1 | grep -q "Verification: OK" ||
+  fail "openssl ts -verify (no nonce, plain HTTP)"
+ok "openssl ts: a token from /tsa verifies for app.bin and not for other data (with and without nonce)"
+
+"$KAGI" audit verify >/dev/null || fail "kagi audit verify"
+echo "SIGNING ACCEPTANCE PASSED"
