@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external tools the CA interop tests check certificates with, idempotently and quietly:
 #   - certtool (GnuTLS, Debian package gnutls-bin), only if it is not on PATH;
+#   - /usr/bin/time (Debian package time), for the client memory measurement;
 #   - pkilint, in its own virtualenv at $HOME/.cache/kagi-test-tools/venv (tests run
 #     $HOME/.cache/kagi-test-tools/venv/bin/lint_pkix_cert and .../lint_crl).
 # Prints nothing when everything is already there, one "==> installing X" line per install,
@@ -20,6 +21,18 @@ if ! command -v certtool >/dev/null 2>&1; then
     fi
     rm -f "$apt_log"
     command -v certtool >/dev/null 2>&1 || die "gnutls-bin installed but certtool is not on PATH"
+fi
+
+# /usr/bin/time -v measures the client's memory while it signs a 1 GiB file.
+if [ ! -x /usr/bin/time ]; then
+    log "installing time (/usr/bin/time)"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install time (/usr/bin/time) with apt-get"
+    fi
+    rm -f "$apt_log"
 fi
 
 venv="$HOME/.cache/kagi-test-tools/venv"

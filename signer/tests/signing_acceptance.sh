@@ -113,5 +113,18 @@ openssl ts -verify -data app.bin -in resp2.tsr -CAfile root.pem 2>&1 | grep -q "
   fail "openssl ts -verify (no nonce, plain HTTP)"
 ok "openssl ts: a token from /tsa verifies for app.bin and not for other data (with and without nonce)"
 
+# ---------------------------------------------------------------------------------------------
+# 5. A 1 GiB file: the client hashes it streaming, in constant memory (measured, not assumed).
+[[ -x /usr/bin/time ]] || fail "/usr/bin/time is not installed (bash scripts/install-test-tools.sh)"
+truncate -s 1G big.bin
+/usr/bin/time -v "$KAGI" sign --key release-ec-p256 --format cms big.bin -o big.p7s >/dev/null 2>time.txt ||
+  fail "signing the 1 GiB file: $(tail -n 5 time.txt)"
+rss_kb="$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' time.txt)"
+[[ -n "$rss_kb" ]] || fail "no maximum resident set size in /usr/bin/time's output"
+(( rss_kb < 65536 )) || fail "signing a 1 GiB file took ${rss_kb} KiB of memory (limit 64 MiB)"
+openssl cms -verify -binary -inform DER -in big.p7s -content big.bin -CAfile root.pem -purpose any -out /dev/null 2>/dev/null ||
+  fail "openssl cms -verify refused the 1 GiB file's signature"
+ok "signing a 1 GiB file: the client's maximum resident set was ${rss_kb} KiB (under 64 MiB)"
+
 "$KAGI" audit verify >/dev/null || fail "kagi audit verify"
 echo "SIGNING ACCEPTANCE PASSED"
