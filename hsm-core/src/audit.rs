@@ -98,7 +98,6 @@ pub(crate) struct AuditKeys {
     pub mac: hmac::Key,
     pub signer: EcdsaKeyPair,
     /// Signs the transparency log's checkpoints (see `tlog`).
-    #[allow(dead_code)] // read once the log is wired into the commit thread
     pub tlog: aws_lc_rs::signature::Ed25519KeyPair,
 }
 

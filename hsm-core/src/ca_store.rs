@@ -550,16 +550,20 @@ impl Hsm {
         spki_sha256: &[u8; 32],
         profile: &str,
     ) -> Result<Option<CertificateRecord>> {
-        let mut c = self.inner.store.conn()?;
         let now = now_ms() / 1000;
-        let rows: Vec<CertificateRecord> = certificates::table
-            .filter(certificates::spki_sha256.eq(hex::encode(spki_sha256)))
-            .filter(certificates::profile.eq(profile))
-            .filter(certificates::revoked_at.is_null())
-            .filter(certificates::not_after.gt(now))
-            .order(certificates::issued_at.desc())
-            .limit(8)
-            .load(&mut c)?;
+        // The connection goes back to the pool before `certificate` takes one: holding two per
+        // request deadlocks a busy pool.
+        let rows: Vec<CertificateRecord> = {
+            let mut c = self.inner.store.conn()?;
+            certificates::table
+                .filter(certificates::spki_sha256.eq(hex::encode(spki_sha256)))
+                .filter(certificates::profile.eq(profile))
+                .filter(certificates::revoked_at.is_null())
+                .filter(certificates::not_after.gt(now))
+                .order(certificates::issued_at.desc())
+                .limit(8)
+                .load(&mut c)?
+        };
         for row in rows {
             // A revocation the row no longer shows still counts (see `certificate`).
             if let Some(r) = self.certificate(&row.serial)? {

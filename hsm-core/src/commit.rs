@@ -96,6 +96,8 @@ pub(crate) struct Op {
     /// the batch's reservations (multi-row on PostgreSQL), with no savepoint each: on a busy CA
     /// the per-row round trips, not the signatures, would otherwise bound issuance.
     pub certificate: Option<CertificateRecord>,
+    /// The transparency-log entry of a signature: appended in this batch, with this op's use.
+    pub tlog: Option<Vec<u8>>,
     pub event: EventDraft,
     reply: SyncSender<Result<Committed>>,
 }
@@ -110,6 +112,8 @@ pub(crate) enum Staged {
 pub(crate) struct Committed {
     pub seq: i64,
     pub use_hi: Option<i64>,
+    /// Index of this op's transparency-log entry.
+    pub tlog_index: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -134,7 +138,7 @@ impl Committer {
         apply: Option<ApplyFn>,
         event: EventDraft,
     ) -> Result<Committed> {
-        self.submit_staged(reserve, apply.map(Staged::Apply), event)
+        self.submit_staged(reserve, apply.map(Staged::Apply), None, event)
     }
 
     /// [`Committer::submit`] with a staged change: a closure, or a certificate row.
@@ -142,6 +146,7 @@ impl Committer {
         &self,
         reserve: Option<Reservation>,
         staged: Option<Staged>,
+        tlog: Option<Vec<u8>>,
         event: EventDraft,
     ) -> Result<Committed> {
         let (apply, certificate) = match staged {
@@ -154,6 +159,7 @@ impl Committer {
             reserve,
             apply,
             certificate,
+            tlog,
             event,
             reply,
         };
@@ -196,6 +202,9 @@ struct KeyTouch {
 fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
     let mut outcomes: Vec<Result<Option<i64>>> = Vec::with_capacity(batch.len());
     let mut seqs: Vec<i64> = Vec::with_capacity(batch.len());
+    // Per op: its position among the batch's log entries; and the batch's first log index.
+    let mut tlog_at: Vec<Option<usize>> = Vec::with_capacity(batch.len());
+    let mut tlog_first: Option<i64> = None;
     let result = store.conn().and_then(|mut conn| {
         conn.transaction::<_, HsmError, _>(|c| {
             outcomes.clear();
@@ -212,6 +221,8 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
 
             let mut quotas: HashMap<(String, String), QuotaTouch> = HashMap::new();
             let mut certificates_to_store: Vec<&CertificateRecord> = Vec::new();
+            let mut tlog_bodies: Vec<Vec<u8>> = Vec::new();
+            tlog_at.clear();
             for op in batch.iter_mut() {
                 let mut outcome: Result<Option<i64>> = Ok(None);
                 if let Some(r) = &op.reserve {
@@ -235,9 +246,25 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                         certificates_to_store.push(row);
                     }
                 }
+                tlog_at.push(match (&outcome, &op.tlog) {
+                    (Ok(_), Some(body)) => {
+                        tlog_bodies.push(body.clone());
+                        Some(tlog_bodies.len() - 1)
+                    }
+                    _ => None,
+                });
                 outcomes.push(outcome);
             }
             insert_certificates(c, &certificates_to_store)?;
+            // The public log after the audit head (lock order), one signed note per batch.
+            tlog_first = None;
+            if !tlog_bodies.is_empty() {
+                let (first, size, root) = crate::tlog::append(c, &tlog_bodies, now)?;
+                let body = crate::tlog::checkpoint_body(crate::tlog::ORIGIN, size as u64, &root);
+                let note = crate::tlog::sign_note(&body, crate::tlog::ORIGIN, &keys.tlog)?;
+                crate::tlog::store_checkpoint(c, size, now, &note)?;
+                tlog_first = Some(first);
+            }
             for (key_id, t) in &touched {
                 if t.current != t.start {
                     let n = diesel::update(
@@ -334,10 +361,14 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                     hw.fetch_max(q.current, Ordering::SeqCst);
                 }
             }
-            for ((op, outcome), seq) in batch.into_iter().zip(outcomes).zip(seqs) {
-                let _ = op
-                    .reply
-                    .send(outcome.map(|use_hi| Committed { seq, use_hi }));
+            for (((op, outcome), seq), at) in batch.into_iter().zip(outcomes).zip(seqs).zip(tlog_at)
+            {
+                let tlog_index = at.and_then(|i| tlog_first.map(|f| f + i as i64));
+                let _ = op.reply.send(outcome.map(|use_hi| Committed {
+                    seq,
+                    use_hi,
+                    tlog_index,
+                }));
             }
         }
         Err(e) => {

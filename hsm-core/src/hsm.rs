@@ -148,6 +148,8 @@ pub struct Signed {
     pub digest_alg: DigestAlg,
     /// Sequence number of the audit record of this use.
     pub audit_seq: i64,
+    /// Index of this signature's entry in the public transparency log.
+    pub tlog_index: Option<i64>,
 }
 
 struct CachedKey {
@@ -1683,7 +1685,11 @@ impl Hsm {
                     (Some(sig), Some(apply))
                 }
             };
-            match u.committer.submit_staged(Some(reservation), apply, event) {
+            let tlog = tlog_entry(s, a, digest_alg, &req.digest, &audit_detail);
+            match u
+                .committer
+                .submit_staged(Some(reservation), apply, Some(tlog), event)
+            {
                 Ok(done) => {
                     let signature = match early {
                         Some(sig) => sig,
@@ -1697,6 +1703,7 @@ impl Hsm {
                             usage_limit: a.usage_limit,
                             digest_alg,
                             audit_seq: done.seq,
+                            tlog_index: done.tlog_index,
                         },
                         done.seq,
                     ));
@@ -1847,9 +1854,15 @@ impl Hsm {
         drop(pkcs8);
         let spki = key.public_key_der()?;
         let fingerprint = hex::encode(digest(&SHA256, &spki).as_ref());
-        let done = u.committer.submit(
+        let entry = serde_json::json!({
+            "kind": "kagi.signature/v1", "time": now_ms() / 1000, "partition": s.partition,
+            "key": "(wrapped)", "algorithm": algorithm.as_str(), "public_key_sha256": fingerprint,
+            "digest_alg": digest_alg.as_str(), "digest": hex::encode(&req.digest), "identity": s.actor(),
+        });
+        let done = u.committer.submit_staged(
             None,
             None,
+            Some(entry.to_string().into_bytes()),
             user_event(
                 s,
                 "key.use_wrapped",
@@ -1865,6 +1878,7 @@ impl Hsm {
             usage_limit: None,
             digest_alg,
             audit_seq: done.seq,
+            tlog_index: done.tlog_index,
         })
     }
 
@@ -2047,6 +2061,33 @@ fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A signature's public log entry: which key (by id, label and public-key hash) signed which
+/// digest, for whom, when. Canonical JSON (sorted keys), so the leaf hash is reproducible.
+fn tlog_entry(
+    s: &Session,
+    a: &KeyAttributes,
+    digest_alg: DigestAlg,
+    digest: &[u8],
+    detail: &serde_json::Value,
+) -> Vec<u8> {
+    let spki = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &a.public_key);
+    let body = serde_json::json!({
+        "kind": "kagi.signature/v1",
+        "time": now_ms() / 1000,
+        "partition": a.partition,
+        "key": a.label,
+        "key_id": a.id,
+        "algorithm": a.algorithm.as_str(),
+        "public_key_sha256": hex::encode(spki.as_ref()),
+        "digest_alg": digest_alg.as_str(),
+        "digest": hex::encode(digest),
+        "identity": s.actor(),
+        "purpose": detail.get("purpose").cloned().unwrap_or(serde_json::Value::Null),
+        "format": detail.get("format").cloned().unwrap_or(serde_json::Value::Null),
+    });
+    body.to_string().into_bytes()
 }
 
 /// The transparency log's signing key: Ed25519 (what C2SP signed notes use), derived from the

@@ -22,6 +22,8 @@ pub mod policy_store;
 mod seal;
 pub mod shares;
 pub mod store;
+pub mod tlog;
+mod transparency;
 mod wrap;
 
 pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
@@ -39,4 +41,5 @@ pub use hsm::{
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;
+pub use transparency::{TlogCheckpoint, TlogEntry};
 pub use wrap::{wrap_for_import, WRAP_MECHANISM};

@@ -50,6 +50,36 @@ pub enum Command {
     /// The certificate authority: CAs, issuance, revocation.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The public transparency log of every signature: checkpoints, proofs, verification.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Fetch the newest signed checkpoint, check its signature, and save it.
+    Checkpoint {
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// The log's verifier key to pin (default: ask the service, trust on first use).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Check the log: the newest checkpoint's signature; with an older saved checkpoint, that
+    /// the log only grew since (RFC 9162 consistency proof); and, with an auditor token, the
+    /// service's full recomputation of every entry.
+    Verify {
+        /// A checkpoint saved earlier with 'kagi log checkpoint -o FILE'.
+        since: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Show entry N and check its inclusion proof against the newest checkpoint.
+    Entry {
+        index: i64,
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => policy_cmd(cmd),
         Command::Approval(cmd) => approval(cmd),
         Command::Ca(cmd) => crate::ca_cli::run(cmd),
+        Command::Log(cmd) => crate::log_cli::run(cmd),
     }
 }
 

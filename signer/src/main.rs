@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod digest_file;
 mod instance;
+mod log_cli;
 mod pem;
 mod pki;
 mod secret_files;

@@ -165,3 +165,35 @@ diesel::table! {
         der -> Binary,
     }
 }
+
+diesel::table! {
+    tlog_entries (idx) {
+        idx -> BigInt,
+        ts -> BigInt,
+        body -> Binary,
+    }
+}
+
+diesel::table! {
+    tlog_nodes (level, idx) {
+        level -> BigInt,
+        idx -> BigInt,
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    tlog_head (id) {
+        id -> BigInt,
+        size -> BigInt,
+        frontier -> Binary,
+    }
+}
+
+diesel::table! {
+    tlog_checkpoints (size) {
+        size -> BigInt,
+        ts -> BigInt,
+        note -> Text,
+    }
+}

@@ -5,6 +5,7 @@ mod ca_routes;
 mod errors;
 pub mod est;
 mod governance;
+mod log_routes;
 mod openapi;
 mod policy_gate;
 mod public;
@@ -81,6 +82,7 @@ pub fn run(
                         App::new()
                             .app_data(st.clone())
                             .configure(public::configure)
+                            .configure(log_routes::configure)
                             .default_service(web::to(errors::not_found))
                     })
                     .workers(2)
@@ -134,6 +136,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::QueryConfig::default().error_handler(errors::query_error))
     .app_data(web::PathConfig::default().error_handler(errors::path_error))
     .configure(public::configure)
+    .configure(log_routes::configure)
     .configure(est::configure)
     .service(resource("/healthz").route(web::get().to(routes::healthz)))
     .service(resource("/ui").route(web::get().to(routes::ui)))
@@ -167,6 +170,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/sign").route(web::post().to(routes::sign)))
             .service(resource("/audit").route(web::get().to(routes::audit_records)))
             .service(resource("/audit/verify").route(web::post().to(routes::audit_verify)))
+            .service(resource("/log/verify").route(web::post().to(log_routes::verify)))
             .service(resource("/audit/checkpoint").route(web::get().to(routes::audit_checkpoint)))
             .service(
                 resource("/credentials")

@@ -311,6 +311,8 @@ struct SignResponse {
     /// The key's usage count including this signature.
     usage_count: i64,
     usage_limit: Option<i64>,
+    /// This signature's entry in the public transparency log (/log/entries/N).
+    tlog_index: Option<i64>,
 }
 
 fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
@@ -459,6 +461,7 @@ pub async fn sign(
             digest_alg: signed.digest_alg,
             usage_count: signed.usage_count,
             usage_limit: signed.usage_limit,
+            tlog_index: signed.tlog_index,
         }));
     }
     let signed = match &body.wrapped_key {
@@ -486,6 +489,7 @@ pub async fn sign(
         digest_alg: signed.digest_alg,
         usage_count: signed.usage_count,
         usage_limit: signed.usage_limit,
+        tlog_index: signed.tlog_index,
     }))
 }
 

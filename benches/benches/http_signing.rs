@@ -1,0 +1,208 @@
+//! Signatures per second through the HTTP API (`POST /api/v1/sign` over TLS, a real socket, the
+//! real `kagi serve`), for ec-p256, ec-p384 and rsa-2048, formats raw and cms, beside the raw
+//! hsm-core signing rate of the same key type measured in the same run (in-process: counted,
+//! audited, no HTTP).
+//!
+//! Run: `cargo bench -p kagi-benches --bench http_signing`. It uses `target/release/kagi`
+//! (building it with `cargo build --release -p signer` if missing); KAGI_BENCH_SECS=N per row.
+
+use hsm_core::*;
+use kagi_benches::{rate, report};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const THREADS: usize = 32;
+
+fn kagi_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("KAGI_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("release/kagi");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "signer"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build --release -p signer");
+        assert!(status.success(), "cannot build the kagi binary");
+    }
+    bin
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path) -> Server {
+    let mut child = Command::new(kagi_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--public-listen", "off"])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kagi serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(u) = l.strip_prefix("kagi is listening on ") {
+                    break u.trim().to_string();
+                }
+            }
+            _ => panic!("kagi serve did not start"),
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+fn agent(ca_pem: &Path) -> ureq::Agent {
+    let pem = std::fs::read(ca_pem).expect("tls-ca.pem");
+    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+fn kagi(dir: &Path, url: &str, args: &[&str]) {
+    let out = Command::new(kagi_binary())
+        .args(args)
+        .current_dir(dir)
+        .env("KAGI_URL", url)
+        .output()
+        .expect("kagi");
+    assert!(
+        out.status.success(),
+        "kagi {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn main() {
+    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let dur = Duration::from_secs(secs);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "kagi HTTP signing benchmark: {cores} cores, {THREADS} client threads, {secs} s per row\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let http = agent(&dir.path().join("kagi-data/tls-ca.pem"));
+    let token = std::fs::read_to_string(dir.path().join("kagi-data/admin.token"))
+        .expect("admin token")
+        .trim()
+        .to_string();
+
+    // The raw hsm-core rate: a separate in-process instance on SQLite, same key types.
+    let raw_dir = tempfile::tempdir().expect("tempdir");
+    let hsm = Hsm::open(HsmConfig::new(StoreConfig::sqlite_in(raw_dir.path()))).expect("open");
+    let out = hsm.init(1, 1).expect("init");
+    let s = hsm.login(&out.admin_token).expect("login");
+
+    for (alg, digest_alg) in [
+        (Algorithm::EcP256, DigestAlg::Sha256),
+        (Algorithm::EcP384, DigestAlg::Sha384),
+        (Algorithm::Rsa2048, DigestAlg::Sha256),
+    ] {
+        let name = format!("bench-{}", alg.as_str());
+        hsm.create_key(&s, &KeySpec::new(&name, alg)).expect("key");
+        let digest = digest_alg.hash(b"bench");
+        let req = SignRequest {
+            digest_alg: Some(digest_alg),
+            digest: digest.clone(),
+            padding: RsaPadding::Pkcs1v15,
+        };
+        let raw = rate(THREADS, dur, |_| {
+            let _ = hsm.sign(&s, &name, &req);
+        });
+        println!("-- {alg}");
+        report(
+            "hsm-core sign in-process (counted, audited)",
+            raw,
+            "hsm-core",
+            raw,
+        );
+
+        kagi(
+            dir.path(),
+            &server.url,
+            &["key", "create", "--name", &name, "--alg", alg.as_str()],
+        );
+        kagi(
+            dir.path(),
+            &server.url,
+            &["key", "certify", &name, "-o", "/dev/null"],
+        );
+        for format in ["raw", "cms"] {
+            let body = format!(
+                r#"{{"key":"{name}","digest":"{}","digest_alg":"{}","format":"{format}"}}"#,
+                hex::encode(&digest),
+                digest_alg.as_str()
+            );
+            let url = format!("{}/api/v1/sign", server.url);
+            let failures = std::sync::atomic::AtomicU64::new(0);
+            let r = rate(THREADS, dur, |_| {
+                let ok = http
+                    .post(&url)
+                    .header("Authorization", &format!("Bearer {token}"))
+                    .header("Content-Type", "application/json")
+                    .send(body.as_bytes())
+                    // Reading the body to the end returns the connection to the pool.
+                    .map(|resp| {
+                        let ok = resp.status() == 200;
+                        ok && resp.into_body().read_to_vec().is_ok()
+                    })
+                    .unwrap_or(false);
+                if !ok {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            report(
+                &format!("HTTPS POST /api/v1/sign, format {format}"),
+                r,
+                "hsm-core",
+                raw,
+            );
+            let f = failures.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(f, 0, "{f} requests failed");
+        }
+        println!();
+    }
+    drop(server);
+}

@@ -1,0 +1,951 @@
+use super::*;
+use crate::merkle::node_hash;
+use crate::store::{Store, StoreConfig};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use std::time::Instant;
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh store on one backend; drops its PostgreSQL database when dropped.
+struct TestDb {
+    store: Store,
+    label: &'static str,
+    pg: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::sqlite_in(dir.path())).unwrap();
+        TestDb {
+            store,
+            label: "sqlite",
+            pg: None,
+            _dir: dir,
+        }
+    }
+
+    fn postgres() -> TestDb {
+        let admin = std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
+        let mut c = PgConnection::establish(&admin).unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin} is required for the tlog tests ({e}); .ci/run starts it")
+        });
+        let mut b = [0u8; 6];
+        aws_lc_rs::rand::fill(&mut b).unwrap();
+        let name = format!("kagi_tlog_{}", hex::encode(b));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .unwrap();
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        let store = Store::open(&StoreConfig::Postgres(format!("{base}/{name}"))).unwrap();
+        TestDb {
+            store,
+            label: "postgres",
+            pg: Some((admin, name)),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn both() -> Vec<TestDb> {
+        vec![TestDb::sqlite(), TestDb::postgres()]
+    }
+
+    fn exec(&self, sql: &str) -> usize {
+        let mut c = self.store.conn().unwrap();
+        diesel::sql_query(sql).execute(&mut *c).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(mut c) = PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c);
+            }
+        }
+    }
+}
+
+/// splitmix64: reproducible test randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn body_of(i: u64) -> Vec<u8> {
+    let mut b = format!("kagi-sig-v1 entry {i:08} ").into_bytes();
+    b.extend((0..64u64).map(|k| (i.wrapping_mul(31).wrapping_add(k * 7) & 0xff) as u8));
+    b
+}
+
+fn append_tx(c: &mut AnyConnection, bodies: &[Vec<u8>], ts: i64) -> (i64, i64, Hash) {
+    c.transaction::<_, HsmError, _>(|c| append(c, bodies, ts))
+        .unwrap()
+}
+
+fn key() -> Ed25519KeyPair {
+    Ed25519KeyPair::generate().unwrap()
+}
+
+fn public(k: &Ed25519KeyPair) -> [u8; 32] {
+    k.public_key().as_ref().try_into().unwrap()
+}
+
+fn flip(h: &Hash, bit: usize) -> Hash {
+    let mut out = *h;
+    out[(bit / 8) % 32] ^= 1 << (bit % 8);
+    out
+}
+
+fn unhex(s: &str) -> Hash {
+    hex::decode(s).unwrap().try_into().unwrap()
+}
+
+// ---- RFC 9162 written as the RFC writes it, over a slice of leaf hashes --------------------
+
+fn k_of(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+fn ref_mth(l: &[Hash]) -> Hash {
+    match l.len() {
+        0 => empty_root(),
+        1 => l[0],
+        n => node_hash(&ref_mth(&l[..k_of(n)]), &ref_mth(&l[k_of(n)..])),
+    }
+}
+
+fn ref_path(m: usize, l: &[Hash]) -> Vec<Hash> {
+    let n = l.len();
+    if n <= 1 {
+        return vec![];
+    }
+    let k = k_of(n);
+    if m < k {
+        let mut p = ref_path(m, &l[..k]);
+        p.push(ref_mth(&l[k..]));
+        p
+    } else {
+        let mut p = ref_path(m - k, &l[k..]);
+        p.push(ref_mth(&l[..k]));
+        p
+    }
+}
+
+fn ref_subproof(m: usize, l: &[Hash], b: bool) -> Vec<Hash> {
+    let n = l.len();
+    if m == n {
+        return if b { vec![] } else { vec![ref_mth(l)] };
+    }
+    let k = k_of(n);
+    if m <= k {
+        let mut p = ref_subproof(m, &l[..k], b);
+        p.push(ref_mth(&l[k..]));
+        p
+    } else {
+        let mut p = ref_subproof(m - k, &l[k..], false);
+        p.push(ref_mth(&l[..k]));
+        p
+    }
+}
+
+// ---- Merkle math -----------------------------------------------------------------------------
+
+/// Published RFC 6962/9162 vectors (Certificate Transparency / transparency-dev test data):
+/// leaf inputs, every complete node, the root of every size, and known proofs.
+#[test]
+fn matches_published_rfc6962_vectors() {
+    let inputs: Vec<Vec<u8>> = [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ]
+    .iter()
+    .map(|h| hex::decode(h).unwrap())
+    .collect();
+    let nodes: Vec<Vec<&str>> = vec![
+        vec![
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
+            "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1",
+        ],
+        vec![
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+        ],
+        vec![
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+        vec!["5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"],
+    ];
+    let roots = [
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+    // (0-based index, size, proof)
+    let inclusion: Vec<(u64, u64, Vec<&str>)> = vec![
+        (0, 1, vec![]),
+        (
+            0,
+            8,
+            vec![
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            5,
+            8,
+            vec![
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            3,
+            vec!["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
+        (
+            1,
+            5,
+            vec![
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+    ];
+    let consistency: Vec<(u64, u64, Vec<&str>)> = vec![
+        (1, 1, vec![]),
+        (
+            1,
+            8,
+            vec![
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            vec![
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            5,
+            vec![
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+        (
+            6,
+            7,
+            vec![
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+    ];
+    let hs = |v: &[&str]| v.iter().map(|h| unhex(h)).collect::<Vec<Hash>>();
+
+    let leaves: Vec<Hash> = inputs.iter().map(|b| entry_hash(b)).collect();
+    let mut mem = MemoryNodes::from_leaf_hashes(leaves.clone());
+    let want_nodes: Vec<Vec<Hash>> = nodes.iter().map(|l| hs(l)).collect();
+    assert_eq!(mem.levels, want_nodes);
+    for (n, r) in roots.iter().enumerate() {
+        assert_eq!(root_at(&mut mem, n as u64).unwrap(), unhex(r), "root {n}");
+    }
+    for (i, n, p) in &inclusion {
+        let got = inclusion_proof(&mut mem, *i, *n).unwrap();
+        assert_eq!(got, hs(p), "inclusion {i} in {n}");
+        assert!(verify_inclusion(
+            &leaves[*i as usize],
+            *i,
+            *n,
+            &got,
+            &unhex(roots[*n as usize])
+        ));
+    }
+    for (m, n, p) in &consistency {
+        let got = consistency_proof(&mut mem, *m, *n).unwrap();
+        assert_eq!(got, hs(p), "consistency {m} -> {n}");
+        assert!(verify_consistency(
+            *m,
+            *n,
+            &got,
+            &unhex(roots[*m as usize]),
+            &unhex(roots[*n as usize])
+        ));
+    }
+
+    // The same entries appended to a store, one at a time, leave exactly these node rows.
+    for db in TestDb::both() {
+        let mut c = db.store.conn().unwrap();
+        for (n, input) in inputs.iter().enumerate() {
+            let (first, size, root) = append_tx(&mut c, std::slice::from_ref(input), 1);
+            assert_eq!((first, size), (n as i64, n as i64 + 1));
+            assert_eq!(root, unhex(roots[n + 1]), "{}: root {}", db.label, n + 1);
+        }
+        let mut rows: Vec<(i64, i64, Vec<u8>)> = tlog_nodes::table
+            .select((tlog_nodes::level, tlog_nodes::idx, tlog_nodes::hash))
+            .order((tlog_nodes::level.asc(), tlog_nodes::idx.asc()))
+            .load(&mut *c)
+            .unwrap();
+        let mut want = Vec::new();
+        for (l, level) in want_nodes.iter().enumerate() {
+            for (i, h) in level.iter().enumerate() {
+                want.push((l as i64, i as i64, h.to_vec()));
+            }
+        }
+        rows.sort();
+        assert_eq!(rows, want, "{}", db.label);
+        assert_eq!(MemoryNodes::load(&mut c).unwrap(), mem, "{}", db.label);
+    }
+}
+
+#[test]
+fn push_leaf_carries_like_the_frontier() {
+    let mut a = Frontier::default();
+    let mut b = Frontier::default();
+    let mut seen = Vec::new();
+    for i in 0..300u64 {
+        let l = entry_hash(&i.to_be_bytes());
+        a.push(l);
+        proof::push_leaf(&mut b, l, &mut |lv, ix, _| seen.push((lv, ix)));
+        assert_eq!(a, b);
+    }
+    // Every complete node, each exactly once.
+    let mut want = Vec::new();
+    for lv in 0..64u32 {
+        for ix in 0..(300u64 >> lv) {
+            want.push((lv, ix));
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, want);
+}
+
+/// Every inclusion proof of every tree size 1..=64 and every consistency pair, from the
+/// database, equal the RFC's definitions and verify; tampered ones fail.
+#[test]
+fn every_proof_up_to_64_on_both_backends() {
+    let bodies: Vec<Vec<u8>> = (0..64).map(body_of).collect();
+    let leaves: Vec<Hash> = bodies.iter().map(|b| entry_hash(b)).collect();
+    let roots: Vec<Hash> = (0..=64).map(|n| ref_mth(&leaves[..n])).collect();
+    for db in TestDb::both() {
+        let t0 = Instant::now();
+        let mut c = db.store.conn().unwrap();
+        // Uneven batches, so appends start and end at every kind of boundary.
+        let mut at = 0usize;
+        for len in [1usize, 2, 3, 4, 5, 6, 7, 8, 9, 10, 9].iter() {
+            let (first, size, root) = append_tx(&mut c, &bodies[at..at + len], 7);
+            assert_eq!(first as usize, at);
+            at += len;
+            assert_eq!(size as usize, at);
+            assert_eq!(root, roots[at], "{}: append root at {at}", db.label);
+        }
+        assert_eq!(at, 64);
+        assert_eq!(head(&mut c).unwrap(), (64, roots[64]));
+        let mut mem = MemoryNodes::load(&mut c).unwrap();
+        let mut src = DbNodes::new(&mut c).unwrap();
+        assert_eq!(src.size(), 64);
+
+        let mut checked = 0usize;
+        for n in 1..=64u64 {
+            let root = &roots[n as usize];
+            assert_eq!(
+                root_at(&mut src, n).unwrap(),
+                *root,
+                "{}: root {n}",
+                db.label
+            );
+            assert_eq!(root_at(&mut mem, n).unwrap(), *root);
+            for i in 0..n {
+                let p = inclusion_proof(&mut src, i, n).unwrap();
+                assert_eq!(
+                    p,
+                    ref_path(i as usize, &leaves[..n as usize]),
+                    "PATH({i}, {n})"
+                );
+                assert_eq!(p, inclusion_proof(&mut mem, i, n).unwrap());
+                let leaf = &leaves[i as usize];
+                assert!(verify_inclusion(leaf, i, n, &p, root), "{i} in {n}");
+                for j in 0..p.len() {
+                    let mut bad = p.clone();
+                    bad[j] = flip(&bad[j], (i as usize * 37 + j * 11) % 256);
+                    assert!(!verify_inclusion(leaf, i, n, &bad, root));
+                }
+                assert!(!verify_inclusion(leaf, i + 1, n, &p, root));
+                assert!(!verify_inclusion(leaf, n, n, &p, root));
+                if i > 0 {
+                    assert!(!verify_inclusion(leaf, i - 1, n, &p, root));
+                }
+                assert!(!verify_inclusion(
+                    &leaves[(i as usize + 1) % 64],
+                    i,
+                    n,
+                    &p,
+                    root
+                ));
+                if n < 64 {
+                    assert!(!verify_inclusion(
+                        leaf,
+                        i,
+                        n + 1,
+                        &p,
+                        &roots[n as usize + 1]
+                    ));
+                }
+                if !p.is_empty() {
+                    assert!(!verify_inclusion(leaf, i, n, &p[..p.len() - 1], root));
+                    let mut longer = p.clone();
+                    longer.push(*root);
+                    assert!(!verify_inclusion(leaf, i, n, &longer, root));
+                }
+                checked += 1;
+            }
+            for m in 1..=n {
+                let p = consistency_proof(&mut src, m, n).unwrap();
+                let want = ref_subproof(m as usize, &leaves[..n as usize], true);
+                assert_eq!(p, want, "PROOF({m}, {n})");
+                assert_eq!(p, consistency_proof(&mut mem, m, n).unwrap());
+                let (r1, r2) = (&roots[m as usize], root);
+                assert!(verify_consistency(m, n, &p, r1, r2), "{m} -> {n}");
+                for j in 0..p.len() {
+                    let mut bad = p.clone();
+                    bad[j] = flip(&bad[j], (m as usize * 13 + j * 29) % 256);
+                    assert!(!verify_consistency(m, n, &bad, r1, r2));
+                }
+                if m < n {
+                    assert!(!verify_consistency(m, n, &p, r2, r1), "swapped roots");
+                    assert!(!verify_consistency(m, n, &p[..p.len() - 1], r1, r2));
+                    assert!(!verify_consistency(m, n, &[], r1, r2));
+                    let r1b = &roots[m as usize + 1];
+                    assert!(!verify_consistency(m + 1, n, &p, r1b, r2), "{m}+1 -> {n}");
+                    if m > 1 {
+                        let r1a = &roots[m as usize - 1];
+                        assert!(!verify_consistency(m - 1, n, &p, r1a, r2), "{m}-1 -> {n}");
+                    }
+                } else {
+                    assert!(!verify_consistency(m, n, &[*r1], r1, r2));
+                }
+                assert!(!verify_consistency(n + 1, n, &p, r1, r2));
+                checked += 1;
+            }
+        }
+        // Size 0 and sizes beyond the log.
+        assert_eq!(
+            consistency_proof(&mut src, 0, 64).unwrap(),
+            Vec::<Hash>::new()
+        );
+        assert!(verify_consistency(0, 64, &[], &empty_root(), &roots[64]));
+        assert!(!verify_consistency(0, 64, &[], &roots[1], &roots[64]));
+        assert!(inclusion_proof(&mut src, 3, 65).is_err());
+        assert!(inclusion_proof(&mut src, 64, 64).is_err());
+        assert!(consistency_proof(&mut src, 3, 65).is_err());
+        assert!(consistency_proof(&mut src, 9, 3).is_err());
+        assert!(root_at(&mut src, 65).is_err());
+        eprintln!(
+            "tlog[{}]: {checked} proofs of sizes 1..=64 from the database (and memory) checked in {:?}",
+            db.label,
+            t0.elapsed()
+        );
+    }
+}
+
+// ---- a large log -------------------------------------------------------------------------------
+
+#[test]
+fn hundred_thousand_entries_on_both_backends() {
+    const N: u64 = 100_000;
+    let k = key();
+    let pk = public(&k);
+    let origin = "kagi.test/tlog";
+    for db in TestDb::both() {
+        let mut c = db.store.conn().unwrap();
+        let mut rng = Rng(0x5eed);
+        let t0 = Instant::now();
+        let mut sizes = Vec::new();
+        let mut at = 0u64;
+        while at < N {
+            let len = (400 + rng.below(201)).min(N - at);
+            let bodies: Vec<Vec<u8>> = (at..at + len).map(body_of).collect();
+            let ts = 1_700_000_000_000 + at as i64;
+            c.transaction::<_, HsmError, _>(|c| {
+                let (first, size, root) = append(c, &bodies, ts)?;
+                assert_eq!(first as u64, at);
+                let note = sign_note(&checkpoint_body(origin, size as u64, &root), origin, &k)?;
+                store_checkpoint(c, size, ts, &note)
+            })
+            .unwrap();
+            at += len;
+            sizes.push(at);
+        }
+        let t_append = t0.elapsed();
+        let (size, root) = head(&mut c).unwrap();
+        assert_eq!(size as u64, N);
+
+        let t1 = Instant::now();
+        let mut mem = MemoryNodes::load(&mut c).unwrap();
+        let t_load = t1.elapsed();
+        assert_eq!(root_at(&mut mem, N).unwrap(), root);
+
+        let t2 = Instant::now();
+        for i in 0..N {
+            let p = inclusion_proof(&mut mem, i, N).unwrap();
+            assert!(
+                verify_inclusion(&entry_hash(&body_of(i)), i, N, &p, &root),
+                "{}: entry {i}",
+                db.label
+            );
+        }
+        let t_all = t2.elapsed();
+
+        let t3 = Instant::now();
+        let mut src = DbNodes::new(&mut c).unwrap();
+        for _ in 0..100 {
+            let i = rng.below(N);
+            let p = inclusion_proof(&mut src, i, N).unwrap();
+            assert_eq!(p, inclusion_proof(&mut mem, i, N).unwrap());
+            assert!(verify_inclusion(&entry_hash(&body_of(i)), i, N, &p, &root));
+        }
+        let t_db = t3.elapsed();
+
+        let t4 = Instant::now();
+        let mut pairs = 0;
+        while pairs < 50 {
+            let a = sizes[rng.below(sizes.len() as u64) as usize];
+            let b = sizes[rng.below(sizes.len() as u64) as usize];
+            let (m, n) = (a.min(b), a.max(b));
+            let note_of = |c: &mut AnyConnection, s: u64| -> Hash {
+                let (stored, _, note) = checkpoint(c, Some(s as i64)).unwrap().unwrap();
+                assert_eq!(stored as u64, s);
+                let (o, size, r) = open_checkpoint(&note, origin, &pk).unwrap();
+                assert_eq!((o.as_str(), size), (origin, s));
+                r
+            };
+            let (r1, r2) = (note_of(&mut c, m), note_of(&mut c, n));
+            let mut src = DbNodes::new(&mut c).unwrap();
+            let p = consistency_proof(&mut src, m, n).unwrap();
+            assert_eq!(p, consistency_proof(&mut mem, m, n).unwrap());
+            assert!(verify_consistency(m, n, &p, &r1, &r2), "{m} -> {n}");
+            if m < n {
+                assert!(!verify_consistency(m, n, &p, &r2, &r1));
+            }
+            pairs += 1;
+        }
+        let t_cons = t4.elapsed();
+
+        let t5 = Instant::now();
+        let (entries, cps) = verify_all(&mut c, origin, &pk).unwrap();
+        let t_verify = t5.elapsed();
+        assert_eq!((entries as u64, cps as usize), (N, sizes.len()));
+        eprintln!(
+            "tlog[{}] {N} entries: append {} batches (one transaction + signed checkpoint each) {t_append:?}; \
+             load all nodes into memory {t_load:?}; {N} inclusion proofs + verification (memory) {t_all:?}; \
+             100 inclusion proofs from the database {t_db:?}; 50 consistency proofs between signed checkpoints \
+             (database + memory) {t_cons:?}; verify_all {t_verify:?}",
+            db.label,
+            sizes.len()
+        );
+    }
+}
+
+// ---- storage API -------------------------------------------------------------------------------
+
+#[test]
+fn storage_entry_points() {
+    let k = key();
+    let pk = public(&k);
+    let origin = "kagi.test/api";
+    for db in TestDb::both() {
+        let mut c = db.store.conn().unwrap();
+        assert_eq!(head(&mut c).unwrap(), (0, empty_root()));
+        assert_eq!(
+            hex::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(checkpoint(&mut c, None).unwrap().is_none());
+        assert_eq!(append_tx(&mut c, &[], 5), (0, 0, empty_root()));
+        let empty_note = sign_note(&checkpoint_body(origin, 0, &empty_root()), origin, &k).unwrap();
+        store_checkpoint(&mut c, 0, 5, &empty_note).unwrap();
+        assert!(matches!(entry(&mut c, 0), Err(HsmError::NotFound(_))));
+
+        let bodies: Vec<Vec<u8>> = (0..10).map(body_of).collect();
+        let (first, size, root) = append_tx(&mut c, &bodies[..6], 1000);
+        assert_eq!((first, size), (0, 6));
+        let note6 = sign_note(&checkpoint_body(origin, 6, &root), origin, &k).unwrap();
+        store_checkpoint(&mut c, 6, 1000, &note6).unwrap();
+        // The same checkpoint again is accepted and not duplicated.
+        store_checkpoint(&mut c, 6, 2000, &note6).unwrap();
+        let (first, size, root10) = append_tx(&mut c, &bodies[6..], 3000);
+        assert_eq!((first, size), (6, 10));
+        assert_eq!(append_tx(&mut c, &[], 3001), (10, 10, root10));
+
+        // Wrong size, a root that is not the log's, a size beyond the log: refused.
+        let e = store_checkpoint(&mut c, 7, 1, &note6).unwrap_err();
+        assert!(e.to_string().contains("states size 6"), "{e}");
+        let forged = sign_note(&checkpoint_body(origin, 10, &root), origin, &k).unwrap();
+        let e = store_checkpoint(&mut c, 10, 1, &forged).unwrap_err();
+        assert!(e.to_string().contains("not the log's root"), "{e}");
+        let beyond = sign_note(&checkpoint_body(origin, 11, &root10), origin, &k).unwrap();
+        assert!(store_checkpoint(&mut c, 11, 1, &beyond).is_err());
+        // A checkpoint for an older size is checked against the nodes.
+        let r3 = root_at(&mut DbNodes::new(&mut c).unwrap(), 3).unwrap();
+        let note3 = sign_note(&checkpoint_body(origin, 3, &r3), origin, &k).unwrap();
+        store_checkpoint(&mut c, 3, 4000, &note3).unwrap();
+        let note10 = sign_note(&checkpoint_body(origin, 10, &root10), origin, &k).unwrap();
+        store_checkpoint(&mut c, 10, 3000, &note10).unwrap();
+
+        assert_eq!(
+            checkpoint(&mut c, None).unwrap(),
+            Some((10, 3000, note10.clone()))
+        );
+        assert_eq!(checkpoint(&mut c, Some(6)).unwrap(), Some((6, 1000, note6)));
+        assert_eq!(checkpoint(&mut c, Some(5)).unwrap(), None);
+        assert_eq!(entry(&mut c, 7).unwrap(), (3000, bodies[7].clone()));
+        assert_eq!(entry(&mut c, 0).unwrap(), (1000, bodies[0].clone()));
+        let e = entry(&mut c, 10).unwrap_err();
+        assert!(matches!(e, HsmError::NotFound(_)), "{e}");
+        assert!(e.to_string().contains("has 10 entries"), "{e}");
+        assert_eq!(verify_all(&mut c, origin, &pk).unwrap(), (10, 4));
+
+        // An entry row that vanished is an integrity failure, not "not found".
+        db.exec("DELETE FROM tlog_entries WHERE idx = 4");
+        assert!(matches!(entry(&mut c, 4), Err(HsmError::Integrity(_))));
+    }
+}
+
+// ---- verify_all ---------------------------------------------------------------------------------
+
+/// A 1000-entry log in 10 batches of 100, a signed checkpoint after each.
+fn build_log(db: &TestDb, k: &Ed25519KeyPair, origin: &str) {
+    let mut c = db.store.conn().unwrap();
+    for b in 0..10u64 {
+        let bodies: Vec<Vec<u8>> = (b * 100..(b + 1) * 100).map(body_of).collect();
+        c.transaction::<_, HsmError, _>(|c| {
+            let (_, size, root) = append(c, &bodies, b as i64)?;
+            let note = sign_note(&checkpoint_body(origin, size as u64, &root), origin, k)?;
+            store_checkpoint(c, size, b as i64, &note)
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn verify_all_names_what_was_changed() {
+    let k = key();
+    let pk = public(&k);
+    let origin = "kagi.test/verify";
+    type Case = (&'static str, &'static [&'static str], &'static str);
+    let cases: &[Case] = &[
+        (
+            "an edited body",
+            &["UPDATE tlog_entries SET body = (SELECT body FROM tlog_entries WHERE idx = 778) WHERE idx = 777"],
+            "entry 777 was changed",
+        ),
+        (
+            "a deleted leaf node",
+            &["DELETE FROM tlog_nodes WHERE level = 0 AND idx = 777"],
+            "leaf hash of transparency log entry 777 is missing",
+        ),
+        (
+            "a deleted inner node",
+            &["DELETE FROM tlog_nodes WHERE level = 3 AND idx = 97"],
+            "level 3 index 97 (entries 776..783) is missing",
+        ),
+        (
+            "an edited body with its leaf hash recomputed",
+            &[
+                "UPDATE tlog_entries SET body = (SELECT body FROM tlog_entries WHERE idx = 778) WHERE idx = 777",
+                "UPDATE tlog_nodes SET hash = (SELECT hash FROM tlog_nodes WHERE level = 0 AND idx = 778) WHERE level = 0 AND idx = 777",
+            ],
+            "entries 776..777 do not hash to the stored node at level 1 index 388",
+        ),
+        (
+            "a deleted entry",
+            &["DELETE FROM tlog_entries WHERE idx = 777"],
+            "entry 777 is missing",
+        ),
+        (
+            "deleted entries at the end",
+            &["DELETE FROM tlog_entries WHERE idx >= 950"],
+            "checkpoint at size 1000 covers transparency log entries 950..999",
+        ),
+        (
+            "a checkpoint note moved to another size",
+            &["UPDATE tlog_checkpoints SET note = (SELECT note FROM tlog_checkpoints WHERE size = 600) WHERE size = 500"],
+            "checkpoint stored at size 500 is signed for size 600",
+        ),
+        (
+            "a checkpoint signature edited",
+            &["UPDATE tlog_checkpoints SET note = 'x' || note WHERE size = 300"],
+            "checkpoint at size 300 does not verify",
+        ),
+        (
+            "an extra node row",
+            &["INSERT INTO tlog_nodes (level, idx, hash) SELECT 2, 250, hash FROM tlog_nodes WHERE level = 0 AND idx = 0"],
+            "at level 2 from index 250",
+        ),
+        (
+            "a rolled-back head",
+            &["UPDATE tlog_head SET size = 999"],
+            "head (size 999",
+        ),
+    ];
+    for db in TestDb::both() {
+        build_log(&db, &k, origin);
+        let mut c = db.store.conn().unwrap();
+        assert_eq!(verify_all(&mut c, origin, &pk).unwrap(), (1000, 10));
+        // The wrong key, or the right key under another name: the first checkpoint fails.
+        let other = public(&key());
+        let e = verify_all(&mut c, origin, &other).unwrap_err().to_string();
+        assert!(e.contains("checkpoint at size 100 does not verify"), "{e}");
+        assert!(e.contains("another key"), "{e}");
+        let e = verify_all(&mut c, "kagi.test/other", &pk)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no signature by 'kagi.test/other'"), "{e}");
+    }
+    for (what, sqls, want) in cases {
+        for db in TestDb::both() {
+            build_log(&db, &k, origin);
+            for sql in sqls.iter() {
+                assert!(db.exec(sql) >= 1, "{}: {what}: {sql}", db.label);
+            }
+            let mut c = db.store.conn().unwrap();
+            let e = verify_all(&mut c, origin, &pk).unwrap_err();
+            assert!(
+                matches!(e, HsmError::Integrity(_)),
+                "{}: {what}: {e}",
+                db.label
+            );
+            assert!(
+                e.to_string().contains(want),
+                "{}: {what}: '{e}' does not say '{want}'",
+                db.label
+            );
+        }
+    }
+}
+
+// ---- signed notes ------------------------------------------------------------------------------
+
+/// Published vectors: golang.org/x/mod/sumdb/note's PeterNeumann key and note (signing is
+/// deterministic, so our note must be byte-identical), the C2SP signed-note spec's example, and
+/// a real checkpoint of sum.golang.org (a C2SP checkpoint whose origin is
+/// "go.sum database tree") under its published verifier key.
+#[test]
+fn signed_notes_match_published_vectors() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let skey = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    let vkey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    let text = "If you think cryptography is the answer to your problem,\n\
+                then you don't know what your problem is.\n";
+    let signed = format!(
+        "{text}\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+    );
+    let seed = b64.decode(skey.splitn(5, '+').nth(4).unwrap()).unwrap();
+    assert_eq!(seed[0], 0x01);
+    let peter = Ed25519KeyPair::from_seed_unchecked(&seed[1..]).unwrap();
+    let peter_pk = public(&peter);
+    assert_eq!(verifier_key("PeterNeumann", &peter_pk), vkey);
+    assert_eq!(
+        parse_verifier_key(vkey).unwrap(),
+        ("PeterNeumann".to_string(), peter_pk)
+    );
+    assert_eq!(sign_note(text, "PeterNeumann", &peter).unwrap(), signed);
+    assert_eq!(open_note(&signed, "PeterNeumann", &peter_pk).unwrap(), text);
+
+    let (name, pk) =
+        parse_verifier_key("example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
+            .unwrap();
+    let example = "This is an example message.\n\n\u{2014} example.com/foo \
+                   Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
+    assert_eq!(
+        open_note(example, &name, &pk).unwrap(),
+        "This is an example message.\n"
+    );
+
+    let (name, pk) =
+        parse_verifier_key("sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8")
+            .unwrap();
+    let sumdb = "go.sum database tree\n65209736\n5+uGFjx6xBZG8ip1+wi77v+grwbhhukIrxEUS8PXvRo=\n\n\
+                 \u{2014} sum.golang.org Az3grnbssgK7ubgFX36gVETtNv0U23qxyAhAMai2QUfeGa3nB/akvkMdlUErfcZz7l/R3cVtYspg3dxXABkGZZKdsQ8=\n";
+    let (origin, size, root) = open_checkpoint(sumdb, &name, &pk).unwrap();
+    assert_eq!(
+        (origin.as_str(), size),
+        ("go.sum database tree", 65_209_736)
+    );
+    assert_eq!(
+        b64.encode(root),
+        "5+uGFjx6xBZG8ip1+wi77v+grwbhhukIrxEUS8PXvRo="
+    );
+    let changed = sumdb.replace("65209736", "65209737");
+    let e = open_checkpoint(&changed, &name, &pk)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not verify"), "{e}");
+}
+
+#[test]
+fn signed_checkpoints_round_trip_and_fail_when_they_should() {
+    let k = key();
+    let pk = public(&k);
+    let name = "kagi.example/log";
+    let root = entry_hash(b"root");
+    let body = checkpoint_body(name, 42, &root);
+    assert_eq!(
+        body,
+        format!(
+            "kagi.example/log\n42\n{}\n",
+            base64::engine::general_purpose::STANDARD.encode(root)
+        )
+    );
+    let note = sign_note(&body, name, &k).unwrap();
+    assert!(note.starts_with(&format!("{body}\n\u{2014} {name} ")));
+    assert!(note.ends_with('\n'));
+    assert_eq!(
+        open_checkpoint(&note, name, &pk).unwrap(),
+        (name.to_string(), 42, root)
+    );
+    let vkey = verifier_key(name, &pk);
+    assert_eq!(parse_verifier_key(&vkey).unwrap(), (name.to_string(), pk));
+    // The key hash in the note is the verifier key's.
+    let sig_b64 = note.rsplit(' ').next().unwrap().trim_end();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(sig_b64)
+        .unwrap();
+    assert_eq!(blob.len(), 68);
+    assert_eq!(hex::encode(&blob[..4]), vkey.split('+').nth(1).unwrap());
+
+    let fails = |n: &str, key_name: &str, key: &[u8], want: &str| {
+        let e = open_checkpoint(n, key_name, key).unwrap_err();
+        assert!(matches!(e, HsmError::BadInput(_)), "{e}");
+        assert!(e.to_string().contains(want), "'{e}' does not say '{want}'");
+    };
+    // A changed body: size, root, origin.
+    fails(
+        &note.replace("\n42\n", "\n43\n"),
+        name,
+        &pk,
+        "does not verify",
+    );
+    let other_root = base64::engine::general_purpose::STANDARD.encode(entry_hash(b"other"));
+    let moved = note.replace(
+        &base64::engine::general_purpose::STANDARD.encode(root),
+        &other_root,
+    );
+    fails(&moved, name, &pk, "does not verify");
+    fails(
+        &note.replacen("kagi.example/log\n", "kagi.example/log2\n", 1),
+        name,
+        &pk,
+        "does not verify",
+    );
+    // A wrong key under the same name; the right key under another name.
+    fails(&note, name, &public(&key()), "another key");
+    fails(
+        &note,
+        "kagi.example/other",
+        &pk,
+        "no signature by 'kagi.example/other'",
+    );
+    // A signature by another key with our name and key hash (forged line): does not verify.
+    let forged = sign_note(&body, name, &key()).unwrap();
+    let forged_sig = base64::engine::general_purpose::STANDARD
+        .decode(forged.rsplit(' ').next().unwrap().trim_end())
+        .unwrap();
+    let mut spliced = blob[..4].to_vec();
+    spliced.extend_from_slice(&forged_sig[4..]);
+    let spliced = format!(
+        "{body}\n\u{2014} {name} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(spliced)
+    );
+    fails(&spliced, name, &pk, "does not verify");
+    // Extra signatures by unknown keys are ignored, in any order.
+    let cosigned = format!(
+        "{note}{}",
+        sign_note(&body, "witness.example", &key())
+            .unwrap()
+            .rsplit_once("\n\n")
+            .unwrap()
+            .1
+    );
+    assert_eq!(open_checkpoint(&cosigned, name, &pk).unwrap().1, 42);
+    // Malformed notes and keys.
+    fails(&body, name, &pk, "no blank line");
+    fails(
+        &note.replace('\u{2014}', "-"),
+        name,
+        &pk,
+        "malformed signature line",
+    );
+    fails(note.trim_end(), name, &pk, "does not end with a newline");
+    fails(&note, name, &pk[..31], "32 bytes");
+    let not_a_checkpoint = sign_note("hello\n", name, &k).unwrap();
+    fails(&not_a_checkpoint, name, &pk, "the size line is missing");
+    let leading_zero = sign_note(&format!("{name}\n042\n{other_root}\n"), name, &k).unwrap();
+    fails(&leading_zero, name, &pk, "not a plain decimal");
+    let with_ext = sign_note(&format!("{body}extension line\n"), name, &k).unwrap();
+    assert_eq!(open_checkpoint(&with_ext, name, &pk).unwrap().1, 42);
+    assert!(sign_note("no newline", name, &k).is_err());
+    assert!(sign_note("", name, &k).is_err());
+    assert!(sign_note("a\u{7}b\n", name, &k).is_err());
+    assert!(sign_note(&body, "has space", &k).is_err());
+    assert!(sign_note(&body, "a+b", &k).is_err());
+    let mut bad_vkey = vkey.clone().into_bytes();
+    let at = name.len() + 1;
+    bad_vkey[at] = if bad_vkey[at] == b'0' { b'1' } else { b'0' };
+    assert!(parse_verifier_key(std::str::from_utf8(&bad_vkey).unwrap()).is_err());
+    assert!(parse_verifier_key("nohash").is_err());
+}
