@@ -97,10 +97,15 @@ fn errors_have_one_shape_and_fitting_status() {
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "bad_digest");
     let digest = "ab".repeat(32);
-    let body = format!(r#"{{"key":"k","digest":"{digest}","format":"cms"}}"#);
+    let body = format!(r#"{{"key":"k","digest":"{digest}","format":"sigstore"}}"#);
     let r = http.request("POST", "/api/v1/sign", t, Some(body.as_bytes()));
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "unsupported_format");
+    // cms needs the key's certificate first.
+    let body = format!(r#"{{"key":"k","digest":"{digest}","format":"cms"}}"#);
+    let r = http.request("POST", "/api/v1/sign", t, Some(body.as_bytes()));
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "conflict");
     let body = format!(r#"{{"key":"k","digest":"{digest}","format":"raw"}}"#);
     let r = http.request("POST", "/api/v1/sign", t, Some(body.as_bytes()));
     assert_eq!(r.status, 200, "{}", r.body);

@@ -111,14 +111,16 @@ permit (
     );
     assert_eq!(r.status, 403);
     assert_eq!(r.error_code(), "policy_denied");
-    // Allowed by the policy: release in cms gets past the policy (cms itself comes with the
-    // code-signing issue), tools signs in raw.
+    // Allowed by the policy: release in cms (once the key has its certificate), tools in raw.
     let out = sign_as(&server, &ci, "release", "cms");
     assert!(
-        stderr(&out).contains("unsupported_format"),
+        stderr(&out).contains("kagi key certify release"),
         "{}",
         stderr(&out)
     );
+    server.kagi_ok(&["key", "certify", "release"]);
+    let out = sign_as(&server, &ci, "release", "cms");
+    assert!(out.status.success(), "{}", stderr(&out));
     let ok = sign_as(&server, &ci, "tools", "raw");
     assert!(ok.status.success(), "{}", stderr(&ok));
 
