@@ -3,8 +3,8 @@
 //! hsm-core signing rate of the same key type measured in the same run (in-process: counted,
 //! audited, no HTTP).
 //!
-//! Run: `cargo bench -p kagi-benches --bench http_signing`. It uses `target/release/kagi`
-//! (building it with `cargo build --release -p signer` if missing); KAGI_BENCH_SECS=N per row.
+//! Run: `cargo bench -p kagi-benches --bench http_signing`. It builds and runs
+//! `target/release/kagi` (`cargo build --release -p signer`); KAGI_BENCH_SECS=N per row.
 
 use hsm_core::*;
 use kagi_benches::{rate, report};
@@ -24,16 +24,14 @@ fn kagi_binary() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
-    let bin = target.join("release/kagi");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "signer"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build --release -p signer");
-        assert!(status.success(), "cannot build the kagi binary");
-    }
-    bin
+    // Always (re)build: a stale binary would measure old code. A no-op when up to date.
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "signer"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo build --release -p signer");
+    assert!(status.success(), "cannot build the kagi binary");
+    target.join("release/kagi")
 }
 
 struct Server {

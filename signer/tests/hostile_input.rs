@@ -136,6 +136,9 @@ fn hostile_bodies_on_every_route_change_nothing() {
         "/api/v1/ca/devices/profiles/device/issue-batch",
         "/api/v1/certificates/00ff/revoke",
         "/ocsp",
+        "/tsa",
+        "/api/v1/log/verify",
+        "/api/v1/keys/k/certificate",
         "/.well-known/est/simpleenroll",
     ];
     let seed = 0x5eed_1234_abcd_0001u64;

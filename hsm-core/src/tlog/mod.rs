@@ -44,6 +44,8 @@ pub use proof::{
 
 /// Rows per multi-row INSERT on PostgreSQL: 3 columns each, far below the bind limit.
 const INSERT_CHUNK: usize = 200;
+/// SQLite's default limit is 32,766 bound parameters; 3 per row keeps far below it.
+const SQLITE_CHUNK: usize = 500;
 /// Entries read per query when verifying.
 const VERIFY_PAGE: i64 = 2000;
 /// Node conditions per SELECT when fetching a proof's nodes.
@@ -114,17 +116,18 @@ pub(crate) fn append(
                     .execute(pg)?;
             }
         }
-        // In-process: a statement per row costs microseconds, not a round trip.
-        AnyConnection::Sqlite(_) => {
-            for row in &entries {
+        // Multi-row statements here too: the commit thread is the bottleneck of signing, and
+        // one statement per row cost it about half its throughput.
+        AnyConnection::Sqlite(sq) => {
+            for chunk in entries.chunks(SQLITE_CHUNK) {
                 diesel::insert_into(tlog_entries::table)
-                    .values(row)
-                    .execute(c)?;
+                    .values(chunk)
+                    .execute(sq)?;
             }
-            for row in &nodes {
+            for chunk in nodes.chunks(SQLITE_CHUNK) {
                 diesel::insert_into(tlog_nodes::table)
-                    .values(row)
-                    .execute(c)?;
+                    .values(chunk)
+                    .execute(sq)?;
             }
         }
     }

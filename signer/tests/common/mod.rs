@@ -297,7 +297,7 @@ impl Http {
         }
         .unwrap();
         let status = resp.status().as_u16();
-        let body = resp.into_body().read_to_string().unwrap();
+        let body = String::from_utf8_lossy(&resp.into_body().read_to_vec().unwrap()).into_owned();
         Reply { status, body }
     }
 }
@@ -322,7 +322,7 @@ impl Http {
             .send(body)
             .unwrap();
         let status = resp.status().as_u16();
-        let body = resp.into_body().read_to_string().unwrap();
+        let body = String::from_utf8_lossy(&resp.into_body().read_to_vec().unwrap()).into_owned();
         Reply { status, body }
     }
 
@@ -336,7 +336,7 @@ impl Http {
             .send(body)
             .unwrap();
         let status = resp.status().as_u16();
-        let body = resp.into_body().read_to_string().unwrap();
+        let body = String::from_utf8_lossy(&resp.into_body().read_to_vec().unwrap()).into_owned();
         Reply { status, body }
     }
 }
