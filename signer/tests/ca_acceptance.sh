@@ -15,42 +15,14 @@
 # KEEP=1 keeps the work folder. Prints one line per check; exits non-zero on the first failure.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
-KAGI="$TARGET/release/kagi"
+source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
 TOOLS="$HOME/.cache/kagi-test-tools/venv/bin"
 LINT_CERT="$TOOLS/lint_pkix_cert"
 LINT_CRL="$TOOLS/lint_crl"
 LINT_OCSP="$TOOLS/lint_ocsp_response"
-HTTPS=https://127.0.0.1:8443
-PUBLIC=http://127.0.0.1:8080
-WORK="$(mktemp -d)"
-SERVER_PID=""
 
-cleanup() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; else echo "kept $WORK"; fi
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAILED: $*" >&2
-  [[ -f "$WORK/serve.log" ]] && { echo "--- last lines of serve.log:" >&2; tail -n 20 "$WORK/serve.log" >&2; }
-  exit 1
-}
-ok() { echo "ok: $*"; }
-
-for tool in openssl curl certtool; do
-  command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (bash scripts/install-test-tools.sh)"
-done
+need_tools openssl curl certtool
 [[ -x "$LINT_CERT" && -x "$LINT_CRL" && -x "$LINT_OCSP" ]] || fail "pkilint is not installed in $TOOLS (bash scripts/install-test-tools.sh)"
-[[ -x "$KAGI" ]] || fail "$KAGI is not built (cargo build --release -p signer)"
-if curl -s -o /dev/null --max-time 2 -k "$HTTPS/healthz" || curl -s -o /dev/null --max-time 2 "$PUBLIC/healthz"; then
-  fail "something already listens on 127.0.0.1:8443 or 127.0.0.1:8080"
-fi
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -105,20 +77,8 @@ fetch_crl() { # CA OUT-DER
 }
 
 # ---------------------------------------------------------------------------------------------
-cd "$WORK"
-"$KAGI" serve >serve.log 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 120); do
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "kagi serve exited"
-  if [[ -f kagi-data/tls-ca.pem && -f kagi-data/admin.token ]] &&
-     curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null; then
-    break
-  fi
-  sleep 0.5
-done
-curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null || fail "the service never became healthy"
+start_kagi
 curl -sf -o /dev/null "$PUBLIC/ca/root.crt" || fail "the plain-HTTP listener does not answer on $PUBLIC"
-unset KAGI_URL KAGI_CA KAGI_TOKEN
 ok "kagi serve is up in $WORK"
 
 # ---------------------------------------------------------------------------------------------
