@@ -166,7 +166,8 @@ pub fn parse(der_bytes: &[u8]) -> Result<Csr> {
 
 const ID_EXTENSION_REQ: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
 
-fn key_type(spki: &SubjectPublicKeyInfoOwned) -> Result<Algorithm> {
+/// Which kagi algorithm a public key is (EC P-256/P-384, RSA 2048/3072/4096, Ed25519).
+pub fn key_type(spki: &SubjectPublicKeyInfoOwned) -> Result<Algorithm> {
     let oid = spki.algorithm.oid;
     if oid == ID_EC_PUBLIC_KEY {
         let curve = spki

@@ -53,6 +53,39 @@ pub enum Command {
     /// The public transparency log of every signature: checkpoints, proofs, verification.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Verify a raw or CMS signature locally: signature, chain to kagi's root, and the
+    /// transparency-log proof 'kagi sign' saved beside it (SIG.tlog.json).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The signed file.
+    pub file: PathBuf,
+    /// The signature ('kagi sign -o' output).
+    #[arg(short = 's', long)]
+    pub signature: PathBuf,
+    /// raw or cms (default: cms if the signature is a CMS SignedData, else raw).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// raw: the signer's public key (PEM, from 'kagi key public NAME').
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// raw: the digest the signature was made with (default sha256).
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// raw RSA: pkcs1 (default) or pss.
+    #[arg(long)]
+    pub padding: Option<String>,
+    /// cms: kagi's root CA certificate (default ./kagi-data/tls-ca.pem).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// The transparency log's verifier key to pin (default: ask the service).
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// Fail when there is no log proof beside the signature.
+    #[arg(long)]
+    pub require_log: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Approval(cmd) => approval(cmd),
         Command::Ca(cmd) => crate::ca_cli::run(cmd),
         Command::Log(cmd) => crate::log_cli::run(cmd),
+        Command::Verify(args) => crate::verify_cli::run(&args),
     }
 }
 
@@ -582,6 +583,8 @@ struct SignResponse {
     algorithm: Option<String>,
     usage_count: Option<i64>,
     usage_limit: Option<i64>,
+    #[serde(default)]
+    tlog_index: Option<i64>,
 }
 
 fn sign(args: &SignArgs) -> Result<()> {
@@ -623,6 +626,19 @@ fn sign(args: &SignArgs) -> Result<()> {
         .context("the server's signature is not base64")?;
     std::fs::write(&args.out, &signature)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if let Some(index) = resp.tlog_index {
+        // The log proof travels beside the signature, so `kagi verify` can check it offline.
+        match crate::verify_cli::fetch_log_proof(&client, index) {
+            Ok(proof) => {
+                let path = crate::verify_cli::sidecar(&args.out);
+                std::fs::write(&path, proof)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Err(e) => {
+                eprintln!("warning: no transparency-log proof saved for entry {index}: {e:#}")
+            }
+        }
+    }
     let uses = match (resp.usage_count, resp.usage_limit) {
         (Some(c), Some(l)) => format!("{c}/{l}"),
         (Some(c), None) => format!("{c}/∞"),

@@ -15,6 +15,7 @@ mod pki;
 mod secret_files;
 mod server;
 mod tls;
+mod verify_cli;
 
 use clap::Parser;
 use std::process::ExitCode;

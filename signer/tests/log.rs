@@ -58,3 +58,72 @@ fn every_signature_is_logged_and_tampering_is_caught() {
     );
     assert!(stderr(&out).contains("entry"), "{}", stderr(&out));
 }
+
+#[test]
+fn kagi_verify_checks_signature_chain_and_log_proof() {
+    let server = Server::start();
+    std::fs::write(server.path("app.bin"), b"firmware 1.0").unwrap();
+    server.kagi_ok(&["key", "create", "--name", "rel", "--alg", "ec-p384"]);
+    server.kagi_ok(&["key", "certify", "rel"]);
+    server.kagi_ok(&[
+        "sign", "--key", "rel", "--format", "cms", "app.bin", "-o", "app.p7s",
+    ]);
+    assert!(
+        server.path("app.p7s.tlog.json").exists(),
+        "kagi sign saves the log proof"
+    );
+    let out = server.kagi_ok(&["verify", "app.bin", "-s", "app.p7s", "--require-log"]);
+    assert!(
+        out.contains("chain to root") && out.contains("transparency log OK"),
+        "{out}"
+    );
+
+    server.kagi_ok(&["key", "create", "--name", "raw", "--alg", "rsa-2048"]);
+    server.kagi_ok(&["sign", "--key", "raw", "app.bin", "-o", "app.sig"]);
+    server.kagi_ok(&["key", "public", "raw", "-o", "raw.pem"]);
+    server.kagi_ok(&[
+        "verify",
+        "app.bin",
+        "-s",
+        "app.sig",
+        "--public-key",
+        "raw.pem",
+        "--require-log",
+    ]);
+
+    // A changed file, another signature's log proof, a missing proof: all refused.
+    std::fs::write(server.path("other.bin"), b"firmware 1.1").unwrap();
+    let out = server.kagi(&["verify", "other.bin", "-s", "app.p7s"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does NOT match"), "{}", stderr(&out));
+    std::fs::copy(
+        server.path("app.p7s.tlog.json"),
+        server.path("app.sig.tlog.json"),
+    )
+    .unwrap();
+    let out = server.kagi(&[
+        "verify",
+        "app.bin",
+        "-s",
+        "app.sig",
+        "--public-key",
+        "raw.pem",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("another signature"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(server.path("app.sig.tlog.json")).unwrap();
+    let out = server.kagi(&[
+        "verify",
+        "app.bin",
+        "-s",
+        "app.sig",
+        "--public-key",
+        "raw.pem",
+        "--require-log",
+    ]);
+    assert!(!out.status.success());
+}
