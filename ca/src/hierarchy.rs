@@ -3,9 +3,7 @@
 //! Both changes pass the policy's M-of-N quorum first (hsm-core's approvals).
 
 use der::{Decode, Encode};
-use hsm_core::{
-    Algorithm, ApprovalAction, CaRecord, Gated, Hsm, HsmError, NewCertificate, Session,
-};
+use hsm_core::{Algorithm, ApprovalAction, CaRecord, Gated, Hsm, HsmError, Session};
 use std::str::FromStr;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::Certificate;
@@ -212,32 +210,18 @@ pub fn create_intermediate(
     let signer = parent_ca.signer.for_session(session);
     let tbs = x509::tbs_der(&plan, &signer)?;
     crate::issue::check_tbs(&tbs, &parent_ca, None)?;
-    let alg = signer.signature_algorithm_identifier_owned()?;
     let serial = hex::encode(&plan.serial);
-    let spki_sha256 = crate::issue::spki_hash(&spki)?;
-    let mut cert_der = Vec::new();
-    let mut build = |sig: &[u8]| -> hsm_core::Result<NewCertificate> {
-        let der = x509::assemble(&tbs, &alg, sig).map_err(|e| HsmError::BadInput(e.to_string()))?;
-        cert_der = der.clone();
-        Ok(NewCertificate {
-            serial: serial.clone(),
-            ca_name: parent.to_string(),
-            profile: "sub-ca".into(),
-            subject: subject.to_string(),
-            not_before: plan.not_before,
-            not_after: plan.not_after,
-            der,
-            spki_sha256,
-        })
-    };
-    hsm.sign_and_store_certificate(
+    let issued = crate::issue::sign_and_store(
+        &signer,
         session,
-        signer.label(),
-        &signer.sign_request(&tbs)?,
+        &plan,
+        &tbs,
+        parent,
+        "sub-ca",
         &[],
         serde_json::json!({"purpose": "create_intermediate_ca", "ca": parent, "subject_ca": spec.name, "serial": serial}),
-        &mut build,
     )?;
+    let cert_der = issued.der;
     Certificate::from_der(&cert_der)?;
     let record = CaRecord {
         name: spec.name.clone(),

@@ -14,6 +14,7 @@ use crate::error::{CaError, Result};
 use crate::extensions as ext;
 use crate::profile::{attribute_name, Days, Profile, NO_EXPIRY_UNIX};
 use crate::serial::random_serial;
+use crate::signer::HsmSigner;
 use crate::x509::{self, TbsPlan};
 
 /// Backdating notBefore a little keeps a device with a slightly slow clock from rejecting a
@@ -300,17 +301,11 @@ pub fn check_tbs(tbs_der: &[u8], ca: &Authority, profile: Option<&Profile>) -> R
                 }
             }
         }
-        if !p
-            .spec
-            .max_validity_days
-            .eq(&Days::Forever(crate::profile::Forever::Forever))
-        {
-            if let Days::Days(max) = p.spec.max_validity_days {
-                let span = v.not_after.to_unix_duration().as_secs() as i64
-                    - v.not_before.to_unix_duration().as_secs() as i64;
-                if span > max * 86_400 + BACKDATE_SECS {
-                    return lint("the validity exceeds the profile's maximum");
-                }
+        if let Days::Days(max) = p.spec.max_validity_days {
+            let span = v.not_after.to_unix_duration().as_secs() as i64
+                - v.not_before.to_unix_duration().as_secs() as i64;
+            if span > max * 86_400 + BACKDATE_SECS {
+                return lint("the validity exceeds the profile's maximum");
             }
         }
     }
@@ -355,7 +350,6 @@ pub fn issue_parsed(
 
     let serial = hex::encode(&plan.serial);
     let subject = plan.subject.to_string();
-    let alg = signer.signature_algorithm_identifier_owned()?;
     let mut detail = serde_json::json!({
         "purpose": "issue_certificate", "ca": ca.name(), "profile": profile.name(),
         "serial": serial, "subject": subject,
@@ -365,17 +359,45 @@ pub fn issue_parsed(
             d.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let req = signer.sign_request(&tbs)?;
+    sign_and_store(
+        &signer,
+        session,
+        &plan,
+        &tbs,
+        ca.name(),
+        profile.name(),
+        quotas,
+        detail,
+    )
+}
+
+/// Sign `tbs` (laid out as `plan`) with `signer`'s CA key and store the certificate as issued by
+/// `ca_name` under `profile`, in the transaction that counts the use (see
+/// `Hsm::sign_and_store_certificate`). End-entity issuance and intermediate CAs both end here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sign_and_store(
+    signer: &HsmSigner,
+    session: &Session,
+    plan: &TbsPlan,
+    tbs: &[u8],
+    ca_name: &str,
+    profile: &str,
+    quotas: &[QuotaCharge],
+    detail: serde_json::Value,
+) -> Result<Issued> {
+    let alg = signer.signature_algorithm_identifier_owned()?;
+    let serial = hex::encode(&plan.serial);
+    let subject = plan.subject.to_string();
     let spki_sha256 = spki_hash(&plan.spki)?;
     let mut der_out = Vec::new();
     let mut build = |sig: &[u8]| -> hsm_core::Result<NewCertificate> {
-        let der = x509::assemble(&tbs, &alg, sig)
+        let der = x509::assemble(tbs, &alg, sig)
             .map_err(|e| hsm_core::HsmError::BadInput(e.to_string()))?;
         der_out = der.clone();
         Ok(NewCertificate {
             serial: serial.clone(),
-            ca_name: ca.name().to_string(),
-            profile: profile.name().to_string(),
+            ca_name: ca_name.to_string(),
+            profile: profile.to_string(),
             subject: subject.clone(),
             not_before: plan.not_before,
             not_after: plan.not_after,
@@ -386,7 +408,7 @@ pub fn issue_parsed(
     let (record, _) = signer.hsm().sign_and_store_certificate(
         session,
         signer.label(),
-        &req,
+        &signer.sign_request(tbs)?,
         quotas,
         detail,
         &mut build,
