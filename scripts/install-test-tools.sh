@@ -49,3 +49,20 @@ if [ ! -x "$venv/bin/lint_pkix_cert" ] || [ ! -x "$venv/bin/lint_crl" ]; then
     rm -f "$pip_log"
     [ -x "$venv/bin/lint_pkix_cert" ] || die "pkilint installed but $venv/bin/lint_pkix_cert is missing"
 fi
+
+# sigstore-python verifies kagi's Sigstore bundles offline (issue 5). It gets its own virtualenv
+# so its pinned cryptography and pydantic versions cannot disturb pkilint's.
+sigvenv="$HOME/.cache/kagi-test-tools/sigstore-venv"
+if [ ! -x "$sigvenv/bin/sigstore" ]; then
+    log "installing sigstore-python into $sigvenv"
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed to install sigstore-python"
+    pip_log=$(mktemp)
+    if ! { { [ -x "$sigvenv/bin/python" ] || python3 -m venv "$sigvenv"; } &&
+        "$sigvenv/bin/python" -m pip install -q --disable-pip-version-check sigstore; } >"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        rm -f "$pip_log"
+        die "could not install sigstore-python into $sigvenv (python3 -m venv / pip install sigstore)"
+    fi
+    rm -f "$pip_log"
+    [ -x "$sigvenv/bin/sigstore" ] || die "sigstore-python installed but $sigvenv/bin/sigstore is missing"
+fi

@@ -84,6 +84,16 @@ impl Authority {
         self.cert.tbs_certificate().subject()
     }
 
+    /// The CA's own notBefore, unix seconds.
+    pub fn not_before(&self) -> i64 {
+        self.cert
+            .tbs_certificate()
+            .validity()
+            .not_before
+            .to_unix_duration()
+            .as_secs() as i64
+    }
+
     /// The CA's own notAfter, unix seconds.
     pub fn not_after(&self) -> i64 {
         self.cert

@@ -106,6 +106,9 @@ pub(crate) struct Op {
 pub(crate) enum Staged {
     Apply(ApplyFn),
     Certificate(Box<CertificateRecord>),
+    /// The signature's transparency-log entry, made from the signature itself (a Sigstore
+    /// hashedrekord names it), in place of kagi's own entry.
+    LogEntry(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -149,10 +152,11 @@ impl Committer {
         tlog: Option<Vec<u8>>,
         event: EventDraft,
     ) -> Result<Committed> {
-        let (apply, certificate) = match staged {
-            None => (None, None),
-            Some(Staged::Apply(a)) => (Some(a), None),
-            Some(Staged::Certificate(c)) => (None, Some(*c)),
+        let (apply, certificate, tlog) = match staged {
+            None => (None, None, tlog),
+            Some(Staged::Apply(a)) => (Some(a), None, tlog),
+            Some(Staged::Certificate(c)) => (None, Some(*c), tlog),
+            Some(Staged::LogEntry(body)) => (None, None, Some(body)),
         };
         let (reply, wait) = mpsc::sync_channel(1);
         let op = Op {

@@ -1614,6 +1614,29 @@ impl Hsm {
             .map(|(signed, _)| signed)
     }
 
+    /// Sign first, then append the entry `entry` makes from the signature to the transparency
+    /// log in the transaction that counts the use (instead of kagi's own entry, which cannot
+    /// name the signature because it is written before signing). The signature is released only
+    /// once its entry is durable, so a Sigstore bundle's log entry can carry it.
+    pub fn sign_logged(
+        &self,
+        s: &Session,
+        label: &str,
+        req: &SignRequest,
+        quotas: &[QuotaCharge],
+        audit_detail: serde_json::Value,
+        entry: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>>,
+    ) -> Result<Signed> {
+        if label.starts_with(crate::ca_store::CA_KEY_PREFIX) {
+            return Err(HsmError::CaKeyReserved(label.to_string()));
+        }
+        let mut record = |sig: &[u8]| -> Result<crate::commit::Staged> {
+            Ok(crate::commit::Staged::LogEntry(entry(sig)?))
+        };
+        self.sign_inner(s, label, req, quotas, audit_detail, Some(&mut record))
+            .map(|(signed, _)| signed)
+    }
+
     /// The one signing path. Without `record`, the use is counted durably and then the digest is
     /// signed ("count, then sign"). With it, the digest is signed first, `record` turns the
     /// signature into a change (a stored certificate, say), and that change commits in the same

@@ -41,7 +41,7 @@ pub use hsm::{
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;
-pub use transparency::{TlogCheckpoint, TlogEntry};
+pub use transparency::{InclusionPromise, TlogCheckpoint, TlogEntry};
 
 /// Verify a signature over a digest with a public key (SPKI DER): what `Hsm::verify` does,
 /// without the HSM, for clients checking signatures offline.

@@ -28,6 +28,23 @@ pub struct TlogEntry {
     pub leaf_hash: String,
 }
 
+/// What Rekor v1 calls an inclusion promise: see [`Hsm::tlog_inclusion_promise`].
+#[derive(Debug, Clone)]
+pub struct InclusionPromise {
+    pub index: i64,
+    /// Unix seconds.
+    pub integrated_time: i64,
+    pub body: Vec<u8>,
+    /// Ed25519 by the log key over the canonical JSON.
+    pub signature: Vec<u8>,
+}
+
+/// DER of SubjectPublicKeyInfo { id-Ed25519 (1.3.101.112), BIT STRING of 32 bytes } up to the
+/// key itself (RFC 8410).
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
 fn bad_range(what: String) -> HsmError {
     HsmError::BadInput(what)
 }
@@ -43,6 +60,74 @@ impl Hsm {
             .as_ref()
             .try_into()
             .map_err(|_| HsmError::Crypto("Ed25519 public key is not 32 bytes"))
+    }
+
+    /// The log key as an X.509 SubjectPublicKeyInfo (DER): how Sigstore trust roots name it.
+    pub fn tlog_public_key_spki(&self) -> Result<Vec<u8>> {
+        let mut spki = ED25519_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(&self.tlog_public_key()?);
+        Ok(spki)
+    }
+
+    /// The log's id in the RFC 6962 sense (Rekor's too): SHA-256 of its key's SPKI.
+    pub fn tlog_log_id(&self) -> Result<[u8; 32]> {
+        let d =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.tlog_public_key_spki()?);
+        d.as_ref()
+            .try_into()
+            .map_err(|_| HsmError::Crypto("SHA-256 is not 32 bytes"))
+    }
+
+    /// A signed promise that entry `index` is in the log, as Rekor v1 makes it (a "signed entry
+    /// timestamp"): the log key's signature over the RFC 8785 canonical JSON of the entry's
+    /// body (base64), integration time (unix seconds), log id (hex) and index. The promise
+    /// is made from what the log stored, so it states the entry's real time and index.
+    pub fn tlog_inclusion_promise(&self, index: i64) -> Result<InclusionPromise> {
+        use base64::Engine;
+        let u = self.unsealed()?;
+        let log_id = self.tlog_log_id()?;
+        let (ts, body) = {
+            let mut c = self.inner.store.conn()?;
+            tlog::entry(&mut c, index)?
+        };
+        let integrated_time = ts / 1000;
+        // RFC 8785 for this object: keys in code-point order, no whitespace, integers as
+        // written, and strings (base64 and hex) that need no escaping.
+        let canonical = format!(
+            r#"{{"body":"{}","integratedTime":{},"logID":"{}","logIndex":{}}}"#,
+            base64::engine::general_purpose::STANDARD.encode(&body),
+            integrated_time,
+            hex::encode(log_id),
+            index
+        );
+        let signature = u.audit.tlog.sign(canonical.as_bytes()).as_ref().to_vec();
+        Ok(InclusionPromise {
+            index,
+            integrated_time,
+            body,
+            signature,
+        })
+    }
+
+    /// The checkpoint at `size` (or the newest) with a second signature line for Rekor v1
+    /// clients, which find the log's signature by the first 4 bytes of its key id (SHA-256 of
+    /// the SPKI) instead of the C2SP key hash. Same key, same text: C2SP verifiers still
+    /// find their line and ignore the other.
+    pub fn tlog_checkpoint_for_rekor(&self, size: Option<i64>) -> Result<Option<TlogCheckpoint>> {
+        use base64::Engine;
+        let Some(mut cp) = self.tlog_checkpoint(size)? else {
+            return Ok(None);
+        };
+        let u = self.unsealed()?;
+        let text = tlog::unverified_text(&cp.note)?;
+        let mut blob = self.tlog_log_id()?[..4].to_vec();
+        blob.extend_from_slice(u.audit.tlog.sign(text.as_bytes()).as_ref());
+        cp.note.push_str(&format!(
+            "\u{2014} {} {}\n",
+            tlog::ORIGIN,
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        ));
+        Ok(Some(cp))
     }
 
     /// The verifier key string clients pin (C2SP signed-note format).

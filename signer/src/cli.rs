@@ -467,11 +467,14 @@ pub struct SignArgs {
     /// Algorithm of the --wrapped-key.
     #[arg(long)]
     pub alg: Option<String>,
-    /// Signature format: raw (the bare signature) or cms (detached CMS SignedData, DER, with
-    /// the key's certificate chain: the key needs 'kagi key certify' first).
+    /// Signature format: raw (the bare signature), cms (detached CMS SignedData, DER, with
+    /// the key's certificate chain: the key needs 'kagi key certify' first) or sigstore (a
+    /// Sigstore bundle, JSON, with a short-lived certificate naming you and its log entry;
+    /// ECDSA keys only).
     #[arg(long, default_value = "raw")]
     pub format: String,
-    /// With --format cms: add an RFC 3161 timestamp of the signature from kagi's TSA.
+    /// With --format cms or sigstore: add an RFC 3161 timestamp of the signature from kagi's
+    /// TSA.
     #[arg(long)]
     pub timestamp: bool,
     /// File to sign.

@@ -585,6 +585,12 @@ struct SignResponse {
     usage_limit: Option<i64>,
     #[serde(default)]
     tlog_index: Option<i64>,
+    #[serde(default)]
+    bundle: Option<Value>,
+    #[serde(default)]
+    identity: Option<String>,
+    #[serde(default)]
+    issuer: Option<String>,
 }
 
 fn sign(args: &SignArgs) -> Result<()> {
@@ -621,6 +627,26 @@ fn sign(args: &SignArgs) -> Result<()> {
         body["timestamp"] = json!(true);
     }
     let resp: SignResponse = client.post_json("/api/v1/sign", &body)?;
+    if let Some(bundle) = &resp.bundle {
+        // The bundle carries its own log proof; no sidecar.
+        let mut text = serde_json::to_string_pretty(bundle)?;
+        text.push('\n');
+        std::fs::write(&args.out, text)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+        say!(
+            "signed {} with {} ({}): Sigstore bundle {} (log entry {})\nverify with: sigstore verify identity --bundle {} --cert-identity {} --cert-oidc-issuer {} {}",
+            args.file.display(),
+            args.key.as_deref().unwrap_or("?"),
+            resp.algorithm.as_deref().unwrap_or("?"),
+            args.out.display(),
+            resp.tlog_index.map(|i| i.to_string()).unwrap_or_else(|| "?".into()),
+            args.out.display(),
+            resp.identity.as_deref().unwrap_or("?"),
+            resp.issuer.as_deref().unwrap_or("?"),
+            args.file.display(),
+        );
+        return Ok(());
+    }
     let signature = base64::engine::general_purpose::STANDARD
         .decode(&resp.signature)
         .context("the server's signature is not base64")?;

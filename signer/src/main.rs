@@ -14,6 +14,7 @@ mod pem;
 mod pki;
 mod secret_files;
 mod server;
+mod sigstore;
 mod tls;
 mod verify_cli;
 

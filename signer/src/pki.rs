@@ -35,10 +35,10 @@ pub struct KeyCertificate {
 }
 
 /// The time-stamping authority: key `ca.<signing CA>.tsa`, profile `timestamping`.
-struct Tsa {
+pub(crate) struct Tsa {
     signer: HsmSigner,
-    cert_der: Vec<u8>,
-    chain: Vec<Vec<u8>>,
+    pub(crate) cert_der: Vec<u8>,
+    pub(crate) chain: Vec<Vec<u8>>,
     not_after: i64,
 }
 
@@ -58,9 +58,11 @@ pub struct Pki {
     authorities: Mutex<HashMap<String, Arc<Authority>>>,
     responders: Mutex<HashMap<String, Arc<Responder>>>,
     tsas: Mutex<HashMap<String, Arc<Tsa>>>,
+    /// CT signers (Sigstore SCTs) by CA name.
+    pub(crate) cts: Mutex<HashMap<String, Arc<ca::sct::CtSigner>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -72,6 +74,7 @@ impl Pki {
             authorities: Mutex::new(HashMap::new()),
             responders: Mutex::new(HashMap::new()),
             tsas: Mutex::new(HashMap::new()),
+            cts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -356,7 +359,7 @@ impl Pki {
     }
 
     /// The TSA of CA `ca_name`, made on first use and renewed before its certificate expires.
-    fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<Tsa>, CaError> {
+    pub(crate) fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<Tsa>, CaError> {
         let now = ca::x509::unix_now();
         if let Some(t) = lock(&self.tsas).get(ca_name) {
             if t.not_after - now > RESPONDER_RENEW_SECS {
@@ -403,7 +406,7 @@ impl Pki {
         }
     }
 
-    fn timestamp_token(
+    pub(crate) fn timestamp_token(
         &self,
         hsm: &Hsm,
         ca_name: &str,

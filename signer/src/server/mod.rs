@@ -10,6 +10,7 @@ mod openapi;
 mod policy_gate;
 mod public;
 mod routes;
+mod sigstore_routes;
 
 use actix_web::{web, App, HttpServer};
 use hsm_core::Hsm;
@@ -168,6 +169,14 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(routes::export_wrapped)),
             )
             .service(resource("/sign").route(web::post().to(routes::sign)))
+            .service(
+                resource("/sigstore/trusted_root.json")
+                    .route(web::get().to(sigstore_routes::trusted_root)),
+            )
+            .service(
+                resource("/sigstore/client_trust_config.json")
+                    .route(web::get().to(sigstore_routes::client_trust_config)),
+            )
             .service(resource("/audit").route(web::get().to(routes::audit_records)))
             .service(resource("/audit/verify").route(web::post().to(routes::audit_verify)))
             .service(resource("/log/verify").route(web::post().to(log_routes::verify)))

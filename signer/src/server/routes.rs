@@ -295,7 +295,8 @@ pub struct SignBody {
     padding: Option<String>,
     #[serde(default)]
     format: Option<String>,
-    /// cms only: add an RFC 3161 timestamp of the signature (an unsigned attribute).
+    /// cms and sigstore: add an RFC 3161 timestamp of the signature (cms: an unsigned
+    /// attribute; sigstore: the bundle's timestampVerificationData).
     #[serde(default)]
     timestamp: bool,
 }
@@ -313,6 +314,13 @@ struct SignResponse {
     usage_limit: Option<i64>,
     /// This signature's entry in the public transparency log (/log/entries/N).
     tlog_index: Option<i64>,
+    /// sigstore: the Sigstore bundle (v0.3), and what to verify it with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
 }
 
 fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
@@ -331,11 +339,18 @@ fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
                 "format \"cms\" needs a key in the HSM with a certificate ('kagi key certify'), not a wrapped key",
             ))
         }
+        "sigstore" if body.wrapped_key.is_none() => {}
+        "sigstore" => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "format \"sigstore\" needs a key in the HSM (its certificate names the caller), not a wrapped key",
+            ))
+        }
         other => {
             return Err(ApiError::bad_request(
                 "unsupported_format",
                 format!(
-                    "signature format '{}' is not supported yet: use \"raw\" or \"cms\"",
+                    "signature format '{}' is not supported: use \"raw\", \"cms\" or \"sigstore\"",
                     other.chars().take(32).collect::<String>()
                 ),
             ))
@@ -462,6 +477,39 @@ pub async fn sign(
             usage_count: signed.usage_count,
             usage_limit: signed.usage_limit,
             tlog_index: signed.tlog_index,
+            bundle: None,
+            identity: None,
+            issuer: None,
+        }));
+    }
+    if format == "sigstore" {
+        let st = state.clone();
+        let label = resource.clone();
+        let timestamp = body.timestamp;
+        let out = web::block(move || -> Result<_, ApiError> {
+            Ok(st.pki.sigstore_sign(
+                &st.hsm,
+                &session,
+                &label,
+                &req,
+                &quotas,
+                detail,
+                &st.signing_ca,
+                timestamp,
+            )?)
+        })
+        .await??;
+        return Ok(HttpResponse::Ok().json(SignResponse {
+            signature: base64::engine::general_purpose::STANDARD.encode(&out.signed.signature),
+            key: resource,
+            algorithm: out.signed.algorithm,
+            digest_alg: out.signed.digest_alg,
+            usage_count: out.signed.usage_count,
+            usage_limit: out.signed.usage_limit,
+            tlog_index: out.signed.tlog_index,
+            bundle: Some(out.bundle),
+            identity: Some(out.identity_uri),
+            issuer: Some(out.issuer),
         }));
     }
     let signed = match &body.wrapped_key {
@@ -490,6 +538,9 @@ pub async fn sign(
         usage_count: signed.usage_count,
         usage_limit: signed.usage_limit,
         tlog_index: signed.tlog_index,
+        bundle: None,
+        identity: None,
+        issuer: None,
     }))
 }
 

@@ -1,0 +1,315 @@
+//! Sigstore bundles (v0.3) made by kagi, and the trust root that verifies them: kagi plays
+//! Fulcio (a short-lived certificate bound to the caller's identity, with an SCT), Rekor v1 (a
+//! hashedrekord 0.0.1 entry in kagi's transparency log, its signed entry timestamp, an
+//! inclusion proof and a signed checkpoint) and the timestamp authority, in one process, with
+//! every key in hsm-core.
+//!
+//! The JSON follows the protobuf-specs JSON mapping (camelCase, 64-bit integers as strings,
+//! bytes as base64). It is written with serde_json rather than the `sigstore` crate: the
+//! shapes are small and fixed, and that crate would bring an HTTP and TUF stack into the
+//! service's build. Sigstore's own client (sigstore-python) checks the result in the tests.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ca::fulcio::{self, IdentityRequest};
+use ca::sct::CtSigner;
+use ca::signer::HsmSigner;
+use ca::CaError;
+use hsm_core::{Algorithm, DigestAlg, Hsm, HsmError, QuotaCharge, Session, SignRequest, Signed};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use crate::pki::{lock, Pki};
+
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+pub const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json";
+pub const SIGNING_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
+
+/// A Sigstore signature: the bundle, the use it consumed, and whom its certificate names.
+pub struct SigstoreSigned {
+    pub bundle: Value,
+    pub signed: Signed,
+    pub identity_uri: String,
+    pub issuer: String,
+}
+
+/// The identity a pipeline's Sigstore certificates name: a URI under kagi's public URL, so it
+/// cannot collide with an identity another issuer vouches for.
+pub fn identity_uri(public_url: &str, session: &Session) -> String {
+    format!(
+        "{}/identities/{}/{}",
+        public_url.trim_end_matches('/'),
+        session.partition,
+        session.name
+    )
+}
+
+/// The hashedrekord 0.0.1 body Rekor v1 would log for this signature, in RFC 8785 canonical
+/// form (keys sorted, no whitespace; every value is base64 or hex, so nothing needs escaping).
+pub fn hashedrekord_body(digest: &[u8], signature: &[u8], cert_pem: &str) -> Vec<u8> {
+    format!(
+        r#"{{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{{"data":{{"hash":{{"algorithm":"sha256","value":"{}"}}}},"signature":{{"content":"{}","publicKey":{{"content":"{}"}}}}}}}}"#,
+        hex::encode(digest),
+        B64.encode(signature),
+        B64.encode(cert_pem.as_bytes())
+    )
+    .into_bytes()
+}
+
+fn internal(e: impl std::fmt::Display) -> CaError {
+    CaError::Internal(e.to_string())
+}
+
+impl Pki {
+    /// CA `ca_name`'s CT signer (key `ca.<ca>.ct`, ECDSA P-256), made on first use.
+    fn ct_signer(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<CtSigner>, CaError> {
+        if let Some(ct) = lock(&self.cts).get(ca_name) {
+            return Ok(ct.clone());
+        }
+        let ca = self.authority(hsm, ca_name)?;
+        let session = ca.signer.session().clone();
+        let key_name = format!("{ca_name}.ct");
+        let officer = Session {
+            roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
+            ..session.clone()
+        };
+        match hsm.create_ca_key(&officer, &key_name, Algorithm::EcP256) {
+            Ok(_) | Err(HsmError::KeyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let label = format!("{}{key_name}", hsm_core::CA_KEY_PREFIX);
+        let signer = HsmSigner::new(hsm, &session, &label)?
+            .with_audit(json!({"purpose": "ct_sct", "ca": ca_name}));
+        let ct = Arc::new(CtSigner::new(signer)?);
+        lock(&self.cts).insert(ca_name.to_string(), ct.clone());
+        Ok(ct)
+    }
+
+    /// Sign a SHA-256 digest with key `label` for the caller in `session` and wrap it as a
+    /// Sigstore bundle: a certificate for the key naming the caller (from CA `ca_name`), the
+    /// signature, and its hashedrekord log entry with promise, proof and checkpoint.
+    /// `timestamp`: also an RFC 3161 timestamp of the signature from CA `ca_name`'s TSA.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sigstore_sign(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        label: &str,
+        req: &SignRequest,
+        quotas: &[QuotaCharge],
+        detail: Value,
+        ca_name: &str,
+        timestamp: bool,
+    ) -> Result<SigstoreSigned, CaError> {
+        if req.digest_alg.is_some_and(|d| d != DigestAlg::Sha256) {
+            return Err(CaError::BadRequest(
+                "Sigstore bundles sign SHA-256 digests: send digest_alg \"sha256\"".into(),
+            ));
+        }
+        let info = hsm.key_info(session, label)?;
+        if !matches!(info.algorithm, Algorithm::EcP256 | Algorithm::EcP384) {
+            return Err(CaError::BadRequest(format!(
+                "Sigstore clients verify ECDSA signatures over SHA-256 only: key '{label}' is {}; sign with an ec-p256 or ec-p384 key, or use format \"cms\"",
+                info.algorithm.as_str()
+            )));
+        }
+        let spki = {
+            use der::Decode;
+            x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&info.public_key_der)?
+        };
+        let identity_uri = identity_uri(&self.urls.base, session);
+        let issuer = self.urls.base.trim_end_matches('/').to_string();
+        let ca = self.authority(hsm, ca_name)?;
+        let ct = self.ct_signer(hsm, ca_name)?;
+        let cert = fulcio::issue_identity_certificate(
+            &ca,
+            &ct,
+            ca.signer.session(),
+            &IdentityRequest {
+                identity_uri: &identity_uri,
+                issuer: &issuer,
+                spki: &spki,
+                lifetime_secs: fulcio::DEFAULT_LIFETIME_SECS,
+            },
+            &[],
+        )?;
+        let cert_pem = ca::x509::pem("CERTIFICATE", &cert.der)?;
+        let req = SignRequest {
+            digest_alg: Some(DigestAlg::Sha256),
+            digest: req.digest.clone(),
+            padding: req.padding,
+        };
+        let mut detail = detail;
+        if let Some(d) = detail.as_object_mut() {
+            d.insert("certificate_serial".into(), json!(cert.record.serial));
+            d.insert("identity_uri".into(), json!(identity_uri));
+        }
+        let digest = req.digest.clone();
+        let mut entry = |sig: &[u8]| -> hsm_core::Result<Vec<u8>> {
+            Ok(hashedrekord_body(&digest, sig, &cert_pem))
+        };
+        let signed = hsm.sign_logged(session, label, &req, quotas, detail, &mut entry)?;
+        let index = signed
+            .tlog_index
+            .ok_or_else(|| internal("the signature has no transparency-log entry"))?;
+        let tlog_entry = self.rekor_entry(hsm, index)?;
+        let mut material = json!({
+            "certificate": {"rawBytes": B64.encode(&cert.der)},
+            "tlogEntries": [tlog_entry],
+        });
+        if timestamp {
+            let imprint = ca::signer::digest(DigestAlg::Sha256, &signed.signature);
+            let treq = ca::tsa::ParsedRequest::for_imprint(DigestAlg::Sha256, imprint)?;
+            let resp = self.timestamp_token(hsm, ca_name, &treq)?;
+            material["timestampVerificationData"] =
+                json!({"rfc3161Timestamps": [{"signedTimestamp": B64.encode(resp)}]});
+        }
+        let bundle = json!({
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "verificationMaterial": material,
+            "messageSignature": {
+                "messageDigest": {"algorithm": "SHA2_256", "digest": B64.encode(&req.digest)},
+                "signature": B64.encode(&signed.signature),
+            },
+        });
+        Ok(SigstoreSigned {
+            bundle,
+            signed,
+            identity_uri,
+            issuer,
+        })
+    }
+
+    /// Log entry `index` as a Rekor v1 TransparencyLogEntry: body, integration time, signed
+    /// entry timestamp, and an inclusion proof in the newest checkpoint (signed for Rekor
+    /// clients too).
+    fn rekor_entry(&self, hsm: &Hsm, index: i64) -> Result<Value, CaError> {
+        let promise = hsm.tlog_inclusion_promise(index)?;
+        let checkpoint = hsm
+            .tlog_checkpoint_for_rekor(None)?
+            .ok_or_else(|| internal("the transparency log has no checkpoint"))?;
+        let proof = hsm.tlog_inclusion_proof(index, checkpoint.size)?;
+        let text = checkpoint
+            .note
+            .rfind("\n\n")
+            .map(|i| &checkpoint.note[..i + 1])
+            .ok_or_else(|| internal("the checkpoint is not a signed note"))?;
+        let (_, _, root) = hsm_core::tlog::parse_checkpoint_body(text)?;
+        let kind = if promise
+            .body
+            .starts_with(br#"{"apiVersion":"0.0.1","kind":"hashedrekord""#)
+        {
+            "hashedrekord"
+        } else {
+            return Err(CaError::Conflict(format!(
+                "transparency log entry {index} is not a Sigstore hashedrekord entry"
+            )));
+        };
+        Ok(json!({
+            "logIndex": index.to_string(),
+            "logId": {"keyId": B64.encode(hsm.tlog_log_id()?)},
+            "kindVersion": {"kind": kind, "version": "0.0.1"},
+            "integratedTime": promise.integrated_time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": B64.encode(&promise.signature)},
+            "inclusionProof": {
+                "logIndex": index.to_string(),
+                "rootHash": B64.encode(root),
+                "treeSize": checkpoint.size.to_string(),
+                "hashes": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                "checkpoint": {"envelope": checkpoint.note},
+            },
+            "canonicalizedBody": B64.encode(&promise.body),
+        }))
+    }
+
+    /// The Sigstore trusted root of this kagi: CA `ca_name` and its chain as the certificate
+    /// authority, the transparency log's key under `tlogs`, the CT signer's under `ctlogs`,
+    /// and the TSA's certificate chain.
+    pub fn sigstore_trusted_root(&self, hsm: &Hsm, ca_name: &str) -> Result<Value, CaError> {
+        let base = self.urls.base.trim_end_matches('/').to_string();
+        let ca = self.authority(hsm, ca_name)?;
+        let chain = self.chain(hsm, ca_name)?;
+        let start = rfc3339(ca.not_before())?;
+        let ct = self.ct_signer(hsm, ca_name)?;
+        let tsa = self.tsa(hsm, ca_name)?;
+        let mut tsa_chain = vec![tsa.cert_der.clone()];
+        tsa_chain.extend(tsa.chain.iter().cloned());
+        let certs = |c: &[Vec<u8>]| -> Vec<Value> {
+            c.iter()
+                .map(|d| json!({"rawBytes": B64.encode(d)}))
+                .collect()
+        };
+        let log = |spki: &[u8], details: &str, id: &[u8]| {
+            json!({
+                "baseUrl": base,
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {"rawBytes": B64.encode(spki), "keyDetails": details, "validFor": {"start": start}},
+                "logId": {"keyId": B64.encode(id)},
+            })
+        };
+        Ok(json!({
+            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+            "tlogs": [log(&hsm.tlog_public_key_spki()?, "PKIX_ED25519", &hsm.tlog_log_id()?)],
+            "certificateAuthorities": [{
+                "subject": {"organization": "kagi", "commonName": ca_name},
+                "uri": base,
+                "certChain": {"certificates": certs(&chain)},
+                "validFor": {"start": start},
+            }],
+            "ctlogs": [log(ct.signer.spki_der(), "PKIX_ECDSA_P256_SHA_256", &ct.log_id)],
+            "timestampAuthorities": [{
+                "subject": {"organization": "kagi", "commonName": format!("{ca_name} time-stamping")},
+                "uri": format!("{base}/tsa"),
+                "certChain": {"certificates": certs(&tsa_chain)},
+                "validFor": {"start": start},
+            }],
+        }))
+    }
+
+    /// What `sigstore --trust-config` reads: the trusted root and where this kagi's services
+    /// are (kagi signs through its own API; the URLs tell Sigstore clients which instance
+    /// this is).
+    pub fn sigstore_client_trust_config(&self, hsm: &Hsm, ca_name: &str) -> Result<Value, CaError> {
+        let base = self.urls.base.trim_end_matches('/').to_string();
+        let ca = self.authority(hsm, ca_name)?;
+        let start = rfc3339(ca.not_before())?;
+        let service = |url: String| json!([{"url": url, "majorApiVersion": 1, "validFor": {"start": start}, "operator": "kagi"}]);
+        Ok(json!({
+            "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
+            "trustedRoot": self.sigstore_trusted_root(hsm, ca_name)?,
+            "signingConfig": {
+                "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
+                "caUrls": service(base.clone()),
+                "oidcUrls": service(base.clone()),
+                "rekorTlogUrls": service(base.clone()),
+                "rekorTlogConfig": {"selector": "ANY"},
+                "tsaUrls": service(format!("{base}/tsa")),
+                "tsaConfig": {"selector": "ANY"},
+            },
+        }))
+    }
+}
+
+fn rfc3339(unix: i64) -> Result<String, CaError> {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).map_err(internal)?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashedrekord_body_is_canonical_json() {
+        let body = hashedrekord_body(&[0xab; 32], b"sig", "PEM\n");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["spec"]["data"]["hash"]["value"], "ab".repeat(32));
+        assert_eq!(v["spec"]["signature"]["content"], B64.encode(b"sig"));
+        // serde_json (sorted maps) re-serializes canonical JSON byte for byte.
+        assert_eq!(serde_json::to_vec(&v).unwrap(), body);
+    }
+}
