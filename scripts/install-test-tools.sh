@@ -3,7 +3,8 @@
 #   - certtool (GnuTLS, Debian package gnutls-bin), only if it is not on PATH;
 #   - /usr/bin/time (Debian package time), for the client memory measurement;
 #   - pkilint, in its own virtualenv at $HOME/.cache/kagi-test-tools/venv (tests run
-#     $HOME/.cache/kagi-test-tools/venv/bin/lint_pkix_cert and .../lint_crl).
+#     $HOME/.cache/kagi-test-tools/venv/bin/lint_pkix_cert and .../lint_crl);
+#   - sigstore-python, in $HOME/.cache/kagi-test-tools/sigstore-venv (Sigstore bundle checks).
 # Prints nothing when everything is already there, one "==> installing X" line per install,
 # and exits non-zero with a message on stderr when an install fails.
 set -euo pipefail

@@ -15,7 +15,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# certtool (GnuTLS) and pkilint, for the CA interop tests.
+# certtool (GnuTLS), pkilint and sigstore-python, for the interop tests.
 bash scripts/install-test-tools.sh
 
 # The store tests use the machine's PostgreSQL (trust auth, user postgres, database test).
@@ -48,5 +48,8 @@ bash signer/tests/est_acceptance.sh
 
 log "acceptance: CMS signatures and RFC 3161 timestamps with openssl and certtool"
 bash signer/tests/signing_acceptance.sh
+
+log "acceptance: Sigstore bundles verified offline by sigstore-python"
+bash signer/tests/sigstore_acceptance.sh
 
 log "all tests passed"

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Sigstore acceptance (issue 5, item 3), with Sigstore's own client, fully offline:
+#   sigstore-python (`pip install sigstore`) verifies a bundle from `kagi sign --format sigstore`
+#   against the trust config kagi serves:
+#     sigstore --trust-config kagi-trust.json verify identity --offline --bundle app.sigstore.json
+#       --cert-identity <pipeline URI> --cert-oidc-issuer <kagi URL> app.bin
+#   and rejects a changed file, a bundle signed by a different identity, and tampered log
+#   entries (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp).
+#   A bundle with an RFC 3161 timestamp from kagi's TSA verifies too.
+# Needs ports 8443 and 8080 free, curl, python3 and sigstore-python in its virtualenv
+# (bash scripts/install-test-tools.sh); the binary must be built (cargo build --release -p
+# signer). KEEP=1 keeps the work folder.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+
+SIGSTORE="$HOME/.cache/kagi-test-tools/sigstore-venv/bin/sigstore"
+[[ -x "$SIGSTORE" ]] || fail "sigstore-python is not installed (bash scripts/install-test-tools.sh)"
+need_tools curl python3
+
+start_kagi
+ok "kagi serve is up in $WORK; $("$SIGSTORE" --version)"
+
+head -c 1000000 /dev/urandom > app.bin
+cp app.bin changed.bin
+printf '\x01' | dd of=changed.bin bs=1 seek=777 conv=notrunc status=none
+cmp -s app.bin changed.bin && printf '\x02' | dd of=changed.bin bs=1 seek=777 conv=notrunc status=none
+
+curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/api/v1/sigstore/client_trust_config.json" -o kagi-trust.json ||
+  fail "GET /api/v1/sigstore/client_trust_config.json"
+curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/api/v1/sigstore/trusted_root.json" -o trusted_root.json ||
+  fail "GET /api/v1/sigstore/trusted_root.json"
+python3 -c 'import json,sys; a=json.load(open("kagi-trust.json"))["trustedRoot"]; b=json.load(open("trusted_root.json")); sys.exit(a!=b)' ||
+  fail "the client trust config does not hold the served trusted root"
+
+# Two CI pipelines, each with its own credential; one release key both may use.
+"$KAGI" key create --name release --alg ec-p256 >/dev/null || fail "key create"
+for p in ci-app ci-other; do
+  "$KAGI" identity create --name "$p" --kind pipeline --roles user >"$p.token" 2>identity.err ||
+    fail "identity create $p: $(cat identity.err)"
+done
+ISSUER="$PUBLIC"
+ID_APP="$PUBLIC/identities/default/ci-app"
+ID_OTHER="$PUBLIC/identities/default/ci-other"
+
+KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore app.bin -o app.sigstore.json >sign.out ||
+  fail "kagi sign --format sigstore as ci-app: $(cat sign.out)"
+grep -q -- "--cert-identity $ID_APP --cert-oidc-issuer $ISSUER" sign.out ||
+  fail "kagi sign did not say how to verify: $(cat sign.out)"
+KAGI_TOKEN="$(cat ci-other.token)" "$KAGI" sign --key release --format sigstore app.bin -o other.sigstore.json >/dev/null ||
+  fail "kagi sign --format sigstore as ci-other"
+
+# verify BUNDLE FILE IDENTITY: sigstore-python's verdict, offline, against kagi's trust config.
+verify() {
+  "$SIGSTORE" --trust-config kagi-trust.json verify identity --offline --bundle "$1" \
+    --cert-identity "$3" --cert-oidc-issuer "$ISSUER" "$2" >verify.out 2>&1
+}
+
+verify app.sigstore.json app.bin "$ID_APP" || fail "sigstore-python refused kagi's bundle: $(cat verify.out)"
+grep -q "OK: app.bin" verify.out || fail "sigstore-python said: $(cat verify.out)"
+ok "sigstore verify identity --offline accepts the bundle of $ID_APP"
+
+verify other.sigstore.json app.bin "$ID_OTHER" || fail "sigstore-python refused ci-other's bundle: $(cat verify.out)"
+ok "the other pipeline's bundle verifies as $ID_OTHER"
+
+if verify app.sigstore.json changed.bin "$ID_APP"; then fail "sigstore-python accepted a changed file"; fi
+ok "a changed file is refused ($(grep -o 'ERROR.*' verify.out | head -1 | tr -s ' '))"
+
+if verify other.sigstore.json app.bin "$ID_APP"; then fail "sigstore-python accepted ci-other's bundle as ci-app"; fi
+grep -q "SANs do not match" verify.out || fail "wrong reason for the identity refusal: $(cat verify.out)"
+ok "a bundle from a different identity is refused (SANs do not match)"
+
+if "$SIGSTORE" --trust-config kagi-trust.json verify identity --offline --bundle app.sigstore.json \
+  --cert-identity "$ID_APP" --cert-oidc-issuer "https://token.actions.githubusercontent.com" app.bin >verify.out 2>&1; then
+  fail "sigstore-python accepted another OIDC issuer"
+fi
+ok "another issuer is refused"
+
+# Tampered log entries: each edit of the bundle's tlog entry must be caught.
+python3 - <<'EOF'
+import base64, json
+b = json.load(open("app.sigstore.json"))
+def edit(name, f):
+    t = json.loads(json.dumps(b))
+    f(t["verificationMaterial"]["tlogEntries"][0])
+    json.dump(t, open(f"tampered-{name}.json", "w"))
+def body(e):
+    raw = base64.b64decode(e["canonicalizedBody"]).replace(b'"sha256"', b'"sha256" ')
+    e["canonicalizedBody"] = base64.b64encode(raw).decode()
+def proof(e):
+    h = e["inclusionProof"]["hashes"]
+    if h:
+        h[0] = base64.b64encode(bytes(32)).decode()
+    else:
+        e["inclusionProof"]["rootHash"] = base64.b64encode(bytes(32)).decode()
+def checkpoint(e):
+    env = e["inclusionProof"]["checkpoint"]["envelope"].split("\n")
+    env[1] = str(int(env[1]) + 1)
+    e["inclusionProof"]["checkpoint"]["envelope"] = "\n".join(env)
+def promise(e):
+    s = bytearray(base64.b64decode(e["inclusionPromise"]["signedEntryTimestamp"]))
+    s[10] ^= 1
+    e["inclusionPromise"]["signedEntryTimestamp"] = base64.b64encode(bytes(s)).decode()
+edit("time", lambda e: e.__setitem__("integratedTime", str(int(e["integratedTime"]) + 1)))
+edit("index", lambda e: e.__setitem__("logIndex", str(int(e["logIndex"]) + 1)))
+edit("body", body)
+edit("proof", proof)
+edit("checkpoint", checkpoint)
+edit("promise", promise)
+EOF
+for t in time index body proof checkpoint promise; do
+  if verify "tampered-$t.json" app.bin "$ID_APP"; then fail "sigstore-python accepted a bundle whose log entry's $t was changed"; fi
+done
+ok "tampered log entries are refused (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp)"
+
+KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore --timestamp app.bin -o ts.sigstore.json >/dev/null ||
+  fail "kagi sign --format sigstore --timestamp"
+python3 -c 'import json,sys; b=json.load(open("ts.sigstore.json")); sys.exit(not b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"])' ||
+  fail "the --timestamp bundle carries no RFC 3161 timestamp"
+verify ts.sigstore.json app.bin "$ID_APP" || fail "sigstore-python refused the timestamped bundle: $(cat verify.out)"
+ok "a bundle with an RFC 3161 timestamp from kagi's TSA verifies"
+
+# An RSA key cannot make a bundle Sigstore clients accept; kagi says so and signs nothing.
+"$KAGI" key create --name release-rsa --alg rsa-2048 >/dev/null || fail "key create rsa"
+if "$KAGI" sign --key release-rsa --format sigstore app.bin -o rsa.json >rsa.out 2>&1; then fail "an RSA key made a Sigstore bundle"; fi
+grep -q "ECDSA" rsa.out || fail "the RSA refusal does not say why: $(cat rsa.out)"
+ok "an RSA key is refused with: $(tail -1 rsa.out)"
+
+echo "SIGSTORE ACCEPTANCE PASSED"
