@@ -1,5 +1,7 @@
 //! Signatures per second through the HTTP API (`POST /api/v1/sign` over TLS, a real socket, the
-//! real `kagi serve`), for ec-p256, ec-p384 and rsa-2048, formats raw and cms, beside the raw
+//! real `kagi serve`), for ec-p256, ec-p384 and rsa-2048, formats raw and cms (and sigstore for
+//! the ECDSA keys: a short-lived certificate with an SCT, the signature, and its log entry with
+//! promise, proof and checkpoint, per request), beside the raw
 //! hsm-core signing rate of the same key type measured in the same run (in-process: counted,
 //! audited, no HTTP).
 //!
@@ -167,11 +169,22 @@ fn main() {
             &server.url,
             &["key", "certify", &name, "-o", "/dev/null"],
         );
-        for format in ["raw", "cms"] {
+        // Sigstore bundles are ECDSA over SHA-256 only (what Sigstore clients verify).
+        let formats: &[&str] = if alg == Algorithm::Rsa2048 {
+            &["raw", "cms"]
+        } else {
+            &["raw", "cms", "sigstore"]
+        };
+        for &format in formats {
+            let (d, da) = if format == "sigstore" {
+                (DigestAlg::Sha256.hash(b"bench"), DigestAlg::Sha256)
+            } else {
+                (digest.clone(), digest_alg)
+            };
             let body = format!(
                 r#"{{"key":"{name}","digest":"{}","digest_alg":"{}","format":"{format}"}}"#,
-                hex::encode(&digest),
-                digest_alg.as_str()
+                hex::encode(&d),
+                da.as_str()
             );
             let url = format!("{}/api/v1/sign", server.url);
             let failures = std::sync::atomic::AtomicU64::new(0);
