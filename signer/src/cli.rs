@@ -65,9 +65,20 @@ pub struct VerifyArgs {
     /// The signature ('kagi sign -o' output).
     #[arg(short = 's', long)]
     pub signature: PathBuf,
-    /// raw or cms (default: cms if the signature is a CMS SignedData, else raw).
+    /// raw, cms or sigstore (default: cms for a CMS SignedData, sigstore for a Sigstore
+    /// bundle, else raw).
     #[arg(long)]
     pub format: Option<String>,
+    /// sigstore: require this identity (URI subjectAltName) in the bundle's certificate.
+    #[arg(long)]
+    pub cert_identity: Option<String>,
+    /// sigstore: require this issuer in the bundle's certificate.
+    #[arg(long)]
+    pub cert_oidc_issuer: Option<String>,
+    /// sigstore: kagi's Sigstore trusted root or client trust config (JSON), for the
+    /// intermediate CA certificates (default: ask the service). Trust still ends at --ca-file.
+    #[arg(long)]
+    pub trust_root: Option<PathBuf>,
     /// raw: the signer's public key (PEM, from 'kagi key public NAME').
     #[arg(long)]
     pub public_key: Option<PathBuf>,
@@ -77,7 +88,7 @@ pub struct VerifyArgs {
     /// raw RSA: pkcs1 (default) or pss.
     #[arg(long)]
     pub padding: Option<String>,
-    /// cms: kagi's root CA certificate (default ./kagi-data/tls-ca.pem).
+    /// cms and sigstore: kagi's root CA certificate (default ./kagi-data/tls-ca.pem).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// The transparency log's verifier key to pin (default: ask the service).

@@ -17,6 +17,7 @@ mod server;
 mod sigstore;
 mod tls;
 mod verify_cli;
+mod verify_sigstore;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -109,7 +109,31 @@ impl Pki {
                 "Sigstore bundles sign SHA-256 digests: send digest_alg \"sha256\"".into(),
             ));
         }
+        if req.digest.len() != DigestAlg::Sha256.output_len() {
+            return Err(HsmError::DigestLength {
+                alg: DigestAlg::Sha256.as_str(),
+                got: req.digest.len(),
+                want: DigestAlg::Sha256.output_len(),
+            }
+            .into());
+        }
         let info = hsm.key_info(session, label)?;
+        // Refuse a key that cannot sign before a certificate is issued for it (the signature
+        // itself still decides, atomically, if another request used the last use meanwhile).
+        if let Some(limit) = info.usage_limit.filter(|l| info.usage_count >= *l) {
+            return Err(HsmError::UsageLimitReached {
+                label: label.to_string(),
+                limit,
+            }
+            .into());
+        }
+        if !info.active {
+            return Err(HsmError::KeyNotActive {
+                label: label.to_string(),
+                reason: "it is not active now (state or validity window)".into(),
+            }
+            .into());
+        }
         if !matches!(info.algorithm, Algorithm::EcP256 | Algorithm::EcP384) {
             return Err(CaError::BadRequest(format!(
                 "Sigstore clients verify ECDSA signatures over SHA-256 only: key '{label}' is {}; sign with an ec-p256 or ec-p384 key, or use format \"cms\"",

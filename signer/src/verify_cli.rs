@@ -1,4 +1,4 @@
-//! `kagi verify`: check a raw or CMS signature on the client, against kagi's trust root (the
+//! `kagi verify`: check a raw or CMS signature (Sigstore bundles: `verify_sigstore`) on the client, against kagi's trust root (the
 //! root CA certificate) and the transparency log, without trusting the service's word: the
 //! signature, the certificate chain, the log checkpoint's signature and the inclusion proof are
 //! all checked here.
@@ -26,7 +26,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
 const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
 const ID_SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
-const EKU_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
+pub(crate) const EKU_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
 
 /// Where `kagi sign` keeps a signature's log proof: beside it, `<signature>.tlog.json`.
 pub fn sidecar(signature: &Path) -> PathBuf {
@@ -64,13 +64,20 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
     let format = match args.format.as_deref() {
         Some(f) => f.to_string(),
         None if looks_like_cms(&sig) => "cms".into(),
+        None if crate::verify_sigstore::looks_like_bundle(&sig) => "sigstore".into(),
         None => "raw".into(),
     };
+    if format == "sigstore" {
+        // A bundle carries its own log proof.
+        crate::verify_sigstore::verify(&client, args, &sig)?;
+        say!("Verified OK");
+        return Ok(());
+    }
     // (the digest the key signed, the signer's SPKI) for the log check.
     let (signed_digest, spki) = match format.as_str() {
         "cms" => verify_cms(args, &sig)?,
         "raw" => verify_raw(args, &sig)?,
-        other => bail!("unknown format '{other}': use raw or cms"),
+        other => bail!("unknown format '{other}': use raw, cms or sigstore"),
     };
     let proof_path = sidecar(&args.signature);
     if proof_path.exists() {
@@ -127,7 +134,7 @@ fn verify_raw(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((digest, spki))
 }
 
-fn key_alg(spki_der: &[u8]) -> Result<Algorithm> {
+pub(crate) fn key_alg(spki_der: &[u8]) -> Result<Algorithm> {
     let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(spki_der)
         .context("the public key does not parse")?;
     ca::csr::key_type(&spki).map_err(|e| anyhow::anyhow!("{e}"))
@@ -178,8 +185,52 @@ fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<bool> {
     )?)
 }
 
-fn unix(t: &x509_cert::time::Time) -> i64 {
+pub(crate) fn unix(t: &x509_cert::time::Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
+}
+
+/// Walk from `leaf` through `certs` (untrusted) to kagi's root (`--ca-file`, default
+/// ./kagi-data/tls-ca.pem), checking each signature; the root is the only trust anchor.
+pub(crate) fn chain_to_root(
+    args: &VerifyArgs,
+    leaf: &Certificate,
+    certs: &[Certificate],
+) -> Result<Certificate> {
+    let root_path = args
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("kagi-data/tls-ca.pem"));
+    let root_pem = std::fs::read(&root_path).with_context(|| {
+        format!(
+            "cannot read the root certificate {} (--ca-file)",
+            root_path.display()
+        )
+    })?;
+    let root = Certificate::load_pem_chain(&root_pem)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .context("the root file holds no PEM certificate")?;
+    let mut cur = leaf.clone();
+    let mut depth = 0;
+    loop {
+        if check_issued_by(&cur, &root)? {
+            return Ok(root);
+        }
+        let issuer = certs
+            .iter()
+            .find(|c| check_issued_by(&cur, c).unwrap_or(false))
+            .with_context(|| {
+                format!(
+                    "no certificate in the signature chains '{}' to the root",
+                    cur.tbs_certificate().subject()
+                )
+            })?;
+        cur = issuer.clone();
+        depth += 1;
+        if depth > 4 {
+            bail!("the certificate chain is too long");
+        }
+    }
 }
 
 fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
@@ -254,41 +305,7 @@ fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     }
 
     // 3. The chain, up to kagi's root.
-    let root_path = args
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("kagi-data/tls-ca.pem"));
-    let root_pem = std::fs::read(&root_path).with_context(|| {
-        format!(
-            "cannot read the root certificate {} (--ca-file)",
-            root_path.display()
-        )
-    })?;
-    let root = Certificate::load_pem_chain(&root_pem)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .context("the root file holds no PEM certificate")?;
-    let mut cur = signer.clone();
-    let mut depth = 0;
-    loop {
-        if check_issued_by(&cur, &root)? {
-            break;
-        }
-        let issuer = certs
-            .iter()
-            .find(|c| check_issued_by(&cur, c).unwrap_or(false))
-            .with_context(|| {
-                format!(
-                    "no certificate in the signature chains '{}' to the root",
-                    cur.tbs_certificate().subject()
-                )
-            })?;
-        cur = issuer.clone();
-        depth += 1;
-        if depth > 4 {
-            bail!("the certificate chain is too long");
-        }
-    }
+    let root = chain_to_root(args, signer, &certs)?;
 
     // 4. The signer certificate allows code signing and was valid when it signed.
     let eku = signer

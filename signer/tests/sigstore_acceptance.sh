@@ -113,6 +113,21 @@ for t in time index body proof checkpoint promise; do
 done
 ok "tampered log entries are refused (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp)"
 
+# kagi's own verifier agrees, pinned to the root certificate and the log key.
+"$KAGI" ca show root -o root.pem >/dev/null || fail "kagi ca show root"
+LOG_KEY="$(curl -sf "$PUBLIC/log/key")" || fail "GET /log/key"
+kverify() {
+  "$KAGI" verify "$2" -s "$1" --ca-file root.pem --log-key "$LOG_KEY" --trust-root kagi-trust.json \
+    --cert-identity "$3" --cert-oidc-issuer "$ISSUER" >kverify.out 2>&1
+}
+kverify app.sigstore.json app.bin "$ID_APP" || fail "kagi verify refused the bundle: $(cat kverify.out)"
+if kverify app.sigstore.json changed.bin "$ID_APP"; then fail "kagi verify accepted a changed file"; fi
+if kverify other.sigstore.json app.bin "$ID_APP"; then fail "kagi verify accepted ci-other's bundle as ci-app"; fi
+for t in time index body proof checkpoint promise; do
+  if kverify "tampered-$t.json" app.bin "$ID_APP"; then fail "kagi verify accepted a bundle whose log entry's $t was changed"; fi
+done
+ok "kagi verify agrees: accepts the bundle, refuses the changed file, the other identity and every tampered entry"
+
 KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore --timestamp app.bin -o ts.sigstore.json >/dev/null ||
   fail "kagi sign --format sigstore --timestamp"
 python3 -c 'import json,sys; b=json.load(open("ts.sigstore.json")); sys.exit(not b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"])' ||

@@ -1,0 +1,281 @@
+//! `kagi verify` for Sigstore bundles made by kagi: the same checks a Sigstore client makes,
+//! against kagi's root CA certificate and log key, on the client. The certificate chains to the
+//! root (intermediates from the service's trusted root are only candidates), allows code
+//! signing and names the expected identity and issuer; the signature covers the file's SHA-256;
+//! the log entry is the hashedrekord of exactly this signature, certificate and digest, is
+//! included in a checkpoint signed by the log key, and its signed entry timestamp verifies;
+//! the certificate was valid when the entry was integrated.
+//!
+//! Not checked here: the embedded SCT (sigstore-python checks it in the acceptance tests).
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use der::{Decode, Encode};
+use hsm_core::{tlog, DigestAlg, RsaPadding};
+use serde_json::Value;
+use std::io::Write;
+use x509_cert::certificate::Certificate;
+use x509_cert::ext::pkix::name::GeneralName;
+
+use crate::cli::VerifyArgs;
+use crate::client::Client;
+use crate::verify_cli::{chain_to_root, key_alg, unix, EKU_CODE_SIGNING};
+
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const ID_FULCIO_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
+const ID_FULCIO_ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
+
+/// A bundle is JSON whose mediaType names the Sigstore bundle format.
+pub fn looks_like_bundle(sig: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(sig)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(is_bundle_type))
+        .unwrap_or(false)
+}
+
+fn is_bundle_type(t: &str) -> bool {
+    t.starts_with("application/vnd.dev.sigstore.bundle")
+}
+
+fn b64(v: &Value, what: &str) -> Result<Vec<u8>> {
+    B64.decode(
+        v.as_str()
+            .with_context(|| format!("the bundle has no {what}"))?,
+    )
+    .with_context(|| format!("the bundle's {what} is not base64"))
+}
+
+fn int(v: &Value, what: &str) -> Result<u64> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_u64())
+        .with_context(|| format!("the bundle's {what} is not an integer"))
+}
+
+/// The certificate's URI subjectAltNames and its Fulcio issuer.
+fn identity(cert: &Certificate) -> Result<(Vec<String>, Option<String>)> {
+    let sans = cert
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::SubjectAltName>()?
+        .map(|(_, san)| {
+            san.0
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let exts = cert.tbs_certificate().extensions().map(|e| e.as_slice());
+    let ext = |oid: &str| {
+        exts.unwrap_or(&[])
+            .iter()
+            .find(|e| e.extn_id.to_string() == oid)
+            .map(|e| e.extn_value.as_bytes().to_vec())
+    };
+    let issuer = match ext(ID_FULCIO_ISSUER_V2) {
+        Some(v) => Some(
+            der::asn1::Utf8StringRef::from_der(&v)
+                .context("the issuer extension is not a UTF8String")?
+                .to_string(),
+        ),
+        None => ext(ID_FULCIO_ISSUER_V1).map(|v| String::from_utf8_lossy(&v).into_owned()),
+    };
+    Ok((sans, issuer))
+}
+
+/// Verify a Sigstore bundle (`sig`, JSON) for `args.file`.
+pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
+    let bundle: Value = serde_json::from_slice(sig).context("the bundle is not JSON")?;
+    let media = bundle["mediaType"].as_str().unwrap_or("");
+    if !is_bundle_type(media) {
+        bail!("not a Sigstore bundle (mediaType '{media}')");
+    }
+    let vm = &bundle["verificationMaterial"];
+    let cert_der = b64(&vm["certificate"]["rawBytes"], "certificate")?;
+    let cert =
+        Certificate::from_der(&cert_der).context("the bundle's certificate does not parse")?;
+    let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+    let ms = &bundle["messageSignature"];
+    let signature = b64(&ms["signature"], "messageSignature.signature")?;
+
+    // 1. The file: its SHA-256 is what was signed.
+    let digest = crate::digest_file::digest_file(&args.file, DigestAlg::Sha256)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if !ms["messageDigest"].is_null()
+        && b64(&ms["messageDigest"]["digest"], "messageDigest")? != digest
+    {
+        bail!(
+            "{} does NOT match the bundle (its SHA-256 differs from the bundle's messageDigest)",
+            args.file.display()
+        );
+    }
+    let alg = key_alg(&spki)?;
+    if !hsm_core::verify_digest(
+        alg,
+        &spki,
+        DigestAlg::Sha256,
+        &digest,
+        RsaPadding::Pkcs1v15,
+        &signature,
+    )? {
+        bail!(
+            "the signature does NOT verify for {} with the bundle's certificate",
+            args.file.display()
+        );
+    }
+
+    // 2. The certificate: chains to kagi's root, allows code signing, names whom we expect.
+    let trusted_root: Value = match &args.trust_root {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not JSON", p.display()))?,
+        None => client.get_json("/api/v1/sigstore/trusted_root.json")?,
+    };
+    // A client trust config holds the trusted root one level down.
+    let trusted_root = match trusted_root.get("trustedRoot") {
+        Some(t) => t.clone(),
+        None => trusted_root,
+    };
+    let candidates: Vec<Certificate> = trusted_root["certificateAuthorities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|ca| {
+            ca["certChain"]["certificates"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| {
+            let der = B64.decode(c["rawBytes"].as_str()?).ok()?;
+            Certificate::from_der(&der).ok()
+        })
+        .collect();
+    let root = chain_to_root(args, &cert, &candidates)?;
+    let code_signing = cert
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::ExtendedKeyUsage>()?
+        .map(|(_, e)| e.0.iter().any(|o| o.to_string() == EKU_CODE_SIGNING))
+        .unwrap_or(false);
+    if !code_signing {
+        bail!("the bundle's certificate does not allow code signing (no codeSigning EKU)");
+    }
+    let (sans, issuer) = identity(&cert)?;
+    if let Some(want) = &args.cert_identity {
+        if !sans.iter().any(|s| s == want) {
+            bail!("the certificate names {sans:?}, not '{want}' (--cert-identity)");
+        }
+    }
+    if let Some(want) = &args.cert_oidc_issuer {
+        if issuer.as_deref() != Some(want.as_str()) {
+            bail!(
+                "the certificate's issuer is {}, not '{want}' (--cert-oidc-issuer)",
+                issuer.as_deref().unwrap_or("(none)")
+            );
+        }
+    }
+
+    // 3. The log entry: this signature's hashedrekord, in a checkpoint signed by the log key.
+    let entries = vm["tlogEntries"]
+        .as_array()
+        .context("the bundle has no tlogEntries")?;
+    let [e] = entries.as_slice() else {
+        bail!(
+            "the bundle has {} log entries; kagi makes exactly one",
+            entries.len()
+        );
+    };
+    let body = b64(&e["canonicalizedBody"], "canonicalizedBody")?;
+    let rekord: Value = serde_json::from_slice(&body).context("the log entry body is not JSON")?;
+    let spec = &rekord["spec"];
+    let pem_b64 = spec["signature"]["publicKey"]["content"]
+        .as_str()
+        .unwrap_or("");
+    let pem = String::from_utf8(B64.decode(pem_b64).unwrap_or_default()).unwrap_or_default();
+    let (_, entry_cert) = der::pem::decode_vec(pem.as_bytes())
+        .map_err(|_| anyhow::anyhow!("the log entry's certificate is not PEM"))?;
+    if rekord["kind"] != "hashedrekord"
+        || rekord["apiVersion"] != "0.0.1"
+        || spec["data"]["hash"]["algorithm"] != "sha256"
+        || spec["data"]["hash"]["value"].as_str() != Some(hex::encode(&digest).as_str())
+        || b64(&spec["signature"]["content"], "entry signature")? != signature
+        || entry_cert != cert_der
+    {
+        bail!("the log entry is for another signature (its digest, signature or certificate differs from the bundle's)");
+    }
+    let vkey = match &args.log_key {
+        Some(k) => k.clone(),
+        None => {
+            let k = client.get_text("/log/key")?.trim().to_string();
+            eprintln!("log key fetched from the service (pin it with --log-key '{k}')");
+            k
+        }
+    };
+    let (name, key) = tlog::parse_verifier_key(&vkey)?;
+    let proof = &e["inclusionProof"];
+    let note = proof["checkpoint"]["envelope"]
+        .as_str()
+        .context("the bundle has no checkpoint")?;
+    let (_, size, root_hash) = tlog::open_checkpoint(note, &name, &key)
+        .context("the log checkpoint's signature does not verify")?;
+    let index = int(&proof["logIndex"], "inclusionProof.logIndex")?;
+    if int(&e["logIndex"], "logIndex")? != index || int(&proof["treeSize"], "treeSize")? != size {
+        bail!("the log entry's index or tree size disagrees with its proof or checkpoint");
+    }
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .context("the bundle has no proof hashes")?
+        .iter()
+        .map(|h| {
+            b64(h, "proof hash")?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a proof hash is not 32 bytes"))
+        })
+        .collect::<Result<_>>()?;
+    if !tlog::verify_inclusion(&tlog::entry_hash(&body), index, size, &hashes, &root_hash) {
+        bail!("the log entry is NOT included in the signed checkpoint");
+    }
+
+    // 4. The signed entry timestamp, and the certificate's validity at that time.
+    let integrated = int(&e["integratedTime"], "integratedTime")?;
+    let log_id = b64(&e["logId"]["keyId"], "logId")?;
+    let canonical = format!(
+        r#"{{"body":"{}","integratedTime":{integrated},"logID":"{}","logIndex":{index}}}"#,
+        B64.encode(&body),
+        hex::encode(&log_id)
+    );
+    let set = b64(
+        &e["inclusionPromise"]["signedEntryTimestamp"],
+        "signedEntryTimestamp",
+    )?;
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &key)
+        .verify(canonical.as_bytes(), &set)
+        .map_err(|_| {
+            anyhow::anyhow!("the signed entry timestamp does NOT verify with the log key")
+        })?;
+    let v = cert.tbs_certificate().validity();
+    let t = integrated as i64;
+    if t < unix(&v.not_before) || t > unix(&v.not_after) {
+        bail!("the certificate was not valid when the log entry was integrated");
+    }
+
+    say!(
+        "signature OK (Sigstore bundle, {alg}, sha256), identity {}, issuer {}, chain to root '{}'",
+        sans.join(", "),
+        issuer.as_deref().unwrap_or("(none)"),
+        root.tbs_certificate().subject()
+    );
+    say!(
+        "transparency log OK: entry {index} is in the signed checkpoint of {size} entries, integrated at {integrated}"
+    );
+    Ok(())
+}
