@@ -97,7 +97,7 @@ fn errors_have_one_shape_and_fitting_status() {
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "bad_digest");
     let digest = "ab".repeat(32);
-    let body = format!(r#"{{"key":"k","digest":"{digest}","format":"sigstore"}}"#);
+    let body = format!(r#"{{"key":"k","digest":"{digest}","format":"pgp"}}"#);
     let r = http.request("POST", "/api/v1/sign", t, Some(body.as_bytes()));
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "unsupported_format");
@@ -142,6 +142,14 @@ fn discovery_routes_and_audit_export() {
     let doc = r.json();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/sign"]["post"].is_object());
+    for path in [
+        "/api/v1/ca",
+        "/log/checkpoint",
+        "/tsa",
+        "/api/v1/sigstore/trusted_root.json",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
 
     let r = http.request("GET", "/ui", None, None);
     assert_eq!(r.status, 200);

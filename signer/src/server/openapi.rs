@@ -78,14 +78,17 @@ pub fn document() -> Value {
                 json!({ "type": "object", "required": ["wrapping_key"], "properties": { "wrapping_key": { "type": "string" } } })) },
             "/api/v1/sign": { "post": with_body(op("Sign a precomputed digest", true, "200"), json!({
                 "type": "object",
-                "required": ["key", "digest"],
+                "required": ["digest"],
                 "additionalProperties": false,
                 "properties": {
-                    "key": { "type": "string" },
+                    "key": { "type": "string", "description": "a key in the HSM (or wrapped_key and alg)" },
+                    "wrapped_key": { "type": "string", "description": "base64, wrapped to the partition's import key" },
+                    "alg": { "type": "string" },
                     "digest": { "type": "string", "description": "hex" },
                     "digest_alg": { "enum": ["sha256", "sha384", "sha512"], "description": "default: sha256 for every key type" },
                     "padding": { "enum": ["pkcs1", "pss"] },
-                    "format": { "enum": ["raw"] }
+                    "format": { "enum": ["raw", "cms", "sigstore"], "description": "sigstore: the answer also has bundle, identity and issuer" },
+                    "timestamp": { "type": "boolean", "description": "cms and sigstore: add an RFC 3161 timestamp" }
                 }
             })) },
             "/api/v1/audit": { "get": {
@@ -187,17 +190,37 @@ fn ca_paths() -> serde_json::Value {
         "/ocsp": { "post": op("OCSP (RFC 6960), application/ocsp-request; GET /ocsp/{base64} too", false, "200") },
         "/.well-known/est/cacerts": { "get": op("EST CA certificates (base64 PKCS#7 certs-only)", false, "200") },
         "/.well-known/est/simpleenroll": { "post": op("EST enrollment: base64 PKCS#10 in, base64 PKCS#7 out; HTTP Basic (identity name, token) or TLS client certificate", false, "200") },
-        "/.well-known/est/simplereenroll": { "post": op("EST re-enrollment of a subject this identity holds", false, "200") }
+        "/.well-known/est/simplereenroll": { "post": op("EST re-enrollment of a subject this identity holds", false, "200") },
+        "/tsa": { "post": op("RFC 3161 time-stamping: application/timestamp-query in, application/timestamp-reply out", false, "200") },
+        "/api/v1/sigstore/trusted_root.json": { "get": op("The Sigstore trusted root: CA chain, log key, CT key, TSA chain", false, "200") },
+        "/api/v1/sigstore/client_trust_config.json": { "get": op("The trusted root with a signing config, for sigstore --trust-config", false, "200") }
+    })
+}
+
+/// Signing keys' certificates and the transparency log.
+fn log_paths() -> serde_json::Value {
+    json!({
+        "/api/v1/keys/{name}/certificate": {
+            "get": op("A signing key's code-signing certificate and chain", true, "200"),
+            "post": op("Certify a signing key (officer): {\"subject\"?, \"validity_days\"?}", true, "201")
+        },
+        "/log/checkpoint": { "get": op("The newest signed checkpoint (C2SP signed note), or ?size=N", false, "200") },
+        "/log/key": { "get": op("The log's verifier key (C2SP)", false, "200") },
+        "/log/entries/{index}": { "get": op("One log entry: index, time, body, leaf hash", false, "200") },
+        "/log/proof/inclusion": { "get": op("RFC 9162 inclusion proof: ?index=&size=", false, "200") },
+        "/log/proof/consistency": { "get": op("RFC 9162 consistency proof: ?first=&second=", false, "200") },
+        "/api/v1/log/verify": { "post": op("Recompute the whole log (auditor)", true, "200") }
     })
 }
 
 pub async fn serve() -> HttpResponse {
     let mut doc = document();
-    if let (Some(paths), serde_json::Value::Object(ca)) = (
-        doc.get_mut("paths").and_then(|p| p.as_object_mut()),
-        ca_paths(),
-    ) {
-        paths.extend(ca);
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for more in [ca_paths(), log_paths()] {
+            if let serde_json::Value::Object(m) = more {
+                paths.extend(m);
+            }
+        }
     }
     HttpResponse::Ok().json(doc)
 }
