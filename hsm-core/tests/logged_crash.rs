@@ -1,0 +1,159 @@
+//! Invariant 1 for signatures whose log entry names them (Sigstore's hashedrekord, through
+//! `Hsm::sign_logged`): a signature is released only once its entry is durable with its counted
+//! use. Signers run in child processes that are SIGKILLed mid-stream, on SQLite and
+//! PostgreSQL; afterwards every released signature is in the transparency log, and logged
+//! entries, counted uses and audited uses are the same number.
+
+mod common;
+
+use common::{digest_of, init, spawn_worker, TestStore, BACKENDS};
+use hsm_core::{
+    Algorithm, DigestAlg, Hsm, HsmConfig, KeySpec, RsaPadding, SignRequest, StoreConfig,
+};
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+const KEY: &str = "release";
+
+fn entry_for(sig: &[u8]) -> Vec<u8> {
+    format!(r#"{{"kind":"test-logged","sig":"{}"}}"#, hex::encode(sig)).into_bytes()
+}
+
+/// Child process: sign from 8 threads until killed, appending each released signature (hex).
+fn worker() {
+    let url = std::env::var("KAGI_STORE_URL").unwrap();
+    let hsm = Hsm::open(HsmConfig::new(StoreConfig::from_url(&url).unwrap())).unwrap();
+    assert!(
+        hsm.unseal(&std::env::var("KAGI_SHARE").unwrap())
+            .unwrap()
+            .unsealed
+    );
+    let s = hsm.login(&std::env::var("KAGI_TOKEN").unwrap()).unwrap();
+    let file = std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::env::var("KAGI_OUT").unwrap())
+            .unwrap(),
+    );
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let (hsm, s, file) = (&hsm, &s, &file);
+            scope.spawn(move || {
+                for n in 0..5_000u64 {
+                    let req = SignRequest {
+                        digest_alg: Some(DigestAlg::Sha256),
+                        digest: digest_of(t * 100_000 + n),
+                        padding: RsaPadding::Pkcs1v15,
+                    };
+                    let mut entry = |sig: &[u8]| Ok(entry_for(sig));
+                    let signed = hsm
+                        .sign_logged(s, KEY, &req, &[], serde_json::json!({}), &mut entry)
+                        .unwrap();
+                    let mut f = file.lock().unwrap();
+                    writeln!(f, "{}", hex::encode(&signed.signature)).unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn logged_worker_entry() {
+    if std::env::var("KAGI_WORKER").is_ok() {
+        worker();
+    }
+}
+
+fn released(path: &std::path::Path) -> BTreeSet<String> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return BTreeSet::new();
+    };
+    std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        // A line cut short by SIGKILL is not a signature anyone received.
+        .filter(|l| hex::decode(l).is_ok_and(|b| b.len() > 60))
+        .collect()
+}
+
+#[test]
+fn sigkill_during_logged_signing_keeps_released_signatures_logged_and_counted() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new(KEY, Algorithm::EcP256))
+            .unwrap();
+        let mut all = BTreeSet::new();
+        for round in 0..5u64 {
+            let out = store.dir.path().join(format!("signed{round}"));
+            let env = [
+                ("KAGI_WORKER", "1".to_string()),
+                ("KAGI_STORE_URL", store.url()),
+                ("KAGI_SHARE", i.share.clone()),
+                ("KAGI_TOKEN", i.token.clone()),
+                ("KAGI_OUT", out.to_string_lossy().into_owned()),
+            ];
+            let mut child = spawn_worker("logged_worker_entry", &env);
+            let t0 = std::time::Instant::now();
+            while released(&out).is_empty() && t0.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(5 + 17 * round));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let got = released(&out);
+            eprintln!(
+                "{backend:?}: round {round} killed after {} signatures",
+                got.len()
+            );
+            all.extend(got);
+        }
+        let (hsm, s) = common::reopen(&store, &i.share, &i.token);
+        let size = hsm.tlog_checkpoint(None).unwrap().unwrap().size;
+        let mut logged = BTreeSet::new();
+        for index in 0..size {
+            let e = hsm.tlog_entry(index).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+            if v["kind"] == "test-logged" {
+                assert!(logged.insert(v["sig"].as_str().unwrap().to_string()));
+            }
+        }
+        // Every signature a client received has its entry in the log.
+        for sig in &all {
+            assert!(
+                logged.contains(sig),
+                "{backend:?}: {sig} released but not logged"
+            );
+        }
+        // Logged entries, counted uses and audited uses are one number.
+        let mut audited = 0;
+        let mut from = 0;
+        loop {
+            let page = hsm.audit_records(&s, from, 1000).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            audited += page
+                .iter()
+                .filter(|e| e.action == "key.use" && e.outcome == "ok")
+                .count();
+            from = page.last().unwrap().seq + 1;
+        }
+        let key = hsm.key_info(&s, KEY).unwrap();
+        eprintln!(
+            "{backend:?}: {} released, {} logged, {} audited uses, usage count {}",
+            all.len(),
+            logged.len(),
+            audited,
+            key.usage_count
+        );
+        assert_eq!(logged.len() as i64, key.usage_count, "{backend:?}");
+        assert_eq!(audited as i64, key.usage_count, "{backend:?}");
+        assert!(logged.len() >= all.len());
+        hsm.tlog_verify(&s).unwrap();
+        hsm.audit_verify(&s).unwrap();
+    }
+}
