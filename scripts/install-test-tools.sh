@@ -36,34 +36,32 @@ if [ ! -x /usr/bin/time ]; then
     rm -f "$apt_log"
 fi
 
-venv="$HOME/.cache/kagi-test-tools/venv"
-if [ ! -x "$venv/bin/lint_pkix_cert" ] || [ ! -x "$venv/bin/lint_crl" ]; then
-    log "installing pkilint into $venv"
-    command -v python3 >/dev/null 2>&1 || die "python3 is needed to install pkilint"
+# pip_install VENV PACKAGE BIN...: PACKAGE in its own virtualenv VENV, unless every BIN is
+# already there; a virtualenv missing one is made afresh.
+pip_install() {
+    local venv=$1 package=$2 bin missing=0
+    shift 2
+    for bin in "$@"; do
+        [ -x "$venv/bin/$bin" ] || missing=1
+    done
+    [ "$missing" = 1 ] || return 0
+    log "installing $package into $venv"
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed to install $package"
+    rm -rf "$venv"
     pip_log=$(mktemp)
-    if ! { { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } &&
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check pkilint; } >"$pip_log" 2>&1; then
+    if ! { python3 -m venv "$venv" &&
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$package"; } >"$pip_log" 2>&1; then
         cat "$pip_log" >&2
         rm -f "$pip_log"
-        die "could not install pkilint into $venv (python3 -m venv / pip install pkilint)"
+        die "could not install $package into $venv (python3 -m venv / pip install $package)"
     fi
     rm -f "$pip_log"
-    [ -x "$venv/bin/lint_pkix_cert" ] || die "pkilint installed but $venv/bin/lint_pkix_cert is missing"
-fi
+    for bin in "$@"; do
+        [ -x "$venv/bin/$bin" ] || die "$package installed but $venv/bin/$bin is missing"
+    done
+}
 
+pip_install "$HOME/.cache/kagi-test-tools/venv" pkilint lint_pkix_cert lint_crl
 # sigstore-python verifies kagi's Sigstore bundles offline (issue 5). It gets its own virtualenv
 # so its pinned cryptography and pydantic versions cannot disturb pkilint's.
-sigvenv="$HOME/.cache/kagi-test-tools/sigstore-venv"
-if [ ! -x "$sigvenv/bin/sigstore" ]; then
-    log "installing sigstore-python into $sigvenv"
-    command -v python3 >/dev/null 2>&1 || die "python3 is needed to install sigstore-python"
-    pip_log=$(mktemp)
-    if ! { { [ -x "$sigvenv/bin/python" ] || python3 -m venv "$sigvenv"; } &&
-        "$sigvenv/bin/python" -m pip install -q --disable-pip-version-check sigstore; } >"$pip_log" 2>&1; then
-        cat "$pip_log" >&2
-        rm -f "$pip_log"
-        die "could not install sigstore-python into $sigvenv (python3 -m venv / pip install sigstore)"
-    fi
-    rm -f "$pip_log"
-    [ -x "$sigvenv/bin/sigstore" ] || die "sigstore-python installed but $sigvenv/bin/sigstore is missing"
-fi
+pip_install "$HOME/.cache/kagi-test-tools/sigstore-venv" sigstore sigstore

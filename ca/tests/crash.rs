@@ -9,11 +9,10 @@ mod common;
 
 use ca::hierarchy::{create_intermediate, create_root};
 use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
-use common::{init, spawn_worker, TestStore, BACKENDS};
-use hsm_core::{Algorithm, Gated, Hsm, HsmConfig, StoreConfig};
+use common::{init, TestStore, BACKENDS};
+use hsm_core::{Algorithm, Gated};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
-use std::time::Duration;
 
 fn csr(i: usize) -> Vec<u8> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -27,14 +26,7 @@ fn csr(i: usize) -> Vec<u8> {
 
 /// Child process: issue from 8 threads until killed, appending "serial der-hex" lines.
 fn worker() {
-    let url = std::env::var("KAGI_STORE_URL").unwrap();
-    let hsm = Hsm::open(HsmConfig::new(StoreConfig::from_url(&url).unwrap())).unwrap();
-    assert!(
-        hsm.unseal(&std::env::var("KAGI_SHARE").unwrap())
-            .unwrap()
-            .unsealed
-    );
-    let s = hsm.login(&std::env::var("KAGI_TOKEN").unwrap()).unwrap();
+    let (hsm, s) = common::worker_login();
     let out = std::env::var("KAGI_OUT").unwrap();
     let ca = Authority::load(&hsm, &s, "devices").unwrap();
     let profiles = Profiles::builtin().unwrap();
@@ -79,9 +71,9 @@ fn worker_entry() {
     }
 }
 
-fn delivered(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+fn delivered(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let Ok(f) = std::fs::File::open(path) else {
-        return BTreeMap::new();
+        return Vec::new();
     };
     std::io::BufReader::new(f)
         .lines()
@@ -114,31 +106,10 @@ fn sigkill_during_issuance_leaves_certificates_and_counted_uses_in_step() {
             create_intermediate(&i.hsm, &i.admin, &spec("devices"), "root", &urls, None).unwrap(),
             Gated::Done(_)
         ));
-        let mut all = BTreeMap::new();
-        for round in 0..5u64 {
-            let out = store.dir.path().join(format!("issued{round}"));
-            let env = [
-                ("KAGI_WORKER", "1".to_string()),
-                ("KAGI_STORE_URL", store.url()),
-                ("KAGI_SHARE", i.share.clone()),
-                ("KAGI_TOKEN", i.token.clone()),
-                ("KAGI_OUT", out.to_string_lossy().into_owned()),
-            ];
-            let mut child = spawn_worker("worker_entry", &env);
-            let t0 = std::time::Instant::now();
-            while delivered(&out).is_empty() && t0.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            std::thread::sleep(Duration::from_millis(5 + 17 * round));
-            child.kill().unwrap();
-            child.wait().unwrap();
-            let got = delivered(&out);
-            eprintln!(
-                "{backend:?}: round {round} killed after {} certificates",
-                got.len()
-            );
-            all.extend(got);
-        }
+        let all: BTreeMap<String, Vec<u8>> =
+            common::sigkill_rounds(&store, &i, "worker_entry", 5, delivered)
+                .into_iter()
+                .collect();
         let (hsm, s) = common::reopen(&store, &i.share, &i.token);
         // Every certificate a client received is stored, byte for byte.
         for (serial, der) in &all {

@@ -1607,9 +1607,7 @@ impl Hsm {
         quotas: &[QuotaCharge],
         audit_detail: serde_json::Value,
     ) -> Result<Signed> {
-        if label.starts_with(crate::ca_store::CA_KEY_PREFIX) {
-            return Err(HsmError::CaKeyReserved(label.to_string()));
-        }
+        refuse_ca_key(label)?;
         self.sign_inner(s, label, req, quotas, audit_detail, None)
             .map(|(signed, _)| signed)
     }
@@ -1627,9 +1625,7 @@ impl Hsm {
         audit_detail: serde_json::Value,
         entry: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>>,
     ) -> Result<Signed> {
-        if label.starts_with(crate::ca_store::CA_KEY_PREFIX) {
-            return Err(HsmError::CaKeyReserved(label.to_string()));
-        }
+        refuse_ca_key(label)?;
         let mut record = |sig: &[u8]| -> Result<crate::commit::Staged> {
             Ok(crate::commit::Staged::LogEntry(entry(sig)?))
         };
@@ -2082,6 +2078,15 @@ fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
                 limit,
             });
         }
+    }
+    Ok(())
+}
+
+/// CA keys sign only what the `ca` crate built (certificates, CRLs, OCSP, timestamps): never a
+/// digest a key user sends.
+fn refuse_ca_key(label: &str) -> Result<()> {
+    if label.starts_with(crate::ca_store::CA_KEY_PREFIX) {
+        return Err(HsmError::CaKeyReserved(label.to_string()));
     }
     Ok(())
 }

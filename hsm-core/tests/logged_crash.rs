@@ -6,13 +6,10 @@
 
 mod common;
 
-use common::{digest_of, init, spawn_worker, TestStore, BACKENDS};
-use hsm_core::{
-    Algorithm, DigestAlg, Hsm, HsmConfig, KeySpec, RsaPadding, SignRequest, StoreConfig,
-};
+use common::{digest_of, init, TestStore, BACKENDS};
+use hsm_core::{Algorithm, DigestAlg, KeySpec, RsaPadding, SignRequest};
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
-use std::time::Duration;
 
 const KEY: &str = "release";
 
@@ -22,14 +19,7 @@ fn entry_for(sig: &[u8]) -> Vec<u8> {
 
 /// Child process: sign from 8 threads until killed, appending each released signature (hex).
 fn worker() {
-    let url = std::env::var("KAGI_STORE_URL").unwrap();
-    let hsm = Hsm::open(HsmConfig::new(StoreConfig::from_url(&url).unwrap())).unwrap();
-    assert!(
-        hsm.unseal(&std::env::var("KAGI_SHARE").unwrap())
-            .unwrap()
-            .unsealed
-    );
-    let s = hsm.login(&std::env::var("KAGI_TOKEN").unwrap()).unwrap();
+    let (hsm, s) = common::worker_login();
     let file = std::sync::Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -66,9 +56,9 @@ fn logged_worker_entry() {
     }
 }
 
-fn released(path: &std::path::Path) -> BTreeSet<String> {
+fn released(path: &std::path::Path) -> Vec<String> {
     let Ok(f) = std::fs::File::open(path) else {
-        return BTreeSet::new();
+        return Vec::new();
     };
     std::io::BufReader::new(f)
         .lines()
@@ -86,31 +76,10 @@ fn sigkill_during_logged_signing_keeps_released_signatures_logged_and_counted() 
         i.hsm
             .create_key(&i.admin, &KeySpec::new(KEY, Algorithm::EcP256))
             .unwrap();
-        let mut all = BTreeSet::new();
-        for round in 0..5u64 {
-            let out = store.dir.path().join(format!("signed{round}"));
-            let env = [
-                ("KAGI_WORKER", "1".to_string()),
-                ("KAGI_STORE_URL", store.url()),
-                ("KAGI_SHARE", i.share.clone()),
-                ("KAGI_TOKEN", i.token.clone()),
-                ("KAGI_OUT", out.to_string_lossy().into_owned()),
-            ];
-            let mut child = spawn_worker("logged_worker_entry", &env);
-            let t0 = std::time::Instant::now();
-            while released(&out).is_empty() && t0.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            std::thread::sleep(Duration::from_millis(5 + 17 * round));
-            child.kill().unwrap();
-            child.wait().unwrap();
-            let got = released(&out);
-            eprintln!(
-                "{backend:?}: round {round} killed after {} signatures",
-                got.len()
-            );
-            all.extend(got);
-        }
+        let all: BTreeSet<String> =
+            common::sigkill_rounds(&store, &i, "logged_worker_entry", 5, released)
+                .into_iter()
+                .collect();
         let (hsm, s) = common::reopen(&store, &i.share, &i.token);
         let size = hsm.tlog_checkpoint(None).unwrap().unwrap().size;
         let mut logged = BTreeSet::new();

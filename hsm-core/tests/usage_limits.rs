@@ -21,14 +21,7 @@ fn req(digest: Vec<u8>) -> SignRequest {
 /// Worker body (runs in a child process): sign with `KAGI_KEY` from `KAGI_THREADS` threads until
 /// the limit is reached, appending "digest signature" lines to `KAGI_OUT` as results arrive.
 fn worker() {
-    let url = std::env::var("KAGI_STORE_URL").unwrap();
-    let hsm = Hsm::open(HsmConfig::new(StoreConfig::from_url(&url).unwrap())).unwrap();
-    assert!(
-        hsm.unseal(&std::env::var("KAGI_SHARE").unwrap())
-            .unwrap()
-            .unsealed
-    );
-    let session = hsm.login(&std::env::var("KAGI_TOKEN").unwrap()).unwrap();
+    let (hsm, session) = common::worker_login();
     let key = std::env::var("KAGI_KEY").unwrap();
     let threads: usize = std::env::var("KAGI_THREADS").unwrap().parse().unwrap();
     let out = std::env::var("KAGI_OUT").unwrap();

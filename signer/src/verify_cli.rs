@@ -26,7 +26,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
 const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
 const ID_SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
-pub(crate) const EKU_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
+const EKU_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
 
 /// Where `kagi sign` keeps a signature's log proof: beside it, `<signature>.tlog.json`.
 pub fn sidecar(signature: &Path) -> PathBuf {
@@ -185,6 +185,29 @@ fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<bool> {
     )?)
 }
 
+/// The transparency log's key: pinned with `--log-key`, else fetched from the service (and
+/// the user told how to pin it).
+pub(crate) fn log_key(client: &Client, args: &VerifyArgs) -> Result<(String, [u8; 32])> {
+    let vkey = match &args.log_key {
+        Some(k) => k.clone(),
+        None => {
+            let k = client.get_text("/log/key")?.trim().to_string();
+            eprintln!("log key fetched from the service (pin it with --log-key '{k}')");
+            k
+        }
+    };
+    Ok(tlog::parse_verifier_key(&vkey)?)
+}
+
+/// The certificate's extendedKeyUsage includes codeSigning.
+pub(crate) fn allows_code_signing(cert: &Certificate) -> Result<bool> {
+    Ok(cert
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::ExtendedKeyUsage>()?
+        .map(|(_, e)| e.0.iter().any(|o| o.to_string() == EKU_CODE_SIGNING))
+        .unwrap_or(false))
+}
+
 pub(crate) fn unix(t: &x509_cert::time::Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
 }
@@ -308,12 +331,7 @@ fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let root = chain_to_root(args, signer, &certs)?;
 
     // 4. The signer certificate allows code signing and was valid when it signed.
-    let eku = signer
-        .tbs_certificate()
-        .get_extension::<x509_cert::ext::pkix::ExtendedKeyUsage>()?
-        .map(|(_, e)| e.0.iter().any(|o| o.to_string() == EKU_CODE_SIGNING))
-        .unwrap_or(false);
-    if !eku {
+    if !allows_code_signing(signer)? {
         bail!("the signer certificate does not allow code signing (no codeSigning EKU)");
     }
     let v = signer.tbs_certificate().validity();
@@ -360,15 +378,7 @@ fn verify_log(
                 .context("a proof hash is not 32 bytes of base64")
         })
         .collect::<Result<_>>()?;
-    let vkey = match &args.log_key {
-        Some(k) => k.clone(),
-        None => {
-            let k = client.get_text("/log/key")?.trim().to_string();
-            eprintln!("log key fetched from the service (pin it with --log-key '{k}')");
-            k
-        }
-    };
-    let (name, key) = tlog::parse_verifier_key(&vkey)?;
+    let (name, key) = log_key(client, args)?;
     let (_, size, root) = tlog::open_checkpoint(note, &name, &key)
         .context("the log checkpoint's signature does not verify")?;
     if !tlog::verify_inclusion(

@@ -19,7 +19,7 @@ use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::cli::VerifyArgs;
 use crate::client::Client;
-use crate::verify_cli::{chain_to_root, key_alg, unix, EKU_CODE_SIGNING};
+use crate::verify_cli::{allows_code_signing, chain_to_root, key_alg, log_key, unix};
 
 macro_rules! say {
     ($($arg:tt)*) => {
@@ -161,12 +161,7 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
         })
         .collect();
     let root = chain_to_root(args, &cert, &candidates)?;
-    let code_signing = cert
-        .tbs_certificate()
-        .get_extension::<x509_cert::ext::pkix::ExtendedKeyUsage>()?
-        .map(|(_, e)| e.0.iter().any(|o| o.to_string() == EKU_CODE_SIGNING))
-        .unwrap_or(false);
-    if !code_signing {
+    if !allows_code_signing(&cert)? {
         bail!("the bundle's certificate does not allow code signing (no codeSigning EKU)");
     }
     let (sans, issuer) = identity(&cert)?;
@@ -212,15 +207,7 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
     {
         bail!("the log entry is for another signature (its digest, signature or certificate differs from the bundle's)");
     }
-    let vkey = match &args.log_key {
-        Some(k) => k.clone(),
-        None => {
-            let k = client.get_text("/log/key")?.trim().to_string();
-            eprintln!("log key fetched from the service (pin it with --log-key '{k}')");
-            k
-        }
-    };
-    let (name, key) = tlog::parse_verifier_key(&vkey)?;
+    let (name, key) = log_key(client, args)?;
     let proof = &e["inclusionProof"];
     let note = proof["checkpoint"]["envelope"]
         .as_str()

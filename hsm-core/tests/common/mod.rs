@@ -153,3 +153,54 @@ pub fn spawn_worker(test_name: &str, env: &[(&str, String)]) -> std::process::Ch
 pub fn digest_of(i: u64) -> Vec<u8> {
     hsm_core::DigestAlg::Sha256.hash(&i.to_be_bytes())
 }
+
+/// In a worker child process: open the store named by `KAGI_STORE_URL`, unseal it with
+/// `KAGI_SHARE` and log in with `KAGI_TOKEN`, as [`sigkill_rounds`] passes them.
+#[allow(dead_code)]
+pub fn worker_login() -> (Hsm, Session) {
+    let url = std::env::var("KAGI_STORE_URL").unwrap();
+    let hsm = Hsm::open(HsmConfig::new(StoreConfig::from_url(&url).unwrap())).unwrap();
+    assert!(
+        hsm.unseal(&std::env::var("KAGI_SHARE").unwrap())
+            .unwrap()
+            .unsealed
+    );
+    let s = hsm.login(&std::env::var("KAGI_TOKEN").unwrap()).unwrap();
+    (hsm, s)
+}
+
+/// Run the worker test `test_name` against `store` `rounds` times, SIGKILLing it a little later
+/// each round once `released` reads a first result from its output file; returns what each
+/// round's output file held after the kill (`released` must drop a line cut short).
+#[allow(dead_code)]
+pub fn sigkill_rounds<T>(
+    store: &TestStore,
+    i: &Instance,
+    test_name: &str,
+    rounds: u64,
+    released: impl Fn(&std::path::Path) -> Vec<T>,
+) -> Vec<T> {
+    let mut all = Vec::new();
+    for round in 0..rounds {
+        let out = store.dir.path().join(format!("{test_name}-{round}"));
+        let env = [
+            ("KAGI_WORKER", "1".to_string()),
+            ("KAGI_STORE_URL", store.url()),
+            ("KAGI_SHARE", i.share.clone()),
+            ("KAGI_TOKEN", i.token.clone()),
+            ("KAGI_OUT", out.to_string_lossy().into_owned()),
+        ];
+        let mut child = spawn_worker(test_name, &env);
+        let t0 = std::time::Instant::now();
+        while released(&out).is_empty() && t0.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5 + 17 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let got = released(&out);
+        eprintln!("round {round} killed after {} results", got.len());
+        all.extend(got);
+    }
+    all
+}

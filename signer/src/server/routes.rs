@@ -323,6 +323,23 @@ struct SignResponse {
     issuer: Option<String>,
 }
 
+impl SignResponse {
+    fn new(signature: &[u8], key: String, signed: &hsm_core::Signed) -> SignResponse {
+        SignResponse {
+            signature: base64::engine::general_purpose::STANDARD.encode(signature),
+            key,
+            algorithm: signed.algorithm,
+            digest_alg: signed.digest_alg,
+            usage_count: signed.usage_count,
+            usage_limit: signed.usage_limit,
+            tlog_index: signed.tlog_index,
+            bundle: None,
+            identity: None,
+            issuer: None,
+        }
+    }
+}
+
 fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
     match body.format.as_deref().unwrap_or("raw") {
         "raw" if !body.timestamp => {}
@@ -469,18 +486,7 @@ pub async fn sign(
             )?)
         })
         .await??;
-        return Ok(HttpResponse::Ok().json(SignResponse {
-            signature: base64::engine::general_purpose::STANDARD.encode(&cms),
-            key: resource,
-            algorithm: signed.algorithm,
-            digest_alg: signed.digest_alg,
-            usage_count: signed.usage_count,
-            usage_limit: signed.usage_limit,
-            tlog_index: signed.tlog_index,
-            bundle: None,
-            identity: None,
-            issuer: None,
-        }));
+        return Ok(HttpResponse::Ok().json(SignResponse::new(&cms, resource, &signed)));
     }
     if format == "sigstore" {
         let st = state.clone();
@@ -500,16 +506,10 @@ pub async fn sign(
         })
         .await??;
         return Ok(HttpResponse::Ok().json(SignResponse {
-            signature: base64::engine::general_purpose::STANDARD.encode(&out.signed.signature),
-            key: resource,
-            algorithm: out.signed.algorithm,
-            digest_alg: out.signed.digest_alg,
-            usage_count: out.signed.usage_count,
-            usage_limit: out.signed.usage_limit,
-            tlog_index: out.signed.tlog_index,
             bundle: Some(out.bundle),
             identity: Some(out.identity_uri),
             issuer: Some(out.issuer),
+            ..SignResponse::new(&out.signed.signature, resource, &out.signed)
         }));
     }
     let signed = match &body.wrapped_key {
@@ -530,18 +530,11 @@ pub async fn sign(
             .await?
         }
     };
-    Ok(HttpResponse::Ok().json(SignResponse {
-        signature: base64::engine::general_purpose::STANDARD.encode(&signed.signature),
-        key: body.key.unwrap_or_else(|| WRAPPED_KEY_RESOURCE.into()),
-        algorithm: signed.algorithm,
-        digest_alg: signed.digest_alg,
-        usage_count: signed.usage_count,
-        usage_limit: signed.usage_limit,
-        tlog_index: signed.tlog_index,
-        bundle: None,
-        identity: None,
-        issuer: None,
-    }))
+    Ok(HttpResponse::Ok().json(SignResponse::new(
+        &signed.signature,
+        body.key.unwrap_or_else(|| WRAPPED_KEY_RESOURCE.into()),
+        &signed,
+    )))
 }
 
 /// Audit a policy denial (identity, action, resource, deciding rule) and answer 403.
