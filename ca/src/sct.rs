@@ -69,11 +69,22 @@ impl CtSigner {
     }
 }
 
-/// The `digitally-signed` input of an SCT over a precertificate entry (RFC 6962 §3.2).
+/// The `digitally-signed` input of an SCT over a precertificate entry (RFC 6962 §3.2), with no
+/// SCT extensions (kagi writes none).
 pub fn precert_signed_data(
     issuer_spki: &[u8],
     tbs_precert: &[u8],
     timestamp_ms: u64,
+) -> Result<Vec<u8>> {
+    precert_signed_data_with(issuer_spki, tbs_precert, timestamp_ms, &[])
+}
+
+/// [`precert_signed_data`] with the SCT's extensions, as a verifier rebuilds it.
+pub fn precert_signed_data_with(
+    issuer_spki: &[u8],
+    tbs_precert: &[u8],
+    timestamp_ms: u64,
+    sct_extensions: &[u8],
 ) -> Result<Vec<u8>> {
     let issuer_key_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, issuer_spki);
     let len = tbs_precert.len();
@@ -90,8 +101,175 @@ pub fn precert_signed_data(
     d.extend_from_slice(issuer_key_hash.as_ref());
     d.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
     d.extend_from_slice(tbs_precert);
-    d.extend_from_slice(&0u16.to_be_bytes()); // no CtExtensions
+    d.extend_from_slice(&u16_len(sct_extensions.len())?.to_be_bytes());
+    d.extend_from_slice(sct_extensions);
     Ok(d)
+}
+
+/// An SCT read back from a certificate's embedded list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedSct {
+    pub log_id: [u8; 32],
+    pub timestamp_ms: u64,
+    pub extensions: Vec<u8>,
+    /// TLS HashAlgorithm and SignatureAlgorithm codes.
+    pub hash: u8,
+    pub sig_alg: u8,
+    pub signature: Vec<u8>,
+}
+
+fn bad(what: &str) -> CaError {
+    CaError::BadRequest(format!("the embedded SCT list is malformed: {what}"))
+}
+
+/// A TLS opaque<0..2^16-1>: (its bytes, the rest).
+fn take_u16_vec(d: &[u8]) -> Result<(&[u8], &[u8])> {
+    let len = d
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or_else(|| bad("a length is cut short"))?;
+    let body = d
+        .get(2..2 + len)
+        .ok_or_else(|| bad("a field is cut short"))?;
+    Ok((body, &d[2 + len..]))
+}
+
+/// The SCTs embedded in certificate `cert_der` (none if it has no SCT list extension).
+pub fn embedded_scts(cert_der: &[u8]) -> Result<Vec<EmbeddedSct>> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert_der)?;
+    let Some(ext) = cert
+        .tbs_certificate()
+        .extensions()
+        .and_then(|e| e.iter().find(|e| e.extn_id == ID_SCT_LIST))
+    else {
+        return Ok(Vec::new());
+    };
+    let list = OctetString::from_der(ext.extn_value.as_bytes())?;
+    let (mut items, rest) = take_u16_vec(list.as_bytes())?;
+    if !rest.is_empty() {
+        return Err(bad("bytes after the list"));
+    }
+    let mut out = Vec::new();
+    while !items.is_empty() {
+        let (sct, next) = take_u16_vec(items)?;
+        items = next;
+        if sct.first() != Some(&V1) || sct.len() < 43 {
+            return Err(bad("an SCT is not version 1 or is too short"));
+        }
+        let log_id: [u8; 32] = sct[1..33].try_into().map_err(|_| bad("log id"))?;
+        let timestamp_ms = u64::from_be_bytes(sct[33..41].try_into().map_err(|_| bad("time"))?);
+        let (extensions, rest) = take_u16_vec(&sct[41..])?;
+        let (hash, sig_alg) = match rest {
+            [h, s, ..] => (*h, *s),
+            _ => return Err(bad("the signature's algorithms are missing")),
+        };
+        let (signature, rest) = take_u16_vec(&rest[2..])?;
+        if !rest.is_empty() {
+            return Err(bad("bytes after an SCT's signature"));
+        }
+        out.push(EmbeddedSct {
+            log_id,
+            timestamp_ms,
+            extensions: extensions.to_vec(),
+            hash,
+            sig_alg,
+            signature: signature.to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// A DER TLV at the start of `d`: (tag, header length, content length).
+fn tlv(d: &[u8]) -> Result<(u8, usize, usize)> {
+    let cut = || CaError::BadRequest("the certificate's DER is cut short".into());
+    let tag = *d.first().ok_or_else(cut)?;
+    let first = *d.get(1).ok_or_else(cut)?;
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 3 {
+            return Err(CaError::BadRequest(
+                "a DER length is not 1 to 3 bytes".into(),
+            ));
+        }
+        let bytes = d.get(2..2 + n).ok_or_else(cut)?;
+        (
+            2 + n,
+            bytes.iter().fold(0usize, |l, b| l << 8 | usize::from(*b)),
+        )
+    };
+    if d.len() < header + len {
+        return Err(cut());
+    }
+    Ok((tag, header, len))
+}
+
+/// The whole TLVs that make up `content`.
+fn children(mut content: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !content.is_empty() {
+        let (_, h, l) = tlv(content)?;
+        out.push(&content[..h + l]);
+        content = &content[h + l..];
+    }
+    Ok(out)
+}
+
+fn content_of(d: &[u8]) -> Result<&[u8]> {
+    let (_, h, l) = tlv(d)?;
+    Ok(&d[h..h + l])
+}
+
+fn encode_tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The precertificate TBS an SCT in `cert_der` was signed over: the certificate's
+/// TBSCertificate without its SCT list extension (RFC 6962 §3.2, as verifiers rebuild it).
+pub fn precert_tbs(cert_der: &[u8]) -> Result<Vec<u8>> {
+    const EXTENSIONS: u8 = 0xa3;
+    let sct_oid = ID_SCT_LIST.to_der()?;
+    let cert = children(content_of(cert_der)?)?;
+    let tbs = cert
+        .first()
+        .ok_or_else(|| CaError::BadRequest("the certificate has no TBSCertificate".into()))?;
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    for field in children(content_of(tbs)?)? {
+        if field.first() != Some(&EXTENSIONS) {
+            fields.push(field.to_vec());
+            continue;
+        }
+        let list = content_of(content_of(field)?)?;
+        let kept: Vec<&[u8]> = children(list)?
+            .into_iter()
+            .filter(|ext| {
+                content_of(ext)
+                    .map(|c| !c.starts_with(&sct_oid))
+                    .unwrap_or(true)
+            })
+            .collect();
+        if !kept.is_empty() {
+            let seq = encode_tlv(0x30, &kept);
+            fields.push(encode_tlv(EXTENSIONS, &[&seq]));
+        }
+    }
+    let parts: Vec<&[u8]> = fields.iter().map(|f| f.as_slice()).collect();
+    Ok(encode_tlv(0x30, &parts))
 }
 
 /// The embedded-SCT extension: an OCTET STRING holding the TLS SignedCertificateTimestampList.

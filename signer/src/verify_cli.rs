@@ -164,7 +164,7 @@ fn spki_der(cert: &Certificate) -> Result<Vec<u8>> {
 }
 
 /// `issuer` signed `cert`.
-fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<bool> {
+pub(crate) fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<bool> {
     if cert.tbs_certificate().issuer().to_der()? != issuer.tbs_certificate().subject().to_der()? {
         return Ok(false);
     }

@@ -1,12 +1,14 @@
 //! `kagi verify` for Sigstore bundles made by kagi: the same checks a Sigstore client makes,
 //! against kagi's root CA certificate and log key, on the client. The certificate chains to the
 //! root (intermediates from the service's trusted root are only candidates), allows code
-//! signing and names the expected identity and issuer; the signature covers the file's SHA-256;
-//! the log entry is the hashedrekord of exactly this signature, certificate and digest, is
-//! included in a checkpoint signed by the log key, and its signed entry timestamp verifies;
-//! the certificate was valid when the entry was integrated.
+//! signing, names the expected identity and issuer, and carries an SCT that verifies with the
+//! trusted root's CT key; the signature covers the file's SHA-256; the log entry is the
+//! hashedrekord of exactly this signature, certificate and digest, is included in a checkpoint
+//! signed by the log key, and its signed entry timestamp verifies; the certificate was valid
+//! when the entry was integrated.
 //!
-//! Not checked here: the embedded SCT (sigstore-python checks it in the acceptance tests).
+//! The CT key comes from the trusted root (`--trust-root FILE`, else fetched from the service:
+//! keep the file to pin that key, as `--ca-file` and `--log-key` pin the others).
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -19,7 +21,9 @@ use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::cli::VerifyArgs;
 use crate::client::Client;
-use crate::verify_cli::{allows_code_signing, chain_to_root, key_alg, log_key, unix};
+use crate::verify_cli::{
+    allows_code_signing, chain_to_root, check_issued_by, key_alg, log_key, unix,
+};
 
 macro_rules! say {
     ($($arg:tt)*) => {
@@ -89,6 +93,69 @@ fn identity(cert: &Certificate) -> Result<(Vec<String>, Option<String>)> {
         None => ext(ID_FULCIO_ISSUER_V1).map(|v| String::from_utf8_lossy(&v).into_owned()),
     };
     Ok((sans, issuer))
+}
+
+/// The certificate's embedded SCT verifies with a CT key of the trusted root, over the
+/// precertificate rebuilt from the certificate and its issuer's key.
+fn check_sct(
+    cert: &Certificate,
+    cert_der: &[u8],
+    candidates: &[Certificate],
+    root: &Certificate,
+    trusted_root: &Value,
+) -> Result<()> {
+    let issuer = candidates
+        .iter()
+        .chain(std::iter::once(root))
+        .find(|c| check_issued_by(cert, c).unwrap_or(false))
+        .context("the certificate's issuer is not in the trusted root")?;
+    let issuer_spki = issuer
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()?;
+    let precert = ca::sct::precert_tbs(cert_der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ct_keys: Vec<(Vec<u8>, Vec<u8>)> = trusted_root["ctlogs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            Some((
+                B64.decode(l["logId"]["keyId"].as_str()?).ok()?,
+                B64.decode(l["publicKey"]["rawBytes"].as_str()?).ok()?,
+            ))
+        })
+        .collect();
+    let scts = ca::sct::embedded_scts(cert_der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if scts.is_empty() {
+        bail!("the bundle's certificate carries no SCT");
+    }
+    for sct in &scts {
+        let Some((_, spki)) = ct_keys.iter().find(|(id, _)| id[..] == sct.log_id[..]) else {
+            continue;
+        };
+        // sha256(4) with ecdsa(3): what kagi's CT signer makes and Sigstore clients accept.
+        if (sct.hash, sct.sig_alg) != (4, 3) {
+            continue;
+        }
+        let data = ca::sct::precert_signed_data_with(
+            &issuer_spki,
+            &precert,
+            sct.timestamp_ms,
+            &sct.extensions,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if hsm_core::verify_digest(
+            key_alg(spki)?,
+            spki,
+            DigestAlg::Sha256,
+            &DigestAlg::Sha256.hash(&data),
+            RsaPadding::Pkcs1v15,
+            &sct.signature,
+        )? {
+            return Ok(());
+        }
+    }
+    bail!("no SCT in the bundle's certificate verifies with a CT key of the trusted root")
 }
 
 /// Verify a Sigstore bundle (`sig`, JSON) for `args.file`.
@@ -164,6 +231,7 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
     if !allows_code_signing(&cert)? {
         bail!("the bundle's certificate does not allow code signing (no codeSigning EKU)");
     }
+    check_sct(&cert, &cert_der, &candidates, &root, &trusted_root)?;
     let (sans, issuer) = identity(&cert)?;
     if let Some(want) = &args.cert_identity {
         if !sans.iter().any(|s| s == want) {
@@ -256,7 +324,7 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
     }
 
     say!(
-        "signature OK (Sigstore bundle, {alg}, sha256), identity {}, issuer {}, chain to root '{}'",
+        "signature OK (Sigstore bundle, {alg}, sha256), identity {}, issuer {}, SCT OK, chain to root '{}'",
         sans.join(", "),
         issuer.as_deref().unwrap_or("(none)"),
         root.tbs_certificate().subject()

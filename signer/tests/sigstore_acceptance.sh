@@ -5,7 +5,8 @@
 #     sigstore --trust-config kagi-trust.json verify identity --offline --bundle app.sigstore.json
 #       --cert-identity <pipeline URI> --cert-oidc-issuer <kagi URL> app.bin
 #   and rejects a changed file, a bundle signed by a different identity, and tampered log
-#   entries (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp).
+#   entries (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp),
+#   and an SCT checked against another CT key. `kagi verify` must agree on every case.
 #   A bundle with an RFC 3161 timestamp from kagi's TSA verifies too.
 # Needs ports 8443 and 8080 free, curl, python3 and sigstore-python in its virtualenv
 # (bash scripts/install-test-tools.sh); the binary must be built (cargo build --release -p
@@ -16,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
 
 SIGSTORE="$HOME/.cache/kagi-test-tools/sigstore-venv/bin/sigstore"
 [[ -x "$SIGSTORE" ]] || fail "sigstore-python is not installed (bash scripts/install-test-tools.sh)"
-need_tools curl python3
+need_tools curl python3 openssl
 
 start_kagi
 ok "kagi serve is up in $WORK; $("$SIGSTORE" --version)"
@@ -126,7 +127,25 @@ if kverify other.sigstore.json app.bin "$ID_APP"; then fail "kagi verify accepte
 for t in time index body proof checkpoint promise; do
   if kverify "tampered-$t.json" app.bin "$ID_APP"; then fail "kagi verify accepted a bundle whose log entry's $t was changed"; fi
 done
-ok "kagi verify agrees: accepts the bundle, refuses the changed file, the other identity and every tampered entry"
+# A trust root whose CT key is another P-256 key: the SCT no longer verifies.
+openssl ecparam -genkey -name prime256v1 2>/dev/null | openssl ec -pubout -outform DER -out other-ct.der 2>/dev/null ||
+  fail "openssl: a P-256 key for the wrong trust root"
+python3 - <<'EOF'
+import base64, json
+t = json.load(open("kagi-trust.json"))
+t["trustedRoot"]["ctlogs"][0]["publicKey"]["rawBytes"] = base64.b64encode(open("other-ct.der", "rb").read()).decode()
+json.dump(t, open("wrong-ct.json", "w"))
+EOF
+if "$KAGI" verify app.bin -s app.sigstore.json --ca-file root.pem --log-key "$LOG_KEY" --trust-root wrong-ct.json >kverify.out 2>&1; then
+  fail "kagi verify accepted an SCT under a CT key the trust root does not hold"
+fi
+grep -q "SCT" kverify.out || fail "wrong reason for the SCT refusal: $(cat kverify.out)"
+if "$SIGSTORE" --trust-config wrong-ct.json verify identity --offline --bundle app.sigstore.json \
+  --cert-identity "$ID_APP" --cert-oidc-issuer "$ISSUER" app.bin >verify.out 2>&1; then
+  fail "sigstore-python accepted an SCT under a CT key the trust config does not hold"
+fi
+grep -q "SCT" verify.out || fail "sigstore-python refused the other CT key for another reason: $(cat verify.out)"
+ok "kagi verify agrees: accepts the bundle (SCT included), refuses the changed file, the other identity, every tampered entry and a trust root with another CT key"
 
 KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore --timestamp app.bin -o ts.sigstore.json >/dev/null ||
   fail "kagi sign --format sigstore --timestamp"
