@@ -25,6 +25,8 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
 
+use crate::algorithms::{self, Family};
+pub(crate) use crate::algorithms::{digest_from_oid, digest_oid};
 use crate::error::CaError;
 
 /// What signs: the SignerInfo's signatureAlgorithm and a function from the DER of the signed
@@ -55,24 +57,6 @@ pub(crate) fn digest_algorithm_identifier(alg: DigestAlg) -> AlgorithmIdentifier
     AlgorithmIdentifierOwned {
         oid: digest_oid(alg),
         parameters: None,
-    }
-}
-
-pub(crate) fn digest_oid(alg: DigestAlg) -> ObjectIdentifier {
-    match alg {
-        DigestAlg::Sha256 => rfc5912::ID_SHA_256,
-        DigestAlg::Sha384 => rfc5912::ID_SHA_384,
-        DigestAlg::Sha512 => rfc5912::ID_SHA_512,
-    }
-}
-
-/// The SHA-2 digest an OBJECT IDENTIFIER names, if it names one kagi uses.
-pub(crate) fn digest_from_oid(oid: &ObjectIdentifier) -> Option<DigestAlg> {
-    match *oid {
-        o if o == rfc5912::ID_SHA_256 => Some(DigestAlg::Sha256),
-        o if o == rfc5912::ID_SHA_384 => Some(DigestAlg::Sha384),
-        o if o == rfc5912::ID_SHA_512 => Some(DigestAlg::Sha512),
-        _ => None,
     }
 }
 
@@ -243,30 +227,11 @@ fn certificate_set(leaf: &Certificate, signer: &CmsSigner) -> Result<Certificate
     Ok(CertificateSet::try_from(choices)?)
 }
 
-/// How a signature algorithm kagi signs CMS with hashes, and which key family it needs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Ecdsa,
-    Rsa,
-}
-
-fn signature_scheme(oid: &ObjectIdentifier) -> Option<(Family, DigestAlg)> {
-    match *oid {
-        o if o == rfc5912::ECDSA_WITH_SHA_256 => Some((Family::Ecdsa, DigestAlg::Sha256)),
-        o if o == rfc5912::ECDSA_WITH_SHA_384 => Some((Family::Ecdsa, DigestAlg::Sha384)),
-        o if o == rfc5912::ECDSA_WITH_SHA_512 => Some((Family::Ecdsa, DigestAlg::Sha512)),
-        o if o == rfc5912::SHA_256_WITH_RSA_ENCRYPTION => Some((Family::Rsa, DigestAlg::Sha256)),
-        o if o == rfc5912::SHA_384_WITH_RSA_ENCRYPTION => Some((Family::Rsa, DigestAlg::Sha384)),
-        o if o == rfc5912::SHA_512_WITH_RSA_ENCRYPTION => Some((Family::Rsa, DigestAlg::Sha512)),
-        _ => None,
-    }
-}
-
 /// Refuse combinations verifiers reject: OpenSSL verifies the signature over the signed
 /// attributes with the SignerInfo's digestAlgorithm, whatever hash the signature OID names.
 fn check_signature_algorithm(signer: &CmsSigner) -> Result<(Family, DigestAlg), CaError> {
     let oid = signer.signature_algorithm.oid;
-    let Some((family, hash)) = signature_scheme(&oid) else {
+    let Some((family, hash)) = algorithms::scheme(&oid) else {
         return Err(CaError::BadRequest(format!(
             "signature algorithm {oid} is not supported for CMS; sign with an ec-p256, ec-p384 \
              or rsa-* key (ecdsa-with-SHA256/384/512, sha256/384/512WithRSAEncryption)"

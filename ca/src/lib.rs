@@ -11,6 +11,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod algorithms;
 pub mod authority;
 pub mod cms_sign;
 pub mod crl;

@@ -2,20 +2,16 @@
 //! key, but every signature is made, counted and audited inside hsm-core, and the builders never
 //! see key bytes.
 
-use const_oid::ObjectIdentifier;
-use der::asn1::{BitString, Null};
-use der::{Any, Decode};
+use der::asn1::BitString;
+use der::Decode;
 use hsm_core::{Algorithm, DigestAlg, Hsm, RsaPadding, Session, SignRequest};
 use spki::{
     AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, EncodePublicKey,
     SignatureBitStringEncoding, SubjectPublicKeyInfoOwned,
 };
 
+use crate::algorithms::{self, Family};
 use crate::error::CaError;
-
-pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-pub const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-pub const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
 /// A CA key in hsm-core, usable wherever RustCrypto wants a `Signer`.
 #[derive(Clone)]
@@ -54,11 +50,11 @@ impl SignatureBitStringEncoding for HsmSignature {
 pub fn signature_algorithm(
     alg: Algorithm,
 ) -> Result<(DigestAlg, AlgorithmIdentifierOwned), CaError> {
-    let (digest, oid, null_params) = match alg {
-        Algorithm::EcP256 => (DigestAlg::Sha256, ECDSA_WITH_SHA256, false),
-        Algorithm::EcP384 => (DigestAlg::Sha384, ECDSA_WITH_SHA384, false),
+    let (family, digest) = match alg {
+        Algorithm::EcP256 => (Family::Ecdsa, DigestAlg::Sha256),
+        Algorithm::EcP384 => (Family::Ecdsa, DigestAlg::Sha384),
         Algorithm::Rsa2048 | Algorithm::Rsa3072 | Algorithm::Rsa4096 => {
-            (DigestAlg::Sha256, SHA256_WITH_RSA, true)
+            (Family::Rsa, DigestAlg::Sha256)
         }
         Algorithm::Ed25519 => {
             return Err(CaError::BadRequest(
@@ -66,13 +62,7 @@ pub fn signature_algorithm(
             ))
         }
     };
-    // RFC 4055: the RSA PKCS#1 v1.5 identifiers carry NULL parameters; RFC 5758: ECDSA's none.
-    let parameters = if null_params {
-        Some(Any::encode_from(&Null).map_err(CaError::from)?)
-    } else {
-        None
-    };
-    Ok((digest, AlgorithmIdentifierOwned { oid, parameters }))
+    Ok((digest, algorithms::identifier(family, digest)?))
 }
 
 pub fn digest(alg: DigestAlg, data: &[u8]) -> Vec<u8> {

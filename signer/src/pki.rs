@@ -559,7 +559,6 @@ fn cms_signature_algorithm(
     cert_der: &[u8],
     digest: hsm_core::DigestAlg,
 ) -> Result<spki::AlgorithmIdentifierOwned, CaError> {
-    use const_oid::ObjectIdentifier as Oid;
     use der::Decode;
     let cert = x509_cert::certificate::Certificate::from_der(cert_der)?;
     let key_oid = cert
@@ -567,24 +566,12 @@ fn cms_signature_algorithm(
         .subject_public_key_info()
         .algorithm
         .oid;
-    let ec = key_oid == Oid::new_unwrap("1.2.840.10045.2.1");
-    let (oid, null) = match (ec, digest) {
-        (true, hsm_core::DigestAlg::Sha256) => ("1.2.840.10045.4.3.2", false),
-        (true, hsm_core::DigestAlg::Sha384) => ("1.2.840.10045.4.3.3", false),
-        (true, hsm_core::DigestAlg::Sha512) => ("1.2.840.10045.4.3.4", false),
-        (false, hsm_core::DigestAlg::Sha256) => ("1.2.840.113549.1.1.11", true),
-        (false, hsm_core::DigestAlg::Sha384) => ("1.2.840.113549.1.1.12", true),
-        (false, hsm_core::DigestAlg::Sha512) => ("1.2.840.113549.1.1.13", true),
-    };
-    let parameters = if null {
-        Some(der::Any::encode_from(&der::asn1::Null)?)
-    } else {
-        None
-    };
-    Ok(spki::AlgorithmIdentifierOwned {
-        oid: Oid::new_unwrap(oid),
-        parameters,
-    })
+    let family = ca::algorithms::key_family(&key_oid).ok_or_else(|| {
+        CaError::BadRequest(format!(
+            "a CMS signature needs an ECDSA or RSA key; this certificate's key is {key_oid}"
+        ))
+    })?;
+    ca::algorithms::identifier(family, digest)
 }
 
 fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {

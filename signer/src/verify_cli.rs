@@ -140,23 +140,16 @@ pub(crate) fn key_alg(spki_der: &[u8]) -> Result<Algorithm> {
     ca::csr::key_type(&spki).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn digest_alg_of(oid: &str) -> Result<DigestAlg> {
-    Ok(match oid {
-        "2.16.840.1.101.3.4.2.1" => DigestAlg::Sha256,
-        "2.16.840.1.101.3.4.2.2" => DigestAlg::Sha384,
-        "2.16.840.1.101.3.4.2.3" => DigestAlg::Sha512,
-        other => bail!("digest algorithm {other} is not one kagi uses (SHA-256/384/512)"),
-    })
+fn digest_alg_of(oid: &const_oid::ObjectIdentifier) -> Result<DigestAlg> {
+    ca::algorithms::digest_from_oid(oid)
+        .with_context(|| format!("digest algorithm {oid} is not one kagi uses (SHA-256/384/512)"))
 }
 
 /// The digest algorithm a certificate signature algorithm names.
-fn sig_digest(oid: &str) -> Result<DigestAlg> {
-    Ok(match oid {
-        "1.2.840.10045.4.3.2" | "1.2.840.113549.1.1.11" => DigestAlg::Sha256,
-        "1.2.840.10045.4.3.3" | "1.2.840.113549.1.1.12" => DigestAlg::Sha384,
-        "1.2.840.10045.4.3.4" | "1.2.840.113549.1.1.13" => DigestAlg::Sha512,
-        other => bail!("signature algorithm {other} is not one kagi issues with"),
-    })
+fn sig_digest(oid: &const_oid::ObjectIdentifier) -> Result<DigestAlg> {
+    ca::algorithms::scheme(oid)
+        .map(|(_, d)| d)
+        .with_context(|| format!("signature algorithm {oid} is not one kagi issues with"))
 }
 
 fn spki_der(cert: &Certificate) -> Result<Vec<u8>> {
@@ -168,7 +161,7 @@ pub(crate) fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Resul
     if cert.tbs_certificate().issuer().to_der()? != issuer.tbs_certificate().subject().to_der()? {
         return Ok(false);
     }
-    let d = sig_digest(&cert.signature_algorithm().oid.to_string())?;
+    let d = sig_digest(&cert.signature_algorithm().oid)?;
     let tbs = cert.tbs_certificate().to_der()?;
     let issuer_spki = spki_der(issuer)?;
     let sig = cert
@@ -266,7 +259,7 @@ fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         .iter()
         .next()
         .context("the SignedData has no signer")?;
-    let digest_alg = digest_alg_of(&si.digest_alg.oid.to_string())?;
+    let digest_alg = digest_alg_of(&si.digest_alg.oid)?;
     let certs: Vec<Certificate> = sd
         .certificates
         .iter()
