@@ -34,20 +34,46 @@ pub struct KeyCertificate {
     pub chain: Vec<Vec<u8>>,
 }
 
-/// The time-stamping authority: key `ca.<signing CA>.tsa`, profile `timestamping`.
-pub(crate) struct Tsa {
-    signer: HsmSigner,
-    pub(crate) cert_der: Vec<u8>,
-    pub(crate) chain: Vec<Vec<u8>>,
-    not_after: i64,
-}
-
 /// kagi's TSA policy.
 pub const TSA_POLICY: const_oid::ObjectIdentifier = ca::tsa::DEFAULT_POLICY;
 
-struct Responder {
+/// The services that sign with a key of kagi's own, certified by a CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Service {
+    /// The delegated OCSP responder: key `ca.<CA>.ocsp`, profile `ocsp-signing`.
+    Ocsp,
+    /// The time-stamping authority: key `ca.<CA>.tsa`, profile `timestamping`.
+    Tsa,
+}
+
+impl Service {
+    fn suffix(self) -> &'static str {
+        match self {
+            Service::Ocsp => "ocsp",
+            Service::Tsa => "tsa",
+        }
+    }
+
+    fn profile(self) -> &'static str {
+        match self {
+            Service::Ocsp => "ocsp-signing",
+            Service::Tsa => "timestamping",
+        }
+    }
+
+    fn subject(self, ca_name: &str) -> String {
+        match self {
+            Service::Ocsp => format!("CN=kagi OCSP responder for {ca_name},O=kagi"),
+            Service::Tsa => format!("CN=kagi Time-Stamping Authority {ca_name},O=kagi"),
+        }
+    }
+}
+
+/// A service's key, its certificate, and the chain above it (issuing CA first).
+pub(crate) struct ServiceKey {
     signer: HsmSigner,
-    cert_der: Vec<u8>,
+    pub(crate) cert_der: Vec<u8>,
+    pub(crate) chain: Vec<Vec<u8>>,
     not_after: i64,
 }
 
@@ -56,8 +82,8 @@ pub struct Pki {
     pub urls: PublicUrls,
     /// Loaded CAs by name, with the certificate they were loaded from.
     authorities: Mutex<HashMap<String, Arc<Authority>>>,
-    responders: Mutex<HashMap<String, Arc<Responder>>>,
-    tsas: Mutex<HashMap<String, Arc<Tsa>>>,
+    /// OCSP responders and TSAs by CA name.
+    services: Mutex<HashMap<(String, Service), Arc<ServiceKey>>>,
     /// CT signers (Sigstore SCTs) by CA name.
     pub(crate) cts: Mutex<HashMap<String, Arc<ca::sct::CtSigner>>>,
 }
@@ -72,8 +98,7 @@ impl Pki {
             profiles: Profiles::builtin()?,
             urls: PublicUrls::new(public_url),
             authorities: Mutex::new(HashMap::new()),
-            responders: Mutex::new(HashMap::new()),
-            tsas: Mutex::new(HashMap::new()),
+            services: Mutex::new(HashMap::new()),
             cts: Mutex::new(HashMap::new()),
         })
     }
@@ -175,27 +200,37 @@ impl Pki {
 
     /// The delegated OCSP responder of a CA: key `ca.<ca>.ocsp` in hsm-core, certificate of
     /// profile `ocsp-signing` from the CA itself, renewed before it expires.
-    fn responder(&self, hsm: &Hsm, ca: &Authority) -> Result<Arc<Responder>, CaError> {
+    /// CA `ca_name`'s key for `which`, made on first use and renewed before its certificate
+    /// expires.
+    fn service(
+        &self,
+        hsm: &Hsm,
+        ca_name: &str,
+        which: Service,
+    ) -> Result<Arc<ServiceKey>, CaError> {
         let now = ca::x509::unix_now();
-        if let Some(r) = lock(&self.responders).get(ca.name()) {
-            if r.not_after - now > RESPONDER_RENEW_SECS {
-                return Ok(r.clone());
+        let id = (ca_name.to_string(), which);
+        if let Some(k) = lock(&self.services).get(&id) {
+            if k.not_after - now > RESPONDER_RENEW_SECS {
+                return Ok(k.clone());
             }
         }
+        let ca = self.authority(hsm, ca_name)?;
         let (signer, cert_der, not_after) = self.service_key_certificate(
             hsm,
-            ca,
-            "ocsp",
-            "ocsp-signing",
-            &format!("CN=kagi OCSP responder for {},O=kagi", ca.name()),
+            &ca,
+            which.suffix(),
+            which.profile(),
+            &which.subject(ca_name),
         )?;
-        let r = Arc::new(Responder {
+        let k = Arc::new(ServiceKey {
             signer,
             cert_der,
+            chain: self.chain(hsm, ca_name)?,
             not_after,
         });
-        lock(&self.responders).insert(ca.name().to_string(), r.clone());
-        Ok(r)
+        lock(&self.services).insert(id, k.clone());
+        Ok(k)
     }
 
     /// Answer an OCSP request (DER). Every failure becomes an OCSP error response, never an
@@ -235,7 +270,7 @@ impl Pki {
                 CaError::Hsm(HsmError::NotFound("the CA this OCSP request names".into()))
             })?;
         let ca = self.authority(hsm, &ca_rec.name)?;
-        let responder = self.responder(hsm, &ca)?;
+        let responder = self.service(hsm, ca.name(), Service::Ocsp)?;
         let now = ca::x509::unix_now();
         let mut statuses = Vec::with_capacity(req.certs.len());
         for rc in &req.certs {
@@ -359,29 +394,8 @@ impl Pki {
     }
 
     /// The TSA of CA `ca_name`, made on first use and renewed before its certificate expires.
-    pub(crate) fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<Tsa>, CaError> {
-        let now = ca::x509::unix_now();
-        if let Some(t) = lock(&self.tsas).get(ca_name) {
-            if t.not_after - now > RESPONDER_RENEW_SECS {
-                return Ok(t.clone());
-            }
-        }
-        let ca = self.authority(hsm, ca_name)?;
-        let (signer, cert_der, not_after) = self.service_key_certificate(
-            hsm,
-            &ca,
-            "tsa",
-            "timestamping",
-            &format!("CN=kagi Time-Stamping Authority {ca_name},O=kagi"),
-        )?;
-        let t = Arc::new(Tsa {
-            signer,
-            cert_der,
-            chain: self.chain(hsm, ca_name)?,
-            not_after,
-        });
-        lock(&self.tsas).insert(ca_name.to_string(), t.clone());
-        Ok(t)
+    pub(crate) fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<ServiceKey>, CaError> {
+        self.service(hsm, ca_name, Service::Tsa)
     }
 
     /// Answer an RFC 3161 request (DER) with a TimeStampResp: granted, or a rejection that says
@@ -549,7 +563,7 @@ impl Pki {
     /// Forget cached CAs (after a revocation in this process).
     pub fn forget(&self, name: &str) {
         lock(&self.authorities).remove(name);
-        lock(&self.responders).remove(name);
+        lock(&self.services).retain(|(ca, _), _| ca != name);
     }
 }
 
