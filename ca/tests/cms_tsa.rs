@@ -3,8 +3,10 @@
 //! Certificates and keys are made with openssl in a temporary folder; the signing callback uses
 //! a software key (aws-lc) loaded from the PKCS#8 openssl wrote, so these tests need no HSM.
 
+mod openssl;
+
+use openssl::{openssl, try_openssl};
 use std::path::Path;
-use std::process::Command;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -22,27 +24,6 @@ use const_oid::db::{rfc3161, rfc5911};
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use hsm_core::{Algorithm, DigestAlg};
-
-/// Runs openssl with `args` in `dir`; returns (success, stdout+stderr).
-fn try_openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI must be installed to run these tests");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let (ok, text) = try_openssl(dir, args);
-    assert!(ok, "openssl {} failed:\n{text}", args.join(" "));
-    text
-}
 
 const CONFIG: &str = "\
 [req]

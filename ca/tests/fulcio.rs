@@ -2,6 +2,8 @@
 //! chain, the SCT verifies over the precertificate rebuilt from the final certificate (what
 //! Sigstore clients do), and hostile requests are refused before anything is signed.
 
+mod openssl;
+
 use ca::fulcio::{issue_identity_certificate, IdentityRequest, DEFAULT_LIFETIME_SECS, PROFILE};
 use ca::hierarchy::{create_intermediate, create_root};
 use ca::sct::{embedded_scts, precert_signed_data_with, precert_tbs, CtSigner};
@@ -9,7 +11,7 @@ use ca::signer::HsmSigner;
 use ca::{Authority, CaError, CaSpec, PublicUrls};
 use der::Decode;
 use hsm_core::{Algorithm, DigestAlg, Gated, Hsm, HsmConfig, KeySpec, RsaPadding, StoreConfig};
-use std::process::Command;
+use openssl::openssl;
 
 fn done<T>(g: Gated<T>) -> T {
     match g {
@@ -62,20 +64,7 @@ fn identity_certificates_carry_an_sct_over_their_precertificate() {
     pem("root.pem", &root.cert_der);
     pem("ica.pem", &ica.cert_der);
     pem("leaf.pem", &issued.der);
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("the openssl CLI is needed (scripts/test.sh installs it)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "openssl {args:?}: {text}");
-        text
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     let v = run(&[
         "verify",
         "-CAfile",

@@ -4,22 +4,10 @@
 use ca::hierarchy::{create_intermediate, create_root};
 use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
 use hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
-use std::path::Path;
-use std::process::Command;
+mod openssl;
 
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is needed (scripts/test.sh installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use openssl::try_openssl;
+use std::path::Path;
 
 fn setup(dir: &Path) -> (Hsm, Session) {
     let hsm = Hsm::open(HsmConfig::new(StoreConfig::sqlite_in(dir))).unwrap();
@@ -83,7 +71,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         write_pem(dir, "root.pem", "CERTIFICATE", &root_rec.cert_der);
         write_pem(dir, "ica.pem", "CERTIFICATE", &ica_rec.cert_der);
 
-        let (ok, text) = openssl(
+        let (ok, text) = try_openssl(
             dir,
             &[
                 "req",
@@ -117,7 +105,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         )
         .unwrap();
         write_pem(dir, "dev.pem", "CERTIFICATE", &issued.der);
-        let (ok, text) = openssl(
+        let (ok, text) = try_openssl(
             dir,
             &[
                 "verify",
@@ -129,7 +117,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
             ],
         );
         assert!(ok && text.contains("dev.pem: OK"), "{alg}: {text}");
-        let (_, text) = openssl(
+        let (_, text) = try_openssl(
             dir,
             &["x509", "-in", "dev.pem", "-noout", "-enddate", "-text"],
         );
@@ -151,7 +139,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         let svc = Authority::load(&hsm, &ca::service_session(&admin.partition), ica).unwrap();
         let crl = ca::crl::generate(&svc, ca::x509::unix_now()).unwrap();
         write_pem(dir, "ica.crl", "X509 CRL", &crl.der);
-        let (ok, text) = openssl(
+        let (ok, text) = try_openssl(
             dir,
             &[
                 "crl", "-in", "ica.crl", "-CAfile", "ica.pem", "-verify", "-noout", "-text",
@@ -170,7 +158,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
             std::fs::read_to_string(dir.join("root.pem")).unwrap()
         );
         std::fs::write(dir.join("crl_chain.pem"), chain).unwrap();
-        let (ok, text) = openssl(
+        let (ok, text) = try_openssl(
             dir,
             &[
                 "verify",
@@ -239,7 +227,7 @@ fn a_revocation_edited_away_in_the_database_still_holds() {
     };
     done(create_root(&hsm, &admin, &spec("root"), None).unwrap());
     done(create_intermediate(&hsm, &admin, &spec("devices"), "root", &urls, None).unwrap());
-    let (ok, text) = openssl(
+    let (ok, text) = try_openssl(
         dir,
         &[
             "req",
@@ -329,7 +317,7 @@ fn rcgen_builds_certificates_signed_through_hsm_core() {
         let leaf_cert = leaf.signed_by(&leaf_key, &root_cert, &ca_key).unwrap();
         std::fs::write(dir.join("rc-root.pem"), root_cert.pem()).unwrap();
         std::fs::write(dir.join("rc-leaf.pem"), leaf_cert.pem()).unwrap();
-        let (ok, text) = openssl(dir, &["verify", "-CAfile", "rc-root.pem", "rc-leaf.pem"]);
+        let (ok, text) = try_openssl(dir, &["verify", "-CAfile", "rc-root.pem", "rc-leaf.pem"]);
         assert!(ok && text.contains("rc-leaf.pem: OK"), "{alg}: {text}");
         // Both signatures were counted uses of the HSM key.
         let after = hsm.key_info(&admin, signer.label()).unwrap().usage_count;
