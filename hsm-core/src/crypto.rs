@@ -146,8 +146,10 @@ impl LoadedKey {
     }
 }
 
-/// Verify with a public key (SPKI DER). Public-key work needs no HSM secret.
-pub(crate) fn verify_digest(
+/// Verify a signature over a digest with a public key (SPKI DER): what `Hsm::verify` does,
+/// without the HSM, for clients checking signatures offline. Public-key work needs no HSM
+/// secret.
+pub fn verify_digest(
     alg: Algorithm,
     spki: &[u8],
     digest_alg: DigestAlg,

@@ -43,16 +43,5 @@ pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;
 pub use transparency::{InclusionPromise, TlogCheckpoint, TlogEntry};
 
-/// Verify a signature over a digest with a public key (SPKI DER): what `Hsm::verify` does,
-/// without the HSM, for clients checking signatures offline.
-pub fn verify_digest(
-    alg: Algorithm,
-    spki: &[u8],
-    digest_alg: DigestAlg,
-    digest: &[u8],
-    padding: RsaPadding,
-    sig: &[u8],
-) -> Result<bool> {
-    crypto::verify_digest(alg, spki, digest_alg, digest, padding, sig)
-}
+pub use crypto::verify_digest;
 pub use wrap::{wrap_for_import, WRAP_MECHANISM};
