@@ -461,17 +461,7 @@ impl Pki {
     ) -> Result<(HsmSigner, Vec<u8>, i64), CaError> {
         let now = ca::x509::unix_now();
         let session = ca.signer.session().clone();
-        let key_name = format!("{}.{suffix}", ca.name());
-        let label = format!("{}{key_name}", hsm_core::CA_KEY_PREFIX);
-        let officer = Session {
-            roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
-            ..session.clone()
-        };
-        match hsm.create_ca_key(&officer, &key_name, ca.signer.algorithm()) {
-            Ok(_) | Err(HsmError::KeyExists(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let signer = HsmSigner::new(hsm, &session, &label)?;
+        let signer = ca_service_signer(hsm, ca, suffix, ca.signer.algorithm())?;
         let existing = hsm
             .latest_certificate(ca.name(), profile, &session.actor(), None)?
             .filter(|c| c.not_after - now > RESPONDER_RENEW_SECS)
@@ -565,6 +555,31 @@ impl Pki {
         lock(&self.authorities).remove(name);
         lock(&self.services).retain(|(ca, _), _| ca != name);
     }
+}
+
+/// CA `ca`'s own key `ca.<CA>.<suffix>` (made on first use) as a signer in the CA's service
+/// session: the OCSP responder's, the TSA's and the CT signer's keys.
+pub(crate) fn ca_service_signer(
+    hsm: &Hsm,
+    ca: &Authority,
+    suffix: &str,
+    alg: Algorithm,
+) -> Result<HsmSigner, CaError> {
+    let session = ca.signer.session();
+    let key_name = format!("{}.{suffix}", ca.name());
+    let officer = Session {
+        roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
+        ..session.clone()
+    };
+    match hsm.create_ca_key(&officer, &key_name, alg) {
+        Ok(_) | Err(HsmError::KeyExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    HsmSigner::new(
+        hsm,
+        session,
+        &format!("{}{key_name}", hsm_core::CA_KEY_PREFIX),
+    )
 }
 
 /// The SignerInfo's signatureAlgorithm for a certificate's key and the digest in use

@@ -13,13 +13,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ca::fulcio::{self, IdentityRequest};
 use ca::sct::CtSigner;
-use ca::signer::HsmSigner;
 use ca::CaError;
 use hsm_core::{Algorithm, DigestAlg, Hsm, HsmError, QuotaCharge, Session, SignRequest, Signed};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use crate::pki::{lock, Pki};
+use crate::pki::{ca_service_signer, lock, Pki};
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
@@ -70,18 +69,7 @@ impl Pki {
             return Ok(ct.clone());
         }
         let ca = self.authority(hsm, ca_name)?;
-        let session = ca.signer.session().clone();
-        let key_name = format!("{ca_name}.ct");
-        let officer = Session {
-            roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
-            ..session.clone()
-        };
-        match hsm.create_ca_key(&officer, &key_name, Algorithm::EcP256) {
-            Ok(_) | Err(HsmError::KeyExists(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let label = format!("{}{key_name}", hsm_core::CA_KEY_PREFIX);
-        let signer = HsmSigner::new(hsm, &session, &label)?
+        let signer = ca_service_signer(hsm, &ca, "ct", Algorithm::EcP256)?
             .with_audit(json!({"purpose": "ct_sct", "ca": ca_name}));
         let ct = Arc::new(CtSigner::new(signer)?);
         lock(&self.cts).insert(ca_name.to_string(), ct.clone());
@@ -216,26 +204,21 @@ impl Pki {
             .tlog_checkpoint_for_rekor(None)?
             .ok_or_else(|| internal("the transparency log has no checkpoint"))?;
         let proof = hsm.tlog_inclusion_proof(index, checkpoint.size)?;
-        let text = checkpoint
-            .note
-            .rfind("\n\n")
-            .map(|i| &checkpoint.note[..i + 1])
-            .ok_or_else(|| internal("the checkpoint is not a signed note"))?;
-        let (_, _, root) = hsm_core::tlog::parse_checkpoint_body(text)?;
-        let kind = if promise
+        let (_, _, root) = hsm_core::tlog::parse_checkpoint_body(hsm_core::tlog::unverified_text(
+            &checkpoint.note,
+        )?)?;
+        if !promise
             .body
             .starts_with(br#"{"apiVersion":"0.0.1","kind":"hashedrekord""#)
         {
-            "hashedrekord"
-        } else {
             return Err(CaError::Conflict(format!(
                 "transparency log entry {index} is not a Sigstore hashedrekord entry"
             )));
-        };
+        }
         Ok(json!({
             "logIndex": index.to_string(),
             "logId": {"keyId": B64.encode(hsm.tlog_log_id()?)},
-            "kindVersion": {"kind": kind, "version": "0.0.1"},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
             "integratedTime": promise.integrated_time.to_string(),
             "inclusionPromise": {"signedEntryTimestamp": B64.encode(&promise.signature)},
             "inclusionProof": {

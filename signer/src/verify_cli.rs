@@ -39,10 +39,9 @@ pub fn sidecar(signature: &Path) -> PathBuf {
 pub fn fetch_log_proof(client: &Client, index: i64) -> Result<String> {
     let entry: Value = client.get_json(&format!("/log/entries/{index}"))?;
     let note = client.get_text("/log/checkpoint")?;
-    // The note's body ends at the blank line before its signatures (keep its last newline).
-    let body = note.find("\n\n").map(|i| &note[..=i]).unwrap_or(&note);
-    let (_, size, _) =
-        tlog::parse_checkpoint_body(body).context("the service's checkpoint does not parse")?;
+    let (_, size, _) = tlog::unverified_text(&note)
+        .and_then(tlog::parse_checkpoint_body)
+        .context("the service's checkpoint does not parse")?;
     let proof: Value =
         client.get_json(&format!("/log/proof/inclusion?index={index}&size={size}"))?;
     Ok(serde_json::to_string_pretty(&json!({

@@ -33,10 +33,9 @@ use crate::store::AnyConnection;
 /// The log's origin line and its key's name in signed notes.
 pub const ORIGIN: &str = "kagi-tlog";
 
-pub(crate) use note::unverified_text;
 pub use note::{
     checkpoint_body, open_checkpoint, open_note, parse_checkpoint_body, parse_verifier_key,
-    sign_note, verifier_key,
+    sign_note, unverified_text, verifier_key,
 };
 pub use proof::{
     consistency_proof, empty_root, entry_hash, inclusion_proof, root_at, verify_consistency,

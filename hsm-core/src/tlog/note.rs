@@ -169,8 +169,9 @@ pub fn open_checkpoint(
     parse_checkpoint_body(&text)
 }
 
-/// The text of a note, without checking any signature.
-pub(crate) fn unverified_text(note: &str) -> Result<&str> {
+/// The text of a note (up to its blank line, last newline kept), without checking any
+/// signature.
+pub fn unverified_text(note: &str) -> Result<&str> {
     note.rfind("\n\n")
         .map(|split| &note[..split + 1])
         .ok_or_else(|| {
