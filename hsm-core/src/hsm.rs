@@ -1704,10 +1704,14 @@ impl Hsm {
                     (Some(sig), Some(apply))
                 }
             };
-            let tlog = tlog_entry(s, a, digest_alg, &req.digest, &audit_detail);
+            // A record that brings its own log entry (sign_logged) replaces kagi's.
+            let tlog = match apply {
+                Some(crate::commit::Staged::LogEntry(_)) => None,
+                _ => Some(tlog_entry(s, a, digest_alg, &req.digest, &audit_detail)),
+            };
             match u
                 .committer
-                .submit_staged(Some(reservation), apply, Some(tlog), event)
+                .submit_staged(Some(reservation), apply, tlog, event)
             {
                 Ok(done) => {
                     let signature = match early {
