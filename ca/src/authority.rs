@@ -48,7 +48,7 @@ impl Authority {
     /// Load CA `name` for signing in `session` (which must be in the CA's partition).
     pub fn load(hsm: &Hsm, session: &Session, name: &str) -> Result<Authority> {
         let record = hsm.ca(name)?;
-        if record.partition != session.partition {
+        if record.partition != session.partition() {
             return Err(CaError::BadRequest(format!(
                 "CA '{name}' lives in partition '{}': use a credential of that partition",
                 record.partition
@@ -106,18 +106,5 @@ impl Authority {
 
     pub fn is_revoked(&self) -> bool {
         self.record.revoked_at.is_some()
-    }
-}
-
-/// A session that lets the service itself sign with CA keys (CRLs on a schedule, OCSP
-/// answers): it acts as "kagi-ca" in the CA's partition, with only the user role.
-pub fn service_session(partition: &str) -> Session {
-    Session {
-        credential_id: "service:kagi-ca".into(),
-        name: "kagi-ca".into(),
-        kind: hsm_core::IdentityKind::Pipeline,
-        partition: partition.to_string(),
-        roles: vec![hsm_core::Role::User],
-        expires_at: None,
     }
 }

@@ -58,7 +58,7 @@ fn authorize(
     spec: &CaSpec,
     parent: Option<&str>,
     approval: Option<&str>,
-) -> Result<Gated<hsm_core::CaGrant>> {
+) -> Result<Gated<hsm_core::ChangeGrant>> {
     match hsm.ca(&spec.name) {
         Ok(_) => {
             return Err(CaError::Conflict(format!(
@@ -69,11 +69,15 @@ fn authorize(
         Err(HsmError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let action = ApprovalAction::CreateCa {
-        name: spec.name.clone(),
-        parent: parent.map(str::to_string),
-        subject: spec.subject.clone(),
-        alg: spec.alg.as_str().to_string(),
+    let action = ApprovalAction::Authorize {
+        change: hsm_core::records::ca::CREATE_CA.into(),
+        target: format!("ca:{}", spec.name),
+        params: serde_json::json!({
+            "name": spec.name,
+            "parent": parent,
+            "subject": spec.subject,
+            "alg": spec.alg.as_str(),
+        }),
     };
     let summary = match parent {
         None => format!(
@@ -88,14 +92,19 @@ fn authorize(
     Ok(hsm.authorize_ca_change(session, action, &summary, approval)?)
 }
 
-/// The CA's key: new, or the one a previous attempt made before it failed (CA keys are
-/// reserved, so no one else can have made or used it).
+/// The CA's key: new, or the one a previous attempt made before it failed (only CA key
+/// creation makes keys with the sealed `certify` operation, so no one else can have made it).
 fn ca_key(hsm: &Hsm, session: &Session, spec: &CaSpec) -> Result<HsmSigner> {
-    let label = format!("{}{}", hsm_core::CA_KEY_PREFIX, spec.name);
+    let label = format!("{}{}", hsm_core::CA_KEY_NAMESPACE, spec.name);
     match hsm.create_ca_key(session, &spec.name, spec.alg) {
         Ok(_) => {}
         Err(HsmError::KeyExists(_)) => {
             let info = hsm.key_info(session, &label)?;
+            if !info.operations.contains(&hsm_core::Operation::Certify) {
+                return Err(CaError::Conflict(format!(
+                    "key '{label}' exists but is not a CA key: destroy it or pick another CA name"
+                )));
+            }
             if info.algorithm != spec.alg {
                 return Err(CaError::Conflict(format!(
                     "key '{label}' exists with algorithm {}: destroy it or pick another CA name",
@@ -150,7 +159,7 @@ pub fn create_root(
         .map_err(unwrap_builder_error)?;
     let record = CaRecord {
         name: spec.name.clone(),
-        partition: session.partition.clone(),
+        partition: session.partition().to_string(),
         key_label: signer.label().to_string(),
         parent: None,
         cert_der: cert.to_der()?,
@@ -225,7 +234,7 @@ pub fn create_intermediate(
     Certificate::from_der(&cert_der)?;
     let record = CaRecord {
         name: spec.name.clone(),
-        partition: session.partition.clone(),
+        partition: session.partition().to_string(),
         key_label: key.label().to_string(),
         parent: Some(parent.to_string()),
         cert_der,
@@ -250,9 +259,10 @@ pub fn revoke_ca(
     if ca.revoked_at.is_some() {
         return Err(CaError::Conflict(format!("CA '{name}' is already revoked")));
     }
-    let action = ApprovalAction::RevokeCa {
-        name: name.to_string(),
-        reason,
+    let action = ApprovalAction::Authorize {
+        change: hsm_core::records::ca::REVOKE_CA.into(),
+        target: format!("ca:{name}"),
+        params: serde_json::json!({ "name": name, "reason": reason }),
     };
     let grant = match hsm.authorize_ca_change(
         session,

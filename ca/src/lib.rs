@@ -30,7 +30,7 @@ pub mod signer;
 pub mod tsa;
 pub mod x509;
 
-pub use authority::{service_session, Authority, PublicUrls};
+pub use authority::{Authority, PublicUrls};
 pub use error::CaError;
 pub use hierarchy::CaSpec;
 pub use issue::{IssueOptions, Issued};

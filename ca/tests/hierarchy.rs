@@ -136,7 +136,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         // Revoke, regenerate the CRL, and let openssl check both.
         hsm.revoke_certificate(&admin, &issued.record.serial, 1)
             .unwrap();
-        let svc = Authority::load(&hsm, &ca::service_session(&admin.partition), ica).unwrap();
+        let svc = Authority::load(&hsm, &hsm.service_session(admin.partition()), ica).unwrap();
         let crl = ca::crl::generate(&svc, ca::x509::unix_now()).unwrap();
         write_pem(dir, "ica.crl", "X509 CRL", &crl.der);
         let (ok, text) = try_openssl(

@@ -15,7 +15,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
-use crate::hsm::{random_hex, user_event, EventParts, Hsm, Unsealed};
+use crate::hsm::{random_hex, user_event, EventParts, Gated, Hsm, Unsealed};
 use crate::seal;
 use crate::store::schema::{approvals, audit_records};
 use crate::store::AnyConnection;
@@ -41,31 +41,29 @@ pub enum ApprovalAction {
         label: String,
         wrapping_key: String,
     },
-    /// A new root (`parent` None) or intermediate CA. Approving it authorizes the requester to
-    /// create it once (`kagi ca create-* --approval ID`): the certificate is built and signed
-    /// only then, so nothing is signed for a request that is never approved.
-    CreateCa {
-        name: String,
-        parent: Option<String>,
-        subject: String,
-        alg: String,
-    },
-    /// Revoking a CA, with an RFC 5280 reason code; authorizes like `CreateCa`.
-    RevokeCa {
-        name: String,
-        reason: i64,
+    /// A change outside the HSM's keys and policies (creating or revoking a CA, say).
+    /// Approving it only authorizes the requester to make it once (`kagi ca create-*
+    /// --approval ID`), with the [`ChangeGrant`] that [`Hsm::authorize_change`] returns:
+    /// nothing is done for a request that is never approved. hsm-core compares the parameters
+    /// and never interprets them.
+    Authorize {
+        /// The change's name, such as `create_ca`.
+        change: String,
+        /// What it applies to, such as `ca:devices`.
+        target: String,
+        /// The change's parameters, as the part of kagi that asks for it defines them.
+        params: serde_json::Value,
     },
 }
 
 impl ApprovalAction {
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             ApprovalAction::DestroyKey { .. } => "destroy_key",
             ApprovalAction::SetUsageLimit { .. } => "set_usage_limit",
             ApprovalAction::ActivatePolicy { .. } => "activate_policy",
             ApprovalAction::ExportWrapped { .. } => "export_wrapped",
-            ApprovalAction::CreateCa { .. } => "create_ca",
-            ApprovalAction::RevokeCa { .. } => "revoke_ca",
+            ApprovalAction::Authorize { change, .. } => change,
         }
     }
 
@@ -75,10 +73,42 @@ impl ApprovalAction {
             | ApprovalAction::SetUsageLimit { label, .. }
             | ApprovalAction::ExportWrapped { label, .. } => format!("key:{label}"),
             ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
-            ApprovalAction::CreateCa { name, .. } | ApprovalAction::RevokeCa { name, .. } => {
-                format!("ca:{name}")
-            }
+            ApprovalAction::Authorize { target, .. } => target.clone(),
         }
+    }
+}
+
+/// Permission for an [`ApprovalAction::Authorize`] change: given at once without a quorum,
+/// or by an approval request the quorum approved, which the change then consumes.
+#[derive(Debug, Clone)]
+pub struct ChangeGrant {
+    approval: Option<String>,
+    action: ApprovalAction,
+}
+
+impl ChangeGrant {
+    pub fn action(&self) -> &ApprovalAction {
+        &self.action
+    }
+
+    /// The approval request this grant consumes, if a quorum gave it.
+    pub fn approval(&self) -> Option<&str> {
+        self.approval.as_deref()
+    }
+
+    /// The change that consumes the approved request: exactly once, in the change's own
+    /// transaction.
+    pub(crate) fn consume(&self) -> Option<ApplyFn> {
+        let id = self.approval.clone()?;
+        Some(Box::new(move |c| {
+            if move_status(c, &id, "approved", "executed")? {
+                Ok(())
+            } else {
+                Err(HsmError::Conflict(format!(
+                    "approval request {id} was already used: file a new request"
+                )))
+            }
+        }))
     }
 }
 
@@ -203,6 +233,51 @@ pub(crate) fn record_mac_ok(u: &Unsealed, bytes: &[u8], mac: &[u8]) -> Result<bo
 }
 
 impl Hsm {
+    /// Ask for permission to make an [`ApprovalAction::Authorize`] change. With a quorum in
+    /// the active policy and no `approval`, this files a request and returns it; once the
+    /// approvers approved it, call again with its id. Without a quorum, permission is immediate.
+    pub fn authorize_change(
+        &self,
+        s: &Session,
+        action: ApprovalAction,
+        summary: &str,
+        approval: Option<&str>,
+    ) -> Result<Gated<ChangeGrant>> {
+        if !matches!(action, ApprovalAction::Authorize { .. }) {
+            return Err(HsmError::BadInput(
+                "only an authorize action is granted; other actions run when approved".into(),
+            ));
+        }
+        match approval {
+            Some(id) => {
+                let info = self.approval(s, id)?;
+                if info.action != action {
+                    return Err(HsmError::Conflict(format!(
+                        "approval request {id} approved a different change ({:?}): file a new request for this one",
+                        info.action
+                    )));
+                }
+                if info.status != "approved" {
+                    return Err(HsmError::Conflict(format!(
+                        "approval request {id} is {}, not approved: it needs {} approval(s) from {:?} ('kagi approval show {id}')",
+                        info.status, info.required, info.approvers
+                    )));
+                }
+                Ok(Gated::Done(ChangeGrant {
+                    approval: Some(id.to_string()),
+                    action,
+                }))
+            }
+            None => match self.gate(s, &action, summary)? {
+                Some(pending) => Ok(Gated::Pending(Box::new(pending))),
+                None => Ok(Gated::Done(ChangeGrant {
+                    approval: None,
+                    action,
+                })),
+            },
+        }
+    }
+
     /// If the active policy has a quorum, file a request for `action` and return it.
     pub(crate) fn gate(
         &self,
@@ -222,12 +297,12 @@ impl Hsm {
         let mut row = ApprovalRow {
             id: random_hex(8)?,
             action: action.name().into(),
-            partition_name: s.partition.clone(),
+            partition_name: s.partition().to_string(),
             target: action.target(),
             payload: serde_json::to_string(&payload).map_err(|e| HsmError::Store(e.to_string()))?,
             summary: summary.chars().take(64 * 1024).collect(),
-            requested_by: s.credential_id.clone(),
-            requester_name: s.name.clone(),
+            requested_by: s.credential_id().to_string(),
+            requester_name: s.name().to_string(),
             created_at: now,
             expires_at: now + quorum.ttl_secs.max(1),
             required: quorum.required as i64,
@@ -301,12 +376,12 @@ impl Hsm {
                 let (a, p, w) = self.export_op(partition, label, wrapping_key)?;
                 (a, p, Some(w))
             }
-            ApprovalAction::CreateCa { name, .. } | ApprovalAction::RevokeCa { name, .. } => {
+            ApprovalAction::Authorize { target, .. } => {
                 // Approval only authorizes: the requester makes the change, which consumes it.
                 let apply: ApplyFn = Box::new(|_| Ok(()));
                 let parts = EventParts {
-                    action: "ca.change_authorized",
-                    key_id: Some(format!("ca:{name}")),
+                    action: "change.authorized",
+                    key_id: Some(target.clone()),
                     detail: serde_json::json!({ "action": action }),
                     use_hi: None,
                 };
@@ -409,7 +484,7 @@ impl Hsm {
         let row = self.load_approval(&u, id)?;
         let mut info = self.info_of(&row, self.approved_by(id)?)?;
         // The product of an approved export is for the officer who asked for it.
-        if row.requested_by == s.credential_id {
+        if row.requested_by == s.credential_id() {
             if let Some(r) = &row.result {
                 use base64::Engine;
                 info.wrapped_key = Some(base64::engine::general_purpose::STANDARD.encode(r));
@@ -458,17 +533,17 @@ impl Hsm {
                 )))
             }
         }
-        if s.credential_id == row.requested_by || s.name == row.requester_name {
+        if s.credential_id() == row.requested_by || s.name() == row.requester_name {
             return Err(HsmError::SelfApproval(id.to_string()));
         }
-        if !payload.approvers.iter().any(|a| a == &s.name) {
+        if !payload.approvers.iter().any(|a| a == s.name()) {
             return Err(HsmError::NotAnApprover {
-                name: s.name.clone(),
+                name: s.name().to_string(),
                 id: id.to_string(),
             });
         }
         let mut approved = self.approved_by(id)?;
-        if !approved.contains(&s.name) {
+        if !approved.iter().any(|a| a == s.name()) {
             let (id2, status_ok) = (id.to_string(), "pending");
             let still_pending: ApplyFn = Box::new(move |c| {
                 let n: i64 = approvals::table
@@ -491,7 +566,7 @@ impl Hsm {
                     s,
                     "approval.approve",
                     Some(format!("approval:{id}")),
-                    serde_json::json!({"approver": s.name, "action": payload.action}),
+                    serde_json::json!({"approver": s.name(), "action": payload.action}),
                 ),
             )?;
             approved = self.approved_by(id)?;
@@ -500,7 +575,7 @@ impl Hsm {
             let id2 = id.to_string();
             // A CA change is authorized, not run, by its approval (see `ApprovalAction::CreateCa`).
             let done_status = match payload.action {
-                ApprovalAction::CreateCa { .. } | ApprovalAction::RevokeCa { .. } => "approved",
+                ApprovalAction::Authorize { .. } => "approved",
                 _ => "executed",
             };
             let mark: ThenFn = Box::new(move |c, result| {
@@ -541,10 +616,10 @@ impl Hsm {
         let u = self.unsealed()?;
         let row = self.load_approval(&u, id)?;
         let payload = row.payload()?;
-        let own = s.credential_id == row.requested_by;
-        if !own && !payload.approvers.iter().any(|a| a == &s.name) {
+        let own = s.credential_id() == row.requested_by;
+        if !own && !payload.approvers.iter().any(|a| a == s.name()) {
             return Err(HsmError::NotAnApprover {
-                name: s.name.clone(),
+                name: s.name().to_string(),
                 id: id.to_string(),
             });
         }
@@ -565,7 +640,7 @@ impl Hsm {
                 s,
                 "approval.reject",
                 Some(format!("approval:{id}")),
-                serde_json::json!({"by": s.name, "withdrawn": own}),
+                serde_json::json!({"by": s.name(), "withdrawn": own}),
             ),
         )?;
         let row = self.load_approval(&u, id)?;

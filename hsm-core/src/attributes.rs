@@ -20,6 +20,13 @@ pub enum Operation {
     Verify,
     /// Wrap other keys for export (only for trusted RSA keys) and unwrap them on import.
     Wrap,
+    /// A CA key: signs only certificates and CRLs that the CA built itself, never a digest a
+    /// caller sends. Sealed with the key like every attribute, so a database edit cannot turn
+    /// a CA key into one that signs anything.
+    Certify,
+    /// A CA's service key (OCSP responder, TSA, CT signer): signs only the responses the
+    /// service built itself.
+    ServiceSign,
 }
 
 impl Operation {
@@ -28,9 +35,22 @@ impl Operation {
             Operation::Sign => "sign",
             Operation::Verify => "verify",
             Operation::Wrap => "wrap",
+            Operation::Certify => "certify",
+            Operation::ServiceSign => "service-sign",
         }
     }
+
+    /// Restricted operations sign only what kagi's own CA code built; keys get them only
+    /// through the CA's key creation, never from a caller's key spec.
+    pub fn is_restricted(self) -> bool {
+        matches!(self, Operation::Certify | Operation::ServiceSign)
+    }
 }
+
+/// Keys with a restricted operation are named under this namespace, and no other key may be,
+/// so a name that looks like a CA key's always is one. The permission itself comes from the
+/// sealed operations, never from the name.
+pub const RESTRICTED_NAMESPACE: &str = "ca.";
 
 impl FromStr for Operation {
     type Err = HsmError;
@@ -39,6 +59,8 @@ impl FromStr for Operation {
             "sign" => Ok(Operation::Sign),
             "verify" => Ok(Operation::Verify),
             "wrap" => Ok(Operation::Wrap),
+            "certify" => Ok(Operation::Certify),
+            "service-sign" => Ok(Operation::ServiceSign),
             other => Err(HsmError::BadInput(format!(
                 "unknown operation '{}': use sign, verify or wrap",
                 other.chars().take(32).collect::<String>()

@@ -85,19 +85,107 @@ impl FromStr for IdentityKind {
     }
 }
 
-/// An authenticated caller. Obtained only from [`crate::Hsm::login`].
+/// An authenticated caller. Only hsm-core makes one: [`crate::Hsm::login`] (a token),
+/// [`crate::Hsm::login_by_certificate`] (a TLS client certificate) or
+/// [`crate::Hsm::service_session`] (the service acting for itself, which may use only CA and
+/// service keys). Its fields are private, so no other crate can build one or add a role to it:
+///
+/// ```compile_fail
+/// let s = hsm_core::Session {
+///     credential_id: "x".into(),
+///     name: "admin".into(),
+///     kind: hsm_core::IdentityKind::Person,
+///     partition: "default".into(),
+///     roles: vec![hsm_core::Role::Administrator],
+///     expires_at: None,
+///     service: false,
+/// };
+/// ```
+///
+/// ```compile_fail
+/// fn escalate(mut s: hsm_core::Session) {
+///     s.roles.push(hsm_core::Role::Administrator);
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub credential_id: String,
-    pub name: String,
-    pub kind: IdentityKind,
-    pub partition: String,
-    pub roles: Vec<Role>,
+    credential_id: String,
+    name: String,
+    kind: IdentityKind,
+    partition: String,
+    roles: Vec<Role>,
     /// Unix seconds after which the credential is refused, cached sessions included.
-    pub expires_at: Option<i64>,
+    expires_at: Option<i64>,
+    /// The service acting for itself (CRLs, OCSP, timestamps): may use only CA and service keys.
+    service: bool,
 }
 
 impl Session {
+    pub(crate) fn new(
+        credential_id: String,
+        name: String,
+        kind: IdentityKind,
+        partition: String,
+        roles: Vec<Role>,
+        expires_at: Option<i64>,
+    ) -> Session {
+        Session {
+            credential_id,
+            name,
+            kind,
+            partition,
+            roles,
+            expires_at,
+            service: false,
+        }
+    }
+
+    /// The service's own session in `partition`: see [`crate::Hsm::service_session`].
+    pub(crate) fn service(name: &str, partition: &str) -> Session {
+        Session {
+            credential_id: format!("service:{name}"),
+            name: name.to_string(),
+            kind: IdentityKind::Pipeline,
+            partition: partition.to_string(),
+            roles: vec![Role::User],
+            expires_at: None,
+            service: true,
+        }
+    }
+
+    pub fn credential_id(&self) -> &str {
+        &self.credential_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> IdentityKind {
+        self.kind
+    }
+
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+
+    /// True for the service's own session ([`crate::Hsm::service_session`]).
+    pub fn is_service(&self) -> bool {
+        self.service
+    }
+
     pub fn actor(&self) -> String {
         format!("{}:{}", self.partition, self.name)
     }

@@ -8,18 +8,16 @@
 //! them.
 
 use diesel::prelude::*;
-use std::collections::HashMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use crate::audit::{self, AuditEvent, AuditKeys};
-use crate::ca_store::CertificateRecord;
 use crate::error::{HsmError, Result};
 use crate::merkle::leaf_hash;
-use crate::store::schema::{
-    audit_checkpoints, audit_head, audit_records, certificates, keys, quota_counters,
-};
+use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys, quota_counters};
 use crate::store::{AnyConnection, Store};
 
 /// Largest batch: bounds the latency a request can add to others in its batch.
@@ -30,8 +28,16 @@ const INSERT_CHUNK: usize = 200;
 
 pub(crate) type ApplyFn = Box<dyn FnOnce(&mut AnyConnection) -> Result<()> + Send>;
 
-/// A use to reserve on a key, checked against the attributes the caller authenticated.
+/// What one use reserves: a use of a stored key (none for a key the caller brought wrapped),
+/// and one use of each policy quota the use is charged to.
 pub(crate) struct Reservation {
+    pub key: Option<KeyReservation>,
+    /// Policy quotas charged with this use: all of them have room, or nothing is counted.
+    pub quotas: Vec<QuotaReservation>,
+}
+
+/// A use to reserve on a stored key, checked against the attributes the caller authenticated.
+pub(crate) struct KeyReservation {
     pub key_id: String,
     pub label: String,
     pub generation: i64,
@@ -39,8 +45,6 @@ pub(crate) struct Reservation {
     /// Highest usage count this process knows to be spent (from the audit log and its own
     /// reservations). A database count below it means an old row was restored.
     pub high_water: Arc<AtomicI64>,
-    /// Policy quotas charged with this use: all of them have room, or nothing is counted.
-    pub quotas: Vec<QuotaReservation>,
 }
 
 /// One use charged against a policy quota, with the limits from the active policy.
@@ -92,23 +96,21 @@ pub(crate) struct EventDraft {
 pub(crate) struct Op {
     pub reserve: Option<Reservation>,
     pub apply: Option<ApplyFn>,
-    /// An issued certificate to store with this op's use. Rows are inserted together after
-    /// the batch's reservations (multi-row on PostgreSQL), with no savepoint each: on a busy CA
-    /// the per-row round trips, not the signatures, would otherwise bound issuance.
-    pub certificate: Option<CertificateRecord>,
+    /// Rows another part of kagi stores with this op's use (an issued certificate, say).
+    /// Rows of one type are inserted together after the batch's reservations (multi-row on
+    /// PostgreSQL), with no savepoint each: on a busy CA the per-row round trips, not the
+    /// signatures, would otherwise bound issuance.
+    pub rows: Option<Box<dyn ErasedRow>>,
     /// The transparency-log entry of a signature: appended in this batch, with this op's use.
     pub tlog: Option<Vec<u8>>,
     pub event: EventDraft,
     reply: SyncSender<Result<Committed>>,
 }
 
-/// What a signature turns into before its use commits (see `Hsm::sign_inner`).
+/// A change that commits with an op: a closure over the connection, or other crates' rows.
 pub(crate) enum Staged {
     Apply(ApplyFn),
-    Certificate(Box<CertificateRecord>),
-    /// The signature's transparency-log entry, made from the signature itself (a Sigstore
-    /// hashedrekord names it), in place of kagi's own entry.
-    LogEntry(Vec<u8>),
+    Rows(Box<dyn ErasedRow>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +146,7 @@ impl Committer {
         self.submit_staged(reserve, apply.map(Staged::Apply), None, event)
     }
 
-    /// [`Committer::submit`] with a staged change: a closure, or a certificate row.
+    /// [`Committer::submit`] with a staged change: a closure, or rows of another crate.
     pub(crate) fn submit_staged(
         &self,
         reserve: Option<Reservation>,
@@ -152,17 +154,16 @@ impl Committer {
         tlog: Option<Vec<u8>>,
         event: EventDraft,
     ) -> Result<Committed> {
-        let (apply, certificate, tlog) = match staged {
+        let (apply, rows, tlog) = match staged {
             None => (None, None, tlog),
             Some(Staged::Apply(a)) => (Some(a), None, tlog),
-            Some(Staged::Certificate(c)) => (None, Some(*c), tlog),
-            Some(Staged::LogEntry(body)) => (None, None, Some(body)),
+            Some(Staged::Rows(r)) => (None, Some(r), tlog),
         };
         let (reply, wait) = mpsc::sync_channel(1);
         let op = Op {
             reserve,
             apply,
-            certificate,
+            rows,
             tlog,
             event,
             reply,
@@ -224,7 +225,7 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
             let now = now_ms();
 
             let mut quotas: HashMap<(String, String), QuotaTouch> = HashMap::new();
-            let mut certificates_to_store: Vec<&CertificateRecord> = Vec::new();
+            let mut rows_to_store = RowGroups::default();
             let mut tlog_bodies: Vec<Vec<u8>> = Vec::new();
             tlog_at.clear();
             for op in batch.iter_mut() {
@@ -234,9 +235,12 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                     // refused by either counts against neither.
                     outcome = check_quotas(c, &r.quotas, now / 1000, &mut quotas, &mut extra)
                         .and_then(|windows| {
-                            let use_hi = reserve(c, r, &mut touched, &mut extra)?;
+                            let use_hi = match &r.key {
+                                Some(k) => Some(reserve(c, k, &mut touched, &mut extra)?),
+                                None => None,
+                            };
                             charge_quotas(&windows, &mut quotas);
-                            Ok(Some(use_hi))
+                            Ok(use_hi)
                         });
                 }
                 if outcome.is_ok() {
@@ -246,8 +250,8 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                     }
                 }
                 if outcome.is_ok() {
-                    if let Some(row) = &op.certificate {
-                        certificates_to_store.push(row);
+                    if let Some(row) = op.rows.take() {
+                        row.add_to(&mut rows_to_store);
                     }
                 }
                 tlog_at.push(match (&outcome, &op.tlog) {
@@ -259,7 +263,7 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                 });
                 outcomes.push(outcome);
             }
-            insert_certificates(c, &certificates_to_store)?;
+            rows_to_store.insert_all(c)?;
             // The public log after the audit head (lock order), one signed note per batch.
             tlog_first = None;
             if !tlog_bodies.is_empty() {
@@ -387,30 +391,61 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
     }
 }
 
-/// Store the batch's issued certificates (a serial collision fails the whole batch, which
-/// then releases nothing; with 126 random bits per serial it does not happen).
-fn insert_certificates(c: &mut AnyConnection, rows: &[&CertificateRecord]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    match c {
-        AnyConnection::Postgresql(pg) => {
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                let owned: Vec<CertificateRecord> = chunk.iter().map(|r| (*r).clone()).collect();
-                diesel::insert_into(certificates::table)
-                    .values(&owned)
-                    .execute(pg)?;
-            }
+/// Rows that another crate commits in the same transaction as a key use. hsm-core does not
+/// know what they are: it collects a batch's rows by type and hands each type's rows to
+/// [`StagedRow::insert_all`] once, after the batch's reservations succeeded. An error there
+/// (a unique-key collision, say) fails the whole batch, which then releases nothing.
+pub trait StagedRow: Send + 'static {
+    /// Insert rows of this type staged by one batch, in as few statements as the backend
+    /// allows.
+    fn insert_all(rows: Vec<Self>, c: &mut AnyConnection) -> Result<()>
+    where
+        Self: Sized;
+}
+
+/// A staged row with its type erased, so one queue carries every crate's rows.
+pub(crate) trait ErasedRow: Send {
+    fn add_to(self: Box<Self>, groups: &mut RowGroups);
+}
+
+impl<T: StagedRow> ErasedRow for T {
+    fn add_to(self: Box<Self>, groups: &mut RowGroups) {
+        let group = groups
+            .0
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(Vec::<T>::new()));
+        if let Some(rows) = group.as_any().downcast_mut::<Vec<T>>() {
+            rows.push(*self);
         }
-        AnyConnection::Sqlite(_) => {
-            for r in rows {
-                diesel::insert_into(certificates::table)
-                    .values(*r)
-                    .execute(c)?;
-            }
-        }
     }
-    Ok(())
+}
+
+/// One batch's rows, by type.
+#[derive(Default)]
+pub(crate) struct RowGroups(BTreeMap<TypeId, Box<dyn RowGroup>>);
+
+trait RowGroup: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    fn insert(self: Box<Self>, c: &mut AnyConnection) -> Result<()>;
+}
+
+impl<T: StagedRow> RowGroup for Vec<T> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn insert(self: Box<Self>, c: &mut AnyConnection) -> Result<()> {
+        T::insert_all(*self, c)
+    }
+}
+
+impl RowGroups {
+    fn insert_all(self, c: &mut AnyConnection) -> Result<()> {
+        for group in self.0.into_values() {
+            group.insert(c)?;
+        }
+        Ok(())
+    }
 }
 
 fn check_quotas(
@@ -551,7 +586,7 @@ fn write_quotas(
 /// Reserve one use. Reads the key row once per batch; the batch writes the total at the end.
 fn reserve(
     c: &mut AnyConnection,
-    r: &Reservation,
+    r: &KeyReservation,
     touched: &mut HashMap<String, KeyTouch>,
     extra: &mut Vec<(EventDraft, Option<i64>)>,
 ) -> Result<i64> {

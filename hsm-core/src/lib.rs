@@ -12,13 +12,13 @@ pub mod attributes;
 pub mod audit;
 pub mod auth;
 mod b64;
-pub mod ca_store;
 mod commit;
 mod crypto;
 pub mod error;
 mod hsm;
 mod merkle;
 pub mod policy_store;
+pub mod records;
 mod seal;
 pub mod shares;
 pub mod store;
@@ -27,19 +27,20 @@ mod transparency;
 mod wrap;
 
 pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
-pub use approvals::{ApprovalAction, ApprovalInfo, QuorumRule};
+pub use approvals::{ApprovalAction, ApprovalInfo, ChangeGrant, QuorumRule};
 pub use attributes::{KeyInfo, KeySpec, KeyState, Operation};
 pub use audit::{AuditEvent, AuditReport, Checkpoint};
 pub use auth::{CredentialInfo, IdentityKind, Role, Session};
-pub use ca_store::{
-    CaGrant, CaRecord, CertificateRecord, CrlRecord, NewCertificate, RevokedEntry, CA_KEY_PREFIX,
-};
+pub use commit::StagedRow;
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
-    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, SignRequest, Signed,
-    UnsealProgress,
+    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, SignKey, SignOp, SignPurpose,
+    SignRequest, Signed, StagedRows, Staging, UnsealProgress,
 };
 pub use policy_store::StoredPolicy;
+pub use records::ca::{
+    CaRecord, CertificateRecord, CrlRecord, NewCertificate, RevokedEntry, CA_KEY_NAMESPACE,
+};
 pub use store::StoreConfig;
 pub use transparency::{InclusionPromise, TlogCheckpoint, TlogEntry};
 

@@ -29,7 +29,7 @@ fn sign_and_verify_every_algorithm() {
             for n in 1..=3 {
                 let signed = i
                     .hsm
-                    .sign_detailed(&i.admin, &label, &req(d.clone()))
+                    .sign_op(&i.admin, hsm_core::SignOp::digest(&label, &req(d.clone())))
                     .unwrap();
                 assert_eq!(signed.usage_count, n);
                 assert!(
@@ -423,7 +423,7 @@ fn partitions_keep_their_keys_and_credentials_apart() {
             "not_found"
         );
         let f = i.hsm.login(&tok).unwrap();
-        assert_eq!(f.partition, "factory");
+        assert_eq!(f.partition(), "factory");
         i.hsm
             .create_key(&f, &KeySpec::new("same-name", Algorithm::EcP256))
             .unwrap();
@@ -473,7 +473,10 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
     let d = DigestAlg::Sha256.hash(b"release");
     let signed = i
         .hsm
-        .sign_with_wrapped_key(&i.admin, Algorithm::EcP256, &wrapped, &req(d.clone()))
+        .sign_op(
+            &i.admin,
+            hsm_core::SignOp::wrapped(Algorithm::EcP256, &wrapped, &req(d.clone())),
+        )
         .unwrap();
     use aws_lc_rs::signature::KeyPair;
     aws_lc_rs::signature::UnparsedPublicKey::new(
@@ -485,11 +488,13 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
     assert_eq!(i.hsm.list_keys(&i.admin).unwrap().len(), keys_before);
     assert_eq!(
         i.hsm
-            .sign_with_wrapped_key(
+            .sign_op(
                 &i.admin,
-                Algorithm::EcP256,
-                &wrapped[..wrapped.len() - 1],
-                &req(d.clone())
+                hsm_core::SignOp::wrapped(
+                    Algorithm::EcP256,
+                    &wrapped[..wrapped.len() - 1],
+                    &req(d.clone())
+                )
             )
             .unwrap_err()
             .code(),
@@ -497,7 +502,10 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
     );
     assert!(i
         .hsm
-        .sign_with_wrapped_key(&i.admin, Algorithm::Rsa2048, &wrapped, &req(d))
+        .sign_op(
+            &i.admin,
+            hsm_core::SignOp::wrapped(Algorithm::Rsa2048, &wrapped, &req(d))
+        )
         .is_err());
     let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();
     assert_eq!(

@@ -62,7 +62,7 @@ fn identities_expire_and_are_revoked() {
         None,
     );
     let s = i.hsm.login(&tok).unwrap();
-    assert_eq!(s.kind, IdentityKind::Pipeline);
+    assert_eq!(s.kind(), IdentityKind::Pipeline);
     assert_eq!(info.kind, IdentityKind::Pipeline);
     assert_eq!(
         i.hsm
@@ -158,12 +158,13 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
                 .map(|n| {
                     let (hsm, line, quota) = (hsm.clone(), line.clone(), quota.clone());
                     sc.spawn(move || {
-                        hsm.sign_charged(
+                        hsm.sign_op(
                             &line,
-                            "fw",
-                            &req(digest_of(n)),
-                            &quota,
-                            serde_json::json!({}),
+                            hsm_core::SignOp {
+                                quotas: &quota,
+                                audit: serde_json::json!({}),
+                                ..hsm_core::SignOp::digest("fw", &req(digest_of(n)))
+                            },
                         )
                     })
                 })
@@ -185,12 +186,13 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
         let (hsm2, _) = reopen(&store, &i.share, &i.token);
         let line2 = hsm2.login(&tok).unwrap();
         let e = hsm2
-            .sign_charged(
+            .sign_op(
                 &line2,
-                "fw",
-                &req(digest_of(99)),
-                &quota,
-                serde_json::json!({}),
+                hsm_core::SignOp {
+                    quotas: &quota,
+                    audit: serde_json::json!({}),
+                    ..hsm_core::SignOp::digest("fw", &req(digest_of(99)))
+                },
             )
             .unwrap_err();
         assert_eq!(e.code(), "quota_exhausted", "{backend:?}");
@@ -202,29 +204,32 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
             per_hour: Some(2),
             per_day: Some(100),
         }];
-        hsm2.sign_charged(
+        hsm2.sign_op(
             &line2,
-            "fw",
-            &req(digest_of(1)),
-            &hourly,
-            serde_json::json!({}),
+            hsm_core::SignOp {
+                quotas: &hourly,
+                audit: serde_json::json!({}),
+                ..hsm_core::SignOp::digest("fw", &req(digest_of(1)))
+            },
         )
         .unwrap();
-        hsm2.sign_charged(
+        hsm2.sign_op(
             &line2,
-            "fw",
-            &req(digest_of(2)),
-            &hourly,
-            serde_json::json!({}),
+            hsm_core::SignOp {
+                quotas: &hourly,
+                audit: serde_json::json!({}),
+                ..hsm_core::SignOp::digest("fw", &req(digest_of(2)))
+            },
         )
         .unwrap();
         let e = hsm2
-            .sign_charged(
+            .sign_op(
                 &line2,
-                "fw",
-                &req(digest_of(3)),
-                &hourly,
-                serde_json::json!({}),
+                hsm_core::SignOp {
+                    quotas: &hourly,
+                    audit: serde_json::json!({}),
+                    ..hsm_core::SignOp::digest("fw", &req(digest_of(3)))
+                },
             )
             .unwrap_err();
         assert!(e.to_string().contains("per hour"), "{e}");
@@ -237,12 +242,13 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
             per_hour: Some(2),
             per_day: None,
         }];
-        hsm2.sign_charged(
+        hsm2.sign_op(
             &line2,
-            "fw",
-            &req(digest_of(4)),
-            &hourly2,
-            serde_json::json!({}),
+            hsm_core::SignOp {
+                quotas: &hourly2,
+                audit: serde_json::json!({}),
+                ..hsm_core::SignOp::digest("fw", &req(digest_of(4)))
+            },
         )
         .unwrap();
         assert_eq!(
@@ -546,7 +552,7 @@ fn a_client_certificate_logs_in_as_its_identity() {
             Some(hex::encode(fp).as_str())
         );
         let s = i.hsm.login_by_certificate(&cert).unwrap();
-        assert_eq!((s.name.as_str(), s.kind), ("line-9", IdentityKind::Line));
+        assert_eq!((s.name(), s.kind()), ("line-9", IdentityKind::Line));
         assert_eq!(
             i.hsm
                 .login_by_certificate(b"another certificate")

@@ -39,7 +39,15 @@ fn worker() {
                     };
                     let mut entry = |sig: &[u8]| Ok(entry_for(sig));
                     let signed = hsm
-                        .sign_logged(s, KEY, &req, &[], serde_json::json!({}), &mut entry)
+                        .sign_op(
+                            s,
+                            hsm_core::SignOp {
+                                quotas: &[],
+                                audit: serde_json::json!({}),
+                                staging: hsm_core::Staging::LogEntry(&mut entry),
+                                ..hsm_core::SignOp::digest(KEY, &req)
+                            },
+                        )
                         .unwrap();
                     let mut f = file.lock().unwrap();
                     writeln!(f, "{}", hex::encode(&signed.signature)).unwrap();

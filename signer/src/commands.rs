@@ -137,7 +137,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
     if tls::issued_under(files, &root_pem) {
         return Ok(true);
     }
-    let session = ca::service_session(&services.partition);
+    let session = hsm.service_session(&services.partition);
     tls::issue_from_ca(files, &root_pem, |csr| {
         let issued = pki
             .issue(

@@ -112,7 +112,7 @@ impl Pki {
                 return Ok(a.clone());
             }
         }
-        let session = ca::service_session(&record.partition);
+        let session = hsm.service_session(&record.partition);
         let a = Arc::new(Authority::load(hsm, &session, name)?);
         lock(&self.authorities).insert(name.to_string(), a.clone());
         Ok(a)
@@ -133,7 +133,7 @@ impl Pki {
     ) -> Result<Issued, CaError> {
         let profile = self.profiles.get(profile)?;
         let ca = self.authority(hsm, ca_name)?;
-        if ca.record.partition != session.partition {
+        if ca.record.partition != session.partition() {
             return Err(CaError::BadRequest(format!(
                 "CA '{ca_name}' lives in partition '{}': use a credential of that partition",
                 ca.record.partition
@@ -327,10 +327,10 @@ impl Pki {
         subject: Option<&str>,
         validity: Option<ca::Days>,
     ) -> Result<Issued, CaError> {
-        if !session.roles.contains(&hsm_core::Role::Officer) {
+        if !session.roles().contains(&hsm_core::Role::Officer) {
             return Err(CaError::Hsm(HsmError::Forbidden {
                 have: session
-                    .roles
+                    .roles()
                     .iter()
                     .map(|r| r.as_str())
                     .collect::<Vec<_>>()
@@ -339,7 +339,7 @@ impl Pki {
                 need: "officer",
             }));
         }
-        if label.starts_with(hsm_core::CA_KEY_PREFIX) {
+        if label.starts_with(hsm_core::CA_KEY_NAMESPACE) {
             return Err(CaError::BadRequest(format!(
                 "'{label}' is a CA key: it has its CA certificate ('kagi ca show')"
             )));
@@ -511,16 +511,18 @@ impl Pki {
         let signed: std::cell::RefCell<Option<hsm_core::Signed>> = std::cell::RefCell::new(None);
         let sign = |attrs: &[u8]| -> Result<Vec<u8>, CaError> {
             let d = ca::signer::digest(digest, attrs);
-            let s = hsm.sign_charged(
+            let request = hsm_core::SignRequest {
+                digest_alg: Some(digest),
+                digest: d,
+                padding: hsm_core::RsaPadding::Pkcs1v15,
+            };
+            let s = hsm.sign_op(
                 session,
-                label,
-                &hsm_core::SignRequest {
-                    digest_alg: Some(digest),
-                    digest: d,
-                    padding: hsm_core::RsaPadding::Pkcs1v15,
+                hsm_core::SignOp {
+                    quotas,
+                    audit: detail.clone(),
+                    ..hsm_core::SignOp::digest(label, &request)
                 },
-                quotas,
-                detail.clone(),
             )?;
             let sig = s.signature.clone();
             *signed.borrow_mut() = Some(s);
@@ -566,19 +568,14 @@ pub(crate) fn ca_service_signer(
     alg: Algorithm,
 ) -> Result<HsmSigner, CaError> {
     let session = ca.signer.session();
-    let key_name = format!("{}.{suffix}", ca.name());
-    let officer = Session {
-        roles: vec![hsm_core::Role::Officer, hsm_core::Role::User],
-        ..session.clone()
-    };
-    match hsm.create_ca_key(&officer, &key_name, alg) {
+    match hsm.create_ca_service_key(session, ca.name(), suffix, alg) {
         Ok(_) | Err(HsmError::KeyExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
     HsmSigner::new(
         hsm,
         session,
-        &format!("{}{key_name}", hsm_core::CA_KEY_PREFIX),
+        &format!("{}{}.{suffix}", hsm_core::CA_KEY_NAMESPACE, ca.name()),
     )
 }
 

@@ -41,8 +41,8 @@ pub fn identity_uri(public_url: &str, session: &Session) -> String {
     format!(
         "{}/identities/{}/{}",
         public_url.trim_end_matches('/'),
-        session.partition,
-        session.name
+        session.partition(),
+        session.name()
     )
 }
 
@@ -163,7 +163,15 @@ impl Pki {
         let mut entry = |sig: &[u8]| -> hsm_core::Result<Vec<u8>> {
             Ok(hashedrekord_body(&digest, sig, &cert_pem))
         };
-        let signed = hsm.sign_logged(session, label, &req, quotas, detail, &mut entry)?;
+        let signed = hsm.sign_op(
+            session,
+            hsm_core::SignOp {
+                quotas,
+                audit: detail,
+                staging: hsm_core::Staging::LogEntry(&mut entry),
+                ..hsm_core::SignOp::digest(label, &req)
+            },
+        )?;
         let index = signed
             .tlog_index
             .ok_or_else(|| internal("the signature has no transparency-log entry"))?;

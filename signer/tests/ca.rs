@@ -518,3 +518,145 @@ fn a_signing_key_gets_a_code_signing_certificate() {
     assert!(!server.kagi(&["key", "certify", "ca.root"]).status.success());
     assert!(!server.kagi(&["key", "certify", "nope"]).status.success());
 }
+
+/// One `"*"` quota per action, so every signing path must be charged to it: raw, CMS,
+/// Sigstore and a wrapped key for `sign`, certificate issuance for `issue`.
+fn star_quota_policy() -> &'static str {
+    r#"rules = '''
+@id("ci-signs-with-anything")
+permit (principal == kagi::Pipeline::"ci", action == kagi::Action::"sign", resource);
+
+@id("line-issues-anything")
+permit (principal == kagi::Line::"line-1", action == kagi::Action::"issue", resource);
+'''
+
+[[quota]]
+name = "ci-all"
+identity = "ci"
+action = "sign"
+resource = "*"
+total = 4
+
+[[quota]]
+name = "line-all"
+identity = "line-1"
+action = "issue"
+resource = "*"
+total = 1
+"#
+}
+
+fn every_path_is_charged_to_a_star_quota(extra: &[&str]) {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), extra);
+    server.kagi_ok(&["key", "create", "--name", "release", "--alg", "ec-p256"]);
+    server.kagi_ok(&["key", "certify", "release"]);
+    let key = server.path("outside.key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    server.kagi_ok(&[
+        "key",
+        "wrap",
+        "--pkcs8",
+        "outside.key",
+        "-o",
+        "outside.wrapped",
+    ]);
+    let ci = server
+        .kagi_ok(&["identity", "create", "--name", "ci", "--kind", "pipeline"])
+        .trim()
+        .to_string();
+    let line = server
+        .kagi_ok(&["identity", "create", "--name", "line-1", "--kind", "line"])
+        .trim()
+        .to_string();
+    write(&server, "star.toml", star_quota_policy());
+    activate(&server, "star.toml");
+    write(&server, "a.bin", "artifact");
+
+    let raw: &[&str] = &["sign", "--key", "release", "a.bin", "-o", "raw.sig"];
+    let wrapped: &[&str] = &[
+        "sign",
+        "--wrapped-key",
+        "outside.wrapped",
+        "--alg",
+        "ec-p256",
+        "a.bin",
+        "-o",
+        "wrapped.sig",
+    ];
+    let paths: [(&str, &[&str]); 4] = [
+        ("raw", raw),
+        (
+            "cms",
+            &[
+                "sign", "--key", "release", "--format", "cms", "a.bin", "-o", "a.p7s",
+            ],
+        ),
+        (
+            "sigstore",
+            &[
+                "sign",
+                "--key",
+                "release",
+                "--format",
+                "sigstore",
+                "a.bin",
+                "-o",
+                "a.sigstore.json",
+            ],
+        ),
+        ("wrapped", wrapped),
+    ];
+    for (what, args) in paths {
+        let out = server.kagi_as(&ci, args);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+    }
+    // Four paths, four uses of a quota of four: the fifth use of either kind is refused.
+    for (what, args) in [("raw", raw), ("wrapped", wrapped)] {
+        let out = server.kagi_as(&ci, args);
+        assert!(!out.status.success(), "{what} signed past the quota");
+        assert!(
+            stderr(&out).contains("quota_exhausted"),
+            "{what}: {}",
+            stderr(&out)
+        );
+    }
+
+    let http = server.http();
+    let issue = |sn: &str| {
+        http.post_raw(
+            "/api/v1/ca/devices/profiles/device/issue",
+            &line,
+            "application/pkcs10",
+            &device_csr(sn),
+        )
+    };
+    let first = issue("SN-STAR-1");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = issue("SN-STAR-2");
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(second.error_code(), "quota_exhausted");
+    server.kagi_ok(&["audit", "verify"]);
+}
+
+#[test]
+fn every_signing_path_is_charged_to_a_star_quota_sqlite() {
+    every_path_is_charged_to_a_star_quota(&[]);
+}
+
+#[test]
+fn every_signing_path_is_charged_to_a_star_quota_postgres() {
+    let db = Database::create();
+    every_path_is_charged_to_a_star_quota(&["--database-url", &db.url()]);
+}

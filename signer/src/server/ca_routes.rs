@@ -284,7 +284,7 @@ pub(super) async fn issue_verdict(
 fn audit_detail(verdict: &Option<Verdict>, session: &Session) -> serde_json::Value {
     match verdict {
         Some(v) => json!({
-            "decision": "allow", "identity": session.name, "kind": session.kind.as_str(),
+            "decision": "allow", "identity": session.name(), "kind": session.kind().as_str(),
             "policy_version": v.version, "policy_rule": v.decision.rule,
         }),
         None => json!({"policy": "none (roles only)"}),

@@ -87,7 +87,7 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Session, Ht
             unauthorized(&why)
         })?;
         if let Some(u) = user {
-            if u != session.name {
+            if u != session.name() {
                 return Err(unauthorized(
                     "the user name does not match the token's identity",
                 ));
@@ -154,7 +154,7 @@ async fn enroll(
         .map(|v| v.quotas.clone())
         .unwrap_or_default();
     let detail = serde_json::json!({
-        "via": action, "identity": session.name, "kind": session.kind.as_str(),
+        "via": action, "identity": session.name(), "kind": session.kind().as_str(),
         "policy_version": verdict.as_ref().map(|v| v.version),
         "policy_rule": verdict.as_ref().map(|v| v.decision.rule.clone()),
     });
@@ -177,7 +177,7 @@ async fn enroll(
                     "not_renewable",
                     format!(
                         "no current certificate for '{subject}' was issued to {}: use simpleenroll",
-                        sess.name
+                        sess.name()
                     ),
                 ));
             }

@@ -80,7 +80,7 @@ impl PolicyCache {
 }
 
 pub fn principal_kind(s: &Session) -> PrincipalKind {
-    match s.kind {
+    match s.kind() {
         hsm_core::IdentityKind::Person => PrincipalKind::Person,
         hsm_core::IdentityKind::Pipeline => PrincipalKind::Pipeline,
         hsm_core::IdentityKind::Line => PrincipalKind::Line,
@@ -105,7 +105,7 @@ pub fn decide(
 ) -> Verdict {
     let principal = Principal {
         kind: principal_kind(session),
-        name: &session.name,
+        name: session.name(),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -463,8 +463,8 @@ pub async fn sign(
     let detail = match &verdict {
         Some(v) => {
             json!({
-                "format": format, "decision": "allow", "identity": session.name,
-                "kind": session.kind.as_str(), "policy_version": v.version, "policy_rule": v.decision.rule,
+                "format": format, "decision": "allow", "identity": session.name(),
+                "kind": session.kind().as_str(), "policy_version": v.version, "policy_rule": v.decision.rule,
             })
         }
         None => json!({"format": format, "policy": "none (roles only)"}),
@@ -512,24 +512,36 @@ pub async fn sign(
             ..SignResponse::new(&out.signed.signature, resource, &out.signed)
         }));
     }
-    let signed = match &body.wrapped_key {
-        None => {
-            blocking(&state.hsm, move |h| {
-                h.sign_charged(&session, &resource, &req, &quotas, detail)
-            })
-            .await?
-        }
-        Some(wrapped) => {
-            let (alg, wrapped) = match wrapped_key_parts(wrapped, body.alg.as_deref()) {
-                Ok(v) => v,
-                Err(e) => return Err(audited(&state, &session, "key.use_wrapped", e).await),
-            };
-            blocking(&state.hsm, move |h| {
-                h.sign_with_wrapped_key(&session, alg, &wrapped, &req)
-            })
-            .await?
-        }
+    // One signing operation for stored and wrapped keys alike, so the policy's quotas and
+    // audit detail are charged to both.
+    let wrapped = match &body.wrapped_key {
+        None => None,
+        Some(wrapped) => match wrapped_key_parts(wrapped, body.alg.as_deref()) {
+            Ok(v) => Some(v),
+            Err(e) => return Err(audited(&state, &session, "key.use_wrapped", e).await),
+        },
     };
+    let signed = blocking(&state.hsm, move |h| {
+        let key = match &wrapped {
+            None => hsm_core::SignKey::Stored(&resource),
+            Some((algorithm, wrapped)) => hsm_core::SignKey::Wrapped {
+                algorithm: *algorithm,
+                wrapped,
+            },
+        };
+        h.sign_op(
+            &session,
+            hsm_core::SignOp {
+                key,
+                request: &req,
+                purpose: hsm_core::SignPurpose::Digest,
+                quotas: &quotas,
+                audit: detail,
+                staging: hsm_core::Staging::KagiEntry,
+            },
+        )
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(SignResponse::new(
         &signed.signature,
         body.key.unwrap_or_else(|| WRAPPED_KEY_RESOURCE.into()),
@@ -547,7 +559,7 @@ pub(super) async fn policy_denied(
     v: &Verdict,
 ) -> ApiError {
     let detail = json!({
-        "identity": session.name, "kind": session.kind.as_str(), "action": action,
+        "identity": session.name(), "kind": session.kind().as_str(), "action": action,
         "resource": resource, "format": format, "rule": v.decision.rule,
         "policy_version": v.version, "decision": "deny",
     });
@@ -566,7 +578,7 @@ pub(super) async fn policy_denied(
         "policy_denied",
         format!(
             "policy version {} does not allow {} to {action} {resource} (format {format}); decided by rule '{}'",
-            v.version, session.name, v.decision.rule
+            v.version, session.name(), v.decision.rule
         ),
     )
 }

@@ -2,25 +2,41 @@
 //! revocations and the newest CRL of each CA. The X.509 work itself lives in the `ca` crate;
 //! hsm-core holds the keys, counts their uses and keeps these rows in the same transactions.
 //!
-//! CA keys are ordinary sealed keys whose names start with [`CA_KEY_PREFIX`]. `sign_charged`
-//! refuses them, so a key user cannot have the CA key sign an arbitrary digest (a forged
-//! certificate); they sign only through [`Hsm::sign_and_store_certificate`] and
-//! [`Hsm::sign_as_ca`], which the CA calls with data it built itself.
+//! This is the records area: hsm-core's core modules never import it. It uses the core's
+//! generic hooks only: [`crate::StagedRow`] to commit certificate rows in the transaction that
+//! counts the CA key's use, and [`SignOp`] with a CA purpose to sign.
+//!
+//! CA keys carry the sealed `certify` operation (a CA's service keys `service-sign`), so a
+//! key user cannot have a CA key sign an arbitrary digest (a forged certificate): they sign
+//! only through [`Hsm::sign_and_store_certificate`] and [`Hsm::sign_as_ca`], which the CA
+//! calls with data it built itself.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::algorithm::Algorithm;
-use crate::approvals::{move_status, record_mac, record_mac_ok, ApprovalAction};
-use crate::attributes::{KeyInfo, KeySpec, Operation};
+use crate::approvals::{record_mac, record_mac_ok, ApprovalAction, ChangeGrant};
+use crate::attributes::{KeyInfo, Operation};
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
-use crate::hsm::{user_event, Gated, Hsm, QuotaCharge, SignRequest, Signed};
+use crate::hsm::{
+    user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest, Signed,
+    StagedRows, Staging,
+};
 use crate::store::schema::{audit_records, cas, certificates, crls};
+use crate::store::AnyConnection;
+use crate::StagedRow;
 
-/// Names of CA keys start with this; no other key may take such a name.
-pub const CA_KEY_PREFIX: &str = "ca.";
+/// Where CA keys are named: `ca.<CA>` for a CA, `ca.<CA>.<service>` for its service keys.
+pub use crate::attributes::RESTRICTED_NAMESPACE as CA_KEY_NAMESPACE;
+
+/// The changes a CA asks the quorum for ([`ApprovalAction::Authorize`]).
+pub const CREATE_CA: &str = "create_ca";
+pub const REVOKE_CA: &str = "revoke_ca";
+
+/// Rows per multi-row INSERT: 12 columns each stays far below both backends' bind limits.
+const INSERT_CHUNK: usize = 200;
 
 /// A certificate authority: its key's label and its own certificate.
 #[derive(Debug, Clone, Serialize)]
@@ -138,14 +154,6 @@ pub struct CrlRecord {
     pub der: Vec<u8>,
 }
 
-/// Permission to create or revoke a CA: given at once without a quorum, or by an approval
-/// request the quorum approved, which the change then consumes.
-#[derive(Debug, Clone)]
-pub struct CaGrant {
-    approval: Option<String>,
-    action: ApprovalAction,
-}
-
 fn ca_not_found(name: &str) -> HsmError {
     HsmError::NotFound(format!(
         "CA '{}' ('kagi ca list' shows the CAs)",
@@ -181,85 +189,61 @@ fn ca_subject(name: &str) -> String {
 
 impl Hsm {
     /// Generate the key of a new CA, named `ca.<name>`. It has no usage limit (a CA signs for
-    /// years) and can never be exported.
+    /// years), can never be exported, and signs only what the CA builds (`certify`).
     pub fn create_ca_key(&self, s: &Session, name: &str, alg: Algorithm) -> Result<KeyInfo> {
-        s.require(Role::Officer, "create CA keys")?;
         crate::hsm::validate_label(name)?;
-        let u = self.unsealed()?;
-        let spec = KeySpec {
-            operations: vec![Operation::Sign, Operation::Verify],
-            ..KeySpec::new(&format!("{CA_KEY_PREFIX}{name}"), alg)
-        };
-        let attrs = self.attrs_for_ca(s, &spec)?;
-        self.generate_and_store(&u, s, attrs, "ca.key_generate")
+        self.create_restricted_key(
+            s,
+            &format!("{CA_KEY_NAMESPACE}{name}"),
+            alg,
+            Operation::Certify,
+            "ca.key_generate",
+        )
     }
 
-    /// Ask for permission to create or revoke a CA. With a quorum in the active policy and no
-    /// `approval`, this files a request and returns it; once the officers approved it, call again
-    /// with its id. Without a quorum, permission is immediate.
+    /// Generate a CA's service key (OCSP responder, TSA, CT signer), named
+    /// `ca.<CA>.<service>`: it signs only the responses the service builds (`service-sign`).
+    /// The service's own session may create it, so OCSP and the TSA need no officer online.
+    pub fn create_ca_service_key(
+        &self,
+        s: &Session,
+        ca_name: &str,
+        service: &str,
+        alg: Algorithm,
+    ) -> Result<KeyInfo> {
+        let name = format!("{ca_name}.{service}");
+        crate::hsm::validate_label(&name)?;
+        self.create_restricted_key(
+            s,
+            &format!("{CA_KEY_NAMESPACE}{name}"),
+            alg,
+            Operation::ServiceSign,
+            "ca.key_generate",
+        )
+    }
+
+    /// Ask for permission to create or revoke a CA: [`Hsm::authorize_change`] for a
+    /// `create_ca` or `revoke_ca` change, which only officers may ask for.
     pub fn authorize_ca_change(
         &self,
         s: &Session,
         action: ApprovalAction,
         summary: &str,
         approval: Option<&str>,
-    ) -> Result<Gated<CaGrant>> {
+    ) -> Result<Gated<ChangeGrant>> {
         s.require(Role::Officer, "create or revoke CAs")?;
-        if !matches!(
-            action,
-            ApprovalAction::CreateCa { .. } | ApprovalAction::RevokeCa { .. }
-        ) {
+        if !matches!(action.name(), CREATE_CA | REVOKE_CA) {
             return Err(HsmError::BadInput("not a CA change".into()));
         }
-        match approval {
-            Some(id) => {
-                let info = self.approval(s, id)?;
-                if info.action != action {
-                    return Err(HsmError::Conflict(format!(
-                        "approval request {id} approved a different change ({:?}): file a new request for this one",
-                        info.action
-                    )));
-                }
-                if info.status != "approved" {
-                    return Err(HsmError::Conflict(format!(
-                        "approval request {id} is {}, not approved: it needs {} approval(s) from {:?} ('kagi approval show {id}')",
-                        info.status, info.required, info.approvers
-                    )));
-                }
-                Ok(Gated::Done(CaGrant {
-                    approval: Some(id.to_string()),
-                    action,
-                }))
-            }
-            None => match self.gate(s, &action, summary)? {
-                Some(pending) => Ok(Gated::Pending(Box::new(pending))),
-                None => Ok(Gated::Done(CaGrant {
-                    approval: None,
-                    action,
-                })),
-            },
-        }
-    }
-
-    /// The change that consumes an approved request: exactly once, in the change's transaction.
-    fn consume(grant: &CaGrant) -> Option<ApplyFn> {
-        let id = grant.approval.clone()?;
-        Some(Box::new(move |c| {
-            if move_status(c, &id, "approved", "executed")? {
-                Ok(())
-            } else {
-                Err(HsmError::Conflict(format!(
-                    "approval request {id} was already used: file a new request"
-                )))
-            }
-        }))
+        self.authorize_change(s, action, summary, approval)
     }
 
     /// Store a new CA whose certificate the `ca` crate built and signed.
-    pub fn register_ca(&self, s: &Session, rec: &CaRecord, grant: &CaGrant) -> Result<()> {
+    pub fn register_ca(&self, s: &Session, rec: &CaRecord, grant: &ChangeGrant) -> Result<()> {
         s.require(Role::Officer, "create CAs")?;
-        match &grant.action {
-            ApprovalAction::CreateCa { name, .. } if *name == rec.name => {}
+        match grant.action() {
+            ApprovalAction::Authorize { change, params, .. }
+                if change == CREATE_CA && params["name"] == rec.name.as_str() => {}
             _ => {
                 return Err(HsmError::Conflict(
                     "the approval does not cover this CA: file a request for it".into(),
@@ -280,7 +264,7 @@ impl Hsm {
             mac: Vec::new(),
         };
         row.mac = record_mac(&u, &row.mac_input())?;
-        let consume = Self::consume(grant);
+        let consume = grant.consume();
         let apply: ApplyFn = Box::new(move |c| {
             let exists: i64 = cas::table
                 .filter(cas::name.eq(&row.name))
@@ -301,7 +285,7 @@ impl Hsm {
         let detail = serde_json::json!({
             "name": rec.name, "parent": rec.parent, "key": rec.key_label,
             "cert_sha256": hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &rec.cert_der)),
-            "approval": grant.approval,
+            "approval": grant.approval(),
         });
         u.committer.submit(
             None,
@@ -312,10 +296,17 @@ impl Hsm {
     }
 
     /// Mark a CA revoked: it issues nothing more, and its parent's CRL lists it.
-    pub fn revoke_ca(&self, s: &Session, name: &str, reason: i64, grant: &CaGrant) -> Result<()> {
+    pub fn revoke_ca(
+        &self,
+        s: &Session,
+        name: &str,
+        reason: i64,
+        grant: &ChangeGrant,
+    ) -> Result<()> {
         s.require(Role::Officer, "revoke CAs")?;
-        match &grant.action {
-            ApprovalAction::RevokeCa { name: n, reason: r } if n == name && *r == reason => {}
+        match grant.action() {
+            ApprovalAction::Authorize { change, params, .. }
+                if change == REVOKE_CA && params["name"] == name && params["reason"] == reason => {}
             _ => {
                 return Err(HsmError::Conflict(
                     "the approval does not cover this revocation: file a request for it".into(),
@@ -329,7 +320,7 @@ impl Hsm {
                 "CA '{name}' is already revoked"
             )));
         }
-        let consume = Self::consume(grant);
+        let consume = grant.consume();
         let n = name.to_string();
         let now = now_ms() / 1000;
         let apply: ApplyFn = Box::new(move |c| {
@@ -351,7 +342,7 @@ impl Hsm {
                 s,
                 "ca.revoke",
                 Some(ca_subject(name)),
-                serde_json::json!({"name": name, "reason": reason, "approval": grant.approval}),
+                serde_json::json!({"name": name, "reason": reason, "approval": grant.approval()}),
             ),
         )?;
         Ok(())
@@ -389,7 +380,7 @@ impl Hsm {
     }
 
     /// Sign a digest the CA built itself (a CA certificate, a CRL, an OCSP response) with a CA
-    /// key. Counted and audited like every use.
+    /// key or a CA's service key. Counted and audited like every use.
     pub fn sign_as_ca(
         &self,
         s: &Session,
@@ -397,11 +388,17 @@ impl Hsm {
         req: &SignRequest,
         audit_detail: serde_json::Value,
     ) -> Result<Signed> {
-        if !label.starts_with(CA_KEY_PREFIX) {
-            return Err(HsmError::BadInput(format!("'{label}' is not a CA key")));
-        }
-        self.sign_inner(s, label, req, &[], audit_detail, None)
-            .map(|(signed, _)| signed)
+        self.sign_op(
+            s,
+            SignOp {
+                key: SignKey::Stored(label),
+                request: req,
+                purpose: SignPurpose::Service,
+                quotas: &[],
+                audit: audit_detail,
+                staging: Staging::KagiEntry,
+            },
+        )
     }
 
     /// Sign a certificate's TBS digest with a CA key and store the certificate `build` makes from
@@ -417,12 +414,9 @@ impl Hsm {
         audit_detail: serde_json::Value,
         build: &mut dyn FnMut(&[u8]) -> Result<NewCertificate>,
     ) -> Result<(CertificateRecord, Signed)> {
-        if !label.starts_with(CA_KEY_PREFIX) {
-            return Err(HsmError::BadInput(format!("'{label}' is not a CA key")));
-        }
         let issued_to = s.actor();
         let mut made: Option<CertificateRecord> = None;
-        let mut record = |sig: &[u8]| -> Result<crate::commit::Staged> {
+        let mut record = |sig: &[u8]| -> Result<StagedRows> {
             let cert = build(sig)?;
             let row = CertificateRecord {
                 serial: cert.serial,
@@ -439,10 +433,19 @@ impl Hsm {
                 spki_sha256: Some(hex::encode(cert.spki_sha256)),
             };
             made = Some(row.clone());
-            Ok(crate::commit::Staged::Certificate(Box::new(row)))
+            Ok(StagedRows::new(row))
         };
-        let (signed, _) =
-            self.sign_inner(s, label, req, quotas, audit_detail, Some(&mut record))?;
+        let signed = self.sign_op(
+            s,
+            SignOp {
+                key: SignKey::Stored(label),
+                request: req,
+                purpose: SignPurpose::Certify,
+                quotas,
+                audit: audit_detail,
+                staging: Staging::Rows(&mut record),
+            },
+        )?;
         let cert = made.ok_or(HsmError::Crypto("the certificate was not built"))?;
         Ok((cert, signed))
     }
@@ -475,7 +478,7 @@ impl Hsm {
     /// Revocations as the audit log records them: (CA, entry). `serial` narrows to one.
     fn audited_revocations(
         &self,
-        c: &mut crate::store::AnyConnection,
+        c: &mut AnyConnection,
         serial: Option<&str>,
     ) -> Result<Vec<(String, RevokedEntry)>> {
         let mut q = audit_records::table
@@ -747,5 +750,29 @@ impl Hsm {
             .filter(crls::ca_name.eq(ca_name))
             .first(&mut c)
             .optional()?)
+    }
+}
+
+/// Issued certificates commit with their CA key's use. A serial collision fails the whole
+/// batch, which then releases nothing; with 126 random bits per serial it does not happen.
+impl StagedRow for CertificateRecord {
+    fn insert_all(rows: Vec<Self>, c: &mut AnyConnection) -> Result<()> {
+        match c {
+            AnyConnection::Postgresql(pg) => {
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    diesel::insert_into(certificates::table)
+                        .values(chunk)
+                        .execute(pg)?;
+                }
+            }
+            AnyConnection::Sqlite(_) => {
+                for r in &rows {
+                    diesel::insert_into(certificates::table)
+                        .values(r)
+                        .execute(c)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

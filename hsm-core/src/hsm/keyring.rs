@@ -1,0 +1,478 @@
+//! Key generation, loading (unsealing into the cache), listing, destruction and usage limits.
+
+use super::*;
+
+impl Hsm {
+    pub fn create_key(&self, s: &Session, spec: &KeySpec) -> Result<KeyInfo> {
+        s.require(Role::Officer, "create keys")?;
+        let u = self.unsealed()?;
+        let attrs = self.new_attrs(s, spec, true)?;
+        self.generate_and_store(&u, s, attrs, "key.generate")
+    }
+
+    /// A new key with a restricted operation (a CA key, a CA's service key): named in
+    /// [`RESTRICTED_NAMESPACE`], never exportable, and usable only through the CA's signing
+    /// entry points. Officers create CA keys; the service's own session creates service keys.
+    pub(crate) fn create_restricted_key(
+        &self,
+        s: &Session,
+        label: &str,
+        alg: Algorithm,
+        op: Operation,
+        action: &str,
+    ) -> Result<KeyInfo> {
+        match op {
+            Operation::Certify => s.require(Role::Officer, "create CA keys")?,
+            Operation::ServiceSign if s.is_service() => {}
+            Operation::ServiceSign => s.require(Role::Officer, "create CA service keys")?,
+            _ => return Err(HsmError::BadInput("not a restricted operation".into())),
+        }
+        if !label.starts_with(RESTRICTED_NAMESPACE) {
+            return Err(HsmError::BadInput(format!(
+                "a CA key's name starts with '{RESTRICTED_NAMESPACE}'"
+            )));
+        }
+        let u = self.unsealed()?;
+        let spec = KeySpec {
+            operations: vec![op, Operation::Verify],
+            ..KeySpec::new(label, alg)
+        };
+        let attrs = self.attrs_for(s, &spec, true)?;
+        self.generate_and_store(&u, s, attrs, action)
+    }
+
+    pub(crate) fn generate_and_store(
+        &self,
+        u: &Unsealed,
+        s: &Session,
+        attrs: KeyAttributes,
+        action: &str,
+    ) -> Result<KeyInfo> {
+        let (pkcs8, spki) = crypto::generate(attrs.algorithm)?;
+        let attrs = KeyAttributes {
+            public_key: spki,
+            ..attrs
+        };
+        self.store_new_key(u, s, attrs, &pkcs8, action)
+    }
+
+    /// Attributes for a caller's new key; the import key's name is kagi's own.
+    pub(super) fn new_attrs(
+        &self,
+        s: &Session,
+        spec: &KeySpec,
+        local: bool,
+    ) -> Result<KeyAttributes> {
+        if spec.label == IMPORT_KEY_LABEL {
+            return Err(HsmError::KeyExists(spec.label.clone()));
+        }
+        if spec.label.starts_with(RESTRICTED_NAMESPACE) {
+            return Err(HsmError::BadInput(format!(
+                "key names starting with '{RESTRICTED_NAMESPACE}' are kept for CA keys: create a CA with 'kagi ca create-root' or pick another name"
+            )));
+        }
+        if spec.operations.iter().any(|o| o.is_restricted()) {
+            return Err(HsmError::BadInput(
+                "the certify and service-sign operations belong to CA keys: create a CA with 'kagi ca create-root' instead".into(),
+            ));
+        }
+        self.attrs_for(s, spec, local)
+    }
+
+    pub(super) fn attrs_for(
+        &self,
+        s: &Session,
+        spec: &KeySpec,
+        local: bool,
+    ) -> Result<KeyAttributes> {
+        validate_label(&spec.label)?;
+        if let Some(l) = spec.usage_limit {
+            if l < 0 {
+                return Err(HsmError::BadInput(
+                    "a usage limit cannot be negative".into(),
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (spec.not_before, spec.not_after) {
+            if a >= b {
+                return Err(HsmError::BadInput(
+                    "not-before must be earlier than not-after".into(),
+                ));
+            }
+        }
+        let mut operations = if spec.operations.is_empty() {
+            vec![Operation::Sign, Operation::Verify]
+        } else {
+            spec.operations.clone()
+        };
+        operations.sort();
+        operations.dedup();
+        if operations.contains(&Operation::Wrap) && !spec.algorithm.is_rsa() {
+            return Err(HsmError::BadInput(
+                "only RSA keys can wrap other keys".into(),
+            ));
+        }
+        if spec.trusted && !operations.contains(&Operation::Wrap) {
+            return Err(HsmError::BadInput(
+                "a trusted key must allow the wrap operation".into(),
+            ));
+        }
+        Ok(KeyAttributes {
+            id: random_hex(16)?,
+            partition: s.partition().to_string(),
+            label: spec.label.clone(),
+            algorithm: spec.algorithm,
+            operations,
+            usage_limit: spec.usage_limit,
+            not_before: spec.not_before,
+            not_after: spec.not_after,
+            exportable_under_wrap: spec.exportable_under_wrap,
+            trusted: spec.trusted,
+            // An imported key was outside once, so it was never "never extractable".
+            never_extractable: local && !spec.exportable_under_wrap,
+            local,
+            state: KeyState::Active,
+            generation: 0,
+            public_key: Vec::new(),
+            created_at: now_ms() / 1000,
+        })
+    }
+
+    pub(super) fn store_new_key(
+        &self,
+        u: &Unsealed,
+        s: &Session,
+        attrs: KeyAttributes,
+        pkcs8: &[u8],
+        action: &str,
+    ) -> Result<KeyInfo> {
+        let sealed = self
+            .sealer(u, &attrs.partition)?
+            .seal(pkcs8, &attrs.associated_data())?;
+        let row = KeyRow::from_attrs(&attrs, sealed);
+        let info = row.info(0)?;
+        let apply: ApplyFn = Box::new(move |c| {
+            let exists: i64 = keys::table
+                .filter(keys::partition_name.eq(&row.partition_name))
+                .filter(keys::label.eq(&row.label))
+                .filter(keys::state.ne("destroyed"))
+                .count()
+                .get_result(c)?;
+            if exists > 0 {
+                return Err(HsmError::KeyExists(row.label.clone()));
+            }
+            diesel::insert_into(keys::table).values(&row).execute(c)?;
+            Ok(())
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                action,
+                Some(info.id.clone()),
+                serde_json::json!({
+                    "label": info.label, "algorithm": info.algorithm.as_str(),
+                    "usage_limit": info.usage_limit, "exportable_under_wrap": info.exportable_under_wrap,
+                    "trusted": info.trusted, "operations": operations_to_string(&info.operations),
+                }),
+            ),
+        )?;
+        Ok(info)
+    }
+
+    pub(crate) fn live_row(&self, partition: &str, label: &str) -> Result<KeyRow> {
+        let mut c = self.inner.store.conn()?;
+        keys::table
+            .filter(keys::partition_name.eq(partition))
+            .filter(keys::label.eq(label))
+            .filter(keys::state.ne("destroyed"))
+            .first(&mut c)
+            .optional()?
+            .ok_or_else(|| HsmError::KeyNotFound(label.chars().take(128).collect()))
+    }
+
+    /// Highest usage count the audit log shows for a key: the floor for its counter.
+    pub(crate) fn audited_uses(&self, key_id: &str) -> Result<i64> {
+        let mut c = self.inner.store.conn()?;
+        let hi: Option<i64> = audit_records::table
+            .filter(audit_records::key_id.eq(key_id))
+            .select(diesel::dsl::max(audit_records::use_hi))
+            .first(&mut c)?;
+        Ok(hi.unwrap_or(0))
+    }
+
+    pub(super) fn was_destroyed(&self, key_id: &str) -> Result<bool> {
+        let mut c = self.inner.store.conn()?;
+        let n: i64 = audit_records::table
+            .filter(audit_records::key_id.eq(key_id))
+            .filter(audit_records::action.eq("key.destroy"))
+            .filter(audit_records::outcome.eq("ok"))
+            .count()
+            .get_result(&mut c)?;
+        Ok(n > 0)
+    }
+
+    /// Unseal a key into the cache, checking every bound attribute.
+    pub(super) fn load_key(
+        &self,
+        u: &Unsealed,
+        partition: &str,
+        label: &str,
+    ) -> Result<Arc<CachedKey>> {
+        let cache_key = (partition.to_string(), label.to_string());
+        if let Some(k) = self
+            .inner
+            .keys
+            .read()
+            .map_err(|_| lock_err())?
+            .get(&cache_key)
+        {
+            return Ok(k.clone());
+        }
+        let row = self.live_row(partition, label)?;
+        let attrs = row.attrs()?;
+        let integrity = || HsmError::KeyIntegrity {
+            label: label.chars().take(128).collect(),
+        };
+        let sealed = row.sealed.as_deref().ok_or_else(integrity)?;
+        let pkcs8 = self
+            .sealer(u, partition)?
+            .open(sealed, &attrs.associated_data())
+            .ok_or_else(integrity)?;
+        // A restored row of a destroyed key still has a valid seal; the audit log remembers.
+        if self.was_destroyed(&attrs.id)? {
+            return Err(integrity());
+        }
+        let key = crypto::load(attrs.algorithm, &pkcs8)?;
+        if key.public_key_der()? != attrs.public_key {
+            return Err(integrity());
+        }
+        let hw = self.audited_uses(&attrs.id)?;
+        let cached = Arc::new(CachedKey {
+            attrs,
+            key,
+            high_water: Arc::new(AtomicI64::new(hw)),
+        });
+        self.inner
+            .keys
+            .write()
+            .map_err(|_| lock_err())?
+            .insert(cache_key, cached.clone());
+        Ok(cached)
+    }
+
+    /// The audited floor of a quota's total counter, read once per process.
+    pub(super) fn quota_floor(&self, name: &str) -> Result<Arc<AtomicI64>> {
+        if let Some(f) = self
+            .inner
+            .quota_floors
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(name)
+        {
+            return Ok(f.clone());
+        }
+        let floor = Arc::new(AtomicI64::new(self.audited_uses(&format!("quota:{name}"))?));
+        let mut map = self.inner.quota_floors.lock().map_err(|_| lock_err())?;
+        Ok(map.entry(name.to_string()).or_insert(floor).clone())
+    }
+
+    /// Uses counted against a quota so far (total window), for display.
+    pub fn quota_used(&self, name: &str) -> Result<i64> {
+        let mut c = self.inner.store.conn()?;
+        let stored: Option<i64> = quota_counters::table
+            .filter(quota_counters::name.eq(name))
+            .filter(quota_counters::window_id.eq("total"))
+            .select(quota_counters::used)
+            .first(&mut c)
+            .optional()?;
+        drop(c);
+        Ok(stored
+            .unwrap_or(0)
+            .max(self.audited_uses(&format!("quota:{name}"))?))
+    }
+
+    pub(crate) fn evict(&self, partition: &str, label: &str) {
+        if let Ok(mut m) = self.inner.keys.write() {
+            m.remove(&(partition.to_string(), label.to_string()));
+        }
+    }
+
+    pub fn list_keys(&self, s: &Session) -> Result<Vec<KeyInfo>> {
+        self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let rows: Vec<KeyRow> = keys::table
+            .filter(keys::partition_name.eq(s.partition()))
+            .filter(keys::state.ne("destroyed"))
+            .order(keys::label.asc())
+            .load(&mut c)?;
+        drop(c);
+        rows.iter()
+            .map(|r| r.info(r.usage_count.max(self.audited_uses(&r.id)?)))
+            .collect()
+    }
+
+    pub fn key_info(&self, s: &Session, label: &str) -> Result<KeyInfo> {
+        self.unsealed()?;
+        let row = self.live_row(s.partition(), label)?;
+        row.info(row.usage_count.max(self.audited_uses(&row.id)?))
+    }
+
+    /// Destroy a key. With an M-of-N quorum in the active policy this only files an approval
+    /// request; the key is destroyed when enough other officers approve.
+    pub fn destroy_key(&self, s: &Session, label: &str) -> Result<Gated<()>> {
+        s.require(Role::Officer, "destroy keys")?;
+        // No unseal needed: a key that fails its integrity check must still be destroyable.
+        let row = self.live_row(s.partition(), label)?;
+        let action = ApprovalAction::DestroyKey {
+            label: label.to_string(),
+        };
+        if let Some(pending) = self.gate(
+            s,
+            &action,
+            &format!("destroy key '{label}' ({}, id {})", row.algorithm, row.id),
+        )? {
+            return Ok(Gated::Pending(Box::new(pending)));
+        }
+        self.run_action(
+            s,
+            s.partition(),
+            &action,
+            serde_json::json!({}),
+        )?;
+        Ok(Gated::Done(()))
+    }
+
+    /// The durable change of a destroy: state destroyed, sealed material erased.
+    pub(crate) fn destroy_op(&self, partition: &str, label: &str) -> Result<(ApplyFn, EventParts)> {
+        let row = self.live_row(partition, label)?;
+        let id = row.id.clone();
+        let key_id = row.id.clone();
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                keys::table
+                    .filter(keys::id.eq(&id))
+                    .filter(keys::state.ne("destroyed")),
+            )
+            .set((
+                keys::state.eq("destroyed"),
+                keys::sealed.eq(None::<Vec<u8>>),
+                keys::generation.eq(keys::generation + 1),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::KeyNotFound(row.label.clone()))
+            }
+        });
+        Ok((
+            apply,
+            EventParts {
+                action: "key.destroy",
+                key_id: Some(key_id),
+                detail: serde_json::json!({"label": label}),
+                use_hi: None,
+            },
+        ))
+    }
+
+    /// Change a key's usage limit (None: unlimited). Lowering takes effect at once; raising
+    /// (or removing) a limit goes through M-of-N approval when the active policy has a quorum.
+    pub fn set_usage_limit(
+        &self,
+        s: &Session,
+        label: &str,
+        limit: Option<i64>,
+    ) -> Result<Gated<KeyInfo>> {
+        s.require(Role::Officer, "change usage limits")?;
+        if limit.is_some_and(|l| l < 0) {
+            return Err(HsmError::BadInput(
+                "a usage limit cannot be negative".into(),
+            ));
+        }
+        let row = self.live_row(s.partition(), label)?;
+        let raising = match (row.usage_limit, limit) {
+            (Some(old), Some(new)) => new > old,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let action = ApprovalAction::SetUsageLimit {
+            label: label.to_string(),
+            limit,
+        };
+        if raising {
+            let text = format!(
+                "raise the usage limit of key '{label}' from {} to {}",
+                row.usage_limit
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "unlimited".into()),
+                limit
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "unlimited".into())
+            );
+            if let Some(pending) = self.gate(s, &action, &text)? {
+                return Ok(Gated::Pending(Box::new(pending)));
+            }
+        }
+        self.run_action(
+            s,
+            s.partition(),
+            &action,
+            serde_json::json!({}),
+        )?;
+        Ok(Gated::Done(self.key_info(s, label)?))
+    }
+
+    /// Reseal a key under attributes with a new limit and the next generation.
+    pub(crate) fn set_limit_op(
+        &self,
+        partition: &str,
+        label: &str,
+        limit: Option<i64>,
+    ) -> Result<(ApplyFn, EventParts)> {
+        let u = self.unsealed()?;
+        let row = self.live_row(partition, label)?;
+        let (attrs, pkcs8) = self.open_pkcs8(&u, &row)?;
+        let old_generation = attrs.generation;
+        let new = KeyAttributes {
+            usage_limit: limit,
+            generation: old_generation + 1,
+            ..attrs
+        };
+        let sealed = self
+            .sealer(&u, partition)?
+            .seal(&pkcs8, &new.associated_data())?;
+        let id = row.id.clone();
+        let old_limit = row.usage_limit;
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                keys::table
+                    .filter(keys::id.eq(&id))
+                    .filter(keys::generation.eq(old_generation))
+                    .filter(keys::state.eq("active")),
+            )
+            .set((
+                keys::usage_limit.eq(limit),
+                keys::generation.eq(old_generation + 1),
+                keys::sealed.eq(Some(sealed)),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::KeyChanged(row.label.clone()))
+            }
+        });
+        Ok((
+            apply,
+            EventParts {
+                action: "key.set_usage_limit",
+                key_id: Some(row.id.clone()),
+                detail: serde_json::json!({"label": label, "from": old_limit, "to": limit}),
+                use_hi: None,
+            },
+        ))
+    }
+}

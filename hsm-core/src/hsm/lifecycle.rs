@@ -1,0 +1,286 @@
+//! Opening the store, init and unseal: the HSM's life before any session exists.
+
+use super::*;
+
+impl Hsm {
+    /// Open the store (running migrations). The HSM starts sealed.
+    pub fn open(cfg: HsmConfig) -> Result<Hsm> {
+        let store = Store::open(&cfg.store)?;
+        let threshold = {
+            let mut c = store.conn()?;
+            meta_get(&mut c, "threshold")?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| s.parse().ok())
+        };
+        Ok(Hsm {
+            inner: Arc::new(Inner {
+                store,
+                max_failed_logins: cfg.max_failed_logins.max(1),
+                state: RwLock::new(State::Sealed {
+                    threshold,
+                    collected: Vec::new(),
+                }),
+                keys: RwLock::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
+                quota_floors: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn store_config(&self) -> &StoreConfig {
+        &self.inner.store.config
+    }
+
+    pub fn is_initialized(&self) -> Result<bool> {
+        let mut c = self.inner.store.conn()?;
+        Ok(meta_get(&mut c, "initialized")?.is_some())
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        match self.inner.state.read() {
+            Ok(s) => matches!(*s, State::Sealed { .. }),
+            Err(_) => true,
+        }
+    }
+
+    pub(crate) fn unsealed(&self) -> Result<Arc<Unsealed>> {
+        let state = self.inner.state.read().map_err(|_| lock_err())?;
+        match &*state {
+            State::Unsealed(u) => Ok(u.clone()),
+            State::Sealed {
+                threshold: None, ..
+            } => Err(HsmError::NotInitialized),
+            State::Sealed {
+                threshold: Some(t),
+                collected,
+            } => Err(HsmError::Sealed {
+                need: t.saturating_sub(collected.len()),
+            }),
+        }
+    }
+
+    /// Create a new instance: master key, shares, the system and default partitions, the audit
+    /// key and a first administrator. Leaves the HSM unsealed.
+    pub fn init(&self, share_count: usize, threshold: usize) -> Result<InitOutput> {
+        if self.is_initialized()? {
+            return Err(HsmError::AlreadyInitialized);
+        }
+        let master = MasterKey::generate()?;
+        let shares = shares::split(master.as_bytes(), threshold, share_count)?;
+        let check = master
+            .sealer(seal::CHECK_INFO)?
+            .seal(seal::CHECK_PLAINTEXT, b"")?;
+
+        // The audit key is an ordinary sealed key in the system partition.
+        let now = now_ms() / 1000;
+        let (audit_pkcs8, audit_spki) = crypto::generate(Algorithm::EcP256)?;
+        let audit_attrs = KeyAttributes {
+            id: random_hex(16)?,
+            partition: SYSTEM_PARTITION.into(),
+            label: AUDIT_KEY_LABEL.into(),
+            algorithm: Algorithm::EcP256,
+            operations: vec![Operation::Sign],
+            usage_limit: None,
+            not_before: None,
+            not_after: None,
+            exportable_under_wrap: false,
+            trusted: false,
+            never_extractable: true,
+            local: true,
+            state: KeyState::Active,
+            generation: 0,
+            public_key: audit_spki,
+            created_at: now,
+        };
+        let audit_sealed = master
+            .sealer(&seal::partition_info(SYSTEM_PARTITION))?
+            .seal(&audit_pkcs8, &audit_attrs.associated_data())?;
+        let audit_keys = Arc::new(AuditKeys {
+            mac: aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &master.derive(seal::AUDIT_MAC_INFO)?[..],
+            ),
+            signer: EcdsaKeyPair::from_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &audit_pkcs8,
+            )
+            .map_err(|_| HsmError::Crypto("audit key"))?,
+            tlog: tlog_key(&master)?,
+        });
+        let (admin_row, admin_token) = new_credential(
+            DEFAULT_PARTITION,
+            "admin",
+            IdentityKind::Person,
+            &[
+                Role::Administrator,
+                Role::Officer,
+                Role::User,
+                Role::Auditor,
+            ],
+            None,
+        )?;
+        let admin_id = admin_row.id.clone();
+
+        let committer = Committer::start(self.inner.store.clone(), audit_keys.clone())?;
+        let audit_row = KeyRow::from_attrs(&audit_attrs, audit_sealed);
+        let apply: ApplyFn = Box::new(move |c| {
+            if meta_get(c, "initialized")?.is_some() {
+                return Err(HsmError::AlreadyInitialized);
+            }
+            for p in [SYSTEM_PARTITION, DEFAULT_PARTITION] {
+                diesel::insert_into(partitions::table)
+                    .values((partitions::name.eq(p), partitions::created_at.eq(now)))
+                    .execute(c)?;
+            }
+            diesel::insert_into(keys::table)
+                .values(&audit_row)
+                .execute(c)?;
+            diesel::insert_into(credentials::table)
+                .values(&admin_row)
+                .execute(c)?;
+            meta_put(c, "master_check", &check)?;
+            meta_put(c, "threshold", threshold.to_string().as_bytes())?;
+            meta_put(c, "audit_key_id", audit_row.id.as_bytes())?;
+            meta_put(c, "initialized", b"1")?;
+            Ok(())
+        });
+        committer.submit(
+            None,
+            Some(apply),
+            EventDraft {
+                actor: "hsm".into(),
+                action: "hsm.init".into(),
+                partition: None,
+                key_id: None,
+                detail: serde_json::json!({"shares": share_count, "threshold": threshold, "admin_credential": admin_id}),
+                outcome: None,
+                use_hi: None,
+            },
+        )?;
+        let unsealed = Unsealed {
+            master,
+            sealers: Mutex::new(HashMap::new()),
+            audit: audit_keys,
+            committer,
+        };
+        *self.inner.state.write().map_err(|_| lock_err())? = State::Unsealed(Arc::new(unsealed));
+        Ok(InitOutput {
+            shares,
+            threshold,
+            admin_token,
+        })
+    }
+
+    /// Add one share. When enough are in, rebuild the master key, check it, and unseal.
+    pub fn unseal(&self, share_text: &str) -> Result<UnsealProgress> {
+        let (share_threshold, share) = shares::parse(share_text)?;
+        let mut state = self.inner.state.write().map_err(|_| lock_err())?;
+        let (threshold, collected) = match &mut *state {
+            State::Unsealed(_) => {
+                return Ok(UnsealProgress {
+                    have: 0,
+                    need: 0,
+                    unsealed: true,
+                })
+            }
+            State::Sealed {
+                threshold: None, ..
+            } => return Err(HsmError::NotInitialized),
+            State::Sealed {
+                threshold: Some(t),
+                collected,
+            } => (*t, collected),
+        };
+        if share_threshold != threshold {
+            return Err(HsmError::BadShare(format!(
+                "this share is from a {share_threshold}-of-N split, but this instance needs {threshold}"
+            )));
+        }
+        if !collected.iter().any(|s| s[0] == share[0]) {
+            collected.push(share);
+        }
+        if collected.len() < threshold {
+            return Ok(UnsealProgress {
+                have: collected.len(),
+                need: threshold,
+                unsealed: false,
+            });
+        }
+        let secret = shares::combine(threshold, collected);
+        collected.clear();
+        let master = MasterKey::from_bytes(&secret?)?;
+        let unsealed = self.open_with_master(master)?;
+        let committer = unsealed.committer.clone();
+        *state = State::Unsealed(unsealed);
+        drop(state);
+        committer.submit(
+            None,
+            None,
+            system_event("hsm.unseal", serde_json::json!({})),
+        )?;
+        Ok(UnsealProgress {
+            have: threshold,
+            need: threshold,
+            unsealed: true,
+        })
+    }
+
+    pub(super) fn open_with_master(&self, master: MasterKey) -> Result<Arc<Unsealed>> {
+        let mut c = self.inner.store.conn()?;
+        let check = meta_get(&mut c, "master_check")?.ok_or(HsmError::NotInitialized)?;
+        if master
+            .sealer(seal::CHECK_INFO)?
+            .open(&check, b"")
+            .as_deref()
+            .map(|v| &v[..])
+            != Some(seal::CHECK_PLAINTEXT)
+        {
+            return Err(HsmError::WrongMasterKey);
+        }
+        let audit_id = meta_get(&mut c, "audit_key_id")?
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or(HsmError::NotInitialized)?;
+        let row: KeyRow = keys::table.filter(keys::id.eq(&audit_id)).first(&mut c)?;
+        let attrs = row.attrs()?;
+        let sealer = master.sealer(&seal::partition_info(SYSTEM_PARTITION))?;
+        let pkcs8 = sealer
+            .open(
+                row.sealed.as_deref().unwrap_or_default(),
+                &attrs.associated_data(),
+            )
+            .ok_or(HsmError::KeyIntegrity {
+                label: "system/audit".into(),
+            })?;
+        let audit_keys = Arc::new(AuditKeys {
+            mac: aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &master.derive(seal::AUDIT_MAC_INFO)?[..],
+            ),
+            signer: EcdsaKeyPair::from_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &pkcs8,
+            )
+            .map_err(|_| HsmError::KeyIntegrity {
+                label: "system/audit".into(),
+            })?,
+            tlog: tlog_key(&master)?,
+        });
+        let committer = Committer::start(self.inner.store.clone(), audit_keys.clone())?;
+        Ok(Arc::new(Unsealed {
+            master,
+            sealers: Mutex::new(HashMap::new()),
+            audit: audit_keys,
+            committer,
+        }))
+    }
+
+    pub(crate) fn sealer(&self, u: &Unsealed, partition: &str) -> Result<Arc<Sealer>> {
+        let mut map = u.sealers.lock().map_err(|_| lock_err())?;
+        if let Some(s) = map.get(partition) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(u.master.sealer(&seal::partition_info(partition))?);
+        map.insert(partition.to_string(), s.clone());
+        Ok(s)
+    }
+}

@@ -1,0 +1,582 @@
+//! [`Hsm`]: the one entry point. Sealed until the master key is reconstructed from shares;
+//! then every operation checks the caller's role, goes through the group committer for anything
+//! durable, and touches key material only inside this crate.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use aws_lc_rs::digest::{digest, SHA256};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::EcdsaKeyPair;
+use base64::Engine;
+use diesel::prelude::*;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+use crate::algorithm::{Algorithm, DigestAlg, RsaPadding};
+use crate::approvals::ApprovalAction;
+use crate::attributes::{
+    operations_from_string, operations_to_string, KeyAttributes, KeyInfo, KeySpec, KeyState,
+    Operation, RESTRICTED_NAMESPACE,
+};
+use crate::audit::{self, AuditEvent, AuditKeys, AuditReport, Checkpoint};
+use crate::auth::{
+    roles_from_string, roles_to_string, CredentialInfo, IdentityKind, Role, Session,
+};
+use crate::commit::{
+    now_ms, ApplyFn, Committed, Committer, EventDraft, KeyReservation, QuotaReservation,
+    Reservation, Staged,
+};
+use crate::crypto::{self, LoadedKey};
+use crate::error::{HsmError, Result};
+use crate::seal::{self, MasterKey, Sealer};
+use crate::shares;
+use crate::store::schema::{
+    audit_checkpoints, audit_records, credentials, keys, meta, partitions, quota_counters,
+};
+use crate::store::{AnyConnection, Store, StoreConfig};
+use crate::wrap;
+
+const SYSTEM_PARTITION: &str = "system";
+const DEFAULT_PARTITION: &str = "default";
+const AUDIT_KEY_LABEL: &str = "audit";
+const IMPORT_KEY_LABEL: &str = "kagi-import-key";
+/// A verified token is trusted this long before Argon2id runs again.
+const SESSION_TTL: Duration = Duration::from_secs(60);
+
+pub struct HsmConfig {
+    pub store: StoreConfig,
+    /// Failed logins after which a credential locks.
+    pub max_failed_logins: i64,
+}
+
+impl HsmConfig {
+    pub fn new(store: StoreConfig) -> Self {
+        HsmConfig {
+            store,
+            max_failed_logins: 5,
+        }
+    }
+}
+
+/// Shares and the first administrator token, shown once at init.
+pub struct InitOutput {
+    pub shares: Vec<Zeroizing<String>>,
+    pub threshold: usize,
+    pub admin_token: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for InitOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "InitOutput {{ {} shares (redacted), threshold {}, admin token (redacted) }}",
+            self.shares.len(),
+            self.threshold
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct UnsealProgress {
+    pub have: usize,
+    pub need: usize,
+    pub unsealed: bool,
+}
+
+/// One use to charge against a policy quota; the limits come from the active policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCharge {
+    pub name: String,
+    pub total: Option<i64>,
+    pub per_hour: Option<i64>,
+    pub per_day: Option<i64>,
+}
+
+/// The result of an operation that may need M-of-N approval first.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Gated<T> {
+    /// It happened.
+    Done(T),
+    /// It waits for approvals; the request says how many and from whom.
+    Pending(Box<crate::approvals::ApprovalInfo>),
+}
+
+/// The audit event of a durable change, apart from who made it.
+pub(crate) struct EventParts {
+    pub action: &'static str,
+    pub key_id: Option<String>,
+    pub detail: serde_json::Value,
+    pub use_hi: Option<i64>,
+}
+
+/// A new identity: see [`Hsm::create_identity`].
+#[derive(Debug, Clone)]
+pub struct IdentitySpec {
+    /// `None`: the caller's partition.
+    pub partition: Option<String>,
+    pub name: String,
+    pub kind: IdentityKind,
+    pub roles: Vec<Role>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// SHA-256 of a TLS client certificate (DER) that also authenticates this identity.
+    pub client_cert_sha256: Option<[u8; 32]>,
+}
+
+/// A precomputed digest to sign or verify.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    /// `None`: SHA-256.
+    pub digest_alg: Option<DigestAlg>,
+    pub digest: Vec<u8>,
+    pub padding: RsaPadding,
+}
+
+/// A signature and the use it consumed.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub signature: Vec<u8>,
+    pub algorithm: Algorithm,
+    /// The key's usage count including this use.
+    pub usage_count: i64,
+    pub usage_limit: Option<i64>,
+    pub digest_alg: DigestAlg,
+    /// Sequence number of the audit record of this use.
+    pub audit_seq: i64,
+    /// Index of this signature's entry in the public transparency log.
+    pub tlog_index: Option<i64>,
+}
+
+struct CachedKey {
+    attrs: KeyAttributes,
+    key: LoadedKey,
+    high_water: Arc<AtomicI64>,
+}
+
+pub(crate) struct Unsealed {
+    pub(crate) master: MasterKey,
+    sealers: Mutex<HashMap<String, Arc<Sealer>>>,
+    pub(crate) audit: Arc<AuditKeys>,
+    pub(crate) committer: Committer,
+}
+
+enum State {
+    Sealed {
+        threshold: Option<usize>,
+        collected: Vec<Zeroizing<Vec<u8>>>,
+    },
+    Unsealed(Arc<Unsealed>),
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    max_failed_logins: i64,
+    state: RwLock<State>,
+    keys: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
+    sessions: Mutex<HashMap<[u8; 32], (Session, Instant)>>,
+    /// Per quota: the highest total the audit log records (the counter's floor).
+    quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
+}
+
+/// Handle to the HSM. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Hsm {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn lock_err() -> HsmError {
+    HsmError::Store("internal lock poisoned; restart kagi".into())
+}
+
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    let mut b = vec![0u8; n];
+    SystemRandom::new().fill(&mut b)?;
+    Ok(hex::encode(b))
+}
+
+pub(crate) fn validate_label(label: &str) -> Result<()> {
+    let ok = !label.is_empty()
+        && label.len() <= 128
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(HsmError::BadInput(
+            "a name is 1 to 128 characters of letters, digits, '-', '_' and '.'".into(),
+        ))
+    }
+}
+
+/// Row of `keys`, in schema order.
+#[derive(Queryable, Insertable, Clone)]
+#[diesel(table_name = keys)]
+pub(crate) struct KeyRow {
+    id: String,
+    partition_name: String,
+    label: String,
+    algorithm: String,
+    operations: String,
+    usage_limit: Option<i64>,
+    usage_count: i64,
+    not_before: Option<i64>,
+    not_after: Option<i64>,
+    exportable_under_wrap: bool,
+    trusted: bool,
+    never_extractable: bool,
+    local_origin: bool,
+    state: String,
+    generation: i64,
+    public_key: Vec<u8>,
+    sealed: Option<Vec<u8>>,
+    created_at: i64,
+}
+
+impl KeyRow {
+    fn from_attrs(a: &KeyAttributes, sealed: Vec<u8>) -> KeyRow {
+        KeyRow {
+            id: a.id.clone(),
+            partition_name: a.partition.clone(),
+            label: a.label.clone(),
+            algorithm: a.algorithm.as_str().into(),
+            operations: operations_to_string(&a.operations),
+            usage_limit: a.usage_limit,
+            usage_count: 0,
+            not_before: a.not_before,
+            not_after: a.not_after,
+            exportable_under_wrap: a.exportable_under_wrap,
+            trusted: a.trusted,
+            never_extractable: a.never_extractable,
+            local_origin: a.local,
+            state: a.state.as_str().into(),
+            generation: a.generation,
+            public_key: a.public_key.clone(),
+            sealed: Some(sealed),
+            created_at: a.created_at,
+        }
+    }
+
+    /// Attributes as stored. Unparseable values mean tampering: report an integrity failure.
+    fn attrs(&self) -> Result<KeyAttributes> {
+        let bad = || HsmError::KeyIntegrity {
+            label: self.label.clone(),
+        };
+        Ok(KeyAttributes {
+            id: self.id.clone(),
+            partition: self.partition_name.clone(),
+            label: self.label.clone(),
+            algorithm: Algorithm::from_str(&self.algorithm).map_err(|_| bad())?,
+            operations: operations_from_string(&self.operations).map_err(|_| bad())?,
+            usage_limit: self.usage_limit,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            exportable_under_wrap: self.exportable_under_wrap,
+            trusted: self.trusted,
+            never_extractable: self.never_extractable,
+            local: self.local_origin,
+            state: KeyState::from_str(&self.state).map_err(|_| bad())?,
+            generation: self.generation,
+            public_key: self.public_key.clone(),
+            created_at: self.created_at,
+        })
+    }
+
+    fn info(&self, usage_count: i64) -> Result<KeyInfo> {
+        let a = self.attrs()?;
+        let now = now_ms() / 1000;
+        let active = a.state == KeyState::Active
+            && a.usage_limit.is_none_or(|l| usage_count < l)
+            && a.not_before.is_none_or(|t| now >= t)
+            && a.not_after.is_none_or(|t| now <= t);
+        Ok(KeyInfo {
+            active,
+            id: a.id,
+            label: a.label,
+            partition: a.partition,
+            algorithm: a.algorithm,
+            operations: a.operations,
+            usage_count,
+            usage_limit: a.usage_limit,
+            not_before: a.not_before,
+            not_after: a.not_after,
+            exportable_under_wrap: a.exportable_under_wrap,
+            trusted: a.trusted,
+            never_extractable: a.never_extractable,
+            local: a.local,
+            state: a.state,
+            public_key_der: a.public_key,
+            created_at: a.created_at,
+        })
+    }
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = credentials)]
+struct CredentialRow {
+    id: String,
+    partition_name: String,
+    name: String,
+    roles: String,
+    secret_hash: String,
+    failed_logins: i64,
+    locked: bool,
+    created_at: i64,
+    kind: String,
+    expires_at: Option<i64>,
+    revoked: bool,
+    cert_sha256: Option<String>,
+}
+
+impl CredentialRow {
+    /// Why this credential may not log in at all, whatever it presents.
+    fn refusal(&self) -> Option<HsmError> {
+        if self.revoked {
+            Some(HsmError::CredentialRevoked(self.name.clone()))
+        } else if self.expires_at.is_some_and(|t| now_ms() / 1000 >= t) {
+            Some(HsmError::CredentialExpired(self.name.clone()))
+        } else if self.locked {
+            Some(HsmError::CredentialLocked(self.name.clone()))
+        } else {
+            None
+        }
+    }
+
+    fn session(&self) -> Result<Session> {
+        Ok(Session::new(
+            self.id.clone(),
+            self.name.clone(),
+            IdentityKind::from_str(&self.kind)?,
+            self.partition_name.clone(),
+            roles_from_string(&self.roles)?,
+            self.expires_at,
+        ))
+    }
+
+    fn info(&self) -> Result<CredentialInfo> {
+        Ok(CredentialInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            kind: IdentityKind::from_str(&self.kind)?,
+            expires_at: self.expires_at,
+            revoked: self.revoked,
+            client_cert_sha256: self.cert_sha256.clone(),
+            partition: self.partition_name.clone(),
+            roles: roles_from_string(&self.roles)?,
+            failed_logins: self.failed_logins,
+            locked: self.locked,
+            created_at: self.created_at,
+        })
+    }
+}
+
+fn meta_get(c: &mut AnyConnection, name: &str) -> Result<Option<Vec<u8>>> {
+    Ok(meta::table
+        .filter(meta::name.eq(name))
+        .select(meta::value)
+        .first(c)
+        .optional()?)
+}
+
+fn meta_put(c: &mut AnyConnection, name: &str, value: &[u8]) -> Result<()> {
+    diesel::insert_into(meta::table)
+        .values((meta::name.eq(name), meta::value.eq(value)))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Argon2id with the library defaults (19 MiB, t=2, p=1: OWASP's minimum).
+fn hash_secret(secret: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    SystemRandom::new().fill(&mut salt)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|_| HsmError::Crypto("salt"))?;
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| HsmError::Crypto("argon2"))
+}
+
+/// New credential: returns (row, token). The token is `kagi_<id>_<secret>`.
+fn new_credential(
+    partition: &str,
+    name: &str,
+    kind: IdentityKind,
+    roles: &[Role],
+    expires_at: Option<i64>,
+) -> Result<(CredentialRow, Zeroizing<String>)> {
+    let id = random_hex(8)?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    SystemRandom::new().fill(&mut raw[..])?;
+    let secret = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw[..]));
+    let token = Zeroizing::new(format!("kagi_{id}_{}", secret.as_str()));
+    let row = CredentialRow {
+        id,
+        partition_name: partition.into(),
+        name: name.into(),
+        roles: roles_to_string(roles),
+        secret_hash: hash_secret(&secret)?,
+        failed_logins: 0,
+        locked: false,
+        created_at: now_ms() / 1000,
+        kind: kind.as_str().into(),
+        expires_at,
+        revoked: false,
+        cert_sha256: None,
+    };
+    Ok((row, token))
+}
+
+mod identity;
+mod keyring;
+mod lifecycle;
+mod sign;
+
+pub use sign::{SignKey, SignOp, SignPurpose, StagedRows, Staging};
+mod audit_log;
+mod transfer;
+
+/// Sessions are cached under SHA-256 of the token, so the cache never holds a token.
+fn token_hash(token: &str) -> [u8; 32] {
+    let d = digest(&SHA256, token.as_bytes());
+    let mut h = [0u8; 32];
+    h.copy_from_slice(d.as_ref());
+    h
+}
+
+fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
+    if a.state != KeyState::Active {
+        return Err(HsmError::KeyNotActive {
+            label: a.label.clone(),
+            reason: format!("it is {}", a.state),
+        });
+    }
+    if !a.allows(op) {
+        return Err(HsmError::OperationNotAllowed {
+            label: a.label.clone(),
+            op: op.as_str(),
+        });
+    }
+    let now = now_ms() / 1000;
+    if let Some(nb) = a.not_before {
+        if now < nb {
+            return Err(HsmError::KeyNotActive {
+                label: a.label.clone(),
+                reason: format!("its not-before time {nb} has not come"),
+            });
+        }
+    }
+    if let Some(na) = a.not_after {
+        if now > na {
+            return Err(HsmError::KeyNotActive {
+                label: a.label.clone(),
+                reason: format!("its not-after time {na} has passed"),
+            });
+        }
+    }
+    if let Some(limit) = a.usage_limit {
+        if limit == 0 {
+            return Err(HsmError::UsageLimitReached {
+                label: a.label.clone(),
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The key named in a signature's log entry.
+pub(super) enum EntryKey<'a> {
+    Stored(&'a KeyAttributes),
+    /// A key the caller brought wrapped: named by its public key's hash alone.
+    Wrapped {
+        algorithm: Algorithm,
+        fingerprint: &'a str,
+    },
+}
+
+/// A signature's public log entry: which key (by id, label and public-key hash) signed which
+/// digest, for whom, when.
+pub(super) fn signature_entry(
+    s: &Session,
+    key: &EntryKey<'_>,
+    digest_alg: DigestAlg,
+    digest: &[u8],
+    detail: &serde_json::Value,
+) -> Vec<u8> {
+    let body = match key {
+        EntryKey::Stored(a) => {
+            let spki = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &a.public_key);
+            serde_json::json!({
+                "kind": "kagi.signature/v1",
+                "time": now_ms() / 1000,
+                "partition": a.partition,
+                "key": a.label,
+                "key_id": a.id,
+                "algorithm": a.algorithm.as_str(),
+                "public_key_sha256": hex::encode(spki.as_ref()),
+                "digest_alg": digest_alg.as_str(),
+                "digest": hex::encode(digest),
+                "identity": s.actor(),
+                "purpose": detail.get("purpose").cloned().unwrap_or(serde_json::Value::Null),
+                "format": detail.get("format").cloned().unwrap_or(serde_json::Value::Null),
+            })
+        }
+        EntryKey::Wrapped {
+            algorithm,
+            fingerprint,
+        } => serde_json::json!({
+            "kind": "kagi.signature/v1",
+            "time": now_ms() / 1000,
+            "partition": s.partition(),
+            "key": "(wrapped)",
+            "algorithm": algorithm.as_str(),
+            "public_key_sha256": fingerprint,
+            "digest_alg": digest_alg.as_str(),
+            "digest": hex::encode(digest),
+            "identity": s.actor(),
+        }),
+    };
+    body.to_string().into_bytes()
+}
+
+/// The transparency log's signing key: Ed25519 (what C2SP signed notes use), derived from the
+/// master key, so it exists wherever the master key does and is never stored.
+fn tlog_key(master: &MasterKey) -> Result<aws_lc_rs::signature::Ed25519KeyPair> {
+    let seed = master.derive(seal::TLOG_KEY_INFO)?;
+    aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed[..])
+        .map_err(|_| HsmError::Crypto("transparency log key"))
+}
+
+pub(crate) fn user_event(
+    s: &Session,
+    action: &str,
+    key_id: Option<String>,
+    detail: serde_json::Value,
+) -> EventDraft {
+    EventDraft {
+        actor: s.actor(),
+        action: action.into(),
+        partition: Some(s.partition().to_string()),
+        key_id,
+        detail,
+        outcome: None,
+        use_hi: None,
+    }
+}
+
+fn system_event(action: &str, detail: serde_json::Value) -> EventDraft {
+    EventDraft {
+        actor: "hsm".into(),
+        action: action.into(),
+        partition: None,
+        key_id: None,
+        detail,
+        outcome: None,
+        use_hi: None,
+    }
+}
