@@ -643,7 +643,7 @@ fn every_path_is_charged_to_a_star_quota(extra: &[&str]) {
         )
     };
     let first = issue("SN-STAR-1");
-    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.status, 201, "{}", first.body);
     let second = issue("SN-STAR-2");
     assert_eq!(second.status, 429, "{}", second.body);
     assert_eq!(second.error_code(), "quota_exhausted");
