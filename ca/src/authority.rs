@@ -2,7 +2,8 @@
 //! the public URLs its certificates point relying parties to.
 
 use der::{Decode, Encode};
-use hsm_core::{CaRecord, Hsm, Session};
+use hsm_core::records::ca::CaRecord;
+use hsm_core::{Hsm, Session};
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
 use x509_cert::name::Name;

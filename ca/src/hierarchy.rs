@@ -3,7 +3,8 @@
 //! Both changes pass the policy's M-of-N quorum first (hsm-core's approvals).
 
 use der::{Decode, Encode};
-use hsm_core::{Algorithm, ApprovalAction, CaRecord, Gated, Hsm, HsmError, Session};
+use hsm_core::records::ca::{CaRecord, CA_KEY_NAMESPACE};
+use hsm_core::{Algorithm, ApprovalAction, Gated, Hsm, HsmError, Session};
 use std::str::FromStr;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::Certificate;
@@ -95,7 +96,7 @@ fn authorize(
 /// The CA's key: new, or the one a previous attempt made before it failed (only CA key
 /// creation makes keys with the sealed `certify` operation, so no one else can have made it).
 fn ca_key(hsm: &Hsm, session: &Session, spec: &CaSpec) -> Result<HsmSigner> {
-    let label = format!("{}{}", hsm_core::CA_KEY_NAMESPACE, spec.name);
+    let label = format!("{}{}", CA_KEY_NAMESPACE, spec.name);
     match hsm.create_ca_key(session, &spec.name, spec.alg) {
         Ok(_) => {}
         Err(HsmError::KeyExists(_)) => {

@@ -4,7 +4,8 @@
 
 use const_oid::db::rfc5280 as oids;
 use der::{Decode, Encode};
-use hsm_core::{NewCertificate, QuotaCharge, Session};
+use hsm_core::records::ca::NewCertificate;
+use hsm_core::{QuotaCharge, Session};
 use std::collections::HashSet;
 use x509_cert::certificate::TbsCertificate;
 
@@ -30,7 +31,7 @@ pub struct IssueOptions {
 /// A certificate issued and durably stored.
 #[derive(Debug, Clone)]
 pub struct Issued {
-    pub record: hsm_core::CertificateRecord,
+    pub record: hsm_core::records::ca::CertificateRecord,
     pub der: Vec<u8>,
 }
 

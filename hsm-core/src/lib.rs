@@ -38,9 +38,6 @@ pub use hsm::{
     SignRequest, Signed, StagedRows, Staging, UnsealProgress,
 };
 pub use policy_store::StoredPolicy;
-pub use records::ca::{
-    CaRecord, CertificateRecord, CrlRecord, NewCertificate, RevokedEntry, CA_KEY_NAMESPACE,
-};
 pub use store::StoreConfig;
 pub use transparency::{InclusionPromise, TlogCheckpoint, TlogEntry};
 

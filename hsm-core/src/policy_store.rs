@@ -151,12 +151,7 @@ impl Hsm {
         if let Some(pending) = self.gate(s, &action, summary)? {
             return Ok(Gated::Pending(Box::new(pending)));
         }
-        self.run_action(
-            s,
-            s.partition(),
-            &action,
-            serde_json::json!({}),
-        )?;
+        self.run_action(s, s.partition(), &action, serde_json::json!({}))?;
         Ok(Gated::Done(version))
     }
 

@@ -30,7 +30,7 @@ const OCSP_VALIDITY_SECS: i64 = 3_600;
 
 /// A signing key's certificate and the CA certificates above it, issuing CA first.
 pub struct KeyCertificate {
-    pub record: hsm_core::CertificateRecord,
+    pub record: hsm_core::records::ca::CertificateRecord,
     pub chain: Vec<Vec<u8>>,
 }
 
@@ -168,7 +168,11 @@ impl Pki {
         Ok(self.regenerate_crl(hsm, ca_name)?.der)
     }
 
-    pub fn regenerate_crl(&self, hsm: &Hsm, ca_name: &str) -> Result<hsm_core::CrlRecord, CaError> {
+    pub fn regenerate_crl(
+        &self,
+        hsm: &Hsm,
+        ca_name: &str,
+    ) -> Result<hsm_core::records::ca::CrlRecord, CaError> {
         let ca = self.authority(hsm, ca_name)?;
         let mut last = None;
         // Two regenerations racing pick the same number; the loser retries with the next.
@@ -339,7 +343,7 @@ impl Pki {
                 need: "officer",
             }));
         }
-        if label.starts_with(hsm_core::CA_KEY_NAMESPACE) {
+        if label.starts_with(hsm_core::records::ca::CA_KEY_NAMESPACE) {
             return Err(CaError::BadRequest(format!(
                 "'{label}' is a CA key: it has its CA certificate ('kagi ca show')"
             )));
@@ -575,7 +579,11 @@ pub(crate) fn ca_service_signer(
     HsmSigner::new(
         hsm,
         session,
-        &format!("{}{}.{suffix}", hsm_core::CA_KEY_NAMESPACE, ca.name()),
+        &format!(
+            "{}{}.{suffix}",
+            hsm_core::records::ca::CA_KEY_NAMESPACE,
+            ca.name()
+        ),
     )
 }
 

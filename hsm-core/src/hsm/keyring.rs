@@ -335,12 +335,7 @@ impl Hsm {
         )? {
             return Ok(Gated::Pending(Box::new(pending)));
         }
-        self.run_action(
-            s,
-            s.partition(),
-            &action,
-            serde_json::json!({}),
-        )?;
+        self.run_action(s, s.partition(), &action, serde_json::json!({}))?;
         Ok(Gated::Done(()))
     }
 
@@ -416,12 +411,7 @@ impl Hsm {
                 return Ok(Gated::Pending(Box::new(pending)));
             }
         }
-        self.run_action(
-            s,
-            s.partition(),
-            &action,
-            serde_json::json!({}),
-        )?;
+        self.run_action(s, s.partition(), &action, serde_json::json!({}))?;
         Ok(Gated::Done(self.key_info(s, label)?))
     }
 

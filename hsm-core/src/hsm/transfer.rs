@@ -97,12 +97,7 @@ impl Hsm {
         if let Some(pending) = self.gate(s, &action, &text)? {
             return Ok(Gated::Pending(Box::new(pending)));
         }
-        let out = self.run_action(
-            s,
-            s.partition(),
-            &action,
-            serde_json::json!({}),
-        )?;
+        let out = self.run_action(s, s.partition(), &action, serde_json::json!({}))?;
         out.map(Gated::Done)
             .ok_or_else(|| HsmError::Store("internal: the export produced nothing".into()))
     }

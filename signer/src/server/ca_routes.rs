@@ -31,7 +31,7 @@ fn pem(der: &[u8]) -> String {
     ca::x509::pem("CERTIFICATE", der).unwrap_or_default()
 }
 
-fn ca_json(state: &AppState, rec: &hsm_core::CaRecord) -> serde_json::Value {
+fn ca_json(state: &AppState, rec: &hsm_core::records::ca::CaRecord) -> serde_json::Value {
     use der::Decode;
     let cert = x509_cert::certificate::Certificate::from_der(&rec.cert_der).ok();
     let (subject, not_after) = cert
