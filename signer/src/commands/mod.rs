@@ -9,6 +9,7 @@ use crate::cli::{Cli, Command};
 
 mod approvals;
 mod audit;
+mod ca;
 mod identities;
 mod init;
 mod keys;
@@ -16,8 +17,6 @@ mod output;
 mod policies;
 mod serve;
 mod sign;
-
-pub(crate) use output::print_if_pending;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -32,7 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Identity(cmd) => identities::identity(cmd),
         Command::Policy(cmd) => policies::policy_cmd(cmd),
         Command::Approval(cmd) => approvals::approval(cmd),
-        Command::Ca(cmd) => crate::ca_cli::run(cmd),
+        Command::Ca(cmd) => ca::run(cmd),
         Command::Log(cmd) => crate::log_cli::run(cmd),
         Command::Verify(args) => crate::verify_cli::run(&args),
     }

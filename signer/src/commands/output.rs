@@ -16,7 +16,7 @@ macro_rules! say {
 pub(super) use say;
 
 /// If an answer says the change waits for approvals, say so and return true.
-pub(crate) fn print_if_pending(resp: &Value) -> Result<bool> {
+pub(super) fn print_if_pending(resp: &Value) -> Result<bool> {
     if resp.get("status").and_then(Value::as_str) != Some("pending") {
         return Ok(false);
     }
