@@ -47,7 +47,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
         https: cfg.listen.clone(),
         public_http: cfg.public_listen.clone(),
     };
-    let est = server::est::EstSettings {
+    let est = server::EstSettings {
         ca: cfg.est_ca.clone(),
         profile: cfg.est_profile.clone(),
     };

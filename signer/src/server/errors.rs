@@ -138,26 +138,6 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
     api.into()
 }
 
-/// Read a raw request body (a CSR, an OCSP request) up to `limit` bytes; larger bodies get the
-/// one JSON error shape with 413, as JSON bodies do.
-pub async fn read_body(
-    payload: actix_web::web::Payload,
-    limit: usize,
-) -> Result<actix_web::web::Bytes, ApiError> {
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(ApiError::bad_request(
-            "bad_body",
-            format!("the request body could not be read: {e}"),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )),
-    }
-}
-
 /// Installed as `QueryConfig::error_handler`.
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request("bad_query", format!("invalid query string: {err}")).into()

@@ -11,10 +11,10 @@ use hsm_core::Session;
 use zeroize::Zeroizing;
 
 use super::auth::{login, ClientCertificate};
-use super::ca_routes::issue_verdict;
+use super::ca_routes::issuance::issue_verdict;
 use super::errors::ApiError;
-use super::routes::{audited, ApiResult};
-use super::AppState;
+use super::handler::{audited, read_body, resource, ApiResult};
+use super::state::AppState;
 
 /// A base64 PKCS#10 body: a CSR is at most 8 KiB of DER.
 pub const EST_BODY_LIMIT: usize = 16 * 1024;
@@ -34,13 +34,6 @@ fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
         ))
         .insert_header(("Content-Transfer-Encoding", "base64"))
         .body(ca::pkcs7::base64_64(&der)))
-}
-
-/// The EST CA and profile of this instance (configurable; the development hierarchy's device CA
-/// by default).
-pub struct EstSettings {
-    pub ca: String,
-    pub profile: String,
 }
 
 /// `GET /.well-known/est/cacerts`: the issuing CA and the certificates above it.
@@ -137,7 +130,7 @@ async fn enroll(
         Ok(s) => s,
         Err(resp) => return Ok(resp),
     };
-    let body = super::errors::read_body(payload, EST_BODY_LIMIT).await?;
+    let body = read_body(payload, EST_BODY_LIMIT).await?;
     let action = if re {
         "est.simplereenroll"
     } else {
@@ -220,8 +213,8 @@ pub async fn simplereenroll(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/.well-known/est")
-            .service(super::resource("/cacerts").route(web::get().to(cacerts)))
-            .service(super::resource("/simpleenroll").route(web::post().to(simpleenroll)))
-            .service(super::resource("/simplereenroll").route(web::post().to(simplereenroll))),
+            .service(resource("/cacerts").route(web::get().to(cacerts)))
+            .service(resource("/simpleenroll").route(web::post().to(simpleenroll)))
+            .service(resource("/simplereenroll").route(web::post().to(simplereenroll))),
     );
 }

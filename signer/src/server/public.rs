@@ -7,8 +7,8 @@ use actix_web::{web, HttpResponse};
 use base64::Engine;
 
 use super::errors::ApiError;
-use super::routes::ApiResult;
-use super::AppState;
+use super::handler::{read_body, resource, ApiResult};
+use super::state::AppState;
 
 /// OCSP requests are small; RFC 6960 Appendix A.1 GETs carry them base64 in the URL.
 pub const OCSP_BODY_LIMIT: usize = 64 * 1024;
@@ -53,7 +53,7 @@ fn ocsp_reply(der: Vec<u8>) -> HttpResponse {
 }
 
 pub async fn ocsp_post(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
-    let body = super::errors::read_body(payload, OCSP_BODY_LIMIT).await?;
+    let body = read_body(payload, OCSP_BODY_LIMIT).await?;
     let st = state.clone();
     let der = web::block(move || st.pki.ocsp(&st.hsm, &body)).await?;
     Ok(ocsp_reply(der))
@@ -93,7 +93,7 @@ fn percent_decode(s: &str) -> String {
 /// `POST /tsa` (RFC 3161 over HTTP, `application/timestamp-query`): the signing CA's
 /// time-stamping authority.
 pub async fn tsa(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
-    let body = super::errors::read_body(payload, OCSP_BODY_LIMIT).await?;
+    let body = read_body(payload, OCSP_BODY_LIMIT).await?;
     let st = state.clone();
     let der = web::block(move || st.pki.timestamp(&st.hsm, &st.signing_ca, &body)).await?;
     Ok(HttpResponse::Ok()
@@ -103,11 +103,11 @@ pub async fn tsa(state: web::Data<AppState>, payload: web::Payload) -> ApiResult
 
 /// The routes both listeners serve.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/crl/{file}").route(web::get().to(crl)))
-        .service(super::resource("/ca/{file}").route(web::get().to(ca_cert)))
-        .service(super::resource("/ocsp").route(web::post().to(ocsp_post)))
-        .service(super::resource("/tsa").route(web::post().to(tsa)))
-        .service(super::resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
+    cfg.service(resource("/crl/{file}").route(web::get().to(crl)))
+        .service(resource("/ca/{file}").route(web::get().to(ca_cert)))
+        .service(resource("/ocsp").route(web::post().to(ocsp_post)))
+        .service(resource("/tsa").route(web::post().to(tsa)))
+        .service(resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
 }
 
 #[cfg(test)]

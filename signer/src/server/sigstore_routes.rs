@@ -4,8 +4,8 @@
 use actix_web::{web, HttpResponse};
 
 use super::errors::ApiError;
-use super::routes::ApiResult;
-use super::AppState;
+use super::handler::ApiResult;
+use super::state::AppState;
 
 /// `GET /api/v1/sigstore/trusted_root.json`: the Sigstore TrustedRoot (CA chain, log key, CT
 /// key, TSA chain).
