@@ -1,10 +1,10 @@
 //! `/api/v1/audit`: the audit log's records, its verification and its newest checkpoint.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{blocking, ApiResult};
 use super::state::AppState;
@@ -43,8 +43,7 @@ pub async fn audit_checkpoint(caller: Caller, state: web::Data<AppState>) -> Api
     match checkpoint {
         Some(c) => Ok(HttpResponse::Ok().json(c)),
         None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_checkpoint",
+            Code::NoCheckpoint,
             "the audit log has no signed checkpoint yet",
         )),
     }

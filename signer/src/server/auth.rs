@@ -2,13 +2,14 @@
 //! requests with one token pays for Argon2id once, not per request.
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use hsm_core::{Hsm, Session};
 use std::future::Future;
 use std::pin::Pin;
 use zeroize::Zeroizing;
 
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::AppState;
 
@@ -59,8 +60,7 @@ impl FromRequest for Caller {
 fn bearer_token(req: &HttpRequest) -> Result<Zeroizing<String>, ApiError> {
     let unauthenticated = || {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            Code::Unauthenticated,
             "missing or malformed credential: send 'Authorization: Bearer <token>'",
         )
     };

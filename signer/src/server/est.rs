@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use super::auth::{login, ClientCertificate};
 use super::ca_routes::issuance::issue_verdict;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audited, read_body, resource, ApiResult};
 use super::state::AppState;
@@ -22,7 +23,7 @@ pub const EST_BODY_LIMIT: usize = 16 * 1024;
 fn unauthorized(msg: &str) -> HttpResponse {
     HttpResponse::build(StatusCode::UNAUTHORIZED)
         .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"kagi EST\""))
-        .json(serde_json::json!({"error": {"code": "unauthenticated", "message": msg}}))
+        .json(serde_json::json!({"error": {"code": Code::Unauthenticated.as_str(), "message": msg}}))
 }
 
 fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
@@ -113,8 +114,8 @@ fn csr_from_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     base64::engine::general_purpose::STANDARD
         .decode(&compact)
         .map_err(|_| {
-            ApiError::bad_request(
-                "bad_csr",
+            ApiError::new(
+                Code::BadCsr,
                 "the body must be a base64-encoded DER PKCS#10 request (Content-Type: application/pkcs10)",
             )
         })
@@ -166,8 +167,8 @@ async fn enroll(
                 .latest_certificate(&ca_name, &st.est.profile, &sess.actor(), Some(&subject))?
                 .is_none()
             {
-                return Err(ApiError::bad_request(
-                    "not_renewable",
+                return Err(ApiError::new(
+                    Code::NotRenewable,
                     format!(
                         "no current certificate for '{subject}' was issued to {}: use simpleenroll",
                         sess.name

@@ -1,11 +1,11 @@
 //! What every HTTP handler shares: the result type, hsm-core calls on the blocking pool, refusals
 //! that leave an audit record, answers that wait for approvals, request times and raw bodies.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use hsm_core::{Gated, Hsm, Session};
 use serde_json::json;
 
+use super::error_codes::Code;
 use super::errors::{self, ApiError};
 use super::state::AppState;
 
@@ -49,8 +49,8 @@ pub(super) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|_| {
-            ApiError::bad_request(
-                "bad_time",
+            ApiError::new(
+                Code::BadTime,
                 format!("{field} must be an RFC 3339 time such as 2030-01-01T00:00:00Z"),
             )
         })
@@ -76,13 +76,12 @@ pub(super) async fn read_body(
 ) -> Result<actix_web::web::Bytes, ApiError> {
     match payload.to_bytes_limited(limit).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(ApiError::bad_request(
-            "bad_body",
+        Ok(Err(e)) => Err(ApiError::new(
+            Code::BadBody,
             format!("the request body could not be read: {e}"),
         )),
         Err(_) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            Code::PayloadTooLarge,
             format!("the request body is larger than the limit of {limit} bytes"),
         )),
     }

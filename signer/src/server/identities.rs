@@ -7,6 +7,7 @@ use serde_json::json;
 use std::str::FromStr;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audited, blocking, parse_time, ApiResult};
 use super::state::AppState;
@@ -132,8 +133,8 @@ pub async fn create_identity(
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "bad_request",
+                    ApiError::new(
+                        Code::BadRequest,
                         "'client_cert_sha256' must be the 64 hex digits of the certificate's SHA-256",
                     )
                 })

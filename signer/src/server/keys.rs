@@ -8,6 +8,7 @@ use serde_json::json;
 use std::str::FromStr;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audited, blocking, gated, parse_time, ApiResult};
 use super::state::AppState;
@@ -42,8 +43,8 @@ pub struct KeyBody {
 impl KeyBody {
     fn spec(&self) -> Result<KeySpec, ApiError> {
         if RESERVED_KEY_NAMES.contains(&self.name.as_str()) {
-            return Err(ApiError::bad_request(
-                "reserved_name",
+            return Err(ApiError::new(
+                Code::ReservedName,
                 format!(
                     "'{}' is reserved for the key import routes: pick another name",
                     self.name
@@ -82,8 +83,8 @@ pub async fn create_key(
 ) -> ApiResult {
     let Caller(session) = caller;
     let checked = match body.wrapped {
-        Some(_) => Err(ApiError::bad_request(
-            "bad_request",
+        Some(_) => Err(ApiError::new(
+            Code::BadRequest,
             "'wrapped' belongs to POST /api/v1/keys/import, not to key creation",
         )),
         None => body.spec(),
@@ -104,11 +105,11 @@ pub async fn import_key(
     let Caller(session) = caller;
     let checked = body.spec().and_then(|spec| {
         let wrapped = body.wrapped.as_deref().ok_or_else(|| {
-            ApiError::bad_request("bad_request", "'wrapped' (base64) is required")
+            ApiError::new(Code::BadRequest, "'wrapped' (base64) is required")
         })?;
         let wrapped = base64::engine::general_purpose::STANDARD
             .decode(wrapped)
-            .map_err(|_| ApiError::bad_request("bad_base64", "'wrapped' is not valid base64"))?;
+            .map_err(|_| ApiError::new(Code::BadBase64, "'wrapped' is not valid base64"))?;
         Ok((spec, wrapped))
     });
     let (spec, wrapped) = match checked {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{blocking, resource, ApiResult};
 use super::state::AppState;
@@ -26,8 +27,7 @@ pub async fn checkpoint(state: web::Data<AppState>, q: web::Query<SizeQuery>) ->
             .insert_header(("Cache-Control", "no-cache"))
             .body(c.note)),
         None => Err(ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "no_checkpoint",
+            Code::NoCheckpoint,
             "the transparency log has no checkpoint at that size (none yet, or the size is not one a batch ended at)",
         )),
     }

@@ -4,6 +4,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod ca_routes;
+mod error_codes;
 mod errors;
 mod est;
 mod handler;

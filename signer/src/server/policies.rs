@@ -5,6 +5,7 @@ use hsm_core::QuorumRule;
 use serde_json::json;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audited, blocking, gated, read_body, ApiResult};
 use super::state::AppState;
@@ -29,13 +30,13 @@ pub async fn submit_policy(
     let Caller(session) = caller;
     let body = read_body(payload, POLICY_LIMIT).await?;
     let text = String::from_utf8(body.to_vec()).map_err(|_| {
-        ApiError::bad_request("policy_invalid", "the policy document is not UTF-8 text")
+        ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text")
     })?;
     let doc = match policy::PolicyDocument::parse(&text) {
         Ok(doc) => doc,
         Err(e) => {
-            let err = ApiError::bad_request(
-                "policy_invalid",
+            let err = ApiError::new(
+                Code::PolicyInvalid,
                 format!("the policy was rejected, nothing changed: {e}"),
             );
             return Err(audited(&state, &session, "policy.submit", err).await);

@@ -4,7 +4,6 @@
 //! With no active policy, hsm-core's roles alone decide (a fresh instance must be usable before
 //! anyone writes a policy); once one is active, a caller no rule allows is denied.
 
-use actix_web::http::StatusCode;
 use actix_web::web;
 use hsm_core::{Hsm, QuotaCharge, Session};
 use policy::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
@@ -13,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::state::AppState;
 
@@ -168,8 +168,7 @@ pub(super) async fn policy_denied(
         return ApiError::internal("the policy denial could not be audited");
     }
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "policy_denied",
+        Code::PolicyDenied,
         format!(
             "policy version {} does not allow {} to {action} {resource} (format {format}); decided by rule '{}'",
             v.version, session.name, v.decision.rule

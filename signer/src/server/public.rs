@@ -2,10 +2,10 @@
 //! Served on the HTTPS port and on the plain-HTTP listener: the responses are signed, and the
 //! URLs in issued certificates are http (RFC 5280 §4.2.1.13, RFC 6960 Appendix A).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{read_body, resource, ApiResult};
 use super::state::AppState;
@@ -16,8 +16,7 @@ pub const OCSP_BODY_LIMIT: usize = 64 * 1024;
 fn strip<'a>(file: &'a str, ext: &str) -> Result<&'a str, ApiError> {
     file.strip_suffix(ext).ok_or_else(|| {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            Code::NotFound,
             format!("ask for '<ca>{ext}'"),
         )
     })

@@ -9,6 +9,7 @@ use serde_json::json;
 use std::str::FromStr;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audited, blocking, ApiResult};
 use super::policy_gate::{decide, policy_denied, Verdict};
@@ -82,28 +83,28 @@ fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
     match body.format.as_deref().unwrap_or("raw") {
         "raw" if !body.timestamp => {}
         "raw" => {
-            return Err(ApiError::bad_request(
-                "bad_request",
+            return Err(ApiError::new(
+                Code::BadRequest,
                 "'timestamp' goes with format \"cms\" (a raw signature has nowhere to carry it)",
             ))
         }
         "cms" if body.wrapped_key.is_none() => {}
         "cms" => {
-            return Err(ApiError::bad_request(
-                "bad_request",
+            return Err(ApiError::new(
+                Code::BadRequest,
                 "format \"cms\" needs a key in the HSM with a certificate ('kagi key certify'), not a wrapped key",
             ))
         }
         "sigstore" if body.wrapped_key.is_none() => {}
         "sigstore" => {
-            return Err(ApiError::bad_request(
-                "bad_request",
+            return Err(ApiError::new(
+                Code::BadRequest,
                 "format \"sigstore\" needs a key in the HSM (its certificate names the caller), not a wrapped key",
             ))
         }
         other => {
-            return Err(ApiError::bad_request(
-                "unsupported_format",
+            return Err(ApiError::new(
+                Code::UnsupportedFormat,
                 format!(
                     "signature format '{}' is not supported: use \"raw\", \"cms\" or \"sigstore\"",
                     other.chars().take(32).collect::<String>()
@@ -112,8 +113,8 @@ fn sign_request(body: &SignBody) -> Result<SignRequest, ApiError> {
         }
     }
     let digest = hex::decode(body.digest.trim()).map_err(|_| {
-        ApiError::bad_request(
-            "bad_digest",
+        ApiError::new(
+            Code::BadDigest,
             "'digest' must be the hex of the precomputed digest",
         )
     })?;
@@ -150,8 +151,8 @@ pub async fn sign(
         (Some(label), None) => label.clone(),
         (None, Some(_)) => WRAPPED_KEY_RESOURCE.to_string(),
         _ => {
-            let e = ApiError::bad_request(
-                "bad_request",
+            let e = ApiError::new(
+                Code::BadRequest,
                 "name exactly one of 'key' (a key in the HSM) or 'wrapped_key' (base64, with 'alg')",
             );
             return Err(audited(&state, &session, "key.use", e).await);
@@ -277,11 +278,11 @@ pub async fn sign(
 
 fn wrapped_key_parts(wrapped: &str, alg: Option<&str>) -> Result<(Algorithm, Vec<u8>), ApiError> {
     let alg = alg.ok_or_else(|| {
-        ApiError::bad_request("bad_request", "'alg' is required with 'wrapped_key'")
+        ApiError::new(Code::BadRequest, "'alg' is required with 'wrapped_key'")
     })?;
     let alg = Algorithm::from_str(alg)?;
     let wrapped = base64::engine::general_purpose::STANDARD
         .decode(wrapped.trim())
-        .map_err(|_| ApiError::bad_request("bad_base64", "'wrapped_key' is not valid base64"))?;
+        .map_err(|_| ApiError::new(Code::BadBase64, "'wrapped_key' is not valid base64"))?;
     Ok((alg, wrapped))
 }

@@ -1,6 +1,5 @@
 //! Issued certificates (read, list, revoke) and signing keys' code-signing certificates.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use ca::Issued;
 use serde::Deserialize;
@@ -9,6 +8,7 @@ use serde_json::json;
 use super::issuance::{issued_json, validity_of};
 use super::{audited_reason, pem, RevokeBody};
 use crate::server::auth::Caller;
+use crate::server::error_codes::Code;
 use crate::server::errors::ApiError;
 use crate::server::handler::{audited, blocking, ApiResult};
 use crate::server::state::AppState;
@@ -29,8 +29,7 @@ pub async fn get_certificate(
             Ok(HttpResponse::Ok().json(v))
         }
         None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            Code::NotFound,
             format!(
                 "no certificate with serial {} ('kagi ca certs CA' lists them)",
                 serial.chars().take(64).collect::<String>()
@@ -79,8 +78,8 @@ pub async fn revoke_certificate(
     let body = body.into_inner();
     let reason = audited_reason(&state, &session, &body.reason, "ca.revoke_certificate").await?;
     if body.approval.is_some() {
-        return Err(ApiError::bad_request(
-            "bad_request",
+        return Err(ApiError::new(
+            Code::BadRequest,
             "revoking an end-entity certificate needs no approval; 'approval' is for CAs",
         ));
     }
@@ -163,8 +162,7 @@ pub async fn key_certificate(
             Ok(HttpResponse::Ok().json(issued_json(&state, &issued, &kc.chain)))
         }
         None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_certificate",
+            Code::NoCertificate,
             format!("key '{label}' has no current code-signing certificate: 'kagi key certify {label}' makes one"),
         )),
     }

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use super::pem;
 use crate::server::auth::Caller;
+use crate::server::error_codes::Code;
 use crate::server::errors::ApiError;
 use crate::server::handler::{audited, read_body, ApiResult};
 use crate::server::policy_gate::{decide, policy_denied, Verdict};
@@ -83,8 +84,8 @@ pub(super) fn validity_of(v: &Option<serde_json::Value>) -> Result<Option<Days>,
         Some(v) => serde_json::from_value::<Days>(v.clone())
             .map(Some)
             .map_err(|_| {
-                ApiError::bad_request(
-                    "bad_validity",
+                ApiError::new(
+                    Code::BadValidity,
                     "'validity_days' is a number of days or \"forever\"",
                 )
             }),
@@ -136,8 +137,8 @@ pub async fn issue(
         match serde_json::from_slice::<IssueJson>(&body) {
             Ok(j) => (j.csr.into_bytes(), j.validity_days),
             Err(e) => {
-                let e = ApiError::bad_request(
-                    "bad_json",
+                let e = ApiError::new(
+                    Code::BadJson,
                     format!("the request body is not valid: {e}"),
                 );
                 return Err(audited(&state, &session, "ca.issue", e).await);
@@ -217,8 +218,8 @@ pub async fn issue_batch(
     let (ca_name, profile) = path.into_inner();
     let body = body.into_inner();
     if body.csrs.is_empty() || body.csrs.len() > MAX_BATCH {
-        let e = ApiError::bad_request(
-            "bad_batch",
+        let e = ApiError::new(
+            Code::BadBatch,
             format!("'csrs' holds 1 to {MAX_BATCH} CSRs; split larger batches"),
         );
         return Err(audited(&state, &session, "ca.issue_batch", e).await);

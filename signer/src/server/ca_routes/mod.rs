@@ -9,6 +9,7 @@ use serde_json::json;
 use std::str::FromStr;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audited, blocking, ApiResult};
 use super::state::AppState;
@@ -149,8 +150,8 @@ pub struct RevokeBody {
 
 fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
     let bad = || {
-        ApiError::bad_request(
-            "bad_reason",
+        ApiError::new(
+            Code::BadReason,
             "'reason' is an RFC 5280 CRLReason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise (or its code; revocations are permanent, so no certificateHold)",
         )
     };
