@@ -324,7 +324,11 @@ mod tests {
     fn every_code_is_registered_and_documented() {
         let mut seen = std::collections::BTreeSet::new();
         for c in Code::ALL {
-            assert!(seen.insert(c.as_str()), "{} is registered twice", c.as_str());
+            assert!(
+                seen.insert(c.as_str()),
+                "{} is registered twice",
+                c.as_str()
+            );
         }
         // Codes that come as strings keep the status their error class gave them before the
         // registry existed.
@@ -360,6 +364,9 @@ mod tests {
             .iter()
             .filter_map(|c| c.get("const").and_then(serde_json::Value::as_str))
             .collect();
-        assert_eq!(documented, seen, "the OpenAPI document and the registry differ");
+        assert_eq!(
+            documented, seen,
+            "the OpenAPI document and the registry differ"
+        );
     }
 }

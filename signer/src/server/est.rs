@@ -14,7 +14,7 @@ use super::auth::{login, ClientCertificate};
 use super::ca_routes::issuance::issue_verdict;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audited, read_body, resource, ApiResult};
+use super::handler::{audit_refusal, blocking_with_state, read_body, resource, ApiResult};
 use super::state::AppState;
 
 /// A base64 PKCS#10 body: a CSR is at most 8 KiB of DER.
@@ -23,7 +23,9 @@ pub const EST_BODY_LIMIT: usize = 16 * 1024;
 fn unauthorized(msg: &str) -> HttpResponse {
     HttpResponse::build(StatusCode::UNAUTHORIZED)
         .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"kagi EST\""))
-        .json(serde_json::json!({"error": {"code": Code::Unauthenticated.as_str(), "message": msg}}))
+        .json(
+            serde_json::json!({"error": {"code": Code::Unauthenticated.as_str(), "message": msg}}),
+        )
 }
 
 fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
@@ -39,10 +41,7 @@ fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
 
 /// `GET /.well-known/est/cacerts`: the issuing CA and the certificates above it.
 pub async fn cacerts(state: web::Data<AppState>) -> ApiResult {
-    let st = state.clone();
-    let chain =
-        web::block(move || -> Result<_, ApiError> { Ok(st.pki.chain(&st.hsm, &st.est.ca)?) })
-            .await??;
+    let chain = blocking_with_state(&state, |st| Ok(st.pki.chain(&st.hsm, &st.est.ca)?)).await?;
     pkcs7_reply(&chain)
 }
 
@@ -139,10 +138,7 @@ async fn enroll(
     };
     let profile = state.est.profile.clone();
     let verdict = issue_verdict(&state, &session, &profile, &req).await?;
-    let csr = match csr_from_body(&body) {
-        Ok(c) => c,
-        Err(e) => return Err(audited(&state, &session, action, e).await),
-    };
+    let csr = audit_refusal(&state, &session, action, csr_from_body(&body)).await?;
     let quotas = verdict
         .as_ref()
         .map(|v| v.quotas.clone())
@@ -152,9 +148,8 @@ async fn enroll(
         "policy_version": verdict.as_ref().map(|v| v.version),
         "policy_rule": verdict.as_ref().map(|v| v.decision.rule.clone()),
     });
-    let st = state.clone();
     let sess = session.clone();
-    let result = web::block(move || -> Result<_, ApiError> {
+    let result = blocking_with_state(&state, move |st| {
         let ca_name = st.est.ca.clone();
         if re {
             // RFC 7030 §4.2.2: re-enrollment renews a certificate the client already holds,
@@ -188,11 +183,9 @@ async fn enroll(
         )?;
         Ok(issued.der)
     })
-    .await?;
-    match result {
-        Ok(der) => pkcs7_reply(&[der]),
-        Err(e) => Err(audited(&state, &session, action, e).await),
-    }
+    .await;
+    let der = audit_refusal(&state, &session, action, result).await?;
+    pkcs7_reply(&[der])
 }
 
 pub async fn simpleenroll(

@@ -3,10 +3,12 @@
 
 use actix_web::{web, HttpResponse};
 use hsm_core::{Gated, Hsm, Session};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::error_codes::Code;
 use super::errors::{self, ApiError};
+use super::policy_gate::Verdict;
 use super::state::AppState;
 
 pub(super) type ApiResult = Result<HttpResponse, ApiError>;
@@ -21,6 +23,35 @@ where
     Ok(web::block(move || f(&hsm)).await??)
 }
 
+/// Runs blocking work that needs more of the state than the HSM (the CA service, the policy
+/// cache, the settings) off the async workers.
+pub(super) async fn blocking_with_state<T, F>(
+    state: &web::Data<AppState>,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let state = state.clone();
+    web::block(move || f(&state)).await?
+}
+
+/// Writes an audit record of the service's own (hsm-core writes those of its calls); false
+/// when it could not be written.
+pub(super) async fn record_event(
+    hsm: &Hsm,
+    actor: String,
+    action: &str,
+    outcome: &str,
+    detail: Value,
+) -> bool {
+    let hsm = hsm.clone();
+    let (action, outcome) = (action.to_string(), outcome.to_string());
+    let recorded = web::block(move || hsm.record_event(&actor, &action, &outcome, detail)).await;
+    matches!(recorded, Ok(Ok(())))
+}
+
 /// Rejections found by the service itself (hsm-core audits its own) are recorded too, so a
 /// caller probing the API with malformed requests leaves a trace.
 pub(super) async fn audited(
@@ -30,18 +61,62 @@ pub(super) async fn audited(
     err: ApiError,
 ) -> ApiError {
     if err.is_bad_input() {
-        let actor = session.actor();
-        let action = action.to_string();
         let detail = json!({ "code": err.code() });
         let outcome = format!("denied:{}", err.code());
-        let hsm = state.hsm.clone();
-        let recorded =
-            web::block(move || hsm.record_event(&actor, &action, &outcome, detail)).await;
-        if !matches!(recorded, Ok(Ok(()))) {
+        if !record_event(&state.hsm, session.actor(), action, &outcome, detail).await {
             log::warn!("could not audit a rejected request ({})", err.code());
         }
     }
     err
+}
+
+/// `checked` as it is, or its refusal audited as `action` (see [`audited`]).
+pub(super) async fn audit_refusal<T, E: Into<ApiError>>(
+    state: &AppState,
+    session: &Session,
+    action: &str,
+    checked: Result<T, E>,
+) -> Result<T, ApiError> {
+    match checked {
+        Ok(v) => Ok(v),
+        Err(e) => Err(audited(state, session, action, e.into()).await),
+    }
+}
+
+/// Audit a policy denial (identity, action, resource, deciding rule) and answer 403.
+pub(super) async fn policy_denied(
+    state: &AppState,
+    session: &Session,
+    action: &str,
+    resource: &str,
+    format: &str,
+    v: &Verdict,
+) -> ApiError {
+    let detail = json!({
+        "identity": session.name, "kind": session.kind.as_str(), "action": action,
+        "resource": resource, "format": format, "rule": v.decision.rule,
+        "policy_version": v.version, "decision": "deny",
+    });
+    let recorded = record_event(
+        &state.hsm,
+        session.actor(),
+        "policy.decision",
+        "denied:policy_denied",
+        detail,
+    )
+    .await;
+    if !recorded {
+        // Invariant 3: a decision that cannot be recorded is not released as anything but a
+        // failure.
+        return ApiError::internal("the policy denial could not be audited");
+    }
+    ApiError::new(
+        Code::PolicyDenied,
+        format!(
+            "policy version {} does not allow {} to {action} {resource} (format {format}); decided by rule '{}'",
+            v.version, session.name, v.decision.rule
+        ),
+    )
 }
 
 /// An RFC 3339 request field as unix seconds.
@@ -58,14 +133,16 @@ pub(super) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
 
 /// The answer to a change that may wait for approvals: 200 with its result, or 202 with the
 /// approval request.
-pub(super) fn gated<T: serde::Serialize>(g: Gated<T>) -> HttpResponse {
+pub(super) fn gated<T: Serialize>(g: Gated<T>) -> HttpResponse {
     match g {
         Gated::Done(v) => HttpResponse::Ok().json(json!({ "status": "done", "result": v })),
-        // 202: accepted, waits for approvals.
-        Gated::Pending(req) => {
-            HttpResponse::Accepted().json(json!({ "status": "pending", "approval": req }))
-        }
+        Gated::Pending(req) => pending(req),
     }
+}
+
+/// 202: the change was accepted and waits for the approvals `req` asks for.
+pub(super) fn pending(req: impl Serialize) -> HttpResponse {
+    HttpResponse::Accepted().json(json!({ "status": "pending", "approval": req }))
 }
 
 /// Read a raw request body (a CSR, an OCSP request) up to `limit` bytes; larger bodies get the

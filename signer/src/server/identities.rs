@@ -9,7 +9,7 @@ use std::str::FromStr;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audited, blocking, parse_time, ApiResult};
+use super::handler::{audit_refusal, blocking, parse_time, ApiResult};
 use super::state::AppState;
 
 // ------------------------------------------------------------------ credentials
@@ -31,15 +31,12 @@ pub async fn create_credential(
 ) -> ApiResult {
     let Caller(session) = caller;
     let body = body.into_inner();
-    let roles = match body
+    let roles = body
         .roles
         .iter()
         .map(|r| Role::from_str(r))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(roles) => roles,
-        Err(e) => return Err(audited(&state, &session, "credential.create", e.into()).await),
-    };
+        .collect::<Result<Vec<_>, _>>();
+    let roles = audit_refusal(&state, &session, "credential.create", roles).await?;
     let (info, token) = blocking(&state.hsm, move |h| match &body.partition {
         Some(p) => h.create_credential_in(&session, p, &body.name, &roles),
         None => h.create_credential(&session, &body.name, &roles),

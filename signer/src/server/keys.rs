@@ -10,7 +10,7 @@ use std::str::FromStr;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audited, blocking, gated, parse_time, ApiResult};
+use super::handler::{audit_refusal, blocking, gated, parse_time, pending, ApiResult};
 use super::state::AppState;
 use crate::pem::public_key_pem;
 
@@ -89,10 +89,7 @@ pub async fn create_key(
         )),
         None => body.spec(),
     };
-    let spec = match checked {
-        Ok(spec) => spec,
-        Err(e) => return Err(audited(&state, &session, "key.generate", e).await),
-    };
+    let spec = audit_refusal(&state, &session, "key.generate", checked).await?;
     let info = blocking(&state.hsm, move |h| h.create_key(&session, &spec)).await?;
     Ok(HttpResponse::Created().json(info))
 }
@@ -104,18 +101,16 @@ pub async fn import_key(
 ) -> ApiResult {
     let Caller(session) = caller;
     let checked = body.spec().and_then(|spec| {
-        let wrapped = body.wrapped.as_deref().ok_or_else(|| {
-            ApiError::new(Code::BadRequest, "'wrapped' (base64) is required")
-        })?;
+        let wrapped = body
+            .wrapped
+            .as_deref()
+            .ok_or_else(|| ApiError::new(Code::BadRequest, "'wrapped' (base64) is required"))?;
         let wrapped = base64::engine::general_purpose::STANDARD
             .decode(wrapped)
             .map_err(|_| ApiError::new(Code::BadBase64, "'wrapped' is not valid base64"))?;
         Ok((spec, wrapped))
     });
-    let (spec, wrapped) = match checked {
-        Ok(v) => v,
-        Err(e) => return Err(audited(&state, &session, "key.import", e).await),
-    };
+    let (spec, wrapped) = audit_refusal(&state, &session, "key.import", checked).await?;
     let info = blocking(&state.hsm, move |h| h.import_key(&session, &spec, &wrapped)).await?;
     Ok(HttpResponse::Created().json(info))
 }
@@ -186,9 +181,7 @@ pub async fn export_wrapped(
             "mechanism": hsm_core::WRAP_MECHANISM,
         })),
         // Under a quorum: the requester collects the wrapped key from the approved request.
-        hsm_core::Gated::Pending(req) => {
-            HttpResponse::Accepted().json(json!({ "status": "pending", "approval": req }))
-        }
+        hsm_core::Gated::Pending(req) => pending(req),
     })
 }
 

@@ -1,4 +1,9 @@
 //! The HTTPS service: routing, body limits and error handlers.
+//!
+//! One module per resource (`keys`, `sign`, `audit`, `identities`, `policies`, `approvals`,
+//! `ca_routes`, `est`, `public`, `log_routes`, `sigstore_routes`, `system`); what their handlers
+//! share is in `handler` (blocking calls, audited refusals, times, raw bodies), the state they
+//! receive in `state`, the one error shape in `errors` and its codes in `error_codes`.
 
 mod approvals;
 mod audit;
@@ -163,8 +168,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(ca_routes::certificates::certify_key)),
             )
             .service(
-                resource("/keys/{name}/export-wrapped")
-                    .route(web::post().to(keys::export_wrapped)),
+                resource("/keys/{name}/export-wrapped").route(web::post().to(keys::export_wrapped)),
             )
             .service(resource("/sign").route(web::post().to(sign::sign)))
             .service(
@@ -190,8 +194,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(identities::create_partition)),
             )
             .service(
-                resource("/keys/{name}/usage-limit")
-                    .route(web::put().to(keys::set_usage_limit)),
+                resource("/keys/{name}/usage-limit").route(web::put().to(keys::set_usage_limit)),
             )
             .service(
                 resource("/identities")
@@ -243,7 +246,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/profiles").route(web::get().to(ca_routes::list_profiles)))
             .service(
-                resource("/certificates/{serial}").route(web::get().to(ca_routes::certificates::get_certificate)),
+                resource("/certificates/{serial}")
+                    .route(web::get().to(ca_routes::certificates::get_certificate)),
             )
             .service(
                 resource("/certificates/{serial}/revoke")

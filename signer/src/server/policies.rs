@@ -7,7 +7,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audited, blocking, gated, read_body, ApiResult};
+use super::handler::{audit_refusal, blocking, gated, read_body, ApiResult};
 use super::state::AppState;
 
 /// Policy documents are TOML sent as the raw request body; this bounds them.
@@ -29,19 +29,15 @@ pub async fn submit_policy(
 ) -> ApiResult {
     let Caller(session) = caller;
     let body = read_body(payload, POLICY_LIMIT).await?;
-    let text = String::from_utf8(body.to_vec()).map_err(|_| {
-        ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text")
-    })?;
-    let doc = match policy::PolicyDocument::parse(&text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let err = ApiError::new(
-                Code::PolicyInvalid,
-                format!("the policy was rejected, nothing changed: {e}"),
-            );
-            return Err(audited(&state, &session, "policy.submit", err).await);
-        }
-    };
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text"))?;
+    let parsed = policy::PolicyDocument::parse(&text).map_err(|e| {
+        ApiError::new(
+            Code::PolicyInvalid,
+            format!("the policy was rejected, nothing changed: {e}"),
+        )
+    });
+    let doc = audit_refusal(&state, &session, "policy.submit", parsed).await?;
     let quorum = quorum_of(&doc);
     let stored = blocking(&state.hsm, move |h| {
         h.submit_policy(&session, &text, quorum)

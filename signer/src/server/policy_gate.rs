@@ -4,17 +4,13 @@
 //! With no active policy, hsm-core's roles alone decide (a fresh instance must be usable before
 //! anyone writes a policy); once one is active, a caller no rule allows is denied.
 
-use actix_web::web;
 use hsm_core::{Hsm, QuotaCharge, Session};
 use policy::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
-use serde_json::json;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::error_codes::Code;
 use super::errors::ApiError;
-use super::state::AppState;
 
 /// How stale the cached version may get before the store is asked again: bounds how long a
 /// policy activated by another kagi process takes to apply here.
@@ -141,37 +137,4 @@ pub fn decide(
         quotas,
         version: active.version,
     }
-}
-
-/// Audit a policy denial (identity, action, resource, deciding rule) and answer 403.
-pub(super) async fn policy_denied(
-    state: &AppState,
-    session: &Session,
-    action: &str,
-    resource: &str,
-    format: &str,
-    v: &Verdict,
-) -> ApiError {
-    let detail = json!({
-        "identity": session.name, "kind": session.kind.as_str(), "action": action,
-        "resource": resource, "format": format, "rule": v.decision.rule,
-        "policy_version": v.version, "decision": "deny",
-    });
-    let (hsm, actor) = (state.hsm.clone(), session.actor());
-    let recorded = web::block(move || {
-        hsm.record_event(&actor, "policy.decision", "denied:policy_denied", detail)
-    })
-    .await;
-    if !matches!(recorded, Ok(Ok(()))) {
-        // Invariant 3: a decision that cannot be recorded is not released as anything but a
-        // failure.
-        return ApiError::internal("the policy denial could not be audited");
-    }
-    ApiError::new(
-        Code::PolicyDenied,
-        format!(
-            "policy version {} does not allow {} to {action} {resource} (format {format}); decided by rule '{}'",
-            v.version, session.name, v.decision.rule
-        ),
-    )
 }

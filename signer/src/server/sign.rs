@@ -11,8 +11,8 @@ use std::str::FromStr;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audited, blocking, ApiResult};
-use super::policy_gate::{decide, policy_denied, Verdict};
+use super::handler::{audited, blocking, policy_denied, ApiResult};
+use super::policy_gate::{decide, Verdict};
 use super::state::AppState;
 
 #[derive(Deserialize)]
@@ -277,9 +277,8 @@ pub async fn sign(
 }
 
 fn wrapped_key_parts(wrapped: &str, alg: Option<&str>) -> Result<(Algorithm, Vec<u8>), ApiError> {
-    let alg = alg.ok_or_else(|| {
-        ApiError::new(Code::BadRequest, "'alg' is required with 'wrapped_key'")
-    })?;
+    let alg =
+        alg.ok_or_else(|| ApiError::new(Code::BadRequest, "'alg' is required with 'wrapped_key'"))?;
     let alg = Algorithm::from_str(alg)?;
     let wrapped = base64::engine::general_purpose::STANDARD
         .decode(wrapped.trim())

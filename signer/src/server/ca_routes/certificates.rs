@@ -6,11 +6,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::issuance::{issued_json, validity_of};
-use super::{audited_reason, pem, RevokeBody};
+use super::{pem, reason_of, RevokeBody};
 use crate::server::auth::Caller;
 use crate::server::error_codes::Code;
 use crate::server::errors::ApiError;
-use crate::server::handler::{audited, blocking, ApiResult};
+use crate::server::handler::{audit_refusal, blocking, blocking_with_state, ApiResult};
 use crate::server::state::AppState;
 
 pub async fn get_certificate(
@@ -76,20 +76,20 @@ pub async fn revoke_certificate(
     let Caller(session) = caller;
     let serial = path.into_inner();
     let body = body.into_inner();
-    let reason = audited_reason(&state, &session, &body.reason, "ca.revoke_certificate").await?;
+    let reason = reason_of(&body.reason);
+    let reason = audit_refusal(&state, &session, "ca.revoke_certificate", reason).await?;
     if body.approval.is_some() {
         return Err(ApiError::new(
             Code::BadRequest,
             "revoking an end-entity certificate needs no approval; 'approval' is for CAs",
         ));
     }
-    let st = state.clone();
-    let (rec, crl_number) = web::block(move || -> Result<_, ApiError> {
+    let (rec, crl_number) = blocking_with_state(&state, move |st| {
         let rec = st.hsm.revoke_certificate(&session, &serial, reason)?;
         let crl = st.pki.regenerate_crl(&st.hsm, &rec.ca_name)?;
         Ok((rec, crl.number))
     })
-    .await??;
+    .await?;
     let mut v = serde_json::to_value(&rec).unwrap_or_default();
     v["crl_number"] = json!(crl_number);
     Ok(HttpResponse::Ok().json(v))
@@ -118,12 +118,9 @@ pub async fn certify_key(
     let Caller(session) = caller;
     let label = path.into_inner();
     let body = body.into_inner();
-    let validity = match validity_of(&body.validity_days) {
-        Ok(v) => v,
-        Err(e) => return Err(audited(&state, &session, "key.certify", e).await),
-    };
-    let st = state.clone();
-    let (issued, chain) = web::block(move || -> Result<_, ApiError> {
+    let validity = validity_of(&body.validity_days);
+    let validity = audit_refusal(&state, &session, "key.certify", validity).await?;
+    let (issued, chain) = blocking_with_state(&state, move |st| {
         let issued = st.pki.certify_key(
             &st.hsm,
             &session,
@@ -135,7 +132,7 @@ pub async fn certify_key(
         let chain = st.pki.chain(&st.hsm, &issued.record.ca_name)?;
         Ok((issued, chain))
     })
-    .await??;
+    .await?;
     Ok(HttpResponse::Created().json(issued_json(&state, &issued, &chain)))
 }
 
@@ -148,11 +145,10 @@ pub async fn key_certificate(
     let Caller(session) = caller;
     let label = path.into_inner();
     let l2 = label.clone();
-    let st = state.clone();
-    let found = web::block(move || -> Result<_, ApiError> {
+    let found = blocking_with_state(&state, move |st| {
         Ok(st.pki.key_certificate(&st.hsm, &session, &l2)?)
     })
-    .await??;
+    .await?;
     match found {
         Some(kc) => {
             let issued = Issued {

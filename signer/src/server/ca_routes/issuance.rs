@@ -14,8 +14,10 @@ use super::pem;
 use crate::server::auth::Caller;
 use crate::server::error_codes::Code;
 use crate::server::errors::ApiError;
-use crate::server::handler::{audited, read_body, ApiResult};
-use crate::server::policy_gate::{decide, policy_denied, Verdict};
+use crate::server::handler::{
+    audit_refusal, audited, blocking_with_state, policy_denied, read_body, record_event, ApiResult,
+};
+use crate::server::policy_gate::{decide, Verdict};
 use crate::server::state::AppState;
 
 /// Largest batch: 10,000 CSRs of a few hundred bytes each.
@@ -38,8 +40,8 @@ pub(in crate::server) async fn issue_verdict(
     http: &HttpRequest,
 ) -> Result<Option<Verdict>, ApiError> {
     let ip = http.peer_addr().map(|a| a.ip());
-    let (st, sess, p) = (state.clone(), session.clone(), profile.to_string());
-    let verdict = web::block(move || -> Result<Option<Verdict>, ApiError> {
+    let (sess, p) = (session.clone(), profile.to_string());
+    let verdict = blocking_with_state(state, move |st| {
         Ok(st.policy.active(&st.hsm)?.map(|active| {
             decide(
                 &active,
@@ -51,7 +53,7 @@ pub(in crate::server) async fn issue_verdict(
             )
         }))
     })
-    .await??;
+    .await?;
     if let Some(v) = &verdict {
         if !v.decision.allowed {
             return Err(policy_denied(
@@ -134,16 +136,11 @@ pub async fn issue(
     let (ca_name, profile) = path.into_inner();
     let verdict = issue_verdict(&state, &session, &profile, &http).await?;
     let (csr, validity) = if body.trim_ascii_start().starts_with(b"{") {
-        match serde_json::from_slice::<IssueJson>(&body) {
-            Ok(j) => (j.csr.into_bytes(), j.validity_days),
-            Err(e) => {
-                let e = ApiError::new(
-                    Code::BadJson,
-                    format!("the request body is not valid: {e}"),
-                );
-                return Err(audited(&state, &session, "ca.issue", e).await);
-            }
-        }
+        let parsed = serde_json::from_slice::<IssueJson>(&body).map_err(|e| {
+            ApiError::new(Code::BadJson, format!("the request body is not valid: {e}"))
+        });
+        let j = audit_refusal(&state, &session, "ca.issue", parsed).await?;
+        (j.csr.into_bytes(), j.validity_days)
     } else {
         (
             body.to_vec(),
@@ -153,18 +150,14 @@ pub async fn issue(
             }),
         )
     };
-    let validity = match validity_of(&validity) {
-        Ok(v) => v,
-        Err(e) => return Err(audited(&state, &session, "ca.issue", e).await),
-    };
+    let validity = audit_refusal(&state, &session, "ca.issue", validity_of(&validity)).await?;
     let quotas = verdict
         .as_ref()
         .map(|v| v.quotas.clone())
         .unwrap_or_default();
     let detail = audit_detail(&verdict, &session);
-    let st = state.clone();
     let sess = session.clone();
-    let result = web::block(move || -> Result<_, ApiError> {
+    let result = blocking_with_state(&state, move |st| {
         let issued = st.pki.issue(
             &st.hsm,
             &sess,
@@ -178,11 +171,8 @@ pub async fn issue(
         let chain = st.pki.chain(&st.hsm, &ca_name)?;
         Ok((issued, chain))
     })
-    .await?;
-    let (issued, chain) = match result {
-        Ok(v) => v,
-        Err(e) => return Err(audited(&state, &session, "ca.issue", e).await),
-    };
+    .await;
+    let (issued, chain) = audit_refusal(&state, &session, "ca.issue", result).await?;
     let wants_der = http
         .headers()
         .get(actix_web::http::header::ACCEPT)
@@ -224,20 +214,17 @@ pub async fn issue_batch(
         );
         return Err(audited(&state, &session, "ca.issue_batch", e).await);
     }
-    let validity = match validity_of(&body.validity_days) {
-        Ok(v) => v,
-        Err(e) => return Err(audited(&state, &session, "ca.issue_batch", e).await),
-    };
+    let validity = validity_of(&body.validity_days);
+    let validity = audit_refusal(&state, &session, "ca.issue_batch", validity).await?;
     let verdict = issue_verdict(&state, &session, &profile, &http).await?;
     let quotas = verdict
         .as_ref()
         .map(|v| v.quotas.clone())
         .unwrap_or_default();
     let detail = audit_detail(&verdict, &session);
-    let st = state.clone();
     let sess = session.clone();
     let ca2 = ca_name.clone();
-    let (results, chain) = web::block(move || -> Result<_, ApiError> {
+    let (results, chain) = blocking_with_state(&state, move |st| {
         let chain = st.pki.chain(&st.hsm, &ca2)?;
         let n = body.csrs.len();
         let results: Vec<Mutex<Option<Result<Issued, ApiError>>>> =
@@ -283,7 +270,7 @@ pub async fn issue_batch(
             .collect();
         Ok((results, chain))
     })
-    .await??;
+    .await?;
     let issued = results.iter().filter(|r| r.is_ok()).count();
     let failures: Vec<serde_json::Value> = results
         .iter()
@@ -295,11 +282,9 @@ pub async fn issue_batch(
         })
         .collect();
     if !failures.is_empty() {
-        let (hsm, actor) = (state.hsm.clone(), session.actor());
         let detail = json!({"ca": ca_name, "issued": issued, "failed": failures.len(), "failures": failures});
-        let recorded =
-            web::block(move || hsm.record_event(&actor, "ca.issue_batch", "partial", detail)).await;
-        if !matches!(recorded, Ok(Ok(()))) {
+        let actor = session.actor();
+        if !record_event(&state.hsm, actor, "ca.issue_batch", "partial", detail).await {
             log::warn!("could not audit the failed items of a batch");
         }
     }

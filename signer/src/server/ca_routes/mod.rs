@@ -3,7 +3,7 @@
 //! `certificates`.
 
 use actix_web::{web, HttpResponse};
-use hsm_core::{Algorithm, Gated, Session};
+use hsm_core::{Algorithm, Gated};
 use serde::Deserialize;
 use serde_json::json;
 use std::str::FromStr;
@@ -11,7 +11,7 @@ use std::str::FromStr;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audited, blocking, ApiResult};
+use super::handler::{audit_refusal, blocking, blocking_with_state, pending, ApiResult};
 use super::state::AppState;
 
 pub mod certificates;
@@ -61,13 +61,12 @@ pub async fn get_ca(
 ) -> ApiResult {
     let Caller(_session) = caller;
     let name = path.into_inner();
-    let st = state.clone();
-    let (rec, chain) = web::block(move || -> Result<_, ApiError> {
+    let (rec, chain) = blocking_with_state(&state, move |st| {
         let rec = st.hsm.ca(&name)?;
         let chain = st.pki.chain(&st.hsm, &name)?;
         Ok((rec, chain))
     })
-    .await??;
+    .await?;
     let mut v = ca_json(&state, &rec);
     v["chain"] = json!(chain.iter().map(|c| pem(c)).collect::<String>());
     Ok(HttpResponse::Ok().json(v))
@@ -101,10 +100,13 @@ pub async fn create_ca(
 ) -> ApiResult {
     let Caller(session) = caller;
     let body = body.into_inner();
-    let alg = match Algorithm::from_str(&body.alg) {
-        Ok(a) => a,
-        Err(e) => return Err(audited(&state, &session, "ca.create", e.into()).await),
-    };
+    let alg = audit_refusal(
+        &state,
+        &session,
+        "ca.create",
+        Algorithm::from_str(&body.alg),
+    )
+    .await?;
     let spec = ca::CaSpec {
         name: body.name.clone(),
         subject: body.subject.clone(),
@@ -115,8 +117,7 @@ pub async fn create_ca(
             7300
         }),
     };
-    let st = state.clone();
-    let result = web::block(move || -> Result<_, ApiError> {
+    let result = blocking_with_state(&state, move |st| {
         Ok(match &body.parent {
             None => ca::hierarchy::create_root(&st.hsm, &session, &spec, body.approval.as_deref())?,
             Some(parent) => ca::hierarchy::create_intermediate(
@@ -129,12 +130,10 @@ pub async fn create_ca(
             )?,
         })
     })
-    .await??;
+    .await?;
     match result {
         Gated::Done(rec) => Ok(HttpResponse::Created().json(ca_json(&state, &rec))),
-        Gated::Pending(p) => {
-            Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "approval": p })))
-        }
+        Gated::Pending(p) => Ok(pending(p)),
     }
 }
 
@@ -148,6 +147,7 @@ pub struct RevokeBody {
     approval: Option<String>,
 }
 
+/// The request's RFC 5280 reason code.
 fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::new(
@@ -170,19 +170,6 @@ fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
     }
 }
 
-/// The request's reason code; a bad one is refused and audited as `action`.
-async fn audited_reason(
-    state: &AppState,
-    session: &Session,
-    reason: &Option<serde_json::Value>,
-    action: &str,
-) -> Result<i64, ApiError> {
-    match reason_of(reason) {
-        Ok(r) => Ok(r),
-        Err(e) => Err(audited(state, session, action, e).await),
-    }
-}
-
 pub async fn revoke_ca(
     caller: Caller,
     state: web::Data<AppState>,
@@ -192,10 +179,9 @@ pub async fn revoke_ca(
     let Caller(session) = caller;
     let name = path.into_inner();
     let body = body.into_inner();
-    let reason = audited_reason(&state, &session, &body.reason, "ca.revoke").await?;
-    let st = state.clone();
+    let reason = audit_refusal(&state, &session, "ca.revoke", reason_of(&body.reason)).await?;
     let n = name.clone();
-    let result = web::block(move || -> Result<_, ApiError> {
+    let result = blocking_with_state(&state, move |st| {
         let r = ca::hierarchy::revoke_ca(&st.hsm, &session, &n, reason, body.approval.as_deref())?;
         if let Gated::Done(()) = r {
             st.pki.forget(&n);
@@ -207,15 +193,13 @@ pub async fn revoke_ca(
         }
         Ok(r)
     })
-    .await??;
+    .await?;
     match result {
         Gated::Done(()) => {
             Ok(HttpResponse::Ok()
                 .json(json!({ "status": "revoked", "ca": name, "reason": reason })))
         }
-        Gated::Pending(p) => {
-            Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "approval": p })))
-        }
+        Gated::Pending(p) => Ok(pending(p)),
     }
 }
 
