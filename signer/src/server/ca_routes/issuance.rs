@@ -33,7 +33,7 @@ pub const ISSUE_BODY_LIMIT: usize = 64 * 1024;
 const BATCH_WORKERS: usize = 16;
 
 /// The policy's word on `session` issuing under `profile`; `Ok(None)`: no policy is active.
-pub(in crate::server) async fn issue_verdict(
+pub(crate) async fn issue_verdict(
     state: &web::Data<AppState>,
     session: &Session,
     profile: &str,
