@@ -10,7 +10,7 @@ use x509_cert::name::Name;
 
 use crate::error::{CaError, Result};
 use crate::extensions;
-use crate::signer::HsmSigner;
+use crate::hsm_key::HsmSigner;
 
 /// Where relying parties fetch CRLs, OCSP answers and CA certificates: the plain-HTTP listener,
 /// since these are signed and clients expect http URLs (RFC 5280 §4.2.1.13, §4.2.2.1).

@@ -15,8 +15,8 @@ use x509_cert::time::Validity;
 use crate::authority::{Authority, PublicUrls};
 use crate::error::{CaError, Result};
 use crate::extensions as ext;
+use crate::hsm_key::{unwrap_builder_error, HsmSignature, HsmSigner};
 use crate::serial::random_serial;
-use crate::signer::{unwrap_builder_error, HsmSignature, HsmSigner};
 use crate::x509::{self, Fixed, TbsPlan};
 
 const CA_KEY_USAGE: u16 = (1 << 5) | (1 << 6); // keyCertSign | cRLSign
@@ -49,7 +49,7 @@ fn check_spec(spec: &CaSpec) -> Result<Name> {
             "a CA's validity is 1 to 36500 days".into(),
         ));
     }
-    crate::signer::signature_algorithm(spec.alg)?;
+    crate::hsm_key::signature_algorithm(spec.alg)?;
     parse_subject(&spec.subject)
 }
 

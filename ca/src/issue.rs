@@ -13,9 +13,9 @@ use crate::authority::{Authority, PublicUrls};
 use crate::csr::{self, Csr, San};
 use crate::error::{CaError, Result};
 use crate::extensions as ext;
+use crate::hsm_key::HsmSigner;
 use crate::profile::{attribute_name, Days, Profile, NO_EXPIRY_UNIX};
 use crate::serial::random_serial;
-use crate::signer::HsmSigner;
 use crate::x509::{self, TbsPlan};
 
 /// Backdating notBefore a little keeps a device with a slightly slow clock from rejecting a

@@ -4,7 +4,7 @@
 //! - [`profile`] holds certificate profiles as data, [`csr`] verifies requests against nothing
 //!   but their own key, [`issue`] judges them against a profile, lints the result and signs it;
 //! - [`crl`], [`ocsp`] and [`pkcs7`] answer relying parties and EST clients;
-//! - [`signer`] is the HSM key handle as a RustCrypto `Signer`.
+//! - [`hsm_key`] is the HSM key handle as a RustCrypto `Signer`.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -20,13 +20,13 @@ pub mod error;
 pub mod extensions;
 pub mod fulcio;
 pub mod hierarchy;
+pub mod hsm_key;
 pub mod issue;
 pub mod ocsp;
 pub mod pkcs7;
 pub mod profile;
 pub mod sct;
 pub mod serial;
-pub mod signer;
 pub mod tsa;
 pub mod x509;
 

@@ -12,7 +12,7 @@ use der::Encode;
 use x509_cert::ext::Extension;
 
 use crate::error::{CaError, Result};
-use crate::signer::HsmSigner;
+use crate::hsm_key::HsmSigner;
 
 /// id-ce-embeddedSCT-list (RFC 6962 §3.3): the SignedCertificateTimestampList extension.
 pub const ID_SCT_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");

@@ -16,7 +16,7 @@ use x509_cert::spki::{
 use x509_cert::time::{Time, Validity};
 
 use crate::error::{CaError, Result};
-use crate::signer::HsmSigner;
+use crate::hsm_key::HsmSigner;
 
 /// 2050-01-01T00:00:00Z: RFC 5280 §4.1.2.5 wants UTCTime before it, GeneralizedTime from it.
 const Y2050: i64 = 2_524_608_000;

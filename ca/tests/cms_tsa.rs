@@ -214,7 +214,7 @@ fn now() -> i64 {
 fn sign_app(dir: &Path, alg: Algorithm, name: &str) -> Vec<u8> {
     std::fs::write(dir.join("app.bin"), APP).unwrap();
     let (cert, p8) = make_leaf(dir, name, alg, "codesign_ext", "0x1001");
-    let (digest, signature_algorithm) = ca::signer::signature_algorithm(alg).unwrap();
+    let (digest, signature_algorithm) = ca::hsm_key::signature_algorithm(alg).unwrap();
     let sign = software_sign(alg, p8);
     let chain = vec![root_der(dir)];
     let signer = CmsSigner {
@@ -315,7 +315,8 @@ fn detached_refuses_bad_inputs() {
     make_root(d);
     let (cert, p8) = make_leaf(d, "signer", Algorithm::EcP256, "codesign_ext", "0x1002");
     let (_, other_p8) = make_leaf(d, "other", Algorithm::EcP256, "codesign_ext", "0x1003");
-    let (digest, signature_algorithm) = ca::signer::signature_algorithm(Algorithm::EcP256).unwrap();
+    let (digest, signature_algorithm) =
+        ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
     let sign = software_sign(Algorithm::EcP256, p8);
     let chain = vec![];
     let signer = CmsSigner {
@@ -356,7 +357,7 @@ fn detached_refuses_bad_inputs() {
         calls.set(calls.get() + 1);
         Err(CaError::Internal("must not be called".into()))
     };
-    let (_, rsa_alg) = ca::signer::signature_algorithm(Algorithm::Rsa2048).unwrap();
+    let (_, rsa_alg) = ca::hsm_key::signature_algorithm(Algorithm::Rsa2048).unwrap();
     let wrong_family = CmsSigner {
         cert_der: &cert,
         chain: &chain,
@@ -404,7 +405,7 @@ impl Tsa {
 
     fn signer(&self) -> CmsSigner<'_> {
         let (digest, signature_algorithm) =
-            ca::signer::signature_algorithm(Algorithm::EcP256).unwrap();
+            ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
         CmsSigner {
             cert_der: &self.cert,
             chain: &self.chain,
@@ -590,7 +591,8 @@ fn tsa_refuses_a_certificate_without_timestamping() {
     make_root(d);
     let (cert, p8) = make_leaf(d, "notatsa", Algorithm::EcP256, "codesign_ext", "0x2002");
     let sign = software_sign(Algorithm::EcP256, p8);
-    let (digest, signature_algorithm) = ca::signer::signature_algorithm(Algorithm::EcP256).unwrap();
+    let (digest, signature_algorithm) =
+        ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
     let signer = CmsSigner {
         cert_der: &cert,
         chain: &[],

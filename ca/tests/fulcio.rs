@@ -6,8 +6,8 @@ mod openssl;
 
 use ca::fulcio::{issue_identity_certificate, IdentityRequest, DEFAULT_LIFETIME_SECS, PROFILE};
 use ca::hierarchy::{create_intermediate, create_root};
+use ca::hsm_key::HsmSigner;
 use ca::sct::{embedded_scts, precert_signed_data_with, precert_tbs, CtSigner};
-use ca::signer::HsmSigner;
 use ca::{Authority, CaError, CaSpec, PublicUrls};
 use der::Decode;
 use hsm_core::{Algorithm, DigestAlg, Gated, Hsm, HsmConfig, KeySpec, RsaPadding, StoreConfig};

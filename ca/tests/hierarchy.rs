@@ -297,9 +297,9 @@ fn rcgen_builds_certificates_signed_through_hsm_core() {
     for alg in [Algorithm::EcP256, Algorithm::EcP384, Algorithm::Rsa2048] {
         let name = format!("rc{}", alg.as_str().replace('-', ""));
         hsm.create_ca_key(&admin, &name, alg).unwrap();
-        let signer = ca::signer::HsmSigner::new(&hsm, &admin, &format!("ca.{name}")).unwrap();
+        let signer = ca::hsm_key::HsmSigner::new(&hsm, &admin, &format!("ca.{name}")).unwrap();
         let before = hsm.key_info(&admin, signer.label()).unwrap().usage_count;
-        let ca_key = ca::signer::HsmRemoteKey::new(signer.clone())
+        let ca_key = ca::hsm_key::HsmRemoteKey::new(signer.clone())
             .unwrap()
             .into_key_pair()
             .unwrap();

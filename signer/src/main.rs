@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod ca_cli;
 mod cli;
 mod client;
 mod commands;

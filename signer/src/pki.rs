@@ -2,8 +2,8 @@
 //! certificates point to, CRLs kept fresh, OCSP answers signed by a delegated responder per CA,
 //! and the development instance's own hierarchy.
 
+use ca::hsm_key::HsmSigner;
 use ca::ocsp::{self, OcspResponseStatus, SingleStatus, Status};
-use ca::signer::HsmSigner;
 use ca::{Authority, CaError, CaSpec, IssueOptions, Issued, Profiles, PublicUrls};
 use hsm_core::{Algorithm, Gated, Hsm, HsmError, QuotaCharge, Session};
 use std::collections::HashMap;
@@ -434,7 +434,7 @@ impl Pki {
         let signer = tsa.signer.clone().with_audit(serde_json::json!({
             "purpose": "timestamp", "imprint": hex::encode(&req.hashed_message),
         }));
-        let (digest, signature_algorithm) = ca::signer::signature_algorithm(signer.algorithm())?;
+        let (digest, signature_algorithm) = ca::hsm_key::signature_algorithm(signer.algorithm())?;
         let serial = ca::serial::random_serial()
             .map_err(|_| CaError::Internal("no randomness for a serial".into()))?;
         let sign = |attrs: &[u8]| signer.sign_tbs(attrs);
@@ -514,7 +514,7 @@ impl Pki {
         let signature_algorithm = cms_signature_algorithm(&kc.record.der, digest)?;
         let signed: std::cell::RefCell<Option<hsm_core::Signed>> = std::cell::RefCell::new(None);
         let sign = |attrs: &[u8]| -> Result<Vec<u8>, CaError> {
-            let d = ca::signer::digest(digest, attrs);
+            let d = ca::hsm_key::digest(digest, attrs);
             let request = hsm_core::SignRequest {
                 digest_alg: Some(digest),
                 digest: d,
@@ -545,7 +545,7 @@ impl Pki {
         )?;
         if let Some(tsa_ca) = timestamp_ca {
             let value = ca::cms_sign::signature_value(&cms)?;
-            let imprint = ca::signer::digest(hsm_core::DigestAlg::Sha256, &value);
+            let imprint = ca::hsm_key::digest(hsm_core::DigestAlg::Sha256, &value);
             let treq = ca::tsa::ParsedRequest::for_imprint(hsm_core::DigestAlg::Sha256, imprint)?;
             let token = ca::tsa::token_of(&self.timestamp_token(hsm, tsa_ca, &treq)?)?;
             cms = ca::cms_sign::add_timestamp_token(&cms, &token)?;

@@ -181,7 +181,7 @@ impl Pki {
             "tlogEntries": [tlog_entry],
         });
         if timestamp {
-            let imprint = ca::signer::digest(DigestAlg::Sha256, &signed.signature);
+            let imprint = ca::hsm_key::digest(DigestAlg::Sha256, &signed.signature);
             let treq = ca::tsa::ParsedRequest::for_imprint(DigestAlg::Sha256, imprint)?;
             let resp = self.timestamp_token(hsm, ca_name, &treq)?;
             material["timestampVerificationData"] =

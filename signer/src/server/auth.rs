@@ -2,14 +2,16 @@
 //! requests with one token pays for Argon2id once, not per request.
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use hsm_core::{Hsm, Session};
 use std::future::Future;
 use std::pin::Pin;
 use zeroize::Zeroizing;
 
+use super::error_codes::Code;
 use super::errors::ApiError;
+use super::handler::blocking;
 use super::AppState;
 
 /// The DER of the TLS client certificate a connection presented, kept per connection.
@@ -46,8 +48,7 @@ impl FromRequest for Caller {
             let session = match (token, cert) {
                 (Ok(token), _) => login(&state.hsm, token).await?,
                 (Err(_), Some(ClientCertificate(der))) => {
-                    let hsm = state.hsm.clone();
-                    web::block(move || hsm.login_by_certificate(&der)).await??
+                    blocking(&state.hsm, move |h| h.login_by_certificate(&der)).await?
                 }
                 (Err(e), None) => return Err(e),
             };
@@ -59,8 +60,7 @@ impl FromRequest for Caller {
 fn bearer_token(req: &HttpRequest) -> Result<Zeroizing<String>, ApiError> {
     let unauthenticated = || {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            Code::Unauthenticated,
             "missing or malformed credential: send 'Authorization: Bearer <token>'",
         )
     };
@@ -83,6 +83,5 @@ pub(super) async fn login(hsm: &Hsm, token: Zeroizing<String>) -> Result<Session
     if let Some(session) = hsm.cached_session(&token) {
         return Ok(session);
     }
-    let hsm = hsm.clone();
-    Ok(web::block(move || hsm.login(&token)).await??)
+    blocking(hsm, move |h| h.login(&token)).await
 }

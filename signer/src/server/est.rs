@@ -11,10 +11,11 @@ use hsm_core::Session;
 use zeroize::Zeroizing;
 
 use super::auth::{login, ClientCertificate};
-use super::ca_routes::issue_verdict;
+use super::ca_routes::issuance::issue_verdict;
+use super::error_codes::Code;
 use super::errors::ApiError;
-use super::routes::{audited, ApiResult};
-use super::AppState;
+use super::handler::{audit_refusal, blocking_with_state, read_body, resource, ApiResult};
+use super::state::AppState;
 
 /// A base64 PKCS#10 body: a CSR is at most 8 KiB of DER.
 pub const EST_BODY_LIMIT: usize = 16 * 1024;
@@ -22,7 +23,9 @@ pub const EST_BODY_LIMIT: usize = 16 * 1024;
 fn unauthorized(msg: &str) -> HttpResponse {
     HttpResponse::build(StatusCode::UNAUTHORIZED)
         .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"kagi EST\""))
-        .json(serde_json::json!({"error": {"code": "unauthenticated", "message": msg}}))
+        .json(
+            serde_json::json!({"error": {"code": Code::Unauthenticated.as_str(), "message": msg}}),
+        )
 }
 
 fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
@@ -36,19 +39,9 @@ fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
         .body(ca::pkcs7::base64_64(&der)))
 }
 
-/// The EST CA and profile of this instance (configurable; the development hierarchy's device CA
-/// by default).
-pub struct EstSettings {
-    pub ca: String,
-    pub profile: String,
-}
-
 /// `GET /.well-known/est/cacerts`: the issuing CA and the certificates above it.
 pub async fn cacerts(state: web::Data<AppState>) -> ApiResult {
-    let st = state.clone();
-    let chain =
-        web::block(move || -> Result<_, ApiError> { Ok(st.pki.chain(&st.hsm, &st.est.ca)?) })
-            .await??;
+    let chain = blocking_with_state(&state, |st| Ok(st.pki.chain(&st.hsm, &st.est.ca)?)).await?;
     pkcs7_reply(&chain)
 }
 
@@ -120,8 +113,8 @@ fn csr_from_body(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     base64::engine::general_purpose::STANDARD
         .decode(&compact)
         .map_err(|_| {
-            ApiError::bad_request(
-                "bad_csr",
+            ApiError::new(
+                Code::BadCsr,
                 "the body must be a base64-encoded DER PKCS#10 request (Content-Type: application/pkcs10)",
             )
         })
@@ -137,7 +130,7 @@ async fn enroll(
         Ok(s) => s,
         Err(resp) => return Ok(resp),
     };
-    let body = super::errors::read_body(payload, EST_BODY_LIMIT).await?;
+    let body = read_body(payload, EST_BODY_LIMIT).await?;
     let action = if re {
         "est.simplereenroll"
     } else {
@@ -145,10 +138,7 @@ async fn enroll(
     };
     let profile = state.est.profile.clone();
     let verdict = issue_verdict(&state, &session, &profile, &req).await?;
-    let csr = match csr_from_body(&body) {
-        Ok(c) => c,
-        Err(e) => return Err(audited(&state, &session, action, e).await),
-    };
+    let csr = audit_refusal(&state, &session, action, csr_from_body(&body)).await?;
     let quotas = verdict
         .as_ref()
         .map(|v| v.quotas.clone())
@@ -158,9 +148,8 @@ async fn enroll(
         "policy_version": verdict.as_ref().map(|v| v.version),
         "policy_rule": verdict.as_ref().map(|v| v.decision.rule.clone()),
     });
-    let st = state.clone();
     let sess = session.clone();
-    let result = web::block(move || -> Result<_, ApiError> {
+    let result = blocking_with_state(&state, move |st| {
         let ca_name = st.est.ca.clone();
         if re {
             // RFC 7030 §4.2.2: re-enrollment renews a certificate the client already holds,
@@ -173,8 +162,8 @@ async fn enroll(
                 .latest_certificate(&ca_name, &st.est.profile, &sess.actor(), Some(&subject))?
                 .is_none()
             {
-                return Err(ApiError::bad_request(
-                    "not_renewable",
+                return Err(ApiError::new(
+                    Code::NotRenewable,
                     format!(
                         "no current certificate for '{subject}' was issued to {}: use simpleenroll",
                         sess.name()
@@ -194,11 +183,9 @@ async fn enroll(
         )?;
         Ok(issued.der)
     })
-    .await?;
-    match result {
-        Ok(der) => pkcs7_reply(&[der]),
-        Err(e) => Err(audited(&state, &session, action, e).await),
-    }
+    .await;
+    let der = audit_refusal(&state, &session, action, result).await?;
+    pkcs7_reply(&[der])
 }
 
 pub async fn simpleenroll(
@@ -220,8 +207,8 @@ pub async fn simplereenroll(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/.well-known/est")
-            .service(super::resource("/cacerts").route(web::get().to(cacerts)))
-            .service(super::resource("/simpleenroll").route(web::post().to(simpleenroll)))
-            .service(super::resource("/simplereenroll").route(web::post().to(simplereenroll))),
+            .service(resource("/cacerts").route(web::get().to(cacerts)))
+            .service(resource("/simpleenroll").route(web::post().to(simpleenroll)))
+            .service(resource("/simplereenroll").route(web::post().to(simplereenroll))),
     );
 }

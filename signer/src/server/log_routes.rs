@@ -8,9 +8,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
+use super::error_codes::Code;
 use super::errors::ApiError;
-use super::routes::{blocking, ApiResult};
-use super::AppState;
+use super::handler::{blocking, resource, ApiResult};
+use super::state::AppState;
 
 fn b64(h: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(h)
@@ -26,8 +27,7 @@ pub async fn checkpoint(state: web::Data<AppState>, q: web::Query<SizeQuery>) ->
             .insert_header(("Cache-Control", "no-cache"))
             .body(c.note)),
         None => Err(ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "no_checkpoint",
+            Code::NoCheckpoint,
             "the transparency log has no checkpoint at that size (none yet, or the size is not one a batch ended at)",
         )),
     }
@@ -95,9 +95,9 @@ pub async fn verify(caller: Caller, state: web::Data<AppState>) -> ApiResult {
 
 /// The routes both listeners serve.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/log/checkpoint").route(web::get().to(checkpoint)))
-        .service(super::resource("/log/key").route(web::get().to(key)))
-        .service(super::resource("/log/entries/{index}").route(web::get().to(entry)))
-        .service(super::resource("/log/proof/inclusion").route(web::get().to(inclusion)))
-        .service(super::resource("/log/proof/consistency").route(web::get().to(consistency)));
+    cfg.service(resource("/log/checkpoint").route(web::get().to(checkpoint)))
+        .service(resource("/log/key").route(web::get().to(key)))
+        .service(resource("/log/entries/{index}").route(web::get().to(entry)))
+        .service(resource("/log/proof/inclusion").route(web::get().to(inclusion)))
+        .service(resource("/log/proof/consistency").route(web::get().to(consistency)));
 }

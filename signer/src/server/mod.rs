@@ -1,16 +1,29 @@
 //! The HTTPS service: routing, body limits and error handlers.
+//!
+//! One module per resource (`keys`, `sign`, `audit`, `identities`, `policies`, `approvals`,
+//! `ca_routes`, `est`, `public`, `log_routes`, `sigstore_routes`, `system`); what their handlers
+//! share is in `handler` (blocking calls, audited refusals, times, raw bodies), the state they
+//! receive in `state`, the one error shape in `errors` and its codes in `error_codes`.
 
+mod approvals;
+mod audit;
 mod auth;
 mod ca_routes;
+mod error_codes;
 mod errors;
-pub mod est;
-mod governance;
+mod est;
+mod handler;
+mod identities;
+mod keys;
 mod log_routes;
 mod openapi;
+mod policies;
 mod policy_gate;
 mod public;
-mod routes;
+mod sign;
 mod sigstore_routes;
+mod state;
+mod system;
 
 use actix_web::{web, App, HttpServer};
 use hsm_core::Hsm;
@@ -19,19 +32,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pki::Pki;
+use handler::resource;
+use state::AppState;
+pub use state::EstSettings;
 
 /// JSON bodies above this are refused with 413 before they are parsed: every request body of
 /// this API is small (a digest, a name, a wrapped key).
 pub const JSON_LIMIT: usize = 64 * 1024;
-
-pub struct AppState {
-    pub hsm: Hsm,
-    policy: policy_gate::PolicyCache,
-    pub pki: Arc<Pki>,
-    pub est: est::EstSettings,
-    /// The CA that certifies signing keys (`kagi key certify`).
-    pub signing_ca: String,
-}
 
 /// How often CRLs are checked and regenerated when due (they are also made on revocation).
 const CRL_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
@@ -49,7 +56,7 @@ pub struct Listeners {
 pub fn run(
     hsm: Hsm,
     pki: Arc<Pki>,
-    est: est::EstSettings,
+    est: EstSettings,
     signing_ca: String,
     tls: rustls::ServerConfig,
     listen: &Listeners,
@@ -121,10 +128,6 @@ fn spawn_crl_refresher(state: web::Data<AppState>) {
     }
 }
 
-pub(crate) fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(errors::method_not_allowed))
-}
-
 fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -139,36 +142,35 @@ fn configure(cfg: &mut web::ServiceConfig) {
     .configure(public::configure)
     .configure(log_routes::configure)
     .configure(est::configure)
-    .service(resource("/healthz").route(web::get().to(routes::healthz)))
-    .service(resource("/ui").route(web::get().to(routes::ui)))
+    .service(resource("/healthz").route(web::get().to(system::healthz)))
+    .service(resource("/ui").route(web::get().to(system::ui)))
     .service(
         web::scope("/api/v1")
             .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
-            .service(resource("/sys/unseal").route(web::post().to(routes::unseal)))
+            .service(resource("/sys/unseal").route(web::post().to(system::unseal)))
             .service(
                 resource("/keys")
-                    .route(web::get().to(routes::list_keys))
-                    .route(web::post().to(routes::create_key)),
+                    .route(web::get().to(keys::list_keys))
+                    .route(web::post().to(keys::create_key)),
             )
             // Fixed paths before `/keys/{name}`, which would otherwise capture them.
-            .service(resource("/keys/import-key").route(web::get().to(routes::import_wrapping_key)))
-            .service(resource("/keys/import").route(web::post().to(routes::import_key)))
+            .service(resource("/keys/import-key").route(web::get().to(keys::import_wrapping_key)))
+            .service(resource("/keys/import").route(web::post().to(keys::import_key)))
             .service(
                 resource("/keys/{name}")
-                    .route(web::get().to(routes::get_key))
-                    .route(web::delete().to(governance::destroy_key)),
+                    .route(web::get().to(keys::get_key))
+                    .route(web::delete().to(keys::destroy_key)),
             )
-            .service(resource("/keys/{name}/public").route(web::get().to(routes::public_key)))
+            .service(resource("/keys/{name}/public").route(web::get().to(keys::public_key)))
             .service(
                 resource("/keys/{name}/certificate")
-                    .route(web::get().to(ca_routes::key_certificate))
-                    .route(web::post().to(ca_routes::certify_key)),
+                    .route(web::get().to(ca_routes::certificates::key_certificate))
+                    .route(web::post().to(ca_routes::certificates::certify_key)),
             )
             .service(
-                resource("/keys/{name}/export-wrapped")
-                    .route(web::post().to(routes::export_wrapped)),
+                resource("/keys/{name}/export-wrapped").route(web::post().to(keys::export_wrapped)),
             )
-            .service(resource("/sign").route(web::post().to(routes::sign)))
+            .service(resource("/sign").route(web::post().to(sign::sign)))
             .service(
                 resource("/sigstore/trusted_root.json")
                     .route(web::get().to(sigstore_routes::trusted_root)),
@@ -177,46 +179,45 @@ fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/sigstore/client_trust_config.json")
                     .route(web::get().to(sigstore_routes::client_trust_config)),
             )
-            .service(resource("/audit").route(web::get().to(routes::audit_records)))
-            .service(resource("/audit/verify").route(web::post().to(routes::audit_verify)))
+            .service(resource("/audit").route(web::get().to(audit::audit_records)))
+            .service(resource("/audit/verify").route(web::post().to(audit::audit_verify)))
             .service(resource("/log/verify").route(web::post().to(log_routes::verify)))
-            .service(resource("/audit/checkpoint").route(web::get().to(routes::audit_checkpoint)))
+            .service(resource("/audit/checkpoint").route(web::get().to(audit::audit_checkpoint)))
             .service(
                 resource("/credentials")
-                    .route(web::get().to(routes::list_credentials))
-                    .route(web::post().to(routes::create_credential)),
+                    .route(web::get().to(identities::list_credentials))
+                    .route(web::post().to(identities::create_credential)),
             )
             .service(
                 resource("/partitions")
-                    .route(web::get().to(routes::list_partitions))
-                    .route(web::post().to(routes::create_partition)),
+                    .route(web::get().to(identities::list_partitions))
+                    .route(web::post().to(identities::create_partition)),
             )
             .service(
-                resource("/keys/{name}/usage-limit")
-                    .route(web::put().to(governance::set_usage_limit)),
+                resource("/keys/{name}/usage-limit").route(web::put().to(keys::set_usage_limit)),
             )
             .service(
                 resource("/identities")
-                    .route(web::get().to(routes::list_credentials))
-                    .route(web::post().to(governance::create_identity)),
+                    .route(web::get().to(identities::list_credentials))
+                    .route(web::post().to(identities::create_identity)),
             )
             .service(
                 resource("/identities/{id}/revoke")
-                    .route(web::post().to(governance::revoke_identity)),
+                    .route(web::post().to(identities::revoke_identity)),
             )
             .service(
                 resource("/identities/{id}/unlock")
-                    .route(web::post().to(governance::unlock_identity)),
+                    .route(web::post().to(identities::unlock_identity)),
             )
             .service(
                 resource("/policies")
-                    .route(web::get().to(governance::list_policies))
-                    .route(web::post().to(governance::submit_policy)),
+                    .route(web::get().to(policies::list_policies))
+                    .route(web::post().to(policies::submit_policy)),
             )
-            .service(resource("/policies/{version}").route(web::get().to(governance::get_policy)))
+            .service(resource("/policies/{version}").route(web::get().to(policies::get_policy)))
             .service(
                 resource("/policies/{version}/activate")
-                    .route(web::post().to(governance::activate_policy)),
+                    .route(web::post().to(policies::activate_policy)),
             )
             .service(
                 resource("/ca")
@@ -227,33 +228,34 @@ fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/ca/{ca}/revoke").route(web::post().to(ca_routes::revoke_ca)))
             .service(
                 resource("/ca/{ca}/certificates")
-                    .route(web::get().to(ca_routes::list_certificates)),
+                    .route(web::get().to(ca_routes::certificates::list_certificates)),
             )
             .service(
                 resource("/ca/{ca}/profiles/{profile}/issue")
-                    .route(web::post().to(ca_routes::issue)),
+                    .route(web::post().to(ca_routes::issuance::issue)),
             )
             .service(
                 resource("/ca/{ca}/profiles/{profile}/issue-batch")
                     .app_data(
                         web::JsonConfig::default()
-                            .limit(ca_routes::BATCH_BODY_LIMIT)
+                            .limit(ca_routes::issuance::BATCH_BODY_LIMIT)
                             .content_type_required(false)
                             .error_handler(errors::json_error),
                     )
-                    .route(web::post().to(ca_routes::issue_batch)),
+                    .route(web::post().to(ca_routes::issuance::issue_batch)),
             )
             .service(resource("/profiles").route(web::get().to(ca_routes::list_profiles)))
             .service(
-                resource("/certificates/{serial}").route(web::get().to(ca_routes::get_certificate)),
+                resource("/certificates/{serial}")
+                    .route(web::get().to(ca_routes::certificates::get_certificate)),
             )
             .service(
                 resource("/certificates/{serial}/revoke")
-                    .route(web::post().to(ca_routes::revoke_certificate)),
+                    .route(web::post().to(ca_routes::certificates::revoke_certificate)),
             )
-            .service(resource("/approvals").route(web::get().to(governance::list_approvals)))
-            .service(resource("/approvals/{id}").route(web::get().to(governance::get_approval)))
-            .service(resource("/approvals/{id}/approve").route(web::post().to(governance::approve)))
-            .service(resource("/approvals/{id}/reject").route(web::post().to(governance::reject))),
+            .service(resource("/approvals").route(web::get().to(approvals::list_approvals)))
+            .service(resource("/approvals/{id}").route(web::get().to(approvals::get_approval)))
+            .service(resource("/approvals/{id}/approve").route(web::post().to(approvals::approve)))
+            .service(resource("/approvals/{id}/reject").route(web::post().to(approvals::reject))),
     );
 }

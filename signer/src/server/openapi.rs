@@ -4,6 +4,8 @@
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
+use super::error_codes::Code;
+
 fn op(summary: &str, auth: bool, ok: &str) -> Value {
     let mut o = json!({
         "summary": summary,
@@ -44,6 +46,14 @@ pub fn document() -> Value {
             "exportable_under_wrap": { "type": "boolean" },
             "trusted": { "type": "boolean" }
         }
+    });
+    // Every code of the registry, each with its status and meaning.
+    let error_code = json!({
+        "type": "string",
+        "oneOf": Code::ALL.iter().map(|c| json!({
+            "const": c.as_str(),
+            "description": format!("{}: {}", c.status().as_u16(), c.meaning()),
+        })).collect::<Vec<_>>(),
     });
     let mut import_body = key_attrs.clone();
     import_body["required"] = json!(["name", "alg", "wrapped"]);
@@ -154,7 +164,7 @@ pub fn document() -> Value {
                     "properties": { "error": {
                         "type": "object",
                         "required": ["code", "message"],
-                        "properties": { "code": { "type": "string" }, "message": { "type": "string" } }
+                        "properties": { "code": error_code, "message": { "type": "string" } }
                     } }
                 }
             }

@@ -2,33 +2,26 @@
 //! Served on the HTTPS port and on the plain-HTTP listener: the responses are signed, and the
 //! URLs in issued certificates are http (RFC 5280 §4.2.1.13, RFC 6960 Appendix A).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 
+use super::error_codes::Code;
 use super::errors::ApiError;
-use super::routes::ApiResult;
-use super::AppState;
+use super::handler::{blocking, blocking_with_state, read_body, resource, ApiResult};
+use super::state::AppState;
 
 /// OCSP requests are small; RFC 6960 Appendix A.1 GETs carry them base64 in the URL.
 pub const OCSP_BODY_LIMIT: usize = 64 * 1024;
 
 fn strip<'a>(file: &'a str, ext: &str) -> Result<&'a str, ApiError> {
-    file.strip_suffix(ext).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("ask for '<ca>{ext}'"),
-        )
-    })
+    file.strip_suffix(ext)
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("ask for '<ca>{ext}'")))
 }
 
 pub async fn crl(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let file = path.into_inner();
     let name = strip(&file, ".crl")?.to_string();
-    let st = state.clone();
-    let der =
-        web::block(move || -> Result<_, ApiError> { Ok(st.pki.crl(&st.hsm, &name)?) }).await??;
+    let der = blocking_with_state(&state, move |st| Ok(st.pki.crl(&st.hsm, &name)?)).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/pkix-crl")
         .insert_header(("Cache-Control", "max-age=300"))
@@ -38,8 +31,7 @@ pub async fn crl(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
 pub async fn ca_cert(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult {
     let file = path.into_inner();
     let name = strip(&file, ".crt")?.to_string();
-    let st = state.clone();
-    let rec = web::block(move || st.hsm.ca(&name)).await??;
+    let rec = blocking(&state.hsm, move |h| h.ca(&name)).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/pkix-cert")
         .body(rec.cert_der))
@@ -53,9 +45,8 @@ fn ocsp_reply(der: Vec<u8>) -> HttpResponse {
 }
 
 pub async fn ocsp_post(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
-    let body = super::errors::read_body(payload, OCSP_BODY_LIMIT).await?;
-    let st = state.clone();
-    let der = web::block(move || st.pki.ocsp(&st.hsm, &body)).await?;
+    let body = read_body(payload, OCSP_BODY_LIMIT).await?;
+    let der = blocking_with_state(&state, move |st| Ok(st.pki.ocsp(&st.hsm, &body))).await?;
     Ok(ocsp_reply(der))
 }
 
@@ -66,8 +57,7 @@ pub async fn ocsp_get(state: web::Data<AppState>, path: web::Path<String>) -> Ap
     let req = base64::engine::general_purpose::STANDARD
         .decode(decoded.trim())
         .unwrap_or_default();
-    let st = state.clone();
-    let der = web::block(move || st.pki.ocsp(&st.hsm, &req)).await?;
+    let der = blocking_with_state(&state, move |st| Ok(st.pki.ocsp(&st.hsm, &req))).await?;
     Ok(ocsp_reply(der))
 }
 
@@ -93,9 +83,11 @@ fn percent_decode(s: &str) -> String {
 /// `POST /tsa` (RFC 3161 over HTTP, `application/timestamp-query`): the signing CA's
 /// time-stamping authority.
 pub async fn tsa(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
-    let body = super::errors::read_body(payload, OCSP_BODY_LIMIT).await?;
-    let st = state.clone();
-    let der = web::block(move || st.pki.timestamp(&st.hsm, &st.signing_ca, &body)).await?;
+    let body = read_body(payload, OCSP_BODY_LIMIT).await?;
+    let der = blocking_with_state(&state, move |st| {
+        Ok(st.pki.timestamp(&st.hsm, &st.signing_ca, &body))
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/timestamp-reply")
         .body(der))
@@ -103,11 +95,11 @@ pub async fn tsa(state: web::Data<AppState>, payload: web::Payload) -> ApiResult
 
 /// The routes both listeners serve.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/crl/{file}").route(web::get().to(crl)))
-        .service(super::resource("/ca/{file}").route(web::get().to(ca_cert)))
-        .service(super::resource("/ocsp").route(web::post().to(ocsp_post)))
-        .service(super::resource("/tsa").route(web::post().to(tsa)))
-        .service(super::resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
+    cfg.service(resource("/crl/{file}").route(web::get().to(crl)))
+        .service(resource("/ca/{file}").route(web::get().to(ca_cert)))
+        .service(resource("/ocsp").route(web::post().to(ocsp_post)))
+        .service(resource("/tsa").route(web::post().to(tsa)))
+        .service(resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
 }
 
 #[cfg(test)]

@@ -3,30 +3,27 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::errors::ApiError;
-use super::routes::ApiResult;
-use super::AppState;
+use super::handler::{blocking_with_state, ApiResult};
+use super::state::AppState;
 
 /// `GET /api/v1/sigstore/trusted_root.json`: the Sigstore TrustedRoot (CA chain, log key, CT
 /// key, TSA chain).
 pub async fn trusted_root(state: web::Data<AppState>) -> ApiResult {
-    let st = state.clone();
-    let root = web::block(move || -> Result<_, ApiError> {
+    let root = blocking_with_state(&state, |st| {
         Ok(st.pki.sigstore_trusted_root(&st.hsm, &st.signing_ca)?)
     })
-    .await??;
+    .await?;
     Ok(HttpResponse::Ok().json(root))
 }
 
 /// `GET /api/v1/sigstore/client_trust_config.json`: the trusted root wrapped with a signing
 /// config, the file `sigstore --trust-config` reads.
 pub async fn client_trust_config(state: web::Data<AppState>) -> ApiResult {
-    let st = state.clone();
-    let config = web::block(move || -> Result<_, ApiError> {
+    let config = blocking_with_state(&state, |st| {
         Ok(st
             .pki
             .sigstore_client_trust_config(&st.hsm, &st.signing_ca)?)
     })
-    .await??;
+    .await?;
     Ok(HttpResponse::Ok().json(config))
 }

@@ -5,15 +5,9 @@ use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use super::output::{print_if_pending, say};
 use crate::cli::{CaCommand, CaCreateArgs};
 use crate::client::Client;
-use crate::commands::print_if_pending;
-
-macro_rules! say {
-    ($($arg:tt)*) => {
-        writeln!(std::io::stdout().lock(), $($arg)*)?
-    };
-}
 
 /// CSRs per request of `issue-batch`: small enough for a smooth progress bar, large enough
 /// for the service's group commit to pay off.
@@ -23,7 +17,7 @@ const BATCH_CHUNK: usize = 100;
 const MAX_CSR_FILE: u64 = 64 * 1024;
 
 /// The CA a profile issues from when `--ca` is not given (the development hierarchy's names).
-pub fn default_ca(profile: &str) -> &'static str {
+fn default_ca(profile: &str) -> &'static str {
     match profile {
         "device" => "devices",
         "code-signing" | "timestamping" => "code-signing",
@@ -42,7 +36,7 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-pub fn run(cmd: CaCommand) -> Result<()> {
+pub(super) fn run(cmd: CaCommand) -> Result<()> {
     let client = Client::from_env()?;
     match cmd {
         CaCommand::List => {

@@ -1,0 +1,176 @@
+//! Who may call the service: `kagi credential ...`, `kagi partition ...` and
+//! `kagi identity ...`.
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+use super::output::{say, time_text};
+use crate::cli::{CredentialCommand, IdentityCommand, PartitionCommand};
+use crate::client::Client;
+
+pub(super) fn credential(cmd: CredentialCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        CredentialCommand::Create {
+            name,
+            roles,
+            partition,
+        } => {
+            let mut body = json!({ "name": name, "roles": roles });
+            if let Some(p) = &partition {
+                body["partition"] = json!(p);
+            }
+            let resp: Value = client.post_json("/api/v1/credentials", &body)?;
+            let token = Zeroizing::new(
+                resp.get("token")
+                    .and_then(Value::as_str)
+                    .context("the server's answer has no token")?
+                    .to_string(),
+            );
+            say!("{}", token.as_str());
+            eprintln!(
+                "created credential '{name}' with roles {}. The token above is shown only once: store it now (e.g. as KAGI_TOKEN in your CI secrets).",
+                roles.join(",")
+            );
+            Ok(())
+        }
+        CredentialCommand::List => {
+            let credentials: Vec<hsm_core::CredentialInfo> =
+                client.get_json("/api/v1/credentials")?;
+            say!("{:<24}  {:<34}  {:<8}  ROLES", "NAME", "ID", "LOCKED");
+            for c in &credentials {
+                let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+                say!(
+                    "{:<24}  {:<34}  {:<8}  {}",
+                    c.name,
+                    c.id,
+                    c.locked,
+                    roles.join(",")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ partitions
+
+pub(super) fn partition(cmd: PartitionCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        PartitionCommand::Create { name } => {
+            let _: Value = client.post_json("/api/v1/partitions", &json!({ "name": name }))?;
+            say!("created partition {name}");
+            eprintln!("give it users with: kagi credential create --partition {name} --name NAME --roles officer,user");
+            Ok(())
+        }
+        PartitionCommand::List => {
+            let names: Vec<String> = client.get_json("/api/v1/partitions")?;
+            for n in names {
+                say!("{n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        IdentityCommand::Create {
+            name,
+            kind,
+            roles,
+            expires,
+            partition,
+            client_cert,
+        } => {
+            let mut body = json!({ "name": name, "kind": kind });
+            if !roles.is_empty() {
+                body["roles"] = json!(roles);
+            }
+            if let Some(e) = &expires {
+                body["expires_at"] = json!(e);
+            }
+            if let Some(p) = &partition {
+                body["partition"] = json!(p);
+            }
+            if let Some(path) = &client_cert {
+                body["client_cert_sha256"] = json!(certificate_sha256(path)?);
+            }
+            let resp: Value = client.post_json("/api/v1/identities", &body)?;
+            let token = Zeroizing::new(
+                resp.get("token")
+                    .and_then(Value::as_str)
+                    .context("the server's answer has no token")?
+                    .to_string(),
+            );
+            say!("{}", token.as_str());
+            eprintln!("created {kind} identity '{name}'. The token above is shown only once: store it now (e.g. as KAGI_TOKEN in the pipeline's secrets).");
+            Ok(())
+        }
+        IdentityCommand::List => {
+            let list: Vec<hsm_core::CredentialInfo> = client.get_json("/api/v1/identities")?;
+            say!(
+                "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  ROLES",
+                "NAME",
+                "KIND",
+                "ID",
+                "STATE",
+                "EXPIRES"
+            );
+            for c in &list {
+                let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+                let state = if c.revoked {
+                    "revoked"
+                } else if c.locked {
+                    "locked"
+                } else {
+                    "active"
+                };
+                say!(
+                    "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  {}",
+                    c.name,
+                    c.kind.as_str(),
+                    c.id,
+                    state,
+                    time_text(c.expires_at),
+                    roles.join(",")
+                );
+            }
+            Ok(())
+        }
+        IdentityCommand::Unlock { id } => {
+            let _: Value =
+                client.post_json(&format!("/api/v1/identities/{id}/unlock"), &json!({}))?;
+            say!("unlocked identity {id}");
+            Ok(())
+        }
+        IdentityCommand::Revoke { id } => {
+            let _: Value =
+                client.post_json(&format!("/api/v1/identities/{id}/revoke"), &json!({}))?;
+            say!("revoked identity {id}");
+            Ok(())
+        }
+    }
+}
+
+/// SHA-256 (hex) of the first certificate in a PEM file, or of a DER file.
+fn certificate_sha256(path: &Path) -> Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let der = if bytes.starts_with(b"-----") {
+        rustls::pki_types::CertificateDer::from_pem_slice(&bytes)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+            .as_ref()
+            .to_vec()
+    } else {
+        bytes
+    };
+    Ok(hex::encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der).as_ref(),
+    ))
+}

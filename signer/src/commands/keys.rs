@@ -1,0 +1,261 @@
+//! `kagi key ...`: create, import, list, show, limit, certify and export keys.
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use hsm_core::KeyInfo;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+use super::output::{print_if_pending, say, time_text, write_or_print};
+use crate::cli::{KeyAttrArgs, KeyCommand, KeyCreateArgs, KeyImportArgs};
+use crate::client::Client;
+use crate::pem;
+
+pub(super) fn key(cmd: KeyCommand) -> Result<()> {
+    let client = Client::from_env()?;
+    match cmd {
+        KeyCommand::Create(args) => key_create(&client, &args),
+        KeyCommand::List => key_list(&client),
+        KeyCommand::Show { name } => {
+            let info: KeyInfo = client.get_json(&key_path(&name))?;
+            print_key(&info)
+        }
+        KeyCommand::Destroy { name } => {
+            let resp = client.delete(&key_path(&name))?;
+            if !print_if_pending(&resp)? {
+                say!("destroyed key {name}");
+            }
+            Ok(())
+        }
+        KeyCommand::SetLimit { name, usage_limit } => {
+            let resp: Value = client.put_json(
+                &format!("{}/usage-limit", key_path(&name)),
+                &json!({ "usage_limit": usage_limit }),
+            )?;
+            if !print_if_pending(&resp)? {
+                let shown = usage_limit
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "unlimited".into());
+                say!("usage limit of {name} is now {shown}");
+            }
+            Ok(())
+        }
+        KeyCommand::Public { name, out } => {
+            let pem = client.get_text(&format!("{}/public", key_path(&name)))?;
+            write_or_print(out.as_deref(), pem.as_bytes())
+        }
+        KeyCommand::Import(args) => key_import(&client, &args),
+        KeyCommand::Certify {
+            name,
+            subject,
+            days,
+            out,
+            chain,
+        } => {
+            let resp: Value = client.post_json(
+                &format!("{}/certificate", key_path(&name)),
+                &json!({ "subject": subject, "validity_days": days }),
+            )?;
+            write_certificate(&resp, chain, out.as_deref())
+        }
+        KeyCommand::Cert { name, out, chain } => {
+            let resp: Value = client.get_json(&format!("{}/certificate", key_path(&name)))?;
+            write_certificate(&resp, chain, out.as_deref())
+        }
+        KeyCommand::Wrap { pkcs8, out } => {
+            let wrapped = wrap_to_import_key(&client, &pkcs8)?;
+            std::fs::write(&out, wrapped)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            eprintln!(
+                "wrapped {} to this partition's import key: {} (only this partition's HSM can unwrap it)",
+                pkcs8.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        KeyCommand::ExportWrapped {
+            name,
+            wrapping_key,
+            out,
+        } => {
+            let resp: Value = client.post_json(
+                &format!("{}/export-wrapped", key_path(&name)),
+                &json!({ "wrapping_key": wrapping_key }),
+            )?;
+            if print_if_pending(&resp)? {
+                eprintln!(
+                    "once approved, collect it with: kagi approval show ID -o {}",
+                    out.display()
+                );
+                return Ok(());
+            }
+            let wrapped = resp
+                .get("wrapped")
+                .and_then(Value::as_str)
+                .context("the server's answer has no 'wrapped' field")?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(wrapped)
+                .context("the server's wrapped key is not base64")?;
+            std::fs::write(&out, bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            say!(
+                "wrote {} ({name} wrapped under {wrapping_key})",
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Key names are restricted by hsm-core to URL-safe characters, but a typo with '/' or '?'
+/// must not turn into another route.
+fn key_path(name: &str) -> String {
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("/api/v1/keys/{encoded}")
+}
+
+fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
+    let mut body = json!({
+        "name": name,
+        "alg": alg,
+        "exportable_under_wrap": attrs.exportable_under_wrap,
+        "trusted": attrs.trusted,
+    });
+    if let Some(l) = attrs.usage_limit {
+        body["usage_limit"] = json!(l);
+    }
+    if let Some(t) = &attrs.not_before {
+        body["not_before"] = json!(t);
+    }
+    if let Some(t) = &attrs.not_after {
+        body["not_after"] = json!(t);
+    }
+    if let Some(ops) = &attrs.operations {
+        body["operations"] = json!(ops);
+    }
+    body
+}
+
+fn key_create(client: &Client, args: &KeyCreateArgs) -> Result<()> {
+    let info: KeyInfo = client.post_json(
+        "/api/v1/keys",
+        &key_body(&args.name, &args.alg, &args.attrs),
+    )?;
+    say!("created key {} ({})", info.label, info.algorithm);
+    print_key(&info)
+}
+
+/// Read a PKCS#8 file and wrap it, here on the client, to the partition's import key.
+fn wrap_to_import_key(client: &Client, path: &Path) -> Result<Vec<u8>> {
+    let file = Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let pkcs8 = pem::pkcs8_der(&file)?;
+    let import_pem = client.get_text("/api/v1/keys/import-key")?;
+    let spki = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(import_pem.as_bytes())
+            .context("the server's import key is not a PEM public key")?
+    };
+    Ok(hsm_core::wrap_for_import(spki.as_ref(), &pkcs8)?)
+}
+
+fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
+    let wrapped = wrap_to_import_key(client, &args.pkcs8)?;
+    let mut body = key_body(&args.name, &args.alg, &args.attrs);
+    body["wrapped"] = json!(base64::engine::general_purpose::STANDARD.encode(wrapped));
+    let info: KeyInfo = client.post_json("/api/v1/keys/import", &body)?;
+    say!("imported key {} ({})", info.label, info.algorithm);
+    print_key(&info)
+}
+
+fn uses(info: &KeyInfo) -> String {
+    match info.usage_limit {
+        Some(limit) => format!("{}/{}", info.usage_count, limit),
+        None => format!("{}/∞", info.usage_count),
+    }
+}
+
+fn key_list(client: &Client) -> Result<()> {
+    let keys: Vec<KeyInfo> = client.get_json("/api/v1/keys")?;
+    let width = keys
+        .iter()
+        .map(|k| k.label.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    say!("{:<width$}  {:<9}  {:<9}  USES", "NAME", "ALG", "STATE");
+    for k in &keys {
+        say!(
+            "{:<width$}  {:<9}  {:<9}  {}",
+            k.label,
+            k.algorithm.as_str(),
+            if k.active {
+                k.state.as_str()
+            } else if k.state == hsm_core::KeyState::Active {
+                "inactive"
+            } else {
+                k.state.as_str()
+            },
+            uses(k)
+        );
+    }
+    Ok(())
+}
+
+fn print_key(k: &KeyInfo) -> Result<()> {
+    let ops: Vec<&str> = k.operations.iter().map(|o| o.as_str()).collect();
+    say!("name:                  {}", k.label);
+    say!("id:                    {}", k.id);
+    say!("partition:             {}", k.partition);
+    say!("algorithm:             {}", k.algorithm);
+    say!("state:                 {}", k.state);
+    say!(
+        "usable now:            {}",
+        if k.active {
+            "yes"
+        } else {
+            "no (disabled, outside its validity window, or usage limit reached)"
+        }
+    );
+    say!("usage count:           {}", k.usage_count);
+    say!(
+        "usage limit:           {}",
+        k.usage_limit
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "unlimited".into())
+    );
+    say!("operations:            {}", ops.join(","));
+    say!("not before:            {}", time_text(k.not_before));
+    say!("not after:             {}", time_text(k.not_after));
+    say!("exportable under wrap: {}", k.exportable_under_wrap);
+    say!("trusted:               {}", k.trusted);
+    say!("never extractable:     {}", k.never_extractable);
+    say!("generated in kagi:     {}", k.local);
+    say!("created:               {}", time_text(Some(k.created_at)));
+    Ok(())
+}
+
+/// The certificate (and with `chain`, the CAs above it) of an issuance answer, as PEM.
+fn write_certificate(resp: &Value, chain: bool, out: Option<&Path>) -> Result<()> {
+    let mut pem = resp
+        .get("certificate")
+        .and_then(Value::as_str)
+        .context("the server's answer has no certificate")?
+        .to_string();
+    if chain {
+        pem.push_str(resp.get("chain").and_then(Value::as_str).unwrap_or(""));
+    }
+    write_or_print(out, pem.as_bytes())
+}

@@ -1,0 +1,202 @@
+//! `kagi serve`: open the store, bring the instance up, TLS, and the banner that says how to
+//! reach it.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+use crate::cli::ServeArgs;
+use crate::config::ServeConfig;
+use crate::instance::{self, DataDir, Startup};
+use crate::pki::Pki;
+use crate::tls::TlsFiles;
+use crate::{secret_files, server, tls};
+
+pub(super) fn serve(args: &ServeArgs) -> Result<()> {
+    let cfg = ServeConfig::resolve(args)?;
+    let data = DataDir::new(&cfg.data_dir);
+    // The data folder holds TLS material and development secrets even when the store is
+    // PostgreSQL.
+    instance::ensure_root(&data)?;
+    let hsm = instance::open(&data, cfg.database_url.as_deref(), cfg.max_failed_logins)
+        .context("cannot open the HSM store")?;
+    let startup = instance::bring_up(&hsm, &data)?;
+    if !secret_files::is_private_dir(&data.root).unwrap_or(false) {
+        log::warn!(
+            "{} can be read by other users: it holds secrets; run 'chmod 700 {}'",
+            data.root.display(),
+            data.root.display()
+        );
+    }
+    let pki =
+        std::sync::Arc::new(Pki::new(&cfg.public_url).context("built-in certificate profiles")?);
+    let tls_files = TlsFiles::in_data_dir(&data.root);
+    let tls_from_ca = !hsm.is_sealed() && own_ca_tls(&hsm, &data, &pki, &tls_files)?;
+    if !tls_from_ca && tls::ensure_material(&tls_files)? {
+        log::info!(
+            "made a new local TLS CA; clients must trust {}",
+            tls_files.ca_cert.display()
+        );
+    }
+    let tls_config = tls::server_config(&tls_files)?;
+    let banner_data = data.clone();
+    let sealed = hsm.is_sealed();
+    let listeners = server::Listeners {
+        https: cfg.listen.clone(),
+        public_http: cfg.public_listen.clone(),
+    };
+    let est = server::EstSettings {
+        ca: cfg.est_ca.clone(),
+        profile: cfg.est_profile.clone(),
+    };
+    let public_url = cfg.public_url.clone();
+    let signing_ca = cfg.signing_ca.clone();
+    server::run(hsm, pki, est, signing_ca, tls_config, &listeners, move |addrs, public| {
+        print_banner(&banner_data, &tls_files, &startup, sealed, addrs);
+        if let Some(a) = public.first() {
+            eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");
+        }
+    })
+    .with_context(|| format!("cannot serve on {}", cfg.listen))
+}
+
+/// A development instance gets its own CA hierarchy on first start, and from then on its TLS
+/// certificate comes from that CA ('services' intermediate), with the root in tls-ca.pem.
+/// Returns whether TLS now comes from kagi's CA.
+fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) -> Result<bool> {
+    let token_path = data.admin_token();
+    if token_path.is_file() {
+        let token = Zeroizing::new(
+            std::fs::read_to_string(&token_path)
+                .with_context(|| format!("cannot read {}", token_path.display()))?,
+        );
+        match hsm.login(token.trim()) {
+            Ok(admin) => match crate::pki::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
+                Ok(true) => log::info!(
+                    "made the development CA hierarchy: root, devices, code-signing, services"
+                ),
+                Ok(false) => {}
+                Err(e) => log::warn!("could not make the development CA hierarchy: {e}"),
+            },
+            Err(e) => log::warn!(
+                "{} was not accepted ({e}); no development CAs made",
+                token_path.display()
+            ),
+        }
+    }
+    let services = match hsm.ca(crate::pki::DEV_SERVICES) {
+        Ok(c) => c,
+        Err(_) => return Ok(false),
+    };
+    let chain = pki.chain(hsm, &services.name)?;
+    let Some(root) = chain.last() else {
+        return Ok(false);
+    };
+    let root_pem = ca::x509::pem("CERTIFICATE", root)?;
+    if tls::issued_under(files, &root_pem) {
+        return Ok(true);
+    }
+    let session = hsm.service_session(&services.partition);
+    tls::issue_from_ca(files, &root_pem, |csr| {
+        let issued = pki
+            .issue(
+                hsm,
+                &session,
+                &services.name,
+                "tls-server",
+                csr,
+                &ca::IssueOptions::default(),
+                &[],
+                json!({"for": "kagi TLS server"}),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok((issued.der, chain.clone()))
+    })?;
+    log::info!(
+        "issued a new TLS server certificate from CA '{}'; clients trust {}",
+        services.name,
+        files.ca_cert.display()
+    );
+    Ok(true)
+}
+
+fn print_banner(
+    data: &DataDir,
+    tls: &TlsFiles,
+    startup: &Startup,
+    sealed: bool,
+    addrs: &[SocketAddr],
+) {
+    let shares = absolute(&data.shares_dir());
+    match startup {
+        Startup::CreatedDevelopment | Startup::SelfUnsealed { .. } => {
+            let what = match startup {
+                Startup::SelfUnsealed { shares_used } => {
+                    format!("unsealed a DEVELOPMENT instance from {shares_used} share file(s)")
+                }
+                _ => "created a DEVELOPMENT instance".to_string(),
+            };
+            eprintln!(
+                "\n************************************************************************\n\
+                 * kagi {what}.\n\
+                 * It UNSEALS ITSELF from the share(s) stored on disk in\n\
+                 *   {}\n\
+                 * Anyone who can read that folder and the database holds every key.\n\
+                 * Do not use this instance for real keys: for production run\n\
+                 * 'kagi init --shares N --threshold M' on an empty store and 'kagi unseal'.\n\
+                 ************************************************************************\n",
+                shares.display()
+            );
+        }
+        Startup::Sealed => {}
+    }
+    let url = addrs
+        .first()
+        .map(|a| client_url(*a))
+        .unwrap_or_else(|| "https://127.0.0.1:8443".into());
+    let token = absolute(&data.admin_token());
+    let ca = absolute(&tls.ca_cert);
+    eprintln!("kagi is listening on {url}");
+    eprintln!("  console:      {url}/ui");
+    eprintln!("  TLS CA:       {}", ca.display());
+    if token.is_file() {
+        eprintln!("  admin token:  {}", token.display());
+    }
+    if sealed {
+        eprintln!("  the HSM is SEALED: submit shares with 'kagi unseal' until it opens");
+    }
+    if url == crate::client::DEFAULT_URL {
+        eprintln!("client commands run from this folder need no settings; elsewhere set:");
+    } else {
+        eprintln!(
+            "client commands need these settings (defaults fit only port 8443 in this folder):"
+        );
+    }
+    eprintln!("  export KAGI_URL={url}");
+    eprintln!("  export KAGI_CA={}", ca.display());
+    if token.is_file() {
+        eprintln!("  export KAGI_TOKEN=\"$(cat {})\"", token.display());
+    } else {
+        eprintln!("  export KAGI_TOKEN=<your token>");
+    }
+}
+
+/// What a local client should type to reach `addr`: a wildcard listen address is reached
+/// through loopback, which the server certificate names.
+fn client_url(addr: SocketAddr) -> String {
+    let ip = addr.ip();
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+            format!("https://127.0.0.1:{}", addr.port())
+        }
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => format!("https://[::1]:{}", addr.port()),
+        std::net::IpAddr::V6(_) => format!("https://[{ip}]:{}", addr.port()),
+        std::net::IpAddr::V4(_) => format!("https://{ip}:{}", addr.port()),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

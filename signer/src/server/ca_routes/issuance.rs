@@ -1,0 +1,323 @@
+//! `POST /api/v1/ca/{ca}/profiles/{profile}/issue` and `issue-batch`, and the policy's word on
+//! issuance, which EST asks too.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use ca::{Days, IssueOptions, Issued};
+use hsm_core::Session;
+use policy::{Action, Resource};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::pem;
+use crate::server::auth::Caller;
+use crate::server::error_codes::Code;
+use crate::server::errors::ApiError;
+use crate::server::handler::{
+    audit_refusal, audited, blocking_with_state, policy_denied, read_body, record_event, ApiResult,
+};
+use crate::server::policy_gate::{decide, Verdict};
+use crate::server::state::AppState;
+
+/// Largest batch: 10,000 CSRs of a few hundred bytes each.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Body limit of `issue-batch` (JSON with PEM CSRs).
+pub const BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// Body limit of a single issue (one CSR, PEM or DER, or the JSON around it).
+pub const ISSUE_BODY_LIMIT: usize = 64 * 1024;
+
+/// Parallel issuers per batch: enough to fill the commit thread's group commits.
+const BATCH_WORKERS: usize = 16;
+
+/// The policy's word on `session` issuing under `profile`; `Ok(None)`: no policy is active.
+pub(crate) async fn issue_verdict(
+    state: &web::Data<AppState>,
+    session: &Session,
+    profile: &str,
+    http: &HttpRequest,
+) -> Result<Option<Verdict>, ApiError> {
+    let ip = http.peer_addr().map(|a| a.ip());
+    let (sess, p) = (session.clone(), profile.to_string());
+    let verdict = blocking_with_state(state, move |st| {
+        Ok(st.policy.active(&st.hsm)?.map(|active| {
+            decide(
+                &active,
+                &sess,
+                Action::Issue,
+                &Resource::Profile(&p),
+                None,
+                ip,
+            )
+        }))
+    })
+    .await?;
+    if let Some(v) = &verdict {
+        if !v.decision.allowed {
+            return Err(policy_denied(
+                state,
+                session,
+                "issue",
+                &format!("profile:{profile}"),
+                "x509",
+                v,
+            )
+            .await);
+        }
+    }
+    Ok(verdict)
+}
+
+fn audit_detail(verdict: &Option<Verdict>, session: &Session) -> serde_json::Value {
+    match verdict {
+        Some(v) => json!({
+            "decision": "allow", "identity": session.name(), "kind": session.kind().as_str(),
+            "policy_version": v.version, "policy_rule": v.decision.rule,
+        }),
+        None => json!({"policy": "none (roles only)"}),
+    }
+}
+
+pub(super) fn validity_of(v: &Option<serde_json::Value>) -> Result<Option<Days>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(v) => serde_json::from_value::<Days>(v.clone())
+            .map(Some)
+            .map_err(|_| {
+                ApiError::new(
+                    Code::BadValidity,
+                    "'validity_days' is a number of days or \"forever\"",
+                )
+            }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueJson {
+    csr: String,
+    #[serde(default)]
+    validity_days: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueQuery {
+    #[serde(default)]
+    validity_days: Option<String>,
+}
+
+pub fn issued_json(state: &AppState, issued: &Issued, chain: &[Vec<u8>]) -> serde_json::Value {
+    let r = &issued.record;
+    json!({
+        "serial": r.serial, "ca": r.ca_name, "profile": r.profile, "subject": r.subject,
+        "issued_to": r.issued_to, "not_before": r.not_before, "not_after": r.not_after,
+        "certificate": pem(&issued.der),
+        "chain": chain.iter().map(|c| pem(c)).collect::<String>(),
+        "crl_url": state.pki.urls.crl(&r.ca_name),
+    })
+}
+
+/// `POST /api/v1/ca/{ca}/profiles/{profile}/issue`: the body is one CSR, PEM or DER, or JSON
+/// `{"csr": "<PEM>", "validity_days": 365}`. Answers JSON, or the DER certificate when the
+/// client accepts only `application/pkix-cert`.
+pub async fn issue(
+    caller: Caller,
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<IssueQuery>,
+    payload: web::Payload,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let body = read_body(payload, ISSUE_BODY_LIMIT).await?;
+    let (ca_name, profile) = path.into_inner();
+    let verdict = issue_verdict(&state, &session, &profile, &http).await?;
+    let (csr, validity) = if body.trim_ascii_start().starts_with(b"{") {
+        let parsed = serde_json::from_slice::<IssueJson>(&body).map_err(|e| {
+            ApiError::new(Code::BadJson, format!("the request body is not valid: {e}"))
+        });
+        let j = audit_refusal(&state, &session, "ca.issue", parsed).await?;
+        (j.csr.into_bytes(), j.validity_days)
+    } else {
+        (
+            body.to_vec(),
+            query.validity_days.clone().map(|d| match d.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => json!(d),
+            }),
+        )
+    };
+    let validity = audit_refusal(&state, &session, "ca.issue", validity_of(&validity)).await?;
+    let quotas = verdict
+        .as_ref()
+        .map(|v| v.quotas.clone())
+        .unwrap_or_default();
+    let detail = audit_detail(&verdict, &session);
+    let sess = session.clone();
+    let result = blocking_with_state(&state, move |st| {
+        let issued = st.pki.issue(
+            &st.hsm,
+            &sess,
+            &ca_name,
+            &profile,
+            &csr,
+            &IssueOptions { validity },
+            &quotas,
+            detail,
+        )?;
+        let chain = st.pki.chain(&st.hsm, &ca_name)?;
+        Ok((issued, chain))
+    })
+    .await;
+    let (issued, chain) = audit_refusal(&state, &session, "ca.issue", result).await?;
+    let wants_der = http
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "application/pkix-cert");
+    if wants_der {
+        return Ok(HttpResponse::Created()
+            .content_type("application/pkix-cert")
+            .body(issued.der));
+    }
+    Ok(HttpResponse::Created().json(issued_json(&state, &issued, &chain)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// PEM CSRs (or base64 DER).
+    csrs: Vec<String>,
+    #[serde(default)]
+    validity_days: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/ca/{ca}/profiles/{profile}/issue-batch`: many CSRs, one answer per item, in
+/// order. One bad CSR fails only itself.
+pub async fn issue_batch(
+    caller: Caller,
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<BatchBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let (ca_name, profile) = path.into_inner();
+    let body = body.into_inner();
+    if body.csrs.is_empty() || body.csrs.len() > MAX_BATCH {
+        let e = ApiError::new(
+            Code::BadBatch,
+            format!("'csrs' holds 1 to {MAX_BATCH} CSRs; split larger batches"),
+        );
+        return Err(audited(&state, &session, "ca.issue_batch", e).await);
+    }
+    let validity = validity_of(&body.validity_days);
+    let validity = audit_refusal(&state, &session, "ca.issue_batch", validity).await?;
+    let verdict = issue_verdict(&state, &session, &profile, &http).await?;
+    let quotas = verdict
+        .as_ref()
+        .map(|v| v.quotas.clone())
+        .unwrap_or_default();
+    let detail = audit_detail(&verdict, &session);
+    let sess = session.clone();
+    let ca2 = ca_name.clone();
+    let (results, chain) = blocking_with_state(&state, move |st| {
+        let chain = st.pki.chain(&st.hsm, &ca2)?;
+        let n = body.csrs.len();
+        let results: Vec<Mutex<Option<Result<Issued, ApiError>>>> =
+            (0..n).map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let opts = IssueOptions { validity };
+        std::thread::scope(|scope| {
+            for _ in 0..BATCH_WORKERS.min(n) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let mut d = detail.clone();
+                    d["batch_index"] = json!(i);
+                    let r = st
+                        .pki
+                        .issue(
+                            &st.hsm,
+                            &sess,
+                            &ca2,
+                            &profile,
+                            csr_bytes(&body.csrs[i]).as_slice(),
+                            &opts,
+                            &quotas,
+                            d,
+                        )
+                        .map_err(ApiError::from);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
+                });
+            }
+        });
+        let results: Vec<Result<Issued, ApiError>> = results
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| Err(ApiError::internal("the item was not processed")))
+            })
+            .collect();
+        Ok((results, chain))
+    })
+    .await?;
+    let issued = results.iter().filter(|r| r.is_ok()).count();
+    let failures: Vec<serde_json::Value> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            r.as_ref()
+                .err()
+                .map(|e| json!({"index": i, "code": e.code()}))
+        })
+        .collect();
+    if !failures.is_empty() {
+        let detail = json!({"ca": ca_name, "issued": issued, "failed": failures.len(), "failures": failures});
+        let actor = session.actor();
+        if !record_event(&state.hsm, actor, "ca.issue_batch", "partial", detail).await {
+            log::warn!("could not audit the failed items of a batch");
+        }
+    }
+    let items: Vec<serde_json::Value> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(issued) => {
+                let mut v = issued_json(&state, issued, &[]);
+                v["index"] = json!(i);
+                v["status"] = json!("issued");
+                v
+            }
+            Err(e) => json!({"index": i, "status": "error", "error": e.to_json()}),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "issued": issued,
+        "failed": results.len() - issued,
+        "chain": chain.iter().map(|c| pem(c)).collect::<String>(),
+        "results": items,
+    })))
+}
+
+/// A batch item: PEM as is, anything else taken as base64 DER.
+fn csr_bytes(item: &str) -> Vec<u8> {
+    use base64::Engine;
+    let t = item.trim();
+    if t.starts_with("-----BEGIN") {
+        return t.as_bytes().to_vec();
+    }
+    let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .unwrap_or_else(|_| t.as_bytes().to_vec())
+}

@@ -1,0 +1,226 @@
+//! `/api/v1/keys`: create, import, read, destroy, limit and export keys.
+
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+use hsm_core::{Algorithm, Gated, KeySpec, Operation};
+use serde::Deserialize;
+use serde_json::json;
+use std::str::FromStr;
+
+use super::auth::Caller;
+use super::error_codes::Code;
+use super::errors::ApiError;
+use super::handler::{audit_refusal, blocking, gated, parse_time, pending, ApiResult};
+use super::state::AppState;
+use crate::pem::public_key_pem;
+
+/// The import routes share the `/keys/{name}` space, so no key may take their names.
+const RESERVED_KEY_NAMES: [&str; 2] = ["import", "import-key"];
+
+/// Body of key creation and import. Times are RFC 3339 strings ("2030-01-01T00:00:00Z").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBody {
+    name: String,
+    alg: String,
+    #[serde(default)]
+    usage_limit: Option<i64>,
+    #[serde(default)]
+    not_before: Option<String>,
+    #[serde(default)]
+    not_after: Option<String>,
+    #[serde(default)]
+    operations: Option<Vec<String>>,
+    #[serde(default)]
+    exportable_under_wrap: bool,
+    #[serde(default)]
+    trusted: bool,
+    /// Import only: the key wrapped to the partition's import key, base64.
+    #[serde(default)]
+    wrapped: Option<String>,
+}
+
+impl KeyBody {
+    fn spec(&self) -> Result<KeySpec, ApiError> {
+        if RESERVED_KEY_NAMES.contains(&self.name.as_str()) {
+            return Err(ApiError::new(
+                Code::ReservedName,
+                format!(
+                    "'{}' is reserved for the key import routes: pick another name",
+                    self.name
+                ),
+            ));
+        }
+        let alg = Algorithm::from_str(&self.alg)?;
+        let mut spec = KeySpec::new(&self.name, alg);
+        spec.usage_limit = self.usage_limit;
+        spec.not_before = self
+            .not_before
+            .as_deref()
+            .map(|t| parse_time("not_before", t))
+            .transpose()?;
+        spec.not_after = self
+            .not_after
+            .as_deref()
+            .map(|t| parse_time("not_after", t))
+            .transpose()?;
+        if let Some(ops) = &self.operations {
+            spec.operations = ops
+                .iter()
+                .map(|o| Operation::from_str(o))
+                .collect::<Result<_, _>>()?;
+        }
+        spec.exportable_under_wrap = self.exportable_under_wrap;
+        spec.trusted = self.trusted;
+        Ok(spec)
+    }
+}
+
+pub async fn create_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<KeyBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let checked = match body.wrapped {
+        Some(_) => Err(ApiError::new(
+            Code::BadRequest,
+            "'wrapped' belongs to POST /api/v1/keys/import, not to key creation",
+        )),
+        None => body.spec(),
+    };
+    let spec = audit_refusal(&state, &session, "key.generate", checked).await?;
+    let info = blocking(&state.hsm, move |h| h.create_key(&session, &spec)).await?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+pub async fn import_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<KeyBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let checked = body.spec().and_then(|spec| {
+        let wrapped = body
+            .wrapped
+            .as_deref()
+            .ok_or_else(|| ApiError::new(Code::BadRequest, "'wrapped' (base64) is required"))?;
+        let wrapped = base64::engine::general_purpose::STANDARD
+            .decode(wrapped)
+            .map_err(|_| ApiError::new(Code::BadBase64, "'wrapped' is not valid base64"))?;
+        Ok((spec, wrapped))
+    });
+    let (spec, wrapped) = audit_refusal(&state, &session, "key.import", checked).await?;
+    let info = blocking(&state.hsm, move |h| h.import_key(&session, &spec, &wrapped)).await?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+pub async fn list_keys(caller: Caller, state: web::Data<AppState>) -> ApiResult {
+    let Caller(session) = caller;
+    let keys = blocking(&state.hsm, move |h| h.list_keys(&session)).await?;
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+pub async fn get_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| h.key_info(&session, &name)).await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+fn pem_response(spki_der: &[u8]) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .body(public_key_pem(spki_der))
+}
+
+pub async fn public_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| h.key_info(&session, &name)).await?;
+    Ok(pem_response(&info.public_key_der))
+}
+
+pub async fn import_wrapping_key(caller: Caller, state: web::Data<AppState>) -> ApiResult {
+    let Caller(session) = caller;
+    let spki = blocking(&state.hsm, move |h| h.import_public_key(&session)).await?;
+    Ok(pem_response(&spki))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    wrapping_key: String,
+}
+
+pub async fn export_wrapped(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<ExportBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let wrapping = body.into_inner().wrapping_key;
+    let result = blocking(&state.hsm, move |h| {
+        h.export_wrapped(&session, &name, &wrapping)
+    })
+    .await?;
+    Ok(match result {
+        hsm_core::Gated::Done(wrapped) => HttpResponse::Ok().json(json!({
+            "status": "done",
+            "wrapped": base64::engine::general_purpose::STANDARD.encode(wrapped),
+            "mechanism": hsm_core::WRAP_MECHANISM,
+        })),
+        // Under a quorum: the requester collects the wrapped key from the approved request.
+        hsm_core::Gated::Pending(req) => pending(req),
+    })
+}
+
+// ------------------------------------------------------------------ gated key changes
+
+pub async fn destroy_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let label = name.clone();
+    let g = blocking(&state.hsm, move |h| h.destroy_key(&session, &label)).await?;
+    Ok(match g {
+        Gated::Done(()) => HttpResponse::Ok().json(json!({ "status": "done", "destroyed": name })),
+        pending => gated(pending),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitBody {
+    /// `null`: unlimited.
+    usage_limit: Option<i64>,
+}
+
+pub async fn set_usage_limit(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<LimitBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let limit = body.into_inner().usage_limit;
+    let g = blocking(&state.hsm, move |h| {
+        h.set_usage_limit(&session, &name, limit)
+    })
+    .await?;
+    Ok(gated(g))
+}

@@ -1,0 +1,92 @@
+//! `/api/v1/policies`: submit, read and activate policy documents.
+
+use actix_web::{web, HttpResponse};
+use hsm_core::QuorumRule;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::error_codes::Code;
+use super::errors::ApiError;
+use super::handler::{audit_refusal, blocking, gated, read_body, ApiResult};
+use super::state::AppState;
+
+/// Policy documents are TOML sent as the raw request body; this bounds them.
+pub const POLICY_LIMIT: usize = 4 * 1024 * 1024;
+
+fn quorum_of(doc: &policy::PolicyDocument) -> Option<QuorumRule> {
+    doc.quorum.as_ref().map(|q| QuorumRule {
+        approvers: q.approvers.clone(),
+        required: q.required,
+        ttl_secs: q.request_ttl_secs,
+    })
+}
+
+/// Validate (schema, Cedar, fields) and store a new version. It takes effect when activated.
+pub async fn submit_policy(
+    caller: Caller,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let body = read_body(payload, POLICY_LIMIT).await?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text"))?;
+    let parsed = policy::PolicyDocument::parse(&text).map_err(|e| {
+        ApiError::new(
+            Code::PolicyInvalid,
+            format!("the policy was rejected, nothing changed: {e}"),
+        )
+    });
+    let doc = audit_refusal(&state, &session, "policy.submit", parsed).await?;
+    let quorum = quorum_of(&doc);
+    let stored = blocking(&state.hsm, move |h| {
+        h.submit_policy(&session, &text, quorum)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(json!({ "version": stored.version, "active": stored.active })))
+}
+
+pub async fn list_policies(caller: Caller, state: web::Data<AppState>) -> ApiResult {
+    let Caller(session) = caller;
+    let list = blocking(&state.hsm, move |h| h.list_policies(&session)).await?;
+    let brief: Vec<_> = list
+        .iter()
+        .map(|p| json!({"version": p.version, "active": p.active, "submitted_by": p.submitted_by, "submitted_at": p.submitted_at, "quorum": p.quorum}))
+        .collect();
+    Ok(HttpResponse::Ok().json(brief))
+}
+
+pub async fn get_policy(
+    caller: Caller,
+    state: web::Data<AppState>,
+    version: web::Path<i64>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let v = version.into_inner();
+    let p = blocking(&state.hsm, move |h| h.policy(&session, v)).await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// Activate a version. Under a quorum this files a request whose summary is the diff against
+/// the active document.
+pub async fn activate_policy(
+    caller: Caller,
+    state: web::Data<AppState>,
+    version: web::Path<i64>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let v = version.into_inner();
+    let st = state.clone();
+    let result = blocking(&state.hsm, move |h| {
+        let new = h.policy(&session, v)?;
+        let old = h.active_policy()?.map(|p| p.text).unwrap_or_default();
+        let summary = format!(
+            "activate policy version {v}\n{}",
+            policy::diff(&old, &new.text)
+        );
+        h.activate_policy(&session, v, &summary)
+    })
+    .await?;
+    st.policy.invalidate();
+    Ok(gated(result))
+}
