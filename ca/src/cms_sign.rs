@@ -427,7 +427,7 @@ fn check_token_covers(sd: &SignedData, token_der: &[u8]) -> Result<(), CaError> 
         .as_ref()
         .and_then(|e| e.decode_as::<OctetString>().ok())
         .ok_or_else(|| CaError::BadRequest(format!("{what} carries no TSTInfo content")))?;
-    let tst = crate::tsa::TstInfoImprint::from_der(tst_der.as_bytes())
+    let tst = crate::rfc3161::TstInfoImprint::from_der(tst_der.as_bytes())
         .map_err(|e| CaError::BadRequest(format!("{what} holds a malformed TSTInfo ({e})")))?;
     let imprint = &tst.message_imprint;
     let hash = digest_from_oid(&imprint.hash_algorithm.oid).ok_or_else(|| {

@@ -25,6 +25,7 @@ pub mod issue;
 pub mod ocsp;
 pub mod pkcs7;
 pub mod profile;
+pub mod rfc3161;
 pub mod sct;
 pub mod serial;
 pub mod tsa;

@@ -105,13 +105,15 @@ impl SignFormat {
             "raw" => SignFormat::Raw,
             "cms" => SignFormat::Cms,
             "sigstore" => SignFormat::Sigstore,
-            other => return Err(ApiError::new(
-                Code::UnsupportedFormat,
-                format!(
+            other => {
+                return Err(ApiError::new(
+                    Code::UnsupportedFormat,
+                    format!(
                     "signature format '{}' is not supported: use \"raw\", \"cms\" or \"sigstore\"",
                     other.chars().take(32).collect::<String>()
                 ),
-            )),
+                ))
+            }
         };
         let refusal = match format {
             SignFormat::Raw if body.timestamp => {
