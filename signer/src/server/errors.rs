@@ -209,3 +209,11 @@ mod tests {
         assert_eq!(e.code(), "usage_limit_reached");
     }
 }
+
+/// An algorithm, digest or padding name the API was sent that kagi does not know (kagi-crypto
+/// parses them): the same code and message as hsm-core gives.
+impl From<hsm_core::algorithm::AlgorithmError> for ApiError {
+    fn from(e: hsm_core::algorithm::AlgorithmError) -> Self {
+        HsmError::from(e).into()
+    }
+}
