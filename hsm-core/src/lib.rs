@@ -17,7 +17,6 @@ mod commit;
 mod crypto;
 pub mod error;
 mod hsm;
-mod merkle;
 pub mod policy_store;
 mod seal;
 pub mod shares;
