@@ -174,9 +174,12 @@ pub fn open_note(note: &str, key_name: &str, public_key: &[u8]) -> Result<String
     )))
 }
 
+/// One signature line: the key name and the decoded blob (key hash, then signature).
+type SignatureLine<'a> = (&'a str, Vec<u8>);
+
 /// A note's text (last newline kept) and its signature lines as (key name, decoded blob of at
 /// least 5 bytes). Any malformed line rejects the note.
-fn split_note(note: &str) -> Result<(&str, Vec<(&str, Vec<u8>)>)> {
+fn split_note(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>)> {
     let split = note.rfind("\n\n").ok_or_else(|| {
         Error::Malformed(
             "not a signed note: there is no blank line between the text and the signature lines"

@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Verify a raw, CMS or Sigstore signature: signature, chain to kagi's root, and the
     /// transparency-log proof 'kagi sign' saved beside it (SIG.tlog.json).
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Check the transparency log: checkpoints, consistency, inclusion.
     #[command(subcommand)]
     Log(LogCommand),
