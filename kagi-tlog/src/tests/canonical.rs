@@ -11,6 +11,12 @@ fn members_are_sorted_whatever_the_insertion_order() {
     for k in ["z", "b", "a", "B", "aa", "", "10", "1"] {
         m.insert(k.into(), json!(k.len()));
     }
+    // The dev-dependency turns preserve_order on: the map really is in insertion order here.
+    assert_eq!(m.keys().next().map(String::as_str), Some("z"));
+    assert_ne!(
+        Value::Object(m.clone()).to_string(),
+        canonical_json(&Value::Object(m.clone()))
+    );
     assert_eq!(
         canonical_json(&Value::Object(m)),
         r#"{"":0,"1":1,"10":2,"B":1,"a":1,"aa":2,"b":1,"z":1}"#
