@@ -5,7 +5,7 @@ use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 use const_oid::db::rfc5280;
 use const_oid::ObjectIdentifier;
 use der::asn1::{Ia5String, PrintableStringRef, Utf8StringRef};
-use der::{Decode, Encode, Sequence, Tag, Tagged};
+use der::{Decode, Encode, Tag, Tagged};
 use hsm_core::Algorithm;
 use std::net::IpAddr;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -20,10 +20,6 @@ use crate::profile::attribute_name;
 /// Largest CSR accepted, DER. An RSA-4096 request with a full subject is under 2 KiB.
 pub const MAX_CSR_BYTES: usize = 8 * 1024;
 
-const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
-const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
@@ -32,13 +28,6 @@ const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.11354
 const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const CHALLENGE_PASSWORD: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.7");
-
-/// RFC 8017 RSAPublicKey, to learn the modulus size.
-#[derive(Sequence)]
-struct RsaPublicKey<'a> {
-    modulus: der::asn1::UintRef<'a>,
-    public_exponent: der::asn1::UintRef<'a>,
-}
 
 /// One subject attribute, with its value as text.
 #[derive(Debug, Clone)]
@@ -166,50 +155,10 @@ pub fn parse(der_bytes: &[u8]) -> Result<Csr> {
 
 const ID_EXTENSION_REQ: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
 
-/// Which kagi algorithm a public key is (EC P-256/P-384, RSA 2048/3072/4096, Ed25519).
+/// Which kagi algorithm a public key is (EC P-256/P-384, RSA 2048/3072/4096, Ed25519); the
+/// reading is `kagi-x509`'s, which verifiers share.
 pub fn key_type(spki: &SubjectPublicKeyInfoOwned) -> Result<Algorithm> {
-    let oid = spki.algorithm.oid;
-    if oid == ID_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
-            .ok_or_else(|| bad("its EC public key names no curve"))?;
-        return match curve {
-            c if c == SECP256R1 => Ok(Algorithm::EcP256),
-            c if c == SECP384R1 => Ok(Algorithm::EcP384),
-            c => Err(CaError::NotAllowed(format!(
-                "wrong key type: EC curve {c} is not supported (use P-256 or P-384)"
-            ))),
-        };
-    }
-    if oid == RSA_ENCRYPTION {
-        let raw = spki.subject_public_key.raw_bytes();
-        let key = RsaPublicKey::from_der(raw)
-            .map_err(|e| bad(format!("its RSA public key is malformed: {e}")))?;
-        let bits = key.modulus.as_bytes().len() * 8
-            - key
-                .modulus
-                .as_bytes()
-                .first()
-                .map(|b| b.leading_zeros() as usize)
-                .unwrap_or(0);
-        return match bits {
-            2048 => Ok(Algorithm::Rsa2048),
-            3072 => Ok(Algorithm::Rsa3072),
-            4096 => Ok(Algorithm::Rsa4096),
-            b => Err(CaError::NotAllowed(format!(
-                "wrong key type: RSA-{b} is not supported (use 2048, 3072 or 4096 bits)"
-            ))),
-        };
-    }
-    if oid == ED25519 {
-        return Ok(Algorithm::Ed25519);
-    }
-    Err(CaError::NotAllowed(format!(
-        "wrong key type: public key algorithm {oid} is not supported (use EC P-256/P-384, RSA or Ed25519)"
-    )))
+    Ok(kagi_x509::key_type(spki)?)
 }
 
 fn verify_signature(req: &CertReq, spki: &SubjectPublicKeyInfoOwned, key: Algorithm) -> Result<()> {

@@ -36,3 +36,18 @@ pub use error::CaError;
 pub use hierarchy::CaSpec;
 pub use issue::{IssueOptions, Issued};
 pub use profile::{Days, Profile, Profiles};
+
+/// The pure certificate helpers (`kagi-x509`) fail with their own error; in the CA each lands
+/// on the class it always had: a bad key in a CSR, a key type no profile takes, a malformed
+/// input, or an encoding the CA itself got wrong.
+impl From<kagi_x509::Error> for CaError {
+    fn from(e: kagi_x509::Error) -> Self {
+        match e {
+            kagi_x509::Error::BadKey(why) => CaError::BadCsr(why),
+            kagi_x509::Error::UnsupportedKey(why) => CaError::NotAllowed(why),
+            kagi_x509::Error::Malformed(why) => CaError::BadRequest(why),
+            kagi_x509::Error::Encoding(why) => CaError::Internal(why),
+            other => CaError::Internal(other.to_string()),
+        }
+    }
+}

@@ -13,9 +13,9 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HsmError, Result};
-use crate::merkle::{leaf_hash, Frontier};
 use crate::store::schema::{audit_checkpoints, audit_head, audit_records};
 use crate::store::AnyConnection;
+use kagi_tlog::merkle::{leaf_hash, Frontier};
 
 /// One audit record as stored and as shown to auditors.
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Insertable, PartialEq, Eq)]

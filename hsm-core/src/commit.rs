@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use crate::audit::{self, AuditEvent, AuditKeys};
 use crate::error::{HsmError, Result};
-use crate::merkle::leaf_hash;
 use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys, quota_counters};
 use crate::store::{AnyConnection, Store};
+use kagi_tlog::merkle::leaf_hash;
 
 /// Largest batch: bounds the latency a request can add to others in its batch.
 const MAX_BATCH: usize = 512;

@@ -146,9 +146,8 @@ impl LoadedKey {
     }
 }
 
-/// Verify a signature over a digest with a public key (SPKI DER): what `Hsm::verify` does,
-/// without the HSM, for clients checking signatures offline. Public-key work needs no HSM
-/// secret.
+/// [`kagi_crypto::verify_digest`] with hsm-core's error type, for the `Hsm` methods that verify
+/// with a stored key's public half.
 pub fn verify_digest(
     alg: Algorithm,
     spki: &[u8],
@@ -157,43 +156,7 @@ pub fn verify_digest(
     padding: RsaPadding,
     sig: &[u8],
 ) -> Result<bool> {
-    use aws_lc_rs::signature::VerificationAlgorithm;
-    let d = aws_lc_rs::digest::Digest::import_less_safe(digest, digest_alg.aws())?;
-    let vk: &'static dyn VerificationAlgorithm = match alg {
-        Algorithm::Ed25519 => {
-            return Ok(
-                signature::UnparsedPublicKey::new(&signature::ED25519, raw_ed25519(spki)?)
-                    .verify(digest, sig)
-                    .is_ok(),
-            )
-        }
-        Algorithm::EcP256 | Algorithm::EcP384 => match (alg, digest_alg) {
-            (Algorithm::EcP256, DigestAlg::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
-            (Algorithm::EcP256, DigestAlg::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
-            (Algorithm::EcP256, DigestAlg::Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
-            (_, DigestAlg::Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
-            (_, DigestAlg::Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
-            (_, DigestAlg::Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
-        },
-        _ => match (padding, digest_alg) {
-            (RsaPadding::Pkcs1v15, DigestAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
-            (RsaPadding::Pkcs1v15, DigestAlg::Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
-            (RsaPadding::Pkcs1v15, DigestAlg::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
-            (RsaPadding::Pss, DigestAlg::Sha256) => &signature::RSA_PSS_2048_8192_SHA256,
-            (RsaPadding::Pss, DigestAlg::Sha384) => &signature::RSA_PSS_2048_8192_SHA384,
-            (RsaPadding::Pss, DigestAlg::Sha512) => &signature::RSA_PSS_2048_8192_SHA512,
-        },
-    };
-    let pk = signature::ParsedPublicKey::new(vk, spki)
-        .map_err(|_| HsmError::Crypto("bad public key"))?;
-    Ok(pk.verify_digest_sig(&d, sig).is_ok())
-}
-
-/// Ed25519 SPKI is a fixed 12-byte prefix plus the 32-byte key.
-fn raw_ed25519(spki: &[u8]) -> Result<&[u8]> {
-    if spki.len() == 44 {
-        Ok(&spki[12..])
-    } else {
-        Err(HsmError::Crypto("bad Ed25519 public key"))
-    }
+    Ok(kagi_crypto::verify_digest(
+        alg, spki, digest_alg, digest, padding, sig,
+    )?)
 }

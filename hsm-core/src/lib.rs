@@ -16,7 +16,6 @@ mod commit;
 mod crypto;
 pub mod error;
 mod hsm;
-mod merkle;
 pub mod policy_store;
 pub mod records;
 mod seal;

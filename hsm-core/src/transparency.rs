@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::auth::{Role, Session};
 use crate::error::{HsmError, Result};
 use crate::hsm::Hsm;
-use crate::merkle::Hash;
 use crate::tlog;
+use kagi_tlog::{Hash, PromiseBody};
 
 /// A signed checkpoint of the log (C2SP signed note).
 #[derive(Debug, Clone, Serialize)]
@@ -83,7 +83,6 @@ impl Hsm {
     /// body (base64), integration time (unix seconds), log id (hex) and index. The promise
     /// is made from what the log stored, so it states the entry's real time and index.
     pub fn tlog_inclusion_promise(&self, index: i64) -> Result<InclusionPromise> {
-        use base64::Engine;
         let u = self.unsealed()?;
         let log_id = self.tlog_log_id()?;
         let (ts, body) = {
@@ -91,16 +90,14 @@ impl Hsm {
             tlog::entry(&mut c, index)?
         };
         let integrated_time = ts / 1000;
-        // RFC 8785 for this object: keys in code-point order, no whitespace, integers as
-        // written, and strings (base64 and hex) that need no escaping.
-        let canonical = format!(
-            r#"{{"body":"{}","integratedTime":{},"logID":"{}","logIndex":{}}}"#,
-            base64::engine::general_purpose::STANDARD.encode(&body),
+        let signed = PromiseBody {
+            body: &body,
             integrated_time,
-            hex::encode(log_id),
-            index
-        );
-        let signature = u.audit.tlog.sign(canonical.as_bytes()).as_ref().to_vec();
+            log_id: &log_id,
+            log_index: index,
+        }
+        .canonical_bytes();
+        let signature = u.audit.tlog.sign(&signed).as_ref().to_vec();
         Ok(InclusionPromise {
             index,
             integrated_time,

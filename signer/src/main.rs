@@ -16,7 +16,6 @@ mod server;
 mod sigstore;
 mod tls;
 mod verify_cli;
-mod verify_sigstore;
 
 use clap::Parser;
 use std::process::ExitCode;

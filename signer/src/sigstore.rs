@@ -46,16 +46,15 @@ pub fn identity_uri(public_url: &str, session: &Session) -> String {
     )
 }
 
-/// The hashedrekord 0.0.1 body Rekor v1 would log for this signature, in RFC 8785 canonical
-/// form (keys sorted, no whitespace; every value is base64 or hex, so nothing needs escaping).
+/// The hashedrekord 0.0.1 body Rekor v1 would log for this signature, in kagi-tlog's RFC 8785
+/// canonical form.
 pub fn hashedrekord_body(digest: &[u8], signature: &[u8], cert_pem: &str) -> Vec<u8> {
-    format!(
-        r#"{{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{{"data":{{"hash":{{"algorithm":"sha256","value":"{}"}}}},"signature":{{"content":"{}","publicKey":{{"content":"{}"}}}}}}}}"#,
-        hex::encode(digest),
-        B64.encode(signature),
-        B64.encode(cert_pem.as_bytes())
-    )
-    .into_bytes()
+    kagi_tlog::HashedRekord {
+        digest_sha256: digest.to_vec(),
+        signature: signature.to_vec(),
+        certificate_pem: cert_pem.to_string(),
+    }
+    .canonical_bytes()
 }
 
 fn internal(e: impl std::fmt::Display) -> CaError {
@@ -212,9 +211,9 @@ impl Pki {
             .tlog_checkpoint_for_rekor(None)?
             .ok_or_else(|| internal("the transparency log has no checkpoint"))?;
         let proof = hsm.tlog_inclusion_proof(index, checkpoint.size)?;
-        let (_, _, root) = hsm_core::tlog::parse_checkpoint_body(hsm_core::tlog::unverified_text(
-            &checkpoint.note,
-        )?)?;
+        let (_, _, root) = kagi_tlog::unverified_text(&checkpoint.note)
+            .and_then(kagi_tlog::parse_checkpoint_body)
+            .map_err(|e| internal(format!("the log's own checkpoint does not parse: {e}")))?;
         if !promise
             .body
             .starts_with(br#"{"apiVersion":"0.0.1","kind":"hashedrekord""#)

@@ -495,12 +495,12 @@ pub(super) enum EntryKey<'a> {
     /// A key the caller brought wrapped: named by its public key's hash alone.
     Wrapped {
         algorithm: Algorithm,
-        fingerprint: &'a str,
+        public_key_sha256: [u8; 32],
     },
 }
 
-/// A signature's public log entry: which key (by id, label and public-key hash) signed which
-/// digest, for whom, when.
+/// A signature's public log entry ([`kagi_tlog::SignatureEntry`], in its canonical JSON):
+/// which key (by id, label and public-key hash) signed which digest, for whom, when.
 pub(super) fn signature_entry(
     s: &Session,
     key: &EntryKey<'_>,
@@ -508,40 +508,49 @@ pub(super) fn signature_entry(
     digest: &[u8],
     detail: &serde_json::Value,
 ) -> Vec<u8> {
-    let body = match key {
-        EntryKey::Stored(a) => {
-            let spki = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &a.public_key);
-            serde_json::json!({
-                "kind": "kagi.signature/v1",
-                "time": now_ms() / 1000,
-                "partition": a.partition,
-                "key": a.label,
-                "key_id": a.id,
-                "algorithm": a.algorithm.as_str(),
-                "public_key_sha256": hex::encode(spki.as_ref()),
-                "digest_alg": digest_alg.as_str(),
-                "digest": hex::encode(digest),
-                "identity": s.actor(),
-                "purpose": detail.get("purpose").cloned().unwrap_or(serde_json::Value::Null),
-                "format": detail.get("format").cloned().unwrap_or(serde_json::Value::Null),
-            })
-        }
+    let said = |field: &str| {
+        detail
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let (partition, label, key_id, algorithm, public_key_sha256, purpose, format) = match key {
+        EntryKey::Stored(a) => (
+            a.partition.clone(),
+            a.label.clone(),
+            Some(a.id.clone()),
+            a.algorithm,
+            kagi_tlog::SignatureEntry::public_key_hash(&a.public_key),
+            said("purpose"),
+            said("format"),
+        ),
         EntryKey::Wrapped {
             algorithm,
-            fingerprint,
-        } => serde_json::json!({
-            "kind": "kagi.signature/v1",
-            "time": now_ms() / 1000,
-            "partition": s.partition(),
-            "key": "(wrapped)",
-            "algorithm": algorithm.as_str(),
-            "public_key_sha256": fingerprint,
-            "digest_alg": digest_alg.as_str(),
-            "digest": hex::encode(digest),
-            "identity": s.actor(),
-        }),
+            public_key_sha256,
+        } => (
+            s.partition().to_string(),
+            "(wrapped)".to_string(),
+            None,
+            *algorithm,
+            *public_key_sha256,
+            None,
+            None,
+        ),
     };
-    body.to_string().into_bytes()
+    kagi_tlog::SignatureEntry {
+        time: now_ms() / 1000,
+        partition,
+        key: label,
+        key_id,
+        algorithm: algorithm.as_str().into(),
+        public_key_sha256,
+        digest_alg: digest_alg.as_str().into(),
+        digest: digest.to_vec(),
+        identity: s.actor(),
+        purpose,
+        format,
+    }
+    .canonical_bytes()
 }
 
 /// The transparency log's signing key: Ed25519 (what C2SP signed notes use), derived from the

@@ -234,7 +234,7 @@ impl Hsm {
         };
         let entry = EntryKey::Wrapped {
             algorithm,
-            fingerprint: &fingerprint,
+            public_key_sha256: kagi_tlog::SignatureEntry::public_key_hash(&spki),
         };
         let signer = |req: &SignRequest| key.sign_digest(digest_alg, &req.digest, req.padding);
         let (signature, done) =

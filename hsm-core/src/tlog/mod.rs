@@ -12,35 +12,41 @@
 //!
 //! An entry's timestamp is local metadata, not hashed: anything a proof must cover belongs in
 //! the body.
+//!
+//! Everything pure (hashing, proofs, signed notes, entry formats) is `kagi-tlog`'s; this module
+//! is the storage, and re-exports the pure items so `hsm_core::tlog::*` paths keep working.
 
-// The crate-internal entry points are called by the commit thread and `Hsm`; until those
-// calls exist only the tests use them.
-
-mod note;
-mod proof;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
 
 use diesel::prelude::*;
+use kagi_tlog::merkle::leaf_hash;
+use kagi_tlog::{Frontier, Hash};
 
 use crate::error::{HsmError, Result};
-use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::store::schema::{tlog_checkpoints, tlog_entries, tlog_head, tlog_nodes};
 use crate::store::AnyConnection;
 
-/// The log's origin line and its key's name in signed notes.
-pub const ORIGIN: &str = "kagi-tlog";
+pub use kagi_tlog::{
+    checkpoint_body, consistency_proof, empty_root, entry_hash, inclusion_proof, open_checkpoint,
+    open_note, parse_checkpoint_body, parse_verifier_key, root_at, sign_note, unverified_text,
+    verifier_key, verify_consistency, verify_inclusion, MemoryNodes, NodeSource, ORIGIN,
+};
 
-pub use note::{
-    checkpoint_body, open_checkpoint, open_note, parse_checkpoint_body, parse_verifier_key,
-    sign_note, unverified_text, verifier_key,
-};
-pub use proof::{
-    consistency_proof, empty_root, entry_hash, inclusion_proof, root_at, verify_consistency,
-    verify_inclusion, MemoryNodes, NodeSource,
-};
+impl From<kagi_tlog::Error> for HsmError {
+    fn from(e: kagi_tlog::Error) -> Self {
+        match e {
+            kagi_tlog::Error::Signing(_) => {
+                HsmError::Crypto("signing a transparency log checkpoint failed")
+            }
+            // Malformed input, a signature that does not verify, a proof beyond the log: the
+            // caller's request, and the message says what to change.
+            other => HsmError::BadInput(other.to_string()),
+        }
+    }
+}
 
 /// Rows per multi-row INSERT on PostgreSQL: 3 columns each, far below the bind limit.
 const INSERT_CHUNK: usize = 200;
@@ -92,7 +98,7 @@ pub(crate) fn append(
             ts: ts_ms,
             body,
         });
-        proof::push_leaf(&mut frontier, leaf_hash(body), &mut |level, idx, h| {
+        frontier.push_reporting(leaf_hash(body), &mut |level, idx, h| {
             nodes.push(NodeRow {
                 level: i64::from(level),
                 idx: idx as i64,
@@ -157,7 +163,7 @@ pub(crate) fn store_checkpoint(
     ts_ms: i64,
     note: &str,
 ) -> Result<()> {
-    let (_, stated, root) = parse_checkpoint_body(note::unverified_text(note)?)?;
+    let (_, stated, root) = parse_checkpoint_body(unverified_text(note)?)?;
     if i64::try_from(stated).ok() != Some(size) {
         return Err(HsmError::BadInput(format!(
             "the checkpoint note states size {stated} but is stored as size {size}: sign checkpoint_body(origin, {size}, root)"
@@ -273,7 +279,12 @@ impl<'a> DbNodes<'a> {
             .and_then(|e| e.checked_mul(1u64.checked_shl(level)?));
         match end {
             Some(e) if e <= self.size => Ok(()),
-            _ => Err(proof::beyond(level, idx, self.size)),
+            _ => Err(kagi_tlog::Error::NoSuchNode {
+                level,
+                idx,
+                size: self.size,
+            }
+            .into()),
         }
     }
 
@@ -317,6 +328,8 @@ impl<'a> DbNodes<'a> {
 }
 
 impl NodeSource for DbNodes<'_> {
+    type Error = HsmError;
+
     fn node(&mut self, level: u32, idx: u64) -> Result<Hash> {
         if let Some(h) = self.cache.get(&(level, idx)) {
             return Ok(*h);
@@ -337,50 +350,52 @@ impl NodeSource for DbNodes<'_> {
     }
 }
 
-impl MemoryNodes {
-    /// Every stored node of the log, read from `tlog_nodes` (for bulk proof work). Fails if a
-    /// level has a gap, a missing node or a node beyond the head.
-    #[cfg(test)]
-    pub(crate) fn load(c: &mut AnyConnection) -> Result<MemoryNodes> {
-        let size = load_frontier(c)?.size;
-        let mut levels: Vec<Vec<Hash>> = Vec::new();
-        let mut level = 0u32;
-        while level < u64::BITS && (size >> level) > 0 {
-            let want = size >> level;
-            let mut hashes: Vec<Hash> = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
-            loop {
-                let rows: Vec<(i64, Vec<u8>)> = tlog_nodes::table
-                    .filter(tlog_nodes::level.eq(i64::from(level)))
-                    .filter(tlog_nodes::idx.ge(hashes.len() as i64))
-                    .order(tlog_nodes::idx.asc())
-                    .select((tlog_nodes::idx, tlog_nodes::hash))
-                    .limit(10_000)
-                    .load(c)?;
-                let got = rows.len();
-                for (idx, hash) in rows {
-                    let expected = hashes.len() as u64;
-                    if u64::try_from(idx).ok() != Some(expected) {
-                        return Err(missing_node(level, expected, size));
-                    }
-                    if expected >= want {
-                        return Err(HsmError::Integrity(format!(
+/// Every stored node of the log, read from `tlog_nodes` (for bulk proof work). Fails if a
+/// level has a gap, a missing node or a node beyond the head.
+#[cfg(test)]
+pub(crate) fn load_memory_nodes(c: &mut AnyConnection) -> Result<MemoryNodes> {
+    let size = load_frontier(c)?.size;
+    let mut levels: Vec<Vec<Hash>> = Vec::new();
+    let mut level = 0u32;
+    while level < u64::BITS && (size >> level) > 0 {
+        let want = size >> level;
+        let mut hashes: Vec<Hash> = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+        loop {
+            let rows: Vec<(i64, Vec<u8>)> = tlog_nodes::table
+                .filter(tlog_nodes::level.eq(i64::from(level)))
+                .filter(tlog_nodes::idx.ge(hashes.len() as i64))
+                .order(tlog_nodes::idx.asc())
+                .select((tlog_nodes::idx, tlog_nodes::hash))
+                .limit(10_000)
+                .load(c)?;
+            let got = rows.len();
+            for (idx, hash) in rows {
+                let expected = hashes.len() as u64;
+                if u64::try_from(idx).ok() != Some(expected) {
+                    return Err(missing_node(level, expected, size));
+                }
+                if expected >= want {
+                    return Err(HsmError::Integrity(format!(
                             "tlog_nodes holds a node at level {level} index {idx}, beyond the {size} entries the head records: the database was changed outside kagi; run the log verification"
                         )));
-                    }
-                    hashes.push(stored_hash(level, expected, &hash)?);
                 }
-                if got < 10_000 {
-                    break;
-                }
+                hashes.push(stored_hash(level, expected, &hash)?);
             }
-            if (hashes.len() as u64) < want {
-                return Err(missing_node(level, hashes.len() as u64, size));
+            if got < 10_000 {
+                break;
             }
-            levels.push(hashes);
-            level += 1;
         }
-        Ok(MemoryNodes { levels })
+        if (hashes.len() as u64) < want {
+            return Err(missing_node(level, hashes.len() as u64, size));
+        }
+        levels.push(hashes);
+        level += 1;
     }
+    MemoryNodes::from_levels(levels).ok_or_else(|| {
+            HsmError::Integrity(format!(
+                "tlog_nodes does not hold the complete subtrees of a log of {size} entries: the database was changed outside kagi; run the log verification"
+            ))
+        })
 }
 
 /// Full check, as an auditor runs it. Recomputes every leaf hash from `tlog_entries`, every
@@ -418,9 +433,7 @@ pub(crate) fn verify_all(
                     f.size
                 )));
             }
-            proof::push_leaf(&mut f, leaf_hash(&body), &mut |l, i, h| {
-                computed.push((l, i, *h))
-            });
+            f.push_reporting(leaf_hash(&body), &mut |l, i, h| computed.push((l, i, *h)));
             let now = to_i64(f.size)?;
             while let Some((size, note)) = cps.next_if_at_most(c, now)? {
                 roots.push((size, note, f.root()));
@@ -544,13 +557,11 @@ fn check_checkpoint(
     key_name: &str,
     public_key: &[u8],
 ) -> Result<()> {
-    let (_, stated, signed_root) =
-        open_checkpoint(note, key_name, public_key).map_err(|e| match e {
-            HsmError::BadInput(why) => HsmError::Integrity(format!(
-                "the transparency log checkpoint at size {size} does not verify: {why}"
-            )),
-            other => other,
-        })?;
+    let (_, stated, signed_root) = open_checkpoint(note, key_name, public_key).map_err(|why| {
+        HsmError::Integrity(format!(
+            "the transparency log checkpoint at size {size} does not verify: {why}"
+        ))
+    })?;
     if i64::try_from(stated).ok() != Some(size) {
         return Err(HsmError::Integrity(format!(
             "the transparency log checkpoint stored at size {size} is signed for size {stated}: tlog_checkpoints was changed outside kagi"

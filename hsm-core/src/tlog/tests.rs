@@ -1,9 +1,13 @@
+//! The stored side of the log: appends, the database's nodes, proofs read from it, checkpoints
+//! and `verify_all`, on SQLite and PostgreSQL. The pure math and the signed-note format are
+//! tested in kagi-tlog against the RFC and published vectors; these tests check that what the
+//! store holds and serves agrees with both.
+
 use super::*;
-use crate::merkle::node_hash;
 use crate::store::{Store, StoreConfig};
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-use base64::Engine;
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use kagi_tlog::merkle::node_hash;
 use std::time::Instant;
 
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -103,17 +107,13 @@ fn key() -> Ed25519KeyPair {
 }
 
 fn public(k: &Ed25519KeyPair) -> [u8; 32] {
-    k.public_key().as_ref().try_into().unwrap()
+    KeyPair::public_key(k).as_ref().try_into().unwrap()
 }
 
 fn flip(h: &Hash, bit: usize) -> Hash {
     let mut out = *h;
     out[(bit / 8) % 32] ^= 1 << (bit % 8);
     out
-}
-
-fn unhex(s: &str) -> Hash {
-    hex::decode(s).unwrap().try_into().unwrap()
 }
 
 // ---- RFC 9162 written as the RFC writes it, over a slice of leaf hashes --------------------
@@ -170,10 +170,11 @@ fn ref_subproof(m: usize, l: &[Hash], b: bool) -> Vec<Hash> {
 
 // ---- Merkle math -----------------------------------------------------------------------------
 
-/// Published RFC 6962/9162 vectors (Certificate Transparency / transparency-dev test data):
-/// leaf inputs, every complete node, the root of every size, and known proofs.
+/// The leaf inputs of the published RFC 6962/9162 vectors (Certificate Transparency /
+/// transparency-dev test data), appended one at a time, leave exactly the complete nodes the
+/// vectors list (kagi-tlog's tests pin `MemoryNodes` to those published hashes).
 #[test]
-fn matches_published_rfc6962_vectors() {
+fn stored_nodes_match_published_rfc6962_vectors() {
     let inputs: Vec<Vec<u8>> = [
         "",
         "00",
@@ -187,153 +188,24 @@ fn matches_published_rfc6962_vectors() {
     .iter()
     .map(|h| hex::decode(h).unwrap())
     .collect();
-    let nodes: Vec<Vec<&str>> = vec![
-        vec![
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
-            "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
-            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-            "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1",
-        ],
-        vec![
-            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-        ],
-        vec![
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ],
-        vec!["5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"],
-    ];
-    let roots = [
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
-        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
-        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-    ];
-    // (0-based index, size, proof)
-    let inclusion: Vec<(u64, u64, Vec<&str>)> = vec![
-        (0, 1, vec![]),
-        (
-            0,
-            8,
-            vec![
-                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-            ],
-        ),
-        (
-            5,
-            8,
-            vec![
-                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-            ],
-        ),
-        (
-            2,
-            3,
-            vec!["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
-        ),
-        (
-            1,
-            5,
-            vec![
-                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            ],
-        ),
-    ];
-    let consistency: Vec<(u64, u64, Vec<&str>)> = vec![
-        (1, 1, vec![]),
-        (
-            1,
-            8,
-            vec![
-                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-            ],
-        ),
-        (
-            6,
-            8,
-            vec![
-                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-            ],
-        ),
-        (
-            2,
-            5,
-            vec![
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            ],
-        ),
-        (
-            6,
-            7,
-            vec![
-                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-                "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-            ],
-        ),
-    ];
-    let hs = |v: &[&str]| v.iter().map(|h| unhex(h)).collect::<Vec<Hash>>();
-
     let leaves: Vec<Hash> = inputs.iter().map(|b| entry_hash(b)).collect();
-    let mut mem = MemoryNodes::from_leaf_hashes(leaves.clone());
-    let want_nodes: Vec<Vec<Hash>> = nodes.iter().map(|l| hs(l)).collect();
-    assert_eq!(mem.levels, want_nodes);
-    for (n, r) in roots.iter().enumerate() {
-        assert_eq!(root_at(&mut mem, n as u64).unwrap(), unhex(r), "root {n}");
-    }
-    for (i, n, p) in &inclusion {
-        let got = inclusion_proof(&mut mem, *i, *n).unwrap();
-        assert_eq!(got, hs(p), "inclusion {i} in {n}");
-        assert!(verify_inclusion(
-            &leaves[*i as usize],
-            *i,
-            *n,
-            &got,
-            &unhex(roots[*n as usize])
-        ));
-    }
-    for (m, n, p) in &consistency {
-        let got = consistency_proof(&mut mem, *m, *n).unwrap();
-        assert_eq!(got, hs(p), "consistency {m} -> {n}");
-        assert!(verify_consistency(
-            *m,
-            *n,
-            &got,
-            &unhex(roots[*m as usize]),
-            &unhex(roots[*n as usize])
-        ));
-    }
-
-    // The same entries appended to a store, one at a time, leave exactly these node rows.
+    let mem = MemoryNodes::from_leaf_hashes(leaves.clone());
+    assert_eq!(
+        hex::encode(ref_mth(&leaves)),
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+    );
     for db in TestDb::both() {
         let mut c = db.store.conn().unwrap();
         for (n, input) in inputs.iter().enumerate() {
             let (first, size, root) = append_tx(&mut c, std::slice::from_ref(input), 1);
             assert_eq!((first, size), (n as i64, n as i64 + 1));
-            assert_eq!(root, unhex(roots[n + 1]), "{}: root {}", db.label, n + 1);
+            assert_eq!(
+                root,
+                ref_mth(&leaves[..n + 1]),
+                "{}: root {}",
+                db.label,
+                n + 1
+            );
         }
         let mut rows: Vec<(i64, i64, Vec<u8>)> = tlog_nodes::table
             .select((tlog_nodes::level, tlog_nodes::idx, tlog_nodes::hash))
@@ -341,37 +213,15 @@ fn matches_published_rfc6962_vectors() {
             .load(&mut *c)
             .unwrap();
         let mut want = Vec::new();
-        for (l, level) in want_nodes.iter().enumerate() {
+        for (l, level) in mem.levels().iter().enumerate() {
             for (i, h) in level.iter().enumerate() {
                 want.push((l as i64, i as i64, h.to_vec()));
             }
         }
         rows.sort();
         assert_eq!(rows, want, "{}", db.label);
-        assert_eq!(MemoryNodes::load(&mut c).unwrap(), mem, "{}", db.label);
+        assert_eq!(load_memory_nodes(&mut c).unwrap(), mem, "{}", db.label);
     }
-}
-
-#[test]
-fn push_leaf_carries_like_the_frontier() {
-    let mut a = Frontier::default();
-    let mut b = Frontier::default();
-    let mut seen = Vec::new();
-    for i in 0..300u64 {
-        let l = entry_hash(&i.to_be_bytes());
-        a.push(l);
-        proof::push_leaf(&mut b, l, &mut |lv, ix, _| seen.push((lv, ix)));
-        assert_eq!(a, b);
-    }
-    // Every complete node, each exactly once.
-    let mut want = Vec::new();
-    for lv in 0..64u32 {
-        for ix in 0..(300u64 >> lv) {
-            want.push((lv, ix));
-        }
-    }
-    seen.sort_unstable();
-    assert_eq!(seen, want);
 }
 
 /// Every inclusion proof of every tree size 1..=64 and every consistency pair, from the
@@ -395,7 +245,7 @@ fn every_proof_up_to_64_on_both_backends() {
         }
         assert_eq!(at, 64);
         assert_eq!(head(&mut c).unwrap(), (64, roots[64]));
-        let mut mem = MemoryNodes::load(&mut c).unwrap();
+        let mut mem = load_memory_nodes(&mut c).unwrap();
         let mut src = DbNodes::new(&mut c).unwrap();
         assert_eq!(src.size(), 64);
 
@@ -535,7 +385,7 @@ fn hundred_thousand_entries_on_both_backends() {
         assert_eq!(size as u64, N);
 
         let t1 = Instant::now();
-        let mut mem = MemoryNodes::load(&mut c).unwrap();
+        let mut mem = load_memory_nodes(&mut c).unwrap();
         let t_load = t1.elapsed();
         assert_eq!(root_at(&mut mem, N).unwrap(), root);
 
@@ -776,176 +626,4 @@ fn verify_all_names_what_was_changed() {
             );
         }
     }
-}
-
-// ---- signed notes ------------------------------------------------------------------------------
-
-/// Published vectors: golang.org/x/mod/sumdb/note's PeterNeumann key and note (signing is
-/// deterministic, so our note must be byte-identical), the C2SP signed-note spec's example, and
-/// a real checkpoint of sum.golang.org (a C2SP checkpoint whose origin is
-/// "go.sum database tree") under its published verifier key.
-#[test]
-fn signed_notes_match_published_vectors() {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let skey = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
-    let vkey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
-    let text = "If you think cryptography is the answer to your problem,\n\
-                then you don't know what your problem is.\n";
-    let signed = format!(
-        "{text}\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
-    );
-    let seed = b64.decode(skey.splitn(5, '+').nth(4).unwrap()).unwrap();
-    assert_eq!(seed[0], 0x01);
-    let peter = Ed25519KeyPair::from_seed_unchecked(&seed[1..]).unwrap();
-    let peter_pk = public(&peter);
-    assert_eq!(verifier_key("PeterNeumann", &peter_pk), vkey);
-    assert_eq!(
-        parse_verifier_key(vkey).unwrap(),
-        ("PeterNeumann".to_string(), peter_pk)
-    );
-    assert_eq!(sign_note(text, "PeterNeumann", &peter).unwrap(), signed);
-    assert_eq!(open_note(&signed, "PeterNeumann", &peter_pk).unwrap(), text);
-
-    let (name, pk) =
-        parse_verifier_key("example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
-            .unwrap();
-    let example = "This is an example message.\n\n\u{2014} example.com/foo \
-                   Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
-    assert_eq!(
-        open_note(example, &name, &pk).unwrap(),
-        "This is an example message.\n"
-    );
-
-    let (name, pk) =
-        parse_verifier_key("sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8")
-            .unwrap();
-    let sumdb = "go.sum database tree\n65209736\n5+uGFjx6xBZG8ip1+wi77v+grwbhhukIrxEUS8PXvRo=\n\n\
-                 \u{2014} sum.golang.org Az3grnbssgK7ubgFX36gVETtNv0U23qxyAhAMai2QUfeGa3nB/akvkMdlUErfcZz7l/R3cVtYspg3dxXABkGZZKdsQ8=\n";
-    let (origin, size, root) = open_checkpoint(sumdb, &name, &pk).unwrap();
-    assert_eq!(
-        (origin.as_str(), size),
-        ("go.sum database tree", 65_209_736)
-    );
-    assert_eq!(
-        b64.encode(root),
-        "5+uGFjx6xBZG8ip1+wi77v+grwbhhukIrxEUS8PXvRo="
-    );
-    let changed = sumdb.replace("65209736", "65209737");
-    let e = open_checkpoint(&changed, &name, &pk)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("does not verify"), "{e}");
-}
-
-#[test]
-fn signed_checkpoints_round_trip_and_fail_when_they_should() {
-    let k = key();
-    let pk = public(&k);
-    let name = "kagi.example/log";
-    let root = entry_hash(b"root");
-    let body = checkpoint_body(name, 42, &root);
-    assert_eq!(
-        body,
-        format!(
-            "kagi.example/log\n42\n{}\n",
-            base64::engine::general_purpose::STANDARD.encode(root)
-        )
-    );
-    let note = sign_note(&body, name, &k).unwrap();
-    assert!(note.starts_with(&format!("{body}\n\u{2014} {name} ")));
-    assert!(note.ends_with('\n'));
-    assert_eq!(
-        open_checkpoint(&note, name, &pk).unwrap(),
-        (name.to_string(), 42, root)
-    );
-    let vkey = verifier_key(name, &pk);
-    assert_eq!(parse_verifier_key(&vkey).unwrap(), (name.to_string(), pk));
-    // The key hash in the note is the verifier key's.
-    let sig_b64 = note.rsplit(' ').next().unwrap().trim_end();
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(sig_b64)
-        .unwrap();
-    assert_eq!(blob.len(), 68);
-    assert_eq!(hex::encode(&blob[..4]), vkey.split('+').nth(1).unwrap());
-
-    let fails = |n: &str, key_name: &str, key: &[u8], want: &str| {
-        let e = open_checkpoint(n, key_name, key).unwrap_err();
-        assert!(matches!(e, HsmError::BadInput(_)), "{e}");
-        assert!(e.to_string().contains(want), "'{e}' does not say '{want}'");
-    };
-    // A changed body: size, root, origin.
-    fails(
-        &note.replace("\n42\n", "\n43\n"),
-        name,
-        &pk,
-        "does not verify",
-    );
-    let other_root = base64::engine::general_purpose::STANDARD.encode(entry_hash(b"other"));
-    let moved = note.replace(
-        &base64::engine::general_purpose::STANDARD.encode(root),
-        &other_root,
-    );
-    fails(&moved, name, &pk, "does not verify");
-    fails(
-        &note.replacen("kagi.example/log\n", "kagi.example/log2\n", 1),
-        name,
-        &pk,
-        "does not verify",
-    );
-    // A wrong key under the same name; the right key under another name.
-    fails(&note, name, &public(&key()), "another key");
-    fails(
-        &note,
-        "kagi.example/other",
-        &pk,
-        "no signature by 'kagi.example/other'",
-    );
-    // A signature by another key with our name and key hash (forged line): does not verify.
-    let forged = sign_note(&body, name, &key()).unwrap();
-    let forged_sig = base64::engine::general_purpose::STANDARD
-        .decode(forged.rsplit(' ').next().unwrap().trim_end())
-        .unwrap();
-    let mut spliced = blob[..4].to_vec();
-    spliced.extend_from_slice(&forged_sig[4..]);
-    let spliced = format!(
-        "{body}\n\u{2014} {name} {}\n",
-        base64::engine::general_purpose::STANDARD.encode(spliced)
-    );
-    fails(&spliced, name, &pk, "does not verify");
-    // Extra signatures by unknown keys are ignored, in any order.
-    let cosigned = format!(
-        "{note}{}",
-        sign_note(&body, "witness.example", &key())
-            .unwrap()
-            .rsplit_once("\n\n")
-            .unwrap()
-            .1
-    );
-    assert_eq!(open_checkpoint(&cosigned, name, &pk).unwrap().1, 42);
-    // Malformed notes and keys.
-    fails(&body, name, &pk, "no blank line");
-    fails(
-        &note.replace('\u{2014}', "-"),
-        name,
-        &pk,
-        "malformed signature line",
-    );
-    fails(note.trim_end(), name, &pk, "does not end with a newline");
-    fails(&note, name, &pk[..31], "32 bytes");
-    let not_a_checkpoint = sign_note("hello\n", name, &k).unwrap();
-    fails(&not_a_checkpoint, name, &pk, "the size line is missing");
-    let leading_zero = sign_note(&format!("{name}\n042\n{other_root}\n"), name, &k).unwrap();
-    fails(&leading_zero, name, &pk, "not a plain decimal");
-    let with_ext = sign_note(&format!("{body}extension line\n"), name, &k).unwrap();
-    assert_eq!(open_checkpoint(&with_ext, name, &pk).unwrap().1, 42);
-    assert!(sign_note("no newline", name, &k).is_err());
-    assert!(sign_note("", name, &k).is_err());
-    assert!(sign_note("a\u{7}b\n", name, &k).is_err());
-    assert!(sign_note(&body, "has space", &k).is_err());
-    assert!(sign_note(&body, "a+b", &k).is_err());
-    let mut bad_vkey = vkey.clone().into_bytes();
-    let at = name.len() + 1;
-    bad_vkey[at] = if bad_vkey[at] == b'0' { b'1' } else { b'0' };
-    assert!(parse_verifier_key(std::str::from_utf8(&bad_vkey).unwrap()).is_err());
-    assert!(parse_verifier_key("nohash").is_err());
 }

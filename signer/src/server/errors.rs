@@ -111,6 +111,14 @@ impl ApiError {
     }
 }
 
+/// An algorithm, digest or padding name the API was sent that kagi does not know (kagi-crypto
+/// parses them): the same code and message as hsm-core gives.
+impl From<hsm_core::algorithm::AlgorithmError> for ApiError {
+    fn from(e: hsm_core::algorithm::AlgorithmError) -> Self {
+        HsmError::from(e).into()
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(_: actix_web::error::BlockingError) -> Self {
         ApiError::internal("the HSM worker pool is unavailable: the service is shutting down")

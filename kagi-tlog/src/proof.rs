@@ -5,14 +5,17 @@
 //! the RFC's recursion visits is aligned that way, so a perfect one is a single node and an
 //! incomplete one (only ever on the right edge) is the fold of the perfect nodes inside it.
 
-use crate::error::{HsmError, Result};
-use crate::merkle::{node_hash, Frontier, Hash};
+use crate::merkle::{empty_root, node_hash, Hash};
+use crate::Error;
 
-/// A read-only source of complete-subtree hashes.
+/// A read-only source of complete-subtree hashes. Its error type carries whatever the source
+/// can fail with (a database's integrity and storage errors, say) and this crate's own.
 pub trait NodeSource {
+    type Error: From<Error>;
+
     /// The hash of the complete subtree at (`level`, `idx`). Asking for a node that is not
     /// complete in the source's tree is an error.
-    fn node(&mut self, level: u32, idx: u64) -> Result<Hash>;
+    fn node(&mut self, level: u32, idx: u64) -> Result<Hash, Self::Error>;
 
     /// Whether [`NodeSource::prefetch`] is worth a planning pass (true for sources with a
     /// round trip per lookup).
@@ -22,27 +25,22 @@ pub trait NodeSource {
 
     /// Told every node a computation is about to ask for, before it asks: a database-backed
     /// source fetches them in one or a few queries.
-    fn prefetch(&mut self, _nodes: &[(u32, u64)]) -> Result<()> {
+    fn prefetch(&mut self, _nodes: &[(u32, u64)]) -> Result<(), Self::Error> {
         Ok(())
     }
 }
 
-/// MTH of the empty tree: SHA-256 of the empty string.
-pub fn empty_root() -> Hash {
-    Frontier::default().root()
-}
-
-/// The Merkle leaf hash of an entry body: SHA-256(0x00 || body).
-pub fn entry_hash(body: &[u8]) -> Hash {
-    crate::merkle::leaf_hash(body)
-}
-
 /// RFC 9162 §2.1.3.1 PATH(index, D[tree_size]): sibling hashes from the leaf up.
-pub fn inclusion_proof(src: &mut dyn NodeSource, index: u64, tree_size: u64) -> Result<Vec<Hash>> {
+pub fn inclusion_proof<S: NodeSource + ?Sized>(
+    src: &mut S,
+    index: u64,
+    tree_size: u64,
+) -> Result<Vec<Hash>, S::Error> {
     if index >= tree_size {
-        return Err(HsmError::BadInput(format!(
+        return Err(Error::Malformed(format!(
             "entry {index} is not in a tree of {tree_size} entries: ask for an index below the tree size"
-        )));
+        ))
+        .into());
     }
     planned(src, |s| {
         let mut out = Vec::new();
@@ -53,11 +51,16 @@ pub fn inclusion_proof(src: &mut dyn NodeSource, index: u64, tree_size: u64) -> 
 
 /// RFC 9162 §2.1.4.1 PROOF(first, D[second]) = SUBPROOF(first, D[second], true). Equal sizes
 /// and `first == 0` (the empty tree is a prefix of every tree) give an empty proof.
-pub fn consistency_proof(src: &mut dyn NodeSource, first: u64, second: u64) -> Result<Vec<Hash>> {
+pub fn consistency_proof<S: NodeSource + ?Sized>(
+    src: &mut S,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, S::Error> {
     if first > second {
-        return Err(HsmError::BadInput(format!(
+        return Err(Error::Malformed(format!(
             "a consistency proof goes from a smaller tree to a larger one, but {first} > {second}: swap the sizes"
-        )));
+        ))
+        .into());
     }
     if first == 0 || first == second {
         return Ok(Vec::new());
@@ -70,7 +73,7 @@ pub fn consistency_proof(src: &mut dyn NodeSource, first: u64, second: u64) -> R
 }
 
 /// MTH(D[tree_size]) (RFC 9162 §2.1.1), from the complete nodes of that size.
-pub fn root_at(src: &mut dyn NodeSource, tree_size: u64) -> Result<Hash> {
+pub fn root_at<S: NodeSource + ?Sized>(src: &mut S, tree_size: u64) -> Result<Hash, S::Error> {
     if tree_size == 0 {
         return Ok(empty_root());
     }
@@ -171,7 +174,7 @@ pub fn verify_consistency(
 /// Every complete node of a tree, in memory: `levels[L][i]` is the node at (L, i).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryNodes {
-    pub(crate) levels: Vec<Vec<Hash>>,
+    levels: Vec<Vec<Hash>>,
 }
 
 impl MemoryNodes {
@@ -188,6 +191,20 @@ impl MemoryNodes {
         MemoryNodes { levels }
     }
 
+    /// Nodes read from a store, level by level. `None` unless every level holds exactly the
+    /// `size >> level` complete nodes of a tree of `levels[0].len()` leaves; the hashes
+    /// themselves are not checked (compare with [`MemoryNodes::from_leaf_hashes`] for that).
+    pub fn from_levels(levels: Vec<Vec<Hash>>) -> Option<MemoryNodes> {
+        let size = levels.first().map_or(0, |l| l.len() as u64);
+        let want = (0..u64::BITS).take_while(|l| (size >> l) > 0).count();
+        let shaped = levels.len() == want
+            && levels
+                .iter()
+                .enumerate()
+                .all(|(l, nodes)| nodes.len() as u64 == size >> l);
+        shaped.then_some(MemoryNodes { levels })
+    }
+
     /// Number of entries (leaves).
     pub fn size(&self) -> u64 {
         self.levels.first().map_or(0, |l| l.len() as u64)
@@ -197,48 +214,66 @@ impl MemoryNodes {
     pub fn leaf(&self, index: u64) -> Option<&Hash> {
         self.levels.first()?.get(usize::try_from(index).ok()?)
     }
+
+    /// Every complete node, `levels()[L][i]` being the node at (L, i).
+    pub fn levels(&self) -> &[Vec<Hash>] {
+        &self.levels
+    }
 }
 
 impl NodeSource for MemoryNodes {
-    fn node(&mut self, level: u32, idx: u64) -> Result<Hash> {
+    type Error = Error;
+
+    fn node(&mut self, level: u32, idx: u64) -> Result<Hash, Error> {
         let found = self
             .levels
             .get(level as usize)
             .and_then(|l| l.get(usize::try_from(idx).ok()?));
-        found
-            .copied()
-            .ok_or_else(|| beyond(level, idx, self.size()))
+        found.copied().ok_or(Error::NoSuchNode {
+            level,
+            idx,
+            size: self.size(),
+        })
     }
 }
 
-/// A node source that remembers what was asked and answers zeros: the planning pass.
-#[derive(Default)]
-struct Recorder(Vec<(u32, u64)>);
+/// One run of a proof computation: against the source, or (planning) recording the nodes it
+/// would ask for and answering zeros.
+struct Pass<'a, S: ?Sized> {
+    src: &'a mut S,
+    record: Option<Vec<(u32, u64)>>,
+}
 
-impl NodeSource for Recorder {
-    fn node(&mut self, level: u32, idx: u64) -> Result<Hash> {
-        self.0.push((level, idx));
-        Ok([0u8; 32])
+impl<S: NodeSource + ?Sized> Pass<'_, S> {
+    fn node(&mut self, level: u32, idx: u64) -> Result<Hash, S::Error> {
+        match &mut self.record {
+            Some(asked) => {
+                asked.push((level, idx));
+                Ok([0u8; 32])
+            }
+            None => self.src.node(level, idx),
+        }
     }
 }
 
-/// Run `f` once against a recorder to learn the nodes it needs (control flow never depends on
-/// hash values), let the source fetch them together, then run it for real.
-fn planned<T>(src: &mut dyn NodeSource, f: impl Fn(&mut dyn NodeSource) -> Result<T>) -> Result<T> {
+/// Run `f` once recording the nodes it needs (control flow never depends on hash values), let
+/// the source fetch them together, then run it for real.
+fn planned<S: NodeSource + ?Sized, T>(
+    src: &mut S,
+    f: impl Fn(&mut Pass<'_, S>) -> Result<T, S::Error>,
+) -> Result<T, S::Error> {
     if src.wants_prefetch() {
-        let mut rec = Recorder::default();
+        let mut rec = Pass {
+            src: &mut *src,
+            record: Some(Vec::new()),
+        };
         f(&mut rec)?;
-        rec.0.sort_unstable();
-        rec.0.dedup();
-        src.prefetch(&rec.0)?;
+        let mut wanted = rec.record.take().unwrap_or_default();
+        wanted.sort_unstable();
+        wanted.dedup();
+        src.prefetch(&wanted)?;
     }
-    f(src)
-}
-
-pub(crate) fn beyond(level: u32, idx: u64, size: u64) -> HsmError {
-    HsmError::BadInput(format!(
-        "there is no complete subtree at level {level} index {idx} in a log of {size} entries: ask for a tree size of at most {size}"
-    ))
+    f(&mut Pass { src, record: None })
 }
 
 /// Largest power of two strictly below `n` (`n >= 2`): where RFC 9162 splits a tree.
@@ -249,7 +284,11 @@ fn split_point(n: u64) -> u64 {
 
 /// MTH(D[lo:hi]) for a range the RFC recursion visits (`lo` aligned, `hi > lo`): the perfect
 /// subtrees of the set bits of `hi - lo`, largest first, folded from the right.
-fn range_hash(src: &mut dyn NodeSource, lo: u64, hi: u64) -> Result<Hash> {
+fn range_hash<S: NodeSource + ?Sized>(
+    src: &mut Pass<'_, S>,
+    lo: u64,
+    hi: u64,
+) -> Result<Hash, S::Error> {
     let n = hi - lo;
     let mut parts: Vec<Hash> = Vec::with_capacity(n.count_ones() as usize);
     let mut start = lo;
@@ -261,7 +300,7 @@ fn range_hash(src: &mut dyn NodeSource, lo: u64, hi: u64) -> Result<Hash> {
     }
     let mut acc = parts
         .pop()
-        .ok_or_else(|| HsmError::BadInput("an empty range has no subtree hash".into()))?;
+        .ok_or_else(|| Error::Malformed("an empty range has no subtree hash".into()))?;
     while let Some(left) = parts.pop() {
         acc = node_hash(&left, &acc);
     }
@@ -269,7 +308,13 @@ fn range_hash(src: &mut dyn NodeSource, lo: u64, hi: u64) -> Result<Hash> {
 }
 
 /// PATH(m, D[lo:hi]).
-fn path(src: &mut dyn NodeSource, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Result<()> {
+fn path<S: NodeSource + ?Sized>(
+    src: &mut Pass<'_, S>,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
     let n = hi - lo;
     if n <= 1 {
         return Ok(());
@@ -286,14 +331,14 @@ fn path(src: &mut dyn NodeSource, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>)
 }
 
 /// SUBPROOF(m, D[lo:hi], whole) for `1 <= m <= hi - lo`.
-fn subproof(
-    src: &mut dyn NodeSource,
+fn subproof<S: NodeSource + ?Sized>(
+    src: &mut Pass<'_, S>,
     m: u64,
     lo: u64,
     hi: u64,
     whole: bool,
     out: &mut Vec<Hash>,
-) -> Result<()> {
+) -> Result<(), S::Error> {
     let n = hi - lo;
     if m == n {
         if !whole {
@@ -310,22 +355,4 @@ fn subproof(
         out.push(range_hash(src, lo, lo + k)?);
     }
     Ok(())
-}
-
-/// Append one leaf to a frontier and report the leaf and every perfect subtree it completes,
-/// lowest first, as (level, index, hash). The same carries as [`Frontier::push`].
-pub(crate) fn push_leaf(f: &mut Frontier, leaf: Hash, emit: &mut impl FnMut(u32, u64, &Hash)) {
-    let mut idx = f.size;
-    let mut level = 0u32;
-    let mut node = leaf;
-    emit(level, idx, &node);
-    while idx & 1 == 1 {
-        let Some(left) = f.nodes.pop() else { break };
-        node = node_hash(&left, &node);
-        level += 1;
-        idx >>= 1;
-        emit(level, idx, &node);
-    }
-    f.nodes.push(node);
-    f.size += 1;
 }

@@ -13,23 +13,15 @@
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use der::{Decode, Encode};
-use hsm_core::{tlog, DigestAlg, RsaPadding};
+use kagi_crypto::{DigestAlg, RsaPadding};
+use kagi_tlog::{HashedRekord, PromiseBody};
 use serde_json::Value;
-use std::io::Write;
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 
-use crate::cli::VerifyArgs;
-use crate::client::Client;
-use crate::verify_cli::{
-    allows_code_signing, chain_to_root, check_issued_by, key_alg, log_key, unix,
-};
-
-macro_rules! say {
-    ($($arg:tt)*) => {
-        writeln!(std::io::stdout().lock(), $($arg)*)?
-    };
-}
+use crate::args::VerifyArgs;
+use crate::trust::{allows_code_signing, chain_to_root, check_issued_by, key_alg, log_key, unix};
+use crate::{say, Service};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const ID_FULCIO_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
@@ -113,7 +105,7 @@ fn check_sct(
         .tbs_certificate()
         .subject_public_key_info()
         .to_der()?;
-    let precert = ca::sct::precert_tbs(cert_der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let precert = kagi_x509::sct::precert_tbs(cert_der).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ct_keys: Vec<(Vec<u8>, Vec<u8>)> = trusted_root["ctlogs"]
         .as_array()
         .into_iter()
@@ -125,7 +117,7 @@ fn check_sct(
             ))
         })
         .collect();
-    let scts = ca::sct::embedded_scts(cert_der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scts = kagi_x509::sct::embedded_scts(cert_der).map_err(|e| anyhow::anyhow!("{e}"))?;
     if scts.is_empty() {
         bail!("the bundle's certificate carries no SCT");
     }
@@ -137,14 +129,14 @@ fn check_sct(
         if (sct.hash, sct.sig_alg) != (4, 3) {
             continue;
         }
-        let data = ca::sct::precert_signed_data_with(
+        let data = kagi_x509::sct::precert_signed_data_with(
             &issuer_spki,
             &precert,
             sct.timestamp_ms,
             &sct.extensions,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if hsm_core::verify_digest(
+        if kagi_crypto::verify_digest(
             key_alg(spki)?,
             spki,
             DigestAlg::Sha256,
@@ -159,7 +151,7 @@ fn check_sct(
 }
 
 /// Verify a Sigstore bundle (`sig`, JSON) for `args.file`.
-pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
+pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
     let bundle: Value = serde_json::from_slice(sig).context("the bundle is not JSON")?;
     let media = bundle["mediaType"].as_str().unwrap_or("");
     if !is_bundle_type(media) {
@@ -185,7 +177,7 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
         );
     }
     let alg = key_alg(&spki)?;
-    if !hsm_core::verify_digest(
+    if !kagi_crypto::verify_digest(
         alg,
         &spki,
         DigestAlg::Sha256,
@@ -258,21 +250,10 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
         );
     };
     let body = b64(&e["canonicalizedBody"], "canonicalizedBody")?;
-    let rekord: Value = serde_json::from_slice(&body).context("the log entry body is not JSON")?;
-    let spec = &rekord["spec"];
-    let pem_b64 = spec["signature"]["publicKey"]["content"]
-        .as_str()
-        .unwrap_or("");
-    let pem = String::from_utf8(B64.decode(pem_b64).unwrap_or_default()).unwrap_or_default();
-    let (_, entry_cert) = der::pem::decode_vec(pem.as_bytes())
+    let rekord = HashedRekord::parse(&body)?;
+    let (_, entry_cert) = der::pem::decode_vec(rekord.certificate_pem.as_bytes())
         .map_err(|_| anyhow::anyhow!("the log entry's certificate is not PEM"))?;
-    if rekord["kind"] != "hashedrekord"
-        || rekord["apiVersion"] != "0.0.1"
-        || spec["data"]["hash"]["algorithm"] != "sha256"
-        || spec["data"]["hash"]["value"].as_str() != Some(hex::encode(&digest).as_str())
-        || b64(&spec["signature"]["content"], "entry signature")? != signature
-        || entry_cert != cert_der
-    {
+    if rekord.digest_sha256 != digest || rekord.signature != signature || entry_cert != cert_der {
         bail!("the log entry is for another signature (its digest, signature or certificate differs from the bundle's)");
     }
     let (name, key) = log_key(client, args)?;
@@ -280,7 +261,7 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
     let note = proof["checkpoint"]["envelope"]
         .as_str()
         .context("the bundle has no checkpoint")?;
-    let (_, size, root_hash) = tlog::open_checkpoint(note, &name, &key)
+    let (_, size, root_hash) = kagi_tlog::open_checkpoint(note, &name, &key)
         .context("the log checkpoint's signature does not verify")?;
     let index = int(&proof["logIndex"], "inclusionProof.logIndex")?;
     if int(&e["logIndex"], "logIndex")? != index || int(&proof["treeSize"], "treeSize")? != size {
@@ -296,27 +277,33 @@ pub fn verify(client: &Client, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("a proof hash is not 32 bytes"))
         })
         .collect::<Result<_>>()?;
-    if !tlog::verify_inclusion(&tlog::entry_hash(&body), index, size, &hashes, &root_hash) {
+    if !kagi_tlog::verify_inclusion(
+        &kagi_tlog::entry_hash(&body),
+        index,
+        size,
+        &hashes,
+        &root_hash,
+    ) {
         bail!("the log entry is NOT included in the signed checkpoint");
     }
 
     // 4. The signed entry timestamp, and the certificate's validity at that time.
     let integrated = int(&e["integratedTime"], "integratedTime")?;
     let log_id = b64(&e["logId"]["keyId"], "logId")?;
-    let canonical = format!(
-        r#"{{"body":"{}","integratedTime":{integrated},"logID":"{}","logIndex":{index}}}"#,
-        B64.encode(&body),
-        hex::encode(&log_id)
-    );
     let set = b64(
         &e["inclusionPromise"]["signedEntryTimestamp"],
         "signedEntryTimestamp",
     )?;
-    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, &key)
-        .verify(canonical.as_bytes(), &set)
-        .map_err(|_| {
-            anyhow::anyhow!("the signed entry timestamp does NOT verify with the log key")
-        })?;
+    let promised = PromiseBody {
+        body: &body,
+        integrated_time: i64::try_from(integrated)
+            .context("the bundle's integratedTime is too large")?,
+        log_id: &log_id,
+        log_index: i64::try_from(index).context("the bundle's logIndex is too large")?,
+    };
+    if !promised.verify(&key, &set) {
+        bail!("the signed entry timestamp does NOT verify with the log key");
+    }
     let v = cert.tbs_certificate().validity();
     let t = integrated as i64;
     if t < unix(&v.not_before) || t > unix(&v.not_after) {

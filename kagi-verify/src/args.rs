@@ -1,0 +1,73 @@
+//! The command-line arguments of `kagi verify` and `kagi log`, shared by `kagi` and
+//! `kagi-verify` so both take the same flags and print the same help.
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The signed file.
+    pub file: PathBuf,
+    /// The signature ('kagi sign -o' output).
+    #[arg(short = 's', long)]
+    pub signature: PathBuf,
+    /// raw, cms or sigstore (default: cms for a CMS SignedData, sigstore for a Sigstore
+    /// bundle, else raw).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// sigstore: require this identity (URI subjectAltName) in the bundle's certificate.
+    #[arg(long)]
+    pub cert_identity: Option<String>,
+    /// sigstore: require this issuer in the bundle's certificate.
+    #[arg(long)]
+    pub cert_oidc_issuer: Option<String>,
+    /// sigstore: kagi's Sigstore trusted root or client trust config (JSON), for the
+    /// intermediate CA certificates (default: ask the service). Trust still ends at --ca-file.
+    #[arg(long)]
+    pub trust_root: Option<PathBuf>,
+    /// raw: the signer's public key (PEM, from 'kagi key public NAME').
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// raw: the digest the signature was made with (default sha256).
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// raw RSA: pkcs1 (default) or pss.
+    #[arg(long)]
+    pub padding: Option<String>,
+    /// cms and sigstore: kagi's root CA certificate (default ./kagi-data/tls-ca.pem).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// The transparency log's verifier key to pin (default: ask the service).
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// Fail when there is no log proof beside the signature.
+    #[arg(long)]
+    pub require_log: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Fetch the newest signed checkpoint, check its signature, and save it.
+    Checkpoint {
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// The log's verifier key to pin (default: ask the service, trust on first use).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Check the log: the newest checkpoint's signature; with an older saved checkpoint, that
+    /// the log only grew since (RFC 9162 consistency proof); and, with an auditor token, the
+    /// service's full recomputation of every entry.
+    Verify {
+        /// A checkpoint saved earlier with 'kagi log checkpoint -o FILE'.
+        since: Option<PathBuf>,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Show entry N and check its inclusion proof against the newest checkpoint.
+    Entry {
+        index: i64,
+        #[arg(long)]
+        key: Option<String>,
+    },
+}

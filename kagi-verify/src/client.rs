@@ -1,0 +1,216 @@
+//! The `kagi-verify` binary's HTTPS client: the few reads a verifier makes, over TLS to the
+//! service's CA. (`kagi` passes its own full client instead.) Settings come from the same
+//! environment as `kagi`'s: KAGI_URL, KAGI_CA and, only for the auditor call, KAGI_TOKEN.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use zeroize::Zeroizing;
+
+use crate::Service;
+
+pub const DEFAULT_URL: &str = "https://127.0.0.1:8443";
+pub const DEFAULT_CA: &str = "kagi-data/tls-ca.pem";
+
+/// An error reported as `error: <code>: <message>`, with the codes `kagi` uses.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ClientError {
+    code: String,
+    message: String,
+}
+
+impl ClientError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ClientError {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<Zeroizing<String>>,
+}
+
+impl Client {
+    /// KAGI_URL (default https://127.0.0.1:8443) and KAGI_CA (default
+    /// ./kagi-data/tls-ca.pem); KAGI_TOKEN if set, for the auditor's full recomputation.
+    pub fn from_env() -> Result<Client, ClientError> {
+        let base = std::env::var("KAGI_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+        let base = base.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(ClientError::new(
+                "bad_url",
+                format!("KAGI_URL must start with https:// (got '{base}')"),
+            ));
+        }
+        let ca_path = std::env::var_os("KAGI_CA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CA));
+        let ca_pem = std::fs::read(&ca_path).map_err(|e| {
+            ClientError::new(
+                "missing_ca",
+                format!(
+                    "cannot read the service's TLS CA certificate {}: {e}. Set KAGI_CA to the tls-ca.pem of the kagi you verify against",
+                    ca_path.display()
+                ),
+            )
+        })?;
+        let roots: Vec<Certificate<'static>> = ureq::tls::parse_pem(&ca_pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if roots.is_empty() {
+            return Err(ClientError::new(
+                "bad_ca",
+                format!(
+                    "{} holds no PEM certificate: point KAGI_CA at kagi's tls-ca.pem",
+                    ca_path.display()
+                ),
+            ));
+        }
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            // Error statuses carry the API's JSON error body, which we want to read.
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .new_agent();
+        let token = std::env::var("KAGI_TOKEN")
+            .ok()
+            .map(|t| Zeroizing::new(t.trim().to_string()))
+            .filter(|t| !t.is_empty());
+        Ok(Client { agent, base, token })
+    }
+
+    fn call(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    ) -> Result<String, ClientError> {
+        let req = match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {}", t.as_str())),
+            None => req,
+        };
+        self.read(req.call())
+    }
+
+    fn read(
+        &self,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String, ClientError> {
+        let mut resp = resp.map_err(|e| self.transport(e))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| {
+                ClientError::new("bad_response", format!("cannot read the response: {e}"))
+            })?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &text));
+        }
+        Ok(text)
+    }
+
+    fn transport(&self, err: ureq::Error) -> ClientError {
+        match err {
+            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                ClientError::new(
+                    "connection_refused",
+                    format!(
+                        "nothing is listening at {}: is kagi running there? set KAGI_URL if it listens elsewhere",
+                        self.base
+                    ),
+                )
+            }
+            ureq::Error::Rustls(e) => ClientError::new(
+                "tls_error",
+                format!(
+                    "TLS with {} failed: {e}. KAGI_CA must be the tls-ca.pem of the kagi you talk to",
+                    self.base
+                ),
+            ),
+            other => ClientError::new(
+                "connection_failed",
+                format!("request to {} failed: {other}", self.base),
+            ),
+        }
+    }
+}
+
+/// The API's `{"error": {...}}` body, or a summary when something else answered.
+fn api_error(status: u16, text: &str) -> ClientError {
+    let parsed = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        let e = v.get("error")?;
+        Some((
+            e.get("code")?.as_str()?.to_string(),
+            e.get("message")?.as_str()?.to_string(),
+        ))
+    });
+    match parsed {
+        Some((code, message)) => ClientError { code, message },
+        None => ClientError::new(
+            "http_error",
+            format!(
+                "the server answered HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        ),
+    }
+}
+
+fn json(text: &str) -> Result<Value, ClientError> {
+    serde_json::from_str(text).map_err(|e| {
+        ClientError::new(
+            "bad_response",
+            format!("the server's answer is not the expected JSON: {e}"),
+        )
+    })
+}
+
+impl Service for Client {
+    fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.call(self.agent.get(format!("{}{path}", self.base)))?)
+    }
+
+    fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(json(&self.get_text(path)?)?)
+    }
+
+    fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {}", t.as_str()));
+        }
+        Ok(json(&self.read(req.send_json(body))?)?)
+    }
+
+    fn has_credential(&self) -> bool {
+        self.token.is_some()
+    }
+}
