@@ -28,6 +28,7 @@ pub mod profile;
 pub mod rfc3161;
 pub mod sct;
 pub mod serial;
+pub mod service;
 pub mod tsa;
 pub mod x509;
 

@@ -10,7 +10,6 @@ mod digest_file;
 mod instance;
 mod log_cli;
 mod pem;
-mod pki;
 mod secret_files;
 mod server;
 mod sigstore;

@@ -12,13 +12,11 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ca::fulcio::{self, IdentityRequest};
-use ca::sct::CtSigner;
 use ca::CaError;
 use hsm_core::{Algorithm, DigestAlg, Hsm, HsmError, QuotaCharge, Session, SignRequest, Signed};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
-use crate::pki::{ca_service_signer, lock, Pki};
+use ca::service::Pki;
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
@@ -61,26 +59,17 @@ fn internal(e: impl std::fmt::Display) -> CaError {
     CaError::Internal(e.to_string())
 }
 
-impl Pki {
-    /// CA `ca_name`'s CT signer (key `ca.<ca>.ct`, ECDSA P-256), made on first use.
-    fn ct_signer(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<CtSigner>, CaError> {
-        if let Some(ct) = lock(&self.cts).get(ca_name) {
-            return Ok(ct.clone());
-        }
-        let ca = self.authority(hsm, ca_name)?;
-        let signer = ca_service_signer(hsm, &ca, "ct", Algorithm::EcP256)?
-            .with_audit(json!({"purpose": "ct_sct", "ca": ca_name}));
-        let ct = Arc::new(CtSigner::new(signer)?);
-        lock(&self.cts).insert(ca_name.to_string(), ct.clone());
-        Ok(ct)
-    }
+/// The Sigstore side of the CA service: bundles, and the trust material clients verify them
+/// with.
+pub struct Sigstore<'a>(pub &'a Pki);
 
+impl Sigstore<'_> {
     /// Sign a SHA-256 digest with key `label` for the caller in `session` and wrap it as a
     /// Sigstore bundle: a certificate for the key naming the caller (from CA `ca_name`), the
     /// signature, and its hashedrekord log entry with promise, proof and checkpoint.
     /// `timestamp`: also an RFC 3161 timestamp of the signature from CA `ca_name`'s TSA.
     #[allow(clippy::too_many_arguments)]
-    pub fn sigstore_sign(
+    pub fn sign(
         &self,
         hsm: &Hsm,
         session: &Session,
@@ -131,10 +120,10 @@ impl Pki {
             use der::Decode;
             x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&info.public_key_der)?
         };
-        let identity_uri = identity_uri(&self.urls.base, session);
-        let issuer = self.urls.base.trim_end_matches('/').to_string();
-        let ca = self.authority(hsm, ca_name)?;
-        let ct = self.ct_signer(hsm, ca_name)?;
+        let identity_uri = identity_uri(&self.0.urls.base, session);
+        let issuer = self.0.urls.base.trim_end_matches('/').to_string();
+        let ca = self.0.authority(hsm, ca_name)?;
+        let ct = self.0.ct_signer(hsm, ca_name)?;
         let cert = fulcio::issue_identity_certificate(
             &ca,
             &ct,
@@ -182,7 +171,7 @@ impl Pki {
         if timestamp {
             let imprint = ca::hsm_key::digest(DigestAlg::Sha256, &signed.signature);
             let treq = ca::tsa::ParsedRequest::for_imprint(DigestAlg::Sha256, imprint)?;
-            let resp = self.timestamp_token(hsm, ca_name, &treq)?;
+            let resp = self.0.timestamp_token(hsm, ca_name, &treq)?;
             material["timestampVerificationData"] =
                 json!({"rfc3161Timestamps": [{"signedTimestamp": B64.encode(resp)}]});
         }
@@ -242,13 +231,13 @@ impl Pki {
     /// The Sigstore trusted root of this kagi: CA `ca_name` and its chain as the certificate
     /// authority, the transparency log's key under `tlogs`, the CT signer's under `ctlogs`,
     /// and the TSA's certificate chain.
-    pub fn sigstore_trusted_root(&self, hsm: &Hsm, ca_name: &str) -> Result<Value, CaError> {
-        let base = self.urls.base.trim_end_matches('/').to_string();
-        let ca = self.authority(hsm, ca_name)?;
-        let chain = self.chain(hsm, ca_name)?;
+    pub fn trusted_root(&self, hsm: &Hsm, ca_name: &str) -> Result<Value, CaError> {
+        let base = self.0.urls.base.trim_end_matches('/').to_string();
+        let ca = self.0.authority(hsm, ca_name)?;
+        let chain = self.0.chain(hsm, ca_name)?;
         let start = rfc3339(ca.not_before())?;
-        let ct = self.ct_signer(hsm, ca_name)?;
-        let tsa = self.tsa(hsm, ca_name)?;
+        let ct = self.0.ct_signer(hsm, ca_name)?;
+        let tsa = self.0.tsa(hsm, ca_name)?;
         let mut tsa_chain = vec![tsa.cert_der.clone()];
         tsa_chain.extend(tsa.chain.iter().cloned());
         let certs = |c: &[Vec<u8>]| -> Vec<Value> {
@@ -286,14 +275,14 @@ impl Pki {
     /// What `sigstore --trust-config` reads: the trusted root and where this kagi's services
     /// are (kagi signs through its own API; the URLs tell Sigstore clients which instance
     /// this is).
-    pub fn sigstore_client_trust_config(&self, hsm: &Hsm, ca_name: &str) -> Result<Value, CaError> {
-        let base = self.urls.base.trim_end_matches('/').to_string();
-        let ca = self.authority(hsm, ca_name)?;
+    pub fn client_trust_config(&self, hsm: &Hsm, ca_name: &str) -> Result<Value, CaError> {
+        let base = self.0.urls.base.trim_end_matches('/').to_string();
+        let ca = self.0.authority(hsm, ca_name)?;
         let start = rfc3339(ca.not_before())?;
         let service = |url: String| json!([{"url": url, "majorApiVersion": 1, "validFor": {"start": start}, "operator": "kagi"}]);
         Ok(json!({
             "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
-            "trustedRoot": self.sigstore_trusted_root(hsm, ca_name)?,
+            "trustedRoot": self.trusted_root(hsm, ca_name)?,
             "signingConfig": {
                 "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
                 "caUrls": service(base.clone()),

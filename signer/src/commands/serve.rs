@@ -10,9 +10,9 @@ use zeroize::Zeroizing;
 use crate::cli::ServeArgs;
 use crate::config::ServeConfig;
 use crate::instance::{self, DataDir, Startup};
-use crate::pki::Pki;
 use crate::tls::TlsFiles;
 use crate::{secret_files, server, tls};
+use ca::service::Pki;
 
 pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     let cfg = ServeConfig::resolve(args)?;
@@ -73,7 +73,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
                 .with_context(|| format!("cannot read {}", token_path.display()))?,
         );
         match hsm.login(token.trim()) {
-            Ok(admin) => match crate::pki::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
+            Ok(admin) => match ca::service::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
                 Ok(true) => log::info!(
                     "made the development CA hierarchy: root, devices, code-signing, services"
                 ),
@@ -86,7 +86,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
             ),
         }
     }
-    let services = match hsm.ca(crate::pki::DEV_SERVICES) {
+    let services = match hsm.ca(ca::service::DEV_SERVICES) {
         Ok(c) => c,
         Err(_) => return Ok(false),
     };

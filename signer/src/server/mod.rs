@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pki::Pki;
+use ca::service::Pki;
 use handler::resource;
 use state::AppState;
 pub use state::EstSettings;

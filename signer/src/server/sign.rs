@@ -256,7 +256,7 @@ pub async fn sign(
         let label = resource.clone();
         let timestamp = body.timestamp;
         let out = web::block(move || -> Result<_, ApiError> {
-            Ok(st.pki.sigstore_sign(
+            Ok(crate::sigstore::Sigstore(&st.pki).sign(
                 &st.hsm,
                 &session,
                 &label,

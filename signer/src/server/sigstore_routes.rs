@@ -10,7 +10,7 @@ use super::state::AppState;
 /// key, TSA chain).
 pub async fn trusted_root(state: web::Data<AppState>) -> ApiResult {
     let root = blocking_with_state(&state, |st| {
-        Ok(st.pki.sigstore_trusted_root(&st.hsm, &st.signing_ca)?)
+        Ok(crate::sigstore::Sigstore(&st.pki).trusted_root(&st.hsm, &st.signing_ca)?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(root))
@@ -20,9 +20,7 @@ pub async fn trusted_root(state: web::Data<AppState>) -> ApiResult {
 /// config, the file `sigstore --trust-config` reads.
 pub async fn client_trust_config(state: web::Data<AppState>) -> ApiResult {
     let config = blocking_with_state(&state, |st| {
-        Ok(st
-            .pki
-            .sigstore_client_trust_config(&st.hsm, &st.signing_ca)?)
+        Ok(crate::sigstore::Sigstore(&st.pki).client_trust_config(&st.hsm, &st.signing_ca)?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(config))

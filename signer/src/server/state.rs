@@ -4,7 +4,7 @@ use hsm_core::Hsm;
 use std::sync::Arc;
 
 use super::policy_gate;
-use crate::pki::Pki;
+use ca::service::Pki;
 
 /// What each handler reaches through `web::Data<AppState>`.
 pub struct AppState {

@@ -2,9 +2,9 @@
 //! certificates point to, CRLs kept fresh, OCSP answers signed by a delegated responder per CA,
 //! and the development instance's own hierarchy.
 
-use ca::hsm_key::HsmSigner;
-use ca::ocsp::{self, OcspResponseStatus, SingleStatus, Status};
-use ca::{Authority, CaError, CaSpec, IssueOptions, Issued, Profiles, PublicUrls};
+use crate::hsm_key::HsmSigner;
+use crate::ocsp::{self, OcspResponseStatus, SingleStatus, Status};
+use crate::{Authority, CaError, CaSpec, IssueOptions, Issued, Profiles, PublicUrls};
 use hsm_core::{Algorithm, Gated, Hsm, HsmError, QuotaCharge, Session};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -35,7 +35,7 @@ pub struct KeyCertificate {
 }
 
 /// kagi's TSA policy.
-pub const TSA_POLICY: const_oid::ObjectIdentifier = ca::tsa::DEFAULT_POLICY;
+pub const TSA_POLICY: const_oid::ObjectIdentifier = crate::tsa::DEFAULT_POLICY;
 
 /// The services that sign with a key of kagi's own, certified by a CA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,10 +70,10 @@ impl Service {
 }
 
 /// A service's key, its certificate, and the chain above it (issuing CA first).
-pub(crate) struct ServiceKey {
+pub struct ServiceKey {
     signer: HsmSigner,
-    pub(crate) cert_der: Vec<u8>,
-    pub(crate) chain: Vec<Vec<u8>>,
+    pub cert_der: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
     not_after: i64,
 }
 
@@ -85,7 +85,7 @@ pub struct Pki {
     /// OCSP responders and TSAs by CA name.
     services: Mutex<HashMap<(String, Service), Arc<ServiceKey>>>,
     /// CT signers (Sigstore SCTs) by CA name.
-    pub(crate) cts: Mutex<HashMap<String, Arc<ca::sct::CtSigner>>>,
+    pub(crate) cts: Mutex<HashMap<String, Arc<crate::sct::CtSigner>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,6 +93,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Pki {
+    /// CA `ca_name`'s CT signer (key `ca.<ca>.ct`, ECDSA P-256), made on first use.
+    pub fn ct_signer(
+        &self,
+        hsm: &Hsm,
+        ca_name: &str,
+    ) -> Result<Arc<crate::sct::CtSigner>, CaError> {
+        if let Some(ct) = lock(&self.cts).get(ca_name) {
+            return Ok(ct.clone());
+        }
+        let ca = self.authority(hsm, ca_name)?;
+        let signer = ca_service_signer(hsm, &ca, "ct", Algorithm::EcP256)?
+            .with_audit(serde_json::json!({"purpose": "ct_sct", "ca": ca_name}));
+        let ct = Arc::new(crate::sct::CtSigner::new(signer)?);
+        lock(&self.cts).insert(ca_name.to_string(), ct.clone());
+        Ok(ct)
+    }
+
     pub fn new(public_url: &str) -> Result<Pki, CaError> {
         Ok(Pki {
             profiles: Profiles::builtin()?,
@@ -139,7 +156,7 @@ impl Pki {
                 ca.record.partition
             )));
         }
-        ca::issue::issue(&ca, session, profile, csr, opts, &self.urls, quotas, audit)
+        crate::issue::issue(&ca, session, profile, csr, opts, &self.urls, quotas, audit)
     }
 
     /// The chain above a CA's certificates, nearest first: the CA itself, then its parents.
@@ -159,7 +176,7 @@ impl Pki {
 
     /// The CA's current CRL, made fresh when it is missing or getting old.
     pub fn crl(&self, hsm: &Hsm, ca_name: &str) -> Result<Vec<u8>, CaError> {
-        let now = ca::x509::unix_now();
+        let now = crate::x509::unix_now();
         if let Some(c) = hsm.crl(ca_name)? {
             if now - c.this_update < CRL_REFRESH_SECS && now < c.next_update {
                 return Ok(c.der);
@@ -177,7 +194,7 @@ impl Pki {
         let mut last = None;
         // Two regenerations racing pick the same number; the loser retries with the next.
         for _ in 0..3 {
-            match ca::crl::generate(&ca, ca::x509::unix_now()) {
+            match crate::crl::generate(&ca, crate::x509::unix_now()) {
                 Ok(c) => return Ok(c),
                 Err(CaError::Hsm(HsmError::Conflict(m))) => last = Some(m),
                 Err(e) => return Err(e),
@@ -212,7 +229,7 @@ impl Pki {
         ca_name: &str,
         which: Service,
     ) -> Result<Arc<ServiceKey>, CaError> {
-        let now = ca::x509::unix_now();
+        let now = crate::x509::unix_now();
         let id = (ca_name.to_string(), which);
         if let Some(k) = lock(&self.services).get(&id) {
             if k.not_after - now > RESPONDER_RENEW_SECS {
@@ -275,7 +292,7 @@ impl Pki {
             })?;
         let ca = self.authority(hsm, &ca_rec.name)?;
         let responder = self.service(hsm, ca.name(), Service::Ocsp)?;
-        let now = ca::x509::unix_now();
+        let now = crate::x509::unix_now();
         let mut statuses = Vec::with_capacity(req.certs.len());
         for rc in &req.certs {
             let status = if !ocsp::names_issuer(rc, &ca.record.cert_der).unwrap_or(false) {
@@ -329,7 +346,7 @@ impl Pki {
         ca_name: &str,
         label: &str,
         subject: Option<&str>,
-        validity: Option<ca::Days>,
+        validity: Option<crate::Days>,
     ) -> Result<Issued, CaError> {
         if !session.roles().contains(&hsm_core::Role::Officer) {
             return Err(CaError::Hsm(HsmError::Forbidden {
@@ -361,9 +378,9 @@ impl Pki {
                 "subject '{subject}' is not an RFC 4514 name ({e}); write it like 'CN=release signing,O=Example'"
             ))
         })?;
-        let csr = ca::csr::Csr::for_own_key(name, spki)?;
+        let csr = crate::csr::Csr::for_own_key(name, spki)?;
         let ca = self.authority(hsm, ca_name)?;
-        ca::issue::issue_parsed(
+        crate::issue::issue_parsed(
             &ca,
             session,
             self.profiles.get(SIGNING_PROFILE)?,
@@ -398,52 +415,53 @@ impl Pki {
     }
 
     /// The TSA of CA `ca_name`, made on first use and renewed before its certificate expires.
-    pub(crate) fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<ServiceKey>, CaError> {
+    pub fn tsa(&self, hsm: &Hsm, ca_name: &str) -> Result<Arc<ServiceKey>, CaError> {
         self.service(hsm, ca_name, Service::Tsa)
     }
 
     /// Answer an RFC 3161 request (DER) with a TimeStampResp: granted, or a rejection that says
     /// why. The token is signed in hsm-core by CA `ca_name`'s TSA key (a counted, audited use).
     pub fn timestamp(&self, hsm: &Hsm, ca_name: &str, request: &[u8]) -> Vec<u8> {
-        let req = match ca::tsa::parse_request(request) {
+        let req = match crate::tsa::parse_request(request) {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("bad time-stamp request: {e}");
-                return ca::tsa::rejection(e.fail_bit(), &e.to_string());
+                return crate::tsa::rejection(e.fail_bit(), &e.to_string());
             }
         };
         match self.timestamp_token(hsm, ca_name, &req) {
             Ok(resp) => resp,
             Err(e) => {
                 log::warn!("time-stamping failed: {e}");
-                ca::tsa::rejection(
-                    ca::tsa::fail::SYSTEM_FAILURE,
+                crate::tsa::rejection(
+                    crate::tsa::fail::SYSTEM_FAILURE,
                     "the time-stamping authority is unavailable; retry later",
                 )
             }
         }
     }
 
-    pub(crate) fn timestamp_token(
+    pub fn timestamp_token(
         &self,
         hsm: &Hsm,
         ca_name: &str,
-        req: &ca::tsa::ParsedRequest,
+        req: &crate::tsa::ParsedRequest,
     ) -> Result<Vec<u8>, CaError> {
         let tsa = self.tsa(hsm, ca_name)?;
         let signer = tsa.signer.clone().with_audit(serde_json::json!({
             "purpose": "timestamp", "imprint": hex::encode(&req.hashed_message),
         }));
-        let (digest, signature_algorithm) = ca::hsm_key::signature_algorithm(signer.algorithm())?;
-        let serial = ca::serial::random_serial()
+        let (digest, signature_algorithm) =
+            crate::hsm_key::signature_algorithm(signer.algorithm())?;
+        let serial = crate::serial::random_serial()
             .map_err(|_| CaError::Internal("no randomness for a serial".into()))?;
         let sign = |attrs: &[u8]| signer.sign_tbs(attrs);
-        ca::tsa::granted_response(
+        crate::tsa::granted_response(
             req,
             &serial,
-            ca::x509::unix_now(),
+            crate::x509::unix_now(),
             TSA_POLICY,
-            &ca::cms_sign::CmsSigner {
+            &crate::cms_sign::CmsSigner {
                 cert_der: &tsa.cert_der,
                 chain: &tsa.chain,
                 digest,
@@ -463,7 +481,7 @@ impl Pki {
         profile: &str,
         subject: &str,
     ) -> Result<(HsmSigner, Vec<u8>, i64), CaError> {
-        let now = ca::x509::unix_now();
+        let now = crate::x509::unix_now();
         let session = ca.signer.session().clone();
         let signer = ca_service_signer(hsm, ca, suffix, ca.signer.algorithm())?;
         let existing = hsm
@@ -475,8 +493,8 @@ impl Pki {
             None => {
                 let subject = Name::from_str(subject)
                     .map_err(|e| CaError::Internal(format!("service subject: {e}")))?;
-                let csr = ca::csr::Csr::for_own_key(subject, signer.spki()?)?;
-                let issued = ca::issue::issue_parsed(
+                let csr = crate::csr::Csr::for_own_key(subject, signer.spki()?)?;
+                let issued = crate::issue::issue_parsed(
                     ca,
                     &session,
                     self.profiles.get(profile)?,
@@ -514,7 +532,7 @@ impl Pki {
         let signature_algorithm = cms_signature_algorithm(&kc.record.der, digest)?;
         let signed: std::cell::RefCell<Option<hsm_core::Signed>> = std::cell::RefCell::new(None);
         let sign = |attrs: &[u8]| -> Result<Vec<u8>, CaError> {
-            let d = ca::hsm_key::digest(digest, attrs);
+            let d = crate::hsm_key::digest(digest, attrs);
             let request = hsm_core::SignRequest {
                 digest_alg: Some(digest),
                 digest: d,
@@ -532,10 +550,10 @@ impl Pki {
             *signed.borrow_mut() = Some(s);
             Ok(sig)
         };
-        let mut cms = ca::cms_sign::detached_signed_data(
+        let mut cms = crate::cms_sign::detached_signed_data(
             &req.digest,
-            ca::x509::unix_now(),
-            &ca::cms_sign::CmsSigner {
+            crate::x509::unix_now(),
+            &crate::cms_sign::CmsSigner {
                 cert_der: &kc.record.der,
                 chain: &kc.chain,
                 digest,
@@ -544,11 +562,12 @@ impl Pki {
             },
         )?;
         if let Some(tsa_ca) = timestamp_ca {
-            let value = ca::cms_sign::signature_value(&cms)?;
-            let imprint = ca::hsm_key::digest(hsm_core::DigestAlg::Sha256, &value);
-            let treq = ca::tsa::ParsedRequest::for_imprint(hsm_core::DigestAlg::Sha256, imprint)?;
-            let token = ca::tsa::token_of(&self.timestamp_token(hsm, tsa_ca, &treq)?)?;
-            cms = ca::cms_sign::add_timestamp_token(&cms, &token)?;
+            let value = crate::cms_sign::signature_value(&cms)?;
+            let imprint = crate::hsm_key::digest(hsm_core::DigestAlg::Sha256, &value);
+            let treq =
+                crate::tsa::ParsedRequest::for_imprint(hsm_core::DigestAlg::Sha256, imprint)?;
+            let token = crate::tsa::token_of(&self.timestamp_token(hsm, tsa_ca, &treq)?)?;
+            cms = crate::cms_sign::add_timestamp_token(&cms, &token)?;
         }
         let signed = signed
             .into_inner()
@@ -565,7 +584,7 @@ impl Pki {
 
 /// CA `ca`'s own key `ca.<CA>.<suffix>` (made on first use) as a signer in the CA's service
 /// session: the OCSP responder's, the TSA's and the CT signer's keys.
-pub(crate) fn ca_service_signer(
+pub fn ca_service_signer(
     hsm: &Hsm,
     ca: &Authority,
     suffix: &str,
@@ -600,12 +619,12 @@ fn cms_signature_algorithm(
         .subject_public_key_info()
         .algorithm
         .oid;
-    let family = ca::algorithms::key_family(&key_oid).ok_or_else(|| {
+    let family = crate::algorithms::key_family(&key_oid).ok_or_else(|| {
         CaError::BadRequest(format!(
             "a CMS signature needs an ECDSA or RSA key; this certificate's key is {key_oid}"
         ))
     })?;
-    ca::algorithms::identifier(family, digest)
+    crate::algorithms::identifier(family, digest)
 }
 
 fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
@@ -634,7 +653,7 @@ pub fn ensure_dev_hierarchy(
     };
     let mut made = false;
     if !existing.iter().any(|n| n == DEV_ROOT) {
-        match ca::hierarchy::create_root(
+        match crate::hierarchy::create_root(
             hsm,
             admin,
             &spec(DEV_ROOT, "kagi Development Root CA", 7300),
@@ -650,7 +669,7 @@ pub fn ensure_dev_hierarchy(
         (DEV_SERVICES, "kagi Development Services CA"),
     ] {
         if !existing.iter().any(|n| n == name) {
-            match ca::hierarchy::create_intermediate(
+            match crate::hierarchy::create_intermediate(
                 hsm,
                 admin,
                 &spec(name, cn, 3650),
