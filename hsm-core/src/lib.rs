@@ -7,7 +7,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod algorithm;
-pub mod approvals;
 pub mod attributes;
 pub mod audit;
 pub mod auth;
@@ -16,7 +15,7 @@ mod commit;
 mod crypto;
 pub mod error;
 mod hsm;
-pub mod policy_store;
+pub use hsm::{approvals, policy_store};
 pub mod records;
 mod seal;
 pub mod shares;

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::algorithm::{Algorithm, DigestAlg, RsaPadding};
-use crate::approvals::ApprovalAction;
 use crate::attributes::{
     operations_from_string, operations_to_string, KeyAttributes, KeyInfo, KeySpec, KeyState,
     Operation, RESTRICTED_NAMESPACE,
@@ -32,6 +31,7 @@ use crate::commit::{
 };
 use crate::crypto::{self, LoadedKey};
 use crate::error::{HsmError, Result};
+use crate::hsm::approvals::ApprovalAction;
 use crate::seal::{self, MasterKey, Sealer};
 use crate::shares;
 use crate::store::schema::{
@@ -103,7 +103,7 @@ pub enum Gated<T> {
     /// It happened.
     Done(T),
     /// It waits for approvals; the request says how many and from whom.
-    Pending(Box<crate::approvals::ApprovalInfo>),
+    Pending(Box<crate::hsm::approvals::ApprovalInfo>),
 }
 
 /// The audit event of a durable change, apart from who made it.
@@ -431,9 +431,11 @@ fn new_credential(
     Ok((row, token))
 }
 
+pub mod approvals;
 mod identity;
 mod keyring;
 mod lifecycle;
+pub mod policy_store;
 mod sign;
 
 pub use sign::{SignKey, SignOp, SignPurpose, StagedRows, Staging};

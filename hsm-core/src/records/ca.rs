@@ -15,11 +15,11 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::algorithm::Algorithm;
-use crate::approvals::{record_mac, record_mac_ok, ApprovalAction, ChangeGrant};
 use crate::attributes::{KeyInfo, Operation};
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
+use crate::hsm::approvals::{record_mac, record_mac_ok, ApprovalAction, ChangeGrant};
 use crate::hsm::{
     user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest, Signed,
     StagedRows, Staging,

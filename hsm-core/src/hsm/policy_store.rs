@@ -6,10 +6,10 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::approvals::{record_mac, record_mac_ok, ApprovalAction, QuorumRule};
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
+use crate::hsm::approvals::{record_mac, record_mac_ok, ApprovalAction, QuorumRule};
 use crate::hsm::{user_event, EventParts, Gated, Hsm, Unsealed};
 use crate::store::schema::{audit_records, policies};
 
