@@ -1,6 +1,5 @@
 //! PEM text for public keys, and reading PKCS#8 private keys for import.
 
-use base64::Engine;
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -13,18 +12,11 @@ pub enum PemError {
     Unrecognized,
 }
 
-/// `-----BEGIN PUBLIC KEY-----` text of a SubjectPublicKeyInfo, lines of 64 characters.
+/// `-----BEGIN PUBLIC KEY-----` text of a SubjectPublicKeyInfo, lines of 64 characters, by the
+/// one PEM encoder kagi uses (`ca::x509::pem`). Encoding cannot fail for this label and a
+/// DER body; an empty string would be refused by every reader.
 pub fn public_key_pem(spki_der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(spki_der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 64);
-    out.push_str("-----BEGIN PUBLIC KEY-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        // Base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END PUBLIC KEY-----\n");
-    out
+    ca::x509::pem("PUBLIC KEY", spki_der).unwrap_or_default()
 }
 
 /// PKCS#8 DER from a file's bytes, which may be DER or PEM.
@@ -66,7 +58,7 @@ mod tests {
     fn pkcs8_pem_and_der_are_read_and_pkcs1_is_refused() {
         let der = [0x30u8, 0x03, 0x02, 0x01, 0x00];
         assert_eq!(pkcs8_der(&der).unwrap().as_slice(), &der);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
         let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
         assert_eq!(pkcs8_der(pem.as_bytes()).unwrap().as_slice(), &der);
         let rsa = pem.replace("PRIVATE KEY", "RSA PRIVATE KEY");

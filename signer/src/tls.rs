@@ -15,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 use crate::secret_files::{create_private_dir, write_new_private_file};
 
@@ -114,15 +115,18 @@ pub fn ensure_material(files: &TlsFiles) -> Result<bool, TlsError> {
     params.not_after = not_after;
     let server_cert = params.signed_by(&server_key, &ca_cert, &ca_key)?;
 
-    write_new_private_file(&files.server_key, server_key.serialize_pem().as_bytes()).map_err(
+    write_new_private_file(&files.server_key, private_key_pem(&server_key)?.as_bytes()).map_err(
         |source| TlsError::Write {
             path: files.server_key.clone(),
             source,
         },
     )?;
-    write_public_file(&files.server_cert, server_cert.pem().as_bytes())?;
+    write_public_file(
+        &files.server_cert,
+        certificate_pem(server_cert.der())?.as_bytes(),
+    )?;
     // The CA certificate goes last: its presence marks the set as complete.
-    write_public_file(&files.ca_cert, ca_cert.pem().as_bytes())?;
+    write_public_file(&files.ca_cert, certificate_pem(ca_cert.der())?.as_bytes())?;
     Ok(true)
 }
 
@@ -183,14 +187,13 @@ pub fn issue_from_ca(
     params.distinguished_name = dn;
     let csr = params.serialize_request(&server_key)?;
     let (leaf, chain) = issue(csr.der()).map_err(TlsError::Issue)?;
-    let mut pem =
-        ca::x509::pem("CERTIFICATE", &leaf).map_err(|e| TlsError::Issue(e.to_string()))?;
+    let mut pem = certificate_pem(&leaf)?;
     // The chain up to, not including, the root: clients hold the root.
     for c in chain.iter().take(chain.len().saturating_sub(1)) {
-        pem.push_str(&ca::x509::pem("CERTIFICATE", c).map_err(|e| TlsError::Issue(e.to_string()))?);
+        pem.push_str(&certificate_pem(c)?);
     }
     remove_set(files)?;
-    write_new_private_file(&files.server_key, server_key.serialize_pem().as_bytes()).map_err(
+    write_new_private_file(&files.server_key, private_key_pem(&server_key)?.as_bytes()).map_err(
         |source| TlsError::Write {
             path: files.server_key.clone(),
             source,
@@ -377,4 +380,17 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClientCerts {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// PEM text of a certificate, written by the one PEM encoder kagi uses (`ca::x509::pem`).
+fn certificate_pem(der: &[u8]) -> Result<String, TlsError> {
+    ca::x509::pem("CERTIFICATE", der).map_err(|e| TlsError::Issue(e.to_string()))
+}
+
+/// PKCS#8 PEM text of a freshly generated TLS key, zeroized when dropped.
+fn private_key_pem(key: &KeyPair) -> Result<Zeroizing<String>, TlsError> {
+    let der = Zeroizing::new(key.serialize_der());
+    ca::x509::pem("PRIVATE KEY", &der)
+        .map(Zeroizing::new)
+        .map_err(|e| TlsError::Issue(e.to_string()))
 }
