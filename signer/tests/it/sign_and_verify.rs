@@ -1,7 +1,7 @@
 //! Acceptance item 2 through the real binary: a key with a usage limit of 3 signs three times,
 //! the fourth use fails with `usage_limit_reached`, and OpenSSL verifies the signatures.
 
-mod common;
+use crate::common;
 
 use common::{run_ok, stderr, Server};
 use std::process::Command;

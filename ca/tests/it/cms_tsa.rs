@@ -3,7 +3,7 @@
 //! Certificates and keys are made with openssl in a temporary folder; the signing callback uses
 //! a software key (aws-lc) loaded from the PKCS#8 openssl wrote, so these tests need no HSM.
 
-mod openssl;
+use kagi_testkit::openssl;
 
 use openssl::{openssl, try_openssl};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The HTTP API's contract through the real server: one error shape everywhere, the right
 //! statuses, and the CLI's `error: <code>: ...` on failure.
 
-mod common;
+use crate::common;
 
 use common::{stderr, Server};
 

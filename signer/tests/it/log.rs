@@ -2,7 +2,7 @@
 //! checkpoints, consistency and inclusion with the log's key, and an entry edited in the
 //! database makes `kagi log verify` fail.
 
-mod common;
+use crate::common;
 
 use common::{stderr, Server};
 

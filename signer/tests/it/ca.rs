@@ -2,7 +2,7 @@
 //! concurrent EST clients (SQLite and PostgreSQL), CA creation and revocation behind the
 //! quorum, hostile CSRs that leave nothing stored, and tampering with a CA row.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{stderr, Database, Server};
