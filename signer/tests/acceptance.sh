@@ -4,11 +4,22 @@
 #   shell 2, in the same folder:  kagi key create / sign / public, then openssl verifies
 # for ec-p256, ec-p384, rsa-2048, rsa-3072 and ed25519. Exits non-zero on any failure.
 # Needs port 8443 free (it is the default, and the point is to use no flags).
+# scripts/test.sh sets KAGI_BIN to the binary its `cargo test` just built, so the suite compiles
+# kagi once; shell 1 then runs that binary's `serve` instead of `cargo run --release`, which
+# would compile all of kagi a second time in another profile. It also sets
+# KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT so that suites side by side do not collide: then
+# `serve` gets --listen/--public-listen and shell 2 gets KAGI_URL (see serve_lib.sh).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
-KAGI="$TARGET/release/kagi"
+KAGI="${KAGI_BIN:-$TARGET/release/kagi}"
+HTTPS_PORT="${KAGI_TEST_HTTPS_PORT:-8443}"
+PUBLIC_PORT="${KAGI_TEST_PUBLIC_PORT:-8080}"
+HTTPS=https://127.0.0.1:$HTTPS_PORT
+SERVE_FLAGS=()
+[[ "$HTTPS_PORT" == 8443 ]] || SERVE_FLAGS+=(--listen "127.0.0.1:$HTTPS_PORT")
+[[ "$PUBLIC_PORT" == 8080 ]] || SERVE_FLAGS+=(--public-listen "127.0.0.1:$PUBLIC_PORT")
 WORK="$(mktemp -d)"
 SERVER_PID=""
 
@@ -24,28 +35,34 @@ trap cleanup EXIT
 fail() { echo "ACCEPTANCE FAILED: $*" >&2; [[ -f "$WORK/serve.log" ]] && tail -n 30 "$WORK/serve.log" >&2; exit 1; }
 
 cd "$WORK"
-echo "== shell 1: cargo run --release -p signer -- serve   (in $WORK)"
-# --manifest-path because this folder is not the repository; everything else is the README command.
-cargo run --release --manifest-path "$REPO/Cargo.toml" -p signer -- serve >"$WORK/serve.log" 2>&1 &
+if [[ -n "${KAGI_BIN:-}" ]]; then
+  echo "== shell 1: $KAGI serve ${SERVE_FLAGS[*]}  (in $WORK; the binary scripts/test.sh built)"
+  "$KAGI" serve ${SERVE_FLAGS[@]+"${SERVE_FLAGS[@]}"} >"$WORK/serve.log" 2>&1 &
+else
+  echo "== shell 1: cargo run --release -p signer -- serve ${SERVE_FLAGS[*]}  (in $WORK)"
+  # --manifest-path because this folder is not the repository; everything else is the README command.
+  cargo run --release --manifest-path "$REPO/Cargo.toml" -p signer -- serve ${SERVE_FLAGS[@]+"${SERVE_FLAGS[@]}"} >"$WORK/serve.log" 2>&1 &
+fi
 SERVER_PID=$!
 
 # The first release build can take many minutes; wait while the process is alive.
 for _ in $(seq 1 3600); do
   kill -0 "$SERVER_PID" 2>/dev/null || fail "kagi serve exited"
   if [[ -f kagi-data/tls-ca.pem && -f kagi-data/admin.token ]] &&
-     curl -sf --cacert kagi-data/tls-ca.pem https://127.0.0.1:8443/healthz >/dev/null; then
+     curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null; then
     break
   fi
   sleep 1
 done
-curl -sf --cacert kagi-data/tls-ca.pem https://127.0.0.1:8443/healthz >/dev/null || fail "service never became healthy"
+curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null || fail "service never became healthy"
 grep -q "DEVELOPMENT" serve.log || fail "no development-instance warning printed"
-grep -q "https://127.0.0.1:8443/ui" serve.log || fail "console address not printed"
+grep -q "$HTTPS/ui" serve.log || fail "console address not printed"
 [[ "$(stat -c %a kagi-data/admin.token)" == 600 ]] || fail "admin.token is not mode 0600"
 
 echo "== shell 2: kagi (from $KAGI) in the same folder, no flags, no environment"
 [[ -x "$KAGI" ]] || fail "$KAGI not built"
 unset KAGI_URL KAGI_CA KAGI_TOKEN
+[[ "$HTTPS_PORT" == 8443 ]] || export KAGI_URL="$HTTPS"
 head -c 300000 /dev/urandom > app.bin
 
 for alg in ec-p256 ec-p384 rsa-2048 rsa-3072 ed25519; do

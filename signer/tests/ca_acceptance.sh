@@ -10,7 +10,8 @@
 #      refuses exactly the 10 with a fitting reason, exits 1, and stores nothing hostile;
 #   4. a revoked device certificate is `revoked` over OCSP and listed on the new CRL, which
 #      verifies against the issuing CA; a certificate not revoked is `good`.
-# Needs ports 8443 and 8080 free, openssl, curl, certtool and pkilint
+# Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
+# serve_lib.sh), openssl, curl, certtool and pkilint
 # (bash scripts/install-test-tools.sh). The binary must be built: cargo build --release -p signer.
 # KEEP=1 keeps the work folder. Prints one line per check; exits non-zero on the first failure.
 set -euo pipefail

@@ -8,7 +8,8 @@
 #     openssl verifies up to the root from cacerts;
 #   - a wrong password is 401 and issues nothing;
 #   - simplereenroll of the same subject succeeds; of a subject never issued, it is refused.
-# Needs ports 8443 and 8080 free, openssl and curl; the binary must be built
+# Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
+# serve_lib.sh), openssl and curl; the binary must be built
 # (cargo build --release -p signer). KEEP=1 keeps the work folder.
 set -euo pipefail
 

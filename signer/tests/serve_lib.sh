@@ -1,13 +1,25 @@
-# Shared by ca_acceptance.sh, est_acceptance.sh and signing_acceptance.sh (source it after
-# `set -euo pipefail`): the release `kagi` binary, a work folder removed on exit (KEEP=1 keeps
-# it), `fail`/`ok` reporting, and `start_kagi`, which runs `kagi serve` there on the default
-# ports (8443 HTTPS, 8080 plain HTTP) and waits until it is healthy.
+# Shared by the acceptance scripts (source it after `set -euo pipefail`): the `kagi` binary, a
+# work folder removed on exit (KEEP=1 keeps it), `fail`/`ok` reporting, and `start_kagi`, which
+# runs `kagi serve` there and waits until it is healthy.
+#
+# Run by hand they use the release binary on the default ports (8443 HTTPS, 8080 plain HTTP)
+# with no flags and no client settings, as a new user would. scripts/test.sh sets
+#   KAGI_BIN                the binary its `cargo test` built, so the suite compiles kagi once;
+#   KAGI_TEST_HTTPS_PORT    ports of its own, so two suites (or a suite and a kagi someone
+#   KAGI_TEST_PUBLIC_PORT   runs) can share a machine: then `kagi serve` gets --listen and
+#                           --public-listen, and client commands get KAGI_URL.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
-KAGI="$TARGET/release/kagi"
-HTTPS=https://127.0.0.1:8443
-PUBLIC=http://127.0.0.1:8080
+KAGI="${KAGI_BIN:-$TARGET/release/kagi}"
+HTTPS_PORT="${KAGI_TEST_HTTPS_PORT:-8443}"
+PUBLIC_PORT="${KAGI_TEST_PUBLIC_PORT:-8080}"
+HTTPS=https://127.0.0.1:$HTTPS_PORT
+PUBLIC=http://127.0.0.1:$PUBLIC_PORT
+# The flags `kagi serve` needs for these ports: none for the defaults.
+SERVE_FLAGS=()
+[[ "$HTTPS_PORT" == 8443 ]] || SERVE_FLAGS+=(--listen "127.0.0.1:$HTTPS_PORT")
+[[ "$PUBLIC_PORT" == 8080 ]] || SERVE_FLAGS+=(--public-listen "127.0.0.1:$PUBLIC_PORT")
 WORK="$(mktemp -d)"
 SERVER_PID=""
 
@@ -35,14 +47,14 @@ need_tools() {
   done
   [[ -x "$KAGI" ]] || fail "$KAGI is not built (cargo build --release -p signer)"
   if curl -s -o /dev/null --max-time 2 -k "$HTTPS/healthz" || curl -s -o /dev/null --max-time 2 "$PUBLIC/healthz"; then
-    fail "something already listens on 127.0.0.1:8443 or 127.0.0.1:8080"
+    fail "something already listens on 127.0.0.1:$HTTPS_PORT or 127.0.0.1:$PUBLIC_PORT"
   fi
 }
 
 # start_kagi: `kagi serve` in $WORK (the current folder from here on), healthy over HTTPS.
 start_kagi() {
   cd "$WORK"
-  "$KAGI" serve >serve.log 2>&1 &
+  "$KAGI" serve ${SERVE_FLAGS[@]+"${SERVE_FLAGS[@]}"} >serve.log 2>&1 &
   SERVER_PID=$!
   local _
   for _ in $(seq 1 120); do
@@ -55,4 +67,6 @@ start_kagi() {
   done
   curl -sf --cacert kagi-data/tls-ca.pem "$HTTPS/healthz" >/dev/null || fail "the service never became healthy"
   unset KAGI_URL KAGI_CA KAGI_TOKEN
+  # Off the default port the client needs the address; everything else stays the defaults.
+  [[ "$HTTPS_PORT" == 8443 ]] || export KAGI_URL="$HTTPS"
 }

@@ -8,7 +8,8 @@
 #   2. a timestamp token from /tsa, requested with `openssl ts -query -data app.bin -sha256 -cert`
 #      and posted with curl, passes `openssl ts -verify -data app.bin -in resp.tsr -CAfile
 #      root.pem` (and fails for other data).
-# Needs ports 8443 and 8080 free, openssl, curl and certtool (bash scripts/install-test-tools.sh);
+# Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
+# serve_lib.sh), openssl, curl and certtool (bash scripts/install-test-tools.sh);
 # the binary must be built (cargo build --release -p signer). KEEP=1 keeps the work folder.
 set -euo pipefail
 
@@ -68,8 +69,8 @@ if openssl ts -verify -data changed.bin -in resp.tsr -CAfile root.pem >/dev/null
 fi
 # The same over the plain-HTTP listener, and without a nonce.
 openssl ts -query -data app.bin -sha256 -cert -no_nonce -out req2.tsq 2>/dev/null
-curl -sf -o resp2.tsr -H 'Content-Type: application/timestamp-query' --data-binary @req2.tsq http://127.0.0.1:8080/tsa ||
-  fail "POST http://127.0.0.1:8080/tsa"
+curl -sf -o resp2.tsr -H 'Content-Type: application/timestamp-query' --data-binary @req2.tsq "$PUBLIC/tsa" ||
+  fail "POST $PUBLIC/tsa"
 openssl ts -verify -data app.bin -in resp2.tsr -CAfile root.pem 2>&1 | grep -q "Verification: OK" ||
   fail "openssl ts -verify (no nonce, plain HTTP)"
 ok "openssl ts: a token from /tsa verifies for app.bin and not for other data (with and without nonce)"

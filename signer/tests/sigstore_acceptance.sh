@@ -8,7 +8,8 @@
 #   entries (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp),
 #   and an SCT checked against another CT key. `kagi verify` must agree on every case.
 #   A bundle with an RFC 3161 timestamp from kagi's TSA verifies too.
-# Needs ports 8443 and 8080 free, curl, python3 and sigstore-python in its virtualenv
+# Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
+# serve_lib.sh), curl, python3 and sigstore-python in its virtualenv
 # (bash scripts/install-test-tools.sh); the binary must be built (cargo build --release -p
 # signer). KEEP=1 keeps the work folder.
 set -euo pipefail

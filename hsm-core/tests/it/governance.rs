@@ -1,6 +1,6 @@
 //! Identities, policy versions, exact quotas and M-of-N approvals, on both backends.
 
-mod common;
+use kagi_testkit::store as common;
 
 use common::*;
 use hsm_core::*;

@@ -4,7 +4,7 @@
 use ca::hierarchy::{create_intermediate, create_root};
 use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
 use hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
-mod openssl;
+use kagi_testkit::openssl;
 
 use openssl::try_openssl;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! PostgreSQL; afterwards every released signature is in the transparency log, and logged
 //! entries, counted uses and audited uses are the same number.
 
-mod common;
+use kagi_testkit::store as common;
 
 use common::{digest_of, init, TestStore, BACKENDS};
 use hsm_core::{Algorithm, DigestAlg, KeySpec, RsaPadding, SignRequest};
@@ -85,7 +85,7 @@ fn sigkill_during_logged_signing_keeps_released_signatures_logged_and_counted() 
             .create_key(&i.admin, &KeySpec::new(KEY, Algorithm::EcP256))
             .unwrap();
         let all: BTreeSet<String> =
-            common::sigkill_rounds(&store, &i, "logged_worker_entry", 5, released)
+            common::sigkill_rounds(&store, &i, "logged_crash::logged_worker_entry", 5, released)
                 .into_iter()
                 .collect();
         let (hsm, s) = common::reopen(&store, &i.share, &i.token);

@@ -2,7 +2,7 @@
 //! make the key refuse to load, imported key material never appears in the database files, and
 //! any change to the audit log is found and named.
 
-mod common;
+use kagi_testkit::store as common;
 
 use common::*;
 use diesel::prelude::*;

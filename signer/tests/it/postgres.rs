@@ -2,7 +2,7 @@
 //! its own that the test creates and drops. The admin connection defaults to the local trust
 //! setup; set KAGI_TEST_PG_URL (as for the hsm-core tests) to point elsewhere.
 
-mod common;
+use crate::common;
 
 use common::{Database, Server};
 

@@ -1,7 +1,7 @@
 //! `kagi audit verify`, as an auditor runs it, against a database someone edited behind kagi's
 //! back: it fails, names the record, and passes again once the record is put back.
 
-mod common;
+use crate::common;
 
 use common::Server;
 use diesel::prelude::*;

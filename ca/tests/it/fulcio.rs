@@ -2,7 +2,7 @@
 //! chain, the SCT verifies over the precertificate rebuilt from the final certificate (what
 //! Sigstore clients do), and hostile requests are refused before anything is signed.
 
-mod openssl;
+use kagi_testkit::openssl;
 
 use ca::fulcio::{issue_identity_certificate, IdentityRequest, DEFAULT_LIFETIME_SECS, PROFILE};
 use ca::hierarchy::{create_intermediate, create_root};

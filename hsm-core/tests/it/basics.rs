@@ -1,7 +1,7 @@
 //! The HSM's everyday behaviour on both backends: keys, signing with every algorithm, roles,
 //! logins, wrapping, and a clean audit log at the end.
 
-mod common;
+use kagi_testkit::store as common;
 
 use common::*;
 use hsm_core::*;

@@ -4,8 +4,7 @@
 //! every stored certificate has its audited use, and every audited issuance has its
 //! certificate.
 
-#[path = "../../hsm-core/tests/common/mod.rs"]
-mod common;
+use kagi_testkit::store as common;
 
 use ca::hierarchy::{create_intermediate, create_root};
 use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
@@ -107,7 +106,7 @@ fn sigkill_during_issuance_leaves_certificates_and_counted_uses_in_step() {
             Gated::Done(_)
         ));
         let all: BTreeMap<String, Vec<u8>> =
-            common::sigkill_rounds(&store, &i, "worker_entry", 5, delivered)
+            common::sigkill_rounds(&store, &i, "crash::worker_entry", 5, delivered)
                 .into_iter()
                 .collect();
         let (hsm, s) = common::reopen(&store, &i.share, &i.token);

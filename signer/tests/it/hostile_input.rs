@@ -3,7 +3,7 @@
 //! authenticated and not. Every answer must be a client error in the one error shape, never a
 //! 5xx; the service must stay up; the key's usage count must not move; the audit log must verify.
 
-mod common;
+use crate::common;
 
 use common::Server;
 

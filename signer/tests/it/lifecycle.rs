@@ -1,7 +1,7 @@
 //! Instance lifecycle through the real binary: first run, restart, sealed start and unseal, and
 //! the production `kagi init`.
 
-mod common;
+use crate::common;
 
 use common::{stderr, Server, KAGI};
 use std::os::unix::fs::PermissionsExt;

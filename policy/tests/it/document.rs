@@ -249,7 +249,7 @@ fn rules_after_a_table_is_explained() {
 
 #[test]
 fn module_doc_example_parses() {
-    let lib = include_str!("../src/lib.rs");
+    let lib = include_str!("../../src/lib.rs");
     let start = lib.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
     let end = start + lib[start..].find("//! ```\n").unwrap();
     let text: String = lib[start..end]

@@ -2,7 +2,7 @@
 //! concurrent EST clients (SQLite and PostgreSQL), CA creation and revocation behind the
 //! quorum, hostile CSRs that leave nothing stored, and tampering with a CA row.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{stderr, Database, Server};
@@ -457,7 +457,8 @@ fn est_enrolls_a_line_by_its_tls_client_certificate() {
 
 #[test]
 fn a_signing_key_gets_a_code_signing_certificate() {
-    let server = Server::start();
+    // Its key names are its own and it counts nothing others change: one shared instance.
+    let server = Server::shared();
     server.kagi_ok(&["key", "create", "--name", "release", "--alg", "ec-p384"]);
     let out = server.kagi(&["key", "cert", "release"]);
     assert!(!out.status.success());

@@ -1,7 +1,7 @@
 //! Invariant 2: a key with limit N is used at most N times, under concurrency across processes,
 //! across SIGKILL, and when an old copy of its row is put back.
 
-mod common;
+use kagi_testkit::store as common;
 
 use common::*;
 use hsm_core::*;
@@ -143,7 +143,7 @@ fn sixty_four_threads_in_two_processes_get_exactly_the_limit() {
             .map(|o| {
                 let mut env = worker_env(&store, &i, "hammer", 32, o);
                 env.push(("KAGI_START_FILE", go.to_string_lossy().into_owned()));
-                spawn_worker("worker_entry", &env)
+                spawn_worker("usage_limits::worker_entry", &env)
             })
             .collect();
         let t0 = std::time::Instant::now();
@@ -224,8 +224,10 @@ fn sigkill_while_signing_never_grants_an_extra_use() {
         let mut outs = Vec::new();
         for round in 0..8u64 {
             let out = store.dir.path().join(format!("kill{round}"));
-            let mut child =
-                spawn_worker("worker_entry", &worker_env(&store, &i, "victim", 8, &out));
+            let mut child = spawn_worker(
+                "usage_limits::worker_entry",
+                &worker_env(&store, &i, "victim", 8, &out),
+            );
             // Wait until signatures flow, then kill at a different moment each round.
             let t0 = std::time::Instant::now();
             while read_sigs(&out).is_empty() && t0.elapsed() < Duration::from_secs(30) {
@@ -241,7 +243,10 @@ fn sigkill_while_signing_never_grants_an_extra_use() {
         }
         // A last worker finishes the key off.
         let out = store.dir.path().join("final");
-        let mut child = spawn_worker("worker_entry", &worker_env(&store, &i, "victim", 8, &out));
+        let mut child = spawn_worker(
+            "usage_limits::worker_entry",
+            &worker_env(&store, &i, "victim", 8, &out),
+        );
         assert!(child.wait().unwrap().success());
         outs.push(out);
         let all: Vec<_> = outs.iter().flat_map(|o| read_sigs(o)).collect();

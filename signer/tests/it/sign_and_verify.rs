@@ -1,13 +1,15 @@
 //! Acceptance item 2 through the real binary: a key with a usage limit of 3 signs three times,
 //! the fourth use fails with `usage_limit_reached`, and OpenSSL verifies the signatures.
 
-mod common;
+use crate::common;
 
 use common::{run_ok, stderr, Server};
 use std::process::Command;
 
 fn limit_then_openssl_verify(alg: &str, digest: &str) {
-    let server = Server::start();
+    // One shared instance for all algorithms: each test has its own key and folder.
+    let server = Server::shared();
+    let key = format!("fw-{alg}");
     let artifact = server.path("app.bin");
     // Larger than one 64 KiB read, so the streaming hash crosses chunk boundaries.
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -17,24 +19,24 @@ fn limit_then_openssl_verify(alg: &str, digest: &str) {
         "key",
         "create",
         "--name",
-        "fw",
+        &key,
         "--alg",
         alg,
         "--usage-limit",
         "3",
     ]);
-    let pem = server.kagi_ok(&["key", "public", "fw"]);
+    let pem = server.kagi_ok(&["key", "public", &key]);
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
     std::fs::write(server.path("fw.pem"), &pem).unwrap();
 
     for i in 1..=3 {
         let out = server.kagi_ok(&[
-            "sign", "--key", "fw", "--format", "raw", "app.bin", "-o", "app.sig",
+            "sign", "--key", &key, "--format", "raw", "app.bin", "-o", "app.sig",
         ]);
         assert!(out.contains(&format!("uses {i}/3")), "{out}");
     }
     let fourth = server.kagi(&[
-        "sign", "--key", "fw", "--format", "raw", "app.bin", "-o", "app4.sig",
+        "sign", "--key", &key, "--format", "raw", "app.bin", "-o", "app4.sig",
     ]);
     assert!(!fourth.status.success(), "a fourth signature was granted");
     assert!(
@@ -44,7 +46,7 @@ fn limit_then_openssl_verify(alg: &str, digest: &str) {
     );
     assert!(!server.path("app4.sig").exists());
 
-    let show = server.kagi_ok(&["key", "show", "fw"]);
+    let show = server.kagi_ok(&["key", "show", &key]);
     assert!(show.contains("usage count:           3"), "{show}");
     assert!(show.contains("usage limit:           3"), "{show}");
 
@@ -113,7 +115,7 @@ fn ed25519_limit_and_openssl_verify_over_the_digest() {
 
 #[test]
 fn rsa_pss_and_explicit_digest_verify_with_openssl() {
-    let server = Server::start();
+    let server = Server::shared();
     std::fs::write(server.path("a.bin"), b"pss please").unwrap();
     server.kagi_ok(&["key", "create", "--name", "r", "--alg", "rsa-2048"]);
     std::fs::write(

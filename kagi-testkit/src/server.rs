@@ -1,18 +1,37 @@
 //! Runs the real `kagi` binary: a server in its own temp folder on a port the OS picks, and
 //! client commands from that folder, as a user would.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const KAGI: &str = env!("CARGO_BIN_EXE_kagi");
+/// The `kagi` binary of the test executable's build: Cargo puts integration-test executables
+/// in `<target>/<profile>/deps` and the package's binaries one folder up (where
+/// `CARGO_BIN_EXE_kagi` points; the signer's tests check that this agrees with it).
+pub fn kagi_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("kagi"))
+            .unwrap();
+        assert!(
+            bin.is_file(),
+            "{} is not built (cargo test -p signer builds it)",
+            bin.display()
+        );
+        bin
+    })
+}
 
 pub struct Server {
-    child: Child,
+    /// `None` for a [`Server::shared`] folder: the process belongs to the shared instance.
+    child: Option<Child>,
     /// Always `Some` until `stop` hands the folder back for a restart.
     dir: Option<tempfile::TempDir>,
     pub url: String,
@@ -40,8 +59,51 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Self::spawn(dir, extra, false)
+    }
+
+    /// A folder of the calling test's own on the one development instance this test binary
+    /// shares (started by the first caller), for tests that only need a healthy instance and
+    /// leave nothing another test counts: `kagi` runs from the folder, which reaches the
+    /// instance's `kagi-data` through a symlink, so the defaults of a new user still apply.
+    /// Such a server cannot be stopped.
+    pub fn shared() -> Server {
+        static SHARED: OnceLock<Server> = OnceLock::new();
+        let shared = SHARED.get_or_init(|| Self::spawn(tempfile::tempdir().unwrap(), &[], true));
+        let dir = tempfile::Builder::new()
+            .prefix("test-")
+            .tempdir_in(shared.root())
+            .unwrap();
+        std::os::unix::fs::symlink(shared.data(), dir.path().join("kagi-data")).unwrap();
+        Server {
+            child: None,
+            dir: Some(dir),
+            url: shared.url.clone(),
+            public_url: shared.public_url.clone(),
+            stderr: shared.stderr.clone(),
+        }
+    }
+
+    /// `watched`: the server outlives every test (it sits in a static, never dropped), so a
+    /// shell between it and this process kills it and removes its folder when this process's
+    /// end of the shell's stdin closes, i.e. when this process exits, however it exits.
+    fn spawn(dir: tempfile::TempDir, extra: &[&str], watched: bool) -> Server {
         let public = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(KAGI);
+        let mut cmd = if watched {
+            let mut sh = Command::new("sh");
+            sh.args([
+                "-c",
+                r#""$0" "$@" </dev/null & pid=$!; read -r _line; kill -KILL "$pid"; wait "$pid"; rm -rf "$KAGI_TESTKIT_DIR""#,
+            ])
+            .arg(kagi_bin())
+            .env("KAGI_TESTKIT_DIR", dir.path())
+            .stdin(Stdio::piped());
+            sh
+        } else {
+            let mut kagi = Command::new(kagi_bin());
+            kagi.stdin(Stdio::null());
+            kagi
+        };
         cmd.args(["serve", "--data"])
             .arg(dir.path().join("kagi-data"))
             .args(["--listen", "127.0.0.1:0"]);
@@ -52,7 +114,6 @@ impl Server {
             .args(extra)
             .current_dir(dir.path())
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -77,13 +138,16 @@ impl Server {
         let url = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(url) => url,
             Err(_) => {
-                let _ = child.kill();
+                // Closing a watched server's stdin makes its shell kill it (see `kill`).
+                if child.stdin.take().is_none() {
+                    let _ = child.kill();
+                }
                 let _ = child.wait();
                 panic!("kagi serve did not start:\n{}", log.lock().unwrap());
             }
         };
         let server = Server {
-            child,
+            child: Some(child),
             dir: Some(dir),
             url,
             public_url: format!("http://{public}"),
@@ -142,7 +206,7 @@ impl Server {
     /// Runs `kagi ARGS` from the server's folder with only KAGI_URL set: the CA and token come
     /// from the defaults, as for a new user.
     pub fn kagi(&self, args: &[&str]) -> Output {
-        Command::new(KAGI)
+        Command::new(kagi_bin())
             .args(args)
             .current_dir(self.root())
             .env("KAGI_URL", &self.url)
@@ -156,7 +220,7 @@ impl Server {
 
     /// Runs `kagi ARGS` as another credential (KAGI_TOKEN set).
     pub fn kagi_as(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(KAGI)
+        Command::new(kagi_bin())
             .args(args)
             .current_dir(self.root())
             .env("KAGI_URL", &self.url)
@@ -182,13 +246,23 @@ impl Server {
 
     /// Stops the server and hands back its folder, e.g. to start it again.
     pub fn stop(mut self) -> tempfile::TempDir {
+        assert!(
+            self.child.is_some(),
+            "a shared server cannot be stopped: use Server::start"
+        );
         self.kill();
         self.dir.take().unwrap()
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            // A watched server (the only kind with a stdin) is killed by its shell once the
+            // shell's stdin closes; killing the shell would leave the server running.
+            if child.stdin.take().is_none() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 
@@ -355,61 +429,4 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-// ------------------------------------------------------------------ PostgreSQL
-
-pub fn admin_url() -> String {
-    std::env::var("KAGI_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-pub fn psql(sql: &str) {
-    let out = std::process::Command::new("psql")
-        .arg(admin_url())
-        .args(["-v", "ON_ERROR_STOP=1", "-tAc", sql])
-        .output()
-        .expect("psql must be installed to run the PostgreSQL tests");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A PostgreSQL database of a test's own, dropped afterwards.
-pub struct Database(String);
-
-impl Database {
-    pub fn create() -> Database {
-        let name = format!("kagi_signer_{}_{}", std::process::id(), rand_suffix());
-        psql(&format!("CREATE DATABASE {name}"));
-        Database(name)
-    }
-
-    pub fn url(&self) -> String {
-        let admin = admin_url();
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        format!("{base}/{}", self.0)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .arg(admin_url())
-            .args([
-                "-tAc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
-            ])
-            .output();
-    }
-}
-
-fn rand_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{nanos:x}")
 }

@@ -1,6 +1,6 @@
 //! Partitions through the CLI, and signing with a key the caller keeps outside the HSM, wrapped.
 
-mod common;
+use crate::common;
 
 use common::{run_ok, Server};
 use std::process::Command;

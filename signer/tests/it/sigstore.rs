@@ -4,7 +4,7 @@
 //! checks bundles on the client, and hostile requests are refused with their reasons. The
 //! sigstore-python interop is in sigstore_acceptance.sh.
 
-mod common;
+use crate::common;
 
 use common::{stderr, Database, Server};
 use serde_json::Value;

@@ -1,12 +1,13 @@
 //! Shared test setup: a fresh store on each backend, a development-style init, and child
 //! processes that run this same test binary as workers.
-#![allow(dead_code)]
 
+use crate::pg;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use hsm_core::{Hsm, HsmConfig, Session, StoreConfig};
 use std::path::PathBuf;
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub use crate::hex_rand;
+pub use crate::pg::PG_ADMIN_URL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -20,7 +21,7 @@ pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 pub struct TestStore {
     pub config: StoreConfig,
     pub dir: tempfile::TempDir,
-    pg_db: Option<String>,
+    pg: Option<pg::Database>,
 }
 
 impl TestStore {
@@ -30,23 +31,14 @@ impl TestStore {
             Backend::Sqlite => TestStore {
                 config: StoreConfig::sqlite_in(dir.path()),
                 dir,
-                pg_db: None,
+                pg: None,
             },
             Backend::Postgres => {
-                let admin =
-                    std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
-                let mut c = PgConnection::establish(&admin).unwrap_or_else(|e| {
-                    panic!("PostgreSQL at {admin} is required for the store tests ({e}); .ci/run starts it")
-                });
-                let name = format!("kagi_t_{}", hex_rand(6));
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut c)
-                    .unwrap();
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+                let db = pg::Database::create();
                 TestStore {
-                    config: StoreConfig::Postgres(format!("{base}/{name}")),
+                    config: StoreConfig::Postgres(db.url()),
                     dir,
-                    pg_db: Some(name),
+                    pg: Some(db),
                 }
             }
         }
@@ -67,7 +59,7 @@ impl TestStore {
     }
 
     pub fn pg_db(&self) -> Option<&str> {
-        self.pg_db.as_deref()
+        self.pg.as_ref().map(|d| d.name())
     }
 
     /// Run raw SQL against the store, as someone with database access (an attacker) would.
@@ -87,25 +79,6 @@ impl TestStore {
             }
         }
     }
-}
-
-impl Drop for TestStore {
-    fn drop(&mut self) {
-        if let Some(name) = &self.pg_db {
-            let admin = std::env::var("KAGI_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_URL.into());
-            if let Ok(mut c) = PgConnection::establish(&admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c);
-            }
-        }
-    }
-}
-
-pub fn hex_rand(n: usize) -> String {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut b = vec![0u8; n];
-    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).unwrap();
-    hex::encode(b)
 }
 
 pub struct Instance {
@@ -156,7 +129,6 @@ pub fn digest_of(i: u64) -> Vec<u8> {
 
 /// In a worker child process: open the store named by `KAGI_STORE_URL`, unseal it with
 /// `KAGI_SHARE` and log in with `KAGI_TOKEN`, as [`sigkill_rounds`] passes them.
-#[allow(dead_code)]
 pub fn worker_login() -> (Hsm, Session) {
     let url = std::env::var("KAGI_STORE_URL").unwrap();
     let hsm = Hsm::open(HsmConfig::new(StoreConfig::from_url(&url).unwrap())).unwrap();
@@ -172,7 +144,6 @@ pub fn worker_login() -> (Hsm, Session) {
 /// Run the worker test `test_name` against `store` `rounds` times, SIGKILLing it a little later
 /// each round once `released` reads a first result from its output file; returns what each
 /// round's output file held after the kill (`released` must drop a line cut short).
-#[allow(dead_code)]
 pub fn sigkill_rounds<T>(
     store: &TestStore,
     i: &Instance,

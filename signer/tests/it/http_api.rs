@@ -1,13 +1,15 @@
 //! The HTTP API's contract through the real server: one error shape everywhere, the right
 //! statuses, and the CLI's `error: <code>: ...` on failure.
 
-mod common;
+use crate::common;
+// These tests share one instance (common::Server::shared): their key and credential names
+// differ, and what they count (one key's uses, the audit sequence) no other test disturbs.
 
 use common::{stderr, Server};
 
 #[test]
 fn errors_have_one_shape_and_fitting_status() {
-    let server = Server::start();
+    let server = Server::shared();
     let http = server.http();
     let token = server.token();
     let t = Some(token.as_str());
@@ -132,7 +134,7 @@ fn errors_have_one_shape_and_fitting_status() {
 
 #[test]
 fn discovery_routes_and_audit_export() {
-    let server = Server::start();
+    let server = Server::shared();
     let http = server.http();
     let token = server.token();
     let t = Some(token.as_str());
@@ -212,7 +214,7 @@ fn discovery_routes_and_audit_export() {
 
 #[test]
 fn import_sign_and_wrapped_export_through_the_cli() {
-    let server = Server::start();
+    let server = Server::shared();
     let key = server.path("imp.pem");
     common::run_ok(
         std::process::Command::new("openssl")

@@ -3,7 +3,7 @@
 //! key, and a rejected policy document that changes nothing. The quota and quorum tests run on
 //! SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{stderr, Database, Server};
 use serde_json::Value;

@@ -1,0 +1,9 @@
+//! hsm-core's integration tests, one module per concern, in one test binary: each binary links
+//! the whole dependency tree, so one instead of five saves four links per build. The crash
+//! tests rerun this binary as their worker, naming the worker test by its module path.
+
+mod basics;
+mod governance;
+mod logged_crash;
+mod tamper;
+mod usage_limits;
