@@ -315,7 +315,8 @@ fn detached_refuses_bad_inputs() {
     make_root(d);
     let (cert, p8) = make_leaf(d, "signer", Algorithm::EcP256, "codesign_ext", "0x1002");
     let (_, other_p8) = make_leaf(d, "other", Algorithm::EcP256, "codesign_ext", "0x1003");
-    let (digest, signature_algorithm) = ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
+    let (digest, signature_algorithm) =
+        ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
     let sign = software_sign(Algorithm::EcP256, p8);
     let chain = vec![];
     let signer = CmsSigner {
