@@ -3,8 +3,8 @@
 # the openssl CLI for interop checks, and a running PostgreSQL for the store tests.
 #
 # kagi is compiled once, clippy included (below): the acceptance scripts run the
-# target/debug/kagi that `cargo test` built (KAGI_BIN), not a release build of their own; the
-# dev profile optimizes dependencies (root Cargo.toml), so that binary is fast enough for them.
+# target/debug/kagi that `cargo test` built (KAGI_BIN), not a release build of their own (the
+# dev profile in the root Cargo.toml keeps that binary fast enough for them).
 # Servers listen on ports picked here (or given in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT),
 # so two suites can run side by side. Each phase line says how many seconds the run has taken.
 set -euo pipefail

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `kagi` binary of the test executable's build: Cargo puts integration-test executables
@@ -38,6 +38,45 @@ pub struct Server {
     /// The plain-HTTP listener (CRLs, CA certificates, OCSP): http://127.0.0.1:PORT.
     pub public_url: String,
     stderr: Arc<Mutex<String>>,
+    /// A [`Server::shared`] folder's turn on the instance, given back when the test drops it.
+    _turn: Option<Turn>,
+}
+
+/// Tests take turns on the shared instance: `kagi audit verify` reads the audit head and the
+/// records in separate queries, so a batch another test commits in between makes it report a
+/// mismatch ("the audit head says 54 records but 53 are stored").
+struct Turns {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+static TURNS: Turns = Turns {
+    busy: Mutex::new(false),
+    free: Condvar::new(),
+};
+
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        // A test that panicked during its turn has given it back (Drop): poisoning means nothing.
+        let mut busy = TURNS.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy {
+            busy = TURNS
+                .free
+                .wait(busy)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *busy = true;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *TURNS.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        TURNS.free.notify_one();
+    }
 }
 
 /// A port that was free a moment ago (the plain-HTTP listener needs its URL before it binds,
@@ -66,9 +105,11 @@ impl Server {
     /// shares (started by the first caller), for tests that only need a healthy instance and
     /// leave nothing another test counts: `kagi` runs from the folder, which reaches the
     /// instance's `kagi-data` through a symlink, so the defaults of a new user still apply.
-    /// Such a server cannot be stopped.
+    /// One test at a time has the instance (until it drops the folder); such a server cannot
+    /// be stopped.
     pub fn shared() -> Server {
         static SHARED: OnceLock<Server> = OnceLock::new();
+        let turn = Turn::take();
         let shared = SHARED.get_or_init(|| Self::spawn(tempfile::tempdir().unwrap(), &[], true));
         let dir = tempfile::Builder::new()
             .prefix("test-")
@@ -81,6 +122,7 @@ impl Server {
             url: shared.url.clone(),
             public_url: shared.public_url.clone(),
             stderr: shared.stderr.clone(),
+            _turn: Some(turn),
         }
     }
 
@@ -152,6 +194,7 @@ impl Server {
             url,
             public_url: format!("http://{public}"),
             stderr: log,
+            _turn: None,
         };
         server.wait_healthy();
         server
