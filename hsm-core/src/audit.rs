@@ -138,31 +138,130 @@ pub(crate) fn load_head(conn: &mut AnyConnection) -> Result<Frontier> {
 
 /// Recompute everything: every record's MAC, the sequence, every checkpoint's root and
 /// signature. Returns the first problem found, naming the record.
+///
+/// The log may grow while this runs (a live server keeps committing batches, each writing its
+/// records, its checkpoint and the head in one transaction). So it verifies up to the size the
+/// head says, then reads the head again and goes on until a round ends with the head unchanged.
+/// Only then is anything stored beyond the head an integrity failure, never a batch that
+/// committed between two reads.
 pub(crate) fn verify(conn: &mut AnyConnection, keys: &AuditKeys) -> Result<AuditReport> {
-    let checkpoints: Vec<Checkpoint> = audit_checkpoints::table
-        .order(audit_checkpoints::tree_size.asc())
-        .load(conn)?;
     let public_der = keys.public_key_der();
     let verifier = UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &public_der);
-    let mut cps = checkpoints.iter().peekable();
     let mut verified = 0i64;
     let mut frontier = Frontier::default();
     let mut expected: i64 = 0;
-    const PAGE: i64 = 5000;
+    let mut target = load_head(conn)?.size as i64;
     loop {
+        let checkpoints: Vec<Checkpoint> = audit_checkpoints::table
+            .filter(audit_checkpoints::tree_size.gt(expected))
+            .filter(audit_checkpoints::tree_size.le(target))
+            .order(audit_checkpoints::tree_size.asc())
+            .load(conn)?;
+        let mut cps = checkpoints.iter().peekable();
+        verify_records(
+            conn,
+            keys,
+            &mut frontier,
+            &mut expected,
+            target,
+            &mut |frontier, size| {
+                while let Some(cp) = cps.peek() {
+                    if cp.tree_size > size {
+                        break;
+                    }
+                    check_checkpoint(cp, frontier, size, &verifier)?;
+                    verified += 1;
+                    cps.next();
+                }
+                Ok(())
+            },
+        )?;
+        if expected < target {
+            return Err(HsmError::AuditIntegrity {
+                seq: expected,
+                reason: format!(
+                    "records from {expected} on are missing: the audit head says {target} records"
+                ),
+            });
+        }
+        let record_beyond: Option<i64> = audit_records::table
+            .filter(audit_records::seq.ge(target))
+            .select(audit_records::seq)
+            .first(conn)
+            .optional()?;
+        let checkpoint_beyond: Option<i64> = audit_checkpoints::table
+            .filter(audit_checkpoints::tree_size.gt(target))
+            .select(audit_checkpoints::tree_size)
+            .first(conn)
+            .optional()?;
+        let head = load_head(conn)?.size as i64;
+        if head > target {
+            // Batches committed meanwhile: verify them too.
+            target = head;
+            continue;
+        }
+        if head < target {
+            return Err(HsmError::AuditIntegrity {
+                seq: head,
+                reason: format!(
+                    "the audit head went back from {target} to {head} records while the log was read"
+                ),
+            });
+        }
+        if let Some(seq) = record_beyond {
+            return Err(HsmError::AuditIntegrity {
+                seq,
+                reason: format!(
+                    "the audit head says {target} records but record {seq} is stored beyond it"
+                ),
+            });
+        }
+        if let Some(size) = checkpoint_beyond {
+            return Err(HsmError::AuditIntegrity {
+                seq: target,
+                reason: format!(
+                    "records from {target} on are missing: a signed checkpoint covers {size} records"
+                ),
+            });
+        }
+        break;
+    }
+    Ok(AuditReport {
+        records: expected,
+        checkpoints_verified: verified,
+        root: hex::encode(frontier.root()),
+        audit_public_key: base64::engine::general_purpose::STANDARD.encode(&public_der),
+    })
+}
+
+/// Check records `expected..target` in order (MACs and sequence), extending `frontier`, and
+/// call `at_size` after each so the checkpoints at that size are checked against it.
+fn verify_records(
+    conn: &mut AnyConnection,
+    keys: &AuditKeys,
+    frontier: &mut Frontier,
+    expected: &mut i64,
+    target: i64,
+    at_size: &mut dyn FnMut(&Frontier, i64) -> Result<()>,
+) -> Result<()> {
+    const PAGE: i64 = 5000;
+    while *expected < target {
         let page: Vec<AuditEvent> = audit_records::table
-            .filter(audit_records::seq.ge(expected))
+            .filter(audit_records::seq.ge(*expected))
+            .filter(audit_records::seq.lt(target))
             .order(audit_records::seq.asc())
             .limit(PAGE)
             .load(conn)?;
-        let n = page.len();
+        if page.is_empty() {
+            return Ok(());
+        }
         for ev in page {
-            if ev.seq != expected {
+            if ev.seq != *expected {
                 return Err(HsmError::AuditIntegrity {
-                    seq: expected,
+                    seq: *expected,
                     reason: format!(
-                        "record {expected} is missing (the next stored record is {})",
-                        ev.seq
+                        "record {} is missing (the next stored record is {})",
+                        *expected, ev.seq
                     ),
                 });
             }
@@ -177,45 +276,11 @@ pub(crate) fn verify(conn: &mut AnyConnection, keys: &AuditKeys) -> Result<Audit
                 });
             }
             frontier.push(leaf_hash(&ev.entry_bytes()));
-            expected += 1;
-            while let Some(cp) = cps.peek() {
-                if cp.tree_size > expected {
-                    break;
-                }
-                check_checkpoint(cp, &frontier, expected, &verifier)?;
-                verified += 1;
-                cps.next();
-            }
-        }
-        if (n as i64) < PAGE {
-            break;
+            *expected += 1;
+            at_size(frontier, *expected)?;
         }
     }
-    if let Some(cp) = cps.next() {
-        return Err(HsmError::AuditIntegrity {
-            seq: expected,
-            reason: format!(
-                "records from {expected} on are missing: a signed checkpoint covers {} records",
-                cp.tree_size
-            ),
-        });
-    }
-    let head = load_head(conn)?;
-    if head.size as i64 != expected {
-        return Err(HsmError::AuditIntegrity {
-            seq: expected.min(head.size as i64),
-            reason: format!(
-                "the audit head says {} records but {expected} are stored",
-                head.size
-            ),
-        });
-    }
-    Ok(AuditReport {
-        records: expected,
-        checkpoints_verified: verified,
-        root: hex::encode(frontier.root()),
-        audit_public_key: base64::engine::general_purpose::STANDARD.encode(&public_der),
-    })
+    Ok(())
 }
 
 fn check_checkpoint(
