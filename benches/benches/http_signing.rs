@@ -8,8 +8,8 @@
 //! Run: `cargo bench -p kagi-benches --bench http_signing`. It builds and runs
 //! `target/release/kagi` (`cargo build --release -p signer`); KAGI_BENCH_SECS=N per row.
 
-use hsm_core::*;
 use kagi_benches::{rate, report};
+use kagi_hsm_core::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -9,10 +9,10 @@
 //!
 //! Run: `cargo bench -p kagi-benches --bench issuance` (KAGI_BENCH_SECS=N for longer runs).
 
-use ca::hierarchy::{create_intermediate, create_root};
-use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
-use hsm_core::*;
 use kagi_benches::{rate, report};
+use kagi_ca::hierarchy::{create_intermediate, create_root};
+use kagi_ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
+use kagi_hsm_core::*;
 use std::time::Duration;
 
 const CSRS: usize = 256;
@@ -105,17 +105,17 @@ fn main() {
             );
             let prep = rate(cores, dur, |i| {
                 let csr = &csrs[(i as usize) % CSRS];
-                if let Ok(parsed) = ca::csr::parse(csr) {
-                    if let Ok(plan) = ca::issue::plan(
+                if let Ok(parsed) = kagi_ca::csr::parse(csr) {
+                    if let Ok(plan) = kagi_ca::issue::plan(
                         &ca,
                         device,
                         &parsed,
                         &IssueOptions::default(),
                         &urls,
-                        ca::x509::unix_now(),
+                        kagi_ca::x509::unix_now(),
                     ) {
-                        if let Ok(tbs) = ca::x509::tbs_der(&plan, &ca.signer) {
-                            let _ = ca::issue::check_tbs(&tbs, &ca, Some(device));
+                        if let Ok(tbs) = kagi_ca::x509::tbs_der(&plan, &ca.signer) {
+                            let _ = kagi_ca::issue::check_tbs(&tbs, &ca, Some(device));
                         }
                     }
                 }
@@ -130,7 +130,7 @@ fn main() {
             let start = std::time::Instant::now();
             let issued = rate(threads, dur, |i| {
                 let csr = &csrs[(i as usize) % CSRS];
-                let _ = ca::issue::issue(
+                let _ = kagi_ca::issue::issue(
                     &ca,
                     &s,
                     device,

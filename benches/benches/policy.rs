@@ -11,8 +11,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use kagi_benches::rate;
-use policy::cedar_policy as cedar;
-use policy::{Action, Context, Engine, Principal, PrincipalKind, Resource};
+use kagi_policy::cedar_policy as cedar;
+use kagi_policy::{Action, Context, Engine, Principal, PrincipalKind, Resource};
 
 const PIPELINES: usize = 1_000;
 const RULES_PER_PIPELINE: usize = 10;

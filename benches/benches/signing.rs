@@ -10,8 +10,8 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl, SqliteConnection};
-use hsm_core::*;
 use kagi_benches::{rate, report};
+use kagi_hsm_core::*;
 use std::time::Duration;
 
 fn main() {

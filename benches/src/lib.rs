@@ -49,8 +49,8 @@ pub fn drop_bench_database() {
     }
 }
 
-pub fn stores(dir: &std::path::Path) -> Vec<(&'static str, hsm_core::StoreConfig)> {
-    let mut v = vec![("SQLite", hsm_core::StoreConfig::sqlite_in(dir))];
+pub fn stores(dir: &std::path::Path) -> Vec<(&'static str, kagi_hsm_core::StoreConfig)> {
+    let mut v = vec![("SQLite", kagi_hsm_core::StoreConfig::sqlite_in(dir))];
     let admin = std::env::var("KAGI_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     if let Ok(mut c) = diesel::PgConnection::establish(&admin) {
@@ -62,7 +62,7 @@ pub fn stores(dir: &std::path::Path) -> Vec<(&'static str, hsm_core::StoreConfig
             if let Some((base, _)) = admin.rsplit_once('/') {
                 v.push((
                     "PostgreSQL",
-                    hsm_core::StoreConfig::Postgres(format!("{base}/{name}")),
+                    kagi_hsm_core::StoreConfig::Postgres(format!("{base}/{name}")),
                 ));
             }
         }

@@ -7,7 +7,7 @@
 
 use der::asn1::Null;
 use der::Any;
-use hsm_core::DigestAlg;
+use kagi_hsm_core::DigestAlg;
 use spki::AlgorithmIdentifierOwned;
 
 pub use kagi_x509::algorithms::{digest_from_oid, digest_oid, key_family, scheme, Family};

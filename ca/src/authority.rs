@@ -2,8 +2,8 @@
 //! the public URLs its certificates point relying parties to.
 
 use der::{Decode, Encode};
-use hsm_core::records::ca::CaRecord;
-use hsm_core::{Hsm, Session};
+use kagi_hsm_core::records::ca::CaRecord;
+use kagi_hsm_core::{Hsm, Session};
 use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
 use x509_cert::name::Name;
@@ -58,7 +58,7 @@ impl Authority {
         let cert = Certificate::from_der(&record.cert_der)?;
         let signer = HsmSigner::new(hsm, session, &record.key_label)?;
         if cert.tbs_certificate().subject_public_key_info().to_der()? != signer.spki_der() {
-            return Err(CaError::Hsm(hsm_core::HsmError::Integrity(format!(
+            return Err(CaError::Hsm(kagi_hsm_core::HsmError::Integrity(format!(
                 "CA '{name}': its certificate does not hold its key's public key"
             ))));
         }

@@ -20,7 +20,7 @@ use const_oid::db::{rfc3161, rfc5911, rfc5912};
 use const_oid::ObjectIdentifier;
 use der::asn1::{OctetString, SetOfVec};
 use der::{Any, Decode, Encode, Tag};
-use hsm_core::DigestAlg;
+use kagi_hsm_core::DigestAlg;
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;

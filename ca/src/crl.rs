@@ -5,7 +5,7 @@
 use const_oid::db::rfc5280 as oids;
 use der::asn1::{OctetString, Uint};
 use der::{Encode, Enumerated};
-use hsm_core::records::ca::CrlRecord;
+use kagi_hsm_core::records::ca::CrlRecord;
 use x509_cert::crl::{RevokedCert, TbsCertList};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
 use x509_cert::ext::{Extension, Extensions};

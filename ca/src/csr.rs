@@ -6,7 +6,7 @@ use const_oid::db::rfc5280;
 use const_oid::ObjectIdentifier;
 use der::asn1::{Ia5String, PrintableStringRef, Utf8StringRef};
 use der::{Decode, Encode, Tag, Tagged};
-use hsm_core::Algorithm;
+use kagi_hsm_core::Algorithm;
 use std::net::IpAddr;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};

@@ -1,6 +1,6 @@
 //! Errors of the CA. Each says what was wrong and what to do; `code()` is stable for clients.
 
-use hsm_core::{ErrorKind, HsmError};
+use kagi_hsm_core::{ErrorKind, HsmError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]

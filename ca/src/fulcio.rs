@@ -11,7 +11,7 @@ use const_oid::db::rfc5280 as oids;
 use const_oid::ObjectIdentifier;
 use der::asn1::{OctetString, Utf8StringRef};
 use der::Encode;
-use hsm_core::{QuotaCharge, Session};
+use kagi_hsm_core::{QuotaCharge, Session};
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;

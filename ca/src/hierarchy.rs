@@ -3,8 +3,8 @@
 //! Both changes pass the policy's M-of-N quorum first (hsm-core's approvals).
 
 use der::{Decode, Encode};
-use hsm_core::records::ca::{CaRecord, CA_KEY_NAMESPACE};
-use hsm_core::{Algorithm, ApprovalAction, Gated, Hsm, HsmError, Session};
+use kagi_hsm_core::records::ca::{CaRecord, CA_KEY_NAMESPACE};
+use kagi_hsm_core::{Algorithm, ApprovalAction, Gated, Hsm, HsmError, Session};
 use std::str::FromStr;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::Certificate;
@@ -59,7 +59,7 @@ fn authorize(
     spec: &CaSpec,
     parent: Option<&str>,
     approval: Option<&str>,
-) -> Result<Gated<hsm_core::ChangeGrant>> {
+) -> Result<Gated<kagi_hsm_core::ChangeGrant>> {
     match hsm.ca(&spec.name) {
         Ok(_) => {
             return Err(CaError::Conflict(format!(
@@ -71,7 +71,7 @@ fn authorize(
         Err(e) => return Err(e.into()),
     }
     let action = ApprovalAction::Authorize {
-        change: hsm_core::records::ca::CREATE_CA.into(),
+        change: kagi_hsm_core::records::ca::CREATE_CA.into(),
         target: format!("ca:{}", spec.name),
         params: serde_json::json!({
             "name": spec.name,
@@ -101,7 +101,7 @@ fn ca_key(hsm: &Hsm, session: &Session, spec: &CaSpec) -> Result<HsmSigner> {
         Ok(_) => {}
         Err(HsmError::KeyExists(_)) => {
             let info = hsm.key_info(session, &label)?;
-            if !info.operations.contains(&hsm_core::Operation::Certify) {
+            if !info.operations.contains(&kagi_hsm_core::Operation::Certify) {
                 return Err(CaError::Conflict(format!(
                     "key '{label}' exists but is not a CA key: destroy it or pick another CA name"
                 )));
@@ -261,7 +261,7 @@ pub fn revoke_ca(
         return Err(CaError::Conflict(format!("CA '{name}' is already revoked")));
     }
     let action = ApprovalAction::Authorize {
-        change: hsm_core::records::ca::REVOKE_CA.into(),
+        change: kagi_hsm_core::records::ca::REVOKE_CA.into(),
         target: format!("ca:{name}"),
         params: serde_json::json!({ "name": name, "reason": reason }),
     };

@@ -4,7 +4,7 @@
 
 use der::asn1::BitString;
 use der::Decode;
-use hsm_core::{Algorithm, DigestAlg, Hsm, RsaPadding, Session, SignRequest};
+use kagi_hsm_core::{Algorithm, DigestAlg, Hsm, RsaPadding, Session, SignRequest};
 use spki::{
     AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, EncodePublicKey,
     SignatureBitStringEncoding, SubjectPublicKeyInfoOwned,

@@ -4,8 +4,8 @@
 
 use const_oid::db::rfc5280 as oids;
 use der::{Decode, Encode};
-use hsm_core::records::ca::NewCertificate;
-use hsm_core::{QuotaCharge, Session};
+use kagi_hsm_core::records::ca::NewCertificate;
+use kagi_hsm_core::{QuotaCharge, Session};
 use std::collections::HashSet;
 use x509_cert::certificate::TbsCertificate;
 
@@ -31,7 +31,7 @@ pub struct IssueOptions {
 /// A certificate issued and durably stored.
 #[derive(Debug, Clone)]
 pub struct Issued {
-    pub record: hsm_core::records::ca::CertificateRecord,
+    pub record: kagi_hsm_core::records::ca::CertificateRecord,
     pub der: Vec<u8>,
 }
 
@@ -391,9 +391,9 @@ pub(crate) fn sign_and_store(
     let subject = plan.subject.to_string();
     let spki_sha256 = spki_hash(&plan.spki)?;
     let mut der_out = Vec::new();
-    let mut build = |sig: &[u8]| -> hsm_core::Result<NewCertificate> {
+    let mut build = |sig: &[u8]| -> kagi_hsm_core::Result<NewCertificate> {
         let der = x509::assemble(tbs, &alg, sig)
-            .map_err(|e| hsm_core::HsmError::BadInput(e.to_string()))?;
+            .map_err(|e| kagi_hsm_core::HsmError::BadInput(e.to_string()))?;
         der_out = der.clone();
         Ok(NewCertificate {
             serial: serial.clone(),

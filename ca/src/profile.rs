@@ -173,7 +173,7 @@ impl Profile {
             )));
         }
         for k in &spec.key_types {
-            if k.parse::<hsm_core::Algorithm>().is_err() {
+            if k.parse::<kagi_hsm_core::Algorithm>().is_err() {
                 return Err(CaError::BadRequest(format!(
                     "{what}: unknown key type '{k}'"
                 )));

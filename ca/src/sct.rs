@@ -23,7 +23,7 @@ pub struct CtSigner {
 
 impl CtSigner {
     pub fn new(signer: HsmSigner) -> Result<CtSigner> {
-        if signer.algorithm() != hsm_core::Algorithm::EcP256 {
+        if signer.algorithm() != kagi_hsm_core::Algorithm::EcP256 {
             return Err(CaError::Internal(
                 "a CT signer's key must be ECDSA P-256 (clients accept SHA-256 SCTs only)".into(),
             ));

@@ -5,7 +5,7 @@
 use crate::hsm_key::HsmSigner;
 use crate::ocsp::{self, OcspResponseStatus, SingleStatus, Status};
 use crate::{Authority, CaError, CaSpec, IssueOptions, Issued, Profiles, PublicUrls};
-use hsm_core::{Algorithm, Gated, Hsm, HsmError, QuotaCharge, Session};
+use kagi_hsm_core::{Algorithm, Gated, Hsm, HsmError, QuotaCharge, Session};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ const OCSP_VALIDITY_SECS: i64 = 3_600;
 
 /// A signing key's certificate and the CA certificates above it, issuing CA first.
 pub struct KeyCertificate {
-    pub record: hsm_core::records::ca::CertificateRecord,
+    pub record: kagi_hsm_core::records::ca::CertificateRecord,
     pub chain: Vec<Vec<u8>>,
 }
 
@@ -189,7 +189,7 @@ impl Pki {
         &self,
         hsm: &Hsm,
         ca_name: &str,
-    ) -> Result<hsm_core::records::ca::CrlRecord, CaError> {
+    ) -> Result<kagi_hsm_core::records::ca::CrlRecord, CaError> {
         let ca = self.authority(hsm, ca_name)?;
         let mut last = None;
         // Two regenerations racing pick the same number; the loser retries with the next.
@@ -269,8 +269,8 @@ impl Pki {
             Err(e) => {
                 log::warn!("OCSP: {e}");
                 ocsp::error_response(match e.kind() {
-                    hsm_core::ErrorKind::Unavailable => OcspResponseStatus::TryLater,
-                    hsm_core::ErrorKind::NotFound => OcspResponseStatus::Unauthorized,
+                    kagi_hsm_core::ErrorKind::Unavailable => OcspResponseStatus::TryLater,
+                    kagi_hsm_core::ErrorKind::NotFound => OcspResponseStatus::Unauthorized,
                     _ => OcspResponseStatus::InternalError,
                 })
             }
@@ -348,7 +348,7 @@ impl Pki {
         subject: Option<&str>,
         validity: Option<crate::Days>,
     ) -> Result<Issued, CaError> {
-        if !session.roles().contains(&hsm_core::Role::Officer) {
+        if !session.roles().contains(&kagi_hsm_core::Role::Officer) {
             return Err(CaError::Hsm(HsmError::Forbidden {
                 have: session
                     .roles()
@@ -360,7 +360,7 @@ impl Pki {
                 need: "officer",
             }));
         }
-        if label.starts_with(hsm_core::records::ca::CA_KEY_NAMESPACE) {
+        if label.starts_with(kagi_hsm_core::records::ca::CA_KEY_NAMESPACE) {
             return Err(CaError::BadRequest(format!(
                 "'{label}' is a CA key: it has its CA certificate ('kagi ca show')"
             )));
@@ -518,32 +518,33 @@ impl Pki {
         hsm: &Hsm,
         session: &Session,
         label: &str,
-        req: &hsm_core::SignRequest,
+        req: &kagi_hsm_core::SignRequest,
         quotas: &[QuotaCharge],
         detail: serde_json::Value,
         timestamp_ca: Option<&str>,
-    ) -> Result<(Vec<u8>, hsm_core::Signed), CaError> {
+    ) -> Result<(Vec<u8>, kagi_hsm_core::Signed), CaError> {
         let kc = self.key_certificate(hsm, session, label)?.ok_or_else(|| {
             CaError::Conflict(format!(
                 "key '{label}' has no code-signing certificate, which a CMS signature carries: run 'kagi key certify {label}' first"
             ))
         })?;
-        let digest = req.digest_alg.unwrap_or(hsm_core::DigestAlg::Sha256);
+        let digest = req.digest_alg.unwrap_or(kagi_hsm_core::DigestAlg::Sha256);
         let signature_algorithm = cms_signature_algorithm(&kc.record.der, digest)?;
-        let signed: std::cell::RefCell<Option<hsm_core::Signed>> = std::cell::RefCell::new(None);
+        let signed: std::cell::RefCell<Option<kagi_hsm_core::Signed>> =
+            std::cell::RefCell::new(None);
         let sign = |attrs: &[u8]| -> Result<Vec<u8>, CaError> {
             let d = crate::hsm_key::digest(digest, attrs);
-            let request = hsm_core::SignRequest {
+            let request = kagi_hsm_core::SignRequest {
                 digest_alg: Some(digest),
                 digest: d,
-                padding: hsm_core::RsaPadding::Pkcs1v15,
+                padding: kagi_hsm_core::RsaPadding::Pkcs1v15,
             };
             let s = hsm.sign_op(
                 session,
-                hsm_core::SignOp {
+                kagi_hsm_core::SignOp {
                     quotas,
                     audit: detail.clone(),
-                    ..hsm_core::SignOp::digest(label, &request)
+                    ..kagi_hsm_core::SignOp::digest(label, &request)
                 },
             )?;
             let sig = s.signature.clone();
@@ -563,9 +564,9 @@ impl Pki {
         )?;
         if let Some(tsa_ca) = timestamp_ca {
             let value = crate::cms_sign::signature_value(&cms)?;
-            let imprint = crate::hsm_key::digest(hsm_core::DigestAlg::Sha256, &value);
+            let imprint = crate::hsm_key::digest(kagi_hsm_core::DigestAlg::Sha256, &value);
             let treq =
-                crate::tsa::ParsedRequest::for_imprint(hsm_core::DigestAlg::Sha256, imprint)?;
+                crate::tsa::ParsedRequest::for_imprint(kagi_hsm_core::DigestAlg::Sha256, imprint)?;
             let token = crate::tsa::token_of(&self.timestamp_token(hsm, tsa_ca, &treq)?)?;
             cms = crate::cms_sign::add_timestamp_token(&cms, &token)?;
         }
@@ -600,7 +601,7 @@ pub fn ca_service_signer(
         session,
         &format!(
             "{}{}.{suffix}",
-            hsm_core::records::ca::CA_KEY_NAMESPACE,
+            kagi_hsm_core::records::ca::CA_KEY_NAMESPACE,
             ca.name()
         ),
     )
@@ -610,7 +611,7 @@ pub fn ca_service_signer(
 /// (ecdsa-with-SHA*, sha*WithRSAEncryption).
 fn cms_signature_algorithm(
     cert_der: &[u8],
-    digest: hsm_core::DigestAlg,
+    digest: kagi_hsm_core::DigestAlg,
 ) -> Result<spki::AlgorithmIdentifierOwned, CaError> {
     use der::Decode;
     let cert = x509_cert::certificate::Certificate::from_der(cert_der)?;

@@ -9,7 +9,7 @@ use cms::content_info::ContentInfo;
 use const_oid::db::{rfc3161, rfc5912};
 use der::asn1::{BitString, GeneralizedTime, Int, Null, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
-use hsm_core::DigestAlg;
+use kagi_hsm_core::DigestAlg;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::ExtendedKeyUsage;
 

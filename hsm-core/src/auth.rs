@@ -91,20 +91,20 @@ impl FromStr for IdentityKind {
 /// service keys). Its fields are private, so no other crate can build one or add a role to it:
 ///
 /// ```compile_fail
-/// let s = hsm_core::Session {
+/// let s = kagi_hsm_core::Session {
 ///     credential_id: "x".into(),
 ///     name: "admin".into(),
-///     kind: hsm_core::IdentityKind::Person,
+///     kind: kagi_hsm_core::IdentityKind::Person,
 ///     partition: "default".into(),
-///     roles: vec![hsm_core::Role::Administrator],
+///     roles: vec![kagi_hsm_core::Role::Administrator],
 ///     expires_at: None,
 ///     service: false,
 /// };
 /// ```
 ///
 /// ```compile_fail
-/// fn escalate(mut s: hsm_core::Session) {
-///     s.roles.push(hsm_core::Role::Administrator);
+/// fn escalate(mut s: kagi_hsm_core::Session) {
+///     s.roles.push(kagi_hsm_core::Role::Administrator);
 /// }
 /// ```
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@
 //!
 //! Why a crate of its own: a relying party's verifier (`kagi-verify`) needs exactly this and no
 //! more, and hsm-core (which adds the store, sealing and private keys) pulls in diesel, libpq,
-//! SQLite, Argon2 and Shamir. hsm-core re-exports these items, so `hsm_core::Algorithm` and
-//! `hsm_core::verify_digest` keep working for the service's code. The only dependency is the
+//! SQLite, Argon2 and Shamir. hsm-core re-exports these items, so `kagi_hsm_core::Algorithm` and
+//! `kagi_hsm_core::verify_digest` keep working for the service's code. The only dependency is the
 //! crypto engine (aws-lc-rs) that hsm-core signs with, so a signature and its check can never
 //! disagree about an algorithm's parameters.
 #![forbid(unsafe_code)]

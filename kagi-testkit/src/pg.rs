@@ -5,8 +5,8 @@
 //! an advisory lock, so test binaries and whole suites running side by side share it safely.
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use hsm_core::store::Store;
-use hsm_core::StoreConfig;
+use kagi_hsm_core::store::Store;
+use kagi_hsm_core::StoreConfig;
 use std::path::Path;
 use std::sync::OnceLock;
 

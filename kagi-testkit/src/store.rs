@@ -3,7 +3,7 @@
 
 use crate::pg;
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use hsm_core::{Hsm, HsmConfig, Session, StoreConfig};
+use kagi_hsm_core::{Hsm, HsmConfig, Session, StoreConfig};
 use std::path::PathBuf;
 
 pub use crate::hex_rand;
@@ -124,7 +124,7 @@ pub fn spawn_worker(test_name: &str, env: &[(&str, String)]) -> std::process::Ch
 }
 
 pub fn digest_of(i: u64) -> Vec<u8> {
-    hsm_core::DigestAlg::Sha256.hash(&i.to_be_bytes())
+    kagi_hsm_core::DigestAlg::Sha256.hash(&i.to_be_bytes())
 }
 
 /// In a worker child process: open the store named by `KAGI_STORE_URL`, unseal it with

@@ -9,7 +9,7 @@
 //! Why a crate of its own: the `ca` crate signs with hsm-core keys and so links hsm-core's
 //! store (diesel, libpq, SQLite) and its secrets' crates (Argon2, Shamir). A relying party's
 //! verifier needs only these pure encodings. `ca` re-exports them under their old paths
-//! (`ca::algorithms`, `ca::sct`, `ca::csr::key_type`), so the CA's code is unchanged, and the
+//! (`kagi_ca::algorithms`, `kagi_ca::sct`, `kagi_ca::csr::key_type`), so the CA's code is unchanged, and the
 //! bytes the CA signs and the bytes a verifier rebuilds come from the same functions.
 #![forbid(unsafe_code)]
 #![cfg_attr(

@@ -1,7 +1,7 @@
 //! Bringing an HSM instance up for `kagi serve` and `kagi init`: which store to open, making a
 //! development instance on first run, and a development instance's self-unseal from share files.
 
-use hsm_core::{Hsm, HsmConfig, HsmError, StoreConfig};
+use kagi_hsm_core::{Hsm, HsmConfig, HsmError, StoreConfig};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zeroize::Zeroizing;

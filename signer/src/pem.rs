@@ -13,10 +13,10 @@ pub enum PemError {
 }
 
 /// `-----BEGIN PUBLIC KEY-----` text of a SubjectPublicKeyInfo, lines of 64 characters, by the
-/// one PEM encoder kagi uses (`ca::x509::pem`). Encoding cannot fail for this label and a
+/// one PEM encoder kagi uses (`kagi_ca::x509::pem`). Encoding cannot fail for this label and a
 /// DER body; an empty string would be refused by every reader.
 pub fn public_key_pem(spki_der: &[u8]) -> String {
-    ca::x509::pem("PUBLIC KEY", spki_der).unwrap_or_default()
+    kagi_ca::x509::pem("PUBLIC KEY", spki_der).unwrap_or_default()
 }
 
 /// PKCS#8 DER from a file's bytes, which may be DER or PEM.

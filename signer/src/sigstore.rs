@@ -11,12 +11,14 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ca::fulcio::{self, IdentityRequest};
-use ca::CaError;
-use hsm_core::{Algorithm, DigestAlg, Hsm, HsmError, QuotaCharge, Session, SignRequest, Signed};
+use kagi_ca::fulcio::{self, IdentityRequest};
+use kagi_ca::CaError;
+use kagi_hsm_core::{
+    Algorithm, DigestAlg, Hsm, HsmError, QuotaCharge, Session, SignRequest, Signed,
+};
 use serde_json::{json, Value};
 
-use ca::service::Pki;
+use kagi_ca::service::Pki;
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
@@ -136,7 +138,7 @@ impl Sigstore<'_> {
             },
             &[],
         )?;
-        let cert_pem = ca::x509::pem("CERTIFICATE", &cert.der)?;
+        let cert_pem = kagi_ca::x509::pem("CERTIFICATE", &cert.der)?;
         let req = SignRequest {
             digest_alg: Some(DigestAlg::Sha256),
             digest: req.digest.clone(),
@@ -148,16 +150,16 @@ impl Sigstore<'_> {
             d.insert("identity_uri".into(), json!(identity_uri));
         }
         let digest = req.digest.clone();
-        let mut entry = |sig: &[u8]| -> hsm_core::Result<Vec<u8>> {
+        let mut entry = |sig: &[u8]| -> kagi_hsm_core::Result<Vec<u8>> {
             Ok(hashedrekord_body(&digest, sig, &cert_pem))
         };
         let signed = hsm.sign_op(
             session,
-            hsm_core::SignOp {
+            kagi_hsm_core::SignOp {
                 quotas,
                 audit: detail,
-                staging: hsm_core::Staging::LogEntry(&mut entry),
-                ..hsm_core::SignOp::digest(label, &req)
+                staging: kagi_hsm_core::Staging::LogEntry(&mut entry),
+                ..kagi_hsm_core::SignOp::digest(label, &req)
             },
         )?;
         let index = signed
@@ -169,8 +171,8 @@ impl Sigstore<'_> {
             "tlogEntries": [tlog_entry],
         });
         if timestamp {
-            let imprint = ca::hsm_key::digest(DigestAlg::Sha256, &signed.signature);
-            let treq = ca::tsa::ParsedRequest::for_imprint(DigestAlg::Sha256, imprint)?;
+            let imprint = kagi_ca::hsm_key::digest(DigestAlg::Sha256, &signed.signature);
+            let treq = kagi_ca::tsa::ParsedRequest::for_imprint(DigestAlg::Sha256, imprint)?;
             let resp = self.0.timestamp_token(hsm, ca_name, &treq)?;
             material["timestampVerificationData"] =
                 json!({"rfc3161Timestamps": [{"signedTimestamp": B64.encode(resp)}]});

@@ -158,7 +158,7 @@ pub fn issued_under(files: &TlsFiles, root_pem: &str) -> bool {
         .not_after
         .to_unix_duration()
         .as_secs() as i64;
-    not_after - ca::x509::unix_now() > RENEW_BEFORE_SECS
+    not_after - kagi_ca::x509::unix_now() > RENEW_BEFORE_SECS
 }
 
 /// Server certificates from kagi's own CA are renewed this long before they expire.
@@ -382,15 +382,15 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClientCerts {
     }
 }
 
-/// PEM text of a certificate, written by the one PEM encoder kagi uses (`ca::x509::pem`).
+/// PEM text of a certificate, written by the one PEM encoder kagi uses (`kagi_ca::x509::pem`).
 fn certificate_pem(der: &[u8]) -> Result<String, TlsError> {
-    ca::x509::pem("CERTIFICATE", der).map_err(|e| TlsError::Issue(e.to_string()))
+    kagi_ca::x509::pem("CERTIFICATE", der).map_err(|e| TlsError::Issue(e.to_string()))
 }
 
 /// PKCS#8 PEM text of a freshly generated TLS key, zeroized when dropped.
 fn private_key_pem(key: &KeyPair) -> Result<Zeroizing<String>, TlsError> {
     let der = Zeroizing::new(key.serialize_der());
-    ca::x509::pem("PRIVATE KEY", &der)
+    kagi_ca::x509::pem("PRIVATE KEY", &der)
         .map(Zeroizing::new)
         .map_err(|e| TlsError::Issue(e.to_string()))
 }

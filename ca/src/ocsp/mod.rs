@@ -6,7 +6,7 @@
 //! the three alternatives of `CertStatus`, which the RFC marks IMPLICIT.
 //!
 //! `asn1` mirrors the RFC's types, `request` parses what clients send, `response` builds
-//! what the responder answers; their items are re-exported here, so paths stay `ca::ocsp::*`.
+//! what the responder answers; their items are re-exported here, so paths stay `kagi_ca::ocsp::*`.
 
 mod asn1;
 mod error;

@@ -12,18 +12,20 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, RSA_PKCS1_SHA256,
 };
-use ca::cms_sign::{add_timestamp_token, detached_signed_data, signature_value, CmsSigner, SignFn};
-use ca::tsa::{
-    self, fail, granted_response, parse_request, rejection, ParsedRequest, PkiStatus,
-    TimeStampResp, TstInfo, DEFAULT_POLICY,
-};
-use ca::CaError;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::SignedData;
 use const_oid::db::{rfc3161, rfc5911};
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
-use hsm_core::{Algorithm, DigestAlg};
+use kagi_ca::cms_sign::{
+    add_timestamp_token, detached_signed_data, signature_value, CmsSigner, SignFn,
+};
+use kagi_ca::tsa::{
+    self, fail, granted_response, parse_request, rejection, ParsedRequest, PkiStatus,
+    TimeStampResp, TstInfo, DEFAULT_POLICY,
+};
+use kagi_ca::CaError;
+use kagi_hsm_core::{Algorithm, DigestAlg};
 
 const CONFIG: &str = "\
 [req]
@@ -206,7 +208,7 @@ fn software_sign(alg: Algorithm, p8: Vec<u8>) -> Box<SignFn<'static>> {
 const APP: &[u8] = b"firmware image v1.2.3\n\x00\x01\x02 payload bytes\n";
 
 fn now() -> i64 {
-    ca::x509::unix_now()
+    kagi_ca::x509::unix_now()
 }
 
 /// Signs app.bin (written to `dir`) detached with a fresh code-signing leaf of type `alg`;
@@ -214,7 +216,7 @@ fn now() -> i64 {
 fn sign_app(dir: &Path, alg: Algorithm, name: &str) -> Vec<u8> {
     std::fs::write(dir.join("app.bin"), APP).unwrap();
     let (cert, p8) = make_leaf(dir, name, alg, "codesign_ext", "0x1001");
-    let (digest, signature_algorithm) = ca::hsm_key::signature_algorithm(alg).unwrap();
+    let (digest, signature_algorithm) = kagi_ca::hsm_key::signature_algorithm(alg).unwrap();
     let sign = software_sign(alg, p8);
     let chain = vec![root_der(dir)];
     let signer = CmsSigner {
@@ -316,7 +318,7 @@ fn detached_refuses_bad_inputs() {
     let (cert, p8) = make_leaf(d, "signer", Algorithm::EcP256, "codesign_ext", "0x1002");
     let (_, other_p8) = make_leaf(d, "other", Algorithm::EcP256, "codesign_ext", "0x1003");
     let (digest, signature_algorithm) =
-        ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
+        kagi_ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
     let sign = software_sign(Algorithm::EcP256, p8);
     let chain = vec![];
     let signer = CmsSigner {
@@ -357,7 +359,7 @@ fn detached_refuses_bad_inputs() {
         calls.set(calls.get() + 1);
         Err(CaError::Internal("must not be called".into()))
     };
-    let (_, rsa_alg) = ca::hsm_key::signature_algorithm(Algorithm::Rsa2048).unwrap();
+    let (_, rsa_alg) = kagi_ca::hsm_key::signature_algorithm(Algorithm::Rsa2048).unwrap();
     let wrong_family = CmsSigner {
         cert_der: &cert,
         chain: &chain,

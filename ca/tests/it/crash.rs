@@ -6,10 +6,10 @@
 
 use kagi_testkit::store as common;
 
-use ca::hierarchy::{create_intermediate, create_root};
-use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
 use common::{init, TestStore, BACKENDS};
-use hsm_core::{Algorithm, Gated};
+use kagi_ca::hierarchy::{create_intermediate, create_root};
+use kagi_ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
+use kagi_hsm_core::{Algorithm, Gated};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 
@@ -44,7 +44,7 @@ fn worker() {
             let (ca, s, csrs, file, urls) = (&ca, &s, &csrs, &file, &urls);
             scope.spawn(move || {
                 for n in 0..400 {
-                    let issued = ca::issue::issue(
+                    let issued = kagi_ca::issue::issue(
                         ca,
                         s,
                         device,

@@ -1,9 +1,9 @@
 //! What a CSR may ask for, judged against profiles, with requests made by openssl: each refusal
 //! names its reason, and nothing is stored for a refused request.
 
-use ca::hierarchy::{create_intermediate, create_root};
-use ca::{Authority, CaError, CaSpec, IssueOptions, Profiles, PublicUrls};
-use hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
+use kagi_ca::hierarchy::{create_intermediate, create_root};
+use kagi_ca::{Authority, CaError, CaSpec, IssueOptions, Profiles, PublicUrls};
+use kagi_hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
 use std::path::Path;
 use std::process::Command;
 
@@ -78,8 +78,8 @@ fn ca(dir: &Path) -> Ca {
 }
 
 impl Ca {
-    fn issue(&self, profile: &str, csr: &[u8]) -> Result<ca::Issued, CaError> {
-        ca::issue::issue(
+    fn issue(&self, profile: &str, csr: &[u8]) -> Result<kagi_ca::Issued, CaError> {
+        kagi_ca::issue::issue(
             &self.authority,
             &self.admin,
             self.profiles.get(profile).unwrap(),
@@ -198,7 +198,7 @@ fn requests_beyond_the_profile_are_refused_with_their_reason() {
     let issued = c.issue("code-signing", &req).unwrap();
     std::fs::write(
         dir.join("ok1.pem"),
-        ca::x509::pem("CERTIFICATE", &issued.der).unwrap(),
+        kagi_ca::x509::pem("CERTIFICATE", &issued.der).unwrap(),
     )
     .unwrap();
     let text = Command::new("openssl")

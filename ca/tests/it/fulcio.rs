@@ -4,13 +4,17 @@
 
 use kagi_testkit::openssl;
 
-use ca::fulcio::{issue_identity_certificate, IdentityRequest, DEFAULT_LIFETIME_SECS, PROFILE};
-use ca::hierarchy::{create_intermediate, create_root};
-use ca::hsm_key::HsmSigner;
-use ca::sct::{embedded_scts, precert_signed_data_with, precert_tbs, CtSigner};
-use ca::{Authority, CaError, CaSpec, PublicUrls};
 use der::Decode;
-use hsm_core::{Algorithm, DigestAlg, Gated, Hsm, HsmConfig, KeySpec, RsaPadding, StoreConfig};
+use kagi_ca::fulcio::{
+    issue_identity_certificate, IdentityRequest, DEFAULT_LIFETIME_SECS, PROFILE,
+};
+use kagi_ca::hierarchy::{create_intermediate, create_root};
+use kagi_ca::hsm_key::HsmSigner;
+use kagi_ca::sct::{embedded_scts, precert_signed_data_with, precert_tbs, CtSigner};
+use kagi_ca::{Authority, CaError, CaSpec, PublicUrls};
+use kagi_hsm_core::{
+    Algorithm, DigestAlg, Gated, Hsm, HsmConfig, KeySpec, RsaPadding, StoreConfig,
+};
 use openssl::openssl;
 
 fn done<T>(g: Gated<T>) -> T {
@@ -59,7 +63,11 @@ fn identity_certificates_carry_an_sct_over_their_precertificate() {
 
     // openssl: the chain verifies (its 3.0 has no code-signing purpose), the SAN is the identity, and it sees the SCT.
     let pem = |name: &str, der: &[u8]| {
-        std::fs::write(dir.join(name), ca::x509::pem("CERTIFICATE", der).unwrap()).unwrap()
+        std::fs::write(
+            dir.join(name),
+            kagi_ca::x509::pem("CERTIFICATE", der).unwrap(),
+        )
+        .unwrap()
     };
     pem("root.pem", &root.cert_der);
     pem("ica.pem", &ica.cert_der);
@@ -97,7 +105,7 @@ fn identity_certificates_carry_an_sct_over_their_precertificate() {
     .unwrap();
     let ct_spki = ct.signer.spki_der();
     let check = |data: &[u8]| {
-        hsm_core::verify_digest(
+        kagi_hsm_core::verify_digest(
             Algorithm::EcP256,
             ct_spki,
             DigestAlg::Sha256,

@@ -1,9 +1,9 @@
 //! The CA end to end inside one process, checked by openssl: a root and an intermediate whose
 //! keys are in hsm-core, a device certificate from an openssl CSR, revocation and the CRL.
 
-use ca::hierarchy::{create_intermediate, create_root};
-use ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
-use hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
+use kagi_ca::hierarchy::{create_intermediate, create_root};
+use kagi_ca::{Authority, CaSpec, IssueOptions, Profiles, PublicUrls};
+use kagi_hsm_core::{Algorithm, Gated, Hsm, HsmConfig, Session, StoreConfig};
 use kagi_testkit::openssl;
 
 use openssl::try_openssl;
@@ -24,7 +24,7 @@ fn done<T>(g: Gated<T>) -> T {
 }
 
 fn write_pem(dir: &Path, name: &str, label: &str, der: &[u8]) {
-    std::fs::write(dir.join(name), ca::x509::pem(label, der).unwrap()).unwrap();
+    std::fs::write(dir.join(name), kagi_ca::x509::pem(label, der).unwrap()).unwrap();
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         let authority = Authority::load(&hsm, &admin, ica).unwrap();
         let profiles = Profiles::builtin().unwrap();
         let csr = std::fs::read(dir.join("dev.csr")).unwrap();
-        let issued = ca::issue::issue(
+        let issued = kagi_ca::issue::issue(
             &authority,
             &admin,
             profiles.get("device").unwrap(),
@@ -137,7 +137,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         hsm.revoke_certificate(&admin, &issued.record.serial, 1)
             .unwrap();
         let svc = Authority::load(&hsm, &hsm.service_session(admin.partition()), ica).unwrap();
-        let crl = ca::crl::generate(&svc, ca::x509::unix_now()).unwrap();
+        let crl = kagi_ca::crl::generate(&svc, kagi_ca::x509::unix_now()).unwrap();
         write_pem(dir, "ica.crl", "X509 CRL", &crl.der);
         let (ok, text) = try_openssl(
             dir,
@@ -172,7 +172,7 @@ fn hierarchy_issue_revoke_crl_verified_by_openssl() {
         );
         assert!(!ok && text.contains("revoked"), "{text}");
         // A second CRL has a higher number.
-        let crl2 = ca::crl::generate(&svc, ca::x509::unix_now()).unwrap();
+        let crl2 = kagi_ca::crl::generate(&svc, kagi_ca::x509::unix_now()).unwrap();
         assert_eq!(crl2.number, crl.number + 1);
     }
     hsm.audit_verify(&admin).unwrap();
@@ -196,7 +196,7 @@ fn ca_keys_refuse_raw_signing_and_reserved_names() {
         )
         .unwrap(),
     );
-    let req = hsm_core::SignRequest {
+    let req = kagi_hsm_core::SignRequest {
         digest_alg: None,
         digest: vec![7; 32],
         padding: Default::default(),
@@ -206,7 +206,7 @@ fn ca_keys_refuse_raw_signing_and_reserved_names() {
     let e = hsm
         .create_key(
             &admin,
-            &hsm_core::KeySpec::new("ca.evil", Algorithm::EcP256),
+            &kagi_hsm_core::KeySpec::new("ca.evil", Algorithm::EcP256),
         )
         .unwrap_err();
     assert_eq!(e.code(), "bad_request");
@@ -248,7 +248,7 @@ fn a_revocation_edited_away_in_the_database_still_holds() {
     assert!(ok, "{text}");
     let ca = Authority::load(&hsm, &admin, "devices").unwrap();
     let profiles = Profiles::builtin().unwrap();
-    let issued = ca::issue::issue(
+    let issued = kagi_ca::issue::issue(
         &ca,
         &admin,
         profiles.get("device").unwrap(),
@@ -297,9 +297,9 @@ fn rcgen_builds_certificates_signed_through_hsm_core() {
     for alg in [Algorithm::EcP256, Algorithm::EcP384, Algorithm::Rsa2048] {
         let name = format!("rc{}", alg.as_str().replace('-', ""));
         hsm.create_ca_key(&admin, &name, alg).unwrap();
-        let signer = ca::hsm_key::HsmSigner::new(&hsm, &admin, &format!("ca.{name}")).unwrap();
+        let signer = kagi_ca::hsm_key::HsmSigner::new(&hsm, &admin, &format!("ca.{name}")).unwrap();
         let before = hsm.key_info(&admin, signer.label()).unwrap().usage_count;
-        let ca_key = ca::hsm_key::HsmRemoteKey::new(signer.clone())
+        let ca_key = kagi_ca::hsm_key::HsmRemoteKey::new(signer.clone())
             .unwrap()
             .into_key_pair()
             .unwrap();
@@ -315,8 +315,16 @@ fn rcgen_builds_certificates_signed_through_hsm_core() {
         let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let leaf = rcgen::CertificateParams::new(vec!["device.example.com".to_string()]).unwrap();
         let leaf_cert = leaf.signed_by(&leaf_key, &root_cert, &ca_key).unwrap();
-        std::fs::write(dir.join("rc-root.pem"), root_cert.pem()).unwrap();
-        std::fs::write(dir.join("rc-leaf.pem"), leaf_cert.pem()).unwrap();
+        std::fs::write(
+            dir.join("rc-root.pem"),
+            kagi_ca::x509::pem("CERTIFICATE", root_cert.der()).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("rc-leaf.pem"),
+            kagi_ca::x509::pem("CERTIFICATE", leaf_cert.der()).unwrap(),
+        )
+        .unwrap();
         let (ok, text) = try_openssl(dir, &["verify", "-CAfile", "rc-root.pem", "rc-leaf.pem"]);
         assert!(ok && text.contains("rc-leaf.pem: OK"), "{alg}: {text}");
         // Both signatures were counted uses of the HSM key.

@@ -14,7 +14,7 @@
 //! the body.
 //!
 //! Everything pure (hashing, proofs, signed notes, entry formats) is `kagi-tlog`'s; this module
-//! is the storage, and re-exports the pure items so `hsm_core::tlog::*` paths keep working.
+//! is the storage, and re-exports the pure items so `kagi_hsm_core::tlog::*` paths keep working.
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 use kagi_testkit::store as common;
 
 use common::*;
-use hsm_core::*;
+use kagi_hsm_core::*;
 
 fn req(digest: Vec<u8>) -> SignRequest {
     SignRequest {
@@ -29,7 +29,10 @@ fn sign_and_verify_every_algorithm() {
             for n in 1..=3 {
                 let signed = i
                     .hsm
-                    .sign_op(&i.admin, hsm_core::SignOp::digest(&label, &req(d.clone())))
+                    .sign_op(
+                        &i.admin,
+                        kagi_hsm_core::SignOp::digest(&label, &req(d.clone())),
+                    )
                     .unwrap();
                 assert_eq!(signed.usage_count, n);
                 assert!(
@@ -475,7 +478,7 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
         .hsm
         .sign_op(
             &i.admin,
-            hsm_core::SignOp::wrapped(Algorithm::EcP256, &wrapped, &req(d.clone())),
+            kagi_hsm_core::SignOp::wrapped(Algorithm::EcP256, &wrapped, &req(d.clone())),
         )
         .unwrap();
     use aws_lc_rs::signature::KeyPair;
@@ -490,7 +493,7 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
         i.hsm
             .sign_op(
                 &i.admin,
-                hsm_core::SignOp::wrapped(
+                kagi_hsm_core::SignOp::wrapped(
                     Algorithm::EcP256,
                     &wrapped[..wrapped.len() - 1],
                     &req(d.clone())
@@ -504,7 +507,7 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
         .hsm
         .sign_op(
             &i.admin,
-            hsm_core::SignOp::wrapped(Algorithm::Rsa2048, &wrapped, &req(d))
+            kagi_hsm_core::SignOp::wrapped(Algorithm::Rsa2048, &wrapped, &req(d))
         )
         .is_err());
     let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();

@@ -3,7 +3,7 @@
 use kagi_testkit::store as common;
 
 use common::*;
-use hsm_core::*;
+use kagi_hsm_core::*;
 use std::sync::Arc;
 
 fn req(digest: Vec<u8>) -> SignRequest {
@@ -160,10 +160,10 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
                     sc.spawn(move || {
                         hsm.sign_op(
                             &line,
-                            hsm_core::SignOp {
+                            kagi_hsm_core::SignOp {
                                 quotas: &quota,
                                 audit: serde_json::json!({}),
-                                ..hsm_core::SignOp::digest("fw", &req(digest_of(n)))
+                                ..kagi_hsm_core::SignOp::digest("fw", &req(digest_of(n)))
                             },
                         )
                     })
@@ -188,10 +188,10 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
         let e = hsm2
             .sign_op(
                 &line2,
-                hsm_core::SignOp {
+                kagi_hsm_core::SignOp {
                     quotas: &quota,
                     audit: serde_json::json!({}),
-                    ..hsm_core::SignOp::digest("fw", &req(digest_of(99)))
+                    ..kagi_hsm_core::SignOp::digest("fw", &req(digest_of(99)))
                 },
             )
             .unwrap_err();
@@ -206,29 +206,29 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
         }];
         hsm2.sign_op(
             &line2,
-            hsm_core::SignOp {
+            kagi_hsm_core::SignOp {
                 quotas: &hourly,
                 audit: serde_json::json!({}),
-                ..hsm_core::SignOp::digest("fw", &req(digest_of(1)))
+                ..kagi_hsm_core::SignOp::digest("fw", &req(digest_of(1)))
             },
         )
         .unwrap();
         hsm2.sign_op(
             &line2,
-            hsm_core::SignOp {
+            kagi_hsm_core::SignOp {
                 quotas: &hourly,
                 audit: serde_json::json!({}),
-                ..hsm_core::SignOp::digest("fw", &req(digest_of(2)))
+                ..kagi_hsm_core::SignOp::digest("fw", &req(digest_of(2)))
             },
         )
         .unwrap();
         let e = hsm2
             .sign_op(
                 &line2,
-                hsm_core::SignOp {
+                kagi_hsm_core::SignOp {
                     quotas: &hourly,
                     audit: serde_json::json!({}),
-                    ..hsm_core::SignOp::digest("fw", &req(digest_of(3)))
+                    ..kagi_hsm_core::SignOp::digest("fw", &req(digest_of(3)))
                 },
             )
             .unwrap_err();
@@ -244,10 +244,10 @@ fn a_total_quota_is_exact_under_concurrency_and_across_restarts() {
         }];
         hsm2.sign_op(
             &line2,
-            hsm_core::SignOp {
+            kagi_hsm_core::SignOp {
                 quotas: &hourly2,
                 audit: serde_json::json!({}),
-                ..hsm_core::SignOp::digest("fw", &req(digest_of(4)))
+                ..kagi_hsm_core::SignOp::digest("fw", &req(digest_of(4)))
             },
         )
         .unwrap();

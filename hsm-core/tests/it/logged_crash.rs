@@ -7,7 +7,7 @@
 use kagi_testkit::store as common;
 
 use common::{digest_of, init, TestStore, BACKENDS};
-use hsm_core::{Algorithm, DigestAlg, KeySpec, RsaPadding, SignRequest};
+use kagi_hsm_core::{Algorithm, DigestAlg, KeySpec, RsaPadding, SignRequest};
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 
@@ -41,11 +41,11 @@ fn worker() {
                     let signed = hsm
                         .sign_op(
                             s,
-                            hsm_core::SignOp {
+                            kagi_hsm_core::SignOp {
                                 quotas: &[],
                                 audit: serde_json::json!({}),
-                                staging: hsm_core::Staging::LogEntry(&mut entry),
-                                ..hsm_core::SignOp::digest(KEY, &req)
+                                staging: kagi_hsm_core::Staging::LogEntry(&mut entry),
+                                ..kagi_hsm_core::SignOp::digest(KEY, &req)
                             },
                         )
                         .unwrap();

@@ -7,9 +7,9 @@ use kagi_testkit::store as common;
 use common::*;
 use diesel::prelude::*;
 use diesel::Connection;
-use hsm_core::store::schema::{audit_records, keys};
-use hsm_core::store::AnyConnection;
-use hsm_core::*;
+use kagi_hsm_core::store::schema::{audit_records, keys};
+use kagi_hsm_core::store::AnyConnection;
+use kagi_hsm_core::*;
 
 fn req(digest: Vec<u8>) -> SignRequest {
     SignRequest {

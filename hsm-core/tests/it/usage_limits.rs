@@ -4,7 +4,7 @@
 use kagi_testkit::store as common;
 
 use common::*;
-use hsm_core::*;
+use kagi_hsm_core::*;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

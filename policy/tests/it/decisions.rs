@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use policy::{Action, Context, Engine, Principal, PrincipalKind, Resource};
+use kagi_policy::{Action, Context, Engine, Principal, PrincipalKind, Resource};
 
 const DOC: &str = r#"
 rules = '''

@@ -1,6 +1,6 @@
 //! Parsing and rejecting policy documents, with the line each rejection points at.
 
-use policy::{Action, PolicyDocument, PolicyError};
+use kagi_policy::{Action, PolicyDocument, PolicyError};
 
 /// The documented example. `rules` comes before the tables: in TOML a key after `[quorum]` or
 /// `[[quota]]` belongs to that table.

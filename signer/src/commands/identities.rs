@@ -38,7 +38,7 @@ pub(super) fn credential(cmd: CredentialCommand) -> Result<()> {
             Ok(())
         }
         CredentialCommand::List => {
-            let credentials: Vec<hsm_core::CredentialInfo> =
+            let credentials: Vec<kagi_hsm_core::CredentialInfo> =
                 client.get_json("/api/v1/credentials")?;
             say!("{:<24}  {:<34}  {:<8}  ROLES", "NAME", "ID", "LOCKED");
             for c in &credentials {
@@ -113,7 +113,7 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
             Ok(())
         }
         IdentityCommand::List => {
-            let list: Vec<hsm_core::CredentialInfo> = client.get_json("/api/v1/identities")?;
+            let list: Vec<kagi_hsm_core::CredentialInfo> = client.get_json("/api/v1/identities")?;
             say!(
                 "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  ROLES",
                 "NAME",

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use hsm_core::KeyInfo;
+use kagi_hsm_core::KeyInfo;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -168,7 +168,7 @@ fn wrap_to_import_key(client: &Client, path: &Path) -> Result<Vec<u8>> {
         rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(import_pem.as_bytes())
             .context("the server's import key is not a PEM public key")?
     };
-    Ok(hsm_core::wrap_for_import(spki.as_ref(), &pkcs8)?)
+    Ok(kagi_hsm_core::wrap_for_import(spki.as_ref(), &pkcs8)?)
 }
 
 fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
@@ -203,7 +203,7 @@ fn key_list(client: &Client) -> Result<()> {
             k.algorithm.as_str(),
             if k.active {
                 k.state.as_str()
-            } else if k.state == hsm_core::KeyState::Active {
+            } else if k.state == kagi_hsm_core::KeyState::Active {
                 "inactive"
             } else {
                 k.state.as_str()

@@ -17,7 +17,7 @@ pub(super) fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
     match cmd {
         PolicyCommand::Validate { file } => {
             let text = read_policy(&file)?;
-            match policy::PolicyDocument::parse(&text) {
+            match kagi_policy::PolicyDocument::parse(&text) {
                 Ok(doc) => {
                     say!(
                         "{}: valid ({} quota(s), quorum: {})",

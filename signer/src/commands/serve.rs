@@ -12,7 +12,7 @@ use crate::config::ServeConfig;
 use crate::instance::{self, DataDir, Startup};
 use crate::tls::TlsFiles;
 use crate::{secret_files, server, tls};
-use ca::service::Pki;
+use kagi_ca::service::Pki;
 
 pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     let cfg = ServeConfig::resolve(args)?;
@@ -65,7 +65,12 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
 /// A development instance gets its own CA hierarchy on first start, and from then on its TLS
 /// certificate comes from that CA ('services' intermediate), with the root in tls-ca.pem.
 /// Returns whether TLS now comes from kagi's CA.
-fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) -> Result<bool> {
+fn own_ca_tls(
+    hsm: &kagi_hsm_core::Hsm,
+    data: &DataDir,
+    pki: &Pki,
+    files: &TlsFiles,
+) -> Result<bool> {
     let token_path = data.admin_token();
     if token_path.is_file() {
         let token = Zeroizing::new(
@@ -73,7 +78,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
                 .with_context(|| format!("cannot read {}", token_path.display()))?,
         );
         match hsm.login(token.trim()) {
-            Ok(admin) => match ca::service::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
+            Ok(admin) => match kagi_ca::service::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
                 Ok(true) => log::info!(
                     "made the development CA hierarchy: root, devices, code-signing, services"
                 ),
@@ -86,7 +91,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
             ),
         }
     }
-    let services = match hsm.ca(ca::service::DEV_SERVICES) {
+    let services = match hsm.ca(kagi_ca::service::DEV_SERVICES) {
         Ok(c) => c,
         Err(_) => return Ok(false),
     };
@@ -94,7 +99,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
     let Some(root) = chain.last() else {
         return Ok(false);
     };
-    let root_pem = ca::x509::pem("CERTIFICATE", root)?;
+    let root_pem = kagi_ca::x509::pem("CERTIFICATE", root)?;
     if tls::issued_under(files, &root_pem) {
         return Ok(true);
     }
@@ -107,7 +112,7 @@ fn own_ca_tls(hsm: &hsm_core::Hsm, data: &DataDir, pki: &Pki, files: &TlsFiles) 
                 &services.name,
                 "tls-server",
                 csr,
-                &ca::IssueOptions::default(),
+                &kagi_ca::IssueOptions::default(),
                 &[],
                 json!({"for": "kagi TLS server"}),
             )

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use hsm_core::DigestAlg;
+use kagi_hsm_core::DigestAlg;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::Write;

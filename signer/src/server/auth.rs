@@ -4,7 +4,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use hsm_core::{Hsm, Session};
+use kagi_hsm_core::{Hsm, Session};
 use std::future::Future;
 use std::pin::Pin;
 use zeroize::Zeroizing;

@@ -5,7 +5,7 @@
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use hsm_core::{ErrorKind, HsmError};
+use kagi_hsm_core::{ErrorKind, HsmError};
 use serde_json::json;
 use std::fmt;
 
@@ -95,9 +95,9 @@ impl From<HsmError> for ApiError {
     }
 }
 
-impl From<ca::CaError> for ApiError {
-    fn from(e: ca::CaError) -> Self {
-        if let ca::CaError::Hsm(h) = e {
+impl From<kagi_ca::CaError> for ApiError {
+    fn from(e: kagi_ca::CaError) -> Self {
+        if let kagi_ca::CaError::Hsm(h) = e {
             return h.into();
         }
         ApiError::registered(e.code(), e.kind(), e.to_string())
@@ -113,8 +113,8 @@ impl ApiError {
 
 /// An algorithm, digest or padding name the API was sent that kagi does not know (kagi-crypto
 /// parses them): the same code and message as hsm-core gives.
-impl From<hsm_core::algorithm::AlgorithmError> for ApiError {
-    fn from(e: hsm_core::algorithm::AlgorithmError) -> Self {
+impl From<kagi_hsm_core::algorithm::AlgorithmError> for ApiError {
+    fn from(e: kagi_hsm_core::algorithm::AlgorithmError) -> Self {
         HsmError::from(e).into()
     }
 }
@@ -302,8 +302,8 @@ mod tests {
     }
 
     /// One error of each CA variant that has a code of its own (the others carry hsm-core's).
-    fn every_ca_error() -> Vec<ca::CaError> {
-        use ca::CaError;
+    fn every_ca_error() -> Vec<kagi_ca::CaError> {
+        use kagi_ca::CaError;
         let all = vec![
             CaError::BadCsr(String::new()),
             CaError::NotAllowed(String::new()),
@@ -355,7 +355,7 @@ mod tests {
             assert_eq!(api.status_code(), class_status, "{code}");
             assert_eq!(api.code(), code);
         }
-        let policy_code = policy::PolicyError {
+        let policy_code = kagi_policy::PolicyError {
             line: 1,
             column: None,
             reason: String::new(),

@@ -6,8 +6,8 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
-use ca::IssueOptions;
-use hsm_core::Session;
+use kagi_ca::IssueOptions;
+use kagi_hsm_core::Session;
 use zeroize::Zeroizing;
 
 use super::auth::{login, ClientCertificate};
@@ -29,14 +29,14 @@ fn unauthorized(msg: &str) -> HttpResponse {
 }
 
 fn pkcs7_reply(certs: &[Vec<u8>]) -> Result<HttpResponse, ApiError> {
-    let der = ca::pkcs7::certs_only(certs).map_err(|e| ApiError::internal(e.to_string()))?;
+    let der = kagi_ca::pkcs7::certs_only(certs).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
             "application/pkcs7-mime; smime-type=certs-only",
         ))
         .insert_header(("Content-Transfer-Encoding", "base64"))
-        .body(ca::pkcs7::base64_64(&der)))
+        .body(kagi_ca::pkcs7::base64_64(&der)))
 }
 
 /// `GET /.well-known/est/cacerts`: the issuing CA and the certificates above it.
@@ -154,8 +154,8 @@ async fn enroll(
         if re {
             // RFC 7030 §4.2.2: re-enrollment renews a certificate the client already holds,
             // so the subject must be one this identity was issued before.
-            let der = ca::csr::decode_csr_bytes(&csr)?;
-            let parsed = ca::csr::parse(&der)?;
+            let der = kagi_ca::csr::decode_csr_bytes(&csr)?;
+            let parsed = kagi_ca::csr::parse(&der)?;
             let subject = parsed.subject.to_string();
             if st
                 .hsm

@@ -2,7 +2,7 @@
 //! that leave an audit record, answers that wait for approvals, request times and raw bodies.
 
 use actix_web::{web, HttpResponse};
-use hsm_core::{Gated, Hsm, Session};
+use kagi_hsm_core::{Gated, Hsm, Session};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ pub(super) type ApiResult = Result<HttpResponse, ApiError>;
 /// Runs a blocking hsm-core call off the async workers.
 pub(super) async fn blocking<T, F>(hsm: &Hsm, f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&Hsm) -> Result<T, hsm_core::HsmError> + Send + 'static,
+    F: FnOnce(&Hsm) -> Result<T, kagi_hsm_core::HsmError> + Send + 'static,
     T: Send + 'static,
 {
     let hsm = hsm.clone();

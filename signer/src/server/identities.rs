@@ -1,7 +1,7 @@
 //! Who may call: `/api/v1/credentials`, `/api/v1/partitions` and `/api/v1/identities`.
 
 use actix_web::{web, HttpResponse};
-use hsm_core::{IdentityKind, IdentitySpec, Role};
+use kagi_hsm_core::{IdentityKind, IdentitySpec, Role};
 use serde::Deserialize;
 use serde_json::json;
 use std::str::FromStr;

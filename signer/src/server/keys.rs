@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use base64::Engine;
-use hsm_core::{Algorithm, Gated, KeySpec, Operation};
+use kagi_hsm_core::{Algorithm, Gated, KeySpec, Operation};
 use serde::Deserialize;
 use serde_json::json;
 use std::str::FromStr;
@@ -175,13 +175,13 @@ pub async fn export_wrapped(
     })
     .await?;
     Ok(match result {
-        hsm_core::Gated::Done(wrapped) => HttpResponse::Ok().json(json!({
+        kagi_hsm_core::Gated::Done(wrapped) => HttpResponse::Ok().json(json!({
             "status": "done",
             "wrapped": base64::engine::general_purpose::STANDARD.encode(wrapped),
-            "mechanism": hsm_core::WRAP_MECHANISM,
+            "mechanism": kagi_hsm_core::WRAP_MECHANISM,
         })),
         // Under a quorum: the requester collects the wrapped key from the approved request.
-        hsm_core::Gated::Pending(req) => pending(req),
+        kagi_hsm_core::Gated::Pending(req) => pending(req),
     })
 }
 

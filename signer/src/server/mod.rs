@@ -26,13 +26,13 @@ mod state;
 mod system;
 
 use actix_web::{web, App, HttpServer};
-use hsm_core::Hsm;
+use kagi_hsm_core::Hsm;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ca::service::Pki;
 use handler::resource;
+use kagi_ca::service::Pki;
 use state::AppState;
 pub use state::EstSettings;
 

@@ -1,7 +1,7 @@
 //! `/api/v1/policies`: submit, read and activate policy documents.
 
 use actix_web::{web, HttpResponse};
-use hsm_core::QuorumRule;
+use kagi_hsm_core::QuorumRule;
 use serde_json::json;
 
 use super::auth::Caller;
@@ -13,7 +13,7 @@ use super::state::AppState;
 /// Policy documents are TOML sent as the raw request body; this bounds them.
 pub const POLICY_LIMIT: usize = 4 * 1024 * 1024;
 
-fn quorum_of(doc: &policy::PolicyDocument) -> Option<QuorumRule> {
+fn quorum_of(doc: &kagi_policy::PolicyDocument) -> Option<QuorumRule> {
     doc.quorum.as_ref().map(|q| QuorumRule {
         approvers: q.approvers.clone(),
         required: q.required,
@@ -31,7 +31,7 @@ pub async fn submit_policy(
     let body = read_body(payload, POLICY_LIMIT).await?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text"))?;
-    let parsed = policy::PolicyDocument::parse(&text).map_err(|e| {
+    let parsed = kagi_policy::PolicyDocument::parse(&text).map_err(|e| {
         ApiError::new(
             Code::PolicyInvalid,
             format!("the policy was rejected, nothing changed: {e}"),
@@ -82,7 +82,7 @@ pub async fn activate_policy(
         let old = h.active_policy()?.map(|p| p.text).unwrap_or_default();
         let summary = format!(
             "activate policy version {v}\n{}",
-            policy::diff(&old, &new.text)
+            kagi_policy::diff(&old, &new.text)
         );
         h.activate_policy(&session, v, &summary)
     })

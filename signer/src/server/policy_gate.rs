@@ -4,8 +4,8 @@
 //! With no active policy, hsm-core's roles alone decide (a fresh instance must be usable before
 //! anyone writes a policy); once one is active, a caller no rule allows is denied.
 
-use hsm_core::{Hsm, QuotaCharge, Session};
-use policy::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
+use kagi_hsm_core::{Hsm, QuotaCharge, Session};
+use kagi_policy::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,9 +81,9 @@ impl PolicyCache {
 
 pub fn principal_kind(s: &Session) -> PrincipalKind {
     match s.kind() {
-        hsm_core::IdentityKind::Person => PrincipalKind::Person,
-        hsm_core::IdentityKind::Pipeline => PrincipalKind::Pipeline,
-        hsm_core::IdentityKind::Line => PrincipalKind::Line,
+        kagi_hsm_core::IdentityKind::Person => PrincipalKind::Person,
+        kagi_hsm_core::IdentityKind::Pipeline => PrincipalKind::Pipeline,
+        kagi_hsm_core::IdentityKind::Line => PrincipalKind::Line,
     }
 }
 

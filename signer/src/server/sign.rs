@@ -2,8 +2,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
-use hsm_core::{Algorithm, DigestAlg, RsaPadding, SignRequest};
-use policy::{Action, Resource};
+use kagi_hsm_core::{Algorithm, DigestAlg, RsaPadding, SignRequest};
+use kagi_policy::{Action, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::str::FromStr;
@@ -63,7 +63,7 @@ struct SignResponse {
 }
 
 impl SignResponse {
-    fn new(signature: &[u8], key: String, signed: &hsm_core::Signed) -> SignResponse {
+    fn new(signature: &[u8], key: String, signed: &kagi_hsm_core::Signed) -> SignResponse {
         SignResponse {
             signature: base64::engine::general_purpose::STANDARD.encode(signature),
             key,
@@ -286,21 +286,21 @@ pub async fn sign(
     };
     let signed = blocking(&state.hsm, move |h| {
         let key = match &wrapped {
-            None => hsm_core::SignKey::Stored(&resource),
-            Some((algorithm, wrapped)) => hsm_core::SignKey::Wrapped {
+            None => kagi_hsm_core::SignKey::Stored(&resource),
+            Some((algorithm, wrapped)) => kagi_hsm_core::SignKey::Wrapped {
                 algorithm: *algorithm,
                 wrapped,
             },
         };
         h.sign_op(
             &session,
-            hsm_core::SignOp {
+            kagi_hsm_core::SignOp {
                 key,
                 request: &req,
-                purpose: hsm_core::SignPurpose::Digest,
+                purpose: kagi_hsm_core::SignPurpose::Digest,
                 quotas: &quotas,
                 audit: detail,
-                staging: hsm_core::Staging::KagiEntry,
+                staging: kagi_hsm_core::Staging::KagiEntry,
             },
         )
     })

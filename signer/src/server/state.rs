@@ -1,10 +1,10 @@
 //! The state every handler receives, and the settings it is made from.
 
-use hsm_core::Hsm;
+use kagi_hsm_core::Hsm;
 use std::sync::Arc;
 
 use super::policy_gate;
-use ca::service::Pki;
+use kagi_ca::service::Pki;
 
 /// What each handler reaches through `web::Data<AppState>`.
 pub struct AppState {

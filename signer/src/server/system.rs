@@ -29,8 +29,11 @@ pub async fn unseal(state: web::Data<AppState>, body: web::Json<UnsealBody>) -> 
 pub async fn ui() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .insert_header(("Content-Security-Policy", web_ui::CONTENT_SECURITY_POLICY))
+        .insert_header((
+            "Content-Security-Policy",
+            kagi_web_ui::CONTENT_SECURITY_POLICY,
+        ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(web_ui::INDEX_HTML)
+        .body(kagi_web_ui::INDEX_HTML)
 }

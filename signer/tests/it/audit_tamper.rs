@@ -5,9 +5,9 @@ use crate::common;
 
 use common::Server;
 use diesel::prelude::*;
-use hsm_core::store::schema::audit_records;
-use hsm_core::store::AnyConnection;
-use hsm_core::AuditEvent;
+use kagi_hsm_core::store::schema::audit_records;
+use kagi_hsm_core::store::AnyConnection;
+use kagi_hsm_core::AuditEvent;
 
 #[test]
 fn audit_verify_names_the_changed_deleted_or_reordered_record() {

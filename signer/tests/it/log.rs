@@ -21,7 +21,7 @@ fn every_signature_is_logged_and_tampering_is_caught() {
     assert!(out.contains("full recomputation OK"), "{out}");
 
     // The newest entry is the last signature: its digest and key are in the public body.
-    let digest = hsm_core::DigestAlg::Sha256.hash(b"release 1");
+    let digest = kagi_hsm_core::DigestAlg::Sha256.hash(b"release 1");
     let cp = server.kagi_ok(&["log", "checkpoint"]);
     let size: i64 = cp.lines().nth(1).unwrap().parse().unwrap();
     let entry = server.kagi_ok(&["log", "entry", &(size - 1).to_string()]);

@@ -371,7 +371,7 @@ fn the_readme_policy_example_is_valid() {
     let block = &readme[start..];
     let open = block.find("```toml\n").unwrap() + "```toml\n".len();
     let close = block[open..].find("```").unwrap();
-    let doc = policy::PolicyDocument::parse(&block[open..open + close])
+    let doc = kagi_policy::PolicyDocument::parse(&block[open..open + close])
         .unwrap_or_else(|e| panic!("README example: {e}"));
     assert_eq!(doc.quotas.len(), 1);
     assert_eq!(doc.quorum.unwrap().required, 2);

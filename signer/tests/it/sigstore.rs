@@ -103,7 +103,9 @@ permit (
     let entry = server.kagi_ok(&["log", "entry", index]);
     assert!(entry.contains("hashedrekord"), "{entry}");
     assert!(
-        entry.contains(&hex::encode(hsm_core::DigestAlg::Sha256.hash(b"release 1"))),
+        entry.contains(&hex::encode(
+            kagi_hsm_core::DigestAlg::Sha256.hash(b"release 1")
+        )),
         "{entry}"
     );
     let out = server.kagi_ok(&["log", "verify"]);

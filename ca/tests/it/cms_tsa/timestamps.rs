@@ -22,7 +22,7 @@ impl Tsa {
 
     fn signer(&self) -> CmsSigner<'_> {
         let (digest, signature_algorithm) =
-            ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
+            kagi_ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
         CmsSigner {
             cert_der: &self.cert,
             chain: &self.chain,
@@ -209,7 +209,7 @@ fn tsa_refuses_a_certificate_without_timestamping() {
     let (cert, p8) = make_leaf(d, "notatsa", Algorithm::EcP256, "codesign_ext", "0x2002");
     let sign = software_sign(Algorithm::EcP256, p8);
     let (digest, signature_algorithm) =
-        ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
+        kagi_ca::hsm_key::signature_algorithm(Algorithm::EcP256).unwrap();
     let signer = CmsSigner {
         cert_der: &cert,
         chain: &[],

@@ -1,7 +1,7 @@
 //! Issued certificates (read, list, revoke) and signing keys' code-signing certificates.
 
 use actix_web::{web, HttpResponse};
-use ca::Issued;
+use kagi_ca::Issued;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -2,9 +2,9 @@
 //! issuance, which EST asks too.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use ca::{Days, IssueOptions, Issued};
-use hsm_core::Session;
-use policy::{Action, Resource};
+use kagi_ca::{Days, IssueOptions, Issued};
+use kagi_hsm_core::Session;
+use kagi_policy::{Action, Resource};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};

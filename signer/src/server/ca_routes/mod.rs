@@ -3,7 +3,7 @@
 //! `certificates`.
 
 use actix_web::{web, HttpResponse};
-use hsm_core::{Algorithm, Gated};
+use kagi_hsm_core::{Algorithm, Gated};
 use serde::Deserialize;
 use serde_json::json;
 use std::str::FromStr;
@@ -18,10 +18,10 @@ pub mod certificates;
 pub mod issuance;
 
 fn pem(der: &[u8]) -> String {
-    ca::x509::pem("CERTIFICATE", der).unwrap_or_default()
+    kagi_ca::x509::pem("CERTIFICATE", der).unwrap_or_default()
 }
 
-fn ca_json(state: &AppState, rec: &hsm_core::records::ca::CaRecord) -> serde_json::Value {
+fn ca_json(state: &AppState, rec: &kagi_hsm_core::records::ca::CaRecord) -> serde_json::Value {
     use der::Decode;
     let cert = x509_cert::certificate::Certificate::from_der(&rec.cert_der).ok();
     let (subject, not_after) = cert
@@ -107,7 +107,7 @@ pub async fn create_ca(
         Algorithm::from_str(&body.alg),
     )
     .await?;
-    let spec = ca::CaSpec {
+    let spec = kagi_ca::CaSpec {
         name: body.name.clone(),
         subject: body.subject.clone(),
         alg,
@@ -119,8 +119,10 @@ pub async fn create_ca(
     };
     let result = blocking_with_state(&state, move |st| {
         Ok(match &body.parent {
-            None => ca::hierarchy::create_root(&st.hsm, &session, &spec, body.approval.as_deref())?,
-            Some(parent) => ca::hierarchy::create_intermediate(
+            None => {
+                kagi_ca::hierarchy::create_root(&st.hsm, &session, &spec, body.approval.as_deref())?
+            }
+            Some(parent) => kagi_ca::hierarchy::create_intermediate(
                 &st.hsm,
                 &session,
                 &spec,
@@ -165,7 +167,7 @@ fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
                 Err(bad())
             }
         }
-        Some(serde_json::Value::String(s)) => ca::crl::reason_code(s).ok_or_else(bad),
+        Some(serde_json::Value::String(s)) => kagi_ca::crl::reason_code(s).ok_or_else(bad),
         Some(_) => Err(bad()),
     }
 }
@@ -182,7 +184,8 @@ pub async fn revoke_ca(
     let reason = audit_refusal(&state, &session, "ca.revoke", reason_of(&body.reason)).await?;
     let n = name.clone();
     let result = blocking_with_state(&state, move |st| {
-        let r = ca::hierarchy::revoke_ca(&st.hsm, &session, &n, reason, body.approval.as_deref())?;
+        let r =
+            kagi_ca::hierarchy::revoke_ca(&st.hsm, &session, &n, reason, body.approval.as_deref())?;
         if let Gated::Done(()) = r {
             st.pki.forget(&n);
             if let Ok(rec) = st.hsm.ca(&n) {
