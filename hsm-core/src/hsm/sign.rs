@@ -263,9 +263,9 @@ impl Hsm {
         digest_alg: DigestAlg,
         sign: &dyn Fn(&SignRequest) -> Result<Vec<u8>>,
     ) -> Result<(Vec<u8>, Committed)> {
-        let kagi_entry = signature_entry(s, &entry, digest_alg, &op.request.digest, &op.audit);
+        let kagi_entry = || signature_entry(s, &entry, digest_alg, &op.request.digest, &op.audit);
         let (early, rows, log_entry) = match &mut op.staging {
-            Staging::KagiEntry => (None, None, kagi_entry),
+            Staging::KagiEntry => (None, None, kagi_entry()),
             Staging::LogEntry(make) => {
                 let sig = sign(op.request)?;
                 let body = make(&sig)?;
@@ -274,7 +274,7 @@ impl Hsm {
             Staging::Rows(make) => {
                 let sig = sign(op.request)?;
                 let rows = make(&sig)?;
-                (Some(sig), Some(Staged::Rows(rows.0)), kagi_entry)
+                (Some(sig), Some(Staged::Rows(rows.0)), kagi_entry())
             }
         };
         let done = u
