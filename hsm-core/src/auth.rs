@@ -190,7 +190,9 @@ impl Session {
         format!("{}:{}", self.partition, self.name)
     }
 
-    pub(crate) fn require(&self, role: Role, action: &'static str) -> Result<(), HsmError> {
+    /// `Ok` when the session holds `role`; otherwise the refusal hsm-core itself gives, so a
+    /// caller can check a role before doing work (parsing a document, say) and answer alike.
+    pub fn require(&self, role: Role, action: &'static str) -> Result<(), HsmError> {
         if self.roles.contains(&role) {
             Ok(())
         } else {

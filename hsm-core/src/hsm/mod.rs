@@ -200,8 +200,12 @@ pub(crate) fn random_hex(n: usize) -> Result<String> {
 }
 
 pub(crate) fn validate_label(label: &str) -> Result<()> {
+    // "." and ".." are refused because names become path segments (in URLs, and in files a
+    // user exports by name), where they mean something else.
     let ok = !label.is_empty()
         && label.len() <= 128
+        && label != "."
+        && label != ".."
         && label
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -209,7 +213,7 @@ pub(crate) fn validate_label(label: &str) -> Result<()> {
         Ok(())
     } else {
         Err(HsmError::BadInput(
-            "a name is 1 to 128 characters of letters, digits, '-', '_' and '.'".into(),
+            "a name is 1 to 128 characters of letters, digits, '-', '_' and '.', and not '.' or '..'".into(),
         ))
     }
 }

@@ -95,6 +95,9 @@ impl Store {
                 })?;
             }
         }
+        if let StoreConfig::Sqlite(p) = config {
+            restrict_sqlite_files(p)?;
+        }
         let url = config.url();
         // Migrate on a plain connection first; the pool then only sees a current schema.
         let mut conn = AnyConnection::establish(&url).map_err(|e| {
@@ -108,6 +111,10 @@ impl Store {
         }
         conn.run_pending_migrations(MIGRATIONS)
             .map_err(|e| HsmError::Store(format!("database migration failed: {e}")))?;
+        if let StoreConfig::Sqlite(p) = config {
+            // WAL mode has made the -wal and -shm files by now.
+            restrict_sqlite_files(p)?;
+        }
         drop(conn);
         let pool = Pool::builder()
             .max_size(8)
@@ -139,6 +146,44 @@ fn redact_url(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
     }
+}
+
+/// The database holds sealed keys, token hashes and the audit log: only its owner reads it.
+/// The file is created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+/// database's mode), and files an older kagi left wider are narrowed.
+#[cfg(unix)]
+fn restrict_sqlite_files(db: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let denied = |p: &std::path::Path, e: std::io::Error| {
+        HsmError::Store(format!(
+            "cannot make {} readable by its owner only: {e}",
+            p.display()
+        ))
+    };
+    if !db.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(|e| denied(db, e))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| denied(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_sqlite_files(_db: &std::path::Path) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,5 +234,24 @@ mod tests {
         );
         assert!(StoreConfig::from_url("mysql://x").is_err());
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://…@h/db");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sqlite_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kagi.db");
+        let _store = Store::open(&StoreConfig::Sqlite(db.clone())).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", db.display());
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{path}: {mode:o}");
+        }
+        // An older instance's wider files are narrowed when kagi opens them.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _again = Store::open(&StoreConfig::Sqlite(db.clone())).unwrap();
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -132,11 +132,22 @@ fn bad_input_changes_nothing() {
             .code(),
         "bad_request"
     );
+    for dots in [".", ".."] {
+        assert_eq!(
+            i.hsm
+                .create_key(&i.admin, &KeySpec::new(dots, Algorithm::EcP256))
+                .unwrap_err()
+                .code(),
+            "bad_request",
+            "{dots}"
+        );
+    }
     assert_eq!(
         "rsa-1024".parse::<Algorithm>().unwrap_err().code(),
         "unknown_algorithm"
     );
     assert_eq!(i.hsm.key_info(&i.admin, "k").unwrap().usage_count, 0);
+    assert_eq!(i.hsm.list_keys(&i.admin).unwrap().len(), 1);
     i.hsm.audit_verify(&i.admin).unwrap();
 }
 

@@ -28,6 +28,8 @@ pub async fn submit_policy(
     payload: web::Payload,
 ) -> ApiResult {
     let Caller(session) = caller;
+    // The role first: a caller who may not submit policies learns nothing about a document.
+    session.require(kagi_hsm_core::Role::Officer, "submit policies")?;
     let body = read_body(payload, POLICY_LIMIT).await?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text"))?;

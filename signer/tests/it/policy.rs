@@ -504,3 +504,25 @@ fn a_locked_identity_is_unlocked_by_an_administrator() {
     let ok = server.kagi_as(&token, &["key", "list"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
+
+#[test]
+fn a_caller_without_the_officer_role_is_refused_before_the_document_is_read() {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &[]);
+    let ci =
+        token_of(server.kagi_ok(&["identity", "create", "--name", "ci-x", "--kind", "pipeline"]));
+    let http = server.http();
+    let broken: &[u8] = b"rules = 'not cedar";
+    let r = http.request("POST", "/api/v1/policies", Some(&ci), Some(broken));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.error_code(), "forbidden");
+    assert!(!r.body.contains("line"), "{}", r.body);
+    // An officer sending the same text learns what is wrong with it.
+    let r = http.request(
+        "POST",
+        "/api/v1/policies",
+        Some(&server.token()),
+        Some(broken),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.error_code(), "policy_invalid");
+}
