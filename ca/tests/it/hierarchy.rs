@@ -281,6 +281,11 @@ fn a_revocation_edited_away_in_the_database_still_holds() {
     assert!(listed
         .iter()
         .any(|e| e.serial == serial && e.reason == Some(1)));
+    // `kagi ca certs` reads the list: it says revoked too, like OCSP and the CRL.
+    let certs = hsm.list_certificates("devices", 100).unwrap();
+    let row = certs.iter().find(|r| r.serial == serial).unwrap();
+    assert_eq!(row.revocation_reason, Some(1), "{row:?}");
+    assert!(row.revoked_at.is_some());
     assert_eq!(
         hsm.revoke_certificate(&admin, &serial, 1)
             .unwrap_err()

@@ -513,13 +513,31 @@ impl Hsm {
     }
 
     /// The newest certificates of a CA, newest first.
+    /// Revocation comes from the same source as OCSP and the CRL: the audit log's
+    /// revocation records as well as the rows, so a row edited back to "not revoked" still
+    /// lists as revoked.
     pub fn list_certificates(&self, ca_name: &str, limit: i64) -> Result<Vec<CertificateRecord>> {
         let mut c = self.inner.store.conn()?;
-        Ok(certificates::table
+        let mut rows: Vec<CertificateRecord> = certificates::table
             .filter(certificates::ca_name.eq(ca_name))
             .order(certificates::issued_at.desc())
             .limit(limit.clamp(1, 10_000))
-            .load(&mut c)?)
+            .load(&mut c)?;
+        if rows.iter().any(|r| r.revoked_at.is_none()) {
+            let audited: std::collections::HashMap<String, RevokedEntry> = self
+                .audited_revocations(&mut c, None)?
+                .into_iter()
+                .filter(|(ca, _)| ca == ca_name)
+                .map(|(_, e)| (e.serial.clone(), e))
+                .collect();
+            for row in rows.iter_mut().filter(|r| r.revoked_at.is_none()) {
+                if let Some(e) = audited.get(&row.serial) {
+                    row.revoked_at = Some(e.revoked_at);
+                    row.revocation_reason = e.reason;
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// The newest unrevoked certificate of `profile` issued by `ca_name` to `issued_to`
