@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::{Certificate, ClientCert, RootCerts, TlsConfig, TlsProvider};
 use zeroize::Zeroizing;
 
 use crate::Service;
@@ -69,12 +69,7 @@ impl Client {
                 ),
             )
         })?;
-        let roots: Vec<Certificate<'static>> = ureq::tls::parse_pem(&ca_pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let roots = pem_certificates(&ca_pem);
         if roots.is_empty() {
             return Err(ClientError::new(
                 "bad_ca",
@@ -84,21 +79,7 @@ impl Client {
                 ),
             ));
         }
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::Specific(Arc::new(roots)))
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            // Error statuses carry the API's JSON error body, which we want to read.
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .new_agent();
+        let agent = agent(roots, None);
         let token = std::env::var("KAGI_TOKEN")
             .ok()
             .map(|t| Zeroizing::new(t.trim().to_string()))
@@ -121,16 +102,7 @@ impl Client {
         &self,
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<String, ClientError> {
-        let mut resp = resp.map_err(|e| self.transport(e))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(64 * 1024 * 1024)
-            .read_to_string()
-            .map_err(|e| {
-                ClientError::new("bad_response", format!("cannot read the response: {e}"))
-            })?;
+        let (status, text) = body_text(resp.map_err(|e| self.transport(e))?)?;
         if !(200..300).contains(&status) {
             return Err(api_error(status, &text));
         }
@@ -163,8 +135,48 @@ impl Client {
     }
 }
 
-/// The API's `{"error": {...}}` body, or a summary when something else answered.
-fn api_error(status: u16, text: &str) -> ClientError {
+/// The certificates in a PEM file (other items are skipped).
+pub fn pem_certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An HTTPS agent that trusts `roots` only (aws-lc-rs under rustls), optionally presenting a
+/// client certificate, and that hands error statuses back so their JSON error body is read.
+pub fn agent(roots: Vec<Certificate<'static>>, client_cert: Option<ClientCert>) -> ureq::Agent {
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .client_cert(client_cert)
+        .root_certs(RootCerts::Specific(Arc::new(roots)))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .new_agent()
+}
+
+/// A response's status and text (at most 64 MiB).
+pub fn body_text(mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, String), ClientError> {
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| ClientError::new("bad_response", format!("cannot read the response: {e}")))?;
+    Ok((status, text))
+}
+
+/// The API's `{"error": {...}}` body, or a summary when a proxy or something else answered.
+pub fn api_error(status: u16, text: &str) -> ClientError {
     let parsed = serde_json::from_str::<Value>(text).ok().and_then(|v| {
         let e = v.get("error")?;
         Some((

@@ -5,40 +5,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-use thiserror::Error;
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use zeroize::Zeroizing;
 
 pub const DEFAULT_URL: &str = "https://127.0.0.1:8443";
 pub const DEFAULT_CA: &str = "kagi-data/tls-ca.pem";
 pub const DEFAULT_TOKEN_FILE: &str = "kagi-data/admin.token";
 
-/// An error the CLI reports as `error: <code>: <message>`.
-#[derive(Debug, Error)]
-#[error("{code}: {message}")]
-pub struct ClientError {
-    code: String,
-    message: String,
-}
-
-impl ClientError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ClientError {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-
-    pub fn code(&self) -> &str {
-        &self.code
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
+/// An error the CLI reports as `error: <code>: <message>`: the verifier's, so `kagi verify`
+/// and the other commands report alike.
+pub use kagi_verify::client::ClientError;
+use kagi_verify::client::{agent, api_error, body_text, pem_certificates};
 
 pub struct Client {
     agent: ureq::Agent,
@@ -85,12 +61,7 @@ impl Client {
                 ),
             )
         })?;
-        let roots = ureq::tls::parse_pem(&ca_pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect::<Vec<Certificate<'static>>>();
+        let roots = pem_certificates(&ca_pem);
         if roots.is_empty() {
             return Err(ClientError::new(
                 "bad_ca",
@@ -100,22 +71,7 @@ impl Client {
                 ),
             ));
         }
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .client_cert(client_cert_from_env()?)
-            .root_certs(RootCerts::Specific(Arc::new(roots)))
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            // Error statuses carry the API's JSON error body, which we want to read.
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .new_agent();
+        let agent = agent(roots, client_cert_from_env()?);
         Ok(Client {
             agent,
             base,
@@ -300,12 +256,7 @@ fn client_cert_from_env() -> Result<Option<ureq::tls::ClientCert>, ClientError> 
     };
     let cert_pem = read(&cert)?;
     let key_pem = Zeroizing::new(read(&key)?);
-    let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&cert_pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let chain = pem_certificates(&cert_pem);
     if chain.is_empty() {
         return Err(ClientError::new(
             "bad_client_certificate",
@@ -338,39 +289,6 @@ fn token_from_env() -> Result<Zeroizing<String>, ClientError> {
     })?;
     let text = Zeroizing::new(text);
     Ok(Zeroizing::new(text.trim().to_string()))
-}
-
-fn body_text(mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, String), ClientError> {
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024 * 1024)
-        .read_to_string()
-        .map_err(|e| ClientError::new("bad_response", format!("cannot read the response: {e}")))?;
-    Ok((status, text))
-}
-
-/// Maps an error status to the API's `{"error": {...}}` body, or to a generic message when a
-/// proxy or something else answered.
-fn api_error(status: u16, text: &str) -> ClientError {
-    let parsed: Option<(String, String)> = serde_json::from_str::<Value>(text).ok().and_then(|v| {
-        let e = v.get("error")?;
-        Some((
-            e.get("code")?.as_str()?.to_string(),
-            e.get("message")?.as_str()?.to_string(),
-        ))
-    });
-    match parsed {
-        Some((code, message)) => ClientError { code, message },
-        None => ClientError::new(
-            "http_error",
-            format!(
-                "the server answered HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ),
-        ),
-    }
 }
 
 fn read_json<T: DeserializeOwned>(
