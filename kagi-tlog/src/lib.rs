@@ -25,6 +25,8 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
 #[cfg(test)]
 mod tests;
 

@@ -7,7 +7,7 @@ use super::*;
 use crate::store::{Store, StoreConfig};
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use kagi_tlog::merkle::node_hash;
+use kagi_tlog::reference::{ref_mth, ref_path, ref_subproof};
 use std::time::Instant;
 
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -114,58 +114,6 @@ fn flip(h: &Hash, bit: usize) -> Hash {
     let mut out = *h;
     out[(bit / 8) % 32] ^= 1 << (bit % 8);
     out
-}
-
-// ---- RFC 9162 written as the RFC writes it, over a slice of leaf hashes --------------------
-
-fn k_of(n: usize) -> usize {
-    let mut k = 1;
-    while k * 2 < n {
-        k *= 2;
-    }
-    k
-}
-
-fn ref_mth(l: &[Hash]) -> Hash {
-    match l.len() {
-        0 => empty_root(),
-        1 => l[0],
-        n => node_hash(&ref_mth(&l[..k_of(n)]), &ref_mth(&l[k_of(n)..])),
-    }
-}
-
-fn ref_path(m: usize, l: &[Hash]) -> Vec<Hash> {
-    let n = l.len();
-    if n <= 1 {
-        return vec![];
-    }
-    let k = k_of(n);
-    if m < k {
-        let mut p = ref_path(m, &l[..k]);
-        p.push(ref_mth(&l[k..]));
-        p
-    } else {
-        let mut p = ref_path(m - k, &l[k..]);
-        p.push(ref_mth(&l[..k]));
-        p
-    }
-}
-
-fn ref_subproof(m: usize, l: &[Hash], b: bool) -> Vec<Hash> {
-    let n = l.len();
-    if m == n {
-        return if b { vec![] } else { vec![ref_mth(l)] };
-    }
-    let k = k_of(n);
-    if m <= k {
-        let mut p = ref_subproof(m, &l[..k], b);
-        p.push(ref_mth(&l[k..]));
-        p
-    } else {
-        let mut p = ref_subproof(m - k, &l[k..], false);
-        p.push(ref_mth(&l[..k]));
-        p
-    }
 }
 
 // ---- Merkle math -----------------------------------------------------------------------------
