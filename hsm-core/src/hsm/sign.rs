@@ -89,7 +89,11 @@ impl<'a> SignOp<'a> {
     ) -> SignOp<'a> {
         SignOp {
             key: SignKey::Wrapped { algorithm, wrapped },
-            ..SignOp::digest("", request)
+            request,
+            purpose: SignPurpose::Digest,
+            quotas: &[],
+            audit: serde_json::json!({}),
+            staging: Staging::KagiEntry,
         }
     }
 }
@@ -220,7 +224,8 @@ impl Hsm {
         let key = crypto::load(algorithm, &pkcs8)?;
         drop(pkcs8);
         let spki = key.public_key_der()?;
-        let fingerprint = hex::encode(digest(&SHA256, &spki).as_ref());
+        let public_key_sha256 = kagi_tlog::SignatureEntry::public_key_hash(&spki);
+        let fingerprint = hex::encode(public_key_sha256);
         let event = use_event(
             s,
             "key.use_wrapped",
@@ -234,7 +239,7 @@ impl Hsm {
         };
         let entry = EntryKey::Wrapped {
             algorithm,
-            public_key_sha256: kagi_tlog::SignatureEntry::public_key_hash(&spki),
+            public_key_sha256,
         };
         let signer = |req: &SignRequest| key.sign_digest(digest_alg, &req.digest, req.padding);
         let (signature, done) =
