@@ -531,3 +531,37 @@ fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
     );
     i.hsm.audit_verify(&i.admin).unwrap();
 }
+
+/// The service's own session (CRLs, OCSP, timestamps) is no back door: it signs no caller's
+/// digest with any key, creates no CA key, and the CA service key it may create signs no
+/// caller's digest either.
+#[test]
+fn the_service_session_signs_only_what_the_ca_builds() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    i.hsm
+        .create_key(&i.admin, &KeySpec::new("user-key", Algorithm::EcP256))
+        .unwrap();
+    let svc = i.hsm.service_session(i.admin.partition());
+    assert!(svc.is_service());
+    let e = i.hsm.sign(&svc, "user-key", &req(vec![0; 32])).unwrap_err();
+    assert_eq!(e.code(), "forbidden");
+    let e = i
+        .hsm
+        .create_ca_key(&svc, "rogue", Algorithm::EcP256)
+        .unwrap_err();
+    assert_eq!(e.code(), "forbidden");
+    let info = i
+        .hsm
+        .create_ca_service_key(&svc, "devices", "ocsp", Algorithm::EcP256)
+        .unwrap();
+    assert!(info.operations.contains(&Operation::ServiceSign));
+    assert!(!info.operations.contains(&Operation::Sign));
+    let e = i
+        .hsm
+        .sign(&i.admin, "ca.devices.ocsp", &req(vec![0; 32]))
+        .unwrap_err();
+    assert_eq!(e.code(), "ca_key_reserved");
+    assert_eq!(i.hsm.key_info(&i.admin, "user-key").unwrap().usage_count, 0);
+    i.hsm.audit_verify(&i.admin).unwrap();
+}

@@ -582,3 +582,25 @@ fn verifying_a_log_that_grows_meanwhile_finds_nothing_wrong() {
         });
     }
 }
+
+/// A database writer who gives a CA key the `sign` operation does not get a key that signs any
+/// digest: the operations are sealed with the key, so the edited key refuses to open at all.
+#[test]
+fn adding_sign_to_a_ca_key_in_the_database_makes_it_unusable() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let svc = i.hsm.service_session(i.admin.partition());
+    i.hsm
+        .create_ca_service_key(&svc, "devices", "ocsp", Algorithm::EcP256)
+        .unwrap();
+    let n = diesel::update(keys::table.filter(keys::label.eq("ca.devices.ocsp")))
+        .set(keys::operations.eq("service-sign,sign,verify"))
+        .execute(&mut conn(&store))
+        .unwrap();
+    assert_eq!(n, 1);
+    let (hsm2, admin2) = reopen(&store, &i.share, &i.token);
+    let e = hsm2
+        .sign(&admin2, "ca.devices.ocsp", &req(digest_of(1)))
+        .unwrap_err();
+    assert_eq!(e.code(), "key_integrity_failure", "{e}");
+}
