@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::audit::{self, AuditEvent, AuditKeys};
 use crate::error::{HsmError, Result};
+use crate::integrity::Integrity;
 use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys, quota_counters};
 use crate::store::{AnyConnection, Store};
 use kagi_tlog::merkle::leaf_hash;
@@ -127,11 +128,15 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(store: Store, keys: Arc<AuditKeys>) -> Result<Committer> {
+    pub(crate) fn start(
+        store: Store,
+        keys: Arc<AuditKeys>,
+        integrity: Arc<Integrity>,
+    ) -> Result<Committer> {
         let (tx, rx) = mpsc::sync_channel::<Op>(QUEUE);
         std::thread::Builder::new()
             .name("kagi-commit".into())
-            .spawn(move || run(store, keys, rx))
+            .spawn(move || run(store, keys, integrity, rx))
             .map_err(|e| HsmError::Store(format!("cannot start the commit thread: {e}")))?;
         Ok(Committer { tx })
     }
@@ -183,7 +188,7 @@ fn stopped() -> HsmError {
     HsmError::Store("the commit thread stopped; restart kagi".into())
 }
 
-fn run(store: Store, keys: Arc<AuditKeys>, rx: Receiver<Op>) {
+fn run(store: Store, keys: Arc<AuditKeys>, integrity: Arc<Integrity>, rx: Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -192,7 +197,15 @@ fn run(store: Store, keys: Arc<AuditKeys>, rx: Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&store, &keys, batch);
+        // Failed closed: nothing more is appended to a log that does not verify.
+        if let Err(e) = integrity.check() {
+            let msg = e.to_string();
+            for op in batch {
+                let _ = op.reply.send(Err(HsmError::Integrity(msg.clone())));
+            }
+            continue;
+        }
+        commit_batch(&store, &keys, &integrity, batch);
     }
 }
 
@@ -204,7 +217,7 @@ struct KeyTouch {
     high_water: Arc<AtomicI64>,
 }
 
-fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
+fn commit_batch(store: &Store, keys: &AuditKeys, integrity: &Integrity, mut batch: Vec<Op>) {
     let mut outcomes: Vec<Result<Option<i64>>> = Vec::with_capacity(batch.len());
     let mut seqs: Vec<i64> = Vec::with_capacity(batch.len());
     // Per op: its position among the batch's log entries; and the batch's first log index.
@@ -220,6 +233,8 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                 .set(audit_head::tree_size.eq(audit_head::tree_size))
                 .execute(c)?;
             let mut frontier = audit::load_head(c)?;
+            integrity.check_head(&frontier)?;
+            let before = frontier.clone();
             let mut touched: HashMap<String, KeyTouch> = HashMap::new();
             let mut extra: Vec<(EventDraft, Option<i64>)> = Vec::new();
             let now = now_ms();
@@ -356,11 +371,12 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
                     audit_head::frontier.eq(frontier.to_bytes()),
                 ))
                 .execute(c)?;
-            Ok((touched, quotas))
+            Ok((touched, quotas, before, records))
         })
     });
     match result {
-        Ok((touched, quotas)) => {
+        Ok((touched, quotas, before, records)) => {
+            integrity.committed(&before, &records);
             for t in touched.values() {
                 t.high_water.fetch_max(t.current, Ordering::SeqCst);
             }
@@ -382,10 +398,15 @@ fn commit_batch(store: &Store, keys: &AuditKeys, mut batch: Vec<Op>) {
         Err(e) => {
             log::error!("audit/usage batch failed, nothing in it was released: {e}");
             let msg = e.to_string();
+            let closed = matches!(e, HsmError::Integrity(_));
             for op in batch {
-                let _ = op.reply.send(Err(HsmError::Store(format!(
-                    "the operation could not be recorded durably, so it was not performed: {msg}"
-                ))));
+                let _ = op.reply.send(Err(if closed {
+                    HsmError::Integrity(msg.clone())
+                } else {
+                    HsmError::Store(format!(
+                        "the operation could not be recorded durably, so it was not performed: {msg}"
+                    ))
+                }));
             }
         }
     }

@@ -15,6 +15,7 @@ mod commit;
 mod crypto;
 pub mod error;
 mod hsm;
+mod integrity;
 pub use hsm::{approvals, policy_store};
 pub mod records;
 mod seal;

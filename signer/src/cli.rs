@@ -185,11 +185,20 @@ pub enum IdentityCommand {
         /// A TLS client certificate (PEM or DER) that also authenticates this identity.
         #[arg(long)]
         client_cert: Option<PathBuf>,
+        /// Under a quorum: the approved request that allows the administrator or officer role.
+        #[arg(long)]
+        approval: Option<String>,
     },
     /// List identities of your partition.
     List,
-    /// Revoke an identity's token for good (by id, from 'kagi identity list').
-    Revoke { id: String },
+    /// Revoke an identity's token for good (by id, from 'kagi identity list'). Under a quorum,
+    /// revoking an approver or an administrator needs an approved request.
+    Revoke {
+        id: String,
+        /// The approved request's id.
+        #[arg(long)]
+        approval: Option<String>,
+    },
     /// Unlock an identity locked after too many failed logins (by id).
     Unlock { id: String },
 }

@@ -1,5 +1,7 @@
 //! `kagi`: the kagi service (`kagi serve`) and its command-line client, in one binary.
 #![forbid(unsafe_code)]
+// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;

@@ -11,13 +11,12 @@ use aws_lc_rs::hmac;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditEvent;
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
 use crate::hsm::{random_hex, user_event, EventParts, Gated, Hsm, Unsealed};
 use crate::seal;
-use crate::store::schema::{approvals, audit_records};
+use crate::store::schema::approvals;
 use crate::store::AnyConnection;
 
 /// Runs after an approved change, in its transaction, with what the change produced.
@@ -144,10 +143,23 @@ pub struct ApprovalInfo {
     pub wrapped_key: Option<String>,
 }
 
+/// An approver as a policy's activation bound it: the name the policy gives and the id of
+/// the live person identity that had it then. A later identity with the same name is
+/// someone else, and no approver until a new policy version (itself approved) names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundApprover {
+    pub name: String,
+    pub credential: String,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Payload {
     action: ApprovalAction,
     approvers: Vec<String>,
+    /// The approvers bound when the request was filed; a request without them (filed
+    /// before approvers were bound) can't be approved.
+    #[serde(default)]
+    bound: Vec<BoundApprover>,
 }
 
 #[derive(Queryable, Insertable, Clone)]
@@ -285,7 +297,7 @@ impl Hsm {
         action: &ApprovalAction,
         summary: &str,
     ) -> Result<Option<ApprovalInfo>> {
-        let Some(quorum) = self.current_quorum()? else {
+        let Some((quorum, bound)) = self.current_bound_quorum()? else {
             return Ok(None);
         };
         let u = self.unsealed()?;
@@ -293,6 +305,7 @@ impl Hsm {
         let payload = Payload {
             action: action.clone(),
             approvers: quorum.approvers.clone(),
+            bound,
         };
         let mut row = ApprovalRow {
             id: random_hex(8)?,
@@ -434,25 +447,86 @@ impl Hsm {
         Ok(row)
     }
 
-    /// Names that approved request `id`, in order, from the audit log.
-    fn approved_by(&self, id: &str) -> Result<Vec<String>> {
-        let mut c = self.inner.store.conn()?;
-        let events: Vec<AuditEvent> = audit_records::table
-            .filter(audit_records::key_id.eq(format!("approval:{id}")))
-            .filter(audit_records::action.eq("approval.approve"))
-            .filter(audit_records::outcome.eq("ok"))
-            .order(audit_records::seq.asc())
-            .load(&mut c)?;
+    /// Who approved request `id` and still counts: in log order, from the verified audit
+    /// log, each a bound approver of the request whose identity is still live. Revoking an
+    /// approver voids their approvals of requests not yet executed.
+    fn approved_by(&self, id: &str, bound: &[BoundApprover]) -> Result<Vec<String>> {
+        let events = self.unsealed()?.audited(
+            &self.inner.store,
+            "approval.approve",
+            &format!("approval:{id}"),
+        )?;
         let mut names: Vec<String> = Vec::new();
         for e in events {
             let v: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
-            if let Some(n) = v.get("approver").and_then(|n| n.as_str()) {
-                if !names.iter().any(|x| x == n) {
-                    names.push(n.to_string());
-                }
+            let (Some(n), Some(cred)) = (v["approver"].as_str(), v["credential"].as_str()) else {
+                continue;
+            };
+            let is_bound = bound.iter().any(|b| b.name == n && b.credential == cred);
+            if is_bound && !names.iter().any(|x| x == n) && self.identity_live(cred)? {
+                names.push(n.to_string());
             }
         }
         Ok(names)
+    }
+
+    /// An identity is live while its row says so and the verified log has no revocation of it
+    /// (a database writer can un-revoke a row, not the record).
+    pub(crate) fn identity_live(&self, credential: &str) -> Result<bool> {
+        let u = self.unsealed()?;
+        let subject = crate::hsm::credential_subject(credential);
+        if !u
+            .audited(&self.inner.store, "credential.revoke", &subject)?
+            .is_empty()
+        {
+            return Ok(false);
+        }
+        let mut c = self.inner.store.conn()?;
+        let n: i64 = crate::store::schema::credentials::table
+            .filter(crate::store::schema::credentials::id.eq(credential))
+            .filter(crate::store::schema::credentials::revoked.eq(false))
+            .count()
+            .get_result(&mut c)?;
+        Ok(n == 1)
+    }
+
+    /// Bind each approver a quorum names to the live person identity with that name and the
+    /// officer role, as the verified log created it. Refused when one has none.
+    pub(crate) fn bind_approvers(&self, names: &[String]) -> Result<Vec<BoundApprover>> {
+        let u = self.unsealed()?;
+        let created = u.audited_prefix(&self.inner.store, "credential.create", "credential:")?;
+        let mut bound = Vec::with_capacity(names.len());
+        for name in names {
+            let mut found = None;
+            for e in &created {
+                let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+                let officer = d["roles"]
+                    .as_str()
+                    .is_some_and(|r| r.split(',').any(|r| r == "officer"));
+                if d["name"].as_str() == Some(name.as_str())
+                    && d["kind"].as_str() == Some("person")
+                    && officer
+                {
+                    if let Some(id) = d["credential"].as_str() {
+                        if self.identity_live(id)? {
+                            found = Some(id.to_string());
+                        }
+                    }
+                }
+            }
+            let Some(credential) = found else {
+                return Err(HsmError::Conflict(format!(
+                    "the quorum names '{}' as an approver, but no live person identity with the officer role has that name: create it ('kagi identity create {} --kind person --role officer') before activating this policy",
+                    name.chars().take(128).collect::<String>(),
+                    name.chars().take(128).collect::<String>()
+                )));
+            };
+            bound.push(BoundApprover {
+                name: name.clone(),
+                credential,
+            });
+        }
+        Ok(bound)
     }
 
     fn info_of(&self, row: &ApprovalRow, approved_by: Vec<String>) -> Result<ApprovalInfo> {
@@ -482,7 +556,8 @@ impl Hsm {
         s.require(Role::Officer, "read approval requests")?;
         let u = self.unsealed()?;
         let row = self.load_approval(&u, id)?;
-        let mut info = self.info_of(&row, self.approved_by(id)?)?;
+        let bound = row.payload()?.bound;
+        let mut info = self.info_of(&row, self.approved_by(id, &bound)?)?;
         // The product of an approved export is for the officer who asked for it.
         if row.requested_by == s.credential_id() {
             if let Some(r) = &row.result {
@@ -507,7 +582,7 @@ impl Hsm {
                 if !record_mac_ok(&u, &r.mac_input(), &r.mac)? {
                     return Err(integrity(&r.id));
                 }
-                self.info_of(r, self.approved_by(&r.id)?)
+                self.info_of(r, self.approved_by(&r.id, &r.payload()?.bound)?)
             })
             .collect()
     }
@@ -536,13 +611,21 @@ impl Hsm {
         if s.credential_id() == row.requested_by || s.name() == row.requester_name {
             return Err(HsmError::SelfApproval(id.to_string()));
         }
-        if !payload.approvers.iter().any(|a| a == s.name()) {
+        // The person the policy's activation bound, not whoever holds the name now.
+        let bound = payload
+            .bound
+            .iter()
+            .any(|b| b.name == s.name() && b.credential == s.credential_id());
+        if bound && !self.identity_live(s.credential_id())? {
+            return Err(HsmError::CredentialRevoked(s.name().to_string()));
+        }
+        if !bound {
             return Err(HsmError::NotAnApprover {
                 name: s.name().to_string(),
                 id: id.to_string(),
             });
         }
-        let mut approved = self.approved_by(id)?;
+        let mut approved = self.approved_by(id, &payload.bound)?;
         if !approved.iter().any(|a| a == s.name()) {
             let (id2, status_ok) = (id.to_string(), "pending");
             let still_pending: ApplyFn = Box::new(move |c| {
@@ -566,10 +649,10 @@ impl Hsm {
                     s,
                     "approval.approve",
                     Some(format!("approval:{id}")),
-                    serde_json::json!({"approver": s.name(), "action": payload.action}),
+                    serde_json::json!({"approver": s.name(), "credential": s.credential_id(), "action": payload.action}),
                 ),
             )?;
-            approved = self.approved_by(id)?;
+            approved = self.approved_by(id, &payload.bound)?;
         }
         if approved.len() as i64 >= row.required {
             let id2 = id.to_string();
@@ -617,7 +700,11 @@ impl Hsm {
         let row = self.load_approval(&u, id)?;
         let payload = row.payload()?;
         let own = s.credential_id() == row.requested_by;
-        if !own && !payload.approvers.iter().any(|a| a == s.name()) {
+        let approver = payload
+            .bound
+            .iter()
+            .any(|b| b.name == s.name() && b.credential == s.credential_id());
+        if !own && !approver {
             return Err(HsmError::NotAnApprover {
                 name: s.name().to_string(),
                 id: id.to_string(),
@@ -644,6 +731,6 @@ impl Hsm {
             ),
         )?;
         let row = self.load_approval(&u, id)?;
-        self.info_of(&row, self.approved_by(id)?)
+        self.info_of(&row, self.approved_by(id, &payload.bound)?)
     }
 }

@@ -99,7 +99,7 @@ impl Hsm {
                 Ok(())
             })
         });
-        u.committer.submit(
+        let recorded = u.committer.submit(
             None,
             reset,
             EventDraft {
@@ -111,7 +111,13 @@ impl Hsm {
                 outcome: None,
                 use_hi: None,
             },
-        )?;
+        );
+        match recorded {
+            // Failed closed: the log takes no more records, and every change is refused, but
+            // a proven caller may still read (an auditor finding out what broke).
+            Ok(_) | Err(HsmError::Integrity(_)) => {}
+            Err(e) => return Err(e),
+        }
         let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
         if sessions.len() > 10_000 {
             sessions.retain(|_, (_, at)| at.elapsed() < SESSION_TTL);
@@ -151,7 +157,8 @@ impl Hsm {
 
     /// A credential in any user partition. The administrator role is HSM-wide for partitions
     /// and credentials (like an HSM security officer); it grants no use of other partitions'
-    /// keys without a credential there.
+    /// keys without a credential there. Under a quorum, a credential with the administrator or
+    /// officer role needs an approved request: see [`Hsm::create_identity`].
     pub fn create_credential_in(
         &self,
         s: &Session,
@@ -159,26 +166,35 @@ impl Hsm {
         name: &str,
         roles: &[Role],
     ) -> Result<(CredentialInfo, Zeroizing<String>)> {
-        self.create_identity(
-            s,
-            &IdentitySpec {
-                partition: Some(partition.to_string()),
-                name: name.to_string(),
-                kind: IdentityKind::Person,
-                roles: roles.to_vec(),
-                expires_at: None,
-                client_cert_sha256: None,
-            },
-        )
+        let spec = IdentitySpec {
+            partition: Some(partition.to_string()),
+            name: name.to_string(),
+            kind: IdentityKind::Person,
+            roles: roles.to_vec(),
+            expires_at: None,
+            client_cert_sha256: None,
+        };
+        match self.create_identity(s, &spec, None)? {
+            Gated::Done(created) => Ok(created),
+            Gated::Pending(req) => Err(HsmError::Conflict(format!(
+                "giving '{name}' the administrator or officer role needs the quorum's approval: approval request {} was filed; once approved, create the identity again with that approval",
+                req.id
+            ))),
+        }
     }
 
     /// A new identity (person, pipeline or factory line) with a fresh token, shown once.
     /// Names are unique among live identities, because policies name identities.
+    ///
+    /// Once the active policy has a quorum, granting the administrator or officer role is a
+    /// governed change: without `approval` this files a request and returns it; once the
+    /// approvers approved it, call again with its id (the request is used up).
     pub fn create_identity(
         &self,
         s: &Session,
         spec: &IdentitySpec,
-    ) -> Result<(CredentialInfo, Zeroizing<String>)> {
+        approval: Option<&str>,
+    ) -> Result<Gated<(CredentialInfo, Zeroizing<String>)>> {
         let partition = spec.partition.as_deref().unwrap_or(s.partition());
         let (name, roles) = (spec.name.as_str(), spec.roles.as_slice());
         s.require(Role::Administrator, "create credentials")?;
@@ -197,11 +213,41 @@ impl Hsm {
             return Err(HsmError::BadInput("the expiry time is in the past".into()));
         }
         self.require_partition(partition)?;
+        let privileged = roles
+            .iter()
+            .any(|r| matches!(r, Role::Administrator | Role::Officer));
+        let grant = if privileged {
+            let action = ApprovalAction::Authorize {
+                change: "create_identity".into(),
+                target: format!("identity:{partition}/{name}"),
+                params: serde_json::json!({
+                    "kind": spec.kind.as_str(),
+                    "roles": roles_to_string(roles),
+                    "expires_at": spec.expires_at,
+                    "client_cert_sha256": spec.client_cert_sha256.map(hex::encode),
+                }),
+            };
+            let summary = format!(
+                "create {} '{name}' in partition '{partition}' with the role(s) {}",
+                spec.kind.as_str(),
+                roles_to_string(roles)
+            );
+            match self.authorize_change(s, action, &summary, approval)? {
+                Gated::Pending(req) => return Ok(Gated::Pending(req)),
+                Gated::Done(grant) => Some(grant),
+            }
+        } else {
+            None
+        };
         let u = self.unsealed()?;
         let (mut row, token) = new_credential(partition, name, spec.kind, roles, spec.expires_at)?;
         row.cert_sha256 = spec.client_cert_sha256.map(hex::encode);
         let info = row.info()?;
+        let consume = grant.as_ref().and_then(|g| g.consume());
         let apply: ApplyFn = Box::new(move |c| {
+            if let Some(consume) = consume {
+                consume(c)?;
+            }
             let taken: i64 = credentials::table
                 .filter(credentials::name.eq(&row.name))
                 .filter(credentials::revoked.eq(false))
@@ -234,9 +280,14 @@ impl Hsm {
         u.committer.submit(
             None,
             Some(apply),
-            user_event(s, "credential.create", None, serde_json::json!({"credential": info.id, "name": info.name, "kind": info.kind.as_str(), "partition": info.partition, "roles": roles_to_string(&info.roles), "expires_at": info.expires_at})),
+            user_event(
+                s,
+                "credential.create",
+                Some(credential_subject(&info.id)),
+                serde_json::json!({"credential": info.id, "name": info.name, "kind": info.kind.as_str(), "partition": info.partition, "roles": roles_to_string(&info.roles), "expires_at": info.expires_at, "approval": grant.as_ref().and_then(|g| g.approval())}),
+            ),
         )?;
-        Ok((info, token))
+        Ok(Gated::Done((info, token)))
     }
 
     /// The service acting for itself in `partition` (CRLs on a schedule, OCSP answers,
@@ -393,12 +444,76 @@ impl Hsm {
         Ok(session)
     }
 
-    /// Revoke a credential for good. This process forgets its cached sessions at once.
+    /// Revoke a credential for good. This process forgets its cached sessions at once. Under
+    /// a quorum, revoking an approver or an administrator needs an approved request: see
+    /// [`Hsm::revoke_identity`]; this files it and says so.
     pub fn revoke_credential(&self, s: &Session, id: &str) -> Result<()> {
+        match self.revoke_identity(s, id, None)? {
+            Gated::Done(()) => Ok(()),
+            Gated::Pending(req) => Err(HsmError::Conflict(format!(
+                "revoking an approver or administrator needs the quorum's approval: approval request {} was filed; once approved, revoke again with that approval",
+                req.id
+            ))),
+        }
+    }
+
+    /// Revoke an identity for good. Once the active policy has a quorum, revoking one of its
+    /// approvers or an administrator is a governed change: without `approval` this files a
+    /// request; once approved, call again with its id.
+    pub fn revoke_identity(
+        &self,
+        s: &Session,
+        id: &str,
+        approval: Option<&str>,
+    ) -> Result<Gated<()>> {
         s.require(Role::Administrator, "revoke credentials")?;
         let u = self.unsealed()?;
+        let target: Option<CredentialRow> = {
+            let mut c = self.inner.store.conn()?;
+            credentials::table
+                .filter(credentials::id.eq(id))
+                .filter(credentials::revoked.eq(false))
+                .first(&mut c)
+                .optional()?
+        };
+        let Some(target) = target else {
+            return Err(HsmError::NotFound(format!(
+                "live credential '{}'",
+                id.chars().take(32).collect::<String>()
+            )));
+        };
+        let admin = roles_from_string(&target.roles)?.contains(&Role::Administrator);
+        let approver = self
+            .current_bound_quorum()?
+            .is_some_and(|(_, bound)| bound.iter().any(|b| b.credential == id));
+        let grant = if admin || approver {
+            let action = ApprovalAction::Authorize {
+                change: "revoke_identity".into(),
+                target: credential_subject(id),
+                params: serde_json::json!({"name": target.name}),
+            };
+            let summary = format!(
+                "revoke {} '{}' ({id})",
+                if approver {
+                    "approver"
+                } else {
+                    "administrator"
+                },
+                target.name
+            );
+            match self.authorize_change(s, action, &summary, approval)? {
+                Gated::Pending(req) => return Ok(Gated::Pending(req)),
+                Gated::Done(grant) => Some(grant),
+            }
+        } else {
+            None
+        };
+        let consume = grant.as_ref().and_then(|g| g.consume());
         let id2 = id.to_string();
         let apply: ApplyFn = Box::new(move |c| {
+            if let Some(consume) = consume {
+                consume(c)?;
+            }
             let n = diesel::update(
                 credentials::table
                     .filter(credentials::id.eq(&id2))
@@ -418,14 +533,14 @@ impl Hsm {
             user_event(
                 s,
                 "credential.revoke",
-                None,
-                serde_json::json!({"credential": id}),
+                Some(credential_subject(id)),
+                serde_json::json!({"credential": id, "name": target.name, "approval": grant.as_ref().and_then(|g| g.approval())}),
             ),
         )?;
         if let Ok(mut sessions) = self.inner.sessions.lock() {
             sessions.retain(|_, (sess, _)| sess.credential_id() != id);
         }
-        Ok(())
+        Ok(Gated::Done(()))
     }
 
     pub fn unlock_credential(&self, s: &Session, id: &str) -> Result<()> {

@@ -192,25 +192,17 @@ impl Hsm {
             .ok_or_else(|| HsmError::KeyNotFound(label.chars().take(128).collect()))
     }
 
-    /// Highest usage count the audit log shows for a key: the floor for its counter.
+    /// Highest usage count the verified audit log shows for a key: the floor for its counter.
+    /// A log that does not verify fails the HSM closed instead of giving a floor.
     pub(crate) fn audited_uses(&self, key_id: &str) -> Result<i64> {
-        let mut c = self.inner.store.conn()?;
-        let hi: Option<i64> = audit_records::table
-            .filter(audit_records::key_id.eq(key_id))
-            .select(diesel::dsl::max(audit_records::use_hi))
-            .first(&mut c)?;
-        Ok(hi.unwrap_or(0))
+        self.unsealed()?.audited_use_hi(&self.inner.store, key_id)
     }
 
     pub(super) fn was_destroyed(&self, key_id: &str) -> Result<bool> {
-        let mut c = self.inner.store.conn()?;
-        let n: i64 = audit_records::table
-            .filter(audit_records::key_id.eq(key_id))
-            .filter(audit_records::action.eq("key.destroy"))
-            .filter(audit_records::outcome.eq("ok"))
-            .count()
-            .get_result(&mut c)?;
-        Ok(n > 0)
+        Ok(!self
+            .unsealed()?
+            .audited(&self.inner.store, "key.destroy", key_id)?
+            .is_empty())
     }
 
     /// Unseal a key into the cache, checking every bound attribute.

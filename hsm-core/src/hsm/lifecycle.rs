@@ -121,7 +121,12 @@ impl Hsm {
         )?;
         let admin_id = admin_row.id.clone();
 
-        let committer = Committer::start(self.inner.store.clone(), audit_keys.clone())?;
+        let integrity = Integrity::new();
+        let committer = Committer::start(
+            self.inner.store.clone(),
+            audit_keys.clone(),
+            integrity.clone(),
+        )?;
         let audit_row = KeyRow::from_attrs(&audit_attrs, audit_sealed);
         let apply: ApplyFn = Box::new(move |c| {
             if meta_get(c, "initialized")?.is_some() {
@@ -162,7 +167,9 @@ impl Hsm {
             sealers: Mutex::new(HashMap::new()),
             audit: audit_keys,
             committer,
+            integrity,
         };
+        unsealed.start_verifying(&self.inner.store)?;
         *self.inner.state.write().map_err(|_| lock_err())? = State::Unsealed(Arc::new(unsealed));
         Ok(InitOutput {
             shares,
@@ -213,11 +220,15 @@ impl Hsm {
         let committer = unsealed.committer.clone();
         *state = State::Unsealed(unsealed);
         drop(state);
-        committer.submit(
+        match committer.submit(
             None,
             None,
             system_event("hsm.unseal", serde_json::json!({})),
-        )?;
+        ) {
+            // Unsealed but failed closed: the log takes nothing more, and `/readyz` says why.
+            Ok(_) | Err(HsmError::Integrity(_)) => {}
+            Err(e) => return Err(e),
+        }
         Ok(UnsealProgress {
             have: threshold,
             need: threshold,
@@ -265,13 +276,27 @@ impl Hsm {
             })?,
             tlog: tlog_key(&master)?,
         });
-        let committer = Committer::start(self.inner.store.clone(), audit_keys.clone())?;
-        Ok(Arc::new(Unsealed {
+        let integrity = Integrity::new();
+        let committer = Committer::start(
+            self.inner.store.clone(),
+            audit_keys.clone(),
+            integrity.clone(),
+        )?;
+        let unsealed = Unsealed {
             master,
             sealers: Mutex::new(HashMap::new()),
             audit: audit_keys,
             committer,
-        }))
+            integrity,
+        };
+        unsealed.start_verifying(&self.inner.store)?;
+        Ok(Arc::new(unsealed))
+    }
+
+    /// Why the HSM failed closed (the audit log does not verify), if it did: what `/readyz`
+    /// reports. `None` while sealed.
+    pub fn integrity_failure(&self) -> Option<String> {
+        self.unsealed().ok().and_then(|u| u.integrity.failure())
     }
 
     pub(crate) fn sealer(&self, u: &Unsealed, partition: &str) -> Result<Arc<Sealer>> {

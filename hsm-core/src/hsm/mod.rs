@@ -32,6 +32,7 @@ use crate::commit::{
 use crate::crypto::{self, LoadedKey};
 use crate::error::{HsmError, Result};
 use crate::hsm::approvals::ApprovalAction;
+use crate::integrity::Integrity;
 use crate::seal::{self, MasterKey, Sealer};
 use crate::shares;
 use crate::store::schema::{
@@ -106,6 +107,16 @@ pub enum Gated<T> {
     Pending(Box<crate::hsm::approvals::ApprovalInfo>),
 }
 
+impl<T> Gated<T> {
+    /// What happened, or `None` while it waits for approvals.
+    pub fn done(self) -> Option<T> {
+        match self {
+            Gated::Done(t) => Some(t),
+            Gated::Pending(_) => None,
+        }
+    }
+}
+
 /// The audit event of a durable change, apart from who made it.
 pub(crate) struct EventParts {
     pub action: &'static str,
@@ -163,6 +174,55 @@ pub(crate) struct Unsealed {
     sealers: Mutex<HashMap<String, Arc<Sealer>>>,
     pub(crate) audit: Arc<AuditKeys>,
     pub(crate) committer: Committer,
+    /// The verified audit log: every floor, approval and revocation is read from it.
+    pub(crate) integrity: Arc<Integrity>,
+}
+
+impl Unsealed {
+    /// Verify the whole audit log once (a break fails the HSM closed; unsealing still
+    /// succeeds, so the operator can see why), then keep following it.
+    fn start_verifying(&self, store: &Store) -> Result<()> {
+        let mut c = store.conn()?;
+        match self.integrity.catch_up(&mut c, &self.audit) {
+            Ok(()) | Err(HsmError::Integrity(_)) => {}
+            Err(e) => return Err(e),
+        }
+        crate::integrity::watch(
+            store.clone(),
+            Arc::downgrade(&self.integrity),
+            Arc::downgrade(&self.audit),
+        );
+        Ok(())
+    }
+
+    /// The verified floor of `subject` (a key id, `quota:NAME`, `policy`, `crl:CA`).
+    pub(crate) fn audited_use_hi(&self, store: &Store, subject: &str) -> Result<i64> {
+        let mut c = store.conn()?;
+        self.integrity.use_hi(&mut c, &self.audit, subject)
+    }
+
+    /// The verified successful records of `action` on `subject`.
+    pub(crate) fn audited(
+        &self,
+        store: &Store,
+        action: &str,
+        subject: &str,
+    ) -> Result<Vec<AuditEvent>> {
+        let mut c = store.conn()?;
+        self.integrity.records(&mut c, &self.audit, action, subject)
+    }
+
+    /// The verified successful records of `action` on subjects starting with `prefix`.
+    pub(crate) fn audited_prefix(
+        &self,
+        store: &Store,
+        action: &str,
+        prefix: &str,
+    ) -> Result<Vec<AuditEvent>> {
+        let mut c = store.conn()?;
+        self.integrity
+            .records_with_prefix(&mut c, &self.audit, action, prefix)
+    }
 }
 
 enum State {
@@ -565,6 +625,11 @@ fn tlog_key(master: &MasterKey) -> Result<aws_lc_rs::signature::Ed25519KeyPair> 
     let seed = master.derive(seal::TLOG_KEY_INFO)?;
     aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed[..])
         .map_err(|_| HsmError::Crypto("transparency log key"))
+}
+
+/// The audit subject of an identity's records (its creation and revocation).
+pub(crate) fn credential_subject(id: &str) -> String {
+    format!("credential:{id}")
 }
 
 pub(crate) fn user_event(

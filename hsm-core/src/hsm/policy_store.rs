@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
-use crate::hsm::approvals::{record_mac, record_mac_ok, ApprovalAction, QuorumRule};
+use crate::hsm::approvals::{record_mac, record_mac_ok, ApprovalAction, BoundApprover, QuorumRule};
 use crate::hsm::{user_event, EventParts, Gated, Hsm, Unsealed};
-use crate::store::schema::{audit_records, policies};
+use crate::store::schema::{audit_records, credentials, policies};
 
 /// The audit "subject" whose `use_hi` is the active policy version.
 const POLICY_SUBJECT: &str = "policy";
@@ -158,8 +158,29 @@ impl Hsm {
     pub(crate) fn activate_op(&self, version: i64) -> Result<(ApplyFn, EventParts)> {
         let u = self.unsealed()?;
         // Only an intact stored document can become active.
-        self.policy_row(&u, version)?;
+        let row = self.policy_row(&u, version)?;
+        // Its approvers are bound to the people who have their names now, by identity id.
+        let quorum: Option<QuorumRule> =
+            serde_json::from_str(&row.quorum).map_err(|_| tampered(version))?;
+        let bound = match &quorum {
+            Some(q) => self.bind_approvers(&q.approvers)?,
+            None => Vec::new(),
+        };
+        let ids: Vec<String> = bound.iter().map(|b| b.credential.clone()).collect();
         let apply: ApplyFn = Box::new(move |c| {
+            // Under the batch lock: is every bound approver still live?
+            for id in &ids {
+                let live: i64 = credentials::table
+                    .filter(credentials::id.eq(id))
+                    .filter(credentials::revoked.eq(false))
+                    .count()
+                    .get_result(c)?;
+                if live != 1 {
+                    return Err(HsmError::Conflict(format!(
+                        "approver identity {id} was revoked meanwhile: activate again"
+                    )));
+                }
+            }
             // Under the batch lock: still newer than what is active?
             let active: Option<i64> = audit_records::table
                 .filter(audit_records::key_id.eq(POLICY_SUBJECT))
@@ -177,7 +198,7 @@ impl Hsm {
             EventParts {
                 action: "policy.activate",
                 key_id: Some(POLICY_SUBJECT.into()),
-                detail: serde_json::json!({"version": version}),
+                detail: serde_json::json!({"version": version, "approvers_bound": bound}),
                 use_hi: Some(version),
             },
         ))
@@ -220,8 +241,26 @@ impl Hsm {
         Ok(row)
     }
 
-    pub(crate) fn current_quorum(&self) -> Result<Option<QuorumRule>> {
-        Ok(self.active_policy()?.and_then(|p| p.quorum))
+    /// The active quorum with the approvers its activation bound (from the verified log). A
+    /// policy activated before approvers were bound binds nobody: activate a new version.
+    pub(crate) fn current_bound_quorum(&self) -> Result<Option<(QuorumRule, Vec<BoundApprover>)>> {
+        let Some(policy) = self.active_policy()? else {
+            return Ok(None);
+        };
+        let Some(quorum) = policy.quorum else {
+            return Ok(None);
+        };
+        let activations =
+            self.unsealed()?
+                .audited(&self.inner.store, "policy.activate", POLICY_SUBJECT)?;
+        let bound = activations
+            .iter()
+            .rev()
+            .find(|e| e.use_hi == Some(policy.version))
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
+            .and_then(|d| serde_json::from_value(d["approvers_bound"].clone()).ok())
+            .unwrap_or_default();
+        Ok(Some((quorum, bound)))
     }
 
     pub fn policy(&self, s: &Session, version: i64) -> Result<StoredPolicy> {

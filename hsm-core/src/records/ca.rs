@@ -24,7 +24,7 @@ use crate::hsm::{
     user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest, Signed,
     StagedRows, Staging,
 };
-use crate::store::schema::{audit_records, cas, certificates, crls};
+use crate::store::schema::{cas, certificates, crls};
 use crate::store::AnyConnection;
 use crate::StagedRow;
 
@@ -463,11 +463,7 @@ impl Hsm {
             return Ok(None);
         };
         if row.revoked_at.is_none() {
-            if let Some(r) = self
-                .audited_revocations(&mut c, Some(&serial))?
-                .into_iter()
-                .next()
-            {
+            if let Some(r) = self.audited_revocations(Some(&serial))?.into_iter().next() {
                 row.revoked_at = Some(r.1.revoked_at);
                 row.revocation_reason = r.1.reason;
             }
@@ -475,25 +471,17 @@ impl Hsm {
         Ok(Some(row))
     }
 
-    /// Revocations as the audit log records them: (CA, entry). `serial` narrows to one.
-    fn audited_revocations(
-        &self,
-        c: &mut AnyConnection,
-        serial: Option<&str>,
-    ) -> Result<Vec<(String, RevokedEntry)>> {
-        let mut q = audit_records::table
-            .filter(audit_records::action.eq("ca.revoke_certificate"))
-            .filter(audit_records::outcome.eq("ok"))
-            .select((audit_records::detail, audit_records::ts))
-            .into_boxed();
-        q = match serial {
-            Some(s) => q.filter(audit_records::key_id.eq(cert_subject(s))),
-            // The key_id index serves this range; every revocation's subject is "cert:<serial>".
-            None => q
-                .filter(audit_records::key_id.ge("cert:"))
-                .filter(audit_records::key_id.lt("cert;")),
+    /// Revocations as the verified audit log records them: (CA, entry). `serial` narrows to
+    /// one.
+    fn audited_revocations(&self, serial: Option<&str>) -> Result<Vec<(String, RevokedEntry)>> {
+        const ACTION: &str = "ca.revoke_certificate";
+        let u = self.unsealed()?;
+        let events = match serial {
+            Some(s) => u.audited(&self.inner.store, ACTION, &cert_subject(s))?,
+            // Every revocation's subject is "cert:<serial>".
+            None => u.audited_prefix(&self.inner.store, ACTION, "cert:")?,
         };
-        let rows: Vec<(String, i64)> = q.load(c)?;
+        let rows: Vec<(String, i64)> = events.into_iter().map(|e| (e.detail, e.ts)).collect();
         let mut out = Vec::with_capacity(rows.len());
         for (detail, ts) in rows {
             let d: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
@@ -525,7 +513,7 @@ impl Hsm {
             .load(&mut c)?;
         if rows.iter().any(|r| r.revoked_at.is_none()) {
             let audited: std::collections::HashMap<String, RevokedEntry> = self
-                .audited_revocations(&mut c, None)?
+                .audited_revocations(None)?
                 .into_iter()
                 .filter(|(ca, _)| ca == ca_name)
                 .map(|(_, e)| (e.serial.clone(), e))
@@ -680,7 +668,7 @@ impl Hsm {
     pub fn revoked_certificates(&self, ca_name: &str) -> Result<Vec<RevokedEntry>> {
         let mut c = self.inner.store.conn()?;
         let audited: Vec<RevokedEntry> = self
-            .audited_revocations(&mut c, None)?
+            .audited_revocations(None)?
             .into_iter()
             .filter(|(ca, _)| ca == ca_name)
             .map(|(_, e)| e)

@@ -33,8 +33,11 @@ fn identity(
                 expires_at,
                 client_cert_sha256: None,
             },
+            None,
         )
-        .unwrap();
+        .unwrap()
+        .done()
+        .expect("created at once: no quorum gates it");
     (info, tok.to_string())
 }
 
@@ -75,7 +78,8 @@ fn identities_expire_and_are_revoked() {
                     roles: vec![Role::User],
                     expires_at: None,
                     client_cert_sha256: None,
-                }
+                },
+                None
             )
             .unwrap_err()
             .code(),
@@ -123,7 +127,8 @@ fn identities_expire_and_are_revoked() {
                     roles: vec![Role::User],
                     expires_at: Some(now - 1),
                     client_cert_sha256: None,
-                }
+                },
+                None
             )
             .unwrap_err()
             .code(),
@@ -546,7 +551,12 @@ fn a_client_certificate_logs_in_as_its_identity() {
             expires_at: None,
             client_cert_sha256: Some(fp),
         };
-        let (info, _) = i.hsm.create_identity(&i.admin, &spec).unwrap();
+        let (info, _) = i
+            .hsm
+            .create_identity(&i.admin, &spec, None)
+            .unwrap()
+            .done()
+            .unwrap();
         assert_eq!(
             info.client_cert_sha256.as_deref(),
             Some(hex::encode(fp).as_str())
@@ -565,7 +575,10 @@ fn a_client_certificate_logs_in_as_its_identity() {
             ..spec
         };
         assert_eq!(
-            i.hsm.create_identity(&i.admin, &again).unwrap_err().code(),
+            i.hsm
+                .create_identity(&i.admin, &again, None)
+                .unwrap_err()
+                .code(),
             "conflict"
         );
         i.hsm.revoke_credential(&i.admin, &info.id).unwrap();
@@ -575,4 +588,201 @@ fn a_client_certificate_logs_in_as_its_identity() {
             "bad_credential"
         );
     }
+}
+
+/// The attack that broke the quorum: one administrator revokes two approvers, re-creates
+/// people under their names and approves with them. Approvers are bound by identity id when
+/// the policy is activated, so the re-created names approve nothing; and under a quorum the
+/// revocations and the new officers are themselves held as requests.
+#[test]
+fn one_administrator_cannot_satisfy_the_quorum_with_re_created_approvers() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let people: Vec<(CredentialInfo, Session)> = ["alice", "bob", "carol"]
+            .iter()
+            .map(|n| {
+                let (info, t) = identity(
+                    &i,
+                    n,
+                    IdentityKind::Person,
+                    &[Role::Officer, Role::User],
+                    None,
+                );
+                (info, i.hsm.login(&t).unwrap())
+            })
+            .collect();
+        let (alice, bob, carol) = (&people[0].1, &people[1].1, &people[2].1);
+        let mut limited = KeySpec::new("limited", Algorithm::EcP256);
+        limited.usage_limit = Some(3);
+        i.hsm.create_key(alice, &limited).unwrap();
+        let p = i
+            .hsm
+            .submit_policy(alice, "rules = ''", Some(quorum_2_of_3()))
+            .unwrap();
+        i.hsm.activate_policy(alice, p.version, "").unwrap();
+
+        // The administrator asks to lift the limit: held for two approvers.
+        let Gated::Pending(lift) = i.hsm.set_usage_limit(&i.admin, "limited", None).unwrap() else {
+            panic!("lifting a limit under a quorum must wait for approvals")
+        };
+
+        // Revoking an approver, alone, is held as a request too.
+        for victim in [&people[0].0, &people[1].0] {
+            let held = i.hsm.revoke_identity(&i.admin, &victim.id, None).unwrap();
+            assert!(
+                matches!(held, Gated::Pending(_)),
+                "revoking {} was not held",
+                victim.name
+            );
+        }
+        // So is a new officer.
+        let spec = IdentitySpec {
+            partition: None,
+            name: "mallory".into(),
+            kind: IdentityKind::Person,
+            roles: vec![Role::Officer, Role::User],
+            expires_at: None,
+            client_cert_sha256: None,
+        };
+        assert!(matches!(
+            i.hsm.create_identity(&i.admin, &spec, None).unwrap(),
+            Gated::Pending(_)
+        ));
+
+        // Even when the quorum itself lets an approver go and a new person take the name,
+        // the new 'carol' is someone else: no approver until a new policy version names her.
+        let Gated::Pending(go) = i
+            .hsm
+            .revoke_identity(&i.admin, &people[2].0.id, None)
+            .unwrap()
+        else {
+            panic!("revoking an approver must wait for approvals")
+        };
+        i.hsm.approve(alice, &go.id).unwrap();
+        i.hsm.approve(bob, &go.id).unwrap();
+        i.hsm
+            .revoke_identity(&i.admin, &people[2].0.id, Some(&go.id))
+            .unwrap()
+            .done()
+            .unwrap();
+        assert_eq!(
+            i.hsm.approve(carol, &lift.id).unwrap_err().code(),
+            "credential_revoked"
+        );
+        // A new officer named carol, approved by the quorum as a new officer must be.
+        let spec = IdentitySpec {
+            partition: None,
+            name: "carol".into(),
+            kind: IdentityKind::Person,
+            roles: vec![Role::Officer, Role::User],
+            expires_at: None,
+            client_cert_sha256: None,
+        };
+        let Gated::Pending(hire) = i.hsm.create_identity(&i.admin, &spec, None).unwrap() else {
+            panic!("a new officer under a quorum must wait for approvals")
+        };
+        i.hsm.approve(alice, &hire.id).unwrap();
+        i.hsm.approve(bob, &hire.id).unwrap();
+        let (_, new_carol) = i
+            .hsm
+            .create_identity(&i.admin, &spec, Some(&hire.id))
+            .unwrap()
+            .done()
+            .unwrap();
+        let new_carol = i.hsm.login(&new_carol).unwrap();
+        assert_eq!(
+            i.hsm.approve(&new_carol, &lift.id).unwrap_err().code(),
+            "not_an_approver"
+        );
+        // One real approval is not two.
+        let after = i.hsm.approve(alice, &lift.id).unwrap();
+        assert_eq!(after.status, "pending");
+        assert_eq!(
+            i.hsm.key_info(alice, "limited").unwrap().usage_limit,
+            Some(3),
+            "{backend:?}: the limit changed without a quorum"
+        );
+        // Every step is in the audit log.
+        let events = i.hsm.audit_records(&i.admin, 0, 10_000).unwrap();
+        let requested = events
+            .iter()
+            .filter(|e| e.action == "approval.request")
+            .count();
+        assert!(
+            requested >= 5,
+            "{backend:?}: {requested} approval requests audited"
+        );
+        assert!(events
+            .iter()
+            .any(|e| e.action == "credential.revoke" && e.outcome == "ok"));
+    }
+}
+
+/// An approver revoked after approving no longer counts: their approval is void.
+#[test]
+fn a_revoked_approvers_approval_is_void() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let people: Vec<(CredentialInfo, Session)> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            let (info, t) = identity(
+                &i,
+                n,
+                IdentityKind::Person,
+                &[Role::Officer, Role::User],
+                None,
+            );
+            (info, i.hsm.login(&t).unwrap())
+        })
+        .collect();
+    let (alice, bob, carol) = (&people[0].1, &people[1].1, &people[2].1);
+    i.hsm
+        .create_key(alice, &KeySpec::new("k", Algorithm::EcP256))
+        .unwrap();
+    let p = i
+        .hsm
+        .submit_policy(alice, "rules = ''", Some(quorum_2_of_3()))
+        .unwrap();
+    i.hsm.activate_policy(alice, p.version, "").unwrap();
+    let Gated::Pending(destroy) = i.hsm.destroy_key(alice, "k").unwrap() else {
+        panic!("destroying under a quorum must wait")
+    };
+    i.hsm.approve(bob, &destroy.id).unwrap();
+    // The quorum (alice and carol) lets bob go.
+    let Gated::Pending(go) = i
+        .hsm
+        .revoke_identity(&i.admin, &people[1].0.id, None)
+        .unwrap()
+    else {
+        panic!("revoking an approver must wait")
+    };
+    i.hsm.approve(alice, &go.id).unwrap();
+    i.hsm.approve(carol, &go.id).unwrap();
+    i.hsm
+        .revoke_identity(&i.admin, &people[1].0.id, Some(&go.id))
+        .unwrap();
+    // carol's approval is the second one given, but bob's no longer counts.
+    let after = i.hsm.approve(carol, &destroy.id).unwrap();
+    assert_eq!(after.approved_by, vec!["carol"]);
+    assert_eq!(after.status, "pending");
+    i.hsm.sign(alice, "k", &req(digest_of(1))).unwrap();
+}
+
+/// A policy can't name an approver nobody is: activation binds names to live people.
+#[test]
+fn a_quorum_naming_nobody_is_refused_at_activation() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    identity(&i, "alice", IdentityKind::Person, &[Role::Officer], None);
+    identity(&i, "bob", IdentityKind::Pipeline, &[Role::Officer], None);
+    let p = i
+        .hsm
+        .submit_policy(&i.admin, "rules = ''", Some(quorum_2_of_3()))
+        .unwrap();
+    let e = i.hsm.activate_policy(&i.admin, p.version, "").unwrap_err();
+    assert_eq!(e.code(), "conflict");
+    assert!(e.to_string().contains("'bob'"), "{e}");
+    assert!(i.hsm.active_policy().unwrap().is_none());
 }

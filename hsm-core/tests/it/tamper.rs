@@ -549,9 +549,11 @@ fn any_change_to_the_audit_log_is_found_and_named() {
                 .unwrap();
         }
         expect_fail("inserted in the middle", mid);
-        // Untouched again: the log verifies and keeps working.
-        i.hsm.sign(&i.admin, "k0", &req(digest_of(99))).unwrap();
-        assert_eq!(i.hsm.audit_verify(&i.admin).unwrap().records, total + 1);
+        // Untouched again: the log verifies, and a process started on it works (the running
+        // one may have failed closed while the log was broken, and stays so until restarted).
+        let (hsm, s) = reopen(&store, &i.share, &i.token);
+        hsm.sign(&s, "k0", &req(digest_of(99))).unwrap();
+        assert!(hsm.audit_verify(&s).unwrap().records > total);
     }
 }
 
@@ -603,4 +605,127 @@ fn adding_sign_to_a_ca_key_in_the_database_makes_it_unusable() {
         .sign(&admin2, "ca.devices.ocsp", &req(digest_of(1)))
         .unwrap_err();
     assert_eq!(e.code(), "key_integrity_failure", "{e}");
+}
+
+/// A database writer's floor attacks: roll a key's counter (or a quota's) back and hide the
+/// audit records that vouch for the uses, by nulling their `use_hi` or deleting them. The HSM
+/// reads floors only from the verified log, so the edit fails it closed: not one extra use.
+#[test]
+fn rolling_back_a_counter_and_its_audit_records_gives_no_extra_use() {
+    let attacks: [(&str, &str); 2] = [
+        (
+            "use_hi set to NULL",
+            "UPDATE audit_records SET use_hi = NULL WHERE key_id = '{subject}'",
+        ),
+        (
+            "records deleted",
+            "DELETE FROM audit_records WHERE key_id = '{subject}'",
+        ),
+    ];
+    for backend in BACKENDS {
+        for (what, sql) in attacks {
+            // The key's own limit.
+            let store = TestStore::new(backend);
+            let i = init(&store);
+            let mut spec = KeySpec::new("three", Algorithm::EcP256);
+            spec.usage_limit = Some(3);
+            let key = i.hsm.create_key(&i.admin, &spec).unwrap();
+            for n in 0..3 {
+                i.hsm.sign(&i.admin, "three", &req(digest_of(n))).unwrap();
+            }
+            drop(i.hsm);
+            store.exec("UPDATE keys SET usage_count = 0 WHERE label = 'three'");
+            store.exec(&sql.replace("{subject}", &key.id));
+            let (hsm, s) = reopen(&store, &i.share, &i.token);
+            let extra = (10..15)
+                .filter(|n| hsm.sign(&s, "three", &req(digest_of(*n))).is_ok())
+                .count();
+            assert_eq!(extra, 0, "{backend:?}, key floor, {what}");
+            let err = hsm.sign(&s, "three", &req(digest_of(20))).unwrap_err();
+            assert_eq!(
+                err.code(),
+                "integrity_failure",
+                "{backend:?}, {what}: {err}"
+            );
+            let why = hsm
+                .integrity_failure()
+                .expect("the HSM says why it failed closed");
+            assert!(why.contains("record"), "{why}");
+            // Nothing more is appended to the broken log.
+            let head: i64 = hsm.latest_checkpoint().unwrap().unwrap().tree_size;
+            let _ = hsm.create_key(&s, &KeySpec::new("later", Algorithm::EcP256));
+            assert_eq!(hsm.latest_checkpoint().unwrap().unwrap().tree_size, head);
+
+            // A policy quota's total.
+            let store = TestStore::new(backend);
+            let i = init(&store);
+            i.hsm
+                .create_key(&i.admin, &KeySpec::new("fw", Algorithm::EcP256))
+                .unwrap();
+            let quota = [QuotaCharge {
+                name: "line-7".into(),
+                total: Some(5),
+                per_hour: None,
+                per_day: None,
+            }];
+            let charge = |hsm: &Hsm, s: &Session, n: u64| {
+                hsm.sign_op(
+                    s,
+                    SignOp {
+                        quotas: &quota,
+                        audit: serde_json::json!({}),
+                        ..SignOp::digest("fw", &req(digest_of(n)))
+                    },
+                )
+            };
+            for n in 0..5 {
+                charge(&i.hsm, &i.admin, n).unwrap();
+            }
+            drop(i.hsm);
+            store.exec("UPDATE quota_counters SET used = 0");
+            store.exec(&sql.replace("{subject}", "quota:line-7"));
+            let (hsm, s) = reopen(&store, &i.share, &i.token);
+            let extra = (10..20).filter(|n| charge(&hsm, &s, *n).is_ok()).count();
+            assert_eq!(extra, 0, "{backend:?}, quota floor, {what}");
+            assert_eq!(
+                charge(&hsm, &s, 30).unwrap_err().code(),
+                "integrity_failure"
+            );
+        }
+    }
+}
+
+/// A running HSM re-reads what it verified: an edit to an old record fails it closed too.
+#[test]
+fn editing_an_old_record_under_a_running_hsm_fails_it_closed() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        i.hsm
+            .create_key(&i.admin, &KeySpec::new("k", Algorithm::EcP256))
+            .unwrap();
+        for n in 0..20 {
+            i.hsm.sign(&i.admin, "k", &req(digest_of(n))).unwrap();
+        }
+        assert_eq!(i.hsm.integrity_failure(), None);
+        store.exec("UPDATE audit_records SET actor = 'someone else' WHERE seq = 5");
+        // The watcher finds it on its next sweep (every second); wait for that, bounded.
+        let started = std::time::Instant::now();
+        while i.hsm.integrity_failure().is_none() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{backend:?}: the edit was not found"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let why = i.hsm.integrity_failure().unwrap();
+        assert!(why.contains("record 5"), "{why}");
+        assert_eq!(
+            i.hsm
+                .sign(&i.admin, "k", &req(digest_of(99)))
+                .unwrap_err()
+                .code(),
+            "integrity_failure"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-use super::output::{say, time_text};
+use super::output::{print_if_pending, say, time_text};
 use crate::cli::{CredentialCommand, IdentityCommand, PartitionCommand};
 use crate::client::Client;
 
@@ -87,8 +87,9 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
             expires,
             partition,
             client_cert,
+            approval,
         } => {
-            let mut body = json!({ "name": name, "kind": kind });
+            let mut body = json!({ "name": name, "kind": kind, "approval": approval });
             if !roles.is_empty() {
                 body["roles"] = json!(roles);
             }
@@ -102,6 +103,10 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
                 body["client_cert_sha256"] = json!(certificate_sha256(path)?);
             }
             let resp: Value = client.post_json("/api/v1/identities", &body)?;
+            if print_if_pending(&resp)? {
+                eprintln!("once it is approved, run 'kagi identity create ... --approval ID' again with the same arguments");
+                return Ok(());
+            }
             let token = Zeroizing::new(
                 resp.get("token")
                     .and_then(Value::as_str)
@@ -149,9 +154,15 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
             say!("unlocked identity {id}");
             Ok(())
         }
-        IdentityCommand::Revoke { id } => {
-            let _: Value =
-                client.post_json(&format!("/api/v1/identities/{id}/revoke"), &json!({}))?;
+        IdentityCommand::Revoke { id, approval } => {
+            let resp: Value = client.post_json(
+                &format!("/api/v1/identities/{id}/revoke"),
+                &json!({ "approval": approval }),
+            )?;
+            if print_if_pending(&resp)? {
+                eprintln!("once it is approved, run 'kagi identity revoke {id} --approval ID'");
+                return Ok(());
+            }
             say!("revoked identity {id}");
             Ok(())
         }

@@ -102,9 +102,9 @@ registry! {
     NotInitialized = "not_initialized", SERVICE_UNAVAILABLE, "the HSM is not initialized";
     Sealed = "sealed", SERVICE_UNAVAILABLE, "the HSM is sealed: submit unseal shares";
     // kagi itself.
-    KeyIntegrityFailure = "key_integrity_failure", INTERNAL_SERVER_ERROR, "a key's stored attributes or sealed material were changed outside kagi";
-    AuditIntegrityFailure = "audit_integrity_failure", INTERNAL_SERVER_ERROR, "the audit log failed its integrity check";
-    IntegrityFailure = "integrity_failure", INTERNAL_SERVER_ERROR, "stored data failed an integrity check";
+    KeyIntegrityFailure = "key_integrity_failure", SERVICE_UNAVAILABLE, "a key's stored attributes or sealed material were changed outside kagi";
+    AuditIntegrityFailure = "audit_integrity_failure", SERVICE_UNAVAILABLE, "the audit log failed its integrity check";
+    IntegrityFailure = "integrity_failure", SERVICE_UNAVAILABLE, "stored data failed an integrity check; when the audit log does not verify, kagi refuses every change (fails closed) until an operator recovers it";
     PreIssuanceCheckFailed = "pre_issuance_check_failed", INTERNAL_SERVER_ERROR, "a certificate kagi built failed its pre-issuance check and was not signed";
     StorageError = "storage_error", INTERNAL_SERVER_ERROR, "the store failed";
     CryptoError = "crypto_error", INTERNAL_SERVER_ERROR, "the crypto engine failed";

@@ -1,7 +1,7 @@
 //! Who may call: `/api/v1/credentials`, `/api/v1/partitions` and `/api/v1/identities`.
 
 use actix_web::{web, HttpResponse};
-use kagi_hsm_core::{IdentityKind, IdentitySpec, Role};
+use kagi_hsm_core::{Gated, IdentityKind, IdentitySpec, Role};
 use serde::Deserialize;
 use serde_json::json;
 use std::str::FromStr;
@@ -9,7 +9,7 @@ use std::str::FromStr;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audit_refusal, blocking, parse_time, ApiResult};
+use super::handler::{audit_refusal, blocking, parse_time, pending, ApiResult};
 use super::state::AppState;
 
 // ------------------------------------------------------------------ credentials
@@ -96,6 +96,19 @@ pub struct IdentityBody {
     /// SHA-256 (hex) of a TLS client certificate that authenticates this identity too.
     #[serde(default)]
     client_cert_sha256: Option<String>,
+    /// Under a quorum, the approved request that allows giving the administrator or officer
+    /// role.
+    #[serde(default)]
+    approval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// Under a quorum, the approved request that allows revoking an approver or an
+    /// administrator.
+    #[serde(default)]
+    approval: Option<String>,
 }
 
 pub async fn create_identity(
@@ -145,22 +158,37 @@ pub async fn create_identity(
         roles,
         expires_at,
     };
-    let (info, token) = blocking(&state.hsm, move |h| h.create_identity(&session, &spec)).await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "identity": info, "token": token.as_str() })))
+    let approval = body.approval;
+    let created = blocking(&state.hsm, move |h| {
+        h.create_identity(&session, &spec, approval.as_deref())
+    })
+    .await?;
+    match created {
+        Gated::Done((info, token)) => Ok(HttpResponse::Created()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(json!({ "identity": info, "token": token.as_str() }))),
+        Gated::Pending(req) => Ok(pending(req)),
+    }
 }
 
 pub async fn revoke_identity(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<String>,
+    body: Option<web::Json<RevokeBody>>,
 ) -> ApiResult {
     let Caller(session) = caller;
     let id = id.into_inner();
+    let approval = body.map(|b| b.into_inner()).unwrap_or_default().approval;
     let revoked = id.clone();
-    blocking(&state.hsm, move |h| h.revoke_credential(&session, &revoked)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "revoked": id })))
+    let done = blocking(&state.hsm, move |h| {
+        h.revoke_identity(&session, &revoked, approval.as_deref())
+    })
+    .await?;
+    match done {
+        Gated::Done(()) => Ok(HttpResponse::Ok().json(json!({ "revoked": id }))),
+        Gated::Pending(req) => Ok(pending(req)),
+    }
 }
 
 pub async fn unlock_identity(

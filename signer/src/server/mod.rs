@@ -13,6 +13,7 @@ mod error_codes;
 mod errors;
 mod est;
 mod handler;
+mod health;
 mod identities;
 mod keys;
 mod log_routes;
@@ -143,6 +144,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
     .configure(log_routes::configure)
     .configure(est::configure)
     .service(resource("/healthz").route(web::get().to(system::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(health::metrics)))
     .service(resource("/ui").route(web::get().to(system::ui)))
     .service(
         web::scope("/api/v1")

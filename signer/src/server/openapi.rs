@@ -69,6 +69,8 @@ pub fn document() -> Value {
         "security": [ { "bearer": [] } ],
         "paths": {
             "/healthz": { "get": op("Liveness and seal state", false, "200") },
+            "/readyz": { "get": op("Readiness: 503 while sealed or failed closed (integrity_failure), with the reason", false, "200") },
+            "/metrics": { "get": op("Prometheus gauges: kagi_sealed, kagi_integrity_failure", false, "200") },
             "/ui": { "get": op("Web console", false, "200") },
             "/api/v1/openapi.json": { "get": op("This document", false, "200") },
             "/api/v1/sys/unseal": { "post": with_body(op("Submit one unseal share", false, "200"),

@@ -348,7 +348,7 @@ fn a_tampered_ca_row_is_refused() {
         "application/pkcs10",
         &good,
     );
-    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.error_code(), "integrity_failure", "{}", r.body);
 }
 

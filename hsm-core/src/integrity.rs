@@ -1,0 +1,438 @@
+//! The audit log as the HSM relies on it.
+//!
+//! Usage floors, quota floors, the active policy version, approvals, revocations and CRL
+//! numbers are decided by audit records. A database writer can edit, delete or insert those
+//! rows, so the HSM never reads them straight from the table: it reads them from this index,
+//! which holds only records whose MAC matched and whose place in the hash chain it checked,
+//! up to the stored head and every signed checkpoint on the way.
+//!
+//! The index is built by verifying the whole log at unseal, then follows the log as it grows:
+//! the committer hands over its own batches (it computed them), and records other processes
+//! appended are read and verified on the next [`Integrity::catch_up`]. A watcher thread also
+//! re-reads the verified part in a rolling sweep, because an edit to an old row changes nothing
+//! at the head. On any break the HSM fails closed: the committer appends nothing more, and
+//! every change is refused with `integrity_failure` until an operator recovers (README).
+
+use diesel::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use crate::audit::{self, AuditEvent, AuditKeys, Checkpoint};
+use crate::error::{HsmError, Result};
+use crate::store::schema::{audit_checkpoints, audit_records};
+use crate::store::{AnyConnection, Store};
+use kagi_tlog::merkle::{leaf_hash, Frontier};
+
+/// Actions whose successful records are kept whole in the index, because something is
+/// decided by their detail (who approved, which certificate was revoked, which approvers a
+/// policy bound) or by their existence (a destroyed key).
+const KEPT_ACTIONS: &[&str] = &[
+    "approval.approve",
+    "ca.revoke_certificate",
+    "credential.create",
+    "credential.revoke",
+    "key.destroy",
+    "policy.activate",
+];
+
+/// Records read per query, when catching up or sweeping.
+const PAGE: i64 = 5000;
+/// Records the watcher re-verifies per tick: how fast an edit to an old row is found.
+const SWEEP_PER_TICK: i64 = 20_000;
+/// How often the watcher catches up with other processes and sweeps.
+const TICK: Duration = Duration::from_secs(1);
+
+/// What the HSM knows from verified records.
+#[derive(Default)]
+struct Index {
+    /// Per subject (key id, `quota:NAME`, `policy`, `crl:CA`): the highest `use_hi`.
+    use_hi: HashMap<String, i64>,
+    /// Per (action, subject), in log order: the successful records of [`KEPT_ACTIONS`].
+    kept: BTreeMap<(String, String), Vec<AuditEvent>>,
+}
+
+impl Index {
+    fn add(&mut self, ev: &AuditEvent) {
+        let Some(subject) = &ev.key_id else { return };
+        if let Some(v) = ev.use_hi {
+            let e = self.use_hi.entry(subject.clone()).or_insert(v);
+            *e = (*e).max(v);
+        }
+        if ev.outcome == "ok" && KEPT_ACTIONS.contains(&ev.action.as_str()) {
+            self.kept
+                .entry((ev.action.clone(), subject.clone()))
+                .or_default()
+                .push(ev.clone());
+        }
+    }
+}
+
+struct Verified {
+    frontier: Frontier,
+    index: Index,
+    /// False until the whole log was verified once (at unseal).
+    complete: bool,
+}
+
+/// Where the rolling re-verification is: its own frontier over the records it re-read.
+#[derive(Default)]
+struct Sweep {
+    frontier: Frontier,
+}
+
+pub(crate) struct Integrity {
+    failure: RwLock<Option<String>>,
+    verified: Mutex<Verified>,
+    sweep: Mutex<Sweep>,
+}
+
+fn broken(seq: i64, reason: String) -> HsmError {
+    HsmError::AuditIntegrity { seq, reason }
+}
+
+impl Integrity {
+    pub(crate) fn new() -> Arc<Integrity> {
+        Arc::new(Integrity {
+            failure: RwLock::new(None),
+            verified: Mutex::new(Verified {
+                frontier: Frontier::default(),
+                index: Index::default(),
+                complete: false,
+            }),
+            sweep: Mutex::new(Sweep::default()),
+        })
+    }
+
+    /// Why the HSM failed closed, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self.failure.read() {
+            Ok(f) => f.clone(),
+            Err(_) => Some("an internal lock was poisoned; restart kagi".into()),
+        }
+    }
+
+    /// `Err(integrity_failure)` once the HSM failed closed.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.failure() {
+            None => Ok(()),
+            Some(reason) => Err(failed_closed(&reason)),
+        }
+    }
+
+    /// Fail closed for good (until an operator recovers and restarts): the first reason stays.
+    pub(crate) fn fail(&self, reason: &str) {
+        if let Ok(mut f) = self.failure.write() {
+            if f.is_none() {
+                log::error!(
+                    "INTEGRITY FAILURE: {reason}. kagi refuses every change and appends nothing more to the audit log until it is recovered"
+                );
+                *f = Some(reason.to_string());
+            }
+        }
+    }
+
+    fn failing<T>(&self, e: HsmError) -> Result<T> {
+        if matches!(e, HsmError::AuditIntegrity { .. }) {
+            self.fail(&e.to_string());
+            return Err(failed_closed(&e.to_string()));
+        }
+        Err(e)
+    }
+
+    /// Verify and index every record appended since the last call, up to the stored head.
+    pub(crate) fn catch_up(&self, conn: &mut AnyConnection, keys: &AuditKeys) -> Result<()> {
+        self.check()?;
+        let mut v = self
+            .verified
+            .lock()
+            .map_err(|_| HsmError::Store("internal lock poisoned; restart kagi".into()))?;
+        match extend(conn, keys, &mut v) {
+            Ok(()) => {
+                v.complete = true;
+                Ok(())
+            }
+            Err(e) => self.failing(e),
+        }
+    }
+
+    /// The committer checks, under its write lock, that the head it appends to is the head
+    /// verified here, when this process verified up to it.
+    pub(crate) fn check_head(&self, head: &Frontier) -> Result<()> {
+        self.check()?;
+        let Ok(v) = self.verified.try_lock() else {
+            return Ok(());
+        };
+        if v.complete && v.frontier.size == head.size && v.frontier.root() != head.root() {
+            drop(v);
+            self.fail("the stored audit head does not match the verified log: the database was changed outside kagi");
+            return self.check();
+        }
+        Ok(())
+    }
+
+    /// The committer's own batch, durable now: index it without reading it back, when it
+    /// directly follows what is verified (else the next catch-up reads it).
+    pub(crate) fn committed(&self, before: &Frontier, records: &[AuditEvent]) {
+        let Ok(mut v) = self.verified.lock() else {
+            return;
+        };
+        if !v.complete || v.frontier.size != before.size || v.frontier.root() != before.root() {
+            return;
+        }
+        for ev in records {
+            v.frontier.push(leaf_hash(&ev.entry_bytes()));
+            v.index.add(ev);
+        }
+    }
+
+    /// The verified floor for `subject`: its highest audited `use_hi`, or 0.
+    pub(crate) fn use_hi(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &AuditKeys,
+        subject: &str,
+    ) -> Result<i64> {
+        self.catch_up(conn, keys)?;
+        let v = self.lock()?;
+        Ok(v.index.use_hi.get(subject).copied().unwrap_or(0))
+    }
+
+    /// The verified successful records of `action` on `subject`, in log order.
+    pub(crate) fn records(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &AuditKeys,
+        action: &str,
+        subject: &str,
+    ) -> Result<Vec<AuditEvent>> {
+        self.catch_up(conn, keys)?;
+        let v = self.lock()?;
+        Ok(v.index
+            .kept
+            .get(&(action.to_string(), subject.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The verified successful records of `action` whose subject starts with `prefix`.
+    pub(crate) fn records_with_prefix(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &AuditKeys,
+        action: &str,
+        prefix: &str,
+    ) -> Result<Vec<AuditEvent>> {
+        self.catch_up(conn, keys)?;
+        let v = self.lock()?;
+        let from = (action.to_string(), prefix.to_string());
+        Ok(v.index
+            .kept
+            .range(from..)
+            .take_while(|((a, s), _)| a == action && s.starts_with(prefix))
+            .flat_map(|(_, evs)| evs.iter().cloned())
+            .collect())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Verified>> {
+        self.verified
+            .lock()
+            .map_err(|_| HsmError::Store("internal lock poisoned; restart kagi".into()))
+    }
+
+    /// Re-verify up to `budget` records of the verified part, from where the sweep stopped.
+    /// When the sweep reaches the verified size its root must be the verified root.
+    pub(crate) fn sweep(&self, conn: &mut AnyConnection, keys: &AuditKeys, budget: i64) {
+        if self.failure().is_some() {
+            return;
+        }
+        let (target, target_root) = match self.verified.lock() {
+            Ok(v) if v.complete => (v.frontier.size as i64, v.frontier.root()),
+            _ => return,
+        };
+        let Ok(mut sweep) = self.sweep.lock() else {
+            return;
+        };
+        if sweep.frontier.size as i64 > target {
+            sweep.frontier = Frontier::default();
+        }
+        let mut from = sweep.frontier.size as i64;
+        let end = (from + budget).min(target);
+        let result = (|| -> Result<()> {
+            while from < end {
+                let page = load_page(conn, from, end)?;
+                if page.is_empty() {
+                    return Err(broken(
+                        from,
+                        format!("record {from} is missing from the verified log"),
+                    ));
+                }
+                for ev in &page {
+                    check_record(keys, ev, from)?;
+                    sweep.frontier.push(leaf_hash(&ev.entry_bytes()));
+                    from += 1;
+                }
+            }
+            if from == target {
+                // A full pass: the records as stored now hash to what was verified.
+                if sweep.frontier.root() != target_root {
+                    return Err(broken(
+                        target - 1,
+                        format!(
+                            "records up to {} no longer hash to the verified root",
+                            target - 1
+                        ),
+                    ));
+                }
+                sweep.frontier = Frontier::default();
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.fail(&e.to_string());
+        }
+    }
+}
+
+/// The refusal every change gets once the HSM failed closed.
+pub(crate) fn failed_closed(reason: &str) -> HsmError {
+    HsmError::Integrity(format!(
+        "kagi failed closed because the audit log does not verify ({reason}); it refuses every change until an operator recovers it (README: 'Recovering from an integrity failure')"
+    ))
+}
+
+fn load_page(conn: &mut AnyConnection, from: i64, to: i64) -> Result<Vec<AuditEvent>> {
+    Ok(audit_records::table
+        .filter(audit_records::seq.ge(from))
+        .filter(audit_records::seq.lt(to))
+        .order(audit_records::seq.asc())
+        .limit(PAGE)
+        .load(conn)?)
+}
+
+fn check_record(keys: &AuditKeys, ev: &AuditEvent, expected: i64) -> Result<()> {
+    if ev.seq != expected {
+        return Err(broken(
+            expected,
+            format!(
+                "record {expected} is missing (the next stored record is {})",
+                ev.seq
+            ),
+        ));
+    }
+    let want = keys.mac_of(ev);
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&want, &ev.mac).is_err() {
+        return Err(broken(
+            ev.seq,
+            format!(
+                "record {} was changed, inserted or moved: its MAC does not match its content",
+                ev.seq
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Verify records from the verified size up to the stored head, with the checkpoints on the
+/// way, and index them. Nothing is indexed unless the whole stretch verifies.
+fn extend(conn: &mut AnyConnection, keys: &AuditKeys, v: &mut Verified) -> Result<()> {
+    let head = audit::load_head(conn)?;
+    let from = v.frontier.size as i64;
+    let to = head.size as i64;
+    if to < from {
+        return Err(broken(
+            to,
+            format!("the audit head went back from {from} to {to} records"),
+        ));
+    }
+    if to == from {
+        if head.root() != v.frontier.root() {
+            return Err(broken(
+                to - 1,
+                "the stored audit head does not match the verified log".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let checkpoints: Vec<Checkpoint> = audit_checkpoints::table
+        .filter(audit_checkpoints::tree_size.gt(from))
+        .filter(audit_checkpoints::tree_size.le(to))
+        .order(audit_checkpoints::tree_size.asc())
+        .load(conn)?;
+    let public = keys.public_key_der();
+    let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        &public,
+    );
+    let mut cps = checkpoints.iter().peekable();
+    let mut frontier = v.frontier.clone();
+    let mut fresh: Vec<AuditEvent> = Vec::new();
+    let mut at = from;
+    while at < to {
+        let page = load_page(conn, at, to)?;
+        if page.is_empty() {
+            return Err(broken(
+                at,
+                format!("records from {at} on are missing: the audit head says {to} records"),
+            ));
+        }
+        for ev in page {
+            check_record(keys, &ev, at)?;
+            frontier.push(leaf_hash(&ev.entry_bytes()));
+            at += 1;
+            while let Some(cp) = cps.next_if(|cp| cp.tree_size <= at) {
+                let text = Checkpoint::signed_text(cp.tree_size, &cp.root, cp.ts);
+                if verifier.verify(text.as_bytes(), &cp.signature).is_err()
+                    || cp.tree_size != at
+                    || cp.root != frontier.root()
+                {
+                    return Err(broken(
+                        cp.tree_size - 1,
+                        format!(
+                            "the signed checkpoint at size {} does not match the records",
+                            cp.tree_size
+                        ),
+                    ));
+                }
+            }
+            fresh.push(ev);
+        }
+    }
+    if frontier.root() != head.root() {
+        return Err(broken(
+            to - 1,
+            format!(
+                "the records up to {} do not hash to the stored audit head",
+                to - 1
+            ),
+        ));
+    }
+    for ev in &fresh {
+        v.index.add(ev);
+    }
+    v.frontier = frontier;
+    Ok(())
+}
+
+/// Catch up with other processes and sweep, once per tick, while the HSM is unsealed (the
+/// thread ends when the unsealed state it watches is dropped).
+pub(crate) fn watch(store: Store, integrity: Weak<Integrity>, keys: Weak<AuditKeys>) {
+    let spawned = std::thread::Builder::new()
+        .name("kagi-integrity".into())
+        .spawn(move || loop {
+            std::thread::sleep(TICK);
+            let (Some(i), Some(k)) = (integrity.upgrade(), keys.upgrade()) else {
+                return;
+            };
+            if i.failure().is_some() {
+                continue;
+            }
+            let Ok(mut c) = store.conn() else { continue };
+            // A store error is not tampering: the next tick tries again.
+            let _ = i.catch_up(&mut c, &k);
+            i.sweep(&mut c, &k, SWEEP_PER_TICK);
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the audit watcher thread: {e}; only requests verify the log");
+    }
+}
