@@ -459,6 +459,8 @@ impl Hsm {
             .filter(certificates::serial.eq(&serial))
             .first(&mut c)
             .optional()?;
+        // Reading the verified log takes a connection of its own.
+        drop(c);
         let Some(mut row) = row else {
             return Ok(None);
         };
@@ -511,6 +513,7 @@ impl Hsm {
             .order(certificates::issued_at.desc())
             .limit(limit.clamp(1, 10_000))
             .load(&mut c)?;
+        drop(c);
         if rows.iter().any(|r| r.revoked_at.is_none()) {
             let audited: std::collections::HashMap<String, RevokedEntry> = self
                 .audited_revocations(None)?
@@ -666,13 +669,13 @@ impl Hsm {
     /// is listed too. Revocations come from the rows and from the audit log, so a row edited
     /// back to "not revoked" stays on the CRL.
     pub fn revoked_certificates(&self, ca_name: &str) -> Result<Vec<RevokedEntry>> {
-        let mut c = self.inner.store.conn()?;
         let audited: Vec<RevokedEntry> = self
             .audited_revocations(None)?
             .into_iter()
             .filter(|(ca, _)| ca == ca_name)
             .map(|(_, e)| e)
             .collect();
+        let mut c = self.inner.store.conn()?;
         let rows: Vec<(String, Option<i64>, Option<i64>)> = certificates::table
             .filter(certificates::ca_name.eq(ca_name))
             .filter(certificates::revoked_at.is_not_null())
