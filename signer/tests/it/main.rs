@@ -3,6 +3,7 @@
 
 mod audit_tamper;
 mod ca;
+mod governance;
 mod hostile_input;
 mod http_api;
 mod lifecycle;
