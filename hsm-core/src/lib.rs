@@ -32,8 +32,8 @@ pub use auth::{CredentialInfo, IdentityKind, Role, Session};
 pub use commit::StagedRow;
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
-    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, SignKey, SignOp, SignPurpose,
-    SignRequest, Signed, StagedRows, Staging, UnsealProgress,
+    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, RecoverAction, Recovered,
+    SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;
