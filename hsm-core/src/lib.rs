@@ -34,6 +34,7 @@ pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
     Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, RecoverAction, Recovered,
     SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
+    FAILED_LOGIN_WINDOW,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

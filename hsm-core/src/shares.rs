@@ -228,7 +228,10 @@ mod tests {
         let (shares, commitments) = split(&secret, 1, 1).unwrap();
         let a = parse(&shares[0]).unwrap();
         check_commitment(&a.1, &commitments).unwrap();
-        assert_eq!(commitments_from(std::slice::from_ref(&a.1), 1).unwrap(), commitments);
+        assert_eq!(
+            commitments_from(std::slice::from_ref(&a.1), 1).unwrap(),
+            commitments
+        );
         assert_eq!(&combine(1, &[a.1]).unwrap()[..], &secret[..]);
     }
 

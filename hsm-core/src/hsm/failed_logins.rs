@@ -88,11 +88,11 @@ impl FailedLogins {
     }
 
     /// Takes the tallies whose window has closed (all of them with `all`).
-    fn take_due(&mut self, all: bool) -> Vec<(String, Tally)> {
+    fn take_due(&mut self, all: bool, window: Duration) -> Vec<(String, Tally)> {
         let due: Vec<String> = self
             .open
             .iter()
-            .filter(|(_, t)| all || t.opened.elapsed() >= FAILED_LOGIN_WINDOW)
+            .filter(|(_, t)| all || t.opened.elapsed() >= window)
             .map(|(k, _)| k.clone())
             .collect();
         due.into_iter()
@@ -100,10 +100,8 @@ impl FailedLogins {
             .collect()
     }
 
-    fn any_due(&self) -> bool {
-        self.open
-            .values()
-            .any(|t| t.opened.elapsed() >= FAILED_LOGIN_WINDOW)
+    fn any_due(&self, window: Duration) -> bool {
+        self.open.values().any(|t| t.opened.elapsed() >= window)
     }
 }
 
@@ -122,6 +120,11 @@ impl Hsm {
         self.tally_refusal(source, Refusal::Throttled, None);
     }
 
+    /// The window refused logins are aggregated over.
+    pub fn failed_login_window(&self) -> Duration {
+        self.inner.failed_login_window
+    }
+
     /// Write the aggregate record of every tally whose window has closed (every tally with
     /// `all`, for a shutdown or a test). Returns how many records were written. A front end
     /// calls it on a timer; refused logins also call it, so a busy attacker's windows close
@@ -129,7 +132,7 @@ impl Hsm {
     pub fn flush_failed_logins(&self, all: bool) -> Result<usize> {
         let u = self.unsealed()?;
         let due = match self.inner.failed_logins.lock() {
-            Ok(mut f) => f.take_due(all),
+            Ok(mut f) => f.take_due(all, self.inner.failed_login_window),
             Err(_) => return Err(lock_err()),
         };
         let n = due.len();
@@ -170,7 +173,7 @@ impl Hsm {
             .inner
             .failed_logins
             .lock()
-            .map(|f| f.any_due())
+            .map(|f| f.any_due(self.inner.failed_login_window))
             .unwrap_or(false);
         if due {
             if let Err(e) = self.flush_failed_logins(false) {

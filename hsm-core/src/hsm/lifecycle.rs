@@ -22,6 +22,7 @@ impl Hsm {
                 keys: RwLock::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
                 failed_logins: Mutex::new(FailedLogins::default()),
+                failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
                 quota_floors: Mutex::new(HashMap::new()),
             }),
         })

@@ -48,7 +48,7 @@ const IMPORT_KEY_LABEL: &str = "kagi-import-key";
 const SESSION_TTL: Duration = Duration::from_secs(60);
 
 /// Failed logins are audited in aggregate: one record per source and window, with a count.
-const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 /// A cached session is re-checked against its credential row (revoked, locked, expired, secret
 /// or certificate changed) when its last check is older than this, so a revocation or lock in
 /// another process ends it within the same second the service's policy gate re-checks in.
@@ -58,11 +58,17 @@ const SHARE_COMMITMENTS: &str = "share_commitments";
 
 pub struct HsmConfig {
     pub store: StoreConfig,
+    /// Refused logins are audited as one record per source per this window
+    /// ([`FAILED_LOGIN_WINDOW`] by default).
+    pub failed_login_window: Duration,
 }
 
 impl HsmConfig {
     pub fn new(store: StoreConfig) -> Self {
-        HsmConfig { store }
+        HsmConfig {
+            store,
+            failed_login_window: FAILED_LOGIN_WINDOW,
+        }
     }
 }
 
@@ -194,6 +200,7 @@ pub(crate) struct Inner {
     keys: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
     sessions: Mutex<HashMap<[u8; 32], CachedLogin>>,
     failed_logins: Mutex<FailedLogins>,
+    failed_login_window: Duration,
     /// Per quota: the highest total the audit log records (the counter's floor).
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
 }
