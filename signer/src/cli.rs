@@ -193,7 +193,8 @@ pub enum IdentityCommand {
     List,
     /// Revoke an identity's token for good (by id, from 'kagi identity list').
     Revoke { id: String },
-    /// Unlock an identity locked after too many failed logins (by id).
+    /// Unlock a locked identity (by id). Failed logins lock nothing; a lock comes from an older
+    /// version or the database.
     Unlock { id: String },
 }
 
