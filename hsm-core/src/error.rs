@@ -43,10 +43,10 @@ pub enum HsmError {
     },
     #[error("missing or malformed credential: send 'Authorization: Bearer <token>'")]
     Unauthenticated,
-    #[error("the credential was not accepted; after repeated failures it is locked")]
+    #[error("the credential was not accepted: check the token (repeated failures from one address are slowed down)")]
     BadCredential,
     #[error(
-        "credential '{0}' is locked after too many failed logins: an administrator must unlock it ('kagi identity unlock ID')"
+        "credential '{0}' is locked: an administrator must unlock it ('kagi identity unlock ID'), or, for an administrator, a quorum of unseal-share holders ('kagi admin recover')"
     )]
     CredentialLocked(String),
     #[error("credential '{0}' was revoked: ask an administrator for a new one")]

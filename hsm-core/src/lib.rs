@@ -33,8 +33,9 @@ pub use auth::{CredentialInfo, IdentityKind, Role, Session};
 pub use commit::StagedRow;
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
-    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, SignKey, SignOp, SignPurpose,
-    SignRequest, Signed, StagedRows, Staging, UnsealProgress,
+    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, RecoverAction, Recovered,
+    SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
+    FAILED_LOGIN_WINDOW,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

@@ -24,6 +24,9 @@ pub enum Command {
     Init(InitArgs),
     /// Submit one unseal share to the running service.
     Unseal(UnsealArgs),
+    /// Break-glass administration by the unseal-share holders.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Manage keys.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -199,7 +202,8 @@ pub enum IdentityCommand {
         #[arg(long)]
         approval: Option<String>,
     },
-    /// Unlock an identity locked after too many failed logins (by id).
+    /// Unlock a locked identity (by id). Failed logins lock nothing; a lock comes from an older
+    /// version or the database.
     Unlock { id: String },
 }
 
@@ -285,6 +289,27 @@ pub struct UnsealArgs {
     /// File holding one share line; without it the share is read from standard input.
     #[arg(long)]
     pub share_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// A quorum of unseal shares unlocks an administrator credential, or gives it a new token
+    /// (printed once; the old one stops working). Works while every administrator is locked out.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Name of the administrator credential (e.g. "admin").
+    #[arg(long)]
+    pub credential: String,
+    /// Replace the credential's secret instead of only unlocking it.
+    #[arg(long)]
+    pub new_token: bool,
+    /// Files each holding one share line (repeat); without them the shares are read from
+    /// standard input, one per line, up to an empty line or the end.
+    #[arg(long = "share-file")]
+    pub share_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,8 @@ use crate::cli::ServeArgs;
 
 pub const DEFAULT_DATA_DIR: &str = "kagi-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
-pub const DEFAULT_MAX_FAILED_LOGINS: i64 = 5;
+/// Refused logins one source address may make before back-off starts.
+pub const DEFAULT_MAX_FAILED_LOGINS: i64 = 10;
 pub const DEFAULT_PUBLIC_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_EST_CA: &str = "devices";
 pub const DEFAULT_EST_PROFILE: &str = "device";
@@ -36,8 +37,11 @@ struct FileConfig {
     data: Option<PathBuf>,
     database_url: Option<String>,
     listen: Option<String>,
-    /// Failed logins after which a credential locks (default 5).
+    /// Refused logins one source address may make before back-off starts (default 10). No
+    /// credential is ever locked by failed logins.
     max_failed_logins: Option<i64>,
+    /// Seconds over which refused logins are audited as one record per source (default 60).
+    failed_login_window_secs: Option<u64>,
     /// Plain-HTTP listener for CRLs, CA certificates and OCSP; "off" disables it.
     public_listen: Option<String>,
     /// Base URL of that listener as relying parties reach it (goes into certificates).
@@ -55,6 +59,7 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     pub listen: String,
     pub max_failed_logins: i64,
+    pub failed_login_window: std::time::Duration,
     pub public_listen: Option<String>,
     pub public_url: String,
     pub est_ca: String,
@@ -86,6 +91,10 @@ impl ServeConfig {
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
             max_failed_logins: file.max_failed_logins.unwrap_or(DEFAULT_MAX_FAILED_LOGINS),
+            failed_login_window: file
+                .failed_login_window_secs
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(kagi_hsm_core::FAILED_LOGIN_WINDOW),
             public_listen: match public_listen.as_str() {
                 "off" | "" => None,
                 _ => Some(public_listen.clone()),

@@ -82,14 +82,14 @@ pub enum Startup {
 pub fn open(
     data: &DataDir,
     database_url: Option<&str>,
-    max_failed_logins: i64,
+    failed_login_window: std::time::Duration,
 ) -> Result<Hsm, InstanceError> {
     if database_url.is_none() {
         ensure_root(data)?;
     }
     let store = data.store_config(database_url)?;
     let mut config = HsmConfig::new(store);
-    config.max_failed_logins = max_failed_logins;
+    config.failed_login_window = failed_login_window;
     Ok(Hsm::open(config)?)
 }
 

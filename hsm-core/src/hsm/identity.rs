@@ -1,23 +1,41 @@
 //! Logins, credentials, identities and partitions: who a caller is.
 
+use super::failed_logins::Refusal;
 use super::*;
 
 impl Hsm {
-    /// Check a bearer token. Failed attempts are counted and audited; the credential locks
-    /// after `max_failed_logins`.
+    /// Check a bearer token (from this process: source "local"). See [`Hsm::login_from`].
     pub fn login(&self, token: &str) -> Result<Session> {
+        self.login_from(token, "local")
+    }
+
+    /// Check a bearer token presented by `source` (the peer address, for the failed-login
+    /// record).
+    ///
+    /// A refusal changes no credential: a wrong secret proves nothing, so it neither counts
+    /// against nor locks the credential it names (locking by strangers was a way to shut every
+    /// administrator out). Refusals are tallied per source and audited once per window
+    /// (`failed_logins.rs`); the front end rate-limits them per source. A refusal before the
+    /// secret is proven names nothing: revoked, expired and locked are told only to a caller
+    /// who presented the right secret.
+    pub fn login_from(&self, token: &str, source: &str) -> Result<Session> {
         let u = self.unsealed()?;
         let token_hash = token_hash(token);
-        if let Some(s) = self.cached_by_hash(&token_hash) {
+        if let Some(s) = self.recheck_cached(&token_hash)? {
             return Ok(s);
         }
+        let refuse = |reason, credential: Option<&str>, e: HsmError| {
+            self.tally_refusal(source, reason, credential);
+            self.flush_due_failed_logins();
+            Err(e)
+        };
         let mut parts = token.trim().splitn(3, '_');
         let (Some("kagi"), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(HsmError::Unauthenticated);
+            return refuse(Refusal::Malformed, None, HsmError::Unauthenticated);
         };
         if id.len() != 16 || !id.chars().all(|c| c.is_ascii_hexdigit()) || secret.len() > 256 {
-            return Err(HsmError::Unauthenticated);
+            return refuse(Refusal::Malformed, None, HsmError::Unauthenticated);
         }
         let mut c = self.inner.store.conn()?;
         let row: Option<CredentialRow> = credentials::table
@@ -25,38 +43,13 @@ impl Hsm {
             .first(&mut c)
             .optional()?;
         drop(c);
-        let event = |outcome: Option<String>, detail: serde_json::Value| EventDraft {
-            actor: format!("credential:{id}"),
-            action: "auth.login".into(),
-            partition: None,
-            key_id: None,
-            detail,
-            outcome,
-            use_hi: None,
-        };
         let Some(row) = row else {
-            u.committer.submit(
-                None,
-                None,
-                event(
-                    Some("denied:bad_credential".into()),
-                    serde_json::json!({"reason": "unknown credential"}),
-                ),
-            )?;
-            return Err(HsmError::BadCredential);
+            return refuse(
+                Refusal::UnknownCredential,
+                Some(id),
+                HsmError::BadCredential,
+            );
         };
-        // Revoked, expired and locked are refused whatever the secret.
-        if let Some(e) = row.refusal() {
-            u.committer.submit(
-                None,
-                None,
-                event(
-                    Some(format!("denied:{}", e.code())),
-                    serde_json::json!({"name": row.name}),
-                ),
-            )?;
-            return Err(e);
-        }
         let ok = PasswordHash::new(&row.secret_hash)
             .map(|h| {
                 Argon2::default()
@@ -64,50 +57,28 @@ impl Hsm {
                     .is_ok()
             })
             .unwrap_or(false);
-        let cred_id = row.id.clone();
         if !ok {
-            let max = self.inner.max_failed_logins;
-            let apply: ApplyFn = Box::new(move |c| {
-                let failed: i64 = credentials::table
-                    .filter(credentials::id.eq(&cred_id))
-                    .select(credentials::failed_logins)
-                    .first(c)?;
-                diesel::update(credentials::table.filter(credentials::id.eq(&cred_id)))
-                    .set((
-                        credentials::failed_logins.eq(failed + 1),
-                        credentials::locked.eq(failed + 1 >= max),
-                    ))
-                    .execute(c)?;
-                Ok(())
-            });
-            u.committer.submit(
-                None,
-                Some(apply),
-                event(
-                    Some("denied:bad_credential".into()),
-                    serde_json::json!({"name": row.name}),
-                ),
-            )?;
-            return Err(HsmError::BadCredential);
+            return refuse(Refusal::BadSecret, Some(id), HsmError::BadCredential);
+        }
+        // The caller holds this credential's secret: it may learn why it is refused.
+        if let Some(e) = row.refusal() {
+            let reason = match e {
+                HsmError::CredentialRevoked(_) => Refusal::Revoked,
+                HsmError::CredentialExpired(_) => Refusal::Expired,
+                _ => Refusal::Locked,
+            };
+            return refuse(reason, Some(id), e);
         }
         let session = row.session()?;
-        let reset: Option<ApplyFn> = (row.failed_logins > 0).then(|| -> ApplyFn {
-            Box::new(move |c| {
-                diesel::update(credentials::table.filter(credentials::id.eq(&cred_id)))
-                    .set(credentials::failed_logins.eq(0))
-                    .execute(c)?;
-                Ok(())
-            })
-        });
         let recorded = u.committer.submit(
             None,
-            reset,
+            None,
             EventDraft {
                 actor: session.actor(),
                 action: "auth.login".into(),
                 partition: Some(session.partition().to_string()),
                 key_id: None,
-                detail: serde_json::json!({"credential": session.credential_id()}),
+                detail: serde_json::json!({"credential": session.credential_id(), "source": source}),
                 outcome: None,
                 use_hi: None,
             },
@@ -118,16 +89,13 @@ impl Hsm {
             Ok(_) | Err(HsmError::Integrity(_)) => {}
             Err(e) => return Err(e),
         }
-        let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
-        if sessions.len() > 10_000 {
-            sessions.retain(|_, (_, at)| at.elapsed() < SESSION_TTL);
-        }
-        sessions.insert(token_hash, (session.clone(), Instant::now()));
+        self.cache_login(token_hash, &session, row.fingerprint())?;
         Ok(session)
     }
 
-    /// A session for `token` if it logged in less than a minute ago: no Argon2id, no I/O, so
-    /// front ends may call it on their event loop before falling back to [`Hsm::login`].
+    /// A session for `token` if it logged in less than a minute ago and its credential was
+    /// checked within the last second: no Argon2id, no I/O, so front ends may call it on their
+    /// event loop before falling back to [`Hsm::login_from`] (which re-checks an older entry).
     pub fn cached_session(&self, token: &str) -> Option<Session> {
         if self.is_sealed() {
             return None;
@@ -135,14 +103,91 @@ impl Hsm {
         self.cached_by_hash(&token_hash(token))
     }
 
-    /// Cached sessions expire with SESSION_TTL; revocation in this process purges them at once
-    /// (other processes see it within SESSION_TTL).
+    /// Whether `token` has a live cached login (which [`Hsm::login_from`] re-checks rather
+    /// than running Argon2id). No I/O.
+    pub fn has_cached_login(&self, token: &str) -> bool {
+        self.inner
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&token_hash(token)).map(Self::cache_usable))
+            .unwrap_or(false)
+    }
+
+    /// A cached session that needs no re-check now.
     pub(super) fn cached_by_hash(&self, hash: &[u8; 32]) -> Option<Session> {
         let sessions = self.inner.sessions.lock().ok()?;
-        let (s, at) = sessions.get(hash)?;
-        // An expiry inside the cache window still ends the session on time.
-        let expired = s.expires_at().is_some_and(|t| now_ms() / 1000 >= t);
-        (at.elapsed() < SESSION_TTL && !expired).then(|| s.clone())
+        let e = sessions.get(hash)?;
+        (Self::cache_usable(e) && e.checked.elapsed() < SESSION_RECHECK).then(|| e.session.clone())
+    }
+
+    /// Within the login cache's lifetime and the credential's expiry.
+    fn cache_usable(e: &CachedLogin) -> bool {
+        let expired = e.session.expires_at().is_some_and(|t| now_ms() / 1000 >= t);
+        e.verified.elapsed() < SESSION_TTL && !expired
+    }
+
+    /// The cached session under `hash`, re-reading its credential row when the last check is
+    /// older than [`SESSION_RECHECK`]: a revocation, lock, new secret or new certificate
+    /// binding made by any process ends it. `None`: log in afresh.
+    fn recheck_cached(&self, hash: &[u8; 32]) -> Result<Option<Session>> {
+        let (session, fingerprint) = {
+            let sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
+            match sessions.get(hash) {
+                Some(e) if Self::cache_usable(e) => {
+                    if e.checked.elapsed() < SESSION_RECHECK {
+                        return Ok(Some(e.session.clone()));
+                    }
+                    (e.session.clone(), e.fingerprint)
+                }
+                _ => return Ok(None),
+            }
+        };
+        let mut c = self.inner.store.conn()?;
+        let row: Option<CredentialRow> = credentials::table
+            .filter(credentials::id.eq(session.credential_id()))
+            .first(&mut c)
+            .optional()?;
+        drop(c);
+        let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
+        match row {
+            Some(r) if r.refusal().is_none() && r.fingerprint() == fingerprint => {
+                if let Some(e) = sessions.get_mut(hash) {
+                    e.checked = Instant::now();
+                }
+                Ok(Some(session))
+            }
+            _ => {
+                sessions.remove(hash);
+                Ok(None)
+            }
+        }
+    }
+
+    fn cache_login(&self, hash: [u8; 32], session: &Session, fingerprint: [u8; 32]) -> Result<()> {
+        let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
+        if sessions.len() > 10_000 {
+            sessions.retain(|_, e| e.verified.elapsed() < SESSION_TTL);
+        }
+        let now = Instant::now();
+        sessions.insert(
+            hash,
+            CachedLogin {
+                session: session.clone(),
+                verified: now,
+                checked: now,
+                fingerprint,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forget every cached session of credential `id` in this process (other processes see
+    /// the change within [`SESSION_RECHECK`]).
+    pub(super) fn forget_sessions_of(&self, id: &str) {
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.retain(|_, e| e.session.credential_id() != id);
+        }
     }
 
     /// A credential in the caller's own partition.
@@ -375,16 +420,22 @@ impl Hsm {
         rows.iter().map(|r| r.info()).collect()
     }
 
-    /// Log in with a TLS client certificate (DER) bound to an identity. The handshake proved the
-    /// caller holds its private key; the identity is found by the certificate's SHA-256.
+    /// Log in with a TLS client certificate (DER) bound to an identity (source "local").
     pub fn login_by_certificate(&self, cert_der: &[u8]) -> Result<Session> {
+        self.login_by_certificate_from(cert_der, "local")
+    }
+
+    /// Log in with a TLS client certificate (DER) bound to an identity, presented by
+    /// `source`. The handshake proved the caller holds its private key; the identity is found
+    /// by the certificate's SHA-256. Refusals are tallied like token refusals.
+    pub fn login_by_certificate_from(&self, cert_der: &[u8], source: &str) -> Result<Session> {
         let u = self.unsealed()?;
         let fp = {
             let d = digest(&SHA256, cert_der);
             hex::encode(d.as_ref())
         };
         let cache = token_hash(&format!("cert:{fp}"));
-        if let Some(s) = self.cached_by_hash(&cache) {
+        if let Some(s) = self.recheck_cached(&cache)? {
             return Ok(s);
         }
         let mut c = self.inner.store.conn()?;
@@ -394,53 +445,42 @@ impl Hsm {
             .first(&mut c)
             .optional()?;
         drop(c);
-        let event =
-            |outcome: Option<String>, detail: serde_json::Value, actor: String| EventDraft {
-                actor,
-                action: "auth.login_certificate".into(),
-                partition: None,
-                key_id: None,
-                detail,
-                outcome,
-                use_hi: None,
-            };
         let Some(row) = row else {
-            u.committer.submit(
-                None,
-                None,
-                event(
-                    Some("denied:bad_credential".into()),
-                    serde_json::json!({"cert_sha256": fp}),
-                    "tls-client".into(),
-                ),
-            )?;
+            self.tally_refusal(source, Refusal::UnknownCertificate, None);
+            self.flush_due_failed_logins();
             return Err(HsmError::BadCredential);
         };
-        let actor = format!("{}:{}", row.partition_name, row.name);
+        // The handshake proved possession of the certificate's key, so the caller may learn
+        // why its identity is refused.
         if let Some(e) = row.refusal() {
-            u.committer.submit(
-                None,
-                None,
-                event(
-                    Some(format!("denied:{}", e.code())),
-                    serde_json::json!({"cert_sha256": fp}),
-                    actor,
-                ),
-            )?;
+            let reason = match e {
+                HsmError::CredentialExpired(_) => Refusal::Expired,
+                _ => Refusal::Locked,
+            };
+            self.tally_refusal(source, reason, Some(&row.id));
+            self.flush_due_failed_logins();
             return Err(e);
         }
         let session = row.session()?;
-        u.committer.submit(
+        let recorded = u.committer.submit(
             None,
             None,
-            event(
-                None,
-                serde_json::json!({"credential": row.id, "cert_sha256": fp}),
-                actor,
-            ),
-        )?;
-        let mut sessions = self.inner.sessions.lock().map_err(|_| lock_err())?;
-        sessions.insert(cache, (session.clone(), Instant::now()));
+            EventDraft {
+                actor: format!("{}:{}", row.partition_name, row.name),
+                action: "auth.login_certificate".into(),
+                partition: None,
+                key_id: None,
+                detail: serde_json::json!({"credential": row.id, "cert_sha256": fp, "source": source}),
+                outcome: None,
+                use_hi: None,
+            },
+        );
+        // As for a token login: failed closed, a proven caller may still read.
+        match recorded {
+            Ok(_) | Err(HsmError::Integrity(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.cache_login(cache, &session, row.fingerprint())?;
         Ok(session)
     }
 
@@ -537,9 +577,7 @@ impl Hsm {
                 serde_json::json!({"credential": id, "name": target.name, "approval": grant.as_ref().and_then(|g| g.approval())}),
             ),
         )?;
-        if let Ok(mut sessions) = self.inner.sessions.lock() {
-            sessions.retain(|_, (sess, _)| sess.credential_id() != id);
-        }
+        self.forget_sessions_of(id);
         Ok(Gated::Done(()))
     }
 

@@ -15,13 +15,14 @@ impl Hsm {
         Ok(Hsm {
             inner: Arc::new(Inner {
                 store,
-                max_failed_logins: cfg.max_failed_logins.max(1),
                 state: RwLock::new(State::Sealed {
                     threshold,
                     collected: Vec::new(),
                 }),
                 keys: RwLock::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
+                failed_logins: Mutex::new(FailedLogins::default()),
+                failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
                 quota_floors: Mutex::new(HashMap::new()),
             }),
         })
@@ -66,7 +67,7 @@ impl Hsm {
             return Err(HsmError::AlreadyInitialized);
         }
         let master = MasterKey::generate()?;
-        let shares = shares::split(master.as_bytes(), threshold, share_count)?;
+        let (shares, commitments) = shares::split(master.as_bytes(), threshold, share_count)?;
         let check = master
             .sealer(seal::CHECK_INFO)?
             .seal(seal::CHECK_PLAINTEXT, b"")?;
@@ -145,6 +146,7 @@ impl Hsm {
                 .execute(c)?;
             meta_put(c, "master_check", &check)?;
             meta_put(c, "threshold", threshold.to_string().as_bytes())?;
+            meta_put(c, SHARE_COMMITMENTS, &commitments)?;
             meta_put(c, "audit_key_id", audit_row.id.as_bytes())?;
             meta_put(c, "initialized", b"1")?;
             Ok(())
@@ -157,7 +159,7 @@ impl Hsm {
                 action: "hsm.init".into(),
                 partition: None,
                 key_id: None,
-                detail: serde_json::json!({"shares": share_count, "threshold": threshold, "admin_credential": admin_id}),
+                detail: serde_json::json!({"shares": share_count, "threshold": threshold, "admin_credential": admin_id, "verifiable_shares": true}),
                 outcome: None,
                 use_hi: None,
             },
@@ -179,8 +181,18 @@ impl Hsm {
     }
 
     /// Add one share. When enough are in, rebuild the master key, check it, and unseal.
+    ///
+    /// A share is checked against its commitment (stored at `init`) before it joins the pool,
+    /// so a forged share is refused by itself and the real shares already in stay. Instances
+    /// made before commitments existed have none: their shares join unchecked, as before, and
+    /// their first unseal stores the commitments (every index's share is known once the
+    /// polynomial is), so from then on they are checked too.
     pub fn unseal(&self, share_text: &str) -> Result<UnsealProgress> {
         let (share_threshold, share) = shares::parse(share_text)?;
+        let commitments = {
+            let mut c = self.inner.store.conn()?;
+            meta_get(&mut c, SHARE_COMMITMENTS)?
+        };
         let mut state = self.inner.state.write().map_err(|_| lock_err())?;
         let (threshold, collected) = match &mut *state {
             State::Unsealed(_) => {
@@ -203,6 +215,9 @@ impl Hsm {
                 "this share is from a {share_threshold}-of-N split, but this instance needs {threshold}"
             )));
         }
+        if let Some(list) = &commitments {
+            shares::check_commitment(&share, list)?;
+        }
         if !collected.iter().any(|s| s[0] == share[0]) {
             collected.push(share);
         }
@@ -213,18 +228,58 @@ impl Hsm {
                 unsealed: false,
             });
         }
-        let secret = shares::combine(threshold, collected);
-        collected.clear();
-        let master = MasterKey::from_bytes(&secret?)?;
+        let pool = std::mem::take(collected);
+        let master = MasterKey::from_bytes(&shares::combine(threshold, &pool)?)?;
         let unsealed = self.open_with_master(master)?;
+        // The master key checked, so the pool's shares are genuine points of the polynomial
+        // (one wrong byte in any of them would have changed the key): every index's
+        // commitment follows from them.
+        let count = commitments
+            .as_ref()
+            .map(|l| l.len())
+            .filter(|n| n % shares::COMMITMENT_LEN == 0)
+            .and_then(|n| u8::try_from(n / shares::COMMITMENT_LEN).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(u8::MAX);
+        let expected = shares::commitments_from(&pool, count)?;
+        drop(pool);
+        let (apply, detail) = match &commitments {
+            Some(list) if *list == expected => {
+                (None, serde_json::json!({"share_commitments": "verified"}))
+            }
+            stored => {
+                let changed: Vec<usize> = match stored {
+                    Some(list) => (0..usize::from(count))
+                        .filter(|i| {
+                            let r = i * shares::COMMITMENT_LEN..(i + 1) * shares::COMMITMENT_LEN;
+                            list.get(r.clone()) != expected.get(r)
+                        })
+                        .map(|i| i + 1)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if stored.is_some() {
+                    log::error!(
+                        "the stored share commitments of share(s) {changed:?} were changed in the database; they are rewritten from the shares that unsealed, and the audit log records it"
+                    );
+                }
+                let apply: ApplyFn = Box::new(move |c| {
+                    diesel::delete(meta::table.filter(meta::name.eq(SHARE_COMMITMENTS)))
+                        .execute(c)?;
+                    meta_put(c, SHARE_COMMITMENTS, &expected)
+                });
+                let detail = if stored.is_some() {
+                    serde_json::json!({"share_commitments": "repaired", "changed": changed})
+                } else {
+                    serde_json::json!({"share_commitments": "stored", "count": count})
+                };
+                (Some(apply), detail)
+            }
+        };
         let committer = unsealed.committer.clone();
         *state = State::Unsealed(unsealed);
         drop(state);
-        match committer.submit(
-            None,
-            None,
-            system_event("hsm.unseal", serde_json::json!({})),
-        ) {
+        match committer.submit(None, apply, system_event("hsm.unseal", detail)) {
             // Unsealed but failed closed: the log takes nothing more, and `/readyz` says why.
             Ok(_) | Err(HsmError::Integrity(_)) => {}
             Err(e) => return Err(e),
@@ -234,6 +289,12 @@ impl Hsm {
             need: threshold,
             unsealed: true,
         })
+    }
+
+    /// The stored share commitments, or `None` for an instance made before they existed.
+    pub(super) fn share_commitments(&self) -> Result<Option<Vec<u8>>> {
+        let mut c = self.inner.store.conn()?;
+        meta_get(&mut c, SHARE_COMMITMENTS)
     }
 
     pub(super) fn open_with_master(&self, master: MasterKey) -> Result<Arc<Unsealed>> {

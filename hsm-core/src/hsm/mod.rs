@@ -48,17 +48,27 @@ const IMPORT_KEY_LABEL: &str = "kagi-import-key";
 /// A verified token is trusted this long before Argon2id runs again.
 const SESSION_TTL: Duration = Duration::from_secs(60);
 
+/// Failed logins are audited in aggregate: one record per source and window, with a count.
+pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// A cached session is re-checked against its credential row (revoked, locked, expired, secret
+/// or certificate changed) when its last check is older than this, so a revocation or lock in
+/// another process ends it within the same second the service's policy gate re-checks in.
+const SESSION_RECHECK: Duration = Duration::from_secs(1);
+/// The `meta` row holding the unseal shares' commitments (see `shares.rs`).
+const SHARE_COMMITMENTS: &str = "share_commitments";
+
 pub struct HsmConfig {
     pub store: StoreConfig,
-    /// Failed logins after which a credential locks.
-    pub max_failed_logins: i64,
+    /// Refused logins are audited as one record per source per this window
+    /// ([`FAILED_LOGIN_WINDOW`] by default).
+    pub failed_login_window: Duration,
 }
 
 impl HsmConfig {
     pub fn new(store: StoreConfig) -> Self {
         HsmConfig {
             store,
-            max_failed_logins: 5,
+            failed_login_window: FAILED_LOGIN_WINDOW,
         }
     }
 }
@@ -233,12 +243,24 @@ enum State {
     Unsealed(Arc<Unsealed>),
 }
 
+/// A verified login, cached under SHA-256 of its token (or of its certificate).
+struct CachedLogin {
+    session: Session,
+    /// When Argon2id (or the TLS handshake) last verified it.
+    verified: Instant,
+    /// When the credential row was last read for it.
+    checked: Instant,
+    /// [`CredentialRow::fingerprint`] at login: a new secret or certificate binding ends it.
+    fingerprint: [u8; 32],
+}
+
 pub(crate) struct Inner {
     pub(crate) store: Store,
-    max_failed_logins: i64,
     state: RwLock<State>,
     keys: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
-    sessions: Mutex<HashMap<[u8; 32], (Session, Instant)>>,
+    sessions: Mutex<HashMap<[u8; 32], CachedLogin>>,
+    failed_logins: Mutex<FailedLogins>,
+    failed_login_window: Duration,
     /// Per quota: the highest total the audit log records (the counter's floor).
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
 }
@@ -411,6 +433,17 @@ impl CredentialRow {
         }
     }
 
+    /// What a cached login depends on besides the revoked, locked and expiry fields.
+    fn fingerprint(&self) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&SHA256);
+        ctx.update(self.secret_hash.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(self.cert_sha256.as_deref().unwrap_or("").as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
     fn session(&self) -> Result<Session> {
         Ok(Session::new(
             self.id.clone(),
@@ -465,6 +498,16 @@ fn hash_secret(secret: &str) -> Result<String> {
         .map_err(|_| HsmError::Crypto("argon2"))
 }
 
+/// A fresh 256-bit secret for credential `id`: its token `kagi_<id>_<secret>` and the
+/// secret's Argon2id hash.
+fn new_secret_for(id: &str) -> Result<(Zeroizing<String>, String)> {
+    let mut raw = Zeroizing::new([0u8; 32]);
+    SystemRandom::new().fill(&mut raw[..])?;
+    let secret = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw[..]));
+    let token = Zeroizing::new(format!("kagi_{id}_{}", secret.as_str()));
+    Ok((token, hash_secret(&secret)?))
+}
+
 /// New credential: returns (row, token). The token is `kagi_<id>_<secret>`.
 fn new_credential(
     partition: &str,
@@ -474,16 +517,13 @@ fn new_credential(
     expires_at: Option<i64>,
 ) -> Result<(CredentialRow, Zeroizing<String>)> {
     let id = random_hex(8)?;
-    let mut raw = Zeroizing::new([0u8; 32]);
-    SystemRandom::new().fill(&mut raw[..])?;
-    let secret = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw[..]));
-    let token = Zeroizing::new(format!("kagi_{id}_{}", secret.as_str()));
+    let (token, secret_hash) = new_secret_for(&id)?;
     let row = CredentialRow {
         id,
         partition_name: partition.into(),
         name: name.into(),
         roles: roles_to_string(roles),
-        secret_hash: hash_secret(&secret)?,
+        secret_hash,
         failed_logins: 0,
         locked: false,
         created_at: now_ms() / 1000,
@@ -496,7 +536,12 @@ fn new_credential(
 }
 
 pub mod approvals;
+mod failed_logins;
 mod identity;
+mod recovery;
+
+use failed_logins::FailedLogins;
+pub use recovery::{RecoverAction, Recovered};
 mod keyring;
 mod lifecycle;
 pub mod policy_store;

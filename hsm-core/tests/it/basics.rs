@@ -152,7 +152,7 @@ fn bad_input_changes_nothing() {
 }
 
 #[test]
-fn roles_and_login_lockout() {
+fn roles_are_checked_on_every_call() {
     let store = TestStore::new(Backend::Sqlite);
     let i = init(&store);
     i.hsm
@@ -177,29 +177,9 @@ fn roles_and_login_lockout() {
     );
     assert_eq!(i.hsm.audit_verify(&user).unwrap_err().code(), "forbidden");
 
-    let (info, tok) = i
-        .hsm
-        .create_credential(&i.admin, "victim", &[Role::User])
-        .unwrap();
-    let wrong = format!("{}x", &tok[..tok.len() - 1]);
-    for _ in 0..5 {
-        assert_eq!(i.hsm.login(&wrong).unwrap_err().code(), "bad_credential");
-    }
-    // Locked now: even the right secret is refused.
-    assert_eq!(i.hsm.login(&tok).unwrap_err().code(), "credential_locked");
-    i.hsm.unlock_credential(&i.admin, &info.id).unwrap();
-    i.hsm.login(&tok).unwrap();
     assert_eq!(
         i.hsm.login("garbage").unwrap_err().code(),
         "unauthenticated"
-    );
-    let events = i.hsm.audit_records(&i.admin, 0, 1000).unwrap();
-    assert!(
-        events
-            .iter()
-            .filter(|e| e.action == "auth.login" && e.outcome.starts_with("denied"))
-            .count()
-            >= 6
     );
     i.hsm.audit_verify(&i.admin).unwrap();
 }

@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::serve(&args),
         Command::Init(args) => init::init(&args),
         Command::Unseal(args) => init::unseal(&args),
+        Command::Admin(crate::cli::AdminCommand::Recover(args)) => init::recover(&args),
         Command::Key(cmd) => keys::key(cmd),
         Command::Sign(args) => sign::sign(&args),
         Command::Audit(cmd) => audit::audit(cmd),

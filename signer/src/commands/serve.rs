@@ -20,7 +20,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
     instance::ensure_root(&data)?;
-    let hsm = instance::open(&data, cfg.database_url.as_deref(), cfg.max_failed_logins)
+    let hsm = instance::open(&data, cfg.database_url.as_deref(), cfg.failed_login_window)
         .context("cannot open the HSM store")?;
     let startup = instance::bring_up(&hsm, &data)?;
     if !secret_files::is_private_dir(&data.root).unwrap_or(false) {
@@ -53,7 +53,10 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     };
     let public_url = cfg.public_url.clone();
     let signing_ca = cfg.signing_ca.clone();
-    server::run(hsm, pki, est, signing_ca, tls_config, &listeners, move |addrs, public| {
+    let auth = server::AuthSettings {
+        failed_logins_per_source: u32::try_from(cfg.max_failed_logins.max(1)).unwrap_or(u32::MAX),
+    };
+    server::run(hsm, pki, est, auth, signing_ca, tls_config, &listeners, move |addrs, public| {
         print_banner(&banner_data, &tls_files, &startup, sealed, addrs);
         if let Some(a) = public.first() {
             eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");

@@ -1,17 +1,27 @@
 //! Bearer-token authentication. hsm-core caches successful logins for a minute, so a burst of
 //! requests with one token pays for Argon2id once, not per request.
+//!
+//! Refused logins are limited per source address (`rate_limit.rs`), never per credential: a
+//! stranger can slow down their own address, not lock anyone out. A source that is blocked
+//! still gets in with a token that has a live cached login, since that costs nothing.
+//!
+//! The token is copied once out of actix's header map into a `Zeroizing<String>` and hashed
+//! for the login cache; the copies that remain are actix's (the request's header buffer and
+//! `HeaderValue`) and rustls's decrypted record buffer, which kagi does not control.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use kagi_hsm_core::{Hsm, Session};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use zeroize::Zeroizing;
 
 use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::blocking;
+use super::rate_limit;
 use super::AppState;
 
 /// The DER of the TLS client certificate a connection presented, kept per connection.
@@ -42,13 +52,14 @@ impl FromRequest for Caller {
         let token = bearer_token(req);
         let cert = req.conn_data::<ClientCertificate>().cloned();
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let ip = rate_limit::source(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             // A bearer token, when sent, decides; otherwise a client certificate may.
             let session = match (token, cert) {
-                (Ok(token), _) => login(&state.hsm, token).await?,
+                (Ok(token), _) => login_from(&state, ip, token).await?,
                 (Err(_), Some(ClientCertificate(der))) => {
-                    blocking(&state.hsm, move |h| h.login_by_certificate(&der)).await?
+                    certificate_login_from(&state, ip, der).await?
                 }
                 (Err(e), None) => return Err(e),
             };
@@ -78,6 +89,65 @@ fn bearer_token(req: &HttpRequest) -> Result<Zeroizing<String>, ApiError> {
     Ok(Zeroizing::new(token.to_string()))
 }
 
+/// A token login from `ip`, under the per-source limit on refusals.
+pub(super) async fn login_from(
+    state: &AppState,
+    ip: IpAddr,
+    token: Zeroizing<String>,
+) -> Result<Session, ApiError> {
+    if let Some(session) = state.hsm.cached_session(&token) {
+        return Ok(session);
+    }
+    if let Err(t) = state.login_limit.admit(ip) {
+        // Only a login hsm-core has cached (it re-checks the credential) gets past a block.
+        if !state.hsm.has_cached_login(&token) {
+            state.hsm.note_throttled_login(&ip.to_string());
+            return Err(t.into());
+        }
+    }
+    let source = ip.to_string();
+    let result = blocking(&state.hsm, move |h| h.login_from(&token, &source)).await;
+    if result.as_ref().is_err_and(is_refusal) {
+        state.login_limit.record(ip);
+    }
+    result
+}
+
+/// A client-certificate login from `ip`, under the same limit.
+async fn certificate_login_from(
+    state: &AppState,
+    ip: IpAddr,
+    der: Vec<u8>,
+) -> Result<Session, ApiError> {
+    if let Err(t) = state.login_limit.admit(ip) {
+        state.hsm.note_throttled_login(&ip.to_string());
+        return Err(t.into());
+    }
+    let source = ip.to_string();
+    let result = blocking(&state.hsm, move |h| {
+        h.login_by_certificate_from(&der, &source)
+    })
+    .await;
+    if result.as_ref().is_err_and(is_refusal) {
+        state.login_limit.record(ip);
+    }
+    result
+}
+
+/// A refusal of the credential itself (not the HSM's state or a failure inside kagi).
+fn is_refusal(e: &ApiError) -> bool {
+    matches!(
+        e.code(),
+        "unauthenticated"
+            | "bad_credential"
+            | "credential_locked"
+            | "credential_revoked"
+            | "credential_expired"
+    )
+}
+
+/// A token login with no source address (callers that have none; the HTTP routes use
+/// [`login_from`]).
 pub(super) async fn login(hsm: &Hsm, token: Zeroizing<String>) -> Result<Session, ApiError> {
     // A recent login costs a hash lookup: no trip through the blocking pool.
     if let Some(session) = hsm.cached_session(&token) {

@@ -71,7 +71,8 @@ registry! {
     // Who is asking.
     Unauthenticated = "unauthenticated", UNAUTHORIZED, "no credential, or a malformed one";
     BadCredential = "bad_credential", UNAUTHORIZED, "the credential was not accepted";
-    CredentialLocked = "credential_locked", UNAUTHORIZED, "the credential is locked after failed logins";
+    CredentialLocked = "credential_locked", UNAUTHORIZED, "the credential is locked: an administrator (or, for an administrator, a quorum of share holders) unlocks it";
+    TooManyAttempts = "too_many_attempts", TOO_MANY_REQUESTS, "too many failed attempts from this address: wait for Retry-After seconds";
     CredentialRevoked = "credential_revoked", UNAUTHORIZED, "the credential was revoked";
     CredentialExpired = "credential_expired", UNAUTHORIZED, "the credential has expired";
     // What they may do.

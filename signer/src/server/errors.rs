@@ -16,6 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (429 from a rate limit).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +27,14 @@ impl ApiError {
             status: code.status(),
             code: code.as_str(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Tell the client when to retry (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -46,6 +55,7 @@ impl ApiError {
             status,
             code,
             message,
+            retry_after: None,
         }
     }
 
@@ -70,7 +80,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
+        let mut r = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after {
+            r.insert_header((actix_web::http::header::RETRY_AFTER, s.to_string()));
+        }
+        r.json(json!({
             "error": { "code": self.code, "message": self.message }
         }))
     }

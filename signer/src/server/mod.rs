@@ -21,6 +21,7 @@ mod openapi;
 mod policies;
 mod policy_gate;
 mod public;
+mod rate_limit;
 mod sign;
 mod sigstore_routes;
 mod state;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use handler::resource;
 use kagi_ca::service::Pki;
 use state::AppState;
-pub use state::EstSettings;
+pub use state::{AuthSettings, EstSettings};
 
 /// JSON bodies above this are refused with 413 before they are parsed: every request body of
 /// this API is small (a digest, a name, a wrapped key).
@@ -43,6 +44,9 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 
 /// How often CRLs are checked and regenerated when due (they are also made on revocation).
 const CRL_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// How often closed failed-login windows are written to the audit log.
+const FAILED_LOGIN_FLUSH_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the service listens.
 pub struct Listeners {
@@ -54,10 +58,12 @@ pub struct Listeners {
 
 /// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
 /// sockets are bound, so what it announces is true.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     hsm: Hsm,
     pki: Arc<Pki>,
     est: EstSettings,
+    auth: AuthSettings,
     signing_ca: String,
     tls: rustls::ServerConfig,
     listen: &Listeners,
@@ -69,8 +75,13 @@ pub fn run(
         pki,
         est,
         signing_ca,
+        login_limit: rate_limit::RateLimiter::new(rate_limit::Limits::logins(
+            auth.failed_logins_per_source,
+        )),
+        share_limit: rate_limit::RateLimiter::new(rate_limit::Limits::shares()),
     });
     spawn_crl_refresher(state.clone());
+    spawn_failed_login_flusher(state.clone());
     let https = listen.https.clone();
     let public_http = listen.public_http.clone();
     actix_web::rt::System::new().block_on(async move {
@@ -129,6 +140,26 @@ fn spawn_crl_refresher(state: web::Data<AppState>) {
     }
 }
 
+/// Writes the failed-login tallies whose window has closed, so an attack that stops is still
+/// recorded within a window and this interval.
+fn spawn_failed_login_flusher(state: web::Data<AppState>) {
+    let spawned = std::thread::Builder::new()
+        .name("kagi-auth-audit".into())
+        .spawn(move || loop {
+            std::thread::sleep(FAILED_LOGIN_FLUSH_EVERY.min(state.hsm.failed_login_window()));
+            if !state.hsm.is_sealed() {
+                if let Err(e) = state.hsm.flush_failed_logins(false) {
+                    log::error!("could not write the failed-login audit records: {e}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!(
+            "cannot start the failed-login recorder ({e}); tallies are written on the next refused login"
+        );
+    }
+}
+
 fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -151,6 +182,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
             .service(resource("/sys/unseal").route(web::post().to(system::unseal)))
+            .service(resource("/sys/recover").route(web::post().to(system::recover)))
             .service(
                 resource("/keys")
                     .route(web::get().to(keys::list_keys))

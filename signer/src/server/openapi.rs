@@ -139,7 +139,7 @@ pub fn document() -> Value {
                     } }))
             },
             "/api/v1/identities/{id}/revoke": { "post": op("Revoke an identity's token", true, "200") },
-            "/api/v1/identities/{id}/unlock": { "post": op("Unlock an identity locked by failed logins", true, "200") },
+            "/api/v1/identities/{id}/unlock": { "post": op("Unlock a locked identity", true, "200") },
             "/api/v1/policies": {
                 "get": op("List policy versions", true, "200"),
                 "post": {
@@ -225,10 +225,21 @@ fn log_paths() -> serde_json::Value {
     })
 }
 
+/// Break-glass recovery by the unseal-share holders.
+fn recovery_paths() -> serde_json::Value {
+    let body = json!({ "type": "object", "required": ["shares", "credential"], "additionalProperties": false, "properties": {
+        "shares": { "type": "array", "items": { "type": "string" } },
+        "credential": { "type": "string", "description": "the administrator credential's name" },
+        "new_token": { "type": "boolean", "description": "replace its secret; default: only unlock" } } });
+    json!({
+        "/api/v1/sys/recover": { "post": with_body(op("Break-glass: a quorum of unseal shares unlocks an administrator credential or gives it a new token (returned once); refused shares are rate-limited per address", false, "200"), body) }
+    })
+}
+
 pub async fn serve() -> HttpResponse {
     let mut doc = document();
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        for more in [ca_paths(), log_paths()] {
+        for more in [ca_paths(), log_paths(), recovery_paths()] {
             if let serde_json::Value::Object(m) = more {
                 paths.extend(m);
             }

@@ -4,6 +4,7 @@ use kagi_hsm_core::Hsm;
 use std::sync::Arc;
 
 use super::policy_gate;
+use super::rate_limit::RateLimiter;
 use kagi_ca::service::Pki;
 
 /// What each handler reaches through `web::Data<AppState>`.
@@ -14,6 +15,17 @@ pub struct AppState {
     pub est: EstSettings,
     /// The CA that certifies signing keys (`kagi key certify`).
     pub signing_ca: String,
+    /// Refused logins, per source address.
+    pub login_limit: RateLimiter,
+    /// Refused unseal and recovery shares, per source address.
+    pub share_limit: RateLimiter,
+}
+
+/// How the service treats failed authentication.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    /// Refused logins one source address may make before back-off starts.
+    pub failed_logins_per_source: u32,
 }
 
 /// The EST CA and profile of this instance (configurable; the development hierarchy's device CA

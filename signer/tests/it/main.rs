@@ -2,6 +2,7 @@
 //! They run the real binary Cargo built for this package, through kagi-testkit.
 
 mod audit_tamper;
+mod auth;
 mod ca;
 mod governance;
 mod hostile_input;

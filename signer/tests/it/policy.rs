@@ -473,33 +473,38 @@ fn a_line_logs_in_with_its_client_certificate() {
     assert!(events
         .iter()
         .any(|e| e["action"] == "auth.login_certificate" && e["outcome"] == "ok"));
-    assert!(events.iter().any(
-        |e| e["action"] == "auth.login_certificate" && e["outcome"] == "denied:bad_credential"
-    ));
+    // The stranger's refusal is not a record of its own: it is counted in its source's
+    // aggregate `auth.failed_logins` record when the window closes (see `auth.rs`).
+    assert!(!events
+        .iter()
+        .any(|e| e["action"] == "auth.login_certificate" && e["outcome"] != "ok"));
 }
 
-/// Five wrong secrets lock an identity; `kagi identity unlock` is the way back.
+/// Wrong secrets with an identity's id (which is no secret) lock nothing: the identity's own
+/// token keeps working, and `kagi identity unlock` still clears a lock an older version left.
 #[test]
-fn a_locked_identity_is_unlocked_by_an_administrator() {
+fn wrong_secrets_never_lock_an_identity() {
     let server = Server::start();
-    let token =
-        token_of(server.kagi_ok(&["identity", "create", "--name", "ci", "--kind", "pipeline"]));
+    let token = token_of(server.kagi_ok(&[
+        "identity",
+        "create",
+        "--name",
+        "nightly-build",
+        "--kind",
+        "pipeline",
+    ]));
     let id = token.split('_').nth(1).unwrap().to_string();
     let wrong = format!("kagi_{id}_{}", "x".repeat(43));
     for _ in 0..5 {
-        assert!(stderr(&server.kagi_as(&wrong, &["key", "list"])).contains("bad_credential"));
+        let refused = stderr(&server.kagi_as(&wrong, &["key", "list"]));
+        assert!(refused.contains("bad_credential"), "{refused}");
+        assert!(
+            !refused.contains("nightly-build"),
+            "the refusal names nothing: {refused}"
+        );
     }
-    let locked = server.kagi_as(&token, &["key", "list"]);
-    assert!(
-        stderr(&locked).contains("credential_locked"),
-        "{}",
-        stderr(&locked)
-    );
-    assert!(
-        stderr(&locked).contains("kagi identity unlock"),
-        "{}",
-        stderr(&locked)
-    );
+    let ok = server.kagi_as(&token, &["key", "list"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
     server.kagi_ok(&["identity", "unlock", &id]);
     let ok = server.kagi_as(&token, &["key", "list"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
