@@ -14,6 +14,9 @@ pub struct AppState {
     pub est: EstSettings,
     /// The CA that certifies signing keys (`kagi key certify`).
     pub signing_ca: String,
+    /// Log entry bodies for anyone (an open-source project's log); otherwise an auditor, or
+    /// the identity an entry names, reads them.
+    pub log_entries_public: bool,
 }
 
 /// The EST CA and profile of this instance (configurable; the development hierarchy's device CA
