@@ -51,7 +51,8 @@ struct SignResponse {
     /// The key's usage count including this signature.
     usage_count: i64,
     usage_limit: Option<i64>,
-    /// This signature's entry in the public transparency log (/log/entries/N).
+    /// This signature's entry in the transparency log (/log/entries/N: readable by this
+    /// identity and auditors).
     tlog_index: Option<i64>,
     /// sigstore: the Sigstore bundle (v0.3), and what to verify it with.
     #[serde(skip_serializing_if = "Option::is_none")]
