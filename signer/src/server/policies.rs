@@ -67,10 +67,9 @@ pub async fn list_policies(caller: Caller, state: web::Data<AppState>) -> ApiRes
         .iter()
         .map(|p| json!({"version": p.version, "active": p.active, "submitted_by": p.submitted_by, "submitted_at": p.submitted_at, "quorum": p.quorum}))
         .collect();
-    let bootstrap = bootstrap_json(active.is_none());
     brief.push(json!({
-        "version": bootstrap["version"], "active": bootstrap["active"],
-        "submitted_by": bootstrap["submitted_by"], "submitted_at": null, "quorum": null,
+        "version": kagi_policy::BOOTSTRAP_VERSION, "active": active.is_none(),
+        "submitted_by": "(built in)", "submitted_at": null, "quorum": null,
     }));
     Ok(HttpResponse::Ok().json(brief))
 }
