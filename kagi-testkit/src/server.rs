@@ -287,6 +287,29 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Submits and activates a policy document as the admin would (`kagi policy submit`, then
+    /// `kagi policy activate`); returns its version. A fresh instance denies pipelines and lines
+    /// until a policy allows them.
+    pub fn activate_policy(&self, toml: &str) -> i64 {
+        let file = format!("policy-{}.toml", crate::hex_rand(4));
+        std::fs::write(self.path(&file), toml).unwrap();
+        let out = self.kagi_ok(&["policy", "submit", &file]);
+        let version: i64 = out
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no version in: {out}"));
+        let done = self.kagi_ok(&["policy", "activate", &version.to_string()]);
+        assert!(done.contains("is active"), "{done}");
+        version
+    }
+
+    /// Activates [`allow_policy`] for `identities`; returns its version.
+    pub fn allow(&self, identities: &[(&str, &str)]) -> i64 {
+        self.activate_policy(&allow_policy(identities))
+    }
+
     /// Stops the server and hands back its folder, e.g. to start it again.
     pub fn stop(mut self) -> tempfile::TempDir {
         assert!(
@@ -313,6 +336,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A policy that lets each identity, given as (kind, name) with kind `pipeline` or `line`, sign
+/// with any key and issue under any profile, and leaves persons to their roles as the built-in
+/// bootstrap policy does: what an officer activates so a test's pipelines and lines may work.
+pub fn allow_policy(identities: &[(&str, &str)]) -> String {
+    let mut rules = String::from(
+        "@id(\"persons-by-role\")\npermit (principal is kagi::Person, action, resource);\n",
+    );
+    for (kind, name) in identities {
+        let cedar = match *kind {
+            "pipeline" => "Pipeline",
+            "line" => "Line",
+            "person" => "Person",
+            other => panic!("unknown identity kind {other}"),
+        };
+        rules.push_str(&format!(
+            "\n@id(\"allow-{kind}-{name}\")\npermit (principal == kagi::{cedar}::\"{name}\", action, resource);\n"
+        ));
+    }
+    format!("description = \"tests: allow named pipelines and lines\"\nrules = '''\n{rules}'''\n")
 }
 
 pub struct Http {

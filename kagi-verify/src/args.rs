@@ -64,7 +64,9 @@ pub enum LogCommand {
         #[arg(long)]
         key: Option<String>,
     },
-    /// Show entry N and check its inclusion proof against the newest checkpoint.
+    /// Show entry N and check its inclusion proof against the newest checkpoint. Entries are
+    /// private unless the service makes them public: this needs an auditor's token, or that of
+    /// the identity the entry names.
     Entry {
         index: i64,
         #[arg(long)]

@@ -1,6 +1,7 @@
 //! The `kagi-verify` binary's HTTPS client: the few reads a verifier makes, over TLS to the
 //! service's CA. (`kagi` passes its own full client instead.) Settings come from the same
-//! environment as `kagi`'s: KAGI_URL, KAGI_CA and, only for the auditor call, KAGI_TOKEN.
+//! environment as `kagi`'s: KAGI_URL, KAGI_CA and KAGI_TOKEN (log entries are private: an
+//! auditor's token, or that of the identity an entry names; and the auditor's full recomputation).
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -47,7 +48,8 @@ pub struct Client {
 
 impl Client {
     /// KAGI_URL (default https://127.0.0.1:8443) and KAGI_CA (default
-    /// ./kagi-data/tls-ca.pem); KAGI_TOKEN if set, for the auditor's full recomputation.
+    /// ./kagi-data/tls-ca.pem); KAGI_TOKEN if set, for log entries and the auditor's full
+    /// recomputation.
     pub fn from_env() -> Result<Client, ClientError> {
         let base = std::env::var("KAGI_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
         let base = base.trim_end_matches('/').to_string();

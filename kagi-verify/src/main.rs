@@ -14,7 +14,8 @@ use std::process::ExitCode;
     version,
     about = "Verify kagi signatures, Sigstore bundles and transparency-log proofs, offline from the service's word",
     after_help = "Reads KAGI_URL (default https://127.0.0.1:8443) and KAGI_CA (default ./kagi-data/tls-ca.pem) \
-to fetch what a signature does not carry; KAGI_TOKEN only for 'log verify's full recomputation."
+to fetch what a signature does not carry; KAGI_TOKEN for 'log entry' (entries are private: an auditor's \
+token, or that of the identity the entry names) and 'log verify's full recomputation."
 )]
 struct Cli {
     #[command(subcommand)]

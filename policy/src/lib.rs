@@ -37,12 +37,14 @@
 //! (0..23 UTC). Every rule carries a unique `@id("...")`, which is what audit records name.
 //!
 //! Decisions follow Cedar: a matching `forbid` denies, else a matching `permit` allows, else the
-//! request is denied by `default-deny`. A rejected document reports the line of the whole
-//! document that is wrong ([`PolicyError`]). Quotas and the quorum are data for the service:
+//! request is denied by `default-deny`. While no policy is active the service applies the
+//! built-in [`BOOTSTRAP_TEXT`] (version 0): persons by their roles, pipelines and lines denied.
+//! A rejected document reports the line of the whole document that is wrong ([`PolicyError`]). Quotas and the quorum are data for the service:
 //! [`Engine::quotas_for`] and [`Engine::quorum`] say which apply; counting is not done here.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bootstrap;
 mod diff;
 mod document;
 mod engine;
@@ -51,6 +53,7 @@ mod request;
 mod rules;
 mod schema;
 
+pub use bootstrap::{BOOTSTRAP_RULE, BOOTSTRAP_TEXT, BOOTSTRAP_VERSION};
 pub use diff::diff;
 pub use document::{PolicyDocument, Quorum, Quota};
 pub use engine::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};

@@ -215,8 +215,9 @@ pub enum PolicyCommand {
     Submit { file: PathBuf },
     /// List versions.
     List,
-    /// Print one version.
-    Show { version: i64 },
+    /// Print one version; without one, the policy in force (version 0 is the built-in
+    /// bootstrap policy, in force until a version is activated).
+    Show { version: Option<i64> },
     /// Activate a version (under a quorum: files an approval request with the diff).
     Activate { version: i64 },
 }
@@ -263,6 +264,11 @@ pub struct ServeArgs {
     /// Base URL put in certificates' CRL and OCSP pointers. Default http://<public listen address>
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Serve transparency-log entry bodies to anyone (an open-source project's public log).
+    /// Without it an entry needs an auditor's credential or that of the identity it names;
+    /// checkpoints and proofs are public either way.
+    #[arg(long)]
+    pub log_entries_public: bool,
     /// JSON file with the same fields: {"data": ..., "database_url": ..., "listen": ...}; flags win
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -51,6 +51,8 @@ struct FileConfig {
     est_profile: Option<String>,
     /// CA that certifies signing keys.
     signing_ca: Option<String>,
+    /// Serve log entry bodies without a credential (default false: entries are private).
+    log_entries_public: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,8 @@ pub struct ServeConfig {
     pub est_ca: String,
     pub est_profile: String,
     pub signing_ca: String,
+    /// Whether `GET /log/entries/N` answers without a credential.
+    pub log_entries_public: bool,
 }
 
 impl ServeConfig {
@@ -109,6 +113,7 @@ impl ServeConfig {
                 .est_profile
                 .unwrap_or_else(|| DEFAULT_EST_PROFILE.into()),
             signing_ca: file.signing_ca.unwrap_or_else(|| DEFAULT_SIGNING_CA.into()),
+            log_entries_public: args.log_entries_public || file.log_entries_public.unwrap_or(false),
         })
     }
 }
@@ -142,6 +147,25 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("/srv/kagi"));
         assert_eq!(cfg.listen, "127.0.0.1:1");
         assert!(cfg.database_url.is_none());
+    }
+
+    #[test]
+    fn log_entries_are_private_unless_the_flag_or_the_file_says_public() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs::default();
+        assert!(!ServeConfig::resolve(&args).unwrap().log_entries_public);
+        let args = ServeArgs {
+            log_entries_public: true,
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::resolve(&args).unwrap().log_entries_public);
+        let path = dir.path().join("kagi.json");
+        std::fs::write(&path, r#"{"log_entries_public": true}"#).unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::resolve(&args).unwrap().log_entries_public);
     }
 
     #[test]

@@ -34,6 +34,17 @@ TOKEN="$("$KAGI" identity create --name "$LINE" --kind line --roles user 2>ident
   fail "kagi identity create: $(cat identity.err)"
 [[ -n "$TOKEN" && "$TOKEN" != *$'\n'* ]] || fail "kagi identity create did not print exactly one token line"
 ok "kagi serve is up in $WORK; identity $LINE (kind line, role user) created"
+# A fresh instance denies lines every issuance until a policy allows it: the officer says so.
+cat >line.policy.toml <<EOF
+description = "line 7 enrolls devices"
+rules = '''
+@id("$LINE-devices")
+permit (principal == kagi::Line::"$LINE", action == kagi::Action::"issue", resource == kagi::Profile::"device");
+'''
+EOF
+version="$("$KAGI" policy submit line.policy.toml 2>policy.err)" || fail "kagi policy submit: $(cat policy.err)"
+"$KAGI" policy activate "${version##* }" >/dev/null 2>policy.err || fail "kagi policy activate: $(cat policy.err)"
+ok "policy ${version##* } lets $LINE issue device certificates"
 
 # From here on: curl and openssl only. The TLS trust anchor is the service's CA file.
 TLS=(--cacert kagi-data/tls-ca.pem)

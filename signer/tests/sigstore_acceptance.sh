@@ -41,6 +41,31 @@ for p in ci-app ci-other; do
   "$KAGI" identity create --name "$p" --kind pipeline --roles user >"$p.token" 2>identity.err ||
     fail "identity create $p: $(cat identity.err)"
 done
+if KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore app.bin -o denied.json >denied.out 2>&1; then
+  fail "a new pipeline signed on a fresh instance with no policy active"
+fi
+grep -q "policy_denied" denied.out || fail "the new pipeline was refused for another reason: $(cat denied.out)"
+ok "a new pipeline is denied (policy_denied) while no policy is active"
+
+# A fresh instance denies pipelines every signature until a policy allows them; persons (the
+# administrator below) keep acting by their roles, as under the bootstrap policy.
+cat >ci.policy.toml <<'EOF'
+description = "both pipelines sign releases as Sigstore bundles"
+rules = '''
+@id("ci-app-sigstore-release")
+permit (principal == kagi::Pipeline::"ci-app", action == kagi::Action::"sign", resource == kagi::Key::"release")
+when { context.format == "sigstore" };
+
+@id("ci-other-sigstore-release")
+permit (principal == kagi::Pipeline::"ci-other", action == kagi::Action::"sign", resource == kagi::Key::"release")
+when { context.format == "sigstore" };
+
+@id("persons-by-role")
+permit (principal is kagi::Person, action, resource);
+'''
+EOF
+version="$("$KAGI" policy submit ci.policy.toml 2>policy.err)" || fail "kagi policy submit: $(cat policy.err)"
+"$KAGI" policy activate "${version##* }" >/dev/null 2>policy.err || fail "kagi policy activate: $(cat policy.err)"
 ISSUER="$PUBLIC"
 ID_APP="$PUBLIC/identities/default/ci-app"
 ID_OTHER="$PUBLIC/identities/default/ci-other"
@@ -77,6 +102,20 @@ if "$SIGSTORE" --trust-config kagi-trust.json verify identity --offline --bundle
   fail "sigstore-python accepted another OIDC issuer"
 fi
 ok "another issuer is refused"
+
+# The bundle carries what a verifier needs; the log's entry bodies are not public.
+INDEX="$(python3 -c 'import json; print(json.load(open("app.sigstore.json"))["verificationMaterial"]["tlogEntries"][0]["logIndex"])')"
+for url in "$PUBLIC/log/entries/$INDEX" "$HTTPS/log/entries/$INDEX"; do
+  code=$(curl -s --cacert kagi-data/tls-ca.pem -o entry.json -w '%{http_code}' "$url")
+  [[ $code == 401 ]] || fail "an anonymous GET of $url answered $code: $(head -c 300 entry.json)"
+done
+code=$(curl -s --cacert kagi-data/tls-ca.pem -o entry.json -w '%{http_code}' \
+  -H "Authorization: Bearer $(cat kagi-data/admin.token)" "$HTTPS/log/entries/$INDEX")
+[[ $code == 200 ]] || fail "the auditor's GET of entry $INDEX answered $code: $(head -c 300 entry.json)"
+code=$(curl -s --cacert kagi-data/tls-ca.pem -o entry.json -w '%{http_code}' \
+  -H "Authorization: Bearer $(cat ci-other.token)" "$HTTPS/log/entries/$INDEX")
+[[ $code == 404 ]] || fail "ci-other read ci-app's entry $INDEX: $code $(head -c 300 entry.json)"
+ok "log entry $INDEX: anonymous 401 on both listeners, the auditor reads it, the other pipeline gets 404"
 
 # Tampered log entries: each edit of the bundle's tlog entry must be caught.
 python3 - <<'EOF'

@@ -72,7 +72,24 @@ pub(super) fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
         }
         PolicyCommand::Show { version } => {
             let client = Client::from_env()?;
-            let p: Value = client.get_json(&format!("/api/v1/policies/{version}"))?;
+            let path = match version {
+                Some(v) => format!("/api/v1/policies/{v}"),
+                None => "/api/v1/policies/active".to_string(),
+            };
+            let p: Value = client.get_json(&path)?;
+            eprintln!(
+                "policy version {}{}",
+                p.get("version").and_then(Value::as_i64).unwrap_or(0),
+                match (
+                    p.get("active").and_then(Value::as_bool).unwrap_or(false),
+                    p.get("built_in").and_then(Value::as_bool).unwrap_or(false),
+                ) {
+                    (true, true) => " (built in, in force: no policy is active)",
+                    (false, true) => " (built in, not in force: another version is active)",
+                    (true, false) => " (active)",
+                    (false, false) => "",
+                }
+            );
             say!("{}", p.get("text").and_then(Value::as_str).unwrap_or(""));
             Ok(())
         }

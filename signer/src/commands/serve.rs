@@ -46,6 +46,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     let listeners = server::Listeners {
         https: cfg.listen.clone(),
         public_http: cfg.public_listen.clone(),
+        log_entries_public: cfg.log_entries_public,
     };
     let est = server::EstSettings {
         ca: cfg.est_ca.clone(),

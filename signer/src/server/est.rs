@@ -139,14 +139,10 @@ async fn enroll(
     let profile = state.est.profile.clone();
     let verdict = issue_verdict(&state, &session, &profile, &req).await?;
     let csr = audit_refusal(&state, &session, action, csr_from_body(&body)).await?;
-    let quotas = verdict
-        .as_ref()
-        .map(|v| v.quotas.clone())
-        .unwrap_or_default();
+    let quotas = verdict.quotas.clone();
     let detail = serde_json::json!({
         "via": action, "identity": session.name(), "kind": session.kind().as_str(),
-        "policy_version": verdict.as_ref().map(|v| v.version),
-        "policy_rule": verdict.as_ref().map(|v| v.decision.rule.clone()),
+        "policy_version": verdict.version, "policy_rule": verdict.decision.rule,
     });
     let sess = session.clone();
     let result = blocking_with_state(&state, move |st| {

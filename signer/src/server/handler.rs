@@ -110,13 +110,24 @@ pub(super) async fn policy_denied(
         // failure.
         return ApiError::internal("the policy denial could not be audited");
     }
-    ApiError::new(
-        Code::PolicyDenied,
+    let message = if v.version == kagi_policy::BOOTSTRAP_VERSION {
+        format!(
+            "no policy is active, and until one is, pipelines and lines may not sign or issue \
+             (the built-in bootstrap policy, version 0, decided by rule '{}'): an officer must \
+             activate a policy with a rule that allows {} to {action} {resource} (format \
+             {format}): kagi policy submit FILE, then kagi policy activate VERSION",
+            v.decision.rule,
+            session.name()
+        )
+    } else {
         format!(
             "policy version {} does not allow {} to {action} {resource} (format {format}); decided by rule '{}'",
-            v.version, session.name(), v.decision.rule
-        ),
-    )
+            v.version,
+            session.name(),
+            v.decision.rule
+        )
+    };
+    ApiError::new(Code::PolicyDenied, message)
 }
 
 /// An RFC 3339 request field as unix seconds.

@@ -1,13 +1,21 @@
-//! The public transparency log over HTTP (no credentials: the log is public, and its
-//! checkpoints are signed): checkpoint, verifier key, entries, inclusion and consistency
-//! proofs. The full recomputation is an auditor's call under /api/v1.
+//! The transparency log over HTTP: checkpoint, verifier key, inclusion and consistency proofs
+//! for anyone (no credentials: verifiers and witnesses need them, and checkpoints are signed),
+//! and entry bodies for those allowed to read them. An entry names an identity, a key and a
+//! time, so a public entry would let anyone count a line's output or a team's releases: by
+//! default an auditor reads every entry and any other identity only its own; the
+//! `log_entries_public` setting opens them to everyone. The full recomputation is an auditor's
+//! call under /api/v1.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use base64::Engine;
+use der::DecodePem;
+use kagi_hsm_core::{Role, Session, TlogEntry};
 use serde::Deserialize;
 use serde_json::json;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
 
-use super::auth::Caller;
+use super::auth::{Caller, ClientCertificate};
 use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{blocking, resource, ApiResult};
@@ -48,10 +56,100 @@ pub async fn key(state: web::Data<AppState>) -> ApiResult {
         .body(format!("{k}\n")))
 }
 
-pub async fn entry(state: web::Data<AppState>, path: web::Path<i64>) -> ApiResult {
+/// `GET /log/entries/N` on the HTTPS listener: public under `log_entries_public`; otherwise an
+/// auditor reads any entry and another identity the entries that name it. Any other entry is
+/// answered exactly as one past the end of the log (404 `not_found`, the same message), so a
+/// caller learns nothing about entries that are not theirs.
+pub async fn entry(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> ApiResult {
     let index = path.into_inner();
+    if state.log_entries_public {
+        return read(&state, index).await;
+    }
+    if req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .is_none()
+        && req.conn_data::<ClientCertificate>().is_none()
+    {
+        return Err(private_entries());
+    }
+    let Caller(session) = Caller::extract(&req).await?;
+    if session.has_role(Role::Auditor) {
+        return read(&state, index).await;
+    }
+    let found = blocking(&state.hsm, move |h| h.tlog_entry(index)).await;
+    let e = match found {
+        Ok(e) => e,
+        Err(e) if e.code() == Code::NotFound.as_str() => return Err(no_entry(index)),
+        Err(e) => return Err(e),
+    };
+    if !names(&e, &session, &state.pki.urls.base) {
+        return Err(no_entry(index));
+    }
+    Ok(HttpResponse::Ok().json(e))
+}
+
+/// `GET /log/entries/N` on the plain-HTTP listener: public under `log_entries_public`, else
+/// 401 whatever the request carries. A credential sent in clear text is never looked at, so
+/// no client is ever rewarded for sending one there.
+pub async fn public_entry(state: web::Data<AppState>, path: web::Path<i64>) -> ApiResult {
+    if state.log_entries_public {
+        return read(&state, path.into_inner()).await;
+    }
+    Err(private_entries())
+}
+
+async fn read(state: &AppState, index: i64) -> ApiResult {
     let e = blocking(&state.hsm, move |h| h.tlog_entry(index)).await?;
     Ok(HttpResponse::Ok().json(e))
+}
+
+fn private_entries() -> ApiError {
+    ApiError::new(
+        Code::Unauthenticated,
+        "log entries are private on this instance: ask the HTTPS API with the token of an \
+         auditor, or of the identity that made the entry (KAGI_TOKEN); checkpoints and proofs \
+         need no credential",
+    )
+}
+
+fn no_entry(index: i64) -> ApiError {
+    ApiError::new(
+        Code::NotFound,
+        format!(
+            "no log entry {index} that you may read: an identity reads the entries that name \
+             it, an auditor every entry"
+        ),
+    )
+}
+
+/// Whether entry `e` names `session`: kagi's own entries by their `identity` (the session's
+/// actor, `partition:name`), Sigstore entries by their certificate's URI subjectAltName (the
+/// identity URI kagi put there). Anything else names no one.
+fn names(e: &TlogEntry, session: &Session, public_url: &str) -> bool {
+    let body = e.body.as_bytes();
+    if let Ok(sig) = kagi_tlog::SignatureEntry::parse(body) {
+        return sig.identity == session.actor();
+    }
+    let Ok(rekord) = kagi_tlog::HashedRekord::parse(body) else {
+        return false;
+    };
+    let Ok(cert) = x509_cert::Certificate::from_pem(rekord.certificate_pem.as_bytes()) else {
+        return false;
+    };
+    let want = crate::sigstore::identity_uri(public_url, session);
+    let sans = match cert.tbs_certificate().get_extension::<SubjectAltName>() {
+        Ok(Some((_, san))) => san,
+        _ => return false,
+    };
+    sans.0.iter().any(|n| match n {
+        GeneralName::UniformResourceIdentifier(u) => u.as_str() == want,
+        _ => false,
+    })
 }
 
 #[derive(Deserialize)]
@@ -93,11 +191,22 @@ pub async fn verify(caller: Caller, state: web::Data<AppState>) -> ApiResult {
     Ok(HttpResponse::Ok().json(json!({"entries": entries, "checkpoints": checkpoints})))
 }
 
-/// The routes both listeners serve.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The routes both listeners serve the same way.
+fn configure_shared(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/log/checkpoint").route(web::get().to(checkpoint)))
         .service(resource("/log/key").route(web::get().to(key)))
-        .service(resource("/log/entries/{index}").route(web::get().to(entry)))
         .service(resource("/log/proof/inclusion").route(web::get().to(inclusion)))
         .service(resource("/log/proof/consistency").route(web::get().to(consistency)));
+}
+
+/// The log on the HTTPS listener.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    configure_shared(cfg);
+    cfg.service(resource("/log/entries/{index}").route(web::get().to(entry)));
+}
+
+/// The log on the plain-HTTP listener: entries only when they are public.
+pub fn configure_public(cfg: &mut web::ServiceConfig) {
+    configure_shared(cfg);
+    cfg.service(resource("/log/entries/{index}").route(web::get().to(public_entry)));
 }

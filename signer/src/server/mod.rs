@@ -54,6 +54,8 @@ pub struct Listeners {
     pub https: String,
     /// Plain HTTP for CRLs, CA certificates and OCSP only; `None` turns it off.
     pub public_http: Option<String>,
+    /// Whether either listener serves log entry bodies without a credential.
+    pub log_entries_public: bool,
 }
 
 /// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
@@ -79,6 +81,7 @@ pub fn run(
             auth.failed_logins_per_source,
         )),
         share_limit: rate_limit::RateLimiter::new(rate_limit::Limits::shares()),
+        log_entries_public: listen.log_entries_public,
     });
     spawn_crl_refresher(state.clone());
     spawn_failed_login_flusher(state.clone());
@@ -102,7 +105,7 @@ pub fn run(
                         App::new()
                             .app_data(st.clone())
                             .configure(public::configure)
-                            .configure(log_routes::configure)
+                            .configure(log_routes::configure_public)
                             .default_service(web::to(errors::not_found))
                     })
                     .workers(2)
@@ -249,6 +252,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(policies::list_policies))
                     .route(web::post().to(policies::submit_policy)),
             )
+            // Before `/policies/{version}`, which would otherwise capture it.
+            .service(resource("/policies/active").route(web::get().to(policies::get_active_policy)))
             .service(resource("/policies/{version}").route(web::get().to(policies::get_policy)))
             .service(
                 resource("/policies/{version}/activate")

@@ -148,7 +148,7 @@ pub fn document() -> Value {
                     "responses": op("", true, "201")["responses"].clone()
                 }
             },
-            "/api/v1/policies/{version}": { "get": op("One policy version", true, "200") },
+            "/api/v1/policies/{version}": { "get": op("One policy version (0: the built-in bootstrap policy)", true, "200") },
             "/api/v1/policies/{version}/activate": { "post": op("Activate a version (202 with an approval request under a quorum)", true, "200") },
             "/api/v1/approvals": { "get": op("List approval requests", true, "200") },
             "/api/v1/approvals/{id}": { "get": op("One approval request", true, "200") },
@@ -209,6 +209,13 @@ fn ca_paths() -> serde_json::Value {
     })
 }
 
+/// Policy routes beyond the ones in [`document`] (one `json!` holds only so many).
+fn policy_paths() -> serde_json::Value {
+    json!({
+        "/api/v1/policies/active": { "get": op("The policy in force: the active version, or the built-in bootstrap policy (version 0)", true, "200") }
+    })
+}
+
 /// Signing keys' certificates and the transparency log.
 fn log_paths() -> serde_json::Value {
     json!({
@@ -218,7 +225,7 @@ fn log_paths() -> serde_json::Value {
         },
         "/log/checkpoint": { "get": op("The newest signed checkpoint (C2SP signed note), or ?size=N", false, "200") },
         "/log/key": { "get": op("The log's verifier key (C2SP)", false, "200") },
-        "/log/entries/{index}": { "get": op("One log entry: index, time, body, leaf hash", false, "200") },
+        "/log/entries/{index}": { "get": op("One log entry: index, time, body, leaf hash. An auditor reads any entry, another identity its own (404 otherwise); no credential unless the instance makes entries public (log_entries_public)", true, "200") },
         "/log/proof/inclusion": { "get": op("RFC 9162 inclusion proof: ?index=&size=", false, "200") },
         "/log/proof/consistency": { "get": op("RFC 9162 consistency proof: ?first=&second=", false, "200") },
         "/api/v1/log/verify": { "post": op("Recompute the whole log (auditor)", true, "200") }
@@ -239,7 +246,7 @@ fn recovery_paths() -> serde_json::Value {
 pub async fn serve() -> HttpResponse {
     let mut doc = document();
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        for more in [ca_paths(), log_paths(), recovery_paths()] {
+        for more in [ca_paths(), policy_paths(), log_paths(), recovery_paths()] {
             if let serde_json::Value::Object(m) = more {
                 paths.extend(m);
             }

@@ -48,13 +48,29 @@ pub async fn submit_policy(
     Ok(HttpResponse::Created().json(json!({ "version": stored.version, "active": stored.active })))
 }
 
+/// The built-in bootstrap policy as a version: in force (`active`) while no stored version is.
+fn bootstrap_json(active: bool) -> serde_json::Value {
+    json!({
+        "version": kagi_policy::BOOTSTRAP_VERSION, "text": kagi_policy::BOOTSTRAP_TEXT,
+        "quorum": null, "submitted_by": "(built in)", "submitted_at": null, "active": active,
+        "built_in": true,
+    })
+}
+
 pub async fn list_policies(caller: Caller, state: web::Data<AppState>) -> ApiResult {
     let Caller(session) = caller;
-    let list = blocking(&state.hsm, move |h| h.list_policies(&session)).await?;
-    let brief: Vec<_> = list
+    let (list, active) = blocking(&state.hsm, move |h| {
+        Ok((h.list_policies(&session)?, h.active_policy_version()?))
+    })
+    .await?;
+    let mut brief: Vec<_> = list
         .iter()
         .map(|p| json!({"version": p.version, "active": p.active, "submitted_by": p.submitted_by, "submitted_at": p.submitted_at, "quorum": p.quorum}))
         .collect();
+    brief.push(json!({
+        "version": kagi_policy::BOOTSTRAP_VERSION, "active": active.is_none(),
+        "submitted_by": "(built in)", "submitted_at": null, "quorum": null,
+    }));
     Ok(HttpResponse::Ok().json(brief))
 }
 
@@ -65,8 +81,26 @@ pub async fn get_policy(
 ) -> ApiResult {
     let Caller(session) = caller;
     let v = version.into_inner();
+    if v == kagi_policy::BOOTSTRAP_VERSION {
+        // Built in, never read from the store: a row numbered 0 in the database is not it.
+        session.require(kagi_hsm_core::Role::Officer, "read policies")?;
+        let active = blocking(&state.hsm, |h| h.active_policy_version()).await?;
+        return Ok(HttpResponse::Ok().json(bootstrap_json(active.is_none())));
+    }
     let p = blocking(&state.hsm, move |h| h.policy(&session, v)).await?;
     Ok(HttpResponse::Ok().json(p))
+}
+
+/// `GET /api/v1/policies/active`: the policy in force, the bootstrap policy when no version is
+/// active.
+pub async fn get_active_policy(caller: Caller, state: web::Data<AppState>) -> ApiResult {
+    let Caller(session) = caller;
+    session.require(kagi_hsm_core::Role::Officer, "read policies")?;
+    let p = blocking(&state.hsm, |h| h.active_policy()).await?;
+    Ok(match p {
+        Some(p) => HttpResponse::Ok().json(p),
+        None => HttpResponse::Ok().json(bootstrap_json(true)),
+    })
 }
 
 /// Activate a version. Under a quorum this files a request whose summary is the diff against
@@ -81,7 +115,10 @@ pub async fn activate_policy(
     let st = state.clone();
     let result = blocking(&state.hsm, move |h| {
         let new = h.policy(&session, v)?;
-        let old = h.active_policy()?.map(|p| p.text).unwrap_or_default();
+        let old = match h.active_policy()? {
+            Some(p) => p.text,
+            None => kagi_policy::BOOTSTRAP_TEXT.to_string(),
+        };
         let summary = format!(
             "activate policy version {v}\n{}",
             kagi_policy::diff(&old, &new.text)

@@ -1,13 +1,14 @@
 //! The service's view of the active policy: compiled once per version, refreshed when another
-//! process activates a newer one, and asked before every signature.
+//! process activates a newer one, and asked before every signature and issuance.
 //!
-//! With no active policy, hsm-core's roles alone decide (a fresh instance must be usable before
-//! anyone writes a policy); once one is active, a caller no rule allows is denied.
+//! With no active policy the built-in bootstrap policy (version 0) decides: pipelines and lines
+//! are denied, persons act by their roles. So "no policy" is never "no decision": a database
+//! that lost its active version falls back to denial, not to roles alone.
 
 use kagi_hsm_core::{Hsm, QuotaCharge, Session};
 use kagi_policy::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::errors::ApiError;
@@ -22,55 +23,71 @@ pub struct PolicyCache {
 }
 
 struct Cached {
-    version: Option<i64>,
-    engine: Option<Arc<Engine>>,
+    active: Active,
     checked: Instant,
 }
 
-/// The active policy, compiled. `None`: no policy is active.
+/// The policy in force, compiled: a stored version, or the bootstrap policy (version 0).
+#[derive(Clone)]
 pub struct Active {
     pub version: i64,
     pub engine: Arc<Engine>,
 }
 
+/// The bootstrap policy, compiled once per process.
+pub fn bootstrap() -> Result<Active, ApiError> {
+    static ENGINE: OnceLock<Result<Arc<Engine>, String>> = OnceLock::new();
+    let engine = ENGINE
+        .get_or_init(|| Engine::bootstrap().map(Arc::new).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "the built-in bootstrap policy does not compile: {e}"
+            ))
+        })?;
+    Ok(Active {
+        version: kagi_policy::BOOTSTRAP_VERSION,
+        engine: engine.clone(),
+    })
+}
+
 impl PolicyCache {
     /// Blocking (reads the store): call from the blocking pool.
-    pub fn active(&self, hsm: &Hsm) -> Result<Option<Active>, ApiError> {
+    pub fn active(&self, hsm: &Hsm) -> Result<Active, ApiError> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = guard.as_ref() {
             if c.checked.elapsed() < RECHECK {
-                return Ok(c
-                    .version
-                    .zip(c.engine.clone())
-                    .map(|(version, engine)| Active { version, engine }));
+                return Ok(c.active.clone());
             }
         }
         let version = hsm.active_policy_version()?;
         let reuse = guard
             .as_ref()
-            .filter(|c| c.version == version)
-            .and_then(|c| c.engine.clone());
-        let engine = match (version, reuse) {
-            (None, _) => None,
-            (Some(_), Some(e)) => Some(e),
+            .filter(|c| Some(c.active.version) == version)
+            .map(|c| c.active.clone());
+        let active = match (version, reuse) {
+            (None, _) => bootstrap()?,
+            (Some(_), Some(a)) => a,
+            // The audit log names an active version; a missing or altered document is an
+            // integrity error from hsm-core, which fails the request rather than deciding.
             (Some(_), None) => match hsm.active_policy()? {
-                None => None,
-                Some(stored) => Some(Arc::new(Engine::from_text(&stored.text).map_err(|e| {
-                    ApiError::internal(format!(
-                        "the active policy (version {}) no longer compiles: {e}",
-                        stored.version
-                    ))
-                })?)),
+                None => bootstrap()?,
+                Some(stored) => Active {
+                    version: stored.version,
+                    engine: Arc::new(Engine::from_text(&stored.text).map_err(|e| {
+                        ApiError::internal(format!(
+                            "the active policy (version {}) no longer compiles: {e}",
+                            stored.version
+                        ))
+                    })?),
+                },
             },
         };
         *guard = Some(Cached {
-            version,
-            engine: engine.clone(),
+            active: active.clone(),
             checked: Instant::now(),
         });
-        Ok(version
-            .zip(engine)
-            .map(|(version, engine)| Active { version, engine }))
+        Ok(active)
     }
 
     /// Forget the cached version (after an activation in this process).

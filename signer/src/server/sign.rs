@@ -51,7 +51,8 @@ struct SignResponse {
     /// The key's usage count including this signature.
     usage_count: i64,
     usage_limit: Option<i64>,
-    /// This signature's entry in the public transparency log (/log/entries/N).
+    /// This signature's entry in the transparency log (/log/entries/N: readable by this
+    /// identity and auditors).
     tlog_index: Option<i64>,
     /// sigstore: the Sigstore bundle (v0.3), and what to verify it with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,47 +193,38 @@ pub async fn sign(
             format.clone(),
         );
         let ip = http.peer_addr().map(|a| a.ip());
-        web::block(move || -> Result<Option<Verdict>, ApiError> {
-            Ok(st.policy.active(&st.hsm)?.map(|active| {
-                decide(
-                    &active,
-                    &sess,
-                    Action::Sign,
-                    &Resource::Key(&res),
-                    Some(&fmt),
-                    ip,
-                )
-            }))
+        web::block(move || -> Result<Verdict, ApiError> {
+            Ok(decide(
+                &st.policy.active(&st.hsm)?,
+                &sess,
+                Action::Sign,
+                &Resource::Key(&res),
+                Some(&fmt),
+                ip,
+            ))
         })
         .await??
     };
-    if let Some(v) = &verdict {
-        if !v.decision.allowed {
-            return Err(policy_denied(
-                &state,
-                &session,
-                "sign",
-                &format!("key:{resource}"),
-                &format,
-                v,
-            )
-            .await);
-        }
+    if !verdict.decision.allowed {
+        return Err(policy_denied(
+            &state,
+            &session,
+            "sign",
+            &format!("key:{resource}"),
+            &format,
+            &verdict,
+        )
+        .await);
     }
     let (sign_format, req) = match sign_request(&body) {
         Ok(v) => v,
         Err(e) => return Err(audited(&state, &session, "key.use", e).await),
     };
-    let detail = match &verdict {
-        Some(v) => {
-            json!({
-                "format": sign_format.as_str(), "decision": "allow", "identity": session.name(),
-                "kind": session.kind().as_str(), "policy_version": v.version, "policy_rule": v.decision.rule,
-            })
-        }
-        None => json!({"format": sign_format.as_str(), "policy": "none (roles only)"}),
-    };
-    let quotas = verdict.map(|v| v.quotas).unwrap_or_default();
+    let detail = json!({
+        "format": sign_format.as_str(), "decision": "allow", "identity": session.name(),
+        "kind": session.kind().as_str(), "policy_version": verdict.version, "policy_rule": verdict.decision.rule,
+    });
+    let quotas = verdict.quotas;
     if sign_format == SignFormat::Cms {
         let st = state.clone();
         let timestamp = body.timestamp.then(|| st.signing_ca.clone());

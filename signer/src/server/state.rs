@@ -19,6 +19,9 @@ pub struct AppState {
     pub login_limit: RateLimiter,
     /// Refused unseal and recovery shares, per source address.
     pub share_limit: RateLimiter,
+    /// Log entry bodies for anyone (an open-source project's log); otherwise an auditor, or
+    /// the identity an entry names, reads them.
+    pub log_entries_public: bool,
 }
 
 /// How the service treats failed authentication.

@@ -22,7 +22,7 @@ fn activate(server: &Server, file: &str) {
 }
 
 /// A device CSR (DER) with its own P-256 key and serialNumber `sn`.
-fn device_csr(sn: &str) -> Vec<u8> {
+pub(crate) fn device_csr(sn: &str) -> Vec<u8> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     let mut dn = rcgen::DistinguishedName::new();
@@ -397,6 +397,7 @@ fn est_enrolls_a_line_by_its_tls_client_certificate() {
         "--client-cert",
         "line.pem",
     ]);
+    server.allow(&[("line", "line-3")]);
     std::fs::write(server.path("csr.b64"), B64.encode(device_csr("SN-TLS-1"))).unwrap();
     let url = format!("{}/.well-known/est/simpleenroll", server.http_base());
     let before = certs_total(&server, "devices");

@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use base64::Engine as _;
 use common::{stderr, Database, Server};
 use serde_json::Value;
 
@@ -351,9 +352,10 @@ fn broken_policy(extra: &[&str]) {
         );
     }
     let list = server.kagi_ok(&["policy", "list"]);
+    // The header, the good version, and the built-in bootstrap policy (version 0).
     assert_eq!(
         list.lines().count(),
-        2,
+        3,
         "only the good version is stored: {list}"
     );
     assert!(list.contains(&format!("{v}  ")) && list.contains("yes"));
@@ -375,6 +377,31 @@ fn the_readme_policy_example_is_valid() {
         .unwrap_or_else(|e| panic!("README example: {e}"));
     assert_eq!(doc.quotas.len(), 1);
     assert_eq!(doc.quorum.unwrap().required, 2);
+
+    let start = readme
+        .find("A minimal first policy")
+        .expect("the README has the first-policy example");
+    let block = &readme[start..];
+    let open = block.find("<<'EOF'\n").unwrap() + "<<'EOF'\n".len();
+    let close = block[open..].find("EOF\n").unwrap();
+    let doc = kagi_policy::Engine::from_text(&block[open..open + close])
+        .unwrap_or_else(|e| panic!("README first policy: {e}"));
+    let decide = |kind, name| {
+        doc.decide(
+            &kagi_policy::Principal { kind, name },
+            kagi_policy::Action::Sign,
+            &kagi_policy::Resource::Key("release"),
+            &kagi_policy::Context {
+                format: Some("raw"),
+                source_ip: None,
+                now: 0,
+            },
+        )
+        .allowed
+    };
+    assert!(decide(kagi_policy::PrincipalKind::Pipeline, "ci-release"));
+    assert!(decide(kagi_policy::PrincipalKind::Person, "admin"));
+    assert!(!decide(kagi_policy::PrincipalKind::Pipeline, "ci-other"));
 }
 
 /// A factory line authenticates with a TLS client certificate instead of a token (curl as the
@@ -530,4 +557,223 @@ fn a_caller_without_the_officer_role_is_refused_before_the_document_is_read() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.error_code(), "policy_invalid");
+}
+
+#[test]
+fn a_fresh_instance_denies_pipelines_and_lines_until_a_policy_allows_them_sqlite() {
+    default_deny(&[]);
+}
+
+#[test]
+fn a_fresh_instance_denies_pipelines_and_lines_until_a_policy_allows_them_postgres() {
+    let db = Database::create();
+    default_deny(&["--database-url", &db.url()]);
+}
+
+const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Issue 11, item 6: with no policy active, a new pipeline or line gets 403 `policy_denied` for
+/// every sign (stored or wrapped key, any format) and every issue (API and EST), each denial
+/// audited under the bootstrap policy's version 0; persons sign by their roles; `kagi policy
+/// show` prints the built-in bootstrap policy. Activating a policy that allows them lets them
+/// work.
+fn default_deny(extra: &[&str]) {
+    let server = Server::start_in(tempfile::tempdir().unwrap(), extra);
+    server.kagi_ok(&["key", "create", "--name", "release", "--alg", "ec-p256"]);
+    server.kagi_ok(&["key", "certify", "release"]);
+    let ci =
+        token_of(server.kagi_ok(&["identity", "create", "--name", "ci", "--kind", "pipeline"]));
+    let line =
+        token_of(server.kagi_ok(&["identity", "create", "--name", "line-7", "--kind", "line"]));
+
+    let show = server.kagi(&["policy", "show"]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("bootstrap: deny pipelines and lines; persons by role"),
+        "{text}"
+    );
+    assert!(
+        stderr(&show).contains("policy version 0 (built in, in force"),
+        "{}",
+        stderr(&show)
+    );
+    let list = server.kagi_ok(&["policy", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("0 ") && l.contains("yes")),
+        "{list}"
+    );
+
+    let http = server.http();
+    let sign = |token: &str, body: String| {
+        http.request("POST", "/api/v1/sign", Some(token), Some(body.as_bytes()))
+    };
+    let signs = [
+        format!(r#"{{"key":"release","digest":"{ZEROS}"}}"#),
+        format!(r#"{{"key":"release","digest":"{ZEROS}","format":"cms"}}"#),
+        format!(r#"{{"key":"release","digest":"{ZEROS}","format":"sigstore"}}"#),
+        format!(r#"{{"wrapped_key":"AAAA","alg":"ec-p256","digest":"{ZEROS}"}}"#),
+    ];
+    let issue = |token: &str, sn: &str| {
+        http.post_raw(
+            "/api/v1/ca/devices/profiles/device/issue",
+            token,
+            "application/pkcs10",
+            &crate::ca::device_csr(sn),
+        )
+    };
+    let enroll = |name: &str, token: &str| {
+        let csr = base64::engine::general_purpose::STANDARD.encode(crate::ca::device_csr("SN-EST"));
+        http.post_basic(
+            "/.well-known/est/simpleenroll",
+            name,
+            token,
+            "application/pkcs10",
+            csr.as_bytes(),
+        )
+    };
+    let denied = |r: common::Reply, what: &str| {
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert_eq!(r.error_code(), "policy_denied", "{what}");
+        assert!(r.body.contains("no policy is active"), "{what}: {}", r.body);
+        assert!(
+            r.body.contains("kagi policy activate"),
+            "{what}: {}",
+            r.body
+        );
+    };
+    for (name, token) in [("ci", &ci), ("line-7", &line)] {
+        for body in &signs {
+            denied(sign(token, body.clone()), &format!("{name} {body}"));
+        }
+        denied(issue(token, "SN-1"), &format!("{name} issue"));
+        denied(enroll(name, token), &format!("{name} EST"));
+    }
+    // The CLI says the same.
+    write(&server, "a.bin", "artifact");
+    let out = sign_as(&server, &ci, "release", "raw");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("policy_denied"), "{}", stderr(&out));
+
+    // Every denial is audited, naming the bootstrap policy's version and rule.
+    let events = audit(&server);
+    let detail = |e: &Value| serde_json::from_str::<Value>(e["detail"].as_str().unwrap()).unwrap();
+    let denials: Vec<Value> = events
+        .iter()
+        .filter(|e| e["action"] == "policy.decision" && e["outcome"] == "denied:policy_denied")
+        .map(detail)
+        .collect();
+    for (identity, action, count) in [
+        ("ci", "sign", 5),
+        ("ci", "issue", 2),
+        ("line-7", "sign", 4),
+        ("line-7", "issue", 2),
+    ] {
+        let n = denials
+            .iter()
+            .filter(|d| d["identity"] == identity && d["action"] == action)
+            .inspect(|d| {
+                assert_eq!(d["policy_version"], 0, "{d}");
+                assert_eq!(d["rule"], "default-deny", "{d}");
+            })
+            .count();
+        assert_eq!(n, count, "{identity} {action}: {denials:?}");
+    }
+    // Nothing was signed or issued for them.
+    assert!(!events.iter().any(|e| e["action"] == "key.use"
+        && e["actor"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(":ci") || a.ends_with(":line-7"))));
+
+    // A person acts by their roles: the admin signs and issues.
+    let admin = server.token();
+    for body in &signs[..3] {
+        let r = sign(&admin, body.clone());
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+    }
+    assert_eq!(issue(&admin, "SN-ADMIN").status, 201);
+    let by_bootstrap = audit(&server)
+        .iter()
+        .filter(|e| e["action"] == "key.use")
+        .map(detail)
+        .filter(|d| d["policy_version"] == 0 && d["policy_rule"] == "bootstrap-persons-by-role")
+        .count();
+    assert!(
+        by_bootstrap >= 4,
+        "the admin's uses name the bootstrap policy"
+    );
+
+    // An officer's policy lets them work; the bootstrap policy is then shown as not in force.
+    let v = server.allow(&[("pipeline", "ci"), ("line", "line-7")]);
+    for body in &signs[..3] {
+        let r = sign(&ci, body.clone());
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+    }
+    assert_eq!(issue(&line, "SN-2").status, 201);
+    assert_eq!(enroll("line-7", &line).status, 200);
+    let show = server.kagi(&["policy", "show"]);
+    assert!(
+        stderr(&show).contains(&format!("policy version {v} (active)")),
+        "{}",
+        stderr(&show)
+    );
+    let show = server.kagi(&["policy", "show", "0"]);
+    assert!(
+        stderr(&show).contains("(built in, not in force"),
+        "{}",
+        stderr(&show)
+    );
+}
+
+/// The bootstrap policy is part of the program: a row numbered 0 written into the database is
+/// neither shown nor applied, and deleting the active version's row fails requests closed
+/// instead of falling back to anything that allows more.
+#[test]
+fn a_database_writer_cannot_widen_the_bootstrap_policy() {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    let server = Server::start();
+    server.kagi_ok(&["key", "create", "--name", "release", "--alg", "ec-p256"]);
+    let ci =
+        token_of(server.kagi_ok(&["identity", "create", "--name", "ci", "--kind", "pipeline"]));
+    let db = server.data().join("kagi.db");
+    let mut c = SqliteConnection::establish(&db.to_string_lossy()).unwrap();
+    diesel::sql_query("PRAGMA busy_timeout = 10000")
+        .execute(&mut c)
+        .unwrap();
+    let everything = "rules = '''\n@id(\"all\")\npermit (principal, action, resource);\n'''\n";
+    diesel::sql_query(
+        "INSERT INTO policies (version, text, quorum, submitted_by, submitted_at, mac) \
+         VALUES (0, ?, 'null', 'default:admin', 0, x'00')",
+    )
+    .bind::<diesel::sql_types::Text, _>(everything)
+    .execute(&mut c)
+    .unwrap();
+    let http = server.http();
+    let body = format!(r#"{{"key":"release","digest":"{ZEROS}"}}"#);
+    let r = http.request("POST", "/api/v1/sign", Some(&ci), Some(body.as_bytes()));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.error_code(), "policy_denied");
+    let r = http.request("GET", "/api/v1/policies/0", Some(&server.token()), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["text"], kagi_policy::BOOTSTRAP_TEXT);
+
+    // Activate a policy allowing ci, then delete its row: requests fail, nothing is signed.
+    server.allow(&[("pipeline", "ci")]);
+    let r = http.request("POST", "/api/v1/sign", Some(&ci), Some(body.as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dir = server.stop();
+    diesel::sql_query("DELETE FROM policies WHERE version > 0")
+        .execute(&mut c)
+        .unwrap();
+    drop(c);
+    // The audit log still names the active version; without its document the service refuses
+    // rather than falling back to the bootstrap policy or to roles alone.
+    let server = Server::start_in(dir, &[]);
+    let r = server
+        .http()
+        .request("POST", "/api/v1/sign", Some(&ci), Some(body.as_bytes()));
+    assert_ne!(r.status, 200, "{}", r.body);
+    let code = r.error_code();
+    assert!(code.contains("integrity"), "{code}: {}", r.body);
 }

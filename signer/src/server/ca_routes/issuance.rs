@@ -32,52 +32,46 @@ pub const ISSUE_BODY_LIMIT: usize = 64 * 1024;
 /// Parallel issuers per batch: enough to fill the commit thread's group commits.
 const BATCH_WORKERS: usize = 16;
 
-/// The policy's word on `session` issuing under `profile`; `Ok(None)`: no policy is active.
+/// The policy's word on `session` issuing under `profile` (the bootstrap policy's when none is
+/// active); a denial is audited and answered here.
 pub(crate) async fn issue_verdict(
     state: &web::Data<AppState>,
     session: &Session,
     profile: &str,
     http: &HttpRequest,
-) -> Result<Option<Verdict>, ApiError> {
+) -> Result<Verdict, ApiError> {
     let ip = http.peer_addr().map(|a| a.ip());
     let (sess, p) = (session.clone(), profile.to_string());
     let verdict = blocking_with_state(state, move |st| {
-        Ok(st.policy.active(&st.hsm)?.map(|active| {
-            decide(
-                &active,
-                &sess,
-                Action::Issue,
-                &Resource::Profile(&p),
-                None,
-                ip,
-            )
-        }))
+        Ok(decide(
+            &st.policy.active(&st.hsm)?,
+            &sess,
+            Action::Issue,
+            &Resource::Profile(&p),
+            None,
+            ip,
+        ))
     })
     .await?;
-    if let Some(v) = &verdict {
-        if !v.decision.allowed {
-            return Err(policy_denied(
-                state,
-                session,
-                "issue",
-                &format!("profile:{profile}"),
-                "x509",
-                v,
-            )
-            .await);
-        }
+    if !verdict.decision.allowed {
+        return Err(policy_denied(
+            state,
+            session,
+            "issue",
+            &format!("profile:{profile}"),
+            "x509",
+            &verdict,
+        )
+        .await);
     }
     Ok(verdict)
 }
 
-fn audit_detail(verdict: &Option<Verdict>, session: &Session) -> serde_json::Value {
-    match verdict {
-        Some(v) => json!({
-            "decision": "allow", "identity": session.name(), "kind": session.kind().as_str(),
-            "policy_version": v.version, "policy_rule": v.decision.rule,
-        }),
-        None => json!({"policy": "none (roles only)"}),
-    }
+fn audit_detail(v: &Verdict, session: &Session) -> serde_json::Value {
+    json!({
+        "decision": "allow", "identity": session.name(), "kind": session.kind().as_str(),
+        "policy_version": v.version, "policy_rule": v.decision.rule,
+    })
 }
 
 pub(super) fn validity_of(v: &Option<serde_json::Value>) -> Result<Option<Days>, ApiError> {
@@ -151,10 +145,7 @@ pub async fn issue(
         )
     };
     let validity = audit_refusal(&state, &session, "ca.issue", validity_of(&validity)).await?;
-    let quotas = verdict
-        .as_ref()
-        .map(|v| v.quotas.clone())
-        .unwrap_or_default();
+    let quotas = verdict.quotas.clone();
     let detail = audit_detail(&verdict, &session);
     let sess = session.clone();
     let result = blocking_with_state(&state, move |st| {
@@ -217,10 +208,7 @@ pub async fn issue_batch(
     let validity = validity_of(&body.validity_days);
     let validity = audit_refusal(&state, &session, "ca.issue_batch", validity).await?;
     let verdict = issue_verdict(&state, &session, &profile, &http).await?;
-    let quotas = verdict
-        .as_ref()
-        .map(|v| v.quotas.clone())
-        .unwrap_or_default();
+    let quotas = verdict.quotas.clone();
     let detail = audit_detail(&verdict, &session);
     let sess = session.clone();
     let ca2 = ca_name.clone();
