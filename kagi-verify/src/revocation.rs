@@ -105,7 +105,13 @@ pub(crate) fn check_path(
             Source::Files(crls) => file_status(crls, cert, issuer)?,
         };
         if let Status::Revoked { at, reason } = answer.status {
-            judge(cert, at, reason, signed_at)?;
+            let serial = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
+            judge(
+                &format!("the certificate '{}' (serial {serial})", subject(cert)),
+                at,
+                reason,
+                signed_at,
+            )?;
         }
         report.push(format!(
             "'{}': {} ({})",
@@ -125,18 +131,11 @@ pub(crate) fn check_path(
     Ok(())
 }
 
-/// Whether a signature made at `signed_at` survives `cert`'s revocation at `at` for `reason`
-/// (see the module's documentation for the rule).
-fn judge(
-    cert: &Certificate,
-    at: i64,
-    reason: Option<CrlReason>,
-    signed_at: Option<i64>,
-) -> Result<()> {
-    let serial = hex::encode(cert.tbs_certificate().serial_number().as_bytes());
+/// Whether a signature made at `signed_at` survives the revocation of `cert` (named so) at `at`
+/// for `reason` (see the module's documentation for the rule).
+fn judge(cert: &str, at: i64, reason: Option<CrlReason>, signed_at: Option<i64>) -> Result<()> {
     let base = format!(
-        "the certificate '{}' (serial {serial}) was REVOKED at {} (reason: {})",
-        subject(cert),
+        "{cert} was REVOKED at {} (reason: {})",
         time_text(at),
         reason_name(reason)
     );
@@ -548,4 +547,47 @@ fn crl_status(crl: &CertificateList, cert: &Certificate, issuer: &Certificate) -
         at: unix(&entry.revocation_date),
         reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REVOKED_AT: i64 = 1_800_000_000;
+
+    #[test]
+    fn a_compromise_or_no_reason_voids_even_earlier_signatures() {
+        for reason in [
+            None,
+            Some(CrlReason::Unspecified),
+            Some(CrlReason::KeyCompromise),
+            Some(CrlReason::CaCompromise),
+            Some(CrlReason::AaCompromise),
+            Some(CrlReason::CertificateHold),
+            Some(CrlReason::RemoveFromCRL),
+        ] {
+            for signed_at in [None, Some(REVOKED_AT - 86_400), Some(REVOKED_AT + 1)] {
+                let err = judge("c", REVOKED_AT, reason, signed_at).unwrap_err();
+                assert!(
+                    err.to_string().contains("REVOKED"),
+                    "{reason:?} {signed_at:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_reasons_spare_only_signatures_with_a_verified_earlier_time() {
+        for reason in [
+            CrlReason::Superseded,
+            CrlReason::CessationOfOperation,
+            CrlReason::AffiliationChanged,
+            CrlReason::PrivilegeWithdrawn,
+        ] {
+            assert!(judge("c", REVOKED_AT, Some(reason), Some(REVOKED_AT - 1)).is_ok());
+            assert!(judge("c", REVOKED_AT, Some(reason), Some(REVOKED_AT)).is_err());
+            let err = judge("c", REVOKED_AT, Some(reason), None).unwrap_err();
+            assert!(err.to_string().contains("no verified time"), "{err}");
+        }
+    }
 }

@@ -27,8 +27,9 @@ const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
 const ID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
 const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
 
-/// A verified timestamp: when, and by which TSA.
+/// A verified timestamp.
 pub(crate) struct Timestamp {
+    /// genTime, unix seconds.
     pub time: i64,
 }
 
@@ -40,7 +41,7 @@ fn single_value(attrs: &x509_cert::attr::Attributes, oid: &str, what: &str) -> R
         return Ok(None);
     };
     if found.next().is_some() || attr.values.len() != 1 {
-        bail!("{what} appears more than once");
+        bail!("{what} must appear once, with one value");
     }
     Ok(attr.values.iter().next().cloned())
 }
