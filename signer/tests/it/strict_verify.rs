@@ -95,7 +95,11 @@ fn a_signer_revoked_for_key_compromise_is_refused_unless_offline() {
         "{}",
         stderr(&out)
     );
-    assert!(stdout(&out).contains("Verified OK"));
+    let report = stdout(&out);
+    assert!(
+        report.contains("revocation NOT checked") && report.contains("Verified OK"),
+        "{report}"
+    );
 
     // Offline with CRL files: the signer's CA's CRL lists it; a set without the root's CRL
     // cannot vouch for the intermediate and is refused rather than half-checked.
@@ -369,4 +373,59 @@ fn without_a_code_signing_root_kagi_verify_refuses_to_guess() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unknowable_revocation_status_refuses_and_a_forged_crl_is_not_taken() {
+    // The certificates name an OCSP responder and CRLs where nothing listens (the instance's
+    // own public listener is elsewhere): as if an attacker blocked them.
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &["--public-url", &dead]);
+    std::fs::write(server.path("app.bin"), b"firmware 6.0").unwrap();
+    server.kagi_ok(&["key", "create", "--name", "rel", "--alg", "ec-p256"]);
+    server.kagi_ok(&["key", "certify", "rel"]);
+    server.kagi_ok(&[
+        "sign", "--key", "rel", "--format", "cms", "app.bin", "-o", "app.p7s",
+    ]);
+    let out = server.kagi(&["verify", "app.bin", "-s", "app.p7s"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot learn whether")
+            && err.contains(&dead)
+            && err.contains("--crl FILE")
+            && err.contains("--offline"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("Verified OK"));
+
+    // The CRLs, fetched another way: taken when their issuer signed them, not when a byte of
+    // the signature was changed.
+    fetch_public(&server, "/crl/code-signing.crl", "cs.crl");
+    fetch_public(&server, "/crl/root.crl", "root.crl");
+    let mut forged = std::fs::read(server.path("cs.crl")).unwrap();
+    *forged.last_mut().unwrap() ^= 1;
+    std::fs::write(server.path("forged.crl"), forged).unwrap();
+    let with = |crl: &str| {
+        server.kagi(&[
+            "verify", "app.bin", "-s", "app.p7s", "--crl", crl, "--crl", "root.crl",
+        ])
+    };
+    let out = with("forged.crl");
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    let out = with("cs.crl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("good (CRL cs.crl)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = server.kagi(&["verify", "app.bin", "-s", "app.p7s", "--offline"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("revocation NOT checked"),
+        "{}",
+        stdout(&out)
+    );
 }
