@@ -429,3 +429,97 @@ fn an_unknowable_revocation_status_refuses_and_a_forged_crl_is_not_taken() {
         stdout(&out)
     );
 }
+
+/// Answers every HTTP request on `listener` with `body`, for the rest of the test process: an
+/// attacker between the verifier and the CA's public listener.
+fn answer_everything_with(listener: std::net::TcpListener, body: Vec<u8>) {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let headers = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len = headers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break;
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+        }
+    });
+}
+
+#[test]
+fn a_genuine_ocsp_answer_about_another_certificate_is_not_taken() {
+    // The certificates' OCSP and CRL URLs point at the attacker's listener.
+    let attacker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", attacker.local_addr().unwrap());
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &["--public-url", &url]);
+    std::fs::write(server.path("app.bin"), b"firmware 7.0").unwrap();
+    for key in ["rel", "other"] {
+        server.kagi_ok(&["key", "create", "--name", key, "--alg", "ec-p256"]);
+        server.kagi_ok(&["key", "certify", key]);
+    }
+    server.kagi_ok(&[
+        "sign", "--key", "rel", "--format", "cms", "app.bin", "-o", "app.p7s",
+    ]);
+    let serial = cert_serial(&server, "rel");
+    server.kagi_ok(&["ca", "revoke", &serial, "--reason", "keyCompromise"]);
+
+    // A current, genuinely signed "good" from the CA's responder, about the other key's
+    // certificate, replayed for every question.
+    server.kagi_ok(&["key", "cert", "other", "-o", "other.pem"]);
+    server.kagi_ok(&["ca", "show", "code-signing", "-o", "cs.pem"]);
+    let req = std::process::Command::new("openssl")
+        .args([
+            "ocsp",
+            "-issuer",
+            "cs.pem",
+            "-cert",
+            "other.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ])
+        .current_dir(server.root())
+        .output()
+        .unwrap();
+    assert!(
+        req.status.success(),
+        "{}",
+        String::from_utf8_lossy(&req.stderr)
+    );
+    let mut resp = ureq::post(format!("{}/ocsp", server.public_url))
+        .header("Content-Type", "application/ocsp-request")
+        .send(&std::fs::read(server.path("req.der")).unwrap()[..])
+        .unwrap();
+    let good_for_other = resp.body_mut().read_to_vec().unwrap();
+    answer_everything_with(attacker, good_for_other);
+
+    let out = server.kagi(&["verify", "app.bin", "-s", "app.p7s"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not answer for this certificate") && err.contains("cannot learn"),
+        "{err}"
+    );
+}
