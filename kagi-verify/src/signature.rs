@@ -207,16 +207,13 @@ fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let at = timestamp.as_ref().map_or_else(now, |t| t.time);
 
     // 4. The chain, up to kagi's root, valid at that time.
-    let path = chain_to_root(args, signer, &certs, at).map_err(|e| {
-        if timestamp.is_none() {
-            e.context(
-                "the signature carries no RFC 3161 timestamp, so its certificates must be valid \
-                 now; sign with 'kagi sign --timestamp' for signatures that outlive them",
-            )
-        } else {
-            e
-        }
-    })?;
+    let at_what = if timestamp.is_some() {
+        "the time of the signature's RFC 3161 timestamp"
+    } else {
+        "now: the signature carries no RFC 3161 timestamp to show when it was made; sign with \
+         'kagi sign --timestamp' for signatures that outlive their certificates"
+    };
+    let path = chain_to_root(args, signer, &certs, at, at_what)?;
     let root = path.last().context("an empty certificate path")?;
 
     // 5. The signer certificate allows code signing.

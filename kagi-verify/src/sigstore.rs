@@ -284,7 +284,13 @@ pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()>
     let integrated = int(&vm["tlogEntries"][0]["integratedTime"], "integratedTime")?;
     let integrated_at =
         i64::try_from(integrated).context("the bundle's integratedTime is too large")?;
-    let path = chain_to_root(args, &cert, &candidates, integrated_at)?;
+    let path = chain_to_root(
+        args,
+        &cert,
+        &candidates,
+        integrated_at,
+        "when the transparency log integrated the entry",
+    )?;
     let root = path.last().context("an empty certificate path")?.clone();
     if !allows_code_signing(&cert)? {
         bail!("the bundle's certificate does not allow code signing (no codeSigning EKU)");

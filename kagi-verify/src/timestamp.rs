@@ -211,7 +211,7 @@ fn check_token(
 
     // 4. The TSA chains to the root, was valid then and is not revoked. A TSA revoked for a
     // reason other than a compromise still had an honest key, so its own time counts.
-    let path = chain_to_root(args, &tsa, &token_certs, time)?;
+    let path = chain_to_root(args, &tsa, &token_certs, time, "the timestamp's time")?;
     crate::revocation::check_path(args, &path, Some(time), "the timestamp's TSA", false)?;
     say!(
         "timestamp OK: RFC 3161 token from '{}' at {}",

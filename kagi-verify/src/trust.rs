@@ -154,12 +154,14 @@ pub(crate) fn subject(cert: &Certificate) -> String {
 /// Walk from `leaf` through `certs` (untrusted) to kagi's root ([`root_certificate`]),
 /// checking each signature, that each issuer is a CA, and that every certificate of the path
 /// was valid at `at` (the time the signature was made, when a timestamp or the log vouches for
-/// it; else now). The root is the only trust anchor. Returns the path, leaf first, root last.
+/// it; else now), which `at_what` names in the refusal. The root is the only trust anchor.
+/// Returns the path, leaf first, root last.
 pub(crate) fn chain_to_root(
     args: &VerifyArgs,
     leaf: &Certificate,
     certs: &[Certificate],
     at: i64,
+    at_what: &str,
 ) -> Result<Vec<Certificate>> {
     let root = root_certificate(args)?;
     let mut path = vec![leaf.clone()];
@@ -195,7 +197,7 @@ pub(crate) fn chain_to_root(
         if i + 1 < path.len() && !valid_at(cert, at) {
             let v = cert.tbs_certificate().validity();
             bail!(
-                "the certificate '{}' was not valid at {} (valid from {} to {})",
+                "the certificate '{}' was not valid at {} ({at_what}; it is valid from {} to {})",
                 subject(cert),
                 time_text(at),
                 v.not_before,
