@@ -15,10 +15,15 @@ pub struct VerifyArgs {
     /// bundle, else raw).
     #[arg(long)]
     pub format: Option<String>,
-    /// sigstore: require this identity (URI subjectAltName) in the bundle's certificate.
+    /// sigstore (required, or --cert-identity-regexp): the identity (URI subjectAltName) the
+    /// bundle's certificate must name, as 'kagi sign --format sigstore' printed it.
     #[arg(long)]
     pub cert_identity: Option<String>,
-    /// sigstore: require this issuer in the bundle's certificate.
+    /// sigstore: a regular expression the whole identity must match, instead of
+    /// --cert-identity.
+    #[arg(long, conflicts_with = "cert_identity")]
+    pub cert_identity_regexp: Option<String>,
+    /// sigstore (required): the issuer the bundle's certificate must name (kagi's public URL).
     #[arg(long)]
     pub cert_oidc_issuer: Option<String>,
     /// sigstore: kagi's Sigstore trusted root or client trust config (JSON), for the
@@ -34,9 +39,19 @@ pub struct VerifyArgs {
     /// raw RSA: pkcs1 (default) or pss.
     #[arg(long)]
     pub padding: Option<String>,
-    /// cms and sigstore: kagi's root CA certificate (default ./kagi-data/tls-ca.pem).
+    /// cms and sigstore: kagi's code-signing root CA certificate (PEM), the only trust anchor
+    /// (default: ./kagi-data/ca-root.pem, which a development 'kagi serve' writes; never the
+    /// TLS CA). Get it with 'kagi ca show root -o root.pem' or from the public listener's
+    /// /ca/root.crt, and check its fingerprint with the operator.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// cms and sigstore: a CRL (DER or PEM) to check revocation with instead of asking the
+    /// CA's OCSP responder or CRL URL; repeat for each CA of the chain.
+    #[arg(long = "crl")]
+    pub crls: Vec<PathBuf>,
+    /// cms and sigstore: do not check revocation (no OCSP, no CRL); the report says so.
+    #[arg(long, conflicts_with = "crls")]
+    pub offline: bool,
     /// The transparency log's verifier key to pin (default: ask the service).
     #[arg(long)]
     pub log_key: Option<String>,

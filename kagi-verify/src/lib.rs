@@ -1,9 +1,10 @@
 //! kagi-verify: the relying party's side of kagi, with no server and no store.
 //!
-//! It checks what kagi produces against kagi's root certificate and the transparency log's
-//! key, never against the service's word: raw and CMS signatures with their log proofs
-//! ([`signature`]), Sigstore bundles ([`sigstore`]), and the log itself: checkpoints,
-//! consistency and inclusion ([`log`]). The `kagi` binary's `kagi verify` and `kagi log` run
+//! It checks what kagi produces against kagi's code-signing root certificate and the
+//! transparency log's key, never against the service's word: raw and CMS signatures with their
+//! RFC 3161 timestamps and log proofs ([`signature`]), Sigstore bundles ([`sigstore`]), the
+//! revocation of every certificate they chain through, by OCSP or CRL (`revocation`), and the
+//! log itself: checkpoints, consistency and inclusion ([`log`]). The `kagi` binary's `kagi verify` and `kagi log` run
 //! this code; the `kagi-verify` binary runs the same code for relying parties (a release
 //! pipeline's consumers, a factory test station) that should not install the service.
 //!
@@ -25,8 +26,10 @@ pub mod args;
 pub mod client;
 pub mod digest_file;
 pub mod log;
+mod revocation;
 pub mod signature;
 pub mod sigstore;
+mod timestamp;
 mod trust;
 
 pub use args::{LogCommand, VerifyArgs};

@@ -14,13 +14,12 @@ use std::str::FromStr;
 use x509_cert::certificate::Certificate;
 
 use crate::args::VerifyArgs;
-use crate::trust::{allows_code_signing, chain_to_root, key_alg, log_key, spki_der, unix};
+use crate::trust::{allows_code_signing, chain_to_root, key_alg, log_key, now, spki_der};
 use crate::{say, Service};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
 const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
-const ID_SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
 
 /// Where `kagi sign` keeps a signature's log proof: beside it, `<signature>.tlog.json`.
 pub fn sidecar(signature: &Path) -> PathBuf {
@@ -202,20 +201,24 @@ fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         bail!("the CMS signature does NOT verify with its signer certificate");
     }
 
-    // 3. The chain, up to kagi's root.
-    let root = chain_to_root(args, signer, &certs)?;
+    // 3. The timestamp, if any: the only time the signature provably existed at. Without
+    // one, the signer's certificate must be valid now (its signingTime is its own word).
+    let timestamp = crate::timestamp::verify(args, si, &certs)?;
+    let at = timestamp.as_ref().map_or_else(now, |t| t.time);
 
-    // 4. The signer certificate allows code signing and was valid when it signed.
+    // 4. The chain, up to kagi's root, valid at that time.
+    let at_what = if timestamp.is_some() {
+        "the time of the signature's RFC 3161 timestamp"
+    } else {
+        "now: the signature carries no RFC 3161 timestamp to show when it was made; sign with \
+         'kagi sign --timestamp' for signatures that outlive their certificates"
+    };
+    let path = chain_to_root(args, signer, &certs, at, at_what)?;
+    let root = path.last().context("an empty certificate path")?;
+
+    // 5. The signer certificate allows code signing.
     if !allows_code_signing(signer)? {
         bail!("the signer certificate does not allow code signing (no codeSigning EKU)");
-    }
-    let v = signer.tbs_certificate().validity();
-    let signed_at = attr_value(ID_SIGNING_TIME)
-        .and_then(|a| a.decode_as::<x509_cert::time::Time>().ok())
-        .map(|t| unix(&t))
-        .context("no signingTime attribute")?;
-    if signed_at < unix(&v.not_before) || signed_at > unix(&v.not_after) {
-        bail!("the signer certificate was not valid at the signing time");
     }
     say!(
         "signature OK (CMS, {alg}, {}), signer '{}', chain to root '{}'",
@@ -223,6 +226,15 @@ fn verify_cms(args: &VerifyArgs, sig: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         signer.tbs_certificate().subject(),
         root.tbs_certificate().subject()
     );
+
+    // 6. Neither the signer's certificate nor an intermediate is revoked.
+    crate::revocation::check_path(
+        args,
+        &path,
+        timestamp.as_ref().map(|t| t.time),
+        "the signer's chain",
+        false,
+    )?;
     Ok((attrs_digest, signer_spki))
 }
 

@@ -1,11 +1,13 @@
 //! `kagi verify` for Sigstore bundles made by kagi: the same checks a Sigstore client makes,
-//! against kagi's root CA certificate and log key, on the client. The certificate chains to the
+//! against kagi's root CA certificate and log key, on the client. The expected identity and
+//! issuer are required (`--cert-identity` or `--cert-identity-regexp`, `--cert-oidc-issuer`), as
+//! cosign and sigstore-python require them. The certificate chains to the
 //! root (intermediates from the service's trusted root are only candidates), allows code
 //! signing, names the expected identity and issuer, and carries an SCT that verifies with the
 //! trusted root's CT key; the signature covers the file's SHA-256; the log entry is the
 //! hashedrekord of exactly this signature, certificate and digest, is included in a checkpoint
-//! signed by the log key, and its signed entry timestamp verifies; the certificate was valid
-//! when the entry was integrated.
+//! signed by the log key, and its signed entry timestamp verifies; the chain was valid when the
+//! entry was integrated, and its intermediates are not revoked (see [`crate::revocation`]).
 //!
 //! The CT key comes from the trusted root (`--trust-root FILE`, else fetched from the service:
 //! keep the file to pin that key, as `--ca-file` and `--log-key` pin the others).
@@ -20,7 +22,7 @@ use x509_cert::certificate::Certificate;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::args::VerifyArgs;
-use crate::trust::{allows_code_signing, chain_to_root, check_issued_by, key_alg, log_key, unix};
+use crate::trust::{allows_code_signing, chain_to_root, check_issued_by, key_alg, log_key};
 use crate::{say, Service};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -52,6 +54,63 @@ fn int(v: &Value, what: &str) -> Result<u64> {
         .and_then(|s| s.parse().ok())
         .or_else(|| v.as_u64())
         .with_context(|| format!("the bundle's {what} is not an integer"))
+}
+
+/// Whom the bundle must be from. Required, as cosign and sigstore-python require it: a bundle
+/// that verifies says only that *someone* kagi certified signed the file.
+struct Expected {
+    identity: Identity,
+    issuer: String,
+}
+
+enum Identity {
+    Exact(String),
+    Matches(regex::Regex),
+}
+
+impl Expected {
+    fn from_args(args: &VerifyArgs) -> Result<Expected> {
+        let identity = match (&args.cert_identity, &args.cert_identity_regexp) {
+            (Some(id), _) => Identity::Exact(id.clone()),
+            (None, Some(re)) => {
+                Identity::Matches(regex::Regex::new(&format!("^(?:{re})$")).with_context(|| {
+                    format!("--cert-identity-regexp '{re}' is not a valid regular expression")
+                })?)
+            }
+            (None, None) => bail!(
+                "a Sigstore bundle is verified against the identity that signed it: pass \
+                 --cert-identity URI (the identity 'kagi sign --format sigstore' printed, e.g. \
+                 <public URL>/identities/<partition>/<name>) or --cert-identity-regexp, and \
+                 --cert-oidc-issuer URL (kagi's public URL), as cosign and sigstore-python require"
+            ),
+        };
+        let issuer = args.cert_oidc_issuer.clone().context(
+            "a Sigstore bundle is verified against its certificate's issuer too: pass \
+             --cert-oidc-issuer URL (kagi's public URL, which 'kagi sign --format sigstore' prints)",
+        )?;
+        Ok(Expected { identity, issuer })
+    }
+
+    fn check(&self, sans: &[String], issuer: Option<&str>) -> Result<()> {
+        match &self.identity {
+            Identity::Exact(want) if !sans.iter().any(|s| s == want) => {
+                bail!("the certificate names {sans:?}, not '{want}' (--cert-identity)")
+            }
+            Identity::Matches(re) if !sans.iter().any(|s| re.is_match(s)) => bail!(
+                "the certificate names {sans:?}, none matching '{}' (--cert-identity-regexp)",
+                re.as_str()
+            ),
+            _ => {}
+        }
+        if issuer != Some(self.issuer.as_str()) {
+            bail!(
+                "the certificate's issuer is {}, not '{}' (--cert-oidc-issuer)",
+                issuer.unwrap_or("(none)"),
+                self.issuer
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The certificate's URI subjectAltNames and its Fulcio issuer.
@@ -152,6 +211,7 @@ fn check_sct(
 
 /// Verify a Sigstore bundle (`sig`, JSON) for `args.file`.
 pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()> {
+    let want = Expected::from_args(args)?;
     let bundle: Value = serde_json::from_slice(sig).context("the bundle is not JSON")?;
     let media = bundle["mediaType"].as_str().unwrap_or("");
     if !is_bundle_type(media) {
@@ -219,25 +279,25 @@ pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()>
             Certificate::from_der(&der).ok()
         })
         .collect();
-    let root = chain_to_root(args, &cert, &candidates)?;
+    // Chained at the log's integration time, checked below against the signed entry
+    // timestamp: the certificate lives minutes, and that time is when the signature was made.
+    let integrated = int(&vm["tlogEntries"][0]["integratedTime"], "integratedTime")?;
+    let integrated_at =
+        i64::try_from(integrated).context("the bundle's integratedTime is too large")?;
+    let path = chain_to_root(
+        args,
+        &cert,
+        &candidates,
+        integrated_at,
+        "when the transparency log integrated the entry",
+    )?;
+    let root = path.last().context("an empty certificate path")?.clone();
     if !allows_code_signing(&cert)? {
         bail!("the bundle's certificate does not allow code signing (no codeSigning EKU)");
     }
     check_sct(&cert, &cert_der, &candidates, &root, &trusted_root)?;
     let (sans, issuer) = identity(&cert)?;
-    if let Some(want) = &args.cert_identity {
-        if !sans.iter().any(|s| s == want) {
-            bail!("the certificate names {sans:?}, not '{want}' (--cert-identity)");
-        }
-    }
-    if let Some(want) = &args.cert_oidc_issuer {
-        if issuer.as_deref() != Some(want.as_str()) {
-            bail!(
-                "the certificate's issuer is {}, not '{want}' (--cert-oidc-issuer)",
-                issuer.as_deref().unwrap_or("(none)")
-            );
-        }
-    }
+    want.check(&sans, issuer.as_deref())?;
 
     // 3. The log entry: this signature's hashedrekord, in a checkpoint signed by the log key.
     let entries = vm["tlogEntries"]
@@ -287,7 +347,7 @@ pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()>
         bail!("the log entry is NOT included in the signed checkpoint");
     }
 
-    // 4. The signed entry timestamp, and the certificate's validity at that time.
+    // 4. The signed entry timestamp: the time the chain was checked at is the log's word.
     let integrated = int(&e["integratedTime"], "integratedTime")?;
     let log_id = b64(&e["logId"]["keyId"], "logId")?;
     let set = b64(
@@ -304,12 +364,6 @@ pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()>
     if !promised.verify(&key, &set) {
         bail!("the signed entry timestamp does NOT verify with the log key");
     }
-    let v = cert.tbs_certificate().validity();
-    let t = integrated as i64;
-    if t < unix(&v.not_before) || t > unix(&v.not_after) {
-        bail!("the certificate was not valid when the log entry was integrated");
-    }
-
     say!(
         "signature OK (Sigstore bundle, {alg}, sha256), identity {}, issuer {}, SCT OK, chain to root '{}'",
         sans.join(", "),
@@ -319,5 +373,8 @@ pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()>
     say!(
         "transparency log OK: entry {index} is in the signed checkpoint of {size} entries, integrated at {integrated}"
     );
+    // 5. The intermediates are not revoked (the leaf lives minutes and, like Fulcio's, names
+    // no OCSP responder or CRL); the log's signed time is when the signature was made.
+    crate::revocation::check_path(args, &path, Some(integrated_at), "the bundle's chain", true)?;
     Ok(())
 }

@@ -1,11 +1,12 @@
-//! What a verifier trusts and how it walks to it: kagi's root certificate (`--ca-file`), the
-//! log's key (`--log-key`), and the public-key checks between a certificate and its issuer.
+//! What a verifier trusts and how it walks to it: kagi's code-signing root certificate
+//! (`--ca-file`), the log's key (`--log-key`), and the public-key checks between a certificate
+//! and its issuer.
 //! Shared by the raw/CMS and the Sigstore checks.
 
 use anyhow::{bail, Context, Result};
 use der::{Decode, Encode};
 use kagi_crypto::{Algorithm, DigestAlg, RsaPadding};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use x509_cert::certificate::Certificate;
 
 use crate::args::VerifyArgs;
@@ -35,18 +36,33 @@ pub(crate) fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Resul
     if cert.tbs_certificate().issuer().to_der()? != issuer.tbs_certificate().subject().to_der()? {
         return Ok(false);
     }
-    let d = sig_digest(&cert.signature_algorithm().oid)?;
-    let tbs = cert.tbs_certificate().to_der()?;
-    let issuer_spki = spki_der(issuer)?;
     let sig = cert
         .signature()
         .as_bytes()
         .context("a certificate signature is not whole bytes")?;
+    signed_by(
+        issuer,
+        &cert.signature_algorithm().oid,
+        &cert.tbs_certificate().to_der()?,
+        sig,
+    )
+}
+
+/// `signer`'s key made `sig` over `tbs` with signature algorithm `alg` (a certificate's, a
+/// CRL's, an OCSP response's).
+pub(crate) fn signed_by(
+    signer: &Certificate,
+    alg: &const_oid::ObjectIdentifier,
+    tbs: &[u8],
+    sig: &[u8],
+) -> Result<bool> {
+    let d = sig_digest(alg)?;
+    let spki = spki_der(signer)?;
     Ok(kagi_crypto::verify_digest(
-        key_alg(&issuer_spki)?,
-        &issuer_spki,
+        key_alg(&spki)?,
+        &spki,
         d,
-        &d.hash(&tbs),
+        &d.hash(tbs),
         RsaPadding::Pkcs1v15,
         sig,
     )?)
@@ -79,46 +95,133 @@ pub(crate) fn unix(t: &x509_cert::time::Time) -> i64 {
     t.to_unix_duration().as_secs() as i64
 }
 
-/// Walk from `leaf` through `certs` (untrusted) to kagi's root (`--ca-file`, default
-/// ./kagi-data/tls-ca.pem), checking each signature; the root is the only trust anchor.
+/// Where `kagi verify` looks for the code-signing root when `--ca-file` is not given: a
+/// development `kagi serve` writes its signing CA's root there. Never the TLS CA (`tls-ca.pem`):
+/// on an instance made with `kagi init` that is another, unrelated root.
+pub(crate) const DEFAULT_ROOT: &str = "kagi-data/ca-root.pem";
+
+/// kagi's code-signing root certificate: `--ca-file`, else [`DEFAULT_ROOT`] when it exists;
+/// with neither, a refusal that says where to get one rather than a guess.
+pub(crate) fn root_certificate(args: &VerifyArgs) -> Result<Certificate> {
+    let path = match &args.ca_file {
+        Some(p) => p.clone(),
+        None if Path::new(DEFAULT_ROOT).is_file() => PathBuf::from(DEFAULT_ROOT),
+        None => bail!(
+            "no trust root: kagi verify does not guess which root to trust. Pass --ca-file with \
+             kagi's code-signing root CA certificate: an operator writes it with 'kagi ca show \
+             <root CA> -o root.pem' (the root of the CA that certifies signing keys; 'root' on a \
+             development instance), or fetch <public URL>/ca/<root CA>.crt and check its SHA-256 \
+             fingerprint with the operator. kagi-data/tls-ca.pem is the TLS CA, not this root"
+        ),
+    };
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read the root certificate {} (--ca-file): pass kagi's code-signing root CA \
+             certificate ('kagi ca show <root CA> -o root.pem')",
+            path.display()
+        )
+    })?;
+    Certificate::load_pem_chain(&bytes)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .or_else(|| Certificate::from_der(&bytes).ok())
+        .with_context(|| {
+            format!(
+                "{} holds no certificate (PEM or DER): pass kagi's root CA certificate (--ca-file)",
+                path.display()
+            )
+        })
+}
+
+/// The certificate is a CA (basicConstraints cA), so it may issue the one below it.
+fn is_ca(cert: &Certificate) -> Result<bool> {
+    Ok(cert
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::BasicConstraints>()?
+        .is_some_and(|(_, bc)| bc.ca))
+}
+
+/// `cert` was valid at `at` (unix seconds).
+pub(crate) fn valid_at(cert: &Certificate, at: i64) -> bool {
+    let v = cert.tbs_certificate().validity();
+    at >= unix(&v.not_before) && at <= unix(&v.not_after)
+}
+
+pub(crate) fn subject(cert: &Certificate) -> String {
+    cert.tbs_certificate().subject().to_string()
+}
+
+/// Walk from `leaf` through `certs` (untrusted) to kagi's root ([`root_certificate`]),
+/// checking each signature, that each issuer is a CA, and that every certificate of the path
+/// was valid at `at` (the time the signature was made, when a timestamp or the log vouches for
+/// it; else now), which `at_what` names in the refusal. The root is the only trust anchor.
+/// Returns the path, leaf first, root last.
 pub(crate) fn chain_to_root(
     args: &VerifyArgs,
     leaf: &Certificate,
     certs: &[Certificate],
-) -> Result<Certificate> {
-    let root_path = args
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("kagi-data/tls-ca.pem"));
-    let root_pem = std::fs::read(&root_path).with_context(|| {
-        format!(
-            "cannot read the root certificate {} (--ca-file)",
-            root_path.display()
-        )
-    })?;
-    let root = Certificate::load_pem_chain(&root_pem)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .context("the root file holds no PEM certificate")?;
-    let mut cur = leaf.clone();
-    let mut depth = 0;
+    at: i64,
+    at_what: &str,
+) -> Result<Vec<Certificate>> {
+    let root = root_certificate(args)?;
+    let mut path = vec![leaf.clone()];
     loop {
+        let cur = path.last().context("an empty certificate path")?.clone();
         if check_issued_by(&cur, &root)? {
-            return Ok(root);
+            path.push(root);
+            break;
         }
         let issuer = certs
             .iter()
             .find(|c| check_issued_by(&cur, c).unwrap_or(false))
             .with_context(|| {
                 format!(
-                    "no certificate in the signature chains '{}' to the root",
-                    cur.tbs_certificate().subject()
+                    "no certificate in the signature chains '{}' to the root '{}' (--ca-file): \
+                     it was issued under another root, or --ca-file is not kagi's code-signing root",
+                    subject(&cur),
+                    subject(&root)
                 )
             })?;
-        cur = issuer.clone();
-        depth += 1;
-        if depth > 4 {
+        path.push(issuer.clone());
+        if path.len() > 5 {
             bail!("the certificate chain is too long");
         }
     }
+    for (i, cert) in path.iter().enumerate() {
+        if i > 0 && !is_ca(cert)? {
+            bail!(
+                "'{}' issued a certificate of the chain but is not a CA (no basicConstraints cA)",
+                subject(cert)
+            );
+        }
+        if i + 1 < path.len() && !valid_at(cert, at) {
+            let v = cert.tbs_certificate().validity();
+            bail!(
+                "the certificate '{}' was not valid at {} ({at_what}; it is valid from {} to {})",
+                subject(cert),
+                time_text(at),
+                v.not_before,
+                v.not_after
+            );
+        }
+    }
+    Ok(path)
+}
+
+/// Unix seconds as RFC 3339 UTC, for messages.
+pub(crate) fn time_text(unix: i64) -> String {
+    u64::try_from(unix)
+        .ok()
+        .and_then(|s| {
+            der::asn1::GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(s)).ok()
+        })
+        .map(|t| t.to_date_time().to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -4,7 +4,9 @@
 //!   verifies X.509 and CMS structures with;
 //! - [`sct`]: RFC 6962 signed certificate timestamps: the signed data, the embedded list, and
 //!   the precertificate TBS a verifier rebuilds;
-//! - [`key_type`]: which kagi [`Algorithm`] a SubjectPublicKeyInfo holds.
+//! - [`key_type`]: which kagi [`Algorithm`] a SubjectPublicKeyInfo holds;
+//! - [`ocsp`] and [`rfc3161`]: the ASN.1 of OCSP (RFC 6960) and time-stamping (RFC 3161), which
+//!   the CA's responder and TSA write and the verifier reads.
 //!
 //! Why a crate of its own: the `ca` crate signs with hsm-core keys and so links hsm-core's
 //! store (diesel, libpq, SQLite) and its secrets' crates (Argon2, Shamir). A relying party's
@@ -19,6 +21,8 @@
 
 pub mod algorithms;
 mod key;
+pub mod ocsp;
+pub mod rfc3161;
 pub mod sct;
 
 pub use kagi_crypto::{Algorithm, DigestAlg};

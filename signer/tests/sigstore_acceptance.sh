@@ -176,7 +176,8 @@ t = json.load(open("kagi-trust.json"))
 t["trustedRoot"]["ctlogs"][0]["publicKey"]["rawBytes"] = base64.b64encode(open("other-ct.der", "rb").read()).decode()
 json.dump(t, open("wrong-ct.json", "w"))
 EOF
-if "$KAGI" verify app.bin -s app.sigstore.json --ca-file root.pem --log-key "$LOG_KEY" --trust-root wrong-ct.json >kverify.out 2>&1; then
+if "$KAGI" verify app.bin -s app.sigstore.json --ca-file root.pem --log-key "$LOG_KEY" --trust-root wrong-ct.json \
+  --cert-identity "$ID_APP" --cert-oidc-issuer "$ISSUER" >kverify.out 2>&1; then
   fail "kagi verify accepted an SCT under a CT key the trust root does not hold"
 fi
 grep -q "SCT" kverify.out || fail "wrong reason for the SCT refusal: $(cat kverify.out)"
@@ -185,7 +186,17 @@ if "$SIGSTORE" --trust-config wrong-ct.json verify identity --offline --bundle a
   fail "sigstore-python accepted an SCT under a CT key the trust config does not hold"
 fi
 grep -q "SCT" verify.out || fail "sigstore-python refused the other CT key for another reason: $(cat verify.out)"
-ok "kagi verify agrees: accepts the bundle (SCT included), refuses the changed file, the other identity, every tampered entry and a trust root with another CT key"
+# Without the expected identity (or issuer), kagi verify refuses, as sigstore-python does.
+if "$KAGI" verify app.bin -s app.sigstore.json --ca-file root.pem --log-key "$LOG_KEY" --trust-root kagi-trust.json \
+  --cert-oidc-issuer "$ISSUER" >kverify.out 2>&1; then
+  fail "kagi verify accepted a bundle without --cert-identity"
+fi
+grep -q -- "--cert-identity" kverify.out || fail "wrong reason for refusing a bundle without --cert-identity: $(cat kverify.out)"
+if "$KAGI" verify app.bin -s app.sigstore.json --ca-file root.pem --log-key "$LOG_KEY" --trust-root kagi-trust.json \
+  --cert-identity "$ID_APP" >kverify.out 2>&1; then
+  fail "kagi verify accepted a bundle without --cert-oidc-issuer"
+fi
+ok "kagi verify agrees: accepts the bundle (SCT included), refuses the changed file, the other identity, every tampered entry, a trust root with another CT key, and a bundle checked without an expected identity or issuer"
 
 KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore --timestamp app.bin -o ts.sigstore.json >/dev/null ||
   fail "kagi sign --format sigstore --timestamp"

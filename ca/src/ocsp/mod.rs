@@ -1,11 +1,12 @@
 //! OCSP (RFC 6960): request parsing and response building.
 //!
 //! No OCSP crate exists for x509-cert 0.3, so the ASN.1 of RFC 6960 §4.1.1
-//! and §4.2.1 is mirrored in `asn1` with `der` derives. That ASN.1 module is
+//! and §4.2.1 is mirrored with `der` derives in `kagi_x509::ocsp` (the verifier reads
+//! responses with the same types; `asn1` re-exports them). That ASN.1 module is
 //! `DEFINITIONS EXPLICIT TAGS`, so every context tag there is EXPLICIT except
 //! the three alternatives of `CertStatus`, which the RFC marks IMPLICIT.
 //!
-//! `asn1` mirrors the RFC's types, `request` parses what clients send, `response` builds
+//! `asn1` holds the RFC's types, `request` parses what clients send, `response` builds
 //! what the responder answers; their items are re-exported here, so paths stay `kagi_ca::ocsp::*`.
 
 mod asn1;

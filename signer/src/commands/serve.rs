@@ -34,6 +34,9 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
         std::sync::Arc::new(Pki::new(&cfg.public_url).context("built-in certificate profiles")?);
     let tls_files = TlsFiles::in_data_dir(&data.root);
     let tls_from_ca = !hsm.is_sealed() && own_ca_tls(&hsm, &data, &pki, &tls_files)?;
+    if !hsm.is_sealed() {
+        write_signing_root(&hsm, &pki, &cfg.signing_ca, &data);
+    }
     if !tls_from_ca && tls::ensure_material(&tls_files)? {
         log::info!(
             "made a new local TLS CA; clients must trust {}",
@@ -64,6 +67,33 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
         }
     })
     .with_context(|| format!("cannot serve on {}", cfg.listen))
+}
+
+/// Where `kagi verify` finds its trust anchor when it is not given `--ca-file`
+/// (kagi_verify's default root file, relative to the folder `kagi serve` runs in).
+const CA_ROOT_FILE: &str = "ca-root.pem";
+
+/// Write the root of the CA that certifies signing keys to the data folder, from the instance's
+/// own records, so `kagi verify` run beside the instance trusts that root and not the TLS CA.
+/// A sealed instance (one made with `kagi init`) writes nothing: its verifiers are given the
+/// root with `--ca-file`. A failure only warns: verifiers can always be given the root.
+fn write_signing_root(hsm: &kagi_hsm_core::Hsm, pki: &Pki, signing_ca: &str, data: &DataDir) {
+    let Ok(chain) = pki.chain(hsm, signing_ca) else {
+        return;
+    };
+    let Some(pem) = chain
+        .last()
+        .and_then(|root| kagi_ca::x509::pem("CERTIFICATE", root).ok())
+    else {
+        return;
+    };
+    let path = data.root.join(CA_ROOT_FILE);
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == pem) {
+        return;
+    }
+    if let Err(e) = std::fs::write(&path, pem) {
+        log::warn!("cannot write {}: {e}", path.display());
+    }
 }
 
 /// A development instance gets its own CA hierarchy on first start, and from then on its TLS

@@ -14,6 +14,7 @@ mod policy;
 mod postgres;
 mod sign_and_verify;
 mod sigstore;
+mod strict_verify;
 
 /// What the test modules know as `common`.
 mod common {

@@ -111,25 +111,95 @@ permit (
     let out = server.kagi_ok(&["log", "verify"]);
     assert!(out.contains("full recomputation OK"), "{out}");
 
-    // kagi verify on the client: the identity the certificate names, pinned root.
-    let ok = server.kagi_ok(&[
-        "verify",
+    // kagi verify on the client: the identity and issuer the certificate names, pinned root.
+    let base = identity_base(&bundle);
+    let identity = format!("{base}/identities/default/ci-app");
+    server.kagi_ok(&["ca", "show", "root", "-o", "root.pem"]);
+    let verify = |file: &str, extra: &[&str]| {
+        let mut args = vec!["verify", file, "-s", "b1.json", "--ca-file", "root.pem"];
+        args.extend_from_slice(extra);
+        server.kagi(&args)
+    };
+    let ok = verify(
         "a.bin",
-        "-s",
-        "b1.json",
-        "--ca-file",
-        "kagi-data/tls-ca.pem",
-        "--cert-identity",
-        &format!("{}/identities/default/ci-app", identity_base(&bundle)),
-    ]);
-    assert!(ok.contains("Verified OK"), "{ok}");
+        &["--cert-identity", &identity, "--cert-oidc-issuer", &base],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(text.contains("Verified OK"), "{text}");
+    // The intermediate's revocation is checked; the 10-minute leaf names no source, as Fulcio's.
+    assert!(
+        text.contains("revocation OK") && text.contains("short-lived"),
+        "{text}"
+    );
+    let re = format!("{}/identities/default/ci-.*", regex_escape(&base));
+    let ok = verify(
+        "a.bin",
+        &["--cert-identity-regexp", &re, "--cert-oidc-issuer", &base],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
     std::fs::write(server.path("b.bin"), b"release 2").unwrap();
-    let bad = server.kagi(&["verify", "b.bin", "-s", "b1.json"]);
+    let bad = verify(
+        "b.bin",
+        &["--cert-identity", &identity, "--cert-oidc-issuer", &base],
+    );
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("does NOT match"), "{}", stderr(&bad));
 
+    // Without an expected identity or issuer, a valid bundle is refused: it would only say
+    // that someone kagi certified signed the file. A regexp must match the whole identity.
+    for extra in [
+        &[][..],
+        &["--cert-oidc-issuer", &base][..],
+        &["--cert-identity", &identity][..],
+    ] {
+        let out = verify("a.bin", extra);
+        assert!(!out.status.success(), "{extra:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("--cert-identity") || err.contains("--cert-oidc-issuer"),
+            "{extra:?}: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
+    }
+    let out = verify(
+        "a.bin",
+        &[
+            "--cert-identity-regexp",
+            "ci-app",
+            "--cert-oidc-issuer",
+            &base,
+        ],
+    );
+    assert!(!out.status.success());
+    let out = verify(
+        "a.bin",
+        &[
+            "--cert-identity",
+            &identity,
+            "--cert-oidc-issuer",
+            "http://elsewhere",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--cert-oidc-issuer"),
+        "{}",
+        stderr(&out)
+    );
+
     // Every use is audited and the audit log still verifies.
     server.kagi_ok(&["audit", "verify"]);
+}
+
+/// `s` with the regular-expression metacharacters escaped.
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let meta = "\\.+*?()|[]{}^$".contains(c);
+            meta.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
 }
 
 /// The public URL the certificate's identity starts with (from its issuer extension's value,
