@@ -385,7 +385,10 @@ impl Pki {
             session,
             self.profiles.get(SIGNING_PROFILE)?,
             &csr,
-            &IssueOptions { validity },
+            &IssueOptions {
+                validity,
+                ..IssueOptions::default()
+            },
             &self.urls,
             &[],
             serde_json::json!({"for": "signing key", "key": label}),

@@ -3,6 +3,7 @@
 
 mod audit_tamper;
 mod ca;
+mod device_serials;
 mod hostile_input;
 mod http_api;
 mod lifecycle;
