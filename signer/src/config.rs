@@ -47,6 +47,8 @@ struct FileConfig {
     est_profile: Option<String>,
     /// CA that certifies signing keys.
     signing_ca: Option<String>,
+    /// Answer anonymous `/tsa` requests (default false: the TSA needs a credential).
+    open_tsa: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,7 @@ pub struct ServeConfig {
     pub est_ca: String,
     pub est_profile: String,
     pub signing_ca: String,
+    pub open_tsa: bool,
 }
 
 impl ServeConfig {
@@ -100,6 +103,7 @@ impl ServeConfig {
                 .est_profile
                 .unwrap_or_else(|| DEFAULT_EST_PROFILE.into()),
             signing_ca: file.signing_ca.unwrap_or_else(|| DEFAULT_SIGNING_CA.into()),
+            open_tsa: args.open_tsa || file.open_tsa.unwrap_or(false),
         })
     }
 }

@@ -53,7 +53,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     };
     let public_url = cfg.public_url.clone();
     let signing_ca = cfg.signing_ca.clone();
-    server::run(hsm, pki, est, signing_ca, tls_config, &listeners, move |addrs, public| {
+    server::run(hsm, pki, est, signing_ca, cfg.open_tsa, tls_config, &listeners, move |addrs, public| {
         print_banner(&banner_data, &tls_files, &startup, sealed, addrs);
         if let Some(a) = public.first() {
             eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");

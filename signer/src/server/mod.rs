@@ -53,11 +53,13 @@ pub struct Listeners {
 
 /// Runs the service until it is stopped (Ctrl-C or SIGTERM). `on_listening` is called once the
 /// sockets are bound, so what it announces is true.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     hsm: Hsm,
     pki: Arc<Pki>,
     est: EstSettings,
     signing_ca: String,
+    open_tsa: bool,
     tls: rustls::ServerConfig,
     listen: &Listeners,
     on_listening: impl FnOnce(&[SocketAddr], &[SocketAddr]),
@@ -68,6 +70,7 @@ pub fn run(
         pki,
         est,
         signing_ca,
+        open_tsa,
     });
     spawn_crl_refresher(state.clone());
     let https = listen.https.clone();

@@ -201,7 +201,7 @@ fn ca_paths() -> serde_json::Value {
         "/.well-known/est/cacerts": { "get": op("EST CA certificates (base64 PKCS#7 certs-only)", false, "200") },
         "/.well-known/est/simpleenroll": { "post": op("EST enrollment: base64 PKCS#10 in, base64 PKCS#7 out; HTTP Basic (identity name, token) or TLS client certificate", false, "200") },
         "/.well-known/est/simplereenroll": { "post": op("EST re-enrollment of a subject this identity holds", false, "200") },
-        "/tsa": { "post": op("RFC 3161 time-stamping: application/timestamp-query in, application/timestamp-reply out", false, "200") },
+        "/tsa": { "post": op("RFC 3161 time-stamping: application/timestamp-query in, application/timestamp-reply out; a credential over HTTPS, or anonymous when the operator runs the open TSA (open_tsa)", true, "200") },
         "/api/v1/sigstore/trusted_root.json": { "get": op("The Sigstore trusted root: CA chain, log key, CT key, TSA chain", false, "200") },
         "/api/v1/sigstore/client_trust_config.json": { "get": op("The trusted root with a signing config, for sigstore --trust-config", false, "200") }
     })

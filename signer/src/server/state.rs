@@ -14,6 +14,8 @@ pub struct AppState {
     pub est: EstSettings,
     /// The CA that certifies signing keys (`kagi key certify`).
     pub signing_ca: String,
+    /// `/tsa` answers anonymous requests too (within a per-source rate limit).
+    pub open_tsa: bool,
 }
 
 /// The EST CA and profile of this instance (configurable; the development hierarchy's device CA

@@ -1,6 +1,7 @@
 //! The `kagi` binary's tests, in one test binary (each binary links the whole dependency tree).
 //! They run the real binary Cargo built for this package, through kagi-testkit.
 
+mod anonymous_cost;
 mod audit_tamper;
 mod ca;
 mod device_serials;
