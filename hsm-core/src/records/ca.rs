@@ -180,20 +180,28 @@ fn live_holder(
     if row.not_after <= now {
         return Ok(None);
     }
-    // A revocation ends the claim; reading the certificate's row also covers one made by a
-    // process that did not clear the claim.
-    let revoked: Option<Option<i64>> = certificates::table
-        .filter(certificates::serial.eq(&row.cert_serial))
-        .select(certificates::revoked_at)
-        .first(c)
-        .optional()?;
-    match revoked {
-        Some(None) => Ok(Some(SerialHolder {
-            cert_serial: row.cert_serial,
-            spki_sha256: row.spki_sha256,
-        })),
-        _ => Ok(None),
-    }
+    // The claim holds while any certificate of its key from this CA is live: renewals leave
+    // the older certificates live too, so revoking the newest alone does not free the serial.
+    // Reading the rows also covers a revocation made by another process.
+    let live: i64 = certificates::table
+        .filter(certificates::ca_name.eq(ca_name))
+        .filter(certificates::spki_sha256.eq(&row.spki_sha256))
+        .filter(certificates::revoked_at.is_null())
+        .filter(certificates::not_after.gt(now))
+        .count()
+        .get_result(c)?;
+    // No row for the claiming certificate means it was claimed earlier in this same batch (its
+    // row is inserted with the batch's rows): it holds.
+    let pending = live == 0
+        && certificates::table
+            .filter(certificates::serial.eq(&row.cert_serial))
+            .count()
+            .get_result::<i64>(c)?
+            == 0;
+    Ok((live > 0 || pending).then_some(SerialHolder {
+        cert_serial: row.cert_serial,
+        spki_sha256: row.spki_sha256,
+    }))
 }
 
 /// A stored certificate.
@@ -762,9 +770,6 @@ impl Hsm {
             ))
             .execute(c)?;
             if n == 1 {
-                // The device serial number it held is free for a new key.
-                diesel::delete(device_serials::table.filter(device_serials::cert_serial.eq(&s2)))
-                    .execute(c)?;
                 Ok(())
             } else {
                 Err(HsmError::Conflict(format!(

@@ -3,6 +3,7 @@
 //! tests rerun this binary as their worker, naming the worker test by its module path.
 
 mod basics;
+mod device_serials;
 mod governance;
 mod logged_crash;
 mod tamper;
