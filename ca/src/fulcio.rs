@@ -146,5 +146,6 @@ pub fn issue_identity_certificate(
         PROFILE,
         quotas,
         detail,
+        None,
     )
 }

@@ -230,6 +230,7 @@ pub fn create_intermediate(
         "sub-ca",
         &[],
         serde_json::json!({"purpose": "create_intermediate_ca", "ca": parent, "subject_ca": spec.name, "serial": serial}),
+        None,
     )?;
     let cert_der = issued.der;
     Certificate::from_der(&cert_der)?;

@@ -4,7 +4,7 @@
 
 use const_oid::db::rfc5280 as oids;
 use der::{Decode, Encode};
-use kagi_hsm_core::records::ca::NewCertificate;
+use kagi_hsm_core::records::ca::{NewCertificate, SerialClaim};
 use kagi_hsm_core::{QuotaCharge, Session};
 use std::collections::HashSet;
 use x509_cert::certificate::TbsCertificate;
@@ -26,6 +26,9 @@ const BACKDATE_SECS: i64 = 60;
 pub struct IssueOptions {
     /// `None`: the profile's default.
     pub validity: Option<Days>,
+    /// Issue even though the CSR's device serial number has a live certificate for another key
+    /// (profiles with `one_certificate_per_serial_number`). Officers only; audited.
+    pub override_serial_in_use: bool,
 }
 
 /// A certificate issued and durably stored.
@@ -355,6 +358,7 @@ pub fn issue_parsed(
         "purpose": "issue_certificate", "ca": ca.name(), "profile": profile.name(),
         "serial": serial, "subject": subject,
     });
+    let claim = serial_claim(ca, session, profile, csr, opts, &plan, &mut detail)?;
     if let (Some(d), Some(extra)) = (detail.as_object_mut(), audit.as_object()) {
         for (k, v) in extra {
             d.entry(k.clone()).or_insert_with(|| v.clone());
@@ -369,11 +373,102 @@ pub fn issue_parsed(
         profile.name(),
         quotas,
         detail,
+        claim.as_ref(),
     )
 }
 
+/// For a profile with one live certificate per device serial number: the serial number this
+/// certificate claims, checked before anything is signed (the claim itself is made, and checked
+/// again, in the transaction that stores the certificate). The same key may renew; another key
+/// is refused with `serial_in_use` unless an officer asked for the override, which the audit
+/// record carries with the certificate it takes the serial number from.
+fn serial_claim(
+    ca: &Authority,
+    session: &Session,
+    profile: &Profile,
+    csr: &Csr,
+    opts: &IssueOptions,
+    plan: &TbsPlan,
+    detail: &mut serde_json::Value,
+) -> Result<Option<SerialClaim>> {
+    if !profile.spec.one_certificate_per_serial_number {
+        if opts.override_serial_in_use {
+            return Err(CaError::BadRequest(format!(
+                "profile '{}' does not limit certificates per serial number, so there is nothing to override",
+                profile.name()
+            )));
+        }
+        return Ok(None);
+    }
+    if opts.override_serial_in_use && !session.roles().contains(&kagi_hsm_core::Role::Officer) {
+        return Err(CaError::Hsm(kagi_hsm_core::HsmError::Forbidden {
+            have: session
+                .roles()
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            action: "issue a certificate for a device serial number in use",
+            need: "officer",
+        }));
+    }
+    let serial_number = csr
+        .subject_attrs
+        .iter()
+        .find(|a| a.oid == const_oid::db::rfc4519::SERIAL_NUMBER)
+        .map(|a| a.value.clone())
+        .ok_or_else(|| {
+            CaError::NotAllowed(format!(
+                "profile '{}' issues one certificate per device serial number, so the subject needs serialNumber",
+                profile.name()
+            ))
+        })?;
+    let spki = hex::encode(spki_hash(&plan.spki)?);
+    let hsm = ca.signer.hsm();
+    let holder = hsm.device_serial_holder(ca.name(), &serial_number)?;
+    if let Some(d) = detail.as_object_mut() {
+        d.insert("device_serial".into(), serial_number.clone().into());
+    }
+    match holder {
+        Some(h) if h.spki_sha256 != spki => {
+            if !opts.override_serial_in_use {
+                // A clone asking for an identity is worth a trace, though nothing was signed.
+                let mut refused = detail.clone();
+                refused["holder"] = h.cert_serial.clone().into();
+                if let Err(e) = hsm.record_event(
+                    &session.actor(),
+                    "ca.issue",
+                    "denied:serial_in_use",
+                    refused,
+                ) {
+                    log::warn!("could not audit a refused device serial number: {e}");
+                }
+                return Err(CaError::Hsm(kagi_hsm_core::Hsm::serial_in_use(
+                    ca.name(),
+                    &serial_number,
+                    &h,
+                )));
+            }
+            if let Some(d) = detail.as_object_mut() {
+                d.insert("override_serial_in_use".into(), true.into());
+                d.insert("replaces".into(), h.cert_serial.into());
+            }
+        }
+        Some(h) => {
+            if let Some(d) = detail.as_object_mut() {
+                d.insert("renews".into(), h.cert_serial.into());
+            }
+        }
+        None => {}
+    }
+    Ok(Some(SerialClaim {
+        serial_number,
+        override_in_use: opts.override_serial_in_use,
+    }))
+}
+
 /// Sign `tbs` (laid out as `plan`) with `signer`'s CA key and store the certificate as issued by
-/// `ca_name` under `profile`, in the transaction that counts the use (see
+/// `ca_name` under `profile`, in the transaction that counts the use and makes `claim` (see
 /// `Hsm::sign_and_store_certificate`). End-entity issuance and intermediate CAs both end here.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sign_and_store(
@@ -385,6 +480,7 @@ pub(crate) fn sign_and_store(
     profile: &str,
     quotas: &[QuotaCharge],
     detail: serde_json::Value,
+    claim: Option<&SerialClaim>,
 ) -> Result<Issued> {
     let alg = signer.signature_algorithm_identifier_owned()?;
     let serial = hex::encode(&plan.serial);
@@ -412,6 +508,7 @@ pub(crate) fn sign_and_store(
         &signer.sign_request(tbs)?,
         quotas,
         detail,
+        claim,
         &mut build,
     )?;
     Ok(Issued {

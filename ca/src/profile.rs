@@ -65,6 +65,10 @@ pub struct ProfileSpec {
     pub san_email: Option<String>,
     #[serde(default)]
     pub ocsp_nocheck: bool,
+    /// One live certificate per subject serialNumber under each CA (IEEE 802.1AR device
+    /// identities): a new key for a serial number in use is refused with `serial_in_use`.
+    #[serde(default)]
+    pub one_certificate_per_serial_number: bool,
 }
 
 /// A profile, compiled.

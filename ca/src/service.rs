@@ -27,6 +27,26 @@ const CRL_REFRESH_SECS: i64 = 86_400;
 const RESPONDER_RENEW_SECS: i64 = 7 * 86_400;
 /// How long an OCSP answer is good for (nextUpdate).
 const OCSP_VALIDITY_SECS: i64 = 3_600;
+/// A signed OCSP answer is served again until this much of its validity is gone, then signed
+/// anew (RFC 5019 §6.2: pre-produced responses), so a flood of requests signs nothing new and
+/// a client that caches until nextUpdate always gets at least half an hour.
+const OCSP_REUSE_SECS: i64 = OCSP_VALIDITY_SECS / 2;
+/// Answers kept at most; each is a few hundred bytes. Past it, stale ones go first.
+const OCSP_CACHE_MAX: usize = 100_000;
+
+/// A signed OCSP answer kept for reuse, for one CertID in one status.
+struct CachedOcsp {
+    der: Vec<u8>,
+    this_update: i64,
+    /// The responder certificate that signed it: a renewed responder signs afresh.
+    responder: Vec<u8>,
+}
+
+/// What a cached answer is for: CA, the CertID as the client sent it (echoed in the answer),
+/// and the status it states. The status is read from the store on every request, so a
+/// revocation, made by this process or another, is a different key and never meets an answer
+/// signed before it.
+type OcspKey = (String, Vec<u8>, String);
 
 /// A signing key's certificate and the CA certificates above it, issuing CA first.
 pub struct KeyCertificate {
@@ -86,6 +106,12 @@ pub struct Pki {
     services: Mutex<HashMap<(String, Service), Arc<ServiceKey>>>,
     /// CT signers (Sigstore SCTs) by CA name.
     pub(crate) cts: Mutex<HashMap<String, Arc<crate::sct::CtSigner>>>,
+    /// Held while a service key's certificate is made or renewed.
+    service_making: Mutex<()>,
+    /// Signed OCSP answers for reuse.
+    ocsp_cache: Mutex<HashMap<OcspKey, CachedOcsp>>,
+    /// Held while an answer is signed, so a burst of requests for one CertID signs it once.
+    ocsp_signing: Mutex<()>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,6 +143,9 @@ impl Pki {
             authorities: Mutex::new(HashMap::new()),
             services: Mutex::new(HashMap::new()),
             cts: Mutex::new(HashMap::new()),
+            service_making: Mutex::new(()),
+            ocsp_cache: Mutex::new(HashMap::new()),
+            ocsp_signing: Mutex::new(()),
         })
     }
 
@@ -231,10 +260,19 @@ impl Pki {
     ) -> Result<Arc<ServiceKey>, CaError> {
         let now = crate::x509::unix_now();
         let id = (ca_name.to_string(), which);
-        if let Some(k) = lock(&self.services).get(&id) {
-            if k.not_after - now > RESPONDER_RENEW_SECS {
-                return Ok(k.clone());
-            }
+        let current = || {
+            lock(&self.services)
+                .get(&id)
+                .filter(|k| k.not_after - now > RESPONDER_RENEW_SECS)
+                .cloned()
+        };
+        if let Some(k) = current() {
+            return Ok(k);
+        }
+        // One maker at a time: concurrent first requests would each certify a key of their own.
+        let _making = lock(&self.service_making);
+        if let Some(k) = current() {
+            return Ok(k);
         }
         let ca = self.authority(hsm, ca_name)?;
         let (signer, cert_der, not_after) = self.service_key_certificate(
@@ -256,6 +294,12 @@ impl Pki {
 
     /// Answer an OCSP request (DER). Every failure becomes an OCSP error response, never an
     /// HTTP error: that is what OCSP clients understand.
+    ///
+    /// Anyone may ask, so an answer costs no signature unless its status changed or its reuse
+    /// time ran out (RFC 5019): one CertID per request (RFC 5019 §2.1.1), answers cached per
+    /// CertID and status, a request's nonce not echoed (RFC 5019 §2.2.1 allows a responder to
+    /// ignore it), and a serial this CA never issued answered `unauthorized`, unsigned
+    /// (RFC 5019 §2.2.3), since random serials would otherwise each cost a signature.
     pub fn ocsp(&self, hsm: &Hsm, request: &[u8]) -> Vec<u8> {
         let parsed = match ocsp::parse_request(request) {
             Ok(p) => p,
@@ -267,10 +311,16 @@ impl Pki {
         match self.ocsp_answer(hsm, &parsed) {
             Ok(r) => r,
             Err(e) => {
-                log::warn!("OCSP: {e}");
+                match e.kind() {
+                    kagi_hsm_core::ErrorKind::BadInput | kagi_hsm_core::ErrorKind::NotFound => {
+                        log::debug!("OCSP: {e}")
+                    }
+                    _ => log::warn!("OCSP: {e}"),
+                }
                 ocsp::error_response(match e.kind() {
                     kagi_hsm_core::ErrorKind::Unavailable => OcspResponseStatus::TryLater,
                     kagi_hsm_core::ErrorKind::NotFound => OcspResponseStatus::Unauthorized,
+                    kagi_hsm_core::ErrorKind::BadInput => OcspResponseStatus::MalformedRequest,
                     _ => OcspResponseStatus::InternalError,
                 })
             }
@@ -278,63 +328,96 @@ impl Pki {
     }
 
     fn ocsp_answer(&self, hsm: &Hsm, req: &ocsp::ParsedRequest) -> Result<Vec<u8>, CaError> {
-        // One response is signed by one responder, so all CertIDs must name the same CA.
+        let rc = match req.certs.as_slice() {
+            [one] => one,
+            _ => {
+                return Err(CaError::BadRequest(
+                    "kagi answers one CertID per OCSP request (RFC 5019 §2.1.1)".into(),
+                ))
+            }
+        };
         let cas = hsm.list_cas()?;
-        let first = req
-            .certs
-            .first()
-            .ok_or_else(|| CaError::BadRequest("no CertID".into()))?;
         let ca_rec = cas
             .iter()
-            .find(|c| ocsp::names_issuer(first, &c.cert_der).unwrap_or(false))
+            .find(|c| ocsp::names_issuer(rc, &c.cert_der).unwrap_or(false))
             .ok_or_else(|| {
                 CaError::Hsm(HsmError::NotFound("the CA this OCSP request names".into()))
             })?;
         let ca = self.authority(hsm, &ca_rec.name)?;
-        let responder = self.service(hsm, ca.name(), Service::Ocsp)?;
-        let now = crate::x509::unix_now();
-        let mut statuses = Vec::with_capacity(req.certs.len());
-        for rc in &req.certs {
-            let status = if !ocsp::names_issuer(rc, &ca.record.cert_der).unwrap_or(false) {
-                Status::Unknown
-            } else {
-                match hsm.certificate(&hex::encode(&rc.serial))? {
-                    Some(c) if c.ca_name == ca.record.name => match c.revoked_at {
-                        Some(at) => Status::Revoked {
-                            at_unix: at,
-                            reason: c.revocation_reason.filter(|r| *r != 0),
-                        },
-                        None => Status::Good,
-                    },
-                    // RFC 6960 §2.2: "unknown" for serials this CA never issued.
-                    _ => Status::Unknown,
-                }
-            };
-            statuses.push(SingleStatus {
-                cert_id: rc.cert_id.clone(),
-                status,
-                this_update_unix: now,
-                next_update_unix: Some(now + OCSP_VALIDITY_SECS),
-            });
-        }
-        let signer = responder.signer.clone().with_audit(serde_json::json!({
-            "purpose": "sign_ocsp_response", "ca": ca.name(), "count": statuses.len(),
-        }));
-        ocsp::build_response(
-            &statuses,
-            &responder.cert_der,
-            req.nonce.as_deref(),
-            now,
-            |tbs| -> Result<_, CaError> {
-                let alg = signer.signature_algorithm_identifier_owned()?;
-                let sig = signer.sign_tbs(tbs)?;
-                Ok((alg, sig))
+        let status = match hsm.certificate(&hex::encode(&rc.serial))? {
+            Some(c) if c.ca_name == ca.record.name => match c.revoked_at {
+                Some(at) => Status::Revoked {
+                    at_unix: at,
+                    reason: c.revocation_reason.filter(|r| *r != 0),
+                },
+                None => Status::Good,
             },
-        )
+            _ => {
+                return Err(CaError::Hsm(HsmError::NotFound(format!(
+                    "a certificate of CA '{}' with the serial this OCSP request names",
+                    ca.name()
+                ))))
+            }
+        };
+        let responder = self.service(hsm, ca.name(), Service::Ocsp)?;
+        let key: OcspKey = (
+            ca.name().to_string(),
+            der::Encode::to_der(&rc.cert_id)?,
+            format!("{status:?}"),
+        );
+        let reusable = |cache: &HashMap<OcspKey, CachedOcsp>, now: i64| {
+            cache
+                .get(&key)
+                .filter(|c| {
+                    c.responder == responder.cert_der
+                        && (c.this_update..c.this_update + OCSP_REUSE_SECS).contains(&now)
+                })
+                .map(|c| c.der.clone())
+        };
+        if let Some(der) = reusable(&lock(&self.ocsp_cache), crate::x509::unix_now()) {
+            return Ok(der);
+        }
+        let _signing = lock(&self.ocsp_signing);
+        // Another request may have signed it while this one waited.
+        let now = crate::x509::unix_now();
+        if let Some(der) = reusable(&lock(&self.ocsp_cache), now) {
+            return Ok(der);
+        }
+        let statuses = [SingleStatus {
+            cert_id: rc.cert_id.clone(),
+            status,
+            this_update_unix: now,
+            next_update_unix: Some(now + OCSP_VALIDITY_SECS),
+        }];
+        let signer = responder.signer.clone().with_audit(serde_json::json!({
+            "purpose": "sign_ocsp_response", "ca": ca.name(), "count": 1,
+            "serial": hex::encode(&rc.serial),
+        }));
+        let der = ocsp::build_response(&statuses, &responder.cert_der, None, now, |tbs| {
+            let alg = signer.signature_algorithm_identifier_owned()?;
+            let sig = signer.sign_tbs(tbs)?;
+            Ok::<_, CaError>((alg, sig))
+        })
         .map_err(|e| match e {
             ocsp::BuildError::Sign(e) => e,
             ocsp::BuildError::Response(e) => CaError::Internal(e.to_string()),
-        })
+        })?;
+        let mut cache = lock(&self.ocsp_cache);
+        if cache.len() >= OCSP_CACHE_MAX {
+            cache.retain(|_, c| now - c.this_update < OCSP_REUSE_SECS);
+            if cache.len() >= OCSP_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            CachedOcsp {
+                der: der.clone(),
+                this_update: now,
+                responder: responder.cert_der.clone(),
+            },
+        );
+        Ok(der)
     }
 
     /// Certify a signing key of the caller's partition (an ordinary key, in the HSM): profile
@@ -385,7 +468,10 @@ impl Pki {
             session,
             self.profiles.get(SIGNING_PROFILE)?,
             &csr,
-            &IssueOptions { validity },
+            &IssueOptions {
+                validity,
+                ..IssueOptions::default()
+            },
             &self.urls,
             &[],
             serde_json::json!({"for": "signing key", "key": label}),
@@ -421,7 +507,16 @@ impl Pki {
 
     /// Answer an RFC 3161 request (DER) with a TimeStampResp: granted, or a rejection that says
     /// why. The token is signed in hsm-core by CA `ca_name`'s TSA key (a counted, audited use).
-    pub fn timestamp(&self, hsm: &Hsm, ca_name: &str, request: &[u8]) -> Vec<u8> {
+    ///
+    /// `requested_by` (the caller's identity, or `None` on an open TSA) goes into the audit
+    /// record of the TSA key's use.
+    pub fn timestamp(
+        &self,
+        hsm: &Hsm,
+        ca_name: &str,
+        request: &[u8],
+        requested_by: Option<&str>,
+    ) -> Vec<u8> {
         let req = match crate::tsa::parse_request(request) {
             Ok(r) => r,
             Err(e) => {
@@ -429,7 +524,7 @@ impl Pki {
                 return crate::tsa::rejection(e.fail_bit(), &e.to_string());
             }
         };
-        match self.timestamp_token(hsm, ca_name, &req) {
+        match self.timestamp_token_for(hsm, ca_name, &req, requested_by) {
             Ok(resp) => resp,
             Err(e) => {
                 log::warn!("time-stamping failed: {e}");
@@ -447,9 +542,20 @@ impl Pki {
         ca_name: &str,
         req: &crate::tsa::ParsedRequest,
     ) -> Result<Vec<u8>, CaError> {
+        self.timestamp_token_for(hsm, ca_name, req, None)
+    }
+
+    fn timestamp_token_for(
+        &self,
+        hsm: &Hsm,
+        ca_name: &str,
+        req: &crate::tsa::ParsedRequest,
+        requested_by: Option<&str>,
+    ) -> Result<Vec<u8>, CaError> {
         let tsa = self.tsa(hsm, ca_name)?;
         let signer = tsa.signer.clone().with_audit(serde_json::json!({
             "purpose": "timestamp", "imprint": hex::encode(&req.hashed_message),
+            "requested_by": requested_by,
         }));
         let (digest, signature_algorithm) =
             crate::hsm_key::signature_algorithm(signer.algorithm())?;

@@ -266,7 +266,12 @@ fn commit_batch(store: &Store, keys: &AuditKeys, integrity: &Integrity, mut batc
                 }
                 if outcome.is_ok() {
                     if let Some(row) = op.rows.take() {
-                        row.add_to(&mut rows_to_store);
+                        // A savepoint, so a refused claim leaves nothing behind in the batch and
+                        // refuses this op alone.
+                        match c.transaction(|c| row.claim(c)) {
+                            Ok(()) => row.add_to(&mut rows_to_store),
+                            Err(e) => outcome = Err(e),
+                        }
                     }
                 }
                 tlog_at.push(match (&outcome, &op.tlog) {
@@ -422,14 +427,27 @@ pub trait StagedRow: Send + 'static {
     fn insert_all(rows: Vec<Self>, c: &mut AnyConnection) -> Result<()>
     where
         Self: Sized;
+
+    /// Run for each row on its own, in order, after its op's reservation and before the batch's
+    /// rows are inserted, in a savepoint: what it writes is seen by the batch's later rows, and
+    /// an error refuses this op alone (a uniqueness rule between rows, say). Batches are
+    /// serialized by the audit head lock, so what it reads cannot change under it.
+    fn claim(&self, _c: &mut AnyConnection) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A staged row with its type erased, so one queue carries every crate's rows.
 pub(crate) trait ErasedRow: Send {
     fn add_to(self: Box<Self>, groups: &mut RowGroups);
+    fn claim(&self, c: &mut AnyConnection) -> Result<()>;
 }
 
 impl<T: StagedRow> ErasedRow for T {
+    fn claim(&self, c: &mut AnyConnection) -> Result<()> {
+        StagedRow::claim(self, c)
+    }
+
     fn add_to(self: Box<Self>, groups: &mut RowGroups) {
         let group = groups
             .0

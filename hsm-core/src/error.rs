@@ -69,6 +69,9 @@ pub enum HsmError {
     CaKeyReserved(String),
     #[error("{0}")]
     Conflict(String),
+    /// A device serial number that already has a live certificate, for a different key.
+    #[error("{0}")]
+    SerialInUse(String),
     #[error("a key named '{0}' already exists in this partition: pick another name or destroy the old key")]
     KeyExists(String),
     #[error(
@@ -131,6 +134,7 @@ impl HsmError {
             HsmError::NotFound(_) => "not_found",
             HsmError::CaKeyReserved(_) => "ca_key_reserved",
             HsmError::Conflict(_) => "conflict",
+            HsmError::SerialInUse(_) => "serial_in_use",
             HsmError::KeyExists(_) => "key_exists",
             HsmError::UsageLimitReached { .. } => "usage_limit_reached",
             HsmError::KeyNotActive { .. } => "key_not_active",
@@ -178,6 +182,7 @@ impl HsmError {
             | HsmError::KeyNotActive { .. }
             | HsmError::KeyChanged(_)
             | HsmError::Conflict(_)
+            | HsmError::SerialInUse(_)
             | HsmError::AlreadyInitialized
             | HsmError::WrongMasterKey => ErrorKind::Conflict,
             HsmError::UsageLimitReached { .. } | HsmError::QuotaExhausted { .. } => {

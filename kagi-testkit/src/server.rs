@@ -487,6 +487,27 @@ impl Http {
         Reply { status, body }
     }
 
+    /// POST raw bytes, with a bearer token or none, and keep the answer's bytes (a binary
+    /// protocol's reply: RFC 3161, OCSP).
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let mut r = self
+            .agent
+            .post(format!("{}{}", self.base, path))
+            .header("Content-Type", content_type);
+        if let Some(t) = token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let resp = r.send(body).unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.into_body().read_to_vec().unwrap())
+    }
+
     /// POST raw bytes with a bearer token and a content type (a CSR).
     pub fn post_raw(&self, path: &str, token: &str, content_type: &str, body: &[u8]) -> Reply {
         let resp = self

@@ -113,6 +113,10 @@ pub enum CaCommand {
         /// Also write the CA chain after the certificate.
         #[arg(long)]
         chain: bool,
+        /// Issue although the CSR's device serial number has a live certificate for another key
+        /// (officers only; the audit record names the certificate it takes the serial from).
+        #[arg(long)]
+        override_serial_in_use: bool,
     },
     /// Issue a certificate for every CSR (*.csr, *.pem, *.der) in DIR, with a progress bar.
     /// Each certificate is written next to its CSR as NAME.crt; refusals are listed.
@@ -272,6 +276,10 @@ pub struct ServeArgs {
     /// JSON file with the same fields: {"data": ..., "database_url": ..., "listen": ...}; flags win
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Answer anonymous RFC 3161 requests at /tsa, within a per-source rate limit (default: the
+    /// TSA needs a credential). Config file: "open_tsa": true
+    #[arg(long)]
+    pub open_tsa: bool,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,8 @@ struct FileConfig {
     signing_ca: Option<String>,
     /// Serve log entry bodies without a credential (default false: entries are private).
     log_entries_public: Option<bool>,
+    /// Answer anonymous `/tsa` requests (default false: the TSA needs a credential).
+    open_tsa: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +71,7 @@ pub struct ServeConfig {
     pub signing_ca: String,
     /// Whether `GET /log/entries/N` answers without a credential.
     pub log_entries_public: bool,
+    pub open_tsa: bool,
 }
 
 impl ServeConfig {
@@ -114,6 +117,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| DEFAULT_EST_PROFILE.into()),
             signing_ca: file.signing_ca.unwrap_or_else(|| DEFAULT_SIGNING_CA.into()),
             log_entries_public: args.log_entries_public || file.log_entries_public.unwrap_or(false),
+            open_tsa: args.open_tsa || file.open_tsa.unwrap_or(false),
         })
     }
 }

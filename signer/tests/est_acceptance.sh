@@ -7,7 +7,8 @@
 #   - simpleenroll with HTTP Basic (identity name, token) returns a device certificate that
 #     openssl verifies up to the root from cacerts;
 #   - a wrong password is 401 and issues nothing;
-#   - simplereenroll of the same subject succeeds; of a subject never issued, it is refused.
+#   - simplereenroll of the same subject and key succeeds; another key for the same serial number
+#     (a cloned device) is 409 serial_in_use; a subject never issued is refused.
 # Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
 # serve_lib.sh), openssl and curl; the binary must be built
 # (cargo build --release -p signer). KEEP=1 keeps the work folder.
@@ -138,9 +139,13 @@ after=$(devices_total)
 ok "wrong password / wrong user / no credentials: 401; devices CA still holds $after certificates"
 
 # ---------------------------------------------------------------------------------------------
-# simplereenroll: the same subject (with a new key) renews; a subject never issued is refused.
+# simplereenroll: the same subject with the same key renews; with another key (a clone of the
+# device) it is refused, since the serial number has a live certificate; a subject never issued
+# is refused.
 before=$(devices_total)
-csr "$SUBJ" dev1b
+openssl req -new -key dev1.key -subj "$SUBJ" -outform DER -out dev1b.der 2>/dev/null || fail "openssl req (same key)"
+openssl base64 -in dev1b.der -out dev1b.b64 || fail "openssl base64"
+cp dev1.key dev1b.key
 code=$(est_post simplereenroll reenroll.b64 "$LINE:$TOKEN" dev1b.b64) || fail "curl simplereenroll"
 [[ $code == 200 ]] || fail "simplereenroll of $SUBJ answered $code: $(head -c 400 reenroll.b64)"
 p7 reenroll.b64 dev1b.pem
@@ -149,7 +154,15 @@ same_key dev1b.pem dev1b.key
 [[ "$(subject_of dev1b.pem)" == "$(subject_of dev1.pem)" ]] || fail "re-enrollment changed the subject: $(subject_of dev1b.pem)"
 [[ "$(openssl x509 -in dev1b.pem -noout -serial)" != "$(openssl x509 -in dev1.pem -noout -serial)" ]] ||
   fail "re-enrollment returned the old certificate"
-ok "simplereenroll of the same subject: 200, a new certificate that verifies"
+ok "simplereenroll of the same subject with the same key: 200, a new certificate that verifies"
+
+csr "$SUBJ" clone
+for route in simplereenroll simpleenroll; do
+  code=$(est_post "$route" clone.out "$LINE:$TOKEN" clone.b64) || fail "curl $route (clone)"
+  [[ $code == 409 ]] || fail "$route of $SUBJ with another key answered $code, not 409: $(head -c 300 clone.out)"
+  grep -q serial_in_use clone.out || fail "$route of a clone: $(head -c 300 clone.out)"
+done
+ok "the same serial number with another key (a clone): 409 serial_in_use on simpleenroll and simplereenroll"
 
 csr "/CN=line7-unit-9/serialNumber=L7-NEVER-ISSUED/O=Acme" dev9
 code=$(est_post simplereenroll never.out "$LINE:$TOKEN" dev9.b64) || fail "curl simplereenroll (never issued)"

@@ -6,8 +6,9 @@
 #      --verify-purpose 1.3.6.1.5.5.7.3.3` accepts the signing certificate's chain;
 #      with --timestamp the signature carries an RFC 3161 token, and openssl still verifies it;
 #   2. a timestamp token from /tsa, requested with `openssl ts -query -data app.bin -sha256 -cert`
-#      and posted with curl, passes `openssl ts -verify -data app.bin -in resp.tsr -CAfile
-#      root.pem` (and fails for other data).
+#      and posted with curl and a bearer token, passes `openssl ts -verify -data app.bin -in
+#      resp.tsr -CAfile root.pem` (and fails for other data); anonymous requests get 401 until
+#      `kagi serve --open-tsa`, after which they are answered over plain HTTP too.
 # Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
 # serve_lib.sh), openssl, curl and certtool (bash scripts/install-test-tools.sh);
 # the binary must be built (cargo build --release -p signer). KEEP=1 keeps the work folder.
@@ -57,23 +58,37 @@ openssl cms -cmsout -print -inform DER -in app-ts.p7s | grep -q "id-smime-aa-tim
 ok "CMS signature with an RFC 3161 timestamp token (unsigned attribute) verifies"
 
 # ---------------------------------------------------------------------------------------------
-# 2. RFC 3161 with openssl ts and curl
+# 2. RFC 3161 with openssl ts and curl. The TSA answers identities: a user sends their token
+# over HTTPS. Anonymous requests are refused (401) until the operator turns on the open TSA.
+TOKEN="$(cat kagi-data/admin.token)"
 openssl ts -query -data app.bin -sha256 -cert -out req.tsq 2>/dev/null || fail "openssl ts -query"
-code="$(curl -s -o resp.tsr -w '%{http_code}' --cacert kagi-data/tls-ca.pem \
+code="$(curl -s -o resp.tsr -w '%{http_code}' --cacert kagi-data/tls-ca.pem -H "Authorization: Bearer $TOKEN" \
   -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq "$HTTPS/tsa")"
-[[ "$code" == 200 ]] || fail "POST /tsa answered $code"
+[[ "$code" == 200 ]] || fail "POST /tsa with a token answered $code"
 out="$(openssl ts -verify -data app.bin -in resp.tsr -CAfile root.pem 2>&1)" || fail "openssl ts -verify: $out"
 grep -q "Verification: OK" <<<"$out" || fail "openssl ts -verify said: $out"
 if openssl ts -verify -data changed.bin -in resp.tsr -CAfile root.pem >/dev/null 2>&1; then
   fail "openssl ts -verify accepted the token for other data"
 fi
-# The same over the plain-HTTP listener, and without a nonce.
+for url in "$HTTPS/tsa" "$PUBLIC/tsa"; do
+  code="$(curl -s -o anon.out -w '%{http_code}' --cacert kagi-data/tls-ca.pem \
+    -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq "$url")"
+  [[ "$code" == 401 ]] || fail "anonymous POST $url answered $code, not 401"
+  grep -q "open_tsa" anon.out || fail "the 401 from $url does not say how to get a timestamp: $(cat anon.out)"
+done
+ok "openssl ts: a token from /tsa (with a credential) verifies for app.bin and not for other data; anonymous requests get 401"
+
+# The operator turns on the open TSA: anonymous requests over the plain-HTTP listener, without
+# a nonce, are answered.
+kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
+SERVE_FLAGS+=(--open-tsa)
+start_kagi
 openssl ts -query -data app.bin -sha256 -cert -no_nonce -out req2.tsq 2>/dev/null
 curl -sf -o resp2.tsr -H 'Content-Type: application/timestamp-query' --data-binary @req2.tsq "$PUBLIC/tsa" ||
-  fail "POST $PUBLIC/tsa"
+  fail "POST $PUBLIC/tsa (open TSA)"
 openssl ts -verify -data app.bin -in resp2.tsr -CAfile root.pem 2>&1 | grep -q "Verification: OK" ||
-  fail "openssl ts -verify (no nonce, plain HTTP)"
-ok "openssl ts: a token from /tsa verifies for app.bin and not for other data (with and without nonce)"
+  fail "openssl ts -verify (open TSA, no nonce, plain HTTP)"
+ok "kagi serve --open-tsa: an anonymous token from $PUBLIC/tsa (no nonce) verifies"
 
 # ---------------------------------------------------------------------------------------------
 # 5. A 1 GiB file: the client hashes it streaming, in constant memory (measured, not assumed).

@@ -13,7 +13,10 @@ use kagi_hsm_core::{Algorithm, Gated};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 
+/// Device `i` of this worker process: each round's worker makes new keys, so its devices have
+/// serial numbers of their own (one serial number, one key).
 fn csr(i: usize) -> Vec<u8> {
+    let i = format!("{}-{i}", std::process::id());
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(

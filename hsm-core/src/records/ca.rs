@@ -24,7 +24,7 @@ use crate::hsm::{
     user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest, Signed,
     StagedRows, Staging,
 };
-use crate::store::schema::{cas, certificates, crls};
+use crate::store::schema::{cas, certificates, crls, device_serials};
 use crate::store::AnyConnection;
 use crate::StagedRow;
 
@@ -113,6 +113,95 @@ pub struct NewCertificate {
     pub der: Vec<u8>,
     /// SHA-256 of the certified SubjectPublicKeyInfo (DER).
     pub spki_sha256: [u8; 32],
+}
+
+/// A device serial number a certificate claims: under its CA, one live (unrevoked, unexpired)
+/// certificate holds each serial number, and only the same key may renew it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialClaim {
+    /// The subject's serialNumber attribute, as the CSR wrote it.
+    pub serial_number: String,
+    /// Take the serial number over from a live certificate of another key. Officers only; the
+    /// issuance's audit record says so.
+    pub override_in_use: bool,
+}
+
+/// The live certificate that holds a device serial number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialHolder {
+    /// Its serial (lowercase hex).
+    pub cert_serial: String,
+    /// Hex SHA-256 of its SubjectPublicKeyInfo.
+    pub spki_sha256: String,
+}
+
+#[derive(Queryable, Insertable)]
+#[diesel(table_name = device_serials)]
+struct DeviceSerialRow {
+    ca_name: String,
+    serial_number: String,
+    cert_serial: String,
+    spki_sha256: String,
+    not_after: i64,
+}
+
+/// What one issuance stages: its certificate row and, for a profile with one live certificate
+/// per device serial, the serial number it claims.
+pub struct StagedCertificate {
+    cert: CertificateRecord,
+    claim: Option<SerialClaim>,
+}
+
+fn serial_in_use(ca: &str, serial_number: &str, holder: &str) -> HsmError {
+    HsmError::SerialInUse(format!(
+        "device serial number '{}' already has a live certificate from CA '{ca}' (serial {holder}) for another key: \
+         a second certificate for a serial is how a cloned device gets an identity. Renew with the same key, \
+         have an officer revoke the old certificate first ('kagi ca revoke {holder}'), or have an officer issue \
+         with the audited override (--override-serial-in-use)",
+        serial_number.chars().take(64).collect::<String>()
+    ))
+}
+
+/// The live holder of `serial_number` under `ca_name`, if any, read on `c`.
+fn live_holder(
+    c: &mut AnyConnection,
+    ca_name: &str,
+    serial_number: &str,
+    now: i64,
+) -> Result<Option<SerialHolder>> {
+    let row: Option<DeviceSerialRow> = device_serials::table
+        .filter(device_serials::ca_name.eq(ca_name))
+        .filter(device_serials::serial_number.eq(serial_number))
+        .first(c)
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if row.not_after <= now {
+        return Ok(None);
+    }
+    // The claim holds while any certificate of its key from this CA is live: renewals leave
+    // the older certificates live too, so revoking the newest alone does not free the serial.
+    // Reading the rows also covers a revocation made by another process.
+    let live: i64 = certificates::table
+        .filter(certificates::ca_name.eq(ca_name))
+        .filter(certificates::spki_sha256.eq(&row.spki_sha256))
+        .filter(certificates::revoked_at.is_null())
+        .filter(certificates::not_after.gt(now))
+        .count()
+        .get_result(c)?;
+    // No row for the claiming certificate means it was claimed earlier in this same batch (its
+    // row is inserted with the batch's rows): it holds.
+    let pending = live == 0
+        && certificates::table
+            .filter(certificates::serial.eq(&row.cert_serial))
+            .count()
+            .get_result::<i64>(c)?
+            == 0;
+    Ok((live > 0 || pending).then_some(SerialHolder {
+        cert_serial: row.cert_serial,
+        spki_sha256: row.spki_sha256,
+    }))
 }
 
 /// A stored certificate.
@@ -405,6 +494,11 @@ impl Hsm {
     /// the signature, in the transaction that counts the use and charges `quotas`. The
     /// certificate is returned only once all of that is durable; if any quota or limit is
     /// exhausted, nothing is signed, counted or stored.
+    ///
+    /// With a `claim`, the certificate also claims its device serial number in that transaction:
+    /// if another key's certificate still holds it, nothing is stored and the error is
+    /// [`HsmError::SerialInUse`], unless an officer asked for the override.
+    #[allow(clippy::too_many_arguments)]
     pub fn sign_and_store_certificate(
         &self,
         s: &Session,
@@ -412,8 +506,15 @@ impl Hsm {
         req: &SignRequest,
         quotas: &[QuotaCharge],
         audit_detail: serde_json::Value,
+        claim: Option<&SerialClaim>,
         build: &mut dyn FnMut(&[u8]) -> Result<NewCertificate>,
     ) -> Result<(CertificateRecord, Signed)> {
+        if claim.is_some_and(|c| c.override_in_use) {
+            s.require(
+                Role::Officer,
+                "issue a certificate for a device serial number in use",
+            )?;
+        }
         let issued_to = s.actor();
         let mut made: Option<CertificateRecord> = None;
         let mut record = |sig: &[u8]| -> Result<StagedRows> {
@@ -433,7 +534,10 @@ impl Hsm {
                 spki_sha256: Some(hex::encode(cert.spki_sha256)),
             };
             made = Some(row.clone());
-            Ok(StagedRows::new(row))
+            Ok(StagedRows::new(StagedCertificate {
+                cert: row,
+                claim: claim.cloned(),
+            }))
         };
         let signed = self.sign_op(
             s,
@@ -448,6 +552,22 @@ impl Hsm {
         )?;
         let cert = made.ok_or(HsmError::Crypto("the certificate was not built"))?;
         Ok((cert, signed))
+    }
+
+    /// The live (unrevoked, unexpired) certificate that holds device serial number
+    /// `serial_number` under CA `ca_name`, if any: what issuance checks before it signs.
+    pub fn device_serial_holder(
+        &self,
+        ca_name: &str,
+        serial_number: &str,
+    ) -> Result<Option<SerialHolder>> {
+        let mut c = self.inner.store.conn()?;
+        live_holder(&mut c, ca_name, serial_number, now_ms() / 1000)
+    }
+
+    /// The error a certificate for `serial_number` meets while `holder` holds it.
+    pub fn serial_in_use(ca_name: &str, serial_number: &str, holder: &SerialHolder) -> HsmError {
+        serial_in_use(ca_name, serial_number, &holder.cert_serial)
     }
 
     /// A stored certificate by serial (lowercase hex). Its revocation is also read from the
@@ -764,8 +884,52 @@ impl Hsm {
 
 /// Issued certificates commit with their CA key's use. A serial collision fails the whole
 /// batch, which then releases nothing; with 126 random bits per serial it does not happen.
-impl StagedRow for CertificateRecord {
+/// A device serial number's claim is checked and written per certificate, so a refused claim
+/// refuses that issuance alone.
+impl StagedRow for StagedCertificate {
+    fn claim(&self, c: &mut AnyConnection) -> Result<()> {
+        let Some(claim) = &self.claim else {
+            return Ok(());
+        };
+        let cert = &self.cert;
+        let spki = cert.spki_sha256.clone().unwrap_or_default();
+        let holder = live_holder(c, &cert.ca_name, &claim.serial_number, now_ms() / 1000)?;
+        if let Some(h) = &holder {
+            if h.spki_sha256 != spki && !claim.override_in_use {
+                return Err(serial_in_use(
+                    &cert.ca_name,
+                    &claim.serial_number,
+                    &h.cert_serial,
+                ));
+            }
+        }
+        let updated = diesel::update(
+            device_serials::table
+                .filter(device_serials::ca_name.eq(&cert.ca_name))
+                .filter(device_serials::serial_number.eq(&claim.serial_number)),
+        )
+        .set((
+            device_serials::cert_serial.eq(&cert.serial),
+            device_serials::spki_sha256.eq(&spki),
+            device_serials::not_after.eq(cert.not_after),
+        ))
+        .execute(c)?;
+        if updated == 0 {
+            diesel::insert_into(device_serials::table)
+                .values(DeviceSerialRow {
+                    ca_name: cert.ca_name.clone(),
+                    serial_number: claim.serial_number.clone(),
+                    cert_serial: cert.serial.clone(),
+                    spki_sha256: spki,
+                    not_after: cert.not_after,
+                })
+                .execute(c)?;
+        }
+        Ok(())
+    }
+
     fn insert_all(rows: Vec<Self>, c: &mut AnyConnection) -> Result<()> {
+        let rows: Vec<CertificateRecord> = rows.into_iter().map(|r| r.cert).collect();
         match c {
             AnyConnection::Postgresql(pg) => {
                 for chunk in rows.chunks(INSERT_CHUNK) {

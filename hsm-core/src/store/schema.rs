@@ -157,6 +157,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    device_serials (ca_name, serial_number) {
+        ca_name -> Text,
+        serial_number -> Text,
+        cert_serial -> Text,
+        spki_sha256 -> Text,
+        not_after -> BigInt,
+    }
+}
+
+diesel::table! {
     crls (ca_name) {
         ca_name -> Text,
         number -> BigInt,

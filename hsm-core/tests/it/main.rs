@@ -4,6 +4,7 @@
 
 mod auth;
 mod basics;
+mod device_serials;
 mod governance;
 mod logged_crash;
 mod tamper;

@@ -100,13 +100,22 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
             days,
             out,
             chain,
+            override_serial_in_use,
         } => {
             let bytes =
                 std::fs::read(&csr).with_context(|| format!("cannot read {}", csr.display()))?;
             let ca = ca.unwrap_or_else(|| default_ca(&profile).to_string());
             let mut path = format!("/api/v1/ca/{ca}/profiles/{profile}/issue");
+            let mut query = Vec::new();
             if let Some(d) = &days {
-                path.push_str(&format!("?validity_days={d}"));
+                query.push(format!("validity_days={d}"));
+            }
+            if override_serial_in_use {
+                query.push("override_serial_in_use=true".to_string());
+            }
+            if !query.is_empty() {
+                path.push('?');
+                path.push_str(&query.join("&"));
             }
             let resp: Value = client.post_bytes(&path, "application/pkcs10", &bytes)?;
             let mut pem = s(&resp, "certificate").to_string();

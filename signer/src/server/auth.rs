@@ -12,7 +12,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use kagi_hsm_core::{Hsm, Session};
+use kagi_hsm_core::Session;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -114,7 +114,7 @@ pub(super) async fn login_from(
 }
 
 /// A client-certificate login from `ip`, under the same limit.
-async fn certificate_login_from(
+pub(super) async fn certificate_login_from(
     state: &AppState,
     ip: IpAddr,
     der: Vec<u8>,
@@ -144,14 +144,4 @@ fn is_refusal(e: &ApiError) -> bool {
             | "credential_revoked"
             | "credential_expired"
     )
-}
-
-/// A token login with no source address (callers that have none; the HTTP routes use
-/// [`login_from`]).
-pub(super) async fn login(hsm: &Hsm, token: Zeroizing<String>) -> Result<Session, ApiError> {
-    // A recent login costs a hash lookup: no trip through the blocking pool.
-    if let Some(session) = hsm.cached_session(&token) {
-        return Ok(session);
-    }
-    blocking(hsm, move |h| h.login(&token)).await
 }

@@ -93,6 +93,7 @@ registry! {
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "the route does not take that method";
     // The state it meets.
     Conflict = "conflict", CONFLICT, "the request conflicts with the current state";
+    SerialInUse = "serial_in_use", CONFLICT, "the device serial number has a live certificate for another key: revoke it first, or an officer issues with the audited override";
     KeyExists = "key_exists", CONFLICT, "a key of that name already exists in the partition";
     KeyNotActive = "key_not_active", CONFLICT, "the key is disabled, outside its validity window, or destroyed";
     KeyChanged = "key_changed", CONFLICT, "the key changed while the request was in flight: retry";

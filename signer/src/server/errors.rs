@@ -246,6 +246,7 @@ mod tests {
             HsmError::NotFound(s()),
             HsmError::CaKeyReserved(s()),
             HsmError::Conflict(s()),
+            HsmError::SerialInUse(s()),
             HsmError::KeyExists(s()),
             HsmError::UsageLimitReached {
                 label: s(),
@@ -292,6 +293,7 @@ mod tests {
                 | HsmError::NotFound(_)
                 | HsmError::CaKeyReserved(_)
                 | HsmError::Conflict(_)
+                | HsmError::SerialInUse(_)
                 | HsmError::KeyExists(_)
                 | HsmError::UsageLimitReached { .. }
                 | HsmError::KeyNotActive { .. }

@@ -10,11 +10,12 @@ use kagi_ca::IssueOptions;
 use kagi_hsm_core::Session;
 use zeroize::Zeroizing;
 
-use super::auth::{login, ClientCertificate};
+use super::auth::{certificate_login_from, login_from, ClientCertificate};
 use super::ca_routes::issuance::issue_verdict;
 use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audit_refusal, blocking_with_state, read_body, resource, ApiResult};
+use super::rate_limit::source;
 use super::state::AppState;
 
 /// A base64 PKCS#10 body: a CSR is at most 8 KiB of DER.
@@ -72,7 +73,10 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Session, Ht
                 "use HTTP Basic (identity name and token) or a client certificate",
             ));
         };
-        let session = login(&state.hsm, token).await.map_err(|e| {
+        let session = login_from(state, source(req), token).await.map_err(|e| {
+            if e.code() == Code::TooManyAttempts.as_str() {
+                return actix_web::ResponseError::error_response(&e);
+            }
             let why = match e.code() {
                 "credential_locked" | "credential_revoked" | "credential_expired" => e.to_string(),
                 _ => "the credentials were not accepted: the user name is the line's identity name and the password its token".into(),
@@ -89,11 +93,12 @@ async fn authenticate(state: &AppState, req: &HttpRequest) -> Result<Session, Ht
         return Ok(session);
     }
     if let Some(ClientCertificate(der)) = req.conn_data::<ClientCertificate>().cloned() {
-        let hsm = state.hsm.clone();
-        return match web::block(move || hsm.login_by_certificate(&der)).await {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(unauthorized(&e.to_string())),
-            Err(_) => Err(unauthorized("the service is shutting down")),
+        return match certificate_login_from(state, source(req), der).await {
+            Ok(s) => Ok(s),
+            Err(e) if e.code() == Code::TooManyAttempts.as_str() => {
+                Err(actix_web::ResponseError::error_response(&e))
+            }
+            Err(e) => Err(unauthorized(&e.to_string())),
         };
     }
     Err(unauthorized(

@@ -67,6 +67,7 @@ pub fn run(
     est: EstSettings,
     auth: AuthSettings,
     signing_ca: String,
+    open_tsa: bool,
     tls: rustls::ServerConfig,
     listen: &Listeners,
     on_listening: impl FnOnce(&[SocketAddr], &[SocketAddr]),
@@ -82,6 +83,8 @@ pub fn run(
         )),
         share_limit: rate_limit::RateLimiter::new(rate_limit::Limits::shares()),
         log_entries_public: listen.log_entries_public,
+        open_tsa,
+        tsa_limit: rate_limit::RateLimiter::new(rate_limit::Limits::open_tsa()),
     });
     spawn_crl_refresher(state.clone());
     spawn_failed_login_flusher(state.clone());

@@ -192,7 +192,7 @@ fn ca_paths() -> serde_json::Value {
         "/api/v1/ca/{ca}": { "get": op("One CA with its certificate and chain (PEM)", true, "200") },
         "/api/v1/ca/{ca}/revoke": { "post": with_body(op("Revoke a CA (quorum-gated)", true, "200"), revoke_body.clone()) },
         "/api/v1/ca/{ca}/certificates": { "get": op("Certificates a CA issued, newest first (?limit=)", true, "200") },
-        "/api/v1/ca/{ca}/profiles/{profile}/issue": { "post": op("Issue one certificate: the body is a CSR (PEM or DER) or {\"csr\", \"validity_days\"}; Accept: application/pkix-cert for DER", true, "201") },
+        "/api/v1/ca/{ca}/profiles/{profile}/issue": { "post": op("Issue one certificate: the body is a CSR (PEM or DER) or {\"csr\", \"validity_days\", \"override_serial_in_use\"} (the override: officers only, audited); a device serial number with a live certificate for another key is 409 serial_in_use; Accept: application/pkix-cert for DER", true, "201") },
         "/api/v1/ca/{ca}/profiles/{profile}/issue-batch": { "post": with_body(op("Issue many: one result per CSR, in order", true, "200"), batch_body) },
         "/api/v1/profiles": { "get": op("Certificate profiles", true, "200") },
         "/api/v1/certificates/{serial}": { "get": op("One issued certificate", true, "200") },
@@ -203,7 +203,7 @@ fn ca_paths() -> serde_json::Value {
         "/.well-known/est/cacerts": { "get": op("EST CA certificates (base64 PKCS#7 certs-only)", false, "200") },
         "/.well-known/est/simpleenroll": { "post": op("EST enrollment: base64 PKCS#10 in, base64 PKCS#7 out; HTTP Basic (identity name, token) or TLS client certificate", false, "200") },
         "/.well-known/est/simplereenroll": { "post": op("EST re-enrollment of a subject this identity holds", false, "200") },
-        "/tsa": { "post": op("RFC 3161 time-stamping: application/timestamp-query in, application/timestamp-reply out", false, "200") },
+        "/tsa": { "post": op("RFC 3161 time-stamping: application/timestamp-query in, application/timestamp-reply out; a credential over HTTPS, or anonymous when the operator runs the open TSA (open_tsa)", true, "200") },
         "/api/v1/sigstore/trusted_root.json": { "get": op("The Sigstore trusted root: CA chain, log key, CT key, TSA chain", false, "200") },
         "/api/v1/sigstore/client_trust_config.json": { "get": op("The trusted root with a signing config, for sigstore --trust-config", false, "200") }
     })

@@ -1,9 +1,14 @@
-//! What relying parties fetch without credentials: CA certificates, CRLs and OCSP answers.
-//! Served on the HTTPS port and on the plain-HTTP listener: the responses are signed, and the
-//! URLs in issued certificates are http (RFC 5280 §4.2.1.13, RFC 6960 Appendix A).
+//! What relying parties fetch without credentials: CA certificates, CRLs and OCSP answers, and
+//! the time-stamping authority (an identity's, unless the open TSA is on). Served on the HTTPS
+//! port and on the plain-HTTP listener: the responses are signed, and the URLs in issued
+//! certificates are http (RFC 5280 §4.2.1.13, RFC 6960 Appendix A).
 
-use actix_web::{web, HttpResponse};
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use base64::Engine;
+
+use super::auth::{Caller, ClientCertificate};
 
 use super::error_codes::Code;
 use super::errors::ApiError;
@@ -82,10 +87,43 @@ fn percent_decode(s: &str) -> String {
 
 /// `POST /tsa` (RFC 3161 over HTTP, `application/timestamp-query`): the signing CA's
 /// time-stamping authority.
-pub async fn tsa(state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
+///
+/// Every token is a counted, audited use of the TSA key with its own transparency-log entry, so
+/// by default the TSA answers identities only: a bearer token or a pinned client certificate,
+/// over HTTPS (a credential sent over plain HTTP is refused, never used). An operator who wants
+/// an open TSA turns it on (`"open_tsa": true`, or `kagi serve --open-tsa`); anonymous requests
+/// are then answered within a per-source rate limit.
+pub async fn tsa(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> ApiResult {
+    let has_credential = req.headers().contains_key(header::AUTHORIZATION)
+        || req.conn_data::<ClientCertificate>().is_some();
+    let requested_by = if has_credential {
+        if !req.app_config().secure() {
+            return Err(ApiError::new(
+                Code::Unauthenticated,
+                "credentials are accepted over HTTPS only: send the time-stamp request with its token to the HTTPS port (and replace a token that crossed plain HTTP)",
+            ));
+        }
+        let Caller(session) = Caller::from_request(&req, &mut Payload::None).await?;
+        Some(session.actor())
+    } else if state.open_tsa {
+        // Every anonymous request counts against its source, before any body is read or
+        // anything is signed: each one the open TSA answers signs, audits and logs.
+        state
+            .tsa_limit
+            .take(super::rate_limit::source(&req))
+            .map_err(ApiError::from)?;
+        None
+    } else {
+        return Err(ApiError::new(
+            Code::Unauthenticated,
+            "the time-stamping authority needs a credential: send 'Authorization: Bearer <token>' over HTTPS (curl -H \"Authorization: Bearer $TOKEN\"), or have the operator enable the open TSA (\"open_tsa\": true in the config file, or 'kagi serve --open-tsa')",
+        ));
+    };
     let body = read_body(payload, OCSP_BODY_LIMIT).await?;
     let der = blocking_with_state(&state, move |st| {
-        Ok(st.pki.timestamp(&st.hsm, &st.signing_ca, &body))
+        Ok(st
+            .pki
+            .timestamp(&st.hsm, &st.signing_ca, &body, requested_by.as_deref()))
     })
     .await?;
     Ok(HttpResponse::Ok()

@@ -53,6 +53,18 @@ impl Limits {
         }
     }
 
+    /// Anonymous time-stamp requests to the opt-in open TSA, each of which signs, audits and
+    /// logs: a burst of 60, then one a second, with back-off from 1 s up to 5 min.
+    pub fn open_tsa() -> Limits {
+        Limits {
+            allowance: 60,
+            drain_every: Duration::from_secs(1),
+            first_block: Duration::from_secs(1),
+            max_block: Duration::from_secs(5 * 60),
+            max_sources: 65_536,
+        }
+    }
+
     /// Refused unseal and recovery shares: a holder mistypes rarely, a forger tries often.
     pub fn shares() -> Limits {
         Limits {
@@ -154,8 +166,6 @@ impl RateLimiter {
 
     /// [`admit`](Self::admit), then [`record`](Self::record): for limits on every request
     /// rather than on refusals.
-    // For open routes that limit every request (the opt-in open /tsa).
-    #[allow(dead_code)]
     pub fn take(&self, ip: IpAddr) -> Result<(), Throttled> {
         self.admit(ip)?;
         self.record(ip);

@@ -22,6 +22,10 @@ pub struct AppState {
     /// Log entry bodies for anyone (an open-source project's log); otherwise an auditor, or
     /// the identity an entry names, reads them.
     pub log_entries_public: bool,
+    /// `/tsa` answers anonymous requests too (within a per-source rate limit).
+    pub open_tsa: bool,
+    /// Anonymous requests to the open TSA, per source address.
+    pub tsa_limit: RateLimiter,
 }
 
 /// How the service treats failed authentication.

@@ -1,9 +1,11 @@
 //! The `kagi` binary's tests, in one test binary (each binary links the whole dependency tree).
 //! They run the real binary Cargo built for this package, through kagi-testkit.
 
+mod anonymous_cost;
 mod audit_tamper;
 mod auth;
 mod ca;
+mod device_serials;
 mod governance;
 mod hostile_input;
 mod http_api;

@@ -94,6 +94,9 @@ struct IssueJson {
     csr: String,
     #[serde(default)]
     validity_days: Option<serde_json::Value>,
+    /// Officers only, audited: issue although the device serial number is in use.
+    #[serde(default)]
+    override_serial_in_use: bool,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +104,8 @@ struct IssueJson {
 pub struct IssueQuery {
     #[serde(default)]
     validity_days: Option<String>,
+    #[serde(default)]
+    override_serial_in_use: bool,
 }
 
 pub fn issued_json(state: &AppState, issued: &Issued, chain: &[Vec<u8>]) -> serde_json::Value {
@@ -115,7 +120,8 @@ pub fn issued_json(state: &AppState, issued: &Issued, chain: &[Vec<u8>]) -> serd
 }
 
 /// `POST /api/v1/ca/{ca}/profiles/{profile}/issue`: the body is one CSR, PEM or DER, or JSON
-/// `{"csr": "<PEM>", "validity_days": 365}`. Answers JSON, or the DER certificate when the
+/// `{"csr": "<PEM>", "validity_days": 365, "override_serial_in_use": false}` (the override:
+/// officers only, audited). Answers JSON, or the DER certificate when the
 /// client accepts only `application/pkix-cert`.
 pub async fn issue(
     caller: Caller,
@@ -129,12 +135,16 @@ pub async fn issue(
     let body = read_body(payload, ISSUE_BODY_LIMIT).await?;
     let (ca_name, profile) = path.into_inner();
     let verdict = issue_verdict(&state, &session, &profile, &http).await?;
-    let (csr, validity) = if body.trim_ascii_start().starts_with(b"{") {
+    let (csr, validity, override_serial_in_use) = if body.trim_ascii_start().starts_with(b"{") {
         let parsed = serde_json::from_slice::<IssueJson>(&body).map_err(|e| {
             ApiError::new(Code::BadJson, format!("the request body is not valid: {e}"))
         });
         let j = audit_refusal(&state, &session, "ca.issue", parsed).await?;
-        (j.csr.into_bytes(), j.validity_days)
+        (
+            j.csr.into_bytes(),
+            j.validity_days,
+            j.override_serial_in_use || query.override_serial_in_use,
+        )
     } else {
         (
             body.to_vec(),
@@ -142,6 +152,7 @@ pub async fn issue(
                 Ok(n) => json!(n),
                 Err(_) => json!(d),
             }),
+            query.override_serial_in_use,
         )
     };
     let validity = audit_refusal(&state, &session, "ca.issue", validity_of(&validity)).await?;
@@ -155,7 +166,10 @@ pub async fn issue(
             &ca_name,
             &profile,
             &csr,
-            &IssueOptions { validity },
+            &IssueOptions {
+                validity,
+                override_serial_in_use,
+            },
             &quotas,
             detail,
         )?;
@@ -218,7 +232,10 @@ pub async fn issue_batch(
         let results: Vec<Mutex<Option<Result<Issued, ApiError>>>> =
             (0..n).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
-        let opts = IssueOptions { validity };
+        let opts = IssueOptions {
+            validity,
+            ..IssueOptions::default()
+        };
         std::thread::scope(|scope| {
             for _ in 0..BATCH_WORKERS.min(n) {
                 scope.spawn(|| loop {
