@@ -242,7 +242,8 @@ impl Hsm {
     }
 
     /// The active quorum with the approvers its activation bound (from the verified log). A
-    /// policy activated before approvers were bound binds nobody: activate a new version.
+    /// policy activated before approvers were bound (an older kagi) binds its names to the
+    /// people who have them now, as that kagi did, until a new version is activated.
     pub(crate) fn current_bound_quorum(&self) -> Result<Option<(QuorumRule, Vec<BoundApprover>)>> {
         let Some(policy) = self.active_policy()? else {
             return Ok(None);
@@ -253,13 +254,16 @@ impl Hsm {
         let activations =
             self.unsealed()?
                 .audited(&self.inner.store, "policy.activate", POLICY_SUBJECT)?;
-        let bound = activations
+        let recorded: Option<Vec<BoundApprover>> = activations
             .iter()
             .rev()
             .find(|e| e.use_hi == Some(policy.version))
             .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
-            .and_then(|d| serde_json::from_value(d["approvers_bound"].clone()).ok())
-            .unwrap_or_default();
+            .and_then(|d| serde_json::from_value(d["approvers_bound"].clone()).ok());
+        let bound = match recorded {
+            Some(bound) => bound,
+            None => self.bind_approvers(&quorum.approvers).unwrap_or_default(),
+        };
         Ok(Some((quorum, bound)))
     }
 

@@ -132,8 +132,8 @@ fn kagi_verify_checks_signature_chain_and_log_proof() {
 
 /// The `kagi-verify` binary runs the same checks as `kagi verify` and prints the same report,
 /// with no service at all once the root and the log key are pinned (KAGI_CA points nowhere).
-/// It is another package's binary: the test builds it (`cargo build -p kagi-verify`) when it
-/// is not already beside `kagi`.
+/// It is another package's binary: the test builds it (`cargo build -p kagi-verify`, a no-op
+/// when it is up to date).
 #[test]
 fn kagi_verify_binary_agrees_with_kagi_verify() {
     let verifier = kagi_verify_binary();
@@ -395,19 +395,19 @@ fn log_entries_public_serves_entries_to_anyone() {
 fn kagi_verify_binary() -> std::path::PathBuf {
     let kagi = std::path::Path::new(common::KAGI);
     let bin = kagi.with_file_name(format!("kagi-verify{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let release = kagi
-            .parent()
-            .and_then(|d| d.file_name())
-            .is_some_and(|d| d == "release");
-        let mut build = std::process::Command::new(env!("CARGO"));
-        build.args(["build", "-p", "kagi-verify", "--bin", "kagi-verify"]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().unwrap();
-        assert!(status.success(), "cargo build -p kagi-verify failed");
+    // Always asked for (a no-op when it is fresh): one left beside `kagi` by an earlier build
+    // may predate the code under test.
+    let release = kagi
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|d| d == "release");
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build.args(["build", "-p", "kagi-verify", "--bin", "kagi-verify"]);
+    if release {
+        build.arg("--release");
     }
+    let status = build.status().unwrap();
+    assert!(status.success(), "cargo build -p kagi-verify failed");
     assert!(bin.exists(), "{} is missing", bin.display());
     bin
 }
