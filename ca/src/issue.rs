@@ -400,17 +400,13 @@ fn serial_claim(
         }
         return Ok(None);
     }
-    if opts.override_serial_in_use && !session.roles().contains(&kagi_hsm_core::Role::Officer) {
-        return Err(CaError::Hsm(kagi_hsm_core::HsmError::Forbidden {
-            have: session
-                .roles()
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            action: "issue a certificate for a device serial number in use",
-            need: "officer",
-        }));
+    if opts.override_serial_in_use {
+        session
+            .require(
+                kagi_hsm_core::Role::Officer,
+                "issue a certificate for a device serial number in use",
+            )
+            .map_err(CaError::Hsm)?;
     }
     let serial_number = csr
         .subject_attrs

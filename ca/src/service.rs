@@ -431,18 +431,9 @@ impl Pki {
         subject: Option<&str>,
         validity: Option<crate::Days>,
     ) -> Result<Issued, CaError> {
-        if !session.roles().contains(&kagi_hsm_core::Role::Officer) {
-            return Err(CaError::Hsm(HsmError::Forbidden {
-                have: session
-                    .roles()
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                action: "certify keys",
-                need: "officer",
-            }));
-        }
+        session
+            .require(kagi_hsm_core::Role::Officer, "certify keys")
+            .map_err(CaError::Hsm)?;
         if label.starts_with(kagi_hsm_core::records::ca::CA_KEY_NAMESPACE) {
             return Err(CaError::BadRequest(format!(
                 "'{label}' is a CA key: it has its CA certificate ('kagi ca show')"

@@ -128,17 +128,17 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(
-        store: Store,
-        keys: Arc<AuditKeys>,
-        integrity: Arc<Integrity>,
-    ) -> Result<Committer> {
+    /// Start the write path, with the verified view of the log it keeps fed and checks
+    /// before every batch (empty until [`Integrity::catch_up`] first runs).
+    pub(crate) fn start(store: Store, keys: Arc<AuditKeys>) -> Result<(Committer, Arc<Integrity>)> {
+        let integrity = Integrity::new();
+        let checked = integrity.clone();
         let (tx, rx) = mpsc::sync_channel::<Op>(QUEUE);
         std::thread::Builder::new()
             .name("kagi-commit".into())
-            .spawn(move || run(store, keys, integrity, rx))
+            .spawn(move || run(store, keys, checked, rx))
             .map_err(|e| HsmError::Store(format!("cannot start the commit thread: {e}")))?;
-        Ok(Committer { tx })
+        Ok((Committer { tx }, integrity))
     }
 
     /// Queue an operation and wait until its batch is durable.

@@ -122,12 +122,8 @@ impl Hsm {
         )?;
         let admin_id = admin_row.id.clone();
 
-        let integrity = Integrity::new();
-        let committer = Committer::start(
-            self.inner.store.clone(),
-            audit_keys.clone(),
-            integrity.clone(),
-        )?;
+        let (committer, integrity) =
+            Committer::start(self.inner.store.clone(), audit_keys.clone())?;
         let audit_row = KeyRow::from_attrs(&audit_attrs, audit_sealed);
         let apply: ApplyFn = Box::new(move |c| {
             if meta_get(c, "initialized")?.is_some() {
@@ -337,12 +333,8 @@ impl Hsm {
             })?,
             tlog: tlog_key(&master)?,
         });
-        let integrity = Integrity::new();
-        let committer = Committer::start(
-            self.inner.store.clone(),
-            audit_keys.clone(),
-            integrity.clone(),
-        )?;
+        let (committer, integrity) =
+            Committer::start(self.inner.store.clone(), audit_keys.clone())?;
         let unsealed = Unsealed {
             master,
             sealers: Mutex::new(HashMap::new()),

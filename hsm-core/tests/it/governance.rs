@@ -41,6 +41,23 @@ fn identity(
     (info, tok.to_string())
 }
 
+/// alice, bob and carol: officers the 2-of-3 quorum names, logged in.
+fn approvers(i: &Instance) -> Vec<(CredentialInfo, Session)> {
+    ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            let (info, t) = identity(
+                i,
+                n,
+                IdentityKind::Person,
+                &[Role::Officer, Role::User],
+                None,
+            );
+            (info, i.hsm.login(&t).unwrap())
+        })
+        .collect()
+}
+
 fn quorum_2_of_3() -> QuorumRule {
     QuorumRule {
         approvers: vec!["alice".into(), "bob".into(), "carol".into()],
@@ -601,19 +618,7 @@ fn one_administrator_cannot_satisfy_the_quorum_with_re_created_approvers() {
     for backend in BACKENDS {
         let store = TestStore::new(backend);
         let i = init(&store);
-        let people: Vec<(CredentialInfo, Session)> = ["alice", "bob", "carol"]
-            .iter()
-            .map(|n| {
-                let (info, t) = identity(
-                    &i,
-                    n,
-                    IdentityKind::Person,
-                    &[Role::Officer, Role::User],
-                    None,
-                );
-                (info, i.hsm.login(&t).unwrap())
-            })
-            .collect();
+        let people = approvers(&i);
         let (alice, bob, carol) = (&people[0].1, &people[1].1, &people[2].1);
         let mut limited = KeySpec::new("limited", Algorithm::EcP256);
         limited.usage_limit = Some(3);
@@ -726,19 +731,7 @@ fn one_administrator_cannot_satisfy_the_quorum_with_re_created_approvers() {
 fn a_revoked_approvers_approval_is_void() {
     let store = TestStore::new(Backend::Sqlite);
     let i = init(&store);
-    let people: Vec<(CredentialInfo, Session)> = ["alice", "bob", "carol"]
-        .iter()
-        .map(|n| {
-            let (info, t) = identity(
-                &i,
-                n,
-                IdentityKind::Person,
-                &[Role::Officer, Role::User],
-                None,
-            );
-            (info, i.hsm.login(&t).unwrap())
-        })
-        .collect();
+    let people = approvers(&i);
     let (alice, bob, carol) = (&people[0].1, &people[1].1, &people[2].1);
     i.hsm
         .create_key(alice, &KeySpec::new("k", Algorithm::EcP256))
