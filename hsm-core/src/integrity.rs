@@ -288,7 +288,9 @@ impl Integrity {
             }
             Ok(())
         })();
-        if let Err(e) = result {
+        // Only a record that does not verify fails the HSM closed; a store error (a dropped
+        // connection) is tried again on the next tick.
+        if let Err(e @ HsmError::AuditIntegrity { .. }) = result {
             self.fail(&e.to_string());
         }
     }
