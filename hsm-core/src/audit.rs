@@ -164,7 +164,7 @@ pub(crate) fn verify(conn: &mut AnyConnection, keys: &AuditKeys) -> Result<Audit
             &mut frontier,
             &mut expected,
             target,
-            &mut |frontier, size| {
+            &mut |_, frontier, size| {
                 while let Some(cp) = cps.peek() {
                     if cp.tree_size > size {
                         break;
@@ -235,14 +235,16 @@ pub(crate) fn verify(conn: &mut AnyConnection, keys: &AuditKeys) -> Result<Audit
 }
 
 /// Check records `expected..target` in order (MACs and sequence), extending `frontier`, and
-/// call `at_size` after each so the checkpoints at that size are checked against it.
-fn verify_records(
+/// call `at_record` after each with the record and the size it makes, so the checkpoints at
+/// that size are checked against the frontier (and a caller may keep the record). Stops early,
+/// with `expected < target`, when the records run out.
+pub(crate) fn verify_records(
     conn: &mut AnyConnection,
     keys: &AuditKeys,
     frontier: &mut Frontier,
     expected: &mut i64,
     target: i64,
-    at_size: &mut dyn FnMut(&Frontier, i64) -> Result<()>,
+    at_record: &mut dyn FnMut(AuditEvent, &Frontier, i64) -> Result<()>,
 ) -> Result<()> {
     const PAGE: i64 = 5000;
     while *expected < target {
@@ -277,13 +279,13 @@ fn verify_records(
             }
             frontier.push(leaf_hash(&ev.entry_bytes()));
             *expected += 1;
-            at_size(frontier, *expected)?;
+            at_record(ev, frontier, *expected)?;
         }
     }
     Ok(())
 }
 
-fn check_checkpoint(
+pub(crate) fn check_checkpoint(
     cp: &Checkpoint,
     frontier: &Frontier,
     size: i64,

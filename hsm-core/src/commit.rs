@@ -151,6 +151,20 @@ impl Committer {
         self.submit_staged(reserve, apply.map(Staged::Apply), None, event)
     }
 
+    /// [`Committer::submit`] for a record that must not stop a read-only caller once the HSM
+    /// failed closed (a login, an unseal): the log takes nothing more then, and the record is
+    /// skipped instead of refusing the caller.
+    pub(crate) fn submit_unless_closed(
+        &self,
+        apply: Option<ApplyFn>,
+        event: EventDraft,
+    ) -> Result<()> {
+        match self.submit(None, apply, event) {
+            Ok(_) | Err(HsmError::Integrity(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`Committer::submit`] with a staged change: a closure, or rows of another crate.
     pub(crate) fn submit_staged(
         &self,

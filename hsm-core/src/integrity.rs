@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::audit::{self, AuditEvent, AuditKeys, Checkpoint};
 use crate::error::{HsmError, Result};
-use crate::store::schema::{audit_checkpoints, audit_records};
+use crate::store::schema::audit_checkpoints;
 use crate::store::{AnyConnection, Store};
 use kagi_tlog::merkle::{leaf_hash, Frontier};
 
@@ -36,8 +36,6 @@ const KEPT_ACTIONS: &[&str] = &[
     "policy.activate",
 ];
 
-/// Records read per query, when catching up or sweeping.
-const PAGE: i64 = 5000;
 /// Records the watcher re-verifies per tick: how fast an edit to an old row is found.
 const SWEEP_PER_TICK: i64 = 20_000;
 /// How often the watcher catches up with other processes and sweeps.
@@ -259,19 +257,19 @@ impl Integrity {
         let mut from = sweep.frontier.size as i64;
         let end = (from + budget).min(target);
         let result = (|| -> Result<()> {
-            while from < end {
-                let page = load_page(conn, from, end)?;
-                if page.is_empty() {
-                    return Err(broken(
-                        from,
-                        format!("record {from} is missing from the verified log"),
-                    ));
-                }
-                for ev in &page {
-                    check_record(keys, ev, from)?;
-                    sweep.frontier.push(leaf_hash(&ev.entry_bytes()));
-                    from += 1;
-                }
+            audit::verify_records(
+                conn,
+                keys,
+                &mut sweep.frontier,
+                &mut from,
+                end,
+                &mut |_, _, _| Ok(()),
+            )?;
+            if from < end {
+                return Err(broken(
+                    from,
+                    format!("record {from} is missing from the verified log"),
+                ));
             }
             if from == target {
                 // A full pass: the records as stored now hash to what was verified.
@@ -301,38 +299,6 @@ pub(crate) fn failed_closed(reason: &str) -> HsmError {
     HsmError::Integrity(format!(
         "kagi failed closed because the audit log does not verify ({reason}); it refuses every change until an operator recovers it (README: 'Recovering from an integrity failure')"
     ))
-}
-
-fn load_page(conn: &mut AnyConnection, from: i64, to: i64) -> Result<Vec<AuditEvent>> {
-    Ok(audit_records::table
-        .filter(audit_records::seq.ge(from))
-        .filter(audit_records::seq.lt(to))
-        .order(audit_records::seq.asc())
-        .limit(PAGE)
-        .load(conn)?)
-}
-
-fn check_record(keys: &AuditKeys, ev: &AuditEvent, expected: i64) -> Result<()> {
-    if ev.seq != expected {
-        return Err(broken(
-            expected,
-            format!(
-                "record {expected} is missing (the next stored record is {})",
-                ev.seq
-            ),
-        ));
-    }
-    let want = keys.mac_of(ev);
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&want, &ev.mac).is_err() {
-        return Err(broken(
-            ev.seq,
-            format!(
-                "record {} was changed, inserted or moved: its MAC does not match its content",
-                ev.seq
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Verify records from the verified size up to the stored head, with the checkpoints on the
@@ -370,35 +336,25 @@ fn extend(conn: &mut AnyConnection, keys: &AuditKeys, v: &mut Verified) -> Resul
     let mut frontier = v.frontier.clone();
     let mut fresh: Vec<AuditEvent> = Vec::new();
     let mut at = from;
-    while at < to {
-        let page = load_page(conn, at, to)?;
-        if page.is_empty() {
-            return Err(broken(
-                at,
-                format!("records from {at} on are missing: the audit head says {to} records"),
-            ));
-        }
-        for ev in page {
-            check_record(keys, &ev, at)?;
-            frontier.push(leaf_hash(&ev.entry_bytes()));
-            at += 1;
-            while let Some(cp) = cps.next_if(|cp| cp.tree_size <= at) {
-                let text = Checkpoint::signed_text(cp.tree_size, &cp.root, cp.ts);
-                if verifier.verify(text.as_bytes(), &cp.signature).is_err()
-                    || cp.tree_size != at
-                    || cp.root != frontier.root()
-                {
-                    return Err(broken(
-                        cp.tree_size - 1,
-                        format!(
-                            "the signed checkpoint at size {} does not match the records",
-                            cp.tree_size
-                        ),
-                    ));
-                }
+    audit::verify_records(
+        conn,
+        keys,
+        &mut frontier,
+        &mut at,
+        to,
+        &mut |ev, frontier, size| {
+            while let Some(cp) = cps.next_if(|cp| cp.tree_size <= size) {
+                audit::check_checkpoint(cp, frontier, size, &verifier)?;
             }
             fresh.push(ev);
-        }
+            Ok(())
+        },
+    )?;
+    if at < to {
+        return Err(broken(
+            at,
+            format!("records from {at} on are missing: the audit head says {to} records"),
+        ));
     }
     if frontier.root() != head.root() {
         return Err(broken(

@@ -70,8 +70,9 @@ impl Hsm {
             return refuse(reason, Some(id), e);
         }
         let session = row.session()?;
-        let recorded = u.committer.submit(
-            None,
+        // Failed closed: the log takes no more records, and every change is refused, but a
+        // proven caller may still read (an auditor finding out what broke).
+        u.committer.submit_unless_closed(
             None,
             EventDraft {
                 actor: session.actor(),
@@ -82,13 +83,7 @@ impl Hsm {
                 outcome: None,
                 use_hi: None,
             },
-        );
-        match recorded {
-            // Failed closed: the log takes no more records, and every change is refused, but
-            // a proven caller may still read (an auditor finding out what broke).
-            Ok(_) | Err(HsmError::Integrity(_)) => {}
-            Err(e) => return Err(e),
-        }
+        )?;
         self.cache_login(token_hash, &session, row.fingerprint())?;
         Ok(session)
     }
@@ -462,8 +457,8 @@ impl Hsm {
             return Err(e);
         }
         let session = row.session()?;
-        let recorded = u.committer.submit(
-            None,
+        // As for a token login: failed closed, a proven caller may still read.
+        u.committer.submit_unless_closed(
             None,
             EventDraft {
                 actor: format!("{}:{}", row.partition_name, row.name),
@@ -474,12 +469,7 @@ impl Hsm {
                 outcome: None,
                 use_hi: None,
             },
-        );
-        // As for a token login: failed closed, a proven caller may still read.
-        match recorded {
-            Ok(_) | Err(HsmError::Integrity(_)) => {}
-            Err(e) => return Err(e),
-        }
+        )?;
         self.cache_login(cache, &session, row.fingerprint())?;
         Ok(session)
     }

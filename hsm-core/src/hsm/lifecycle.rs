@@ -275,11 +275,8 @@ impl Hsm {
         let committer = unsealed.committer.clone();
         *state = State::Unsealed(unsealed);
         drop(state);
-        match committer.submit(None, apply, system_event("hsm.unseal", detail)) {
-            // Unsealed but failed closed: the log takes nothing more, and `/readyz` says why.
-            Ok(_) | Err(HsmError::Integrity(_)) => {}
-            Err(e) => return Err(e),
-        }
+        // Unsealed but failed closed: the log takes nothing more, and `/readyz` says why.
+        committer.submit_unless_closed(apply, system_event("hsm.unseal", detail))?;
         Ok(UnsealProgress {
             have: threshold,
             need: threshold,
