@@ -289,19 +289,7 @@ fn destroying_a_key_under_a_2_of_3_quorum() {
     for backend in BACKENDS {
         let store = TestStore::new(backend);
         let i = init(&store);
-        let officers: Vec<Session> = ["alice", "bob", "carol"]
-            .iter()
-            .map(|n| {
-                let (_, t) = identity(
-                    &i,
-                    n,
-                    IdentityKind::Person,
-                    &[Role::Officer, Role::User],
-                    None,
-                );
-                i.hsm.login(&t).unwrap()
-            })
-            .collect();
+        let officers: Vec<Session> = approvers(&i).into_iter().map(|(_, s)| s).collect();
         let (alice, bob, carol) = (&officers[0], &officers[1], &officers[2]);
         // No policy yet: nothing is gated.
         i.hsm
@@ -500,19 +488,7 @@ fn approval_requests_expire() {
 fn a_wrapped_export_under_quorum_is_delivered_to_its_requester_once_approved() {
     let store = TestStore::new(Backend::Sqlite);
     let i = init(&store);
-    let sessions: Vec<Session> = ["alice", "bob", "carol"]
-        .iter()
-        .map(|n| {
-            let (_, t) = identity(
-                &i,
-                n,
-                IdentityKind::Person,
-                &[Role::Officer, Role::User],
-                None,
-            );
-            i.hsm.login(&t).unwrap()
-        })
-        .collect();
+    let sessions: Vec<Session> = approvers(&i).into_iter().map(|(_, s)| s).collect();
     let (alice, bob, carol) = (&sessions[0], &sessions[1], &sessions[2]);
     let p = i
         .hsm

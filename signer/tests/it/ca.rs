@@ -355,38 +355,8 @@ fn a_tampered_ca_row_is_refused() {
 #[test]
 fn est_enrolls_a_line_by_its_tls_client_certificate() {
     let server = Server::start();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(server.root())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    for name in ["line", "stranger"] {
-        let (ok, _) = run(&[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        assert!(ok, "openssl req for {name}");
-    }
+    let run = |args: &[&str]| common::run_in(&server, args);
+    common::client_certificates(&server, &["line", "stranger"]);
     server.kagi_ok(&[
         "identity",
         "create",
