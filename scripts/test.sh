@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every kagi test, the way CI does. Installs what the tests need (idempotently, quietly):
-# the openssl CLI for interop checks, and a running PostgreSQL for the store tests.
+# Runs every kagi test, the way CI does. Installs what the tests need (idempotently, quietly;
+# as root or with sudo): openssl, curl and python3-venv, the interop tools, and a PostgreSQL
+# server with trust auth and a `test` database for the store tests.
 #
 # kagi is compiled once, clippy included (below): the acceptance scripts run the
 # target/debug/kagi that `cargo test` built (KAGI_BIN), not a release build of their own (the
@@ -13,27 +14,10 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 log() { printf '==> [+%ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 
-missing=()
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql-client)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# certtool (GnuTLS), pkilint and sigstore-python, for the interop tests.
+# What the tests need from the machine: packages, the interop tools, a PostgreSQL with trust
+# auth and a `test` database. Both scripts install only what is missing.
+bash scripts/install-test-prereqs.sh
 bash scripts/install-test-tools.sh
-
-# The store tests use the machine's PostgreSQL (trust auth, user postgres, database test).
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    log "starting PostgreSQL"
-    if [ -d /etc/postgresql ]; then
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-    fi
-    for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-    pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not running on 127.0.0.1:5432 and could not be started" >&2; exit 1; }
-fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
