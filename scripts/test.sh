@@ -65,4 +65,7 @@ bash signer/tests/signing_acceptance.sh
 log "acceptance: Sigstore bundles verified offline by sigstore-python"
 bash signer/tests/sigstore_acceptance.sh
 
+log "acceptance: the README walkthrough, every sh block in order, from a fresh folder"
+bash signer/tests/readme_acceptance.sh
+
 log "all tests passed"
