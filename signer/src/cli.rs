@@ -255,6 +255,11 @@ pub enum PartitionCommand {
 /// in brackets); a flag wins over the environment, the environment over the file, the file over
 /// the default. The variables are read by `kagi serve` alone.
 #[derive(Debug, Args, Default)]
+#[command(
+    after_help = "Each setting is a flag, an environment variable and a config-file key (in brackets). \
+A flag wins over the environment variable, which wins over the --config file, which wins over the default. \
+'kagi serve --print-config' shows the result and where each value came from."
+)]
 pub struct ServeArgs {
     /// Data folder (SQLite database, TLS material, development secrets). Default ./kagi-data
     /// [env KAGI_DATA, config "data"]

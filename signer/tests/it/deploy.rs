@@ -472,9 +472,9 @@ fn own_tls_certificate_and_key_are_served_as_given() {
     assert!(!data.join("tls").exists(), "kagi wrote tls/");
     assert!(!data.join("tls-ca.pem").exists(), "kagi wrote tls-ca.pem");
     let log = server.log();
-    let cert = std::fs::canonicalize(root.join("byo.pem")).unwrap();
+    let cert = std::path::absolute(root.join("byo.pem")).unwrap();
     assert!(
-        log.contains(&cert.display().to_string()) || log.contains("byo.pem"),
+        log.contains(&format!("your certificate {}", cert.display())),
         "the banner does not name the certificate:\n{log}"
     );
 }
