@@ -54,7 +54,7 @@ pub struct KeyCertificate {
     pub chain: Vec<Vec<u8>>,
 }
 
-/// kagi's TSA policy.
+/// kagi's TSA policy unless the service is given another (`Pki::with_tsa_policy`).
 pub const TSA_POLICY: const_oid::ObjectIdentifier = crate::tsa::DEFAULT_POLICY;
 
 /// The services that sign with a key of kagi's own, certified by a CA.
@@ -110,6 +110,8 @@ pub struct Pki {
     service_making: Mutex<()>,
     /// Signed OCSP answers for reuse.
     ocsp_cache: Mutex<HashMap<OcspKey, CachedOcsp>>,
+    /// The policy time-stamp tokens name when the request asks for none.
+    tsa_policy: const_oid::ObjectIdentifier,
     /// Held while an answer is signed, so a burst of requests for one CertID signs it once.
     ocsp_signing: Mutex<()>,
 }
@@ -146,7 +148,14 @@ impl Pki {
             service_making: Mutex::new(()),
             ocsp_cache: Mutex::new(HashMap::new()),
             ocsp_signing: Mutex::new(()),
+            tsa_policy: TSA_POLICY,
         })
+    }
+
+    /// The TSA names `policy` in its tokens (an organisation's own arc) instead of [`TSA_POLICY`].
+    pub fn with_tsa_policy(mut self, policy: const_oid::ObjectIdentifier) -> Pki {
+        self.tsa_policy = policy;
+        self
     }
 
     /// CA `name`, loaded with the service's own session. The stored row is read (and its MAC
@@ -557,7 +566,7 @@ impl Pki {
             req,
             &serial,
             crate::x509::unix_now(),
-            TSA_POLICY,
+            self.tsa_policy,
             &crate::cms_sign::CmsSigner {
                 cert_der: &tsa.cert_der,
                 chain: &tsa.chain,

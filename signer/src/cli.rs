@@ -251,35 +251,86 @@ pub enum PartitionCommand {
     List,
 }
 
+/// Every setting of `kagi serve` also has an environment variable and a config-file key (shown
+/// in brackets); a flag wins over the environment, the environment over the file, the file over
+/// the default. The variables are read by `kagi serve` alone.
 #[derive(Debug, Args, Default)]
+#[command(
+    after_help = "Each setting is a flag, an environment variable and a config-file key (in brackets). \
+A flag wins over the environment variable, which wins over the --config file, which wins over the default. \
+'kagi serve --print-config' shows the result and where each value came from."
+)]
 pub struct ServeArgs {
     /// Data folder (SQLite database, TLS material, development secrets). Default ./kagi-data
+    /// [env KAGI_DATA, config "data"]
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Database URL (postgres://...); default is SQLite at <data>/kagi.db
+    /// [env KAGI_DATABASE_URL, config "database_url"]
     #[arg(long)]
     pub database_url: Option<String>,
-    /// Address to listen on. Default 127.0.0.1:8443
+    /// Address to listen on for HTTPS. Default 127.0.0.1:8443 [env KAGI_LISTEN, config "listen"]
     #[arg(long)]
     pub listen: Option<String>,
-    /// Plain-HTTP address for CRLs, CA certificates and OCSP ("off" disables). Default 127.0.0.1:8080
+    /// A name clients reach the service by (DNS name or IP address; repeat for more): put in the
+    /// TLS certificate beside the loopback names; the first one is used in the banner and the
+    /// default public URL [env KAGI_HOSTNAME, comma-separated; config "hostnames", a list]
+    #[arg(long = "hostname", value_name = "NAME")]
+    pub hostnames: Vec<String>,
+    /// Plain-HTTP address for CRLs, CA certificates and OCSP ("off" disables).
+    /// Default 127.0.0.1:8080 [env KAGI_PUBLIC_LISTEN, config "public_listen"]
     #[arg(long)]
     pub public_listen: Option<String>,
-    /// Base URL put in certificates' CRL and OCSP pointers. Default http://<public listen address>
+    /// Base URL put in certificates' CRL and OCSP pointers. Default http://<first hostname>:<public
+    /// port>, else http://<public listen address> [env KAGI_PUBLIC_URL, config "public_url"]
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first) instead of one kagi issues;
+    /// needs --tls-key [env KAGI_TLS_CERT, config "tls_cert"]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, SEC1 or RSA) of --tls-cert [env KAGI_TLS_KEY, config "tls_key"]
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA that certifies signing keys. Default code-signing [env KAGI_SIGNING_CA, config "signing_ca"]
+    #[arg(long, value_name = "CA")]
+    pub signing_ca: Option<String>,
+    /// Policy OID the TSA puts in time-stamp tokens when the request names none.
+    /// Default 1.3.6.1.4.1.32473.1 [env KAGI_TSA_POLICY_OID, config "tsa_policy_oid"]
+    #[arg(long, value_name = "OID")]
+    pub tsa_policy_oid: Option<String>,
+    /// CA EST enrollments use. Default devices [env KAGI_EST_CA, config "est_ca"]
+    #[arg(long, value_name = "CA")]
+    pub est_ca: Option<String>,
+    /// Profile EST enrollments use. Default device [env KAGI_EST_PROFILE, config "est_profile"]
+    #[arg(long, value_name = "PROFILE")]
+    pub est_profile: Option<String>,
+    /// Refused logins one source address may make before back-off starts. Default 10
+    /// [env KAGI_MAX_FAILED_LOGINS, config "max_failed_logins"]
+    #[arg(long, value_name = "N")]
+    pub max_failed_logins: Option<i64>,
+    /// Seconds over which refused logins are audited as one record per source. Default 60
+    /// [env KAGI_FAILED_LOGIN_WINDOW_SECS, config "failed_login_window_secs"]
+    #[arg(long, value_name = "SECS")]
+    pub failed_login_window_secs: Option<u64>,
     /// Serve transparency-log entry bodies to anyone (an open-source project's public log).
     /// Without it an entry needs an auditor's credential or that of the identity it names;
-    /// checkpoints and proofs are public either way.
+    /// checkpoints and proofs are public either way
+    /// [env KAGI_LOG_ENTRIES_PUBLIC=true|false, config "log_entries_public"]
     #[arg(long)]
     pub log_entries_public: bool,
-    /// JSON file with the same fields: {"data": ..., "database_url": ..., "listen": ...}; flags win
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Answer anonymous RFC 3161 requests at /tsa, within a per-source rate limit (default: the
-    /// TSA needs a credential). Config file: "open_tsa": true
+    /// TSA needs a credential) [env KAGI_OPEN_TSA=true|false, config "open_tsa"]
     #[arg(long)]
     pub open_tsa: bool,
+    /// JSON file with any of the settings above, by their config keys
+    /// (e.g. {"data": "/srv/kagi", "hostnames": ["kagi.example.com"]}) [env KAGI_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective settings as JSON, with where each came from, and exit without
+    /// starting or touching the data folder (a database password is shown as ***)
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,27 @@ use kagi_ca::service::Pki;
 
 pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     let cfg = ServeConfig::resolve(args)?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&cfg.to_json())?);
+        return Ok(());
+    }
+    // An operator's own certificate is checked before the data folder is made, so a wrong file
+    // leaves nothing behind.
+    let own_tls = match &cfg.own_tls {
+        Some(own) => {
+            let config = tls::own_server_config(own)?;
+            let missing = tls::own_cert_missing_names(own, &cfg.hostnames);
+            if !missing.is_empty() {
+                log::warn!(
+                    "{} does not name {}: clients using that name will refuse the connection",
+                    own.cert.display(),
+                    missing.join(", ")
+                );
+            }
+            Some((config, own.cert.clone()))
+        }
+        None => None,
+    };
     let data = DataDir::new(&cfg.data_dir);
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
@@ -30,20 +51,30 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
             data.root.display()
         );
     }
-    let pki =
-        std::sync::Arc::new(Pki::new(&cfg.public_url).context("built-in certificate profiles")?);
-    let tls_files = TlsFiles::in_data_dir(&data.root);
-    let tls_from_ca = !hsm.is_sealed() && own_ca_tls(&hsm, &data, &pki, &tls_files)?;
+    let pki = std::sync::Arc::new(
+        Pki::new(&cfg.public_url)
+            .context("built-in certificate profiles")?
+            .with_tsa_policy(cfg.tsa_policy),
+    );
     if !hsm.is_sealed() {
+        ensure_dev_hierarchy(&hsm, &data, &pki)?;
         write_signing_root(&hsm, &pki, &cfg.signing_ca, &data);
     }
-    if !tls_from_ca && tls::ensure_material(&tls_files)? {
-        log::info!(
-            "made a new local TLS CA; clients must trust {}",
-            tls_files.ca_cert.display()
-        );
-    }
-    let tls_config = tls::server_config(&tls_files)?;
+    let (tls_config, trust) = match own_tls {
+        Some((config, cert)) => (config, Trust::Own(cert)),
+        None => {
+            let files = TlsFiles::in_data_dir(&data.root);
+            let names = tls::server_names(&cfg.hostnames);
+            let from_ca = !hsm.is_sealed() && own_ca_tls(&hsm, &pki, &files, &names)?;
+            if !from_ca && tls::ensure_material(&files, &names)? {
+                log::info!(
+                    "made a new local TLS CA; clients must trust {}",
+                    files.ca_cert.display()
+                );
+            }
+            (tls::server_config(&files)?, Trust::Kagi(files.ca_cert))
+        }
+    };
     let banner_data = data.clone();
     let sealed = hsm.is_sealed();
     let listeners = server::Listeners {
@@ -57,16 +88,25 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     };
     let public_url = cfg.public_url.clone();
     let signing_ca = cfg.signing_ca.clone();
+    let hostname = cfg.hostnames.first().cloned();
     let auth = server::AuthSettings {
         failed_logins_per_source: u32::try_from(cfg.max_failed_logins.max(1)).unwrap_or(u32::MAX),
     };
     server::run(hsm, pki, est, auth, signing_ca, cfg.open_tsa, tls_config, &listeners, move |addrs, public| {
-        print_banner(&banner_data, &tls_files, &startup, sealed, addrs);
+        print_banner(&banner_data, &trust, &startup, sealed, addrs, hostname.as_deref());
         if let Some(a) = public.first() {
             eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");
         }
     })
     .with_context(|| format!("cannot serve on {}", cfg.listen))
+}
+
+/// Which certificate clients must trust for the HTTPS listener.
+enum Trust {
+    /// kagi's own: the data folder's tls-ca.pem.
+    Kagi(PathBuf),
+    /// The operator's certificate chain (`--tls-cert`); which CA clients trust is theirs to say.
+    Own(PathBuf),
 }
 
 /// Where `kagi verify` finds its trust anchor when it is not given `--ca-file`
@@ -96,35 +136,44 @@ fn write_signing_root(hsm: &kagi_hsm_core::Hsm, pki: &Pki, signing_ca: &str, dat
     }
 }
 
-/// A development instance gets its own CA hierarchy on first start, and from then on its TLS
-/// certificate comes from that CA ('services' intermediate), with the root in tls-ca.pem.
-/// Returns whether TLS now comes from kagi's CA.
+/// A development instance gets its own CA hierarchy on first start (root, devices,
+/// code-signing, services), made with the admin token the data folder holds.
+fn ensure_dev_hierarchy(hsm: &kagi_hsm_core::Hsm, data: &DataDir, pki: &Pki) -> Result<()> {
+    let token_path = data.admin_token();
+    if !token_path.is_file() {
+        return Ok(());
+    }
+    let token = Zeroizing::new(
+        std::fs::read_to_string(&token_path)
+            .with_context(|| format!("cannot read {}", token_path.display()))?,
+    );
+    match hsm.login(token.trim()) {
+        Ok(admin) => match kagi_ca::service::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
+            Ok(true) => {
+                log::info!(
+                    "made the development CA hierarchy: root, devices, code-signing, services"
+                )
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!("could not make the development CA hierarchy: {e}"),
+        },
+        Err(e) => log::warn!(
+            "{} was not accepted ({e}); no development CAs made",
+            token_path.display()
+        ),
+    }
+    Ok(())
+}
+
+/// When the instance has the 'services' CA, its TLS certificate comes from there (profile
+/// tls-server), naming `names`, with the root in tls-ca.pem. Returns whether TLS now comes from
+/// kagi's CA.
 fn own_ca_tls(
     hsm: &kagi_hsm_core::Hsm,
-    data: &DataDir,
     pki: &Pki,
     files: &TlsFiles,
+    names: &[String],
 ) -> Result<bool> {
-    let token_path = data.admin_token();
-    if token_path.is_file() {
-        let token = Zeroizing::new(
-            std::fs::read_to_string(&token_path)
-                .with_context(|| format!("cannot read {}", token_path.display()))?,
-        );
-        match hsm.login(token.trim()) {
-            Ok(admin) => match kagi_ca::service::ensure_dev_hierarchy(hsm, &admin, &pki.urls) {
-                Ok(true) => log::info!(
-                    "made the development CA hierarchy: root, devices, code-signing, services"
-                ),
-                Ok(false) => {}
-                Err(e) => log::warn!("could not make the development CA hierarchy: {e}"),
-            },
-            Err(e) => log::warn!(
-                "{} was not accepted ({e}); no development CAs made",
-                token_path.display()
-            ),
-        }
-    }
     let services = match hsm.ca(kagi_ca::service::DEV_SERVICES) {
         Ok(c) => c,
         Err(_) => return Ok(false),
@@ -134,11 +183,11 @@ fn own_ca_tls(
         return Ok(false);
     };
     let root_pem = kagi_ca::x509::pem("CERTIFICATE", root)?;
-    if tls::issued_under(files, &root_pem) {
+    if tls::issued_under(files, &root_pem, names) {
         return Ok(true);
     }
     let session = hsm.service_session(&services.partition);
-    tls::issue_from_ca(files, &root_pem, |csr| {
+    tls::issue_from_ca(files, &root_pem, names, |csr| {
         let issued = pki
             .issue(
                 hsm,
@@ -154,7 +203,8 @@ fn own_ca_tls(
         Ok((issued.der, chain.clone()))
     })?;
     log::info!(
-        "issued a new TLS server certificate from CA '{}'; clients trust {}",
+        "issued a new TLS server certificate for {} from CA '{}'; clients trust {}",
+        names.join(", "),
         services.name,
         files.ca_cert.display()
     );
@@ -163,10 +213,11 @@ fn own_ca_tls(
 
 fn print_banner(
     data: &DataDir,
-    tls: &TlsFiles,
+    trust: &Trust,
     startup: &Startup,
     sealed: bool,
     addrs: &[SocketAddr],
+    hostname: Option<&str>,
 ) {
     let shares = absolute(&data.shares_dir());
     match startup {
@@ -193,20 +244,33 @@ fn print_banner(
     }
     let url = addrs
         .first()
-        .map(|a| client_url(*a))
+        .map(|a| client_url(*a, hostname))
         .unwrap_or_else(|| "https://127.0.0.1:8443".into());
     let token = absolute(&data.admin_token());
-    let ca = absolute(&tls.ca_cert);
     eprintln!("kagi is listening on {url}");
     eprintln!("  console:      {url}/ui");
-    eprintln!("  TLS CA:       {}", ca.display());
+    let ca = match trust {
+        Trust::Kagi(ca) => {
+            let ca = absolute(ca);
+            eprintln!("  TLS CA:       {}", ca.display());
+            ca.display().to_string()
+        }
+        Trust::Own(cert) => {
+            let cert = absolute(cert);
+            eprintln!(
+                "  TLS:          your certificate {} (clients must trust the CA that issued it; which file that is, is up to you)",
+                cert.display()
+            );
+            format!("<PEM file of the CA that issued {}>", cert.display())
+        }
+    };
     if token.is_file() {
         eprintln!("  admin token:  {}", token.display());
     }
     if sealed {
         eprintln!("  the HSM is SEALED: submit shares with 'kagi unseal' until it opens");
     }
-    if url == crate::client::DEFAULT_URL {
+    if url == crate::client::DEFAULT_URL && matches!(trust, Trust::Kagi(_)) {
         eprintln!("client commands run from this folder need no settings; elsewhere set:");
     } else {
         eprintln!(
@@ -214,7 +278,7 @@ fn print_banner(
         );
     }
     eprintln!("  export KAGI_URL={url}");
-    eprintln!("  export KAGI_CA={}", ca.display());
+    eprintln!("  export KAGI_CA={ca}");
     if token.is_file() {
         eprintln!("  export KAGI_TOKEN=\"$(cat {})\"", token.display());
     } else {
@@ -222,9 +286,12 @@ fn print_banner(
     }
 }
 
-/// What a local client should type to reach `addr`: a wildcard listen address is reached
-/// through loopback, which the server certificate names.
-fn client_url(addr: SocketAddr) -> String {
+/// What a client should type to reach `addr`: the first `--hostname` when there is one, else a
+/// wildcard listen address is reached through loopback, which the server certificate names.
+fn client_url(addr: SocketAddr, hostname: Option<&str>) -> String {
+    if let Some(host) = hostname {
+        return format!("https://{}:{}", crate::config::url_host(host), addr.port());
+    }
     let ip = addr.ip();
     match ip {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => {

@@ -5,6 +5,7 @@ mod anonymous_cost;
 mod audit_tamper;
 mod auth;
 mod ca;
+mod deploy;
 mod device_serials;
 mod governance;
 mod hostile_input;
