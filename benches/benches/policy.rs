@@ -128,6 +128,7 @@ fn main() -> Result<(), String> {
             format: Some(case.format),
             source_ip: Some(ip),
             now: NOON,
+            certificate: None,
         };
         let resource = Resource::Key(case.key);
         let d = engine.decide(&principal, Action::Sign, &resource, &context);

@@ -21,10 +21,13 @@ pub enum CaError {
     /// The CSR asks for something its profile does not allow.
     #[error("{0}")]
     NotAllowed(String),
+    /// A subjectAltName the profile's allow-list does not admit; the message names it.
+    #[error("{0}")]
+    SanNotAllowed(String),
     /// The request itself is malformed (a bad parameter).
     #[error("{0}")]
     BadRequest(String),
-    #[error("profile '{0}' does not exist: the built-in profiles are device, code-signing, tls-server, timestamping and ocsp-signing")]
+    #[error("profile '{0}' does not exist: the built-in profiles are device, device-client, code-signing, tls-server, timestamping and ocsp-signing; 'kagi ca profile list' shows the custom ones")]
     UnknownProfile(String),
     #[error("{0}")]
     Conflict(String),
@@ -42,6 +45,7 @@ impl CaError {
             CaError::HsmVia { code, .. } => code,
             CaError::BadCsr(_) => "bad_csr",
             CaError::NotAllowed(_) => "not_allowed_by_profile",
+            CaError::SanNotAllowed(_) => "san_not_allowed",
             CaError::BadRequest(_) => "bad_request",
             CaError::UnknownProfile(_) => "unknown_profile",
             CaError::Conflict(_) => "conflict",
@@ -54,9 +58,10 @@ impl CaError {
         match self {
             CaError::Hsm(e) => e.kind(),
             CaError::HsmVia { kind, .. } => *kind,
-            CaError::BadCsr(_) | CaError::NotAllowed(_) | CaError::BadRequest(_) => {
-                ErrorKind::BadInput
-            }
+            CaError::BadCsr(_)
+            | CaError::NotAllowed(_)
+            | CaError::SanNotAllowed(_)
+            | CaError::BadRequest(_) => ErrorKind::BadInput,
             CaError::UnknownProfile(_) => ErrorKind::NotFound,
             CaError::Conflict(_) => ErrorKind::Conflict,
             CaError::Lint(_) | CaError::Internal(_) => ErrorKind::Internal,

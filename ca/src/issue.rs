@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use x509_cert::certificate::TbsCertificate;
 
 use crate::authority::{Authority, PublicUrls};
-use crate::csr::{self, Csr, San};
+use crate::csr::{self, Csr};
 use crate::error::{CaError, Result};
 use crate::extensions as ext;
 use crate::hsm_key::HsmSigner;
@@ -105,14 +105,8 @@ pub fn plan(
 
     // Subject alternative names.
     for s in &csr.sans {
-        let ok = match s {
-            San::Dns(d) => profile.san_dns.as_ref().is_some_and(|re| re.is_match(d)),
-            San::Ip(_) => profile.spec.san_ip,
-            San::Uri(u) => profile.san_uri.as_ref().is_some_and(|re| re.is_match(u)),
-            San::Email(e) => profile.san_email.as_ref().is_some_and(|re| re.is_match(e)),
-        };
-        if !ok {
-            return Err(not_allowed(profile, format!("the subjectAltName {s:?}")));
+        if let Some(why) = profile.san_refusal(s) {
+            return Err(CaError::SanNotAllowed(why));
         }
     }
     if profile.spec.san_required && csr.sans.is_empty() {

@@ -4,7 +4,7 @@
 
 use crate::hsm_key::HsmSigner;
 use crate::ocsp::{self, OcspResponseStatus, SingleStatus, Status};
-use crate::{Authority, CaError, CaSpec, IssueOptions, Issued, Profiles, PublicUrls};
+use crate::{Authority, CaError, CaSpec, IssueOptions, Issued, Profile, Profiles, PublicUrls};
 use kagi_hsm_core::{Algorithm, Gated, Hsm, HsmError, QuotaCharge, Session};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -97,8 +97,41 @@ pub struct ServiceKey {
     not_after: i64,
 }
 
+/// A profile as `GET /profiles` shows it: built in, or set by an officer (who, when, and the
+/// audit record that holds it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProfileEntry {
+    #[serde(flatten)]
+    pub spec: crate::profile::ProfileSpec,
+    pub builtin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<i64>,
+}
+
+/// What setting a profile did.
+#[derive(Debug, Clone)]
+pub struct ProfileSet {
+    pub entry: ProfileEntry,
+    /// It replaced a custom profile of the same name.
+    pub replaced: bool,
+}
+
+/// A custom profile compiled, with the audit record it was compiled from.
+struct CompiledCustom {
+    audit_seq: i64,
+    profile: Arc<Profile>,
+}
+
 pub struct Pki {
-    pub profiles: Profiles,
+    /// The built-in profiles (`profiles/builtin.toml`): the defaults every partition has.
+    pub builtin: Profiles,
+    builtin_arcs: HashMap<String, Arc<Profile>>,
+    /// Custom profiles compiled, by (partition, name); a newer audit record recompiles.
+    custom: Mutex<HashMap<(String, String), CompiledCustom>>,
     pub urls: PublicUrls,
     /// Loaded CAs by name, with the certificate they were loaded from.
     authorities: Mutex<HashMap<String, Arc<Authority>>>,
@@ -139,8 +172,15 @@ impl Pki {
     }
 
     pub fn new(public_url: &str) -> Result<Pki, CaError> {
+        let builtin = Profiles::builtin()?;
+        let builtin_arcs = builtin
+            .iter()
+            .map(|p| (p.name().to_string(), Arc::new(p.clone())))
+            .collect();
         Ok(Pki {
-            profiles: Profiles::builtin()?,
+            builtin,
+            builtin_arcs,
+            custom: Mutex::new(HashMap::new()),
             urls: PublicUrls::new(public_url),
             authorities: Mutex::new(HashMap::new()),
             services: Mutex::new(HashMap::new()),
@@ -186,7 +226,26 @@ impl Pki {
         quotas: &[QuotaCharge],
         audit: serde_json::Value,
     ) -> Result<Issued, CaError> {
-        let profile = self.profiles.get(profile)?;
+        let der = crate::csr::decode_csr_bytes(csr)?;
+        let csr = crate::csr::parse(&der)?;
+        self.issue_parsed(hsm, session, ca_name, profile, &csr, opts, quotas, audit)
+    }
+
+    /// [`Pki::issue`] for a CSR the caller already parsed and verified (to show it to the
+    /// policy first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue_parsed(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        ca_name: &str,
+        profile: &str,
+        csr: &crate::csr::Csr,
+        opts: &IssueOptions,
+        quotas: &[QuotaCharge],
+        audit: serde_json::Value,
+    ) -> Result<Issued, CaError> {
+        let profile = self.profile(hsm, session.partition(), profile)?;
         let ca = self.authority(hsm, ca_name)?;
         if ca.record.partition != session.partition() {
             return Err(CaError::BadRequest(format!(
@@ -194,7 +253,99 @@ impl Pki {
                 ca.record.partition
             )));
         }
-        crate::issue::issue(&ca, session, profile, csr, opts, &self.urls, quotas, audit)
+        crate::issue::issue_parsed(&ca, session, &profile, csr, opts, &self.urls, quotas, audit)
+    }
+
+    /// Profile `name` as issuance in `partition` uses it: a built-in one, else the partition's
+    /// custom profile as the newest verified audit record states it (never a table row).
+    pub fn profile(&self, hsm: &Hsm, partition: &str, name: &str) -> Result<Arc<Profile>, CaError> {
+        if let Some(p) = self.builtin_arcs.get(name) {
+            return Ok(p.clone());
+        }
+        let stored = hsm
+            .stored_profiles(partition)?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| CaError::UnknownProfile(name.chars().take(64).collect()))?;
+        let key = (partition.to_string(), name.to_string());
+        if let Some(c) = lock(&self.custom).get(&key) {
+            if c.audit_seq == stored.audit_seq {
+                return Ok(c.profile.clone());
+            }
+        }
+        let profile = Arc::new(compile_stored(&stored)?);
+        lock(&self.custom).insert(
+            key,
+            CompiledCustom {
+                audit_seq: stored.audit_seq,
+                profile: profile.clone(),
+            },
+        );
+        Ok(profile)
+    }
+
+    /// The built-in profiles, then `partition`'s custom ones.
+    pub fn list_profiles(&self, hsm: &Hsm, partition: &str) -> Result<Vec<ProfileEntry>, CaError> {
+        let mut out: Vec<ProfileEntry> = self
+            .builtin
+            .iter()
+            .map(|p| ProfileEntry {
+                spec: p.spec.clone(),
+                builtin: true,
+                set_by: None,
+                set_at: None,
+                audit_seq: None,
+            })
+            .collect();
+        for stored in hsm.stored_profiles(partition)? {
+            out.push(custom_entry(&stored)?);
+        }
+        Ok(out)
+    }
+
+    /// Set a custom profile in the caller's partition (add it, or replace the one of that
+    /// name): checked and compiled first, then gated by the quorum like a CA's creation, then
+    /// one audit record holding the whole spec. Officers only; built-in names are refused.
+    pub fn set_profile(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        spec: crate::profile::ProfileSpec,
+        approval: Option<&str>,
+    ) -> Result<Gated<ProfileSet>, CaError> {
+        session
+            .require(
+                kagi_hsm_core::Role::Officer,
+                "add or change certificate profiles",
+            )
+            .map_err(CaError::Hsm)?;
+        let name = spec.name.clone();
+        if self.builtin.contains(&name) {
+            return Err(CaError::Conflict(format!(
+                "'{name}' is a built-in profile and cannot be changed: give your profile another name"
+            )));
+        }
+        Profile::compile(spec.clone())?;
+        let json = serde_json::to_value(&spec)
+            .map_err(|e| CaError::Internal(format!("profile spec as JSON: {e}")))?;
+        let replaced = hsm
+            .stored_profiles(session.partition())?
+            .iter()
+            .any(|p| p.name == name);
+        let summary = format!(
+            "{} certificate profile '{name}': {}",
+            if replaced { "replace" } else { "add" },
+            json
+        );
+        let grant = match hsm.authorize_profile_change(session, &name, &json, &summary, approval)? {
+            Gated::Pending(p) => return Ok(Gated::Pending(p)),
+            Gated::Done(g) => g,
+        };
+        let stored = hsm.store_profile(session, &name, &json, &grant)?;
+        Ok(Gated::Done(ProfileSet {
+            entry: custom_entry(&stored)?,
+            replaced,
+        }))
     }
 
     /// The chain above a CA's certificates, nearest first: the CA itself, then its parents.
@@ -466,7 +617,7 @@ impl Pki {
         crate::issue::issue_parsed(
             &ca,
             session,
-            self.profiles.get(SIGNING_PROFILE)?,
+            self.builtin.get(SIGNING_PROFILE)?,
             &csr,
             &IssueOptions {
                 validity,
@@ -603,7 +754,7 @@ impl Pki {
                 let issued = crate::issue::issue_parsed(
                     ca,
                     &session,
-                    self.profiles.get(profile)?,
+                    self.builtin.get(profile)?,
                     &csr,
                     &IssueOptions::default(),
                     &self.urls,
@@ -687,6 +838,40 @@ impl Pki {
         lock(&self.authorities).remove(name);
         lock(&self.services).retain(|(ca, _), _| ca != name);
     }
+}
+
+fn stored_spec(
+    stored: &kagi_hsm_core::records::profiles::StoredProfile,
+) -> Result<crate::profile::ProfileSpec, CaError> {
+    serde_json::from_value(stored.spec.clone()).map_err(|e| {
+        CaError::Internal(format!(
+            "custom profile '{}' (audit record {}) no longer reads as a profile: {e}",
+            stored.name, stored.audit_seq
+        ))
+    })
+}
+
+fn compile_stored(
+    stored: &kagi_hsm_core::records::profiles::StoredProfile,
+) -> Result<Profile, CaError> {
+    Profile::compile(stored_spec(stored)?).map_err(|e| {
+        CaError::Internal(format!(
+            "custom profile '{}' (audit record {}) no longer compiles: {e}",
+            stored.name, stored.audit_seq
+        ))
+    })
+}
+
+fn custom_entry(
+    stored: &kagi_hsm_core::records::profiles::StoredProfile,
+) -> Result<ProfileEntry, CaError> {
+    Ok(ProfileEntry {
+        spec: stored_spec(stored)?,
+        builtin: false,
+        set_by: Some(stored.set_by.clone()),
+        set_at: Some(stored.set_at),
+        audit_seq: Some(stored.audit_seq),
+    })
 }
 
 /// CA `ca`'s own key `ca.<CA>.<suffix>` (made on first use) as a signer in the CA's service

@@ -26,9 +26,11 @@ use kagi_tlog::merkle::{leaf_hash, Frontier};
 
 /// Actions whose successful records are kept whole in the index, because something is
 /// decided by their detail (who approved, which certificate was revoked, which approvers a
-/// policy bound) or by their existence (a destroyed key).
+/// policy bound, what a custom certificate profile allows) or by their existence (a destroyed
+/// key).
 const KEPT_ACTIONS: &[&str] = &[
     "approval.approve",
+    "ca.profile_set",
     "ca.revoke_certificate",
     "credential.create",
     "credential.revoke",

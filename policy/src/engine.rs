@@ -11,7 +11,9 @@ use cedar_policy::{
 };
 use serde::Serialize;
 
-pub use crate::request::{Action, Context, Principal, PrincipalKind, Resource};
+pub use crate::request::{
+    Action, CertificateRequest, Context, Principal, PrincipalKind, Resource, SUBJECT_ATTRIBUTES,
+};
 
 use crate::document::{self, PolicyDocument, Quorum, Quota};
 use crate::error::PolicyError;
@@ -233,7 +235,7 @@ impl Engine {
         let ip = context
             .source_ip
             .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
-        let context = cedar_policy::Context::from_pairs([
+        let mut pairs = vec![
             (
                 "format".to_owned(),
                 RestrictedExpression::new_string(context.format.unwrap_or("").to_owned()),
@@ -247,8 +249,13 @@ impl Engine {
                 "hour".to_owned(),
                 RestrictedExpression::new_long(context.hour()),
             ),
-        ])
-        .map_err(|e| format!("request context: {e}"))?;
+        ];
+        if action == n.issue {
+            let empty = CertificateRequest::default();
+            pairs.extend(certificate_context(context.certificate.unwrap_or(&empty))?);
+        }
+        let context = cedar_policy::Context::from_pairs(pairs)
+            .map_err(|e| format!("request context: {e}"))?;
         // No schema check here: the request is built from typed parts that match the schema
         // by construction, and checking would cost more than the decision.
         Request::new(principal, action, resource, context, None)
@@ -284,6 +291,34 @@ impl Engine {
     pub fn indexed_principals(&self) -> usize {
         self.by_principal.iter().map(HashMap::len).sum()
     }
+}
+
+/// `context.subject` (every attribute of [`SUBJECT_ATTRIBUTES`], `""` when absent) and
+/// `context.sans` (a set per kind) of an issuance.
+fn certificate_context(
+    c: &CertificateRequest,
+) -> Result<[(String, RestrictedExpression); 2], String> {
+    let subject = RestrictedExpression::new_record(SUBJECT_ATTRIBUTES.iter().map(|a| {
+        (
+            (*a).to_owned(),
+            RestrictedExpression::new_string(c.subject_value(a).to_owned()),
+        )
+    }))
+    .map_err(|e| format!("request context subject: {e}"))?;
+    let set = |v: &[String]| {
+        RestrictedExpression::new_set(
+            v.iter()
+                .map(|s| RestrictedExpression::new_string(s.clone())),
+        )
+    };
+    let sans = RestrictedExpression::new_record([
+        ("dns".to_owned(), set(&c.dns)),
+        ("ip".to_owned(), set(&c.ip)),
+        ("uri".to_owned(), set(&c.uri)),
+        ("email".to_owned(), set(&c.email)),
+    ])
+    .map_err(|e| format!("request context sans: {e}"))?;
+    Ok([("subject".to_owned(), subject), ("sans".to_owned(), sans)])
 }
 
 /// The principal a rule is about, when it names exactly one. `principal in X` is left global:
@@ -382,6 +417,72 @@ mod tests {
     }
 
     #[test]
+    fn issuance_rules_see_the_subject_and_sans() {
+        let text = r#"rules = '''
+@id("line-7-serials")
+permit (
+  principal == kagi::Line::"line-7",
+  action == kagi::Action::"issue",
+  resource == kagi::Profile::"device"
+) when { context.subject.serialNumber like "L7-*" };
+
+@id("lab-names")
+permit (principal == kagi::Line::"lab", action == kagi::Action::"issue", resource)
+when { context.sans.dns.contains("a.lab.example.com") && context.sans.ip.isEmpty() && context.subject.CN == "" };
+'''
+"#;
+        let engine = Engine::from_text(text).unwrap();
+        let ask = |name: &str, c: Option<&CertificateRequest>| {
+            let context = Context {
+                format: None,
+                source_ip: None,
+                now: 0,
+                certificate: c,
+            };
+            engine.decide(
+                &Principal {
+                    kind: PrincipalKind::Line,
+                    name,
+                },
+                Action::Issue,
+                &Resource::Profile("device"),
+                &context,
+            )
+        };
+        let serial = |sn: &str| CertificateRequest {
+            subject: vec![
+                ("serialNumber".into(), sn.into()),
+                ("CN".into(), "x".into()),
+            ],
+            ..CertificateRequest::default()
+        };
+        let d = ask("line-7", Some(&serial("L7-0001")));
+        assert!(d.allowed && d.rule == "line-7-serials", "{d:?}");
+        assert!(!ask("line-7", Some(&serial("L8-0001"))).allowed);
+        // No subject at all: "" matches nothing, and nothing errs.
+        let d = ask("line-7", None);
+        assert!(!d.allowed && d.errors.is_empty(), "{d:?}");
+
+        let names = |dns: &[&str], ip: &[&str]| CertificateRequest {
+            dns: dns.iter().map(|s| s.to_string()).collect(),
+            ip: ip.iter().map(|s| s.to_string()).collect(),
+            ..CertificateRequest::default()
+        };
+        assert!(ask("lab", Some(&names(&["a.lab.example.com"], &[]))).allowed);
+        assert!(!ask("lab", Some(&names(&["*.lab.example.com"], &[]))).allowed);
+        assert!(!ask("lab", Some(&names(&["a.lab.example.com"], &["10.0.0.1"]))).allowed);
+
+        // Signing has no subject: a rule that reads one for a signature does not validate.
+        let bad = r#"rules = '''
+@id("x")
+permit (principal, action == kagi::Action::"sign", resource)
+when { context.subject.CN == "a" };
+'''
+"#;
+        assert!(Engine::from_text(bad).is_err());
+    }
+
+    #[test]
     fn indexing_decides_like_the_full_rule_set() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut compared = 0;
@@ -416,6 +517,7 @@ mod tests {
                     } else {
                         rng.below(86_400 * 3) as i64
                     },
+                    certificate: None,
                 };
                 let indexed = engine.decide(&principal, action, &resource, &context);
                 let unindexed = engine.evaluate(&full, &principal, action, &resource, &context);

@@ -56,7 +56,10 @@ mod schema;
 pub use bootstrap::{BOOTSTRAP_RULE, BOOTSTRAP_TEXT, BOOTSTRAP_VERSION};
 pub use diff::diff;
 pub use document::{PolicyDocument, Quorum, Quota};
-pub use engine::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
+pub use engine::{
+    Action, CertificateRequest, Context, Decision, Engine, Principal, PrincipalKind, Resource,
+    SUBJECT_ATTRIBUTES,
+};
 pub use error::PolicyError;
 pub use rules::DEFAULT_DENY;
 pub use schema::SCHEMA;

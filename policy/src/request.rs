@@ -149,6 +149,35 @@ impl<'a> Resource<'a> {
     }
 }
 
+/// The subject attributes issuance rules see, by their short names. Each is always present in
+/// `context.subject`: an attribute the CSR does not carry is `""`, so a rule needs no `has`.
+pub const SUBJECT_ATTRIBUTES: [&str; 7] = ["CN", "O", "OU", "C", "L", "ST", "serialNumber"];
+
+/// What a certificate request asks for, as issuance rules see it (`context.subject`,
+/// `context.sans`). The values are the CSR's own, not yet judged by the profile, which the CA
+/// checks after the policy allowed the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateRequest {
+    /// Subject attributes by short name ([`SUBJECT_ATTRIBUTES`]); one value each.
+    pub subject: Vec<(String, String)>,
+    /// subjectAltName DNS names, as literal text (a wildcard stays `*.example.com`).
+    pub dns: Vec<String>,
+    /// subjectAltName IP addresses, as text (`10.0.0.1`, `::1`).
+    pub ip: Vec<String>,
+    pub uri: Vec<String>,
+    pub email: Vec<String>,
+}
+
+impl CertificateRequest {
+    /// The value of subject attribute `name`, or `""`.
+    pub fn subject_value(&self, name: &str) -> &str {
+        self.subject
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 /// The circumstances of a request that rules may test.
 ///
 /// `format` is the signature format (`None` becomes `""`, which is what issuance passes).
@@ -162,6 +191,9 @@ pub struct Context<'a> {
     pub source_ip: Option<IpAddr>,
     /// Unix seconds.
     pub now: i64,
+    /// For issuance: what the CSR asks for. `None` on an issuance is an empty subject and no
+    /// SANs (a rule that tests them does not match).
+    pub certificate: Option<&'a CertificateRequest>,
 }
 
 impl Context<'_> {
@@ -204,6 +236,7 @@ mod tests {
             format: None,
             source_ip: None,
             now,
+            certificate: None,
         };
         assert_eq!(c(0).hour(), 0);
         assert_eq!(c(3_600 * 13 + 59).hour(), 13);

@@ -92,8 +92,11 @@ pub enum CaCommand {
         #[arg(long)]
         approval: Option<String>,
     },
-    /// List the certificate profiles.
+    /// List the certificate profiles (the same as 'kagi ca profile list').
     Profiles,
+    /// Certificate profiles: list, show, and add your own (officers; behind the quorum).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Issue one certificate for a CSR file (PEM or DER).
     Issue {
         /// The CSR file.
@@ -150,6 +153,28 @@ pub enum CaCommand {
         ca: String,
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
+    },
+}
+
+/// `kagi ca profile ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// List the built-in profiles and your partition's own.
+    List,
+    /// Print a profile's spec (TOML, which 'kagi ca profile add' reads back, or JSON).
+    Show {
+        name: String,
+        #[arg(long, value_parser = ["toml", "json"], default_value = "toml")]
+        output: String,
+    },
+    /// Add a profile from FILE (TOML or JSON, the fields of ca/profiles/builtin.toml), or
+    /// replace your custom profile of the same name. Built-in profiles cannot be replaced.
+    /// Officers only; the change is audited with the whole spec and waits for the quorum.
+    Add {
+        file: PathBuf,
+        /// The id of the approved request, once the quorum approved it.
+        #[arg(long)]
+        approval: Option<String>,
     },
 }
 

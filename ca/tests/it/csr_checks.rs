@@ -137,7 +137,7 @@ fn requests_beyond_the_profile_are_refused_with_their_reason() {
             "device",
             "/serialNumber=SN-1",
             vec!["subjectAltName=DNS:evil.example.com"],
-            "not_allowed_by_profile",
+            "san_not_allowed",
             "subjectAltName",
         ),
         (
@@ -172,7 +172,7 @@ fn requests_beyond_the_profile_are_refused_with_their_reason() {
             "tls-server",
             "/CN=x",
             vec!["subjectAltName=DNS:bad_name!"],
-            "not_allowed_by_profile",
+            "san_not_allowed",
             "subjectAltName",
         ),
     ];

@@ -6,3 +6,4 @@ mod crash;
 mod csr_checks;
 mod fulcio;
 mod hierarchy;
+mod profiles;

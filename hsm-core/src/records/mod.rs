@@ -4,3 +4,4 @@
 //! [`crate::SignOp`]) like any other crate could.
 
 pub mod ca;
+pub mod profiles;

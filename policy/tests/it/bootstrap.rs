@@ -10,6 +10,7 @@ fn ctx(format: Option<&str>) -> Context<'_> {
         format,
         source_ip: None,
         now: 1_700_000_000,
+        certificate: None,
     }
 }
 

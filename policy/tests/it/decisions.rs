@@ -96,6 +96,7 @@ fn ctx<'a>(format: Option<&'a str>, ip: Option<&str>, now: i64) -> Context<'a> {
         format,
         source_ip: ip.map(|s| s.parse::<IpAddr>().unwrap()),
         now,
+        certificate: None,
     }
 }
 

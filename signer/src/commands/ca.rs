@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use super::output::{print_if_pending, say};
-use crate::cli::{CaCommand, CaCreateArgs};
+use super::output::{print_if_pending, say, time_text};
+use crate::cli::{CaCommand, CaCreateArgs, ProfileCommand};
 use crate::client::Client;
 
 /// CSRs per request of `issue-batch`: small enough for a smooth progress bar, large enough
@@ -87,10 +87,75 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 say!("revoked CA '{name}' (reason {reason})");
             }
         }
-        CaCommand::Profiles => {
+        CaCommand::Profiles | CaCommand::Profile(ProfileCommand::List) => {
             let list: Vec<Value> = client.get_json("/api/v1/profiles")?;
             for p in &list {
-                say!("{:<14}  {}", s(p, "name"), s(p, "description"));
+                let source = if p.get("builtin").and_then(Value::as_bool) == Some(false) {
+                    "custom"
+                } else {
+                    "built-in"
+                };
+                say!(
+                    "{:<14}  {:<8}  {}",
+                    s(p, "name"),
+                    source,
+                    s(p, "description")
+                );
+            }
+        }
+        CaCommand::Profile(ProfileCommand::Show { name, output }) => {
+            let p: Value = client.get_json(&format!("/api/v1/profiles/{name}"))?;
+            if output == "json" {
+                say!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                let mut spec = p.clone();
+                let mut header = Vec::new();
+                if let Some(obj) = spec.as_object_mut() {
+                    let builtin = obj.remove("builtin").and_then(|v| v.as_bool());
+                    let set_by = obj.remove("set_by");
+                    let set_at = obj.remove("set_at").and_then(|v| v.as_i64());
+                    let seq = obj.remove("audit_seq");
+                    match builtin {
+                        Some(false) => header.push(format!(
+                            "# custom profile, set by {} at {} (audit record {})",
+                            set_by.as_ref().map(plain).unwrap_or_default(),
+                            time_text(set_at),
+                            seq.as_ref().map(plain).unwrap_or_default()
+                        )),
+                        _ => header.push("# built-in profile".to_string()),
+                    }
+                }
+                let spec: kagi_ca::profile::ProfileSpec = serde_json::from_value(spec)
+                    .context("the server's profile does not read as a profile spec")?;
+                for h in header {
+                    say!("{h}");
+                }
+                say!("{}", spec.to_toml()?.trim_end());
+            }
+        }
+        CaCommand::Profile(ProfileCommand::Add { file, approval }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let spec = kagi_ca::Profile::parse_spec(&text)
+                .with_context(|| format!("{} is not a profile spec", file.display()))?;
+            kagi_ca::Profile::compile(spec.clone())
+                .with_context(|| format!("{} is not a valid profile", file.display()))?;
+            let name = spec.name.clone();
+            let resp: Value = client.post_json(
+                "/api/v1/profiles",
+                &json!({ "spec": spec, "approval": approval }),
+            )?;
+            if print_if_pending(&resp)? {
+                let id = resp
+                    .pointer("/approval/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ID");
+                eprintln!(
+                    "once it is approved, run 'kagi ca profile add {} --approval {id}' again",
+                    file.display()
+                );
+            } else {
+                say!("{} profile '{name}'", s(&resp, "status"));
             }
         }
         CaCommand::Issue {

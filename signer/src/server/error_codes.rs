@@ -62,6 +62,7 @@ registry! {
     PolicyInvalid = "policy_invalid", BAD_REQUEST, "the policy document was rejected (its line is in the message)";
     BadCsr = "bad_csr", BAD_REQUEST, "the CSR cannot be parsed or its signature does not verify";
     NotAllowedByProfile = "not_allowed_by_profile", BAD_REQUEST, "the CSR asks for something its profile does not allow";
+    SanNotAllowed = "san_not_allowed", BAD_REQUEST, "a subjectAltName of the CSR is not on its profile's allow-list (the message names it and the list)";
     BadValidity = "bad_validity", BAD_REQUEST, "the validity is not a number of days or \"forever\"";
     BadReason = "bad_reason", BAD_REQUEST, "the revocation reason is not an RFC 5280 CRLReason kagi accepts";
     BadBatch = "bad_batch", BAD_REQUEST, "the batch holds no CSRs or too many";

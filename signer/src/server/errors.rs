@@ -328,6 +328,7 @@ mod tests {
             CaError::BadRequest(String::new()),
             CaError::UnknownProfile(String::new()),
             CaError::Conflict(String::new()),
+            CaError::SanNotAllowed(String::new()),
             CaError::Lint(String::new()),
             CaError::Internal(String::new()),
         ];
@@ -336,6 +337,7 @@ mod tests {
                 CaError::Hsm(_) | CaError::HsmVia { .. } => unreachable!("carries hsm-core's code"),
                 CaError::BadCsr(_)
                 | CaError::NotAllowed(_)
+                | CaError::SanNotAllowed(_)
                 | CaError::BadRequest(_)
                 | CaError::UnknownProfile(_)
                 | CaError::Conflict(_)

@@ -11,7 +11,7 @@ use kagi_hsm_core::Session;
 use zeroize::Zeroizing;
 
 use super::auth::{certificate_login_from, login_from, ClientCertificate};
-use super::ca_routes::issuance::issue_verdict;
+use super::ca_routes::issuance::{issue_verdict, read_csr};
 use super::error_codes::Code;
 use super::errors::ApiError;
 use super::handler::{audit_refusal, blocking_with_state, read_body, resource, ApiResult};
@@ -142,8 +142,8 @@ async fn enroll(
         "est.simpleenroll"
     };
     let profile = state.est.profile.clone();
-    let verdict = issue_verdict(&state, &session, &profile, &req).await?;
-    let csr = audit_refusal(&state, &session, action, csr_from_body(&body)).await?;
+    let read = csr_from_body(&body).and_then(|b| read_csr(&b));
+    let (verdict, read) = issue_verdict(&state, &session, &profile, read, &req, action).await?;
     let quotas = verdict.quotas.clone();
     let detail = serde_json::json!({
         "via": action, "identity": session.name(), "kind": session.kind().as_str(),
@@ -155,9 +155,7 @@ async fn enroll(
         if re {
             // RFC 7030 §4.2.2: re-enrollment renews a certificate the client already holds,
             // so the subject must be one this identity was issued before.
-            let der = kagi_ca::csr::decode_csr_bytes(&csr)?;
-            let parsed = kagi_ca::csr::parse(&der)?;
-            let subject = parsed.subject.to_string();
+            let subject = read.csr.subject.to_string();
             if st
                 .hsm
                 .latest_certificate(&ca_name, &st.est.profile, &sess.actor(), Some(&subject))?
@@ -172,12 +170,12 @@ async fn enroll(
                 ));
             }
         }
-        let issued = st.pki.issue(
+        let issued = st.pki.issue_parsed(
             &st.hsm,
             &sess,
             &ca_name,
             &st.est.profile,
-            &csr,
+            &read.csr,
             &IssueOptions::default(),
             &quotas,
             detail,

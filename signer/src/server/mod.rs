@@ -287,7 +287,14 @@ fn configure(cfg: &mut web::ServiceConfig) {
                     )
                     .route(web::post().to(ca_routes::issuance::issue_batch)),
             )
-            .service(resource("/profiles").route(web::get().to(ca_routes::list_profiles)))
+            .service(
+                resource("/profiles")
+                    .route(web::get().to(ca_routes::profiles::list_profiles))
+                    .route(web::post().to(ca_routes::profiles::set_profile)),
+            )
+            .service(
+                resource("/profiles/{name}").route(web::get().to(ca_routes::profiles::get_profile)),
+            )
             .service(
                 resource("/certificates/{serial}")
                     .route(web::get().to(ca_routes::certificates::get_certificate)),

@@ -6,11 +6,14 @@
 //! that lost its active version falls back to denial, not to roles alone.
 
 use kagi_hsm_core::{Hsm, QuotaCharge, Session};
-use kagi_policy::{Action, Context, Decision, Engine, Principal, PrincipalKind, Resource};
+use kagi_policy::{
+    Action, CertificateRequest, Context, Decision, Engine, Principal, PrincipalKind, Resource,
+};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::error_codes::Code;
 use super::errors::ApiError;
 
 /// How stale the cached version may get before the store is asked again: bounds how long a
@@ -120,6 +123,73 @@ pub fn decide(
     format: Option<&str>,
     source_ip: Option<IpAddr>,
 ) -> Verdict {
+    decide_with(active, session, action, resource, format, source_ip, None)
+}
+
+/// Ask the policy about `session` issuing under `profile` what `certificate` asks for: rules
+/// see its subject and SANs (`context.subject`, `context.sans`).
+pub fn decide_issue(
+    active: &Active,
+    session: &Session,
+    profile: &str,
+    certificate: &CertificateRequest,
+    source_ip: Option<IpAddr>,
+) -> Verdict {
+    decide_with(
+        active,
+        session,
+        Action::Issue,
+        &Resource::Profile(profile),
+        None,
+        source_ip,
+        Some(certificate),
+    )
+}
+
+/// What a verified CSR asks for, as the policy sees it. A subject that repeats an attribute
+/// rules can test is refused: a rule about `serialNumber` must judge the only one there is.
+pub fn certificate_request(csr: &kagi_ca::csr::Csr) -> Result<CertificateRequest, ApiError> {
+    let mut subject: Vec<(String, String)> = Vec::new();
+    for a in &csr.subject_attrs {
+        let name = kagi_ca::profile::attribute_name(&a.oid);
+        if !kagi_policy::SUBJECT_ATTRIBUTES.contains(&name.as_str()) {
+            continue;
+        }
+        if subject.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::new(
+                Code::BadCsr,
+                format!(
+                    "the CSR's subject has {name} more than once; kagi issues for one {name} per certificate"
+                ),
+            ));
+        }
+        subject.push((name, a.value.clone()));
+    }
+    let mut out = CertificateRequest {
+        subject,
+        ..CertificateRequest::default()
+    };
+    for san in &csr.sans {
+        use kagi_ca::csr::San;
+        match san {
+            San::Dns(d) => out.dns.push(d.clone()),
+            San::Ip(ip) => out.ip.push(ip.to_string()),
+            San::Uri(u) => out.uri.push(u.clone()),
+            San::Email(e) => out.email.push(e.clone()),
+        }
+    }
+    Ok(out)
+}
+
+fn decide_with(
+    active: &Active,
+    session: &Session,
+    action: Action,
+    resource: &Resource<'_>,
+    format: Option<&str>,
+    source_ip: Option<IpAddr>,
+    certificate: Option<&CertificateRequest>,
+) -> Verdict {
     let principal = Principal {
         kind: principal_kind(session),
         name: session.name(),
@@ -132,6 +202,7 @@ pub fn decide(
         format,
         source_ip,
         now,
+        certificate,
     };
     let decision = active.engine.decide(&principal, action, resource, &ctx);
     let quotas = if decision.allowed {

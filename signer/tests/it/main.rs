@@ -15,6 +15,7 @@ mod log;
 mod partitions_and_wrapped_keys;
 mod policy;
 mod postgres;
+mod profiles;
 mod sign_and_verify;
 mod sigstore;
 mod strict_verify;

@@ -395,6 +395,7 @@ fn the_readme_policy_example_is_valid() {
                 format: Some("raw"),
                 source_ip: None,
                 now: 0,
+                certificate: None,
             },
         )
         .allowed

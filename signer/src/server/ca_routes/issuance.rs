@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use kagi_ca::{Days, IssueOptions, Issued};
 use kagi_hsm_core::Session;
-use kagi_policy::{Action, Resource};
+use kagi_policy::CertificateRequest;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use crate::server::errors::ApiError;
 use crate::server::handler::{
     audit_refusal, audited, blocking_with_state, policy_denied, read_body, record_event, ApiResult,
 };
-use crate::server::policy_gate::{decide, Verdict};
+use crate::server::policy_gate::{certificate_request, decide_issue, Verdict};
 use crate::server::state::AppState;
 
 /// Largest batch: 10,000 CSRs of a few hundred bytes each.
@@ -32,23 +32,41 @@ pub const ISSUE_BODY_LIMIT: usize = 64 * 1024;
 /// Parallel issuers per batch: enough to fill the commit thread's group commits.
 const BATCH_WORKERS: usize = 16;
 
-/// The policy's word on `session` issuing under `profile` (the bootstrap policy's when none is
-/// active); a denial is audited and answered here.
+/// A CSR read for issuance: verified, with what the policy sees of it.
+pub(crate) struct ReadCsr {
+    pub csr: kagi_ca::csr::Csr,
+    pub facts: CertificateRequest,
+}
+
+/// Read a CSR (PEM or DER) and what the policy sees of it.
+pub(crate) fn read_csr(bytes: &[u8]) -> Result<ReadCsr, ApiError> {
+    let der = kagi_ca::csr::decode_csr_bytes(bytes)?;
+    let csr = kagi_ca::csr::parse(&der)?;
+    let facts = certificate_request(&csr)?;
+    Ok(ReadCsr { csr, facts })
+}
+
+/// The policy's word on `session` issuing under `profile` what the CSR asks for (the
+/// bootstrap policy's when none is active); a denial is audited and answered here. A CSR that
+/// could not be read is decided on with an empty subject first, so a caller the policy denies
+/// outright hears `policy_denied`, whatever its CSR; `audit_action` then records the CSR's flaw.
 pub(crate) async fn issue_verdict(
     state: &web::Data<AppState>,
     session: &Session,
     profile: &str,
+    csr: Result<ReadCsr, ApiError>,
     http: &HttpRequest,
-) -> Result<Verdict, ApiError> {
+    audit_action: &str,
+) -> Result<(Verdict, ReadCsr), ApiError> {
     let ip = http.peer_addr().map(|a| a.ip());
+    let facts = csr.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
     let (sess, p) = (session.clone(), profile.to_string());
     let verdict = blocking_with_state(state, move |st| {
-        Ok(decide(
+        Ok(decide_issue(
             &st.policy.active(&st.hsm)?,
             &sess,
-            Action::Issue,
-            &Resource::Profile(&p),
-            None,
+            &p,
+            &facts,
             ip,
         ))
     })
@@ -64,7 +82,8 @@ pub(crate) async fn issue_verdict(
         )
         .await);
     }
-    Ok(verdict)
+    let csr = audit_refusal(state, session, audit_action, csr).await?;
+    Ok((verdict, csr))
 }
 
 fn audit_detail(v: &Verdict, session: &Session) -> serde_json::Value {
@@ -134,7 +153,6 @@ pub async fn issue(
     let Caller(session) = caller;
     let body = read_body(payload, ISSUE_BODY_LIMIT).await?;
     let (ca_name, profile) = path.into_inner();
-    let verdict = issue_verdict(&state, &session, &profile, &http).await?;
     let (csr, validity, override_serial_in_use) = if body.trim_ascii_start().starts_with(b"{") {
         let parsed = serde_json::from_slice::<IssueJson>(&body).map_err(|e| {
             ApiError::new(Code::BadJson, format!("the request body is not valid: {e}"))
@@ -156,16 +174,25 @@ pub async fn issue(
         )
     };
     let validity = audit_refusal(&state, &session, "ca.issue", validity_of(&validity)).await?;
+    let (verdict, read) = issue_verdict(
+        &state,
+        &session,
+        &profile,
+        read_csr(&csr),
+        &http,
+        "ca.issue",
+    )
+    .await?;
     let quotas = verdict.quotas.clone();
     let detail = audit_detail(&verdict, &session);
     let sess = session.clone();
     let result = blocking_with_state(&state, move |st| {
-        let issued = st.pki.issue(
+        let issued = st.pki.issue_parsed(
             &st.hsm,
             &sess,
             &ca_name,
             &profile,
-            &csr,
+            &read.csr,
             &IssueOptions {
                 validity,
                 override_serial_in_use,
@@ -221,16 +248,90 @@ pub async fn issue_batch(
     }
     let validity = validity_of(&body.validity_days);
     let validity = audit_refusal(&state, &session, "ca.issue_batch", validity).await?;
-    let verdict = issue_verdict(&state, &session, &profile, &http).await?;
-    let quotas = verdict.quotas.clone();
-    let detail = audit_detail(&verdict, &session);
+    let ip = http.peer_addr().map(|a| a.ip());
+    // Each CSR is shown to the policy with its own subject and SANs. A caller the policy
+    // denies every item is refused as a whole (403, one audit record), as before CSRs were
+    // shown to it; otherwise each denied item fails alone and is audited.
+    let (sess, p) = (session.clone(), profile.clone());
+    let csrs = body.csrs;
+    let (active_verdicts, reads) = blocking_with_state(&state, move |st| {
+        // Reading a CSR checks its signature: spread over the workers like the issuance.
+        let per = csrs.len().div_ceil(BATCH_WORKERS).max(1);
+        let reads: Vec<Result<ReadCsr, ApiError>> = std::thread::scope(|scope| {
+            let parts: Vec<_> = csrs
+                .chunks(per)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|c| read_csr(&csr_bytes(c)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![Err(ApiError::internal("a CSR reader failed"))])
+                })
+                .collect()
+        });
+        if reads.len() != csrs.len() {
+            return Err(ApiError::internal("the batch's CSRs were not all read"));
+        }
+        let active = st.policy.active(&st.hsm)?;
+        let empty = CertificateRequest::default();
+        let verdicts: Vec<Verdict> = reads
+            .iter()
+            .map(|r| {
+                let facts = r.as_ref().map(|r| &r.facts).unwrap_or(&empty);
+                decide_issue(&active, &sess, &p, facts, ip)
+            })
+            .collect();
+        Ok((verdicts, reads))
+    })
+    .await?;
+    let Some(allowed) = active_verdicts.iter().find(|v| v.decision.allowed) else {
+        let first = active_verdicts
+            .first()
+            .ok_or_else(|| ApiError::internal("an empty batch was decided"))?;
+        return Err(policy_denied(
+            &state,
+            &session,
+            "issue",
+            &format!("profile:{profile}"),
+            "x509",
+            first,
+        )
+        .await);
+    };
+    let quotas = allowed.quotas.clone();
+    let detail = audit_detail(allowed, &session);
     let sess = session.clone();
     let ca2 = ca_name.clone();
     let (results, chain) = blocking_with_state(&state, move |st| {
         let chain = st.pki.chain(&st.hsm, &ca2)?;
-        let n = body.csrs.len();
+        let n = reads.len();
+        let mut todo: Vec<Option<ReadCsr>> = Vec::with_capacity(n);
+        let mut early: Vec<Option<Result<Issued, ApiError>>> = Vec::with_capacity(n);
+        for (i, (read, v)) in reads.into_iter().zip(&active_verdicts).enumerate() {
+            match read {
+                _ if !v.decision.allowed => {
+                    early.push(Some(Err(item_denied(st, &sess, &ca2, &profile, i, v))));
+                    todo.push(None);
+                }
+                Err(e) => {
+                    early.push(Some(Err(e)));
+                    todo.push(None);
+                }
+                Ok(read) => {
+                    early.push(None);
+                    todo.push(Some(read));
+                }
+            }
+        }
         let results: Vec<Mutex<Option<Result<Issued, ApiError>>>> =
-            (0..n).map(|_| Mutex::new(None)).collect();
+            early.into_iter().map(Mutex::new).collect();
         let next = AtomicUsize::new(0);
         let opts = IssueOptions {
             validity,
@@ -243,20 +344,12 @@ pub async fn issue_batch(
                     if i >= n {
                         break;
                     }
+                    let Some(read) = &todo[i] else { continue };
                     let mut d = detail.clone();
                     d["batch_index"] = json!(i);
                     let r = st
                         .pki
-                        .issue(
-                            &st.hsm,
-                            &sess,
-                            &ca2,
-                            &profile,
-                            csr_bytes(&body.csrs[i]).as_slice(),
-                            &opts,
-                            &quotas,
-                            d,
-                        )
+                        .issue_parsed(&st.hsm, &sess, &ca2, &profile, &read.csr, &opts, &quotas, d)
                         .map_err(ApiError::from);
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(r);
@@ -312,6 +405,40 @@ pub async fn issue_batch(
         "chain": chain.iter().map(|c| pem(c)).collect::<String>(),
         "results": items,
     })))
+}
+
+/// A batch item the policy denied: audited like a denied request (the record names the item),
+/// answered `policy_denied`.
+fn item_denied(
+    st: &AppState,
+    session: &Session,
+    ca: &str,
+    profile: &str,
+    index: usize,
+    v: &Verdict,
+) -> ApiError {
+    let detail = json!({
+        "identity": session.name(), "kind": session.kind().as_str(), "action": "issue",
+        "resource": format!("profile:{profile}"), "format": "x509", "rule": v.decision.rule,
+        "policy_version": v.version, "decision": "deny", "ca": ca, "batch_index": index,
+    });
+    match st.hsm.record_event(
+        &session.actor(),
+        "policy.decision",
+        "denied:policy_denied",
+        detail,
+    ) {
+        Ok(()) => ApiError::new(
+            Code::PolicyDenied,
+            format!(
+                "policy version {} does not allow {} to issue this CSR under profile:{profile}; decided by rule '{}'",
+                v.version,
+                session.name(),
+                v.decision.rule
+            ),
+        ),
+        Err(_) => ApiError::internal("the policy denial could not be audited"),
+    }
 }
 
 /// A batch item: PEM as is, anything else taken as base64 DER.

@@ -1,6 +1,6 @@
-//! HTTP handlers of the certificate authority under `/api/v1`: the CAs and profiles here,
-//! issuance (one CSR or a batch) in `issuance`, certificates and their revocation in
-//! `certificates`.
+//! HTTP handlers of the certificate authority under `/api/v1`: the CAs here, profiles in
+//! `profiles`, issuance (one CSR or a batch) in `issuance`, certificates and their revocation
+//! in `certificates`.
 
 use actix_web::{web, HttpResponse};
 use kagi_hsm_core::{Algorithm, Gated};
@@ -16,6 +16,7 @@ use super::state::AppState;
 
 pub mod certificates;
 pub mod issuance;
+pub mod profiles;
 
 fn pem(der: &[u8]) -> String {
     kagi_ca::x509::pem("CERTIFICATE", der).unwrap_or_default()
@@ -204,16 +205,4 @@ pub async fn revoke_ca(
         }
         Gated::Pending(p) => Ok(pending(p)),
     }
-}
-
-pub async fn list_profiles(caller: Caller, state: web::Data<AppState>) -> ApiResult {
-    let Caller(_session) = caller;
-    Ok(HttpResponse::Ok().json(
-        state
-            .pki
-            .profiles
-            .iter()
-            .map(|p| &p.spec)
-            .collect::<Vec<_>>(),
-    ))
 }
