@@ -173,7 +173,12 @@ fn postgres_target(url: &str) -> String {
 /// A PostgreSQL connection that failed, said so that the operator can act: where, as whom, and
 /// libpq's reason (with any password in the URL blanked out of it).
 fn postgres_unreachable(url: &str, err: &diesel::ConnectionError) -> HsmError {
-    let mut reason = err.to_string().trim().replace(['\n', '\t'], " ");
+    // libpq's message spans lines and tabs; one line reads better after "error:".
+    let mut reason = err
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if let Some(password) = url
         .split_once("://")
         .and_then(|(_, r)| r.rsplit_once('@'))
@@ -184,7 +189,7 @@ fn postgres_unreachable(url: &str, err: &diesel::ConnectionError) -> HsmError {
         reason = reason.replace(password, "…");
     }
     HsmError::Store(format!(
-        "cannot connect to PostgreSQL at {}: {reason}. Check the URL's form, postgres://user[:password]@host[:port]/database, and that the server runs and accepts this user",
+        "cannot connect to PostgreSQL at {}: {reason} (check the URL's form, postgres://user[:password]@host[:port]/database, and that the server runs and accepts this user)",
         postgres_target(url)
     ))
 }

@@ -305,7 +305,10 @@ fn tls_failures_say_which_one_and_what_to_do() {
     // The right CA, a name the certificate does not carry: the IPv4-mapped IPv6 form of its
     // 127.0.0.1 reaches the same listener.
     let port = server.url.rsplit(':').next().unwrap();
-    let out = run(&format!("https://[::ffff:127.0.0.1]:{port}"), "kagi-data/tls-ca.pem");
+    let out = run(
+        &format!("https://[::ffff:127.0.0.1]:{port}"),
+        "kagi-data/tls-ca.pem",
+    );
     let err = stderr(&out);
     assert!(err.contains("tls_name_mismatch"), "{err}");
     assert!(err.contains("not valid for that host name"), "{err}");
