@@ -96,7 +96,11 @@ pub(super) fn approval(cmd: ApprovalCommand) -> Result<()> {
                     .context("the server's wrapped key is not base64")?;
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!("wrote the wrapped key to {}", path.display());
+                if json_mode() {
+                    eprintln!("wrote the wrapped key to {}", path.display());
+                } else {
+                    say!("wrote the wrapped key to {}", path.display());
+                }
             }
             Ok(())
         }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use super::custodians;
-use super::output::say;
+use super::output::{json_mode, print_json, say};
 use crate::cli::{InitArgs, RecoverArgs, UnsealArgs};
 use crate::client::Client;
 use crate::config::DEFAULT_DATA_DIR;
@@ -157,8 +157,13 @@ pub(super) fn unseal(args: &UnsealArgs) -> Result<()> {
         bail!("no share given: pass --share-file FILE or type the share line");
     }
     let client = Client::from_env_without_token()?;
-    let progress: UnsealProgress =
+    let answer: serde_json::Value =
         client.post_json("/api/v1/sys/unseal", &json!({ "share": share.as_str() }))?;
+    if json_mode() {
+        return print_json(&answer);
+    }
+    let progress: UnsealProgress = serde_json::from_value(answer)
+        .context("the server's answer is not the unseal progress this kagi expects")?;
     if progress.unsealed {
         say!("unsealed");
     } else {

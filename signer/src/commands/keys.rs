@@ -150,12 +150,14 @@ fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
 }
 
 fn key_create(client: &Client, args: &KeyCreateArgs) -> Result<()> {
-    let info: KeyInfo = client.post_json(
+    let answer: Value = client.post_json(
         "/api/v1/keys",
         &key_body(&args.name, &args.alg, &args.attrs),
     )?;
-    say!("created key {} ({})", info.label, info.algorithm);
-    print_key(&info)
+    show(answer, |info: KeyInfo| {
+        say!("created key {} ({})", info.label, info.algorithm);
+        print_key(&info)
+    })
 }
 
 /// Read a PKCS#8 file and wrap it, here on the client, to the partition's import key.
@@ -177,9 +179,11 @@ fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
     let wrapped = wrap_to_import_key(client, &args.pkcs8)?;
     let mut body = key_body(&args.name, &args.alg, &args.attrs);
     body["wrapped"] = json!(base64::engine::general_purpose::STANDARD.encode(wrapped));
-    let info: KeyInfo = client.post_json("/api/v1/keys/import", &body)?;
-    say!("imported key {} ({})", info.label, info.algorithm);
-    print_key(&info)
+    let answer: Value = client.post_json("/api/v1/keys/import", &body)?;
+    show(answer, |info: KeyInfo| {
+        say!("imported key {} ({})", info.label, info.algorithm);
+        print_key(&info)
+    })
 }
 
 fn uses(info: &KeyInfo) -> String {

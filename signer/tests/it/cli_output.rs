@@ -27,7 +27,11 @@ fn json(server: &Server, args: &[&str]) -> Value {
 #[test]
 fn list_and_show_commands_print_the_services_json() {
     let server = Server::shared();
-    server.kagi_ok(&["key", "create", "--name", "out-json", "--alg", "ec-p256"]);
+    let created = json(
+        &server,
+        &["key", "create", "--name", "out-json", "--alg", "ec-p256"],
+    );
+    assert_eq!(created["label"], "out-json", "{created}");
 
     let keys = json(&server, &["key", "list"]);
     let key = keys
