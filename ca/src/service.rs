@@ -476,12 +476,7 @@ impl Pki {
         session: &Session,
         label: &str,
     ) -> Result<Option<KeyCertificate>, CaError> {
-        let info = hsm.key_info(session, label)?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info.public_key_der);
-        let hash: [u8; 32] = digest
-            .as_ref()
-            .try_into()
-            .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))?;
+        let hash = key_spki_sha256(hsm, session, label)?;
         match hsm.certificate_for_key(&hash, SIGNING_PROFILE)? {
             None => Ok(None),
             Some(record) => {
@@ -499,12 +494,7 @@ impl Pki {
         session: &Session,
         label: &str,
     ) -> Result<String, CaError> {
-        let info = hsm.key_info(session, label)?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info.public_key_der);
-        let hash: [u8; 32] = digest
-            .as_ref()
-            .try_into()
-            .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))?;
+        let hash = key_spki_sha256(hsm, session, label)?;
         let when = |t: i64| {
             time::OffsetDateTime::from_unix_timestamp(t)
                 .ok()
@@ -515,18 +505,21 @@ impl Pki {
                 .unwrap_or_else(|| t.to_string())
         };
         let certify = format!("'kagi key certify {label}' issues a new one");
-        Ok(match hsm.newest_certificate_for_key(&hash, SIGNING_PROFILE)? {
-            Some(r) if r.revoked_at.is_some() => format!(
-                "the code-signing certificate of key '{label}' (serial {}) was revoked at {} (reason {}), so a CMS signature cannot carry it: {certify}",
-                r.serial,
-                when(r.revoked_at.unwrap_or_default()),
-                crate::crl::reason_name(r.revocation_reason.unwrap_or(0)),
-            ),
-            Some(r) => format!(
-                "the code-signing certificate of key '{label}' (serial {}) expired at {}, so a CMS signature cannot carry it: {certify}",
-                r.serial,
-                when(r.not_after),
-            ),
+        let newest = hsm.newest_certificate_for_key(&hash, SIGNING_PROFILE)?;
+        Ok(match newest {
+            Some(r) => match r.revoked_at {
+                Some(at) => format!(
+                    "the code-signing certificate of key '{label}' (serial {}) was revoked at {} (reason {}), so a CMS signature cannot carry it: {certify}",
+                    r.serial,
+                    when(at),
+                    crate::crl::reason_name(r.revocation_reason.unwrap_or(0)),
+                ),
+                None => format!(
+                    "the code-signing certificate of key '{label}' (serial {}) expired at {}, so a CMS signature cannot carry it: {certify}",
+                    r.serial,
+                    when(r.not_after),
+                ),
+            },
             None => format!(
                 "key '{label}' has no code-signing certificate, which a CMS signature carries: run 'kagi key certify {label}' first"
             ),
@@ -823,4 +816,14 @@ pub fn ensure_dev_hierarchy(
         }
     }
     Ok(made)
+}
+
+/// SHA-256 of key `label`'s SubjectPublicKeyInfo: how certificate rows name the key they certify.
+fn key_spki_sha256(hsm: &Hsm, session: &Session, label: &str) -> Result<[u8; 32], CaError> {
+    let info = hsm.key_info(session, label)?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info.public_key_der);
+    digest
+        .as_ref()
+        .try_into()
+        .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))
 }
