@@ -207,7 +207,7 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
 }
 
 /// How to make a CSR, for the message that refuses a file that is not one.
-pub(crate) const MAKE_A_CSR: &str = "make one with, e.g.: openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj '/CN=device-0001' -out device.csr";
+const MAKE_A_CSR: &str = "make one with, e.g.: openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj '/CN=device-0001' -out device.csr";
 
 /// Refuses, before anything is sent, a file that is not a PKCS#10 CSR (a README, a
 /// certificate, a key): the service would refuse it too, but could only say what it is not.
