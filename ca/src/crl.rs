@@ -51,6 +51,24 @@ fn reason(code: i64) -> Option<Reason> {
     })
 }
 
+/// A reason code's name as `kagi ca revoke --reason` takes it (the code itself when unknown).
+pub fn reason_name(code: i64) -> String {
+    match code {
+        0 => "unspecified",
+        1 => "keyCompromise",
+        2 => "cACompromise",
+        3 => "affiliationChanged",
+        4 => "superseded",
+        5 => "cessationOfOperation",
+        6 => "certificateHold",
+        8 => "removeFromCRL",
+        9 => "privilegeWithdrawn",
+        10 => "aACompromise",
+        other => return format!("reason code {other}"),
+    }
+    .to_string()
+}
+
 /// Reason names as `kagi ca revoke --reason` takes them, and their codes.
 pub fn reason_code(name: &str) -> Option<i64> {
     Some(match name {

@@ -111,6 +111,13 @@ fn oversize(n: usize) -> CaError {
 
 /// Parse a DER CSR and check its signature (proof that the requester holds the private key).
 pub fn parse(der_bytes: &[u8]) -> Result<Csr> {
+    // A DER request is a SEQUENCE: anything else (a README, a text file) is not a CSR at all,
+    // whatever its size, and saying "too large" would send the user the wrong way.
+    if der_bytes.first() != Some(&0x30) {
+        return Err(bad(
+            "the body is not a PEM or DER PKCS#10 certificate signing request (CSR); make one with, e.g.: openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj '/CN=device-0001' -out device.csr",
+        ));
+    }
     if der_bytes.len() > MAX_CSR_BYTES {
         return Err(oversize(der_bytes.len()));
     }

@@ -636,12 +636,7 @@ impl Pki {
         session: &Session,
         label: &str,
     ) -> Result<Option<KeyCertificate>, CaError> {
-        let info = hsm.key_info(session, label)?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info.public_key_der);
-        let hash: [u8; 32] = digest
-            .as_ref()
-            .try_into()
-            .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))?;
+        let hash = key_spki_sha256(hsm, session, label)?;
         match hsm.certificate_for_key(&hash, SIGNING_PROFILE)? {
             None => Ok(None),
             Some(record) => {
@@ -649,6 +644,46 @@ impl Pki {
                 Ok(Some(KeyCertificate { record, chain }))
             }
         }
+    }
+
+    /// Why key `label` has no current code-signing certificate: its last one was revoked (when,
+    /// why) or expired, or it never had one; and that `kagi key certify` issues a new one.
+    fn why_no_certificate(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        label: &str,
+    ) -> Result<String, CaError> {
+        let hash = key_spki_sha256(hsm, session, label)?;
+        let when = |t: i64| {
+            time::OffsetDateTime::from_unix_timestamp(t)
+                .ok()
+                .and_then(|d| {
+                    d.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| t.to_string())
+        };
+        let certify = format!("'kagi key certify {label}' issues a new one");
+        let newest = hsm.newest_certificate_for_key(&hash, SIGNING_PROFILE)?;
+        Ok(match newest {
+            Some(r) => match r.revoked_at {
+                Some(at) => format!(
+                    "the code-signing certificate of key '{label}' (serial {}) was revoked at {} (reason {}), so a CMS signature cannot carry it: {certify}",
+                    r.serial,
+                    when(at),
+                    crate::crl::reason_name(r.revocation_reason.unwrap_or(0)),
+                ),
+                None => format!(
+                    "the code-signing certificate of key '{label}' (serial {}) expired at {}, so a CMS signature cannot carry it: {certify}",
+                    r.serial,
+                    when(r.not_after),
+                ),
+            },
+            None => format!(
+                "key '{label}' has no code-signing certificate, which a CMS signature carries: run 'kagi key certify {label}' first"
+            ),
+        })
     }
 
     /// The TSA of CA `ca_name`, made on first use and renewed before its certificate expires.
@@ -780,11 +815,11 @@ impl Pki {
         detail: serde_json::Value,
         timestamp_ca: Option<&str>,
     ) -> Result<(Vec<u8>, kagi_hsm_core::Signed), CaError> {
-        let kc = self.key_certificate(hsm, session, label)?.ok_or_else(|| {
-            CaError::Conflict(format!(
-                "key '{label}' has no code-signing certificate, which a CMS signature carries: run 'kagi key certify {label}' first"
-            ))
-        })?;
+        let Some(kc) = self.key_certificate(hsm, session, label)? else {
+            return Err(CaError::Conflict(
+                self.why_no_certificate(hsm, session, label)?,
+            ));
+        };
         let digest = req.digest_alg.unwrap_or(kagi_hsm_core::DigestAlg::Sha256);
         let signature_algorithm = cms_signature_algorithm(&kc.record.der, digest)?;
         let signed: std::cell::RefCell<Option<kagi_hsm_core::Signed>> =
@@ -975,4 +1010,14 @@ pub fn ensure_dev_hierarchy(
         }
     }
     Ok(made)
+}
+
+/// SHA-256 of key `label`'s SubjectPublicKeyInfo: how certificate rows name the key they certify.
+fn key_spki_sha256(hsm: &Hsm, session: &Session, label: &str) -> Result<[u8; 32], CaError> {
+    let info = hsm.key_info(session, label)?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info.public_key_der);
+    digest
+        .as_ref()
+        .try_into()
+        .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))
 }

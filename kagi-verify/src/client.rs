@@ -4,7 +4,7 @@
 //! auditor's token, or that of the identity an entry names; and the auditor's full recomputation).
 
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, ClientCert, RootCerts, TlsConfig, TlsProvider};
@@ -43,6 +43,7 @@ impl ClientError {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    ca_path: PathBuf,
     token: Option<Zeroizing<String>>,
 }
 
@@ -86,7 +87,12 @@ impl Client {
             .ok()
             .map(|t| Zeroizing::new(t.trim().to_string()))
             .filter(|t| !t.is_empty());
-        Ok(Client { agent, base, token })
+        Ok(Client {
+            agent,
+            base,
+            ca_path,
+            token,
+        })
     }
 
     fn call(
@@ -112,28 +118,91 @@ impl Client {
     }
 
     fn transport(&self, err: ureq::Error) -> ClientError {
-        match err {
-            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                ClientError::new(
-                    "connection_refused",
-                    format!(
-                        "nothing is listening at {}: is kagi running there? set KAGI_URL if it listens elsewhere",
-                        self.base
-                    ),
-                )
-            }
-            ureq::Error::Rustls(e) => ClientError::new(
-                "tls_error",
+        transport_error(&self.base, &self.ca_path, err)
+    }
+}
+
+/// The TLS failure inside a transport error: rustls reports a refused certificate through the
+/// stream's `io::Error`, whose `source()` skips the error it wraps, so it is looked for there
+/// by hand as well as along the chain.
+fn rustls_error(err: &ureq::Error) -> Option<&rustls::Error> {
+    if let ureq::Error::Rustls(e) = err {
+        return Some(e);
+    }
+    if let ureq::Error::Io(io) = err {
+        if let Some(e) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            return Some(e);
+        }
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Why a request to `base` did not get an answer, and what to do about it: nothing listening,
+/// a certificate KAGI_CA (`ca_path`) did not sign, a certificate for another name, or else.
+pub fn transport_error(base: &str, ca_path: &Path, err: ureq::Error) -> ClientError {
+    use rustls::CertificateError as C;
+    if let Some(tls) = rustls_error(&err) {
+        return match tls {
+            rustls::Error::InvalidCertificate(
+                C::UnknownIssuer | C::BadSignature,
+            ) => ClientError::new(
+                "tls_unknown_ca",
                 format!(
-                    "TLS with {} failed: {e}. KAGI_CA must be the tls-ca.pem of the kagi you talk to",
-                    self.base
+                    "the TLS certificate of KAGI_URL={base} is not signed by KAGI_CA={}: point KAGI_CA at the tls-ca.pem of that kagi serve (in its data folder, default kagi-data/tls-ca.pem), or KAGI_URL at the kagi whose CA this is",
+                    ca_path.display()
+                ),
+            ),
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => ClientError::new(
+                "tls_name_mismatch",
+                format!(
+                    "the TLS certificate of KAGI_URL={base} is not valid for that host name ({tls}): use the name kagi serve's certificate carries (its --listen address, 127.0.0.1 or localhost by default) in KAGI_URL"
                 ),
             ),
             other => ClientError::new(
-                "connection_failed",
-                format!("request to {} failed: {other}", self.base),
+                "tls_error",
+                format!(
+                    "TLS with {base} failed: {other}. KAGI_CA ({}) must be the tls-ca.pem written by the kagi serve you are talking to",
+                    ca_path.display()
+                ),
             ),
+        };
+    }
+    match err {
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ClientError::new(
+                "connection_refused",
+                format!(
+                    "nothing is listening at {base}: is `kagi serve` running there? set KAGI_URL if it listens elsewhere"
+                ),
+            )
         }
+        ureq::Error::Tls(what) if what.contains("dns name") => ClientError::new(
+            "bad_url",
+            format!(
+                "the host in KAGI_URL={base} is neither an IP address nor a DNS name a TLS certificate can carry: use the name or address kagi serve's certificate names (127.0.0.1 or localhost by default)"
+            ),
+        ),
+        ureq::Error::HostNotFound => ClientError::new(
+            "host_not_found",
+            format!("cannot resolve the host in KAGI_URL={base}"),
+        ),
+        ureq::Error::Timeout(t) => ClientError::new(
+            "timeout",
+            format!("{base} did not answer in time ({t})"),
+        ),
+        other => ClientError::new(
+            "connection_failed",
+            format!("request to {base} failed: {other}"),
+        ),
     }
 }
 
@@ -226,5 +295,39 @@ impl Service for Client {
 
     fn has_credential(&self) -> bool {
         self.token.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_tell_refusal_unknown_ca_and_wrong_name_apart() {
+        let ca = Path::new("/srv/kagi/tls-ca.pem");
+        let unknown = transport_error(
+            "https://k:8443",
+            ca,
+            ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            )),
+        );
+        assert_eq!(unknown.code(), "tls_unknown_ca");
+        assert!(unknown.message().contains("KAGI_CA=/srv/kagi/tls-ca.pem"));
+        let name = transport_error(
+            "https://k:8443",
+            ca,
+            ureq::Error::Rustls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            )),
+        );
+        assert_eq!(name.code(), "tls_name_mismatch");
+        let refused = transport_error(
+            "https://k:8443",
+            ca,
+            ureq::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+        );
+        assert_eq!(refused.code(), "connection_refused");
     }
 }

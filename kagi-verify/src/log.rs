@@ -60,8 +60,36 @@ fn hashes(v: &Value) -> Result<Vec<Hash>> {
         .collect()
 }
 
-/// `kagi log CMD`, against `client`.
-pub fn run(client: &dyn Service, cmd: LogCommand) -> Result<()> {
+/// The service's recomputation of every entry (an auditor's call), or why it was skipped: the
+/// checks above stand on their own, so a caller without the auditor role has not failed.
+fn full_recomputation(client: &dyn Service) -> Result<Value> {
+    if !client.has_credential() {
+        // Only the kagi-verify binary gets here (kagi always sends a credential).
+        return Ok(serde_json::json!({
+            "skipped": "it is the service's, for an auditor (set KAGI_TOKEN)",
+        }));
+    }
+    match client.post_json("/api/v1/log/verify", &serde_json::json!({})) {
+        Ok(report) => Ok(serde_json::json!({
+            "result": "ok",
+            "entries": report.get("entries").and_then(Value::as_i64).unwrap_or(0),
+            "checkpoints": report.get("checkpoints").and_then(Value::as_i64).unwrap_or(0),
+        })),
+        Err(e)
+            if e.downcast_ref::<crate::client::ClientError>()
+                .is_some_and(|c| c.code() == "forbidden") =>
+        {
+            Ok(serde_json::json!({
+                "skipped": "it needs the auditor role, which this credential does not have (run it with an auditor's KAGI_TOKEN)",
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `kagi log CMD`, against `client`; `json`: print the checks' result as one JSON document
+/// (`--output json`) instead of lines for people.
+pub fn run(client: &dyn Service, cmd: LogCommand, json: bool) -> Result<()> {
     match cmd {
         LogCommand::Checkpoint { out, key } => {
             let key = log_key(client, key.as_deref())?;
@@ -77,6 +105,16 @@ pub fn run(client: &dyn Service, cmd: LogCommand) -> Result<()> {
                         p.display()
                     );
                 }
+                None if json => {
+                    let mut out = std::io::stdout().lock();
+                    serde_json::to_writer_pretty(
+                        &mut out,
+                        &serde_json::json!({
+                            "size": size, "root": hex::encode(root), "checkpoint": note,
+                        }),
+                    )?;
+                    out.write_all(b"\n")?;
+                }
                 None => std::io::stdout().lock().write_all(note.as_bytes())?,
             }
         }
@@ -84,10 +122,15 @@ pub fn run(client: &dyn Service, cmd: LogCommand) -> Result<()> {
             let key = log_key(client, key.as_deref())?;
             let note = client.get_text("/log/checkpoint")?;
             let (size, root) = open(&note, &key)?;
-            say!(
-                "checkpoint signature OK: {size} entries, root {}",
-                hex::encode(root)
-            );
+            let mut report = serde_json::json!({
+                "checkpoint": { "size": size, "root": hex::encode(root), "signature": "ok" },
+            });
+            if !json {
+                say!(
+                    "checkpoint signature OK: {size} entries, root {}",
+                    hex::encode(root)
+                );
+            }
             if let Some(path) = since {
                 let old = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
@@ -109,22 +152,30 @@ pub fn run(client: &dyn Service, cmd: LogCommand) -> Result<()> {
                         path.display()
                     );
                 }
+                report["consistency"] = serde_json::json!({
+                    "since": path.display().to_string(), "size": old_size, "result": "ok",
+                });
+                if !json {
+                    say!(
+                        "consistent with {} ({old_size} entries): the log only grew",
+                        path.display()
+                    );
+                }
+            }
+            report["full_recomputation"] = full_recomputation(client)?;
+            if json {
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                out.write_all(b"\n")?;
+            } else if let Some(reason) = report["full_recomputation"]["skipped"].as_str() {
+                say!("full recomputation skipped: {reason}");
+            } else {
                 say!(
-                    "consistent with {} ({old_size} entries): the log only grew",
-                    path.display()
+                    "full recomputation OK: {} entries and {} checkpoints match their hashes and signatures",
+                    report["full_recomputation"]["entries"].as_i64().unwrap_or(0),
+                    report["full_recomputation"]["checkpoints"].as_i64().unwrap_or(0)
                 );
             }
-            if !client.has_credential() {
-                // Only the kagi-verify binary gets here (kagi always sends a credential).
-                say!("full recomputation skipped: it is the service's, for an auditor (set KAGI_TOKEN)");
-                return Ok(());
-            }
-            let report = client.post_json("/api/v1/log/verify", &serde_json::json!({}))?;
-            say!(
-                "full recomputation OK: {} entries and {} checkpoints match their hashes and signatures",
-                report.get("entries").and_then(Value::as_i64).unwrap_or(0),
-                report.get("checkpoints").and_then(Value::as_i64).unwrap_or(0)
-            );
         }
         LogCommand::Entry { index, key } => {
             let key = log_key(client, key.as_deref())?;
@@ -141,7 +192,18 @@ pub fn run(client: &dyn Service, cmd: LogCommand) -> Result<()> {
             if !tlog::verify_inclusion(&leaf, index as u64, size, &hashes(&proof)?, &root) {
                 bail!("entry {index} is NOT included in the signed checkpoint of {size} entries");
             }
-            say!("{body}");
+            if json {
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({
+                        "index": index, "body": body, "included_in_size": size,
+                    }),
+                )?;
+                out.write_all(b"\n")?;
+            } else {
+                say!("{body}");
+            }
             eprintln!("entry {index} is included in the signed checkpoint of {size} entries");
         }
     }

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Verify(args) => kagi_verify::signature::run(service.as_ref(), &args),
-        Command::Log(cmd) => kagi_verify::log::run(service.as_ref(), cmd),
+        Command::Log(cmd) => kagi_verify::log::run(service.as_ref(), cmd, false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! Command-line syntax of `kagi`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -9,18 +9,42 @@ use std::path::PathBuf;
     version,
     about = "kagi: code signing and keys on a software HSM",
     after_help = "Client commands read KAGI_URL (default https://127.0.0.1:8443), \
-KAGI_CA (default ./kagi-data/tls-ca.pem) and KAGI_TOKEN (default: contents of ./kagi-data/admin.token)."
+KAGI_CA (default ./kagi-data/tls-ca.pem) and KAGI_TOKEN (default: contents of ./kagi-data/admin.token).
+
+Exit codes:
+  0  done
+  1  error (printed as 'error: <code>: <message>')
+  2  the command line is wrong (usage)
+  3  pending approval: the change waits for an M-of-N quorum; the request and its id are printed
+     (with --output json, the service's JSON answer)"
 )]
 pub struct Cli {
+    /// text (for people) or json (the service's JSON answer, for scripts); list and show
+    /// commands, approvals pending, and the log and audit checks.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "KAGI_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: OutputFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the kagi HTTPS service (initializes a development instance on first run).
     Serve(ServeArgs),
-    /// Initialize a production instance: prints the unseal shares and admin token once.
+    /// Initialize a production instance: encrypts each unseal share to its custodian (or prints
+    /// them once) and prints the admin token once.
     Init(InitArgs),
     /// Submit one unseal share to the running service.
     Unseal(UnsealArgs),
@@ -161,12 +185,9 @@ pub enum CaCommand {
 pub enum ProfileCommand {
     /// List the built-in profiles and your partition's own.
     List,
-    /// Print a profile's spec (TOML, which 'kagi ca profile add' reads back, or JSON).
-    Show {
-        name: String,
-        #[arg(long, value_parser = ["toml", "json"], default_value = "toml")]
-        output: String,
-    },
+    /// Print a profile's spec: TOML, which 'kagi ca profile add' reads back, or the service's
+    /// JSON with --output json.
+    Show { name: String },
     /// Add a profile from FILE (TOML or JSON, the fields of ca/profiles/builtin.toml), or
     /// replace your custom profile of the same name. Built-in profiles cannot be replaced.
     /// Officers only; the change is audited with the whole spec and waits for the quorum.
@@ -372,13 +393,25 @@ pub struct InitArgs {
     /// Database URL (postgres://...).
     #[arg(long)]
     pub database_url: Option<String>,
+    /// The custodians' age public keys, one file each ("age1..."), as many as --shares: share
+    /// N is encrypted to the Nth file's key and written to --share-dir; no share is printed.
+    #[arg(long, num_args = 1..)]
+    pub share_recipients: Vec<PathBuf>,
+    /// Where the encrypted shares go (share-1.age, share-2.age, ...).
+    #[arg(long, default_value = "kagi-shares", requires = "share_recipients")]
+    pub share_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct UnsealArgs {
-    /// File holding one share line; without it the share is read from standard input.
+    /// File holding one share line, or an age-encrypted share (with --identity); without it the
+    /// share is read from standard input.
     #[arg(long)]
     pub share_file: Option<PathBuf>,
+    /// The custodian's age identity file ("AGE-SECRET-KEY-1..."): the share file is decrypted
+    /// here, and only the share is sent.
+    #[arg(long, requires = "share_file")]
+    pub identity: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,10 +429,14 @@ pub struct RecoverArgs {
     /// Replace the credential's secret instead of only unlocking it.
     #[arg(long)]
     pub new_token: bool,
-    /// Files each holding one share line (repeat); without them the shares are read from
-    /// standard input, one per line, up to an empty line or the end.
+    /// Files each holding one share line, or an age-encrypted share (repeat); without them the
+    /// shares are read from standard input, one per line, up to an empty line or the end.
     #[arg(long = "share-file")]
     pub share_files: Vec<PathBuf>,
+    /// Age identity files that decrypt the encrypted share files (repeat: each file is tried
+    /// with every identity).
+    #[arg(long, requires = "share_files")]
+    pub identity: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,11 +14,13 @@ pub const DEFAULT_TOKEN_FILE: &str = "kagi-data/admin.token";
 /// An error the CLI reports as `error: <code>: <message>`: the verifier's, so `kagi verify`
 /// and the other commands report alike.
 pub use kagi_verify::client::ClientError;
-use kagi_verify::client::{agent, api_error, body_text, pem_certificates};
+use kagi_verify::client::{agent, api_error, body_text, pem_certificates, transport_error};
 
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// KAGI_CA, named when the service's certificate does not chain to it.
+    ca_path: PathBuf,
     token: Option<Zeroizing<String>>,
 }
 
@@ -75,6 +77,7 @@ impl Client {
         Ok(Client {
             agent,
             base,
+            ca_path,
             token: None,
         })
     }
@@ -198,36 +201,7 @@ impl Client {
     }
 
     fn transport(&self, err: ureq::Error) -> ClientError {
-        match err {
-            ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                ClientError::new(
-                    "connection_refused",
-                    format!(
-                        "nothing is listening at {}: is `kagi serve` running? set KAGI_URL if it listens elsewhere",
-                        self.base
-                    ),
-                )
-            }
-            ureq::Error::Rustls(e) => ClientError::new(
-                "tls_error",
-                format!(
-                    "TLS with {} failed: {e}. KAGI_CA must be the tls-ca.pem written by the `kagi serve` you are talking to",
-                    self.base
-                ),
-            ),
-            ureq::Error::HostNotFound => ClientError::new(
-                "host_not_found",
-                format!("cannot resolve the host in KAGI_URL={}", self.base),
-            ),
-            ureq::Error::Timeout(t) => ClientError::new(
-                "timeout",
-                format!("{} did not answer in time ({t})", self.base),
-            ),
-            other => ClientError::new(
-                "connection_failed",
-                format!("request to {} failed: {other}. Is `kagi serve` running?", self.base),
-            ),
-        }
+        transport_error(&self.base, &self.ca_path, err)
     }
 }
 

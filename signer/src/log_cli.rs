@@ -8,5 +8,5 @@ use crate::client::Client;
 
 pub fn run(cmd: LogCommand) -> Result<()> {
     let client = Client::from_env()?;
-    kagi_verify::log::run(&client, cmd)
+    kagi_verify::log::run(&client, cmd, crate::commands::json_mode())
 }

@@ -21,6 +21,10 @@ mod verify_cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// The exit codes, as `kagi --help` and the README list them: 0 done, 1 error, 2 usage (clap's),
+/// 3 the change waits for an approval quorum.
+const EXIT_PENDING_APPROVAL: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // The service logs what it does; client commands print only their result and errors.
@@ -33,6 +37,10 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // The request was printed already; 3 tells a script it is neither done nor failed.
+        Err(err) if err.downcast_ref::<commands::PendingApproval>().is_some() => {
+            ExitCode::from(EXIT_PENDING_APPROVAL)
+        }
         Err(err) => {
             report(&err);
             ExitCode::FAILURE

@@ -707,6 +707,29 @@ impl Hsm {
         Ok(None)
     }
 
+    /// The newest certificate of `profile` for a key, whether revoked, expired or current (its
+    /// revocation as the verified audit log has it): why a key has no current one.
+    pub fn newest_certificate_for_key(
+        &self,
+        spki_sha256: &[u8; 32],
+        profile: &str,
+    ) -> Result<Option<CertificateRecord>> {
+        let serial: Option<String> = {
+            let mut c = self.inner.store.conn()?;
+            certificates::table
+                .filter(certificates::spki_sha256.eq(hex::encode(spki_sha256)))
+                .filter(certificates::profile.eq(profile))
+                .order(certificates::issued_at.desc())
+                .select(certificates::serial)
+                .first(&mut c)
+                .optional()?
+        };
+        match serial {
+            Some(s) => self.certificate(&s),
+            None => Ok(None),
+        }
+    }
+
     /// How many certificates a CA has issued.
     pub fn count_certificates(&self, ca_name: &str) -> Result<i64> {
         let mut c = self.inner.store.conn()?;

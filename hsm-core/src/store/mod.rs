@@ -100,12 +100,19 @@ impl Store {
         }
         let url = config.url();
         // Migrate on a plain connection first; the pool then only sees a current schema.
-        let mut conn = AnyConnection::establish(&url).map_err(|e| {
-            HsmError::Store(format!(
-                "cannot open the database ({}): {e}",
-                redact_url(&url)
-            ))
-        })?;
+        // PostgreSQL is connected to directly: through the multi-backend connection libpq's
+        // reason is lost ("Invalid connection url for multiconnection").
+        let mut conn = match config {
+            StoreConfig::Postgres(u) => AnyConnection::Postgresql(
+                PgConnection::establish(u).map_err(|e| postgres_unreachable(u, &e))?,
+            ),
+            StoreConfig::Sqlite(_) => AnyConnection::establish(&url).map_err(|e| {
+                HsmError::Store(format!(
+                    "cannot open the database ({}): {e}",
+                    redact_url(&url)
+                ))
+            })?,
+        };
         if let AnyConnection::Sqlite(c) = &mut conn {
             c.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL;")?;
         }
@@ -138,6 +145,53 @@ impl Store {
             .get()
             .map_err(|e| HsmError::Store(format!("no database connection: {e}")))
     }
+}
+
+/// Where a `postgres://user[:password]@host[:port]/database` URL points, as "host:port as
+/// user" (libpq's defaults where parts are left out), without the password.
+fn postgres_target(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (userinfo.split(':').next().unwrap_or(""), host),
+        None => ("", authority),
+    };
+    let host = if host.is_empty() { "localhost" } else { host };
+    let host = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    };
+    let user = if user.is_empty() {
+        "the default user"
+    } else {
+        user
+    };
+    format!("{host} as {user}")
+}
+
+/// A PostgreSQL connection that failed, said so that the operator can act: where, as whom, and
+/// libpq's reason (with any password in the URL blanked out of it).
+fn postgres_unreachable(url: &str, err: &diesel::ConnectionError) -> HsmError {
+    // libpq's message spans lines and tabs; one line reads better after "error:".
+    let mut reason = err
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, r)| r.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty())
+    {
+        reason = reason.replace(password, "…");
+    }
+    HsmError::Store(format!(
+        "cannot connect to PostgreSQL at {}: {reason} (check the URL's form, postgres://user[:password]@host[:port]/database, and that the server runs and accepts this user)",
+        postgres_target(url)
+    ))
 }
 
 /// Never print a password that may sit in a PostgreSQL URL.
@@ -189,6 +243,18 @@ fn restrict_sqlite_files(_db: &std::path::Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_target_names_host_port_and_user_without_the_password() {
+        assert_eq!(
+            postgres_target("postgres://nobody:s3cret@db.example:6000/kagi"),
+            "db.example:6000 as nobody"
+        );
+        assert_eq!(
+            postgres_target("postgresql://127.0.0.1/x"),
+            "127.0.0.1:5432 as the default user"
+        );
+    }
 
     #[derive(diesel::QueryableByName)]
     struct Pragma {

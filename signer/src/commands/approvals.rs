@@ -5,11 +5,14 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::io::Write;
 
-use super::output::{say, time_text};
+use super::output::{json_mode, print_json, say, time_text};
 use crate::cli::ApprovalCommand;
 use crate::client::Client;
 
 fn print_approval(a: &Value) -> Result<()> {
+    if json_mode() {
+        return print_json(a);
+    }
     let get = |k: &str| {
         a.get(k)
             .map(|v| {
@@ -49,6 +52,9 @@ pub(super) fn approval(cmd: ApprovalCommand) -> Result<()> {
     match cmd {
         ApprovalCommand::List => {
             let list: Vec<Value> = client.get_json("/api/v1/approvals")?;
+            if json_mode() {
+                return print_json(&Value::Array(list));
+            }
             say!(
                 "{:<18}  {:<9}  {:<16}  {:<8}  REQUESTED BY",
                 "ID",
@@ -90,7 +96,11 @@ pub(super) fn approval(cmd: ApprovalCommand) -> Result<()> {
                     .context("the server's wrapped key is not base64")?;
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                say!("wrote the wrapped key to {}", path.display());
+                if json_mode() {
+                    eprintln!("wrote the wrapped key to {}", path.display());
+                } else {
+                    say!("wrote the wrapped key to {}", path.display());
+                }
             }
             Ok(())
         }

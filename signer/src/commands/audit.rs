@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::Write;
 
-use super::output::say;
+use super::output::{json_mode, print_json, say};
 use crate::cli::AuditCommand;
 use crate::client::Client;
 
@@ -26,7 +26,18 @@ pub(super) fn audit(cmd: AuditCommand) -> Result<()> {
     let client = Client::from_env()?;
     match cmd {
         AuditCommand::Verify => {
-            let report: AuditReport = client.post_json("/api/v1/audit/verify", &json!({}))?;
+            let answer: Value = client.post_json("/api/v1/audit/verify", &json!({}))?;
+            if json_mode() {
+                // The report and the newest signed checkpoint (null before the first one).
+                let checkpoint = match client.get_json::<Value>("/api/v1/audit/checkpoint") {
+                    Ok(c) => c,
+                    Err(e) if e.code() == "no_checkpoint" => Value::Null,
+                    Err(e) => return Err(e.into()),
+                };
+                return print_json(&json!({ "report": answer, "checkpoint": checkpoint }));
+            }
+            let report: AuditReport = serde_json::from_value(answer)
+                .context("the server's audit report is not the JSON this kagi expects")?;
             let key = base64::engine::general_purpose::STANDARD
                 .decode(&report.audit_public_key)
                 .map(|spki| {

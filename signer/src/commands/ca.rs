@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use super::output::{print_if_pending, say, time_text};
+use super::output::{json_mode, pending_approval, print_json, say, time_text};
 use crate::cli::{CaCommand, CaCreateArgs, ProfileCommand};
 use crate::client::Client;
 
@@ -41,6 +41,9 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
     match cmd {
         CaCommand::List => {
             let list: Vec<Value> = client.get_json("/api/v1/ca")?;
+            if json_mode() {
+                return print_json(&Value::Array(list));
+            }
             say!("{:<16}  {:<12}  {:<8}  SUBJECT", "NAME", "PARENT", "STATE");
             for c in &list {
                 let state = if c.get("revoked_at").is_some_and(|v| !v.is_null()) {
@@ -64,6 +67,7 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                     write_file(&path, s(&c, "certificate").as_bytes())?;
                     say!("wrote the certificate of CA '{name}' to {}", path.display());
                 }
+                None if json_mode() => print_json(&c)?,
                 None => {
                     for k in ["name", "parent", "subject", "key", "crl_url", "ocsp_url"] {
                         say!("{k:<8} {}", c.get(k).map(plain).unwrap_or_default());
@@ -83,12 +87,14 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 &format!("/api/v1/ca/{name}/revoke"),
                 &json!({"reason": reason, "approval": approval}),
             )?;
-            if !pending(&resp, "revoke-ca")? {
-                say!("revoked CA '{name}' (reason {reason})");
-            }
+            pending(&resp, "revoke-ca")?;
+            say!("revoked CA '{name}' (reason {reason})");
         }
         CaCommand::Profiles | CaCommand::Profile(ProfileCommand::List) => {
             let list: Vec<Value> = client.get_json("/api/v1/profiles")?;
+            if json_mode() {
+                return print_json(&Value::Array(list));
+            }
             for p in &list {
                 let source = if p.get("builtin").and_then(Value::as_bool) == Some(false) {
                     "custom"
@@ -103,10 +109,10 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 );
             }
         }
-        CaCommand::Profile(ProfileCommand::Show { name, output }) => {
+        CaCommand::Profile(ProfileCommand::Show { name }) => {
             let p: Value = client.get_json(&format!("/api/v1/profiles/{name}"))?;
-            if output == "json" {
-                say!("{}", serde_json::to_string_pretty(&p)?);
+            if json_mode() {
+                print_json(&p)?;
             } else {
                 let mut spec = p.clone();
                 let mut header = Vec::new();
@@ -145,18 +151,15 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 "/api/v1/profiles",
                 &json!({ "spec": spec, "approval": approval }),
             )?;
-            if print_if_pending(&resp)? {
-                let id = resp
-                    .pointer("/approval/id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ID");
+            if let Some(p) = pending_approval(&resp)? {
                 eprintln!(
-                    "once it is approved, run 'kagi ca profile add {} --approval {id}' again",
-                    file.display()
+                    "once it is approved, run 'kagi ca profile add {} --approval {}' again",
+                    file.display(),
+                    p.id
                 );
-            } else {
-                say!("{} profile '{name}'", s(&resp, "status"));
+                return Err(p.into());
             }
+            say!("{} profile '{name}'", s(&resp, "status"));
         }
         CaCommand::Issue {
             csr,
@@ -169,6 +172,7 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
         } => {
             let bytes =
                 std::fs::read(&csr).with_context(|| format!("cannot read {}", csr.display()))?;
+            check_csr(&csr, &bytes)?;
             let ca = ca.unwrap_or_else(|| default_ca(&profile).to_string());
             let mut path = format!("/api/v1/ca/{ca}/profiles/{profile}/issue");
             let mut query = Vec::new();
@@ -227,6 +231,9 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
         CaCommand::Certs { ca, limit } => {
             let resp: Value =
                 client.get_json(&format!("/api/v1/ca/{ca}/certificates?limit={limit}"))?;
+            if json_mode() {
+                return print_json(&resp);
+            }
             say!(
                 "{} certificate(s) issued by '{ca}'; newest first:",
                 resp.get("total").map(plain).unwrap_or_default()
@@ -261,6 +268,33 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
     Ok(())
 }
 
+/// How to make a CSR, for the message that refuses a file that is not one.
+const MAKE_A_CSR: &str = "make one with, e.g.: openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj '/CN=device-0001' -out device.csr";
+
+/// Refuses, before anything is sent, a file that is not a PKCS#10 CSR (a README, a
+/// certificate, a key): the service would refuse it too, but could only say what it is not.
+fn check_csr(path: &Path, bytes: &[u8]) -> Result<()> {
+    use der::Decode;
+    let is_csr = match std::str::from_utf8(bytes) {
+        Ok(text) if text.trim_start().starts_with("-----BEGIN") => {
+            let label = text.trim_start().lines().next().unwrap_or("");
+            label.contains("CERTIFICATE REQUEST")
+        }
+        _ => x509_cert::request::CertReq::from_der(bytes).is_ok(),
+    };
+    if !is_csr {
+        return Err(crate::client::ClientError::new(
+            "bad_csr",
+            format!(
+                "{} is not a PEM or DER PKCS#10 certificate signing request (CSR); {MAKE_A_CSR}",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -269,16 +303,16 @@ fn plain(v: &Value) -> String {
     }
 }
 
-fn pending(resp: &Value, command: &str) -> Result<bool> {
-    if print_if_pending(resp)? {
-        let id = resp
-            .pointer("/approval/id")
-            .and_then(Value::as_str)
-            .unwrap_or("ID");
-        eprintln!("once it is approved, run 'kagi ca {command} ... --approval {id}' again with the same arguments");
-        return Ok(true);
+/// A pending answer ends the command (exit 3); anything else goes on.
+fn pending(resp: &Value, command: &str) -> Result<()> {
+    if let Some(p) = pending_approval(resp)? {
+        eprintln!(
+            "once it is approved, run 'kagi ca {command} ... --approval {}' again with the same arguments",
+            p.id
+        );
+        return Err(p.into());
     }
-    Ok(false)
+    Ok(())
 }
 
 fn create(client: &Client, args: &CaCreateArgs, parent: Option<&str>) -> Result<()> {
@@ -294,9 +328,7 @@ fn create(client: &Client, args: &CaCreateArgs, parent: Option<&str>) -> Result<
     } else {
         "create-root"
     };
-    if pending(&resp, command)? {
-        return Ok(());
-    }
+    pending(&resp, command)?;
     say!(
         "created CA '{}' ({}), key {} in the HSM",
         s(&resp, "name"),

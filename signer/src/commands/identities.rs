@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-use super::output::{print_if_pending, say, time_text};
+use super::output::{pending_approval, say, show, time_text};
 use crate::cli::{CredentialCommand, IdentityCommand, PartitionCommand};
 use crate::client::Client;
 
@@ -37,22 +37,23 @@ pub(super) fn credential(cmd: CredentialCommand) -> Result<()> {
             );
             Ok(())
         }
-        CredentialCommand::List => {
-            let credentials: Vec<kagi_hsm_core::CredentialInfo> =
-                client.get_json("/api/v1/credentials")?;
-            say!("{:<24}  {:<34}  {:<8}  ROLES", "NAME", "ID", "LOCKED");
-            for c in &credentials {
-                let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
-                say!(
-                    "{:<24}  {:<34}  {:<8}  {}",
-                    c.name,
-                    c.id,
-                    c.locked,
-                    roles.join(",")
-                );
-            }
-            Ok(())
-        }
+        CredentialCommand::List => show(
+            client.get_json("/api/v1/credentials")?,
+            |credentials: Vec<kagi_hsm_core::CredentialInfo>| {
+                say!("{:<24}  {:<34}  {:<8}  ROLES", "NAME", "ID", "LOCKED");
+                for c in &credentials {
+                    let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+                    say!(
+                        "{:<24}  {:<34}  {:<8}  {}",
+                        c.name,
+                        c.id,
+                        c.locked,
+                        roles.join(",")
+                    );
+                }
+                Ok(())
+            },
+        ),
     }
 }
 
@@ -67,13 +68,15 @@ pub(super) fn partition(cmd: PartitionCommand) -> Result<()> {
             eprintln!("give it users with: kagi credential create --partition {name} --name NAME --roles officer,user");
             Ok(())
         }
-        PartitionCommand::List => {
-            let names: Vec<String> = client.get_json("/api/v1/partitions")?;
-            for n in names {
-                say!("{n}");
-            }
-            Ok(())
-        }
+        PartitionCommand::List => show(
+            client.get_json("/api/v1/partitions")?,
+            |names: Vec<String>| {
+                for n in names {
+                    say!("{n}");
+                }
+                Ok(())
+            },
+        ),
     }
 }
 
@@ -103,9 +106,9 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
                 body["client_cert_sha256"] = json!(certificate_sha256(path)?);
             }
             let resp: Value = client.post_json("/api/v1/identities", &body)?;
-            if print_if_pending(&resp)? {
-                eprintln!("once it is approved, run 'kagi identity create ... --approval ID' again with the same arguments");
-                return Ok(());
+            if let Some(p) = pending_approval(&resp)? {
+                eprintln!("once it is approved, run 'kagi identity create ... --approval {}' again with the same arguments", p.id);
+                return Err(p.into());
             }
             let token = Zeroizing::new(
                 resp.get("token")
@@ -117,37 +120,10 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
             eprintln!("created {kind} identity '{name}'. The token above is shown only once: store it now (e.g. as KAGI_TOKEN in the pipeline's secrets).");
             Ok(())
         }
-        IdentityCommand::List => {
-            let list: Vec<kagi_hsm_core::CredentialInfo> = client.get_json("/api/v1/identities")?;
-            say!(
-                "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  ROLES",
-                "NAME",
-                "KIND",
-                "ID",
-                "STATE",
-                "EXPIRES"
-            );
-            for c in &list {
-                let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
-                let state = if c.revoked {
-                    "revoked"
-                } else if c.locked {
-                    "locked"
-                } else {
-                    "active"
-                };
-                say!(
-                    "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  {}",
-                    c.name,
-                    c.kind.as_str(),
-                    c.id,
-                    state,
-                    time_text(c.expires_at),
-                    roles.join(",")
-                );
-            }
-            Ok(())
-        }
+        IdentityCommand::List => show(
+            client.get_json("/api/v1/identities")?,
+            |list: Vec<kagi_hsm_core::CredentialInfo>| identity_table(&list),
+        ),
         IdentityCommand::Unlock { id } => {
             let _: Value =
                 client.post_json(&format!("/api/v1/identities/{id}/unlock"), &json!({}))?;
@@ -159,14 +135,48 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
                 &format!("/api/v1/identities/{id}/revoke"),
                 &json!({ "approval": approval }),
             )?;
-            if print_if_pending(&resp)? {
-                eprintln!("once it is approved, run 'kagi identity revoke {id} --approval ID'");
-                return Ok(());
+            if let Some(p) = pending_approval(&resp)? {
+                eprintln!(
+                    "once it is approved, run 'kagi identity revoke {id} --approval {}'",
+                    p.id
+                );
+                return Err(p.into());
             }
             say!("revoked identity {id}");
             Ok(())
         }
     }
+}
+
+fn identity_table(list: &[kagi_hsm_core::CredentialInfo]) -> Result<()> {
+    say!(
+        "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  ROLES",
+        "NAME",
+        "KIND",
+        "ID",
+        "STATE",
+        "EXPIRES"
+    );
+    for c in list {
+        let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+        let state = if c.revoked {
+            "revoked"
+        } else if c.locked {
+            "locked"
+        } else {
+            "active"
+        };
+        say!(
+            "{:<24}  {:<9}  {:<18}  {:<8}  {:<20}  {}",
+            c.name,
+            c.kind.as_str(),
+            c.id,
+            state,
+            time_text(c.expires_at),
+            roles.join(",")
+        );
+    }
+    Ok(())
 }
 
 /// SHA-256 (hex) of the first certificate in a PEM file, or of a DER file.

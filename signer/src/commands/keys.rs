@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-use super::output::{print_if_pending, say, time_text, write_or_print};
+use super::output::{pending_approval, say, show, time_text, write_or_print};
 use crate::cli::{KeyAttrArgs, KeyCommand, KeyCreateArgs, KeyImportArgs};
 use crate::client::Client;
 use crate::pem;
@@ -18,15 +18,15 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
     match cmd {
         KeyCommand::Create(args) => key_create(&client, &args),
         KeyCommand::List => key_list(&client),
-        KeyCommand::Show { name } => {
-            let info: KeyInfo = client.get_json(&key_path(&name))?;
+        KeyCommand::Show { name } => show(client.get_json(&key_path(&name))?, |info: KeyInfo| {
             print_key(&info)
-        }
+        }),
         KeyCommand::Destroy { name } => {
             let resp = client.delete(&key_path(&name))?;
-            if !print_if_pending(&resp)? {
-                say!("destroyed key {name}");
+            if let Some(p) = pending_approval(&resp)? {
+                return Err(p.into());
             }
+            say!("destroyed key {name}");
             Ok(())
         }
         KeyCommand::SetLimit { name, usage_limit } => {
@@ -34,12 +34,13 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
                 &format!("{}/usage-limit", key_path(&name)),
                 &json!({ "usage_limit": usage_limit }),
             )?;
-            if !print_if_pending(&resp)? {
-                let shown = usage_limit
-                    .map(|l| l.to_string())
-                    .unwrap_or_else(|| "unlimited".into());
-                say!("usage limit of {name} is now {shown}");
+            if let Some(p) = pending_approval(&resp)? {
+                return Err(p.into());
             }
+            let shown = usage_limit
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "unlimited".into());
+            say!("usage limit of {name} is now {shown}");
             Ok(())
         }
         KeyCommand::Public { name, out } => {
@@ -84,12 +85,13 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
                 &format!("{}/export-wrapped", key_path(&name)),
                 &json!({ "wrapping_key": wrapping_key }),
             )?;
-            if print_if_pending(&resp)? {
+            if let Some(p) = pending_approval(&resp)? {
                 eprintln!(
-                    "once approved, collect it with: kagi approval show ID -o {}",
+                    "once approved, collect it with: kagi approval show {} -o {}",
+                    p.id,
                     out.display()
                 );
-                return Ok(());
+                return Err(p.into());
             }
             let wrapped = resp
                 .get("wrapped")
@@ -148,12 +150,14 @@ fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
 }
 
 fn key_create(client: &Client, args: &KeyCreateArgs) -> Result<()> {
-    let info: KeyInfo = client.post_json(
+    let answer: Value = client.post_json(
         "/api/v1/keys",
         &key_body(&args.name, &args.alg, &args.attrs),
     )?;
-    say!("created key {} ({})", info.label, info.algorithm);
-    print_key(&info)
+    show(answer, |info: KeyInfo| {
+        say!("created key {} ({})", info.label, info.algorithm);
+        print_key(&info)
+    })
 }
 
 /// Read a PKCS#8 file and wrap it, here on the client, to the partition's import key.
@@ -175,9 +179,11 @@ fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
     let wrapped = wrap_to_import_key(client, &args.pkcs8)?;
     let mut body = key_body(&args.name, &args.alg, &args.attrs);
     body["wrapped"] = json!(base64::engine::general_purpose::STANDARD.encode(wrapped));
-    let info: KeyInfo = client.post_json("/api/v1/keys/import", &body)?;
-    say!("imported key {} ({})", info.label, info.algorithm);
-    print_key(&info)
+    let answer: Value = client.post_json("/api/v1/keys/import", &body)?;
+    show(answer, |info: KeyInfo| {
+        say!("imported key {} ({})", info.label, info.algorithm);
+        print_key(&info)
+    })
 }
 
 fn uses(info: &KeyInfo) -> String {
@@ -188,7 +194,12 @@ fn uses(info: &KeyInfo) -> String {
 }
 
 fn key_list(client: &Client) -> Result<()> {
-    let keys: Vec<KeyInfo> = client.get_json("/api/v1/keys")?;
+    show(client.get_json("/api/v1/keys")?, |keys: Vec<KeyInfo>| {
+        key_table(&keys)
+    })
+}
+
+fn key_table(keys: &[KeyInfo]) -> Result<()> {
     let width = keys
         .iter()
         .map(|k| k.label.chars().count())
@@ -196,7 +207,7 @@ fn key_list(client: &Client) -> Result<()> {
         .unwrap_or(4)
         .max(4);
     say!("{:<width$}  {:<9}  {:<9}  USES", "NAME", "ALG", "STATE");
-    for k in &keys {
+    for k in keys {
         say!(
             "{:<width$}  {:<9}  {:<9}  {}",
             k.label,

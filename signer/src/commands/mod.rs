@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command};
 mod approvals;
 mod audit;
 mod ca;
+mod custodians;
 mod identities;
 mod init;
 mod keys;
@@ -18,7 +19,10 @@ mod policies;
 mod serve;
 mod sign;
 
+pub use output::{json_mode, PendingApproval};
+
 pub fn run(cli: Cli) -> Result<()> {
+    output::set_format(cli.output);
     match cli.command {
         Command::Serve(args) => serve::serve(&args),
         Command::Init(args) => init::init(&args),

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 
-use super::output::{print_if_pending, say, time_text};
+use super::output::{json_mode, pending_approval, print_json, say, time_text};
 use crate::cli::PolicyCommand;
 use crate::client::Client;
 
@@ -49,6 +49,9 @@ pub(super) fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
         PolicyCommand::List => {
             let client = Client::from_env()?;
             let list: Vec<Value> = client.get_json("/api/v1/policies")?;
+            if json_mode() {
+                return print_json(&Value::Array(list));
+            }
             say!(
                 "{:<8}  {:<7}  {:<20}  SUBMITTED BY",
                 "VERSION",
@@ -77,6 +80,9 @@ pub(super) fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
                 None => "/api/v1/policies/active".to_string(),
             };
             let p: Value = client.get_json(&path)?;
+            if json_mode() {
+                return print_json(&p);
+            }
             eprintln!(
                 "policy version {}{}",
                 p.get("version").and_then(Value::as_i64).unwrap_or(0),
@@ -97,9 +103,10 @@ pub(super) fn policy_cmd(cmd: PolicyCommand) -> Result<()> {
             let client = Client::from_env()?;
             let resp: Value =
                 client.post_json(&format!("/api/v1/policies/{version}/activate"), &json!({}))?;
-            if !print_if_pending(&resp)? {
-                say!("policy version {version} is active");
+            if let Some(p) = pending_approval(&resp)? {
+                return Err(p.into());
             }
+            say!("policy version {version} is active");
             Ok(())
         }
     }

@@ -178,7 +178,7 @@ required = 2
         "CN=Second Root,O=Test",
     ];
     let out = server.kagi_as(alice, &create);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("approval required"), "{text}");
     let id = text
@@ -229,6 +229,7 @@ required = 2
 
     // Revoking a CA is gated the same way.
     let out = server.kagi_as(alice, &["ca", "revoke-ca", "r2", "--reason", "superseded"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("approval required"), "{text}");
     assert!(!server.kagi_ok(&["ca", "list"]).contains("revoked"));

@@ -5,6 +5,8 @@ mod anonymous_cost;
 mod audit_tamper;
 mod auth;
 mod ca;
+mod cli_output;
+mod custodians;
 mod deploy;
 mod device_serials;
 mod governance;

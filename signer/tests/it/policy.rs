@@ -269,7 +269,7 @@ required = 2
         .success());
 
     let out = server.kagi_as(alice, &["key", "destroy", "old"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(said.contains("approval required"), "{said}");
     let id = said.split_whitespace().nth(3).unwrap().to_string();

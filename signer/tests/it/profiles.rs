@@ -532,9 +532,9 @@ required = 2
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.json()["status"], "pending");
 
-    // The CLI prints the request id.
+    // The CLI prints the request id and exits 3: pending approval.
     let out = server.kagi_as(alice, &["ca", "profile", "add", "lab.toml"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("approval required"), "{text}");
     let id = text
