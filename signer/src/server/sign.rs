@@ -170,6 +170,21 @@ pub async fn sign(
     http: HttpRequest,
     body: web::Json<SignBody>,
 ) -> ApiResult {
+    let partition = caller.0.partition().to_string();
+    let (key, format) = (body.key.clone(), body.format.clone());
+    let result = sign_digest(caller, state.clone(), http, body).await;
+    state
+        .metrics
+        .signature(&partition, key.as_deref(), format.as_deref(), &result);
+    result
+}
+
+async fn sign_digest(
+    caller: Caller,
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    body: web::Json<SignBody>,
+) -> ApiResult {
     let Caller(session) = caller;
     let body = body.into_inner();
     let resource = match (&body.key, &body.wrapped_key) {

@@ -31,9 +31,12 @@ pub async fn unseal(
     let ip = rate_limit::source(&req);
     state.share_limit.admit(ip)?;
     let share = Zeroizing::new(body.into_inner().share);
-    let progress = blocking(&state.hsm, move |h| h.unseal(share.trim()))
-        .await
-        .inspect_err(|e| count_share_refusal(&state, ip, e))?;
+    let client = super::auth::client_info(&req);
+    let progress = blocking(&state.hsm, move |h| {
+        h.unseal_from(share.trim(), Some(&client))
+    })
+    .await
+    .inspect_err(|e| count_share_refusal(&state, ip, e))?;
     if progress.unsealed {
         log::info!("the HSM is unsealed");
     }
