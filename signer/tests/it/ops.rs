@@ -224,6 +224,12 @@ fn readyz_is_503_while_the_postgres_database_is_unreachable() {
 /// Ten signatures: the signature counter of the key, its uses gauge and `kagi key show` agree;
 /// a stranger's scrape names no key; a wrong token is refused, not quietly served less.
 fn metrics_agree_with_key_show(server: &Server) {
+    // The bootstrap policy's person rule, and a quota on the admin's signatures with the key.
+    server.activate_policy(&format!(
+        "{}\n[[quota]]\nname = \"admin-metered\"\nidentity = \"admin\"\naction = \"sign\"\n\
+         resource = \"metered\"\ntotal = 40\nper_day = 30\n",
+        common::allow_policy(&[])
+    ));
     server.kagi_ok(&[
         "key",
         "create",
@@ -243,6 +249,31 @@ fn metrics_agree_with_key_show(server: &Server) {
 
     let http = server.http();
     let token = server.token();
+    // Refusals are counted by their code; a name the caller made up labels nothing.
+    let unknown = http.request(
+        "POST",
+        "/api/v1/sign",
+        Some(&token),
+        Some(format!(r#"{{"key":"made-up-1","digest":"{}"}}"#, "ab".repeat(32)).as_bytes()),
+    );
+    assert_eq!(unknown.error_code(), "key_not_found");
+    // Two certificates, and one request for a profile that does not exist.
+    for sn in ["SN-OPS-1", "SN-OPS-2"] {
+        let r = http.post_raw(
+            "/api/v1/ca/devices/profiles/device/issue",
+            &token,
+            "application/pkcs10",
+            &crate::ca::device_csr(sn),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = http.post_raw(
+        "/api/v1/ca/devices/profiles/made-up-2/issue",
+        &token,
+        "application/pkcs10",
+        &crate::ca::device_csr("SN-OPS-3"),
+    );
+    assert_eq!(r.error_code(), "unknown_profile");
     let r = http.request("GET", "/metrics", Some(&token), None);
     assert_eq!(r.status, 200, "{}", r.body);
     let samples = parse_metrics(server, &r.body);
@@ -253,6 +284,44 @@ fn metrics_agree_with_key_show(server: &Server) {
         Some(shown as f64),
         "{}",
         r.body
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "kagi_signatures_total",
+            &[("key", "-"), ("result", "key_not_found")]
+        ),
+        Some(1.0)
+    );
+    let devices = [("ca", "devices"), ("profile", "device"), ("result", "ok")];
+    assert_eq!(
+        value_of(&samples, "kagi_issuances_total", &devices),
+        Some(2.0)
+    );
+    let unnamed = [("ca", "-"), ("profile", "-"), ("result", "unknown_profile")];
+    assert_eq!(
+        value_of(&samples, "kagi_issuances_total", &unnamed),
+        Some(1.0)
+    );
+    assert!(!r.body.contains("made-up"), "{}", r.body);
+    let quota = |window: &'static str| {
+        [
+            ("quota", "admin-metered"),
+            ("identity", "admin"),
+            ("window", window),
+        ]
+    };
+    assert_eq!(
+        value_of(&samples, "kagi_quota_used", &quota("total")),
+        Some(10.0)
+    );
+    assert_eq!(
+        value_of(&samples, "kagi_quota_limit", &quota("total")),
+        Some(40.0)
+    );
+    assert_eq!(
+        value_of(&samples, "kagi_quota_limit", &quota("day")),
+        Some(30.0)
     );
     assert_eq!(
         value_of(&samples, "kagi_key_uses", &key),
@@ -294,9 +363,20 @@ fn metrics_agree_with_key_show(server: &Server) {
         public.body
     );
     assert!(!public.body.contains("metered"), "{}", public.body);
-    // A wrong token is refused.
+    // A wrong token is refused; so is a good one without the auditor role.
     let wrong = http.request("GET", "/metrics", Some("kagi_nope_nope"), None);
     assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let created = http.request(
+        "POST",
+        "/api/v1/credentials",
+        Some(&token),
+        Some(br#"{"name":"not-an-auditor","roles":["user"]}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let user = created.json()["token"].as_str().unwrap().to_string();
+    let refused = http.request("GET", "/metrics", Some(&user), None);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.error_code(), "forbidden");
 }
 
 #[test]
