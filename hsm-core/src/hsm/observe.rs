@@ -46,7 +46,8 @@ impl Hsm {
     /// Every live key of every partition with its uses and limit. Unsealed only (the audited
     /// count is read from the verified log).
     pub fn key_usage(&self) -> Result<Vec<KeyUsage>> {
-        self.unsealed()?;
+        let u = self.unsealed()?;
+        // One connection for the whole scrape: a checkout per key would cost a round trip each.
         let mut c = self.inner.store.conn()?;
         let rows: Vec<(String, String, String, i64, Option<i64>)> = keys::table
             .filter(keys::state.ne("destroyed"))
@@ -59,13 +60,12 @@ impl Hsm {
                 keys::usage_limit,
             ))
             .load(&mut c)?;
-        drop(c);
         rows.into_iter()
             .map(|(id, partition, label, count, limit)| {
                 Ok(KeyUsage {
                     partition,
                     label,
-                    uses: count.max(self.audited_uses(&id)?),
+                    uses: count.max(u.integrity.use_hi(&mut c, &u.audit, &id)?),
                     limit,
                 })
             })

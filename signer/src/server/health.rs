@@ -36,13 +36,23 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         return unready("integrity_failure", reason);
     }
     let hsm = state.hsm.clone();
-    match web::block(move || hsm.ping_store(STORE_PING_TIMEOUT)).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "ready": true })),
-        Ok(Err(e)) => unready(
+    let ping = web::block(move || hsm.ping_store(STORE_PING_TIMEOUT));
+    // The pool's timeout bounds the wait for a connection, not a query on a connection whose
+    // peer went silent: the answer is bounded here too, whatever the blocking thread meets.
+    match actix_web::rt::time::timeout(2 * STORE_PING_TIMEOUT, ping).await {
+        Ok(Ok(Ok(()))) => HttpResponse::Ok().json(json!({ "ready": true })),
+        Ok(Ok(Err(e))) => unready(
             "database_unreachable",
             format!("the database does not answer: {e}"),
         ),
         Err(_) => unready(
+            "database_unreachable",
+            format!(
+                "the database did not answer SELECT 1 within {} s",
+                (2 * STORE_PING_TIMEOUT).as_secs()
+            ),
+        ),
+        Ok(Err(_)) => unready(
             "shutting_down",
             "the worker pool is unavailable: the service is shutting down".into(),
         ),
