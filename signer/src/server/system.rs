@@ -85,9 +85,10 @@ pub async fn recover(
     } else {
         RecoverAction::Unlock
     };
+    let client = super::auth::client_info(&req);
     let recovered = blocking(&state.hsm, move |h| {
         let texts: Vec<&str> = shares.iter().map(|s| s.trim()).collect();
-        h.recover_administrator(&texts, &credential, action)
+        h.recover_administrator_from(&texts, &credential, action, Some(&client))
     })
     .await
     .inspect_err(|e| count_share_refusal(&state, ip, e))?;

@@ -160,8 +160,23 @@ fn readyz_is_503_while_sealed_and_200_once_unsealed() {
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json()["ready"], true);
 
-    // The unseal record says where the share came from: no session, but the server knew.
+    // Break-glass recovery has no session either.
+    let recover = http.request(
+        "POST",
+        "/api/v1/sys/recover",
+        None,
+        Some(format!(r#"{{"shares":["{share}"],"credential":"admin"}}"#).as_bytes()),
+    );
+    assert_eq!(recover.status, 200, "{}", recover.body);
+
+    // The unseal and recovery records say where the shares came from: no session, but the
+    // server knew.
     let records = audit_records(&server, admin);
+    let recovered = records
+        .iter()
+        .find(|r| r["action"] == "credential.recover")
+        .expect("a credential.recover record");
+    assert_eq!(detail(recovered)["source"], "127.0.0.1");
     let unseal = records
         .iter()
         .find(|r| r["action"] == "hsm.unseal")
