@@ -164,6 +164,7 @@ fn sign_request(body: &SignBody) -> Result<(SignFormat, SignRequest), ApiError> 
 /// Policies name a key kept outside the HSM by this resource id.
 pub const WRAPPED_KEY_RESOURCE: &str = "(wrapped)";
 
+/// `POST /api/v1/sign`: [`sign_digest`], its answer counted for `/metrics`.
 pub async fn sign(
     caller: Caller,
     state: web::Data<AppState>,
@@ -179,6 +180,7 @@ pub async fn sign(
     result
 }
 
+/// The policy's decision, then the signature in the format asked for.
 async fn sign_digest(
     caller: Caller,
     state: web::Data<AppState>,
