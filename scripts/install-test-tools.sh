@@ -4,7 +4,9 @@
 #   - /usr/bin/time (Debian package time), for the client memory measurement;
 #   - pkilint, in its own virtualenv at $HOME/.cache/kagi-test-tools/venv (tests run
 #     $HOME/.cache/kagi-test-tools/venv/bin/lint_pkix_cert and .../lint_crl);
-#   - sigstore-python, in $HOME/.cache/kagi-test-tools/sigstore-venv (Sigstore bundle checks).
+#   - sigstore-python, in $HOME/.cache/kagi-test-tools/sigstore-venv (Sigstore bundle checks);
+#   - openapi-spec-validator and prometheus-client, in $HOME/.cache/kagi-test-tools/ops-venv
+#     (the served OpenAPI document is validated, /metrics is parsed).
 # Prints nothing when everything is already there, one "==> installing X" line per install,
 # and exits non-zero with a message on stderr when an install fails.
 set -euo pipefail
@@ -65,3 +67,17 @@ pip_install "$HOME/.cache/kagi-test-tools/venv" pkilint lint_pkix_cert lint_crl
 # sigstore-python verifies kagi's Sigstore bundles offline (issue 5). It gets its own virtualenv
 # so its pinned cryptography and pydantic versions cannot disturb pkilint's.
 pip_install "$HOME/.cache/kagi-test-tools/sigstore-venv" sigstore sigstore
+# The operations tests (signer ops:: and openapi::) check the served OpenAPI document with an
+# independent validator and read /metrics with Prometheus's own Python client's parser.
+ops_venv="$HOME/.cache/kagi-test-tools/ops-venv"
+pip_install "$ops_venv" openapi-spec-validator openapi-spec-validator
+if ! "$ops_venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
+    log "installing prometheus-client into $ops_venv"
+    pip_log=$(mktemp)
+    if ! "$ops_venv/bin/python" -m pip install -q --disable-pip-version-check prometheus-client >"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        rm -f "$pip_log"
+        die "could not install prometheus-client into $ops_venv (pip install prometheus-client)"
+    fi
+    rm -f "$pip_log"
+fi

@@ -118,6 +118,65 @@ pub struct Session {
     expires_at: Option<i64>,
     /// The service acting for itself (CRLs, OCSP, timestamps): may use only CA and service keys.
     service: bool,
+    /// Where the request that carries this session came from; written into every audit record
+    /// the session causes.
+    client: Option<ClientInfo>,
+}
+
+/// Where a request came from, as the front end saw it: the peer address and the client's
+/// User-Agent. It grants nothing; it only says in the audit log who was at the other end.
+/// Both are cut to a bounded length and stripped of control characters, since a client
+/// chooses its User-Agent freely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    source: String,
+    user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// Longest source kept (an IPv6 address with a port and zone fits).
+    pub const MAX_SOURCE: usize = 64;
+    /// Longest User-Agent kept, in characters.
+    pub const MAX_USER_AGENT: usize = 256;
+
+    pub fn new(source: &str, user_agent: Option<&str>) -> ClientInfo {
+        ClientInfo {
+            source: sanitize(source, Self::MAX_SOURCE),
+            user_agent: user_agent
+                .map(|u| sanitize(u, Self::MAX_USER_AGENT))
+                .filter(|u| !u.is_empty()),
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// Adds `source` and `user_agent` to an audit record's detail (an object), keeping any
+    /// the record already has: a login's own `source` says the same.
+    pub fn add_to(&self, detail: &mut serde_json::Value) {
+        if let Some(d) = detail.as_object_mut() {
+            d.entry("source")
+                .or_insert_with(|| serde_json::Value::String(self.source.clone()));
+            if let Some(ua) = &self.user_agent {
+                d.entry("user_agent")
+                    .or_insert_with(|| serde_json::Value::String(ua.clone()));
+            }
+        }
+    }
+}
+
+/// Printable characters only, at most `max` of them: what a client sends must not forge lines
+/// or terminal escapes in whatever displays the log.
+fn sanitize(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max)
+        .collect()
 }
 
 impl Session {
@@ -137,6 +196,7 @@ impl Session {
             roles,
             expires_at,
             service: false,
+            client: None,
         }
     }
 
@@ -150,7 +210,19 @@ impl Session {
             roles: vec![Role::User],
             expires_at: None,
             service: true,
+            client: None,
         }
+    }
+
+    /// This session, carrying where its request came from: the audit records it causes say so.
+    pub fn with_client(mut self, client: ClientInfo) -> Session {
+        self.client = Some(client);
+        self
+    }
+
+    /// Where this session's request came from, when the front end said.
+    pub fn client(&self) -> Option<&ClientInfo> {
+        self.client.as_ref()
     }
 
     pub fn credential_id(&self) -> &str {

@@ -122,6 +122,29 @@ pub(crate) struct Committed {
     pub tlog_index: Option<i64>,
 }
 
+/// Told about every batch the committer finishes: how many operations it held, how long its
+/// transaction took, and whether it committed. A front end turns this into metrics; hsm-core
+/// itself keeps no statistics and depends on no metrics library.
+pub trait CommitObserver: Send + Sync {
+    fn batch_done(&self, ops: usize, elapsed: std::time::Duration, committed: bool);
+}
+
+/// Where the committer finds its observer: set once by the front end, possibly after unseal
+/// started the committer, so the committer holds the slot rather than the observer.
+#[derive(Default)]
+pub(crate) struct ObserverSlot(std::sync::RwLock<Option<Arc<dyn CommitObserver>>>);
+
+impl ObserverSlot {
+    pub(crate) fn set(&self, observer: Arc<dyn CommitObserver>) {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(observer);
+    }
+
+    fn get(&self) -> Option<Arc<dyn CommitObserver>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Committer {
     tx: SyncSender<Op>,
@@ -130,13 +153,17 @@ pub(crate) struct Committer {
 impl Committer {
     /// Start the write path, with the verified view of the log it keeps fed and checks
     /// before every batch (empty until [`Integrity::catch_up`] first runs).
-    pub(crate) fn start(store: Store, keys: Arc<AuditKeys>) -> Result<(Committer, Arc<Integrity>)> {
+    pub(crate) fn start(
+        store: Store,
+        keys: Arc<AuditKeys>,
+        observer: Arc<ObserverSlot>,
+    ) -> Result<(Committer, Arc<Integrity>)> {
         let integrity = Integrity::new();
         let checked = integrity.clone();
         let (tx, rx) = mpsc::sync_channel::<Op>(QUEUE);
         std::thread::Builder::new()
             .name("kagi-commit".into())
-            .spawn(move || run(store, keys, checked, rx))
+            .spawn(move || run(store, keys, checked, rx, observer))
             .map_err(|e| HsmError::Store(format!("cannot start the commit thread: {e}")))?;
         Ok((Committer { tx }, integrity))
     }
@@ -202,7 +229,13 @@ fn stopped() -> HsmError {
     HsmError::Store("the commit thread stopped; restart kagi".into())
 }
 
-fn run(store: Store, keys: Arc<AuditKeys>, integrity: Arc<Integrity>, rx: Receiver<Op>) {
+fn run(
+    store: Store,
+    keys: Arc<AuditKeys>,
+    integrity: Arc<Integrity>,
+    rx: Receiver<Op>,
+    observer: Arc<ObserverSlot>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -219,7 +252,12 @@ fn run(store: Store, keys: Arc<AuditKeys>, integrity: Arc<Integrity>, rx: Receiv
             }
             continue;
         }
-        commit_batch(&store, &keys, &integrity, batch);
+        let ops = batch.len();
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&store, &keys, &integrity, batch);
+        if let Some(o) = observer.get() {
+            o.batch_done(ops, started.elapsed(), committed);
+        }
     }
 }
 
@@ -231,7 +269,13 @@ struct KeyTouch {
     high_water: Arc<AtomicI64>,
 }
 
-fn commit_batch(store: &Store, keys: &AuditKeys, integrity: &Integrity, mut batch: Vec<Op>) {
+/// Commits one batch and answers each of its ops; true when the transaction committed.
+fn commit_batch(
+    store: &Store,
+    keys: &AuditKeys,
+    integrity: &Integrity,
+    mut batch: Vec<Op>,
+) -> bool {
     let mut outcomes: Vec<Result<Option<i64>>> = Vec::with_capacity(batch.len());
     let mut seqs: Vec<i64> = Vec::with_capacity(batch.len());
     // Per op: its position among the batch's log entries; and the batch's first log index.
@@ -413,6 +457,7 @@ fn commit_batch(store: &Store, keys: &AuditKeys, integrity: &Integrity, mut batc
                     tlog_index,
                 }));
             }
+            true
         }
         Err(e) => {
             log::error!("audit/usage batch failed, nothing in it was released: {e}");
@@ -427,6 +472,7 @@ fn commit_batch(store: &Store, keys: &AuditKeys, integrity: &Integrity, mut batc
                     ))
                 }));
             }
+            false
         }
     }
 }

@@ -29,13 +29,13 @@ pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
 pub use approvals::{ApprovalAction, ApprovalInfo, ChangeGrant, QuorumRule};
 pub use attributes::{KeyInfo, KeySpec, KeyState, Operation};
 pub use audit::{AuditEvent, AuditReport, Checkpoint};
-pub use auth::{CredentialInfo, IdentityKind, Role, Session};
-pub use commit::StagedRow;
+pub use auth::{ClientInfo, CredentialInfo, IdentityKind, Role, Session};
+pub use commit::{CommitObserver, StagedRow};
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
-    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, QuotaCharge, RecoverAction, Recovered,
-    SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
-    FAILED_LOGIN_WINDOW,
+    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes, QuotaCharge, QuotaUsage,
+    RecoverAction, Recovered, SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows,
+    Staging, UnsealProgress, FAILED_LOGIN_WINDOW,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

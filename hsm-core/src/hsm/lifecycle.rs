@@ -24,6 +24,7 @@ impl Hsm {
                 failed_logins: Mutex::new(FailedLogins::default()),
                 failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
                 quota_floors: Mutex::new(HashMap::new()),
+                commit_observer: Arc::default(),
             }),
         })
     }
@@ -122,8 +123,11 @@ impl Hsm {
         )?;
         let admin_id = admin_row.id.clone();
 
-        let (committer, integrity) =
-            Committer::start(self.inner.store.clone(), audit_keys.clone())?;
+        let (committer, integrity) = Committer::start(
+            self.inner.store.clone(),
+            audit_keys.clone(),
+            self.inner.commit_observer.clone(),
+        )?;
         let audit_row = KeyRow::from_attrs(&audit_attrs, audit_sealed);
         let apply: ApplyFn = Box::new(move |c| {
             if meta_get(c, "initialized")?.is_some() {
@@ -184,6 +188,16 @@ impl Hsm {
     /// their first unseal stores the commitments (every index's share is known once the
     /// polynomial is), so from then on they are checked too.
     pub fn unseal(&self, share_text: &str) -> Result<UnsealProgress> {
+        self.unseal_from(share_text, None)
+    }
+
+    /// [`Hsm::unseal`] for a share that came over the network: the unseal's audit record says
+    /// where from (`source`, `user_agent`).
+    pub fn unseal_from(
+        &self,
+        share_text: &str,
+        client: Option<&crate::auth::ClientInfo>,
+    ) -> Result<UnsealProgress> {
         let (share_threshold, share) = shares::parse(share_text)?;
         let commitments = {
             let mut c = self.inner.store.conn()?;
@@ -272,6 +286,10 @@ impl Hsm {
                 (Some(apply), detail)
             }
         };
+        let mut detail = detail;
+        if let Some(c) = client {
+            c.add_to(&mut detail);
+        }
         let committer = unsealed.committer.clone();
         *state = State::Unsealed(unsealed);
         drop(state);
@@ -330,8 +348,11 @@ impl Hsm {
             })?,
             tlog: tlog_key(&master)?,
         });
-        let (committer, integrity) =
-            Committer::start(self.inner.store.clone(), audit_keys.clone())?;
+        let (committer, integrity) = Committer::start(
+            self.inner.store.clone(),
+            audit_keys.clone(),
+            self.inner.commit_observer.clone(),
+        )?;
         let unsealed = Unsealed {
             master,
             sealers: Mutex::new(HashMap::new()),

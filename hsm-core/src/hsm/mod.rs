@@ -263,6 +263,8 @@ pub(crate) struct Inner {
     failed_login_window: Duration,
     /// Per quota: the highest total the audit log records (the counter's floor).
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
+    /// The front end's observer of committed batches (metrics), if it set one.
+    commit_observer: Arc<crate::commit::ObserverSlot>,
 }
 
 /// Handle to the HSM. Cheap to clone; all clones share one state.
@@ -549,7 +551,10 @@ mod sign;
 
 pub use sign::{SignKey, SignOp, SignPurpose, StagedRows, Staging};
 mod audit_log;
+mod observe;
 mod transfer;
+
+pub use observe::{KeyUsage, LogSizes, QuotaUsage};
 
 /// Sessions are cached under SHA-256 of the token, so the cache never holds a token.
 fn token_hash(token: &str) -> [u8; 32] {
@@ -681,8 +686,11 @@ pub(crate) fn user_event(
     s: &Session,
     action: &str,
     key_id: Option<String>,
-    detail: serde_json::Value,
+    mut detail: serde_json::Value,
 ) -> EventDraft {
+    if let Some(client) = s.client() {
+        client.add_to(&mut detail);
+    }
     EventDraft {
         actor: s.actor(),
         action: action.into(),

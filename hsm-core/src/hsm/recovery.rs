@@ -56,6 +56,18 @@ impl Hsm {
         name: &str,
         action: RecoverAction,
     ) -> Result<Recovered> {
+        self.recover_administrator_from(share_texts, name, action, None)
+    }
+
+    /// [`Hsm::recover_administrator`] for shares that came over the network: the record says
+    /// where from (`source`, `user_agent`).
+    pub fn recover_administrator_from(
+        &self,
+        share_texts: &[&str],
+        name: &str,
+        action: RecoverAction,
+        client: Option<&crate::auth::ClientInfo>,
+    ) -> Result<Recovered> {
         let u = self.unsealed()?;
         let threshold = {
             let mut c = self.inner.store.conn()?;
@@ -143,6 +155,15 @@ impl Hsm {
                 Err(HsmError::NotFound(format!("live credential '{id}'")))
             }
         });
+        let mut detail = serde_json::json!({
+            "credential": row.id,
+            "name": row.name,
+            "action": action.as_str(),
+            "share_indexes": indexes,
+        });
+        if let Some(c) = client {
+            c.add_to(&mut detail);
+        }
         u.committer.submit(
             None,
             Some(apply),
@@ -151,12 +172,7 @@ impl Hsm {
                 action: "credential.recover".into(),
                 partition: Some(row.partition_name.clone()),
                 key_id: None,
-                detail: serde_json::json!({
-                    "credential": row.id,
-                    "name": row.name,
-                    "action": action.as_str(),
-                    "share_indexes": indexes,
-                }),
+                detail,
                 outcome: None,
                 use_hi: None,
             },

@@ -140,6 +140,17 @@ impl Store {
         })
     }
 
+    /// Whether the database answers within `timeout`: a pooled connection (checked out as
+    /// usual, so a dead one is replaced) runs `SELECT 1`.
+    pub fn ping(&self, timeout: Duration) -> Result<()> {
+        let mut c = self
+            .pool
+            .get_timeout(timeout)
+            .map_err(|e| HsmError::Store(format!("no database connection: {e}")))?;
+        c.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
     pub fn conn(&self) -> Result<Conn> {
         self.pool
             .get()

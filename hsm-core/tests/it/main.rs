@@ -7,5 +7,6 @@ mod basics;
 mod device_serials;
 mod governance;
 mod logged_crash;
+mod observe;
 mod tamper;
 mod usage_limits;

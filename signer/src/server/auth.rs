@@ -12,7 +12,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use kagi_hsm_core::Session;
+use kagi_hsm_core::{ClientInfo, Session};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -53,6 +53,7 @@ impl FromRequest for Caller {
         let cert = req.conn_data::<ClientCertificate>().cloned();
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let ip = rate_limit::source(req);
+        let client = client_info(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             // A bearer token, when sent, decides; otherwise a client certificate may.
@@ -63,9 +64,19 @@ impl FromRequest for Caller {
                 }
                 (Err(e), None) => return Err(e),
             };
-            Ok(Caller(session))
+            Ok(Caller(session.with_client(client)))
         })
     }
+}
+
+/// Where a request came from, for the audit records it causes: the TCP peer's address (as the
+/// rate limits see it, never a forwarded-for header) and the User-Agent it sent.
+pub(super) fn client_info(req: &HttpRequest) -> ClientInfo {
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    ClientInfo::new(&rate_limit::source(req).to_string(), user_agent.as_deref())
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<Zeroizing<String>, ApiError> {

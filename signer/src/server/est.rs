@@ -14,7 +14,7 @@ use super::auth::{certificate_login_from, login_from, ClientCertificate};
 use super::ca_routes::issuance::{issue_verdict, read_csr};
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audit_refusal, blocking_with_state, read_body, resource, ApiResult};
+use super::handler::{audit_refusal, blocking_with_state, read_body, ApiResult};
 use super::rate_limit::source;
 use super::state::AppState;
 
@@ -132,7 +132,7 @@ async fn enroll(
     re: bool,
 ) -> ApiResult {
     let session = match authenticate(&state, &req).await {
-        Ok(s) => s,
+        Ok(s) => s.with_client(super::auth::client_info(&req)),
         Err(resp) => return Ok(resp),
     };
     let body = read_body(payload, EST_BODY_LIMIT).await?;
@@ -183,6 +183,9 @@ async fn enroll(
         Ok(issued.der)
     })
     .await;
+    state
+        .metrics
+        .issuance(&state.est.ca, &state.est.profile, &result);
     let der = audit_refusal(&state, &session, action, result).await?;
     pkcs7_reply(&[der])
 }
@@ -201,13 +204,4 @@ pub async fn simplereenroll(
     payload: web::Payload,
 ) -> ApiResult {
     enroll(state, req, payload, true).await
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/.well-known/est")
-            .service(resource("/cacerts").route(web::get().to(cacerts)))
-            .service(resource("/simpleenroll").route(web::post().to(simpleenroll)))
-            .service(resource("/simplereenroll").route(web::post().to(simplereenroll))),
-    );
 }

@@ -61,7 +61,10 @@ pub(super) async fn audited(
     err: ApiError,
 ) -> ApiError {
     if err.is_bad_input() {
-        let detail = json!({ "code": err.code() });
+        let mut detail = json!({ "code": err.code() });
+        if let Some(client) = session.client() {
+            client.add_to(&mut detail);
+        }
         let outcome = format!("denied:{}", err.code());
         if !record_event(&state.hsm, session.actor(), action, &outcome, detail).await {
             log::warn!("could not audit a rejected request ({})", err.code());
@@ -92,11 +95,14 @@ pub(super) async fn policy_denied(
     format: &str,
     v: &Verdict,
 ) -> ApiError {
-    let detail = json!({
+    let mut detail = json!({
         "identity": session.name(), "kind": session.kind().as_str(), "action": action,
         "resource": resource, "format": format, "rule": v.decision.rule,
         "policy_version": v.version, "decision": "deny",
     });
+    if let Some(client) = session.client() {
+        client.add_to(&mut detail);
+    }
     let recorded = record_event(
         &state.hsm,
         session.actor(),

@@ -1,44 +1,60 @@
-//! `/readyz` and `/metrics`: whether this process should get traffic, and why not.
+//! `/readyz`: whether this process should get traffic, and why not.
 //!
 //! Liveness (`/healthz`) only says the process answers. Readiness also says it can change
-//! anything: unsealed, and not failed closed over an audit log that does not verify.
+//! anything: unsealed, not failed closed over an audit log that does not verify, and its
+//! database answering.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use std::time::Duration;
 
 use super::state::AppState;
 
-/// 200 when unsealed and the audit log verifies; 503 with the reason otherwise.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.hsm.is_sealed() {
-        return HttpResponse::ServiceUnavailable().json(json!({
-            "ready": false,
-            "reason": "sealed",
-            "message": "the HSM is sealed: submit unseal shares ('kagi unseal')",
-        }));
-    }
-    match state.hsm.integrity_failure() {
-        None => HttpResponse::Ok().json(json!({ "ready": true })),
-        Some(reason) => HttpResponse::ServiceUnavailable().json(json!({
-            "ready": false,
-            "reason": "integrity_failure",
-            "message": reason,
-        })),
-    }
+/// How long the database may take to hand out a connection and answer `SELECT 1` before the
+/// instance is reported unready. Short: a load balancer polls this, and a blocking-pool thread
+/// waits for it.
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn unready(reason: &str, message: String) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({
+        "ready": false,
+        "reason": reason,
+        "message": message,
+    }))
 }
 
-/// Prometheus text format: the states an operator alerts on.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let sealed = state.hsm.is_sealed();
-    let failed = state.hsm.integrity_failure().is_some();
-    let body = format!(
-        "# HELP kagi_sealed 1 while the HSM is sealed.\n# TYPE kagi_sealed gauge\nkagi_sealed {}\n\
-         # HELP kagi_integrity_failure 1 once the audit log failed verification and kagi failed closed.\n\
-         # TYPE kagi_integrity_failure gauge\nkagi_integrity_failure {}\n",
-        u8::from(sealed),
-        u8::from(failed)
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(body)
+/// 200 when unsealed, the audit log verifies and the database answers; 503 with the reason
+/// otherwise.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.hsm.is_sealed() {
+        return unready(
+            "sealed",
+            "the HSM is sealed: submit unseal shares ('kagi unseal')".into(),
+        );
+    }
+    if let Some(reason) = state.hsm.integrity_failure() {
+        return unready("integrity_failure", reason);
+    }
+    let hsm = state.hsm.clone();
+    let ping = web::block(move || hsm.ping_store(STORE_PING_TIMEOUT));
+    // The pool's timeout bounds the wait for a connection, not a query on a connection whose
+    // peer went silent: the answer is bounded here too, whatever the blocking thread meets.
+    match actix_web::rt::time::timeout(2 * STORE_PING_TIMEOUT, ping).await {
+        Ok(Ok(Ok(()))) => HttpResponse::Ok().json(json!({ "ready": true })),
+        Ok(Ok(Err(e))) => unready(
+            "database_unreachable",
+            format!("the database does not answer: {e}"),
+        ),
+        Err(_) => unready(
+            "database_unreachable",
+            format!(
+                "the database did not answer SELECT 1 within {} s",
+                (2 * STORE_PING_TIMEOUT).as_secs()
+            ),
+        ),
+        Ok(Err(_)) => unready(
+            "shutting_down",
+            "the worker pool is unavailable: the service is shutting down".into(),
+        ),
+    }
 }

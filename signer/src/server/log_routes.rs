@@ -18,7 +18,7 @@ use x509_cert::ext::pkix::SubjectAltName;
 use super::auth::{Caller, ClientCertificate};
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{blocking, resource, ApiResult};
+use super::handler::{blocking, ApiResult};
 use super::state::AppState;
 
 fn b64(h: &[u8]) -> String {
@@ -189,24 +189,4 @@ pub async fn verify(caller: Caller, state: web::Data<AppState>) -> ApiResult {
     let Caller(session) = caller;
     let (entries, checkpoints) = blocking(&state.hsm, move |h| h.tlog_verify(&session)).await?;
     Ok(HttpResponse::Ok().json(json!({"entries": entries, "checkpoints": checkpoints})))
-}
-
-/// The routes both listeners serve the same way.
-fn configure_shared(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/log/checkpoint").route(web::get().to(checkpoint)))
-        .service(resource("/log/key").route(web::get().to(key)))
-        .service(resource("/log/proof/inclusion").route(web::get().to(inclusion)))
-        .service(resource("/log/proof/consistency").route(web::get().to(consistency)));
-}
-
-/// The log on the HTTPS listener.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    configure_shared(cfg);
-    cfg.service(resource("/log/entries/{index}").route(web::get().to(entry)));
-}
-
-/// The log on the plain-HTTP listener: entries only when they are public.
-pub fn configure_public(cfg: &mut web::ServiceConfig) {
-    configure_shared(cfg);
-    cfg.service(resource("/log/entries/{index}").route(web::get().to(public_entry)));
 }

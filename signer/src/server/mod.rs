@@ -1,9 +1,11 @@
 //! The HTTPS service: routing, body limits and error handlers.
 //!
 //! One module per resource (`keys`, `sign`, `audit`, `identities`, `policies`, `approvals`,
-//! `ca_routes`, `est`, `public`, `log_routes`, `sigstore_routes`, `system`); what their handlers
-//! share is in `handler` (blocking calls, audited refusals, times, raw bodies), the state they
-//! receive in `state`, the one error shape in `errors` and its codes in `error_codes`.
+//! `ca_routes`, `est`, `public`, `log_routes`, `sigstore_routes`, `system`, `health`,
+//! `metrics`); every route is one entry of the table in `routes`, which registers it and
+//! documents it (`openapi`). What handlers share is in `handler` (blocking calls, audited
+//! refusals, times, raw bodies), the state they receive in `state`, the one error shape in
+//! `errors` and its codes in `error_codes`.
 
 mod approvals;
 mod audit;
@@ -17,11 +19,13 @@ mod health;
 mod identities;
 mod keys;
 mod log_routes;
+mod metrics;
 mod openapi;
 mod policies;
 mod policy_gate;
 mod public;
 mod rate_limit;
+mod routes;
 mod sign;
 mod sigstore_routes;
 mod state;
@@ -33,7 +37,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use handler::resource;
 use kagi_ca::service::Pki;
 use state::AppState;
 pub use state::{AuthSettings, EstSettings};
@@ -85,7 +88,9 @@ pub fn run(
         log_entries_public: listen.log_entries_public,
         open_tsa,
         tsa_limit: rate_limit::RateLimiter::new(rate_limit::Limits::open_tsa()),
+        metrics: metrics::Metrics::new(),
     });
+    state.hsm.observe_commits(state.metrics.commit_observer());
     spawn_crl_refresher(state.clone());
     spawn_failed_login_flusher(state.clone());
     let https = listen.https.clone();
@@ -95,7 +100,7 @@ pub fn run(
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(st.clone())
-                .configure(configure)
+                .configure(routes::configure)
                 .default_service(web::to(errors::not_found))
         })
         .on_connect(auth::remember_client_certificate)
@@ -107,8 +112,7 @@ pub fn run(
                     HttpServer::new(move || {
                         App::new()
                             .app_data(st.clone())
-                            .configure(public::configure)
-                            .configure(log_routes::configure_public)
+                            .configure(routes::configure_plain)
                             .default_service(web::to(errors::not_found))
                     })
                     .workers(2)
@@ -164,148 +168,4 @@ fn spawn_failed_login_flusher(state: web::Data<AppState>) {
             "cannot start the failed-login recorder ({e}); tallies are written on the next refused login"
         );
     }
-}
-
-fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(JSON_LIMIT)
-            // Bearer-token API, so no cookie-borne CSRF to guard against; accepting bodies
-            // without the header spares curl users a confusing 415.
-            .content_type_required(false)
-            .error_handler(errors::json_error),
-    )
-    .app_data(web::QueryConfig::default().error_handler(errors::query_error))
-    .app_data(web::PathConfig::default().error_handler(errors::path_error))
-    .configure(public::configure)
-    .configure(log_routes::configure)
-    .configure(est::configure)
-    .service(resource("/healthz").route(web::get().to(system::healthz)))
-    .service(resource("/readyz").route(web::get().to(health::readyz)))
-    .service(resource("/metrics").route(web::get().to(health::metrics)))
-    .service(resource("/ui").route(web::get().to(system::ui)))
-    .service(
-        web::scope("/api/v1")
-            .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
-            .service(resource("/sys/unseal").route(web::post().to(system::unseal)))
-            .service(resource("/sys/recover").route(web::post().to(system::recover)))
-            .service(
-                resource("/keys")
-                    .route(web::get().to(keys::list_keys))
-                    .route(web::post().to(keys::create_key)),
-            )
-            // Fixed paths before `/keys/{name}`, which would otherwise capture them.
-            .service(resource("/keys/import-key").route(web::get().to(keys::import_wrapping_key)))
-            .service(resource("/keys/import").route(web::post().to(keys::import_key)))
-            .service(
-                resource("/keys/{name}")
-                    .route(web::get().to(keys::get_key))
-                    .route(web::delete().to(keys::destroy_key)),
-            )
-            .service(resource("/keys/{name}/public").route(web::get().to(keys::public_key)))
-            .service(
-                resource("/keys/{name}/certificate")
-                    .route(web::get().to(ca_routes::certificates::key_certificate))
-                    .route(web::post().to(ca_routes::certificates::certify_key)),
-            )
-            .service(
-                resource("/keys/{name}/export-wrapped").route(web::post().to(keys::export_wrapped)),
-            )
-            .service(resource("/sign").route(web::post().to(sign::sign)))
-            .service(
-                resource("/sigstore/trusted_root.json")
-                    .route(web::get().to(sigstore_routes::trusted_root)),
-            )
-            .service(
-                resource("/sigstore/client_trust_config.json")
-                    .route(web::get().to(sigstore_routes::client_trust_config)),
-            )
-            .service(resource("/audit").route(web::get().to(audit::audit_records)))
-            .service(resource("/audit/verify").route(web::post().to(audit::audit_verify)))
-            .service(resource("/log/verify").route(web::post().to(log_routes::verify)))
-            .service(resource("/audit/checkpoint").route(web::get().to(audit::audit_checkpoint)))
-            .service(
-                resource("/credentials")
-                    .route(web::get().to(identities::list_credentials))
-                    .route(web::post().to(identities::create_credential)),
-            )
-            .service(
-                resource("/partitions")
-                    .route(web::get().to(identities::list_partitions))
-                    .route(web::post().to(identities::create_partition)),
-            )
-            .service(
-                resource("/keys/{name}/usage-limit").route(web::put().to(keys::set_usage_limit)),
-            )
-            .service(
-                resource("/identities")
-                    .route(web::get().to(identities::list_credentials))
-                    .route(web::post().to(identities::create_identity)),
-            )
-            .service(
-                resource("/identities/{id}/revoke")
-                    .route(web::post().to(identities::revoke_identity)),
-            )
-            .service(
-                resource("/identities/{id}/unlock")
-                    .route(web::post().to(identities::unlock_identity)),
-            )
-            .service(
-                resource("/policies")
-                    .route(web::get().to(policies::list_policies))
-                    .route(web::post().to(policies::submit_policy)),
-            )
-            // Before `/policies/{version}`, which would otherwise capture it.
-            .service(resource("/policies/active").route(web::get().to(policies::get_active_policy)))
-            .service(resource("/policies/{version}").route(web::get().to(policies::get_policy)))
-            .service(
-                resource("/policies/{version}/activate")
-                    .route(web::post().to(policies::activate_policy)),
-            )
-            .service(
-                resource("/ca")
-                    .route(web::get().to(ca_routes::list_cas))
-                    .route(web::post().to(ca_routes::create_ca)),
-            )
-            .service(resource("/ca/{ca}").route(web::get().to(ca_routes::get_ca)))
-            .service(resource("/ca/{ca}/revoke").route(web::post().to(ca_routes::revoke_ca)))
-            .service(
-                resource("/ca/{ca}/certificates")
-                    .route(web::get().to(ca_routes::certificates::list_certificates)),
-            )
-            .service(
-                resource("/ca/{ca}/profiles/{profile}/issue")
-                    .route(web::post().to(ca_routes::issuance::issue)),
-            )
-            .service(
-                resource("/ca/{ca}/profiles/{profile}/issue-batch")
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(ca_routes::issuance::BATCH_BODY_LIMIT)
-                            .content_type_required(false)
-                            .error_handler(errors::json_error),
-                    )
-                    .route(web::post().to(ca_routes::issuance::issue_batch)),
-            )
-            .service(
-                resource("/profiles")
-                    .route(web::get().to(ca_routes::profiles::list_profiles))
-                    .route(web::post().to(ca_routes::profiles::set_profile)),
-            )
-            .service(
-                resource("/profiles/{name}").route(web::get().to(ca_routes::profiles::get_profile)),
-            )
-            .service(
-                resource("/certificates/{serial}")
-                    .route(web::get().to(ca_routes::certificates::get_certificate)),
-            )
-            .service(
-                resource("/certificates/{serial}/revoke")
-                    .route(web::post().to(ca_routes::certificates::revoke_certificate)),
-            )
-            .service(resource("/approvals").route(web::get().to(approvals::list_approvals)))
-            .service(resource("/approvals/{id}").route(web::get().to(approvals::get_approval)))
-            .service(resource("/approvals/{id}/approve").route(web::post().to(approvals::approve)))
-            .service(resource("/approvals/{id}/reject").route(web::post().to(approvals::reject))),
-    );
 }

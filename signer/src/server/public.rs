@@ -12,7 +12,7 @@ use super::auth::{Caller, ClientCertificate};
 
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{blocking, blocking_with_state, read_body, resource, ApiResult};
+use super::handler::{blocking, blocking_with_state, read_body, ApiResult};
 use super::state::AppState;
 
 /// OCSP requests are small; RFC 6960 Appendix A.1 GETs carry them base64 in the URL.
@@ -129,15 +129,6 @@ pub async fn tsa(state: web::Data<AppState>, req: HttpRequest, payload: web::Pay
     Ok(HttpResponse::Ok()
         .content_type("application/timestamp-reply")
         .body(der))
-}
-
-/// The routes both listeners serve.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/crl/{file}").route(web::get().to(crl)))
-        .service(resource("/ca/{file}").route(web::get().to(ca_cert)))
-        .service(resource("/ocsp").route(web::post().to(ocsp_post)))
-        .service(resource("/tsa").route(web::post().to(tsa)))
-        .service(resource("/ocsp/{req:.*}").route(web::get().to(ocsp_get)));
 }
 
 #[cfg(test)]

@@ -164,7 +164,24 @@ fn sign_request(body: &SignBody) -> Result<(SignFormat, SignRequest), ApiError> 
 /// Policies name a key kept outside the HSM by this resource id.
 pub const WRAPPED_KEY_RESOURCE: &str = "(wrapped)";
 
+/// `POST /api/v1/sign`: [`sign_digest`], its answer counted for `/metrics`.
 pub async fn sign(
+    caller: Caller,
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    body: web::Json<SignBody>,
+) -> ApiResult {
+    let partition = caller.0.partition().to_string();
+    let (key, format) = (body.key.clone(), body.format.clone());
+    let result = sign_digest(caller, state.clone(), http, body).await;
+    state
+        .metrics
+        .signature(&partition, key.as_deref(), format.as_deref(), &result);
+    result
+}
+
+/// The policy's decision, then the signature in the format asked for.
+async fn sign_digest(
     caller: Caller,
     state: web::Data<AppState>,
     http: HttpRequest,

@@ -26,6 +26,8 @@ pub struct AppState {
     pub open_tsa: bool,
     /// Anonymous requests to the open TSA, per source address.
     pub tsa_limit: RateLimiter,
+    /// Counters and histograms for `/metrics`.
+    pub(super) metrics: super::metrics::Metrics,
 }
 
 /// How the service treats failed authentication.

@@ -31,9 +31,12 @@ pub async fn unseal(
     let ip = rate_limit::source(&req);
     state.share_limit.admit(ip)?;
     let share = Zeroizing::new(body.into_inner().share);
-    let progress = blocking(&state.hsm, move |h| h.unseal(share.trim()))
-        .await
-        .inspect_err(|e| count_share_refusal(&state, ip, e))?;
+    let client = super::auth::client_info(&req);
+    let progress = blocking(&state.hsm, move |h| {
+        h.unseal_from(share.trim(), Some(&client))
+    })
+    .await
+    .inspect_err(|e| count_share_refusal(&state, ip, e))?;
     if progress.unsealed {
         log::info!("the HSM is unsealed");
     }
@@ -82,9 +85,10 @@ pub async fn recover(
     } else {
         RecoverAction::Unlock
     };
+    let client = super::auth::client_info(&req);
     let recovered = blocking(&state.hsm, move |h| {
         let texts: Vec<&str> = shares.iter().map(|s| s.trim()).collect();
-        h.recover_administrator(&texts, &credential, action)
+        h.recover_administrator_from(&texts, &credential, action, Some(&client))
     })
     .await
     .inspect_err(|e| count_share_refusal(&state, ip, e))?;

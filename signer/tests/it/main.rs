@@ -14,6 +14,8 @@ mod hostile_input;
 mod http_api;
 mod lifecycle;
 mod log;
+mod openapi;
+mod ops;
 mod partitions_and_wrapped_keys;
 mod policy;
 mod postgres;

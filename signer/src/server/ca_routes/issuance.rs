@@ -186,6 +186,7 @@ pub async fn issue(
     let quotas = verdict.quotas.clone();
     let detail = audit_detail(&verdict, &session);
     let sess = session.clone();
+    let names = (ca_name.clone(), profile.clone());
     let result = blocking_with_state(&state, move |st| {
         let issued = st.pki.issue_parsed(
             &st.hsm,
@@ -204,6 +205,7 @@ pub async fn issue(
         Ok((issued, chain))
     })
     .await;
+    state.metrics.issuance(&names.0, &names.1, &result);
     let (issued, chain) = audit_refusal(&state, &session, "ca.issue", result).await?;
     let wants_der = http
         .headers()
@@ -309,6 +311,7 @@ pub async fn issue_batch(
     let detail = audit_detail(allowed, &session);
     let sess = session.clone();
     let ca2 = ca_name.clone();
+    let profile_name = profile.clone();
     let (results, chain) = blocking_with_state(&state, move |st| {
         let chain = st.pki.chain(&st.hsm, &ca2)?;
         let n = reads.len();
@@ -369,6 +372,9 @@ pub async fn issue_batch(
         Ok((results, chain))
     })
     .await?;
+    for r in &results {
+        state.metrics.issuance(&ca_name, &profile_name, r);
+    }
     let issued = results.iter().filter(|r| r.is_ok()).count();
     let failures: Vec<serde_json::Value> = results
         .iter()
