@@ -123,8 +123,12 @@ impl Store {
             restrict_sqlite_files(p)?;
         }
         drop(conn);
+        // Up to 8 connections, opened as load needs them: r2d2's default opens all 8 at once
+        // for every process and every reopened HSM, which alone exhausted PostgreSQL's 100
+        // client slots while several test binaries ran beside each other.
         let pool = Pool::builder()
             .max_size(8)
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::<AnyConnection>::new(url.clone()))

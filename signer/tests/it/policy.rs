@@ -371,8 +371,8 @@ fn the_readme_policy_example_is_valid() {
         .find("A complete example")
         .expect("the README has the policy example");
     let block = &readme[start..];
-    let open = block.find("```toml\n").unwrap() + "```toml\n".len();
-    let close = block[open..].find("```").unwrap();
+    let open = block.find("<<'EOF'\n").unwrap() + "<<'EOF'\n".len();
+    let close = block[open..].find("EOF\n").unwrap();
     let doc = kagi_policy::PolicyDocument::parse(&block[open..open + close])
         .unwrap_or_else(|e| panic!("README example: {e}"));
     assert_eq!(doc.quotas.len(), 1);
