@@ -173,6 +173,34 @@ pub fn key_request(
     })
 }
 
+impl crate::module::Module {
+    /// C_GenerateKeyPair: the service makes the key (an officer's credential may be needed);
+    /// returns the (public, private) handles.
+    pub fn generate_key_pair(
+        &self,
+        h: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        public: &Template,
+        private: &Template,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        let session = self.session(h)?;
+        let (slot, rw) = {
+            let s = crate::module::lock(&session);
+            (s.slot, s.read_write)
+        };
+        let token = self.credential(slot)?;
+        if !rw {
+            return Err(Error::rv(CKR_SESSION_READ_ONLY));
+        }
+        let req = key_request(mechanism, public, private)?;
+        let info =
+            self.client
+                .create_key(token.as_ref(), &req.label, req.alg.name(), req.usage_limit)?;
+        let (private_h, public_h) = self.remember_key(slot, info)?;
+        Ok((public_h, private_h))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +236,7 @@ mod tests {
         let ed = key_request(
             CKM_EC_EDWARDS_KEY_PAIR_GEN,
             &[(CKA_EC_PARAMS, name)],
-            &[label.clone()],
+            std::slice::from_ref(&label),
         )
         .unwrap();
         assert_eq!(ed.alg, Alg::Ed25519);
@@ -225,59 +253,43 @@ mod tests {
         };
         assert_eq!(
             refused(
-                &[bits.clone()],
+                std::slice::from_ref(&bits),
                 &[label.clone(), (CKA_EXTRACTABLE, vec![1])]
             ),
             CKR_ATTRIBUTE_VALUE_INVALID
         );
         assert_eq!(
-            refused(&[bits.clone()], &[label.clone(), (CKA_SENSITIVE, vec![0])]),
+            refused(
+                std::slice::from_ref(&bits),
+                &[label.clone(), (CKA_SENSITIVE, vec![0])]
+            ),
             CKR_ATTRIBUTE_VALUE_INVALID
         );
         assert_eq!(
-            refused(&[(CKA_MODULUS_BITS, ul(1024))], &[label.clone()]),
+            refused(
+                &[(CKA_MODULUS_BITS, ul(1024))],
+                std::slice::from_ref(&label)
+            ),
             CKR_ATTRIBUTE_VALUE_INVALID
         );
         assert_eq!(
             refused(
                 &[bits.clone(), (CKA_PUBLIC_EXPONENT, vec![3])],
-                &[label.clone()]
+                std::slice::from_ref(&label)
             ),
             CKR_ATTRIBUTE_VALUE_INVALID
         );
-        assert_eq!(refused(&[bits.clone()], &[]), CKR_TEMPLATE_INCOMPLETE);
-        assert_eq!(refused(&[], &[label.clone()]), CKR_TEMPLATE_INCOMPLETE);
+        assert_eq!(
+            refused(std::slice::from_ref(&bits), &[]),
+            CKR_TEMPLATE_INCOMPLETE
+        );
+        assert_eq!(
+            refused(&[], std::slice::from_ref(&label)),
+            CKR_TEMPLATE_INCOMPLETE
+        );
         assert_eq!(
             refused(&[bits], &[label, (CKA_ID, vec![1])]),
             CKR_ATTRIBUTE_READ_ONLY
         );
-    }
-}
-
-impl crate::module::Module {
-    /// C_GenerateKeyPair: the service makes the key (an officer's credential may be needed);
-    /// returns the (public, private) handles.
-    pub fn generate_key_pair(
-        &self,
-        h: CK_SESSION_HANDLE,
-        mechanism: CK_MECHANISM_TYPE,
-        public: &Template,
-        private: &Template,
-    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
-        let session = self.session(h)?;
-        let (slot, rw) = {
-            let s = crate::module::lock(&session);
-            (s.slot, s.read_write)
-        };
-        let token = self.credential(slot)?;
-        if !rw {
-            return Err(Error::rv(CKR_SESSION_READ_ONLY));
-        }
-        let req = key_request(mechanism, public, private)?;
-        let info =
-            self.client
-                .create_key(token.as_ref(), &req.label, req.alg.name(), req.usage_limit)?;
-        let (private_h, public_h) = self.remember_key(slot, info)?;
-        Ok((public_h, private_h))
     }
 }
