@@ -26,6 +26,8 @@ pub struct KeyInfo {
     pub usage_limit: Option<i64>,
     #[serde(default)]
     pub exportable_under_wrap: bool,
+    #[serde(default)]
+    pub trusted: bool,
     #[serde(default = "yes")]
     pub never_extractable: bool,
     #[serde(default)]

@@ -139,6 +139,11 @@ impl Key {
     pub fn can_sign(&self) -> bool {
         self.info.operations.iter().any(|o| o == "sign")
     }
+
+    /// A trusted wrapping key (kagi wraps exports with it; this module does not).
+    pub fn can_wrap(&self) -> bool {
+        self.info.trusted && self.info.operations.iter().any(|o| o == "wrap")
+    }
 }
 
 /// One object: its kind, its key, and the certificate DER for certificates.
@@ -241,19 +246,23 @@ impl Object {
             {
                 Value::Sensitive
             }
-            CKA_SENSITIVE | CKA_ALWAYS_SENSITIVE => private_only(bool_value(true)),
-            CKA_EXTRACTABLE => private_only(bool_value(key.info.exportable_under_wrap)),
+            // The mapping ARCHITECTURE.md gives ("Key attributes and PKCS#11"): what kagi
+            // sealed with the key, told as it is. Extractable means "exportable wrapped to a
+            // trusted key" through kagi's API; this module wraps nothing.
+            CKA_SENSITIVE => private_only(bool_value(true)),
+            CKA_ALWAYS_SENSITIVE => private_only(bool_value(key.info.local)),
+            CKA_EXTRACTABLE | CKA_WRAP_WITH_TRUSTED => {
+                private_only(bool_value(key.info.exportable_under_wrap))
+            }
             CKA_NEVER_EXTRACTABLE => private_only(bool_value(key.info.never_extractable)),
             CKA_SIGN => private_only(bool_value(key.can_sign())),
-            CKA_DECRYPT
-            | CKA_SIGN_RECOVER
-            | CKA_UNWRAP
-            | CKA_WRAP_WITH_TRUSTED
-            | CKA_ALWAYS_AUTHENTICATE => private_only(bool_value(false)),
-            CKA_VERIFY => public_only(bool_value(true)),
-            CKA_ENCRYPT | CKA_VERIFY_RECOVER | CKA_WRAP | CKA_TRUSTED => {
-                public_only(bool_value(false))
+            CKA_UNWRAP => private_only(bool_value(key.can_wrap())),
+            CKA_DECRYPT | CKA_SIGN_RECOVER | CKA_ALWAYS_AUTHENTICATE => {
+                private_only(bool_value(false))
             }
+            CKA_VERIFY => public_only(bool_value(true)),
+            CKA_WRAP | CKA_TRUSTED => public_only(bool_value(key.can_wrap())),
+            CKA_ENCRYPT | CKA_VERIFY_RECOVER => public_only(bool_value(false)),
             CKA_MODULUS | CKA_PUBLIC_EXPONENT | CKA_MODULUS_BITS => match &key.public {
                 PublicKey::Rsa { modulus, exponent } => match ty {
                     CKA_MODULUS => bytes(modulus),
