@@ -238,8 +238,10 @@ impl Client {
         let path = format!("/api/v1/keys/{}/certificate", path_segment(label));
         match self.get::<KeyCertificate>(token, &path, false) {
             Ok(c) => Ok(first_certificate_der(&c.certificate)),
-            Err(e) if e.message().contains("no_certificate") => Ok(None),
-            Err(e) => Err(e),
+            // A service that cannot be reached fails the search; a key without a certificate,
+            // or one this credential may not read, just shows no certificate object.
+            Err(e) if e.code() == cryptoki_sys::CKR_DEVICE_ERROR => Err(e),
+            Err(_) => Ok(None),
         }
     }
 

@@ -242,3 +242,82 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_toml_file_maps_slots_to_partitions_with_their_own_or_the_shared_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write(dir.path(), "ca.pem", "not parsed here");
+        let own = write(dir.path(), "builds.token", " builds-secret\n");
+        let conf = write(
+            dir.path(),
+            "kagi.toml",
+            &format!(
+                "url = \"https://kagi.example:9443/\"\nca = {ca:?}\ntoken = \"shared\"\n\
+                 [[slots]]\npartition = \"builds\"\ntoken_file = {own:?}\n\
+                 [[slots]]\npartition = \"releases\"\n"
+            ),
+        );
+        let c = Config::from_file(&conf).unwrap();
+        assert_eq!(c.url, "https://kagi.example:9443");
+        let slots: Vec<(&str, Option<&str>)> = c
+            .slots
+            .iter()
+            .map(|s| (s.label.as_str(), s.token.as_ref().map(|t| t.as_str())))
+            .collect();
+        assert_eq!(
+            slots,
+            vec![
+                ("builds", Some("builds-secret")),
+                ("releases", Some("shared"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_json_file_without_slots_has_one_slot_that_needs_a_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write(dir.path(), "ca.pem", "x");
+        let conf = write(dir.path(), "kagi.json", &format!("{{\"ca\": {ca:?}}}"));
+        let c = Config::from_file(&conf).unwrap();
+        assert_eq!(c.url, DEFAULT_URL);
+        assert_eq!(c.slots.len(), 1);
+        assert_eq!(c.slots[0].label, DEFAULT_LABEL);
+        assert!(c.slots[0].token.is_none() && !c.slots[0].certificate_login);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write(dir.path(), "ca.pem", "x");
+        let cases = [
+            (format!("url = \"http://plain\"\nca = {ca:?}"), "https://"),
+            (
+                format!("ca = {ca:?}\ntoken = \"a\"\ntoken_file = \"b\""),
+                "not both",
+            ),
+            (
+                format!("ca = {ca:?}\nclient_cert = \"c.pem\""),
+                "client_key",
+            ),
+            (format!("ca = {ca:?}\nslot = 3"), "unknown field"),
+            ("ca = \"/nonexistent/ca.pem\"".to_string(), "KAGI_CA"),
+        ];
+        for (text, says) in cases {
+            let conf = write(dir.path(), "bad.toml", &text);
+            let Err(e) = Config::from_file(&conf) else {
+                panic!("{text} was accepted");
+            };
+            assert!(e.message().contains(says), "{text}: {}", e.message());
+        }
+    }
+}

@@ -174,4 +174,22 @@ out="$(cd elsewhere && KAGI_CA="$WORK/kagi-data/tls-ca.pem" pkcs11-tool --module
 grep -q "CKR_PIN_INCORRECT" <<<"$out" || fail "a wrong PIN: $out"
 ok "without a configured token, C_Login takes the partition token as the user PIN (and refuses others)"
 
+# ---------------------------------------------------------------------------------------------
+# KAGI_PKCS11_CONF: a file names the service, its CA and a slot per partition with its token.
+cat >elsewhere/kagi-pkcs11.toml <<TOML
+url = "$HTTPS"
+ca = "$WORK/kagi-data/tls-ca.pem"
+[[slots]]
+partition = "default"
+token_file = "$WORK/kagi-data/admin.token"
+TOML
+conf() { (cd elsewhere && KAGI_PKCS11_CONF="$PWD/kagi-pkcs11.toml" pkcs11-tool --module "$MODULE" "$@" 2>&1); }
+out="$(conf -L)" || fail "pkcs11-tool -L with KAGI_PKCS11_CONF: $out"
+grep -q "token label *: default" <<<"$out" || fail "the configured slot is not labelled with its partition: $out"
+out="$(conf --sign --id "$(key_id p384)" -m ECDSA-SHA384 -i "$WORK/data.bin" -o "$WORK/sig.bin" --signature-format openssl)" ||
+  fail "signing through the configured slot: $out"
+openssl dgst -sha384 -verify p384.pub.pem -signature sig.bin data.bin >/dev/null 2>&1 ||
+  fail "openssl refused the signature made through the configured slot"
+ok "KAGI_PKCS11_CONF maps a slot to a partition and its token, and signs through it"
+
 echo "PKCS#11 acceptance: all passed"
