@@ -17,6 +17,8 @@ pub struct KeyRequest {
     pub label: String,
     pub alg: Alg,
     pub usage_limit: Option<i64>,
+    /// Usages the template asked for that kagi keys do not have.
+    pub dropped: Vec<CK_ATTRIBUTE_TYPE>,
 }
 
 fn invalid(why: &str) -> Error {
@@ -42,7 +44,7 @@ fn find(t: &Template, ty: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
 }
 
 /// Attributes any template may carry, with the values kagi's keys have.
-fn check_common(t: &Template, private: bool) -> Result<()> {
+fn check_common(t: &Template, private: bool, dropped: &mut Vec<CK_ATTRIBUTE_TYPE>) -> Result<()> {
     for (ty, v) in t {
         match *ty {
             CKA_TOKEN => {
@@ -64,12 +66,13 @@ fn check_common(t: &Template, private: bool) -> Result<()> {
             }
             CKA_PRIVATE => {}
             CKA_SIGN | CKA_VERIFY => {}
+            // Tools ask for these by default (pkcs11-tool: derive, encrypt; GnuTLS: encrypt,
+            // decrypt). kagi keys only sign: the key is made, its objects say FALSE, and the
+            // caller is told on stderr.
             CKA_DECRYPT | CKA_ENCRYPT | CKA_WRAP | CKA_UNWRAP | CKA_DERIVE | CKA_SIGN_RECOVER
             | CKA_VERIFY_RECOVER => {
                 if as_bool(v)? {
-                    return Err(invalid(&format!(
-                        "kagi keys sign and verify only: the template asks for attribute 0x{ty:x}"
-                    )));
+                    dropped.push(*ty);
                 }
             }
             CKA_MODIFIABLE | CKA_COPYABLE | CKA_DESTROYABLE => {}
@@ -85,13 +88,15 @@ fn check_common(t: &Template, private: bool) -> Result<()> {
             }
             CKA_KEY_TYPE | CKA_LABEL | CKA_MODULUS_BITS | CKA_PUBLIC_EXPONENT | CKA_EC_PARAMS => {}
             CKA_USAGE_LIMIT if private => {}
-            CKA_ID => {
+            // kagi names a key's objects by its own id; GnuTLS and others always send an ID of
+            // their choosing, so it is taken and replaced (the caller is told on stderr).
+            CKA_ID => {}
+            _ => {
                 return Err(Error::new(
-                    CKR_ATTRIBUTE_READ_ONLY,
-                    "kagi sets CKA_ID from the key's id: leave it out of the template",
+                    CKR_ATTRIBUTE_TYPE_INVALID,
+                    format!("kagi's key generation does not take attribute 0x{ty:x}"),
                 ))
             }
-            _ => return Err(Error::rv(CKR_ATTRIBUTE_TYPE_INVALID)),
         }
     }
     Ok(())
@@ -102,8 +107,9 @@ pub fn key_request(
     public: &Template,
     private: &Template,
 ) -> Result<KeyRequest> {
-    check_common(public, false)?;
-    check_common(private, true)?;
+    let mut dropped = Vec::new();
+    check_common(public, false, &mut dropped)?;
+    check_common(private, true, &mut dropped)?;
     let either = |ty| find(private, ty).or_else(|| find(public, ty));
     let alg = match mechanism {
         CKM_RSA_PKCS_KEY_PAIR_GEN => {
@@ -140,7 +146,12 @@ pub fn key_request(
             }
             Alg::Ed25519
         }
-        _ => return Err(Error::rv(CKR_MECHANISM_INVALID)),
+        _ => {
+            return Err(Error::new(
+                CKR_MECHANISM_INVALID,
+                format!("kagi generates key pairs with the RSA, EC and Edwards key-pair mechanisms, not 0x{mechanism:x}"),
+            ))
+        }
     };
     if let Some(t) = either(CKA_KEY_TYPE) {
         if as_ulong(t)? != alg.key_type() {
@@ -170,6 +181,7 @@ pub fn key_request(
         label,
         alg,
         usage_limit,
+        dropped,
     })
 }
 
@@ -196,6 +208,22 @@ impl crate::module::Module {
         let info =
             self.client
                 .create_key(token.as_ref(), &req.label, req.alg.name(), req.usage_limit)?;
+        if !req.dropped.is_empty() {
+            let names: Vec<String> = req.dropped.iter().map(|t| format!("0x{t:x}")).collect();
+            eprintln!(
+                "kagi-pkcs11: key '{}' only signs and verifies; the template's usages {} are FALSE",
+                info.label,
+                names.join(", ")
+            );
+        }
+        let asked_id = find(private, CKA_ID).or_else(|| find(public, CKA_ID));
+        if asked_id.is_some_and(|id| id != info.id.as_bytes()) {
+            eprintln!(
+                "kagi-pkcs11: key '{}' has CKA_ID {} (kagi's key id), not the one the template asked for",
+                info.label,
+                hex::encode(info.id.as_bytes())
+            );
+        }
         let (private_h, public_h) = self.remember_key(slot, info)?;
         Ok((public_h, private_h))
     }
@@ -287,9 +315,20 @@ mod tests {
             refused(&[], std::slice::from_ref(&label)),
             CKR_TEMPLATE_INCOMPLETE
         );
-        assert_eq!(
-            refused(&[bits], &[label, (CKA_ID, vec![1])]),
-            CKR_ATTRIBUTE_READ_ONLY
-        );
+        // A caller's CKA_ID is taken (and replaced by kagi's), and usages kagi keys lack are
+        // noted, not granted.
+        let r = key_request(
+            CKM_RSA_PKCS_KEY_PAIR_GEN,
+            std::slice::from_ref(&bits),
+            &[label.clone(), (CKA_DECRYPT, vec![1]), (CKA_DERIVE, vec![0])],
+        )
+        .unwrap();
+        assert_eq!(r.dropped, vec![CKA_DECRYPT]);
+        assert!(key_request(
+            CKM_RSA_PKCS_KEY_PAIR_GEN,
+            &[bits],
+            &[label, (CKA_ID, vec![1])]
+        )
+        .is_ok());
     }
 }

@@ -5,7 +5,8 @@
 #      Ed25519) and --sign with every mechanism; the signatures verify with `openssl dgst
 #      -verify` (Ed25519: `openssl pkeyutl -verify -rawin`) against the public key kagi gives;
 #      `--read-object --type privkey` gives nothing;
-#   4. `p11tool --list-all` with the module shows the keys and a key's certificate;
+#   4. `p11tool --list-all` with the module shows the keys and a key's certificate, and
+#      p11tool generates keys and checks their signatures (--test-sign);
 #   5. a key with a usage limit signs exactly that often from parallel pkcs11-tool processes,
 #      the rest get CKR_KEY_NOT_ACTIVE (CKR_VENDOR_DEFINED+0x136);
 #   and with no token configured the user PIN is the partition's token.
@@ -132,6 +133,20 @@ out="$(p11tool --provider "$MODULE" --export "pkcs11:object=p256;type=cert" 2>&1
 [[ "$(openssl x509 -noout -fingerprint -sha256 <<<"$out")" == "$(openssl x509 -noout -fingerprint -sha256 -in p256.crt.pem)" ]] ||
   fail "the certificate p11tool exports is not the one kagi issued"
 ok "p11tool --list-all shows the keys and p256's certificate, which is the one kagi issued"
+
+# GnuTLS makes keys with templates of its own (its own CKA_ID, encrypt/decrypt usages), and
+# its --test-sign signs and checks the signature against the token's public key.
+for spec in "ecdsa --curve=secp256r1:gnutls-ec" "rsa --bits=2048:gnutls-rsa"; do
+  label="${spec#*:}"
+  # shellcheck disable=SC2086 # the algorithm and its size are two words
+  out="$(p11tool --provider "$MODULE" --generate-privkey=${spec%%:*} --label "$label" "pkcs11:token=kagi" 2>&1)" ||
+    fail "p11tool --generate-privkey for $label: $out"
+  out="$(p11tool --provider "$MODULE" --test-sign "pkcs11:object=$label;type=private" 2>&1)" ||
+    fail "p11tool --test-sign with $label: $out"
+  [[ "$(grep -c '\.\.\. ok' <<<"$out")" == 3 ]] || fail "p11tool --test-sign with $label: $out"
+done
+"$KAGI" key show gnutls-rsa >/dev/null || fail "the key p11tool generated is not in kagi"
+ok "p11tool --generate-privkey makes EC and RSA keys in kagi, and its --test-sign verifies their signatures"
 
 # ---------------------------------------------------------------------------------------------
 # 5. A usage limit, enforced by the service, shows as CKR_KEY_NOT_ACTIVE.
