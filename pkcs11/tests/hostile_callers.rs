@@ -167,6 +167,56 @@ fn hostile_callers_get_errors_and_no_private_key_leaves() {
             CKR_OPERATION_NOT_INITIALIZED
         );
     }
+    // The same signature in parts: C_SignUpdate twice, C_SignFinal with the size query. A
+    // C_Sign after C_SignUpdate is refused and ends the operation.
+    unsafe {
+        assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, private), CKR_OK);
+        let (a, b) = message.split_at_mut(4);
+        assert_eq!(
+            f.C_SignUpdate.unwrap()(s, a.as_mut_ptr(), a.len() as CK_ULONG),
+            CKR_OK
+        );
+        assert_eq!(
+            f.C_SignUpdate.unwrap()(s, b.as_mut_ptr(), b.len() as CK_ULONG),
+            CKR_OK
+        );
+        let mut len: CK_ULONG = 0;
+        assert_eq!(f.C_SignFinal.unwrap()(s, null_mut(), &mut len), CKR_OK);
+        let mut sig = vec![0u8; len as usize];
+        assert_eq!(
+            f.C_SignFinal.unwrap()(s, sig.as_mut_ptr(), &mut len),
+            CKR_OK
+        );
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+            .verify(&message, &sig)
+            .expect("the multi-part signature verifies");
+        assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, private), CKR_OK);
+        assert_eq!(f.C_SignUpdate.unwrap()(s, message.as_mut_ptr(), 4), CKR_OK);
+        assert_eq!(
+            f.C_Sign.unwrap()(s, message.as_mut_ptr(), 4, sig.as_mut_ptr(), &mut len),
+            CKR_OPERATION_ACTIVE
+        );
+        assert_eq!(
+            f.C_SignFinal.unwrap()(s, sig.as_mut_ptr(), &mut len),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+    }
+
+    // An RSA key: its public half is readable, its private exponent and primes are not.
+    let rsa_label = b"hostile-rsa".to_vec();
+    let (_, rsa) = p11
+        .generate(
+            s,
+            CKM_RSA_PKCS_KEY_PAIR_GEN,
+            &[(CKA_MODULUS_BITS, ul(2048)), (CKA_LABEL, rsa_label.clone())],
+            &[(CKA_LABEL, rsa_label.clone())],
+        )
+        .unwrap();
+    assert_eq!(p11.attribute(s, rsa, CKA_MODULUS).unwrap().len(), 256);
+    assert_eq!(
+        p11.attribute(s, rsa, CKA_PUBLIC_EXPONENT),
+        Ok(vec![1, 0, 1])
+    );
     let before = service_keys(&server);
 
     unsafe {
@@ -278,14 +328,74 @@ fn hostile_callers_get_errors_and_no_private_key_leaves() {
         CKA_PRIVATE_EXPONENT,
         CKA_PRIME_1,
         CKA_PRIME_2,
+        CKA_EXPONENT_1,
+        CKA_EXPONENT_2,
         CKA_COEFFICIENT,
     ] {
         assert_eq!(
-            p11.attribute(s, private, secret),
+            p11.attribute(s, rsa, secret),
             Err(CKR_ATTRIBUTE_SENSITIVE),
-            "attribute 0x{secret:x}"
+            "RSA attribute 0x{secret:x}"
         );
     }
+    assert_eq!(
+        p11.attribute(s, private, CKA_VALUE),
+        Err(CKR_ATTRIBUTE_SENSITIVE)
+    );
+    // Several attributes at once: each is answered, the call reports the failure.
+    unsafe {
+        let mut label_buf = [0u8; 64];
+        let mut attrs = [
+            CK_ATTRIBUTE {
+                type_: CKA_PRIVATE_EXPONENT,
+                pValue: null_mut(),
+                ulValueLen: 0,
+            },
+            CK_ATTRIBUTE {
+                type_: CKA_LABEL,
+                pValue: label_buf.as_mut_ptr() as *mut _,
+                ulValueLen: 64,
+            },
+        ];
+        assert_eq!(
+            f.C_GetAttributeValue.unwrap()(s, rsa, attrs.as_mut_ptr(), 2),
+            CKR_ATTRIBUTE_SENSITIVE
+        );
+        assert_eq!(attrs[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+        assert_eq!(&label_buf[..attrs[1].ulValueLen as usize], &rsa_label[..]);
+        // A PSS parameter of the wrong size or salt, and values of the wrong length in templates.
+        let mut pss = CK_RSA_PKCS_PSS_PARAMS {
+            hashAlg: CKM_SHA256,
+            mgf: CKG_MGF1_SHA256,
+            sLen: 32,
+        };
+        let mut mech = CK_MECHANISM {
+            mechanism: CKM_SHA256_RSA_PKCS_PSS,
+            pParameter: &mut pss as *mut _ as *mut _,
+            ulParameterLen: 8,
+        };
+        assert_eq!(
+            f.C_SignInit.unwrap()(s, &mut mech, rsa),
+            CKR_MECHANISM_PARAM_INVALID
+        );
+        pss.sLen = 20;
+        mech.pParameter = &mut pss as *mut _ as *mut _;
+        mech.ulParameterLen = std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>() as CK_ULONG;
+        assert_eq!(
+            f.C_SignInit.unwrap()(s, &mut mech, rsa),
+            CKR_MECHANISM_PARAM_INVALID
+        );
+    }
+    assert_eq!(p11.find(s, &[(CKA_CLASS, vec![3, 0, 0, 0])]), Ok(vec![]));
+    assert_eq!(
+        p11.generate(
+            s,
+            CKM_RSA_PKCS_KEY_PAIR_GEN,
+            &[(CKA_MODULUS_BITS, vec![0, 8, 0])],
+            &[(CKA_LABEL, b"odd".to_vec())],
+        ),
+        Err(CKR_ATTRIBUTE_VALUE_INVALID)
+    );
     unsafe {
         for (ty, value) in [
             (CKA_SENSITIVE, false),
