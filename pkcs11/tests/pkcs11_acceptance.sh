@@ -207,4 +207,11 @@ openssl dgst -sha384 -verify p384.pub.pem -signature sig.bin data.bin >/dev/null
   fail "openssl refused the signature made through the configured slot"
 ok "KAGI_PKCS11_CONF maps a slot to a partition and its token, and signs through it"
 
+# A module that cannot find the service's CA says so, and which setting to fix.
+out="$(cd elsewhere && KAGI_CA=/nonexistent/tls-ca.pem pkcs11-tool --module "$MODULE" -L 2>&1)" &&
+  fail "the module started without its CA: $out"
+grep -q "kagi-pkcs11: cannot read the service's TLS CA certificate /nonexistent/tls-ca.pem.*KAGI_CA" <<<"$out" ||
+  fail "a missing CA is not explained: $out"
+ok "a missing CA fails C_Initialize with a message naming KAGI_CA"
+
 echo "PKCS#11 acceptance: all passed"
