@@ -539,3 +539,72 @@ fn without_a_configured_token_the_pin_is_the_partition_token() {
     assert_eq!(p11.find(s, &[]), Ok(vec![]));
     assert_eq!(p11.finalize(), CKR_OK);
 }
+
+#[test]
+fn the_interfaces_are_pkcs11_3_0_and_2_40() {
+    let _turn = turn();
+    unsafe {
+        let mut count: CK_ULONG = 0;
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterfaceList(null_mut(), &mut count),
+            CKR_OK
+        );
+        assert_eq!(count, 2);
+        let mut list = [CK_INTERFACE::default(); 2];
+        count = 1;
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterfaceList(list.as_mut_ptr(), &mut count),
+            CKR_BUFFER_TOO_SMALL
+        );
+        count = 2;
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterfaceList(list.as_mut_ptr(), &mut count),
+            CKR_OK
+        );
+        for i in list {
+            let name = std::ffi::CStr::from_ptr(i.pInterfaceName as *const std::ffi::c_char);
+            assert_eq!(name.to_bytes(), b"PKCS 11");
+        }
+        let v3 = &*(list[0].pFunctionList as *const CK_FUNCTION_LIST_3_0);
+        assert_eq!((v3.version.major, v3.version.minor), (3, 0));
+        assert!(v3.C_SignMessage.is_some() && v3.C_LoginUser.is_some());
+        let v2 = &*(list[1].pFunctionList as *const CK_FUNCTION_LIST);
+        assert_eq!((v2.version.major, v2.version.minor), (2, 40));
+
+        let mut found: *mut CK_INTERFACE = null_mut();
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterface(null_mut(), null_mut(), &mut found, 0),
+            CKR_OK
+        );
+        assert_eq!((*found).pFunctionList, list[0].pFunctionList);
+        let mut want = CK_VERSION {
+            major: 2,
+            minor: 40,
+        };
+        let mut name = *b"PKCS 11\0";
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterface(name.as_mut_ptr(), &mut want, &mut found, 0),
+            CKR_OK
+        );
+        assert_eq!((*found).pFunctionList, list[1].pFunctionList);
+        want.minor = 20;
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterface(name.as_mut_ptr(), &mut want, &mut found, 0),
+            CKR_ARGUMENTS_BAD
+        );
+        let mut other = *b"Vendor\0";
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterface(other.as_mut_ptr(), null_mut(), &mut found, 0),
+            CKR_ARGUMENTS_BAD
+        );
+        assert_eq!(
+            kagi_pkcs11::ffi::C_GetInterface(null_mut(), null_mut(), null_mut(), 0),
+            CKR_ARGUMENTS_BAD
+        );
+        // The 3.0-only functions are there and say they are not supported.
+        assert_eq!(
+            v3.C_SignMessageBegin.unwrap()(1, null_mut(), 0),
+            CKR_CRYPTOKI_NOT_INITIALIZED
+        );
+    }
+}
