@@ -81,3 +81,17 @@ if ! "$ops_venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
     fi
     rm -f "$pip_log"
 fi
+
+# pkcs11-tool (Debian package opensc) and p11tool (gnutls-bin, above) drive the PKCS#11 module
+# (pkcs11/tests/pkcs11_acceptance.sh).
+if ! command -v pkcs11-tool >/dev/null 2>&1; then
+    log "installing opensc (pkcs11-tool)"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opensc; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install opensc (pkcs11-tool) with apt-get"
+    fi
+    rm -f "$apt_log"
+    command -v pkcs11-tool >/dev/null 2>&1 || die "opensc installed but pkcs11-tool is not on PATH"
+fi

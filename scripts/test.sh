@@ -68,4 +68,9 @@ bash signer/tests/sigstore_acceptance.sh
 log "acceptance: the README walkthrough, every sh block in order, from a fresh folder"
 bash signer/tests/readme_acceptance.sh
 
+log "acceptance: the PKCS#11 module with pkcs11-tool, p11tool and openssl"
+# `cargo test` links the module into its tests but leaves target/debug/libkagi_pkcs11.so to a build.
+cargo build -p kagi-pkcs11 --quiet
+bash pkcs11/tests/pkcs11_acceptance.sh
+
 log "all tests passed"

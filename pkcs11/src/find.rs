@@ -1,0 +1,257 @@
+//! Finding objects and reading their attributes. Every C_FindObjectsInit asks the service for
+//! the partition's keys, so a key another client made since shows up in the next search;
+//! handles stay the same for the same key.
+#![forbid(unsafe_code)]
+
+use cryptoki_sys::*;
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError};
+
+use crate::client::KeyInfo;
+use crate::config::Token;
+use crate::error::{Error, Result};
+use crate::module::{lock, new_handle, Login, Module, Objects};
+use crate::object::{Key, Kind, Object, Value, CKA_USAGE_COUNT, CKA_USAGE_LIMIT};
+use crate::session::Find;
+
+pub type Template = [(CK_ATTRIBUTE_TYPE, Vec<u8>)];
+
+fn handle_for(
+    objects: &mut Objects,
+    slot: CK_SLOT_ID,
+    key: &Arc<Key>,
+    kind: Kind,
+    certificate: Option<Arc<Vec<u8>>>,
+) -> CK_OBJECT_HANDLE {
+    let h = *objects
+        .handles
+        .entry((slot, key.info.id.clone(), kind))
+        .or_insert_with(new_handle);
+    objects.entries.insert(
+        h,
+        (
+            slot,
+            Object {
+                kind,
+                key: key.clone(),
+                certificate,
+            },
+        ),
+    );
+    h
+}
+
+impl Module {
+    /// Put a key's objects in the handle table (again), returning (private, public).
+    pub fn remember_key(
+        &self,
+        slot: CK_SLOT_ID,
+        info: KeyInfo,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        let key = Arc::new(Key::new(info)?);
+        let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+        let private = handle_for(&mut objects, slot, &key, Kind::PrivateKey, None);
+        let public = handle_for(&mut objects, slot, &key, Kind::PublicKey, None);
+        if let Some(&h) = objects
+            .handles
+            .get(&(slot, key.info.id.clone(), Kind::Certificate))
+        {
+            if let Some((_, o)) = objects.entries.get_mut(&h) {
+                o.key = key.clone();
+            }
+        }
+        Ok((private, public))
+    }
+
+    /// The slot's objects as the service has them now. Certificates cost one call per key,
+    /// so they are fetched only when the search may want them.
+    fn refresh(
+        &self,
+        slot: CK_SLOT_ID,
+        token: Option<&Token>,
+        certificates: bool,
+    ) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        let infos = self.client.list_keys(token, false)?;
+        let mut keys = Vec::with_capacity(infos.len());
+        for info in infos {
+            match Key::new(info) {
+                Ok(k) => keys.push(Arc::new(k)),
+                // A key of an algorithm this module does not know stays invisible.
+                Err(e) => eprintln!("kagi-pkcs11: {}", e.message()),
+            }
+        }
+        let mut certs = Vec::with_capacity(keys.len());
+        for key in &keys {
+            certs.push(if certificates {
+                self.client
+                    .certificate(token, &key.info.label)?
+                    .map(Arc::new)
+            } else {
+                None
+            });
+        }
+        let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+        let live: HashSet<&str> = keys.iter().map(|k| k.info.id.as_str()).collect();
+        let mut handles = Vec::with_capacity(keys.len() * 2);
+        for (key, cert) in keys.iter().zip(certs) {
+            handles.push(handle_for(&mut objects, slot, key, Kind::PrivateKey, None));
+            handles.push(handle_for(&mut objects, slot, key, Kind::PublicKey, None));
+            if let Some(cert) = cert {
+                handles.push(handle_for(
+                    &mut objects,
+                    slot,
+                    key,
+                    Kind::Certificate,
+                    Some(cert),
+                ));
+            } else if certificates {
+                if let Some(h) =
+                    objects
+                        .handles
+                        .remove(&(slot, key.info.id.clone(), Kind::Certificate))
+                {
+                    objects.entries.remove(&h);
+                }
+            }
+        }
+        // Keys destroyed since: their handles go invalid.
+        objects
+            .handles
+            .retain(|(s, id, _), _| *s != slot || live.contains(id.as_str()));
+        let kept: HashSet<CK_OBJECT_HANDLE> = objects.handles.values().copied().collect();
+        objects.entries.retain(|h, _| kept.contains(h));
+        if !certificates {
+            for key in &keys {
+                if let Some(&h) =
+                    objects
+                        .handles
+                        .get(&(slot, key.info.id.clone(), Kind::Certificate))
+                {
+                    handles.push(h);
+                }
+            }
+        }
+        Ok(handles)
+    }
+
+    pub fn find_init(&self, h: CK_SESSION_HANDLE, template: &Template) -> Result<()> {
+        let session = self.session(h)?;
+        let slot = {
+            let s = lock(&session);
+            if s.find.is_some() {
+                return Err(Error::rv(CKR_OPERATION_ACTIVE));
+            }
+            s.slot
+        };
+        let handles = match self.slot(slot)?.login() {
+            // Without a credential the service shows nothing, public objects included.
+            Login::Out => Vec::new(),
+            Login::User(token) => {
+                let class = template
+                    .iter()
+                    .find(|(t, _)| *t == CKA_CLASS)
+                    .map(|(_, v)| v);
+                let certificates =
+                    class.is_none_or(|v| *v == (CKO_CERTIFICATE as CK_ULONG).to_ne_bytes());
+                let all = self.refresh(slot, token.as_ref(), certificates)?;
+                let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+                all.into_iter()
+                    .filter(|h| {
+                        objects
+                            .entries
+                            .get(h)
+                            .is_some_and(|(_, o)| o.matches(template))
+                    })
+                    .collect()
+            }
+        };
+        let mut s = lock(&session);
+        if s.find.is_some() {
+            return Err(Error::rv(CKR_OPERATION_ACTIVE));
+        }
+        s.find = Some(Find { handles, next: 0 });
+        Ok(())
+    }
+
+    pub fn find(&self, h: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        let session = self.session(h)?;
+        let mut s = lock(&session);
+        let find = s
+            .find
+            .as_mut()
+            .ok_or_else(|| Error::rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        let end = find.handles.len().min(find.next.saturating_add(max));
+        let out = find.handles[find.next..end].to_vec();
+        find.next = end;
+        Ok(out)
+    }
+
+    pub fn find_final(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+        let session = self.session(h)?;
+        let mut s = lock(&session);
+        s.find
+            .take()
+            .map(|_| ())
+            .ok_or_else(|| Error::rv(CKR_OPERATION_NOT_INITIALIZED))
+    }
+
+    /// An object a session may see: of its slot, and private ones only while logged in.
+    pub fn visible_object(
+        &self,
+        h: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+    ) -> Result<(CK_SLOT_ID, Object)> {
+        let slot = self.session_slot(h)?;
+        let (obj_slot, o) = self
+            .object(object)
+            .ok_or_else(|| Error::rv(CKR_OBJECT_HANDLE_INVALID))?;
+        if obj_slot != slot {
+            return Err(Error::rv(CKR_OBJECT_HANDLE_INVALID));
+        }
+        if o.kind == Kind::PrivateKey && matches!(self.slot(slot)?.login(), Login::Out) {
+            return Err(Error::rv(CKR_OBJECT_HANDLE_INVALID));
+        }
+        Ok((slot, o))
+    }
+
+    pub fn attributes(
+        &self,
+        h: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Vec<Value>> {
+        let (slot, mut o) = self.visible_object(h, object)?;
+        // The usage count moves with every signature anyone makes: read it fresh.
+        if o.kind != Kind::Certificate
+            && types
+                .iter()
+                .any(|t| *t == CKA_USAGE_COUNT || *t == CKA_USAGE_LIMIT)
+        {
+            if let Ok(token) = self.credential(slot) {
+                let info = self.client.key(token.as_ref(), &o.key.info.label)?;
+                self.remember_key(slot, info)?;
+                if let Some((_, fresh)) = self.object(object) {
+                    o = fresh;
+                }
+            }
+        }
+        Ok(types.iter().map(|t| o.attribute(*t)).collect())
+    }
+
+    /// kagi's objects cannot be changed through PKCS#11: in particular no attribute that keeps
+    /// a private key inside (CKA_SENSITIVE, CKA_EXTRACTABLE) can be turned off.
+    pub fn set_attributes(
+        &self,
+        h: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+        template: &Template,
+    ) -> Result<()> {
+        let (_, o) = self.visible_object(h, object)?;
+        for (ty, _) in template {
+            if matches!(o.attribute(*ty), Value::Invalid) {
+                return Err(Error::rv(CKR_ATTRIBUTE_TYPE_INVALID));
+            }
+        }
+        Err(Error::rv(CKR_ATTRIBUTE_READ_ONLY))
+    }
+}
