@@ -253,19 +253,11 @@ fn a_postgresql_that_cannot_be_reached_is_named_with_the_reason_and_no_password(
 fn tls_failures_say_which_one_and_what_to_do() {
     let server = Server::shared();
     // A CA that is valid PEM but not the one the service's certificate chains to.
-    common::run_in(
+    common::openssl_req_p256(
         &server,
+        "other-ca.key",
         &[
-            "openssl",
-            "req",
             "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "other-ca.key",
             "-out",
             "other-ca.pem",
             "-days",

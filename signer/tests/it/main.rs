@@ -44,23 +44,35 @@ mod common {
         )
     }
 
+    /// `openssl req` with a fresh P-256 key written to KEY in the server's folder, then ARGS
+    /// (`-new -subj … -out x.csr` for a CSR, `-x509 …` for a self-signed certificate): keys and
+    /// requests made with openssl, as a device's, a line's or a relying party's tooling would.
+    pub fn openssl_req_p256(server: &Server, key: &str, args: &[&str]) {
+        let mut all = vec![
+            "openssl",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key,
+        ];
+        all.extend_from_slice(args);
+        let (ok, out) = run_in(server, &all);
+        assert!(ok, "{all:?}: {out}");
+    }
+
     /// A self-signed P-256 TLS client certificate and key per name, as NAME.pem and NAME.key
-    /// in the server's folder (openssl, as a line's own tooling would make them).
+    /// in the server's folder.
     pub fn client_certificates(server: &Server, names: &[&str]) {
         for name in names {
-            let (ok, _) = run_in(
+            openssl_req_p256(
                 server,
+                &format!("{name}.key"),
                 &[
-                    "openssl",
-                    "req",
                     "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{name}.key"),
                     "-out",
                     &format!("{name}.pem"),
                     "-days",
@@ -69,7 +81,6 @@ mod common {
                     &format!("/CN={name}"),
                 ],
             );
-            assert!(ok, "openssl req for {name}");
         }
     }
 

@@ -312,26 +312,17 @@ permit (
 fn a_device_client_certificate_completes_mtls_with_openssl() {
     let server = Server::start();
     let admin = server.token();
-    let sh = |args: &[&str]| {
-        let (ok, out) = run_in(&server, args);
-        assert!(ok, "{args:?}: {out}");
-    };
-    sh(&[
-        "openssl",
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
+    common::openssl_req_p256(
+        &server,
         "dev.key",
-        "-subj",
-        "/CN=sensor 9/serialNumber=DEV-0009",
-        "-out",
-        "dev.csr",
-    ]);
+        &[
+            "-new",
+            "-subj",
+            "/CN=sensor 9/serialNumber=DEV-0009",
+            "-out",
+            "dev.csr",
+        ],
+    );
     let r = issue(
         &server,
         "/api/v1/ca/devices/profiles/device-client/issue",
@@ -362,24 +353,19 @@ fn a_device_client_certificate_completes_mtls_with_openssl() {
     assert!(text.contains("Digital Signature"), "{text}");
 
     // The service's own TLS server certificate (serverAuth only) as a would-be client.
-    sh(&[
-        "openssl",
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
+    common::openssl_req_p256(
+        &server,
         "srvclient.key",
-        "-subj",
-        "/CN=not-a-client.example",
-        "-addext",
-        "subjectAltName=DNS:not-a-client.example",
-        "-out",
-        "srvclient.csr",
-    ]);
+        &[
+            "-new",
+            "-subj",
+            "/CN=not-a-client.example",
+            "-addext",
+            "subjectAltName=DNS:not-a-client.example",
+            "-out",
+            "srvclient.csr",
+        ],
+    );
     let r = issue(
         &server,
         "/api/v1/ca/devices/profiles/tls-server/issue",
@@ -394,26 +380,21 @@ fn a_device_client_certificate_completes_mtls_with_openssl() {
     .unwrap();
 
     // The relying party: its own self-signed server certificate, trusting the devices chain.
-    sh(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
+    common::openssl_req_p256(
+        &server,
         "rp.key",
-        "-out",
-        "rp.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost",
-    ]);
+        &[
+            "-x509",
+            "-out",
+            "rp.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+    );
     let port = common::free_port();
     let mut s_server = std::process::Command::new("openssl")
         .args([
