@@ -110,6 +110,8 @@ pub enum HsmError {
     NotAnApprover { name: String, id: String },
     #[error("audit log integrity failure at record {seq}: {reason}")]
     AuditIntegrity { seq: i64, reason: String },
+    #[error("too many wrong passwords for '{name}': console sign-in with a password is locked for {retry_after_secs} more second(s) (the identity's token still works)")]
+    PasswordLocked { name: String, retry_after_secs: u64 },
     #[error("storage error: {0}")]
     Store(String),
     #[error("crypto engine error: {0}")]
@@ -128,6 +130,7 @@ impl HsmError {
             HsmError::CredentialLocked(_) => "credential_locked",
             HsmError::CredentialRevoked(_) => "credential_revoked",
             HsmError::CredentialExpired(_) => "credential_expired",
+            HsmError::PasswordLocked { .. } => "password_locked",
             HsmError::QuotaExhausted { .. } => "quota_exhausted",
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
@@ -169,7 +172,8 @@ impl HsmError {
             | HsmError::BadCredential
             | HsmError::CredentialLocked(_)
             | HsmError::CredentialRevoked(_)
-            | HsmError::CredentialExpired(_) => ErrorKind::Unauthenticated,
+            | HsmError::CredentialExpired(_)
+            | HsmError::PasswordLocked { .. } => ErrorKind::Unauthenticated,
             HsmError::Forbidden { .. }
             | HsmError::CaKeyReserved(_)
             | HsmError::SelfApproval(_)

@@ -35,7 +35,7 @@ pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
     Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes, QuotaCharge, QuotaUsage,
     RecoverAction, Recovered, SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows,
-    Staging, UnsealProgress, FAILED_LOGIN_WINDOW,
+    Staging, UnsealProgress, FAILED_LOGIN_WINDOW, PASSWORD_ATTEMPTS, PASSWORD_LOCK,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

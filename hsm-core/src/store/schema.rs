@@ -207,3 +207,11 @@ diesel::table! {
         note -> Text,
     }
 }
+
+diesel::table! {
+    console_passwords (credential_id) {
+        credential_id -> Text,
+        password_hash -> Text,
+        set_at -> BigInt,
+    }
+}

@@ -63,6 +63,15 @@ impl ApiError {
         self.code
     }
 
+    /// What the caller is told (the console shows it on the page).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn is_bad_input(&self) -> bool {
         self.status == StatusCode::BAD_REQUEST
     }

@@ -76,6 +76,27 @@ impl KeyBody {
     }
 }
 
+/// The spec of a plain key (name, algorithm, usage limit) as the API would make it, for the
+/// console's create form: the same reserved names and parsing.
+pub(super) fn spec_of(
+    name: &str,
+    alg: &str,
+    usage_limit: Option<i64>,
+) -> Result<KeySpec, ApiError> {
+    KeyBody {
+        name: name.to_string(),
+        alg: alg.to_string(),
+        usage_limit,
+        not_before: None,
+        not_after: None,
+        operations: None,
+        exportable_under_wrap: false,
+        trusted: false,
+        wrapped: None,
+    }
+    .spec()
+}
+
 pub async fn create_key(
     caller: Caller,
     state: web::Data<AppState>,

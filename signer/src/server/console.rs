@@ -1,0 +1,694 @@
+//! `/ui`: the security team's console. People sign in with their name and console password
+//! (hsm-core checks it and makes the `Session`); the service keeps the session in memory
+//! behind a random HttpOnly, Secure, SameSite=Strict cookie, and every form that changes
+//! anything carries the session's CSRF token, compared here before anything runs.
+//!
+//! Every action calls the same hsm-core operation as the API route for it, with the person's
+//! session (carrying their address and User-Agent), so roles, quorums and audit records are
+//! the API's. Pages come from `kagi_web_ui::views`; this module turns hsm-core's answers into
+//! their view structs.
+//!
+//! These routes are HTML, not API, so they are registered here rather than in the OpenAPI
+//! route table, which keeps only `GET /ui`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use kagi_hsm_core::{Gated, HsmError, KeyInfo, Session};
+use kagi_web_ui::views::{self, AuditFilter, Notice, Verification, Viewer};
+use kagi_web_ui::{SessionStore, Started};
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+use super::auth::client_info;
+use super::errors::ApiError;
+use super::handler::{blocking, record_event};
+use super::rate_limit;
+use super::state::AppState;
+
+/// A console session ends after this long without a request...
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// ...and this long after sign-in, whatever happens.
+const ABSOLUTE: Duration = Duration::from_secs(8 * 60 * 60);
+/// Sessions kept at once (the oldest sign-in goes beyond it).
+const MAX_SESSIONS: usize = 10_000;
+/// How long a login form's token (and its cookie) is good for.
+const LOGIN_FORM_SECS: u64 = 30 * 60;
+/// Audit records the audit page reads (the newest ones), before filtering.
+const AUDIT_WINDOW: i64 = 500;
+
+/// The console's share of the service state.
+pub struct ConsoleState {
+    sessions: SessionStore<Session>,
+}
+
+impl Default for ConsoleState {
+    fn default() -> Self {
+        ConsoleState {
+            sessions: SessionStore::new(IDLE, ABSOLUTE, MAX_SESSIONS),
+        }
+    }
+}
+
+/// Registers the console's routes (`GET /ui` itself is in the route table).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(kagi_web_ui::STYLESHEET_PATH, web::get().to(stylesheet))
+        .route("/ui/login", web::post().to(login))
+        .route("/ui/logout", web::post().to(logout))
+        .route("/ui/keys", web::get().to(keys_page))
+        .route("/ui/keys", web::post().to(create_key))
+        .route("/ui/keys/{name}/destroy", web::post().to(destroy_key))
+        .route("/ui/approvals", web::get().to(approvals_page))
+        .route("/ui/approvals/{id}/{decision}", web::post().to(decide))
+        .route("/ui/audit", web::get().to(audit_page));
+}
+
+/// An HTML answer with the console's security headers.
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    let mut r = HttpResponse::build(status);
+    secure_headers(&mut r);
+    r.content_type("text/html; charset=utf-8").body(body)
+}
+
+fn secure_headers(r: &mut actix_web::HttpResponseBuilder) {
+    r.insert_header((
+        header::CONTENT_SECURITY_POLICY,
+        kagi_web_ui::CONTENT_SECURITY_POLICY,
+    ))
+    .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+    .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+    .insert_header((header::REFERRER_POLICY, "no-referrer"))
+    .insert_header((header::CACHE_CONTROL, "no-store"));
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    let mut r = HttpResponse::SeeOther();
+    secure_headers(&mut r);
+    r.insert_header((header::LOCATION, to)).finish()
+}
+
+fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| kagi_web_ui::cookie_value(h, name))
+}
+
+/// The signed-in person of this request, re-checked against their credential (a revoked or
+/// expired identity is signed out at once), with this request's address for the audit log.
+async fn signed_in(req: &HttpRequest, state: &AppState) -> Option<(Started<Session>, Viewer)> {
+    let id = cookie(req, kagi_web_ui::SESSION_COOKIE)?;
+    let mut started = state.console.sessions.get(id)?;
+    let s = started.value.clone();
+    if blocking(&state.hsm, move |h| h.recheck_session(&s))
+        .await
+        .is_err()
+    {
+        state.console.sessions.end(&started.id);
+        return None;
+    }
+    started.value = started.value.clone().with_client(client_info(req));
+    let s = &started.value;
+    let viewer = Viewer {
+        name: s.name().to_string(),
+        partition: s.partition().to_string(),
+        roles: s.roles().iter().map(|r| r.as_str().to_string()).collect(),
+        csrf: started.csrf.clone(),
+    };
+    Some((started, viewer))
+}
+
+/// The page for a request without a session: sign in.
+fn login_page(status: StatusCode, error: Option<&str>) -> HttpResponse {
+    let Some(token) = kagi_web_ui::random_token() else {
+        return html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            views::problem(
+                None,
+                "Error",
+                "no random numbers: the console cannot sign anyone in",
+            ),
+        );
+    };
+    let mut r = HttpResponse::build(status);
+    secure_headers(&mut r);
+    r.insert_header((
+        header::SET_COOKIE,
+        kagi_web_ui::set_cookie(kagi_web_ui::LOGIN_COOKIE, &token, LOGIN_FORM_SECS),
+    ))
+    .content_type("text/html; charset=utf-8")
+    .body(views::login(&token, error))
+}
+
+/// A form's CSRF token against the session's: a refusal is a 403 page and an audit record.
+async fn csrf_ok(
+    state: &AppState,
+    started: &Started<Session>,
+    viewer: &Viewer,
+    given: &str,
+    action: &str,
+) -> Result<(), HttpResponse> {
+    if !given.is_empty() && kagi_web_ui::constant_time_eq(given, &started.csrf) {
+        return Ok(());
+    }
+    let s = &started.value;
+    let mut detail = json!({ "code": "csrf_rejected", "form": action });
+    if let Some(c) = s.client() {
+        c.add_to(&mut detail);
+    }
+    if !record_event(
+        &state.hsm,
+        s.actor(),
+        "console.csrf",
+        "denied:csrf_rejected",
+        detail,
+    )
+    .await
+    {
+        log::warn!("could not audit a console form refused for its CSRF token");
+    }
+    Err(html(
+        StatusCode::FORBIDDEN,
+        views::problem(
+            Some(viewer),
+            "Refused",
+            "csrf_rejected: this form did not carry this session's CSRF token; reload the page and submit it again",
+        ),
+    ))
+}
+
+fn error_notice(e: &ApiError) -> Notice {
+    Notice::Error(format!("{}: {}", e.code(), e.message()))
+}
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CACHE_CONTROL, "max-age=3600"))
+        .body(kagi_web_ui::STYLESHEET)
+}
+
+// ------------------------------------------------------------------ sign-in
+
+/// `GET /ui`: the overview, or the sign-in page.
+pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match signed_in(&req, &state).await {
+        Some((started, viewer)) => overview(&state, started.value, &viewer).await,
+        None => login_page(StatusCode::OK, None),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    let LoginForm {
+        csrf,
+        name,
+        password,
+    } = form.into_inner();
+    let password = Zeroizing::new(password);
+    // The form's token must match the cookie set with it: a page elsewhere cannot sign a
+    // browser in as someone else (login CSRF), since it can neither read nor set the cookie.
+    let expected = cookie(&req, kagi_web_ui::LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !kagi_web_ui::constant_time_eq(&csrf, expected) {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some(
+                "csrf_rejected: the sign-in form had expired or came from elsewhere; sign in again",
+            ),
+        );
+    }
+    let ip = rate_limit::source(&req);
+    if let Err(t) = state.login_limit.admit(ip) {
+        state.hsm.note_throttled_login(&ip.to_string());
+        let e = ApiError::from(t);
+        return login_page(StatusCode::TOO_MANY_REQUESTS, Some(&e.to_string()));
+    }
+    let source = ip.to_string();
+    let hsm_name = name.clone();
+    let result = blocking(&state.hsm, move |h| {
+        h.login_password_from(&hsm_name, &password, &source)
+    })
+    .await;
+    let session = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // A locked password was not tried, so it is no guess to count against the source.
+            let refused = matches!(
+                e.code(),
+                "bad_credential"
+                    | "credential_locked"
+                    | "credential_revoked"
+                    | "credential_expired"
+            );
+            if refused {
+                state.login_limit.record(ip);
+            }
+            let message = match e.code() {
+                "bad_credential" => {
+                    "bad_credential: wrong name or password (a person sets a console password with 'kagi identity set-password')".to_string()
+                }
+                _ => e.to_string(),
+            };
+            return login_page(e.status(), Some(&message));
+        }
+    };
+    let Some(started) = state.console.sessions.start(session) else {
+        return html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            views::problem(None, "Error", "the session could not be started"),
+        );
+    };
+    let mut r = HttpResponse::SeeOther();
+    secure_headers(&mut r);
+    r.insert_header((header::LOCATION, "/ui"))
+        .append_header((
+            header::SET_COOKIE,
+            kagi_web_ui::set_cookie(
+                kagi_web_ui::SESSION_COOKIE,
+                &started.id,
+                state.console.sessions.lifetime().as_secs(),
+            ),
+        ))
+        .append_header((
+            header::SET_COOKIE,
+            kagi_web_ui::set_cookie(kagi_web_ui::LOGIN_COOKIE, "", 0),
+        ))
+        .finish()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "logout").await {
+        return r;
+    }
+    state.console.sessions.end(&started.id);
+    let mut r = HttpResponse::SeeOther();
+    secure_headers(&mut r);
+    r.insert_header((header::LOCATION, "/ui"))
+        .insert_header((
+            header::SET_COOKIE,
+            kagi_web_ui::set_cookie(kagi_web_ui::SESSION_COOKIE, "", 0),
+        ))
+        .finish()
+}
+
+// ------------------------------------------------------------------ overview
+
+fn key_row(k: &KeyInfo) -> views::KeyRow {
+    let state = if k.active {
+        "active".to_string()
+    } else {
+        match k.state {
+            kagi_hsm_core::KeyState::Active => "not active (limit or validity)".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    };
+    views::KeyRow {
+        label: k.label.clone(),
+        algorithm: k.algorithm.as_str().to_string(),
+        state,
+        used: k.usage_count,
+        limit: k.usage_limit,
+    }
+}
+
+fn rfc3339(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+fn approval_row(a: &kagi_hsm_core::ApprovalInfo) -> views::ApprovalRow {
+    views::ApprovalRow {
+        id: a.id.clone(),
+        change: a.action.name().to_string(),
+        summary: a.summary.clone(),
+        requested_by: a.requested_by.clone(),
+        approved_by: a.approved_by.clone(),
+        required: a.required,
+        status: a.status.clone(),
+        expires: rfc3339(a.expires_at.saturating_mul(1000)),
+    }
+}
+
+async fn overview(state: &AppState, s: Session, viewer: &Viewer) -> HttpResponse {
+    let health = match state.hsm.integrity_failure() {
+        Some(reason) => format!("integrity failure: {reason}"),
+        None => "ok".to_string(),
+    };
+    let s2 = s.clone();
+    let keys = blocking(&state.hsm, move |h| h.list_keys(&s2)).await;
+    let (mut nearest, notice) = match keys {
+        Ok(keys) => (
+            keys.iter()
+                .filter(|k| k.usage_limit.is_some())
+                .map(key_row)
+                .collect::<Vec<_>>(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(error_notice(&e))),
+    };
+    nearest.sort_by(|a, b| b.fraction().total_cmp(&a.fraction()));
+    nearest.truncate(5);
+    let pending = if viewer.has("officer") {
+        blocking(&state.hsm, move |h| h.list_approvals(&s))
+            .await
+            .ok()
+            .map(|list| {
+                list.iter()
+                    .filter(|a| a.status == "pending")
+                    .map(approval_row)
+                    .collect()
+            })
+    } else {
+        None
+    };
+    let o = views::Overview {
+        sealed: state.hsm.is_sealed(),
+        health,
+        nearest_limits: nearest,
+        pending,
+    };
+    html(StatusCode::OK, views::overview(viewer, &o, notice.as_ref()))
+}
+
+// ------------------------------------------------------------------ keys
+
+async fn render_keys(
+    state: &AppState,
+    s: Session,
+    viewer: &Viewer,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> HttpResponse {
+    match blocking(&state.hsm, move |h| h.list_keys(&s)).await {
+        Ok(keys) => {
+            let rows: Vec<_> = keys.iter().map(key_row).collect();
+            html(status, views::keys(viewer, &rows, notice.as_ref()))
+        }
+        Err(e) => html(
+            e.status(),
+            views::keys(viewer, &[], Some(&error_notice(&e))),
+        ),
+    }
+}
+
+pub async fn keys_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    render_keys(&state, started.value, &viewer, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+pub struct CreateKeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    alg: String,
+    #[serde(default)]
+    usage_limit: String,
+}
+
+pub async fn create_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<CreateKeyForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "key.create").await {
+        return r;
+    }
+    let form = form.into_inner();
+    let session = started.value;
+    let limit = match form.usage_limit.trim() {
+        "" => Ok(None),
+        n => n.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::new(
+                super::error_codes::Code::BadRequest,
+                format!("usage limit '{n}' is not a whole number: leave it empty for no limit"),
+            )
+        }),
+    };
+    let spec = match limit.and_then(|l| super::keys::spec_of(&form.name, &form.alg, l)) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let e = super::handler::audited(&state, &session, "key.generate", e).await;
+            let status = e.status();
+            return render_keys(&state, session, &viewer, status, Some(error_notice(&e))).await;
+        }
+    };
+    let s = session.clone();
+    let created = blocking(&state.hsm, move |h| h.create_key(&s, &spec)).await;
+    let (status, notice) = match created {
+        Ok(k) => (
+            StatusCode::CREATED,
+            Notice::Info(format!(
+                "Key '{}' was created ({}).",
+                k.label,
+                k.algorithm.as_str()
+            )),
+        ),
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_keys(&state, session, &viewer, status, Some(notice)).await
+}
+
+pub async fn destroy_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "key.destroy").await {
+        return r;
+    }
+    let session = started.value;
+    let (s, label) = (session.clone(), name.into_inner());
+    let l2 = label.clone();
+    let result = blocking(&state.hsm, move |h| h.destroy_key(&s, &l2)).await;
+    let (status, notice) = match result {
+        Ok(Gated::Done(())) => (
+            StatusCode::OK,
+            Notice::Info(format!("Key '{label}' was destroyed.")),
+        ),
+        Ok(Gated::Pending(a)) => (
+            StatusCode::ACCEPTED,
+            Notice::Info(format!(
+                "Destroying '{label}' needs {} approval(s): request {} is on the approvals page.",
+                a.required, a.id
+            )),
+        ),
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_keys(&state, session, &viewer, status, Some(notice)).await
+}
+
+// ------------------------------------------------------------------ approvals
+
+async fn render_approvals(
+    state: &AppState,
+    s: Session,
+    viewer: &Viewer,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> HttpResponse {
+    match blocking(&state.hsm, move |h| h.list_approvals(&s)).await {
+        Ok(list) => {
+            let rows: Vec<_> = list.iter().map(approval_row).collect();
+            html(status, views::approvals(viewer, &rows, notice.as_ref()))
+        }
+        Err(e) => {
+            // A refusal to list stands above any earlier notice.
+            let status = if status.is_success() {
+                e.status()
+            } else {
+                status
+            };
+            let notice = notice.unwrap_or_else(|| error_notice(&e));
+            html(status, views::approvals(viewer, &[], Some(&notice)))
+        }
+    }
+}
+
+pub async fn approvals_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    render_approvals(&state, started.value, &viewer, StatusCode::OK, None).await
+}
+
+pub async fn decide(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    let (id, decision) = path.into_inner();
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "approval.decide").await {
+        return r;
+    }
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => {
+            return html(
+                StatusCode::NOT_FOUND,
+                views::problem(Some(&viewer), "Not found", "decide with approve or reject"),
+            )
+        }
+    };
+    let session = started.value;
+    let (s, id2) = (session.clone(), id.clone());
+    let result = blocking(&state.hsm, move |h| {
+        if approve {
+            h.approve(&s, &id2)
+        } else {
+            h.reject(&s, &id2)
+        }
+    })
+    .await;
+    let (status, notice) = match result {
+        Ok(a) => {
+            if a.status == "executed" {
+                state.policy.invalidate();
+            }
+            let verb = if approve { "approved" } else { "rejected" };
+            (
+                StatusCode::OK,
+                Notice::Info(format!("You {verb} request {id}; it is now {}.", a.status)),
+            )
+        }
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_approvals(&state, session, &viewer, status, Some(notice)).await
+}
+
+// ------------------------------------------------------------------ audit
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    action: String,
+}
+
+pub async fn audit_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<AuditQuery>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    let session = started.value;
+    let filter = AuditFilter {
+        actor: query.actor.chars().take(128).collect(),
+        action: query.action.chars().take(128).collect(),
+    };
+    let (hsm, s) = (state.hsm.clone(), session.clone());
+    // hsm-core's own error is kept: it names the first bad record.
+    let verified = web::block(move || {
+        let report = hsm.audit_verify(&s)?;
+        let checkpoint = hsm.latest_checkpoint()?;
+        Ok::<_, HsmError>((report, checkpoint))
+    })
+    .await;
+    let verification = match verified {
+        Ok(Ok((report, checkpoint))) => Verification::Verified {
+            through: report.records - 1,
+            records: report.records,
+            checkpoint_time: checkpoint.map(|c| rfc3339(c.ts)),
+        },
+        Ok(Err(HsmError::AuditIntegrity { seq, reason })) => Verification::Broken {
+            seq: Some(seq),
+            message: reason,
+        },
+        Ok(Err(e)) => {
+            let e = ApiError::from(e);
+            return html(
+                e.status(),
+                views::problem(
+                    Some(&viewer),
+                    "Audit",
+                    &format!("{}: {}", e.code(), e.message()),
+                ),
+            );
+        }
+        Err(_) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                views::problem(Some(&viewer), "Audit", "the service is shutting down"),
+            )
+        }
+    };
+    let total = match &verification {
+        Verification::Verified { records, .. } => *records,
+        Verification::Broken { seq, .. } => seq.unwrap_or(0) + AUDIT_WINDOW,
+    };
+    let from = (total - AUDIT_WINDOW).max(0);
+    let s = session.clone();
+    let rows = match blocking(&state.hsm, move |h| h.audit_records(&s, from, AUDIT_WINDOW)).await {
+        Ok(records) => records
+            .iter()
+            .rev()
+            .filter(|r| filter.actor.is_empty() || r.actor.contains(&filter.actor))
+            .filter(|r| filter.action.is_empty() || r.action.starts_with(&filter.action))
+            .map(|r| views::AuditRow {
+                seq: r.seq,
+                time: rfc3339(r.ts),
+                actor: r.actor.clone(),
+                action: r.action.clone(),
+                outcome: r.outcome.clone(),
+                detail: r.detail.clone(),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    html(
+        StatusCode::OK,
+        views::audit(&viewer, &verification, &filter, &rows, None),
+    )
+}

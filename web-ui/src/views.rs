@@ -1,0 +1,551 @@
+//! The console's pages. Each takes plain view structs the service fills from hsm-core, and
+//! returns HTML; maud escapes every interpolated value. Forms that change anything carry the
+//! session's CSRF token in a hidden `csrf` field.
+
+use maud::{html, Markup, DOCTYPE};
+
+use crate::STYLESHEET_PATH;
+
+/// Who is signed in, as the header shows them.
+pub struct Viewer {
+    pub name: String,
+    pub partition: String,
+    pub roles: Vec<String>,
+    pub csrf: String,
+}
+
+impl Viewer {
+    pub fn has(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// A key's row on the keys page and the overview.
+pub struct KeyRow {
+    pub label: String,
+    pub algorithm: String,
+    /// `active`, `disabled`, `destroyed`, or why it is not usable.
+    pub state: String,
+    pub used: i64,
+    pub limit: Option<i64>,
+}
+
+impl KeyRow {
+    /// How close to its limit, 0.0 to 1.0 (no limit: 0).
+    pub fn fraction(&self) -> f64 {
+        match self.limit {
+            Some(l) if l > 0 => (self.used as f64 / l as f64).clamp(0.0, 1.0),
+            Some(_) => 1.0,
+            None => 0.0,
+        }
+    }
+
+    pub fn usage_text(&self) -> String {
+        match self.limit {
+            Some(l) => format!("{}/{}", self.used, l),
+            None => format!("{}/∞", self.used),
+        }
+    }
+}
+
+/// An approval request as the approvals page shows it.
+pub struct ApprovalRow {
+    pub id: String,
+    pub change: String,
+    pub summary: String,
+    pub requested_by: String,
+    pub approved_by: Vec<String>,
+    pub required: i64,
+    pub status: String,
+    /// RFC 3339.
+    pub expires: String,
+}
+
+/// One audit record in the list.
+pub struct AuditRow {
+    pub seq: i64,
+    /// RFC 3339.
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// What verifying the audit log found.
+pub enum Verification {
+    /// Verified through record `through` (0-based sequence of the last record); the newest
+    /// checkpoint was signed at `checkpoint_time`.
+    Verified {
+        through: i64,
+        records: i64,
+        checkpoint_time: Option<String>,
+    },
+    /// The first record that failed, and why.
+    Broken { seq: Option<i64>, message: String },
+}
+
+/// The overview's facts.
+pub struct Overview {
+    pub sealed: bool,
+    /// `ok`, or what is wrong (integrity failure, database unreachable).
+    pub health: String,
+    pub nearest_limits: Vec<KeyRow>,
+    /// `None`: the viewer may not read the approval queue.
+    pub pending: Option<Vec<ApprovalRow>>,
+}
+
+/// A message at the top of a page.
+pub enum Notice {
+    Info(String),
+    Error(String),
+}
+
+fn page(title: &str, viewer: Option<&Viewer>, notice: Option<&Notice>, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · kagi console" }
+                link rel="stylesheet" href=(STYLESHEET_PATH);
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header {
+                    span class="brand" { "kagi console" }
+                    @if let Some(v) = viewer {
+                        nav aria-label="Console" {
+                            a href="/ui" { "Overview" }
+                            a href="/ui/keys" { "Keys" }
+                            @if v.has("officer") {
+                                a href="/ui/approvals" { "Approvals" }
+                            }
+                            @if v.has("auditor") {
+                                a href="/ui/audit" { "Audit" }
+                            }
+                        }
+                        div class="who" {
+                            span id="signed-in-as" {
+                                "Signed in as " strong { (v.name) }
+                                " (" (v.partition) ") · roles: "
+                                span id="roles" { (v.roles.join(", ")) }
+                            }
+                            form method="post" action="/ui/logout" class="inline" {
+                                input type="hidden" name="csrf" value=(v.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main id="main" {
+                    h1 { (title) }
+                    @match notice {
+                        Some(Notice::Info(m)) => p class="notice" role="status" { (m) },
+                        Some(Notice::Error(m)) => p class="error" role="alert" { (m) },
+                        None => {},
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The sign-in page (also what `/ui` shows without a session). `login_token` goes into the
+/// form and, by the service, into the login cookie.
+pub fn login(login_token: &str, error: Option<&str>) -> String {
+    let notice = error.map(|e| Notice::Error(e.to_string()));
+    page(
+        "Sign in",
+        None,
+        notice.as_ref(),
+        html! {
+            form method="post" action="/ui/login" class="card" {
+                input type="hidden" name="csrf" value=(login_token);
+                p {
+                    label for="name" { "Name" }
+                    input id="name" name="name" type="text" autocomplete="username" required autofocus;
+                }
+                p {
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="current-password" required;
+                }
+                button type="submit" { "Sign in" }
+            }
+            p class="hint" {
+                "People sign in with their name and console password (set it with "
+                code { "kagi identity set-password" } " and your token). Programs use the API at "
+                code { "/api/v1" } " with a bearer token; its description is "
+                code { "/api/v1/openapi.json" } "."
+            }
+        },
+    )
+}
+
+/// An SVG bar of `k`'s usage against its limit, with the numbers beside it.
+fn usage_bar(k: &KeyRow) -> Markup {
+    const WIDTH: f64 = 160.0;
+    let filled = (k.fraction() * WIDTH).round();
+    let level = match k.fraction() {
+        f if f >= 0.9 => "high",
+        f if f >= 0.6 => "mid",
+        _ => "low",
+    };
+    let text = k.usage_text();
+    html! {
+        span class="usage" {
+            svg class={"bar " (level)} width="160" height="12" viewBox="0 0 160 12" role="img"
+                aria-label={"used " (text)} {
+                rect class="track" x="0" y="0" width="160" height="12" {}
+                rect class="fill" x="0" y="0" width=(filled) height="12" {}
+            }
+            " "
+            span class="usage-text" data-key=(k.label) { (text) }
+        }
+    }
+}
+
+fn keys_table(keys: &[KeyRow], actions: Option<&Viewer>) -> Markup {
+    html! {
+        table {
+            thead {
+                tr {
+                    th scope="col" { "Key" }
+                    th scope="col" { "Algorithm" }
+                    th scope="col" { "State" }
+                    th scope="col" { "Usage" }
+                    @if actions.is_some() { th scope="col" { "Actions" } }
+                }
+            }
+            tbody {
+                @for k in keys {
+                    tr id={"key-" (k.label)} {
+                        th scope="row" { (k.label) }
+                        td { (k.algorithm) }
+                        td class="state" { (k.state) }
+                        td { (usage_bar(k)) }
+                        @if let Some(v) = actions {
+                            td {
+                                form method="post" action={"/ui/keys/" (k.label) "/destroy"} class="inline" {
+                                    input type="hidden" name="csrf" value=(v.csrf);
+                                    button type="submit" aria-label={"Request destruction of " (k.label)} { "Request destroy" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn approvals_table(rows: &[ApprovalRow], actions: Option<&Viewer>) -> Markup {
+    html! {
+        table {
+            thead {
+                tr {
+                    th scope="col" { "Request" }
+                    th scope="col" { "What it changes" }
+                    th scope="col" { "Requested by" }
+                    th scope="col" { "Approvals" }
+                    th scope="col" { "Status" }
+                    th scope="col" { "Expires" }
+                    @if actions.is_some() { th scope="col" { "Decide" } }
+                }
+            }
+            tbody {
+                @for a in rows {
+                    tr id={"approval-" (a.id)} {
+                        th scope="row" { code { (a.id) } br; (a.change) }
+                        td { (a.summary) }
+                        td { (a.requested_by) }
+                        td { (a.approved_by.len()) " of " (a.required)
+                             @if !a.approved_by.is_empty() { " (" (a.approved_by.join(", ")) ")" } }
+                        td class="status" { (a.status) }
+                        td { (a.expires) }
+                        @if let Some(v) = actions {
+                            td {
+                                @if a.status == "pending" {
+                                    form method="post" action={"/ui/approvals/" (a.id) "/approve"} class="inline" {
+                                        input type="hidden" name="csrf" value=(v.csrf);
+                                        button type="submit" aria-label={"Approve request " (a.id)} { "Approve" }
+                                    }
+                                    form method="post" action={"/ui/approvals/" (a.id) "/reject"} class="inline" {
+                                        input type="hidden" name="csrf" value=(v.csrf);
+                                        button type="submit" class="secondary" aria-label={"Reject request " (a.id)} { "Reject" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn overview(v: &Viewer, o: &Overview, notice: Option<&Notice>) -> String {
+    page(
+        "Overview",
+        Some(v),
+        notice,
+        html! {
+            section aria-labelledby="state-h" class="cards" {
+                h2 id="state-h" { "Service" }
+                dl {
+                    dt { "Seal" } dd id="seal" { @if o.sealed { "sealed" } @else { "unsealed" } }
+                    dt { "Health" } dd id="health" { (o.health) }
+                }
+            }
+            section aria-labelledby="limits-h" {
+                h2 id="limits-h" { "Keys nearest their limits" }
+                @if o.nearest_limits.is_empty() {
+                    p { "No key has a usage limit." }
+                } @else {
+                    (keys_table(&o.nearest_limits, None))
+                }
+            }
+            @if let Some(pending) = &o.pending {
+                section aria-labelledby="pending-h" {
+                    h2 id="pending-h" { "Pending approvals" }
+                    @if pending.is_empty() {
+                        p { "Nothing waits for approval." }
+                    } @else {
+                        (approvals_table(pending, None))
+                        p { a href="/ui/approvals" { "Decide on the approvals page" } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Algorithms offered when creating a key, as hsm-core names them.
+pub const ALGORITHMS: &[&str] = &[
+    "ec-p256", "ec-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096",
+];
+
+pub fn keys(v: &Viewer, keys: &[KeyRow], notice: Option<&Notice>) -> String {
+    let officer = v.has("officer");
+    page(
+        "Keys",
+        Some(v),
+        notice,
+        html! {
+            @if keys.is_empty() {
+                p { "This partition has no keys." }
+            } @else {
+                (keys_table(keys, officer.then_some(v)))
+            }
+            @if officer {
+                section aria-labelledby="create-h" {
+                    h2 id="create-h" { "Create a key" }
+                    form method="post" action="/ui/keys" class="card" {
+                        input type="hidden" name="csrf" value=(v.csrf);
+                        p {
+                            label for="key-name" { "Name" }
+                            input id="key-name" name="name" type="text" required
+                                pattern="[A-Za-z0-9._-]{1,128}" aria-describedby="key-name-help";
+                            span id="key-name-help" class="hint" { "Letters, digits, '.', '-' and '_'." }
+                        }
+                        p {
+                            label for="key-alg" { "Algorithm" }
+                            select id="key-alg" name="alg" {
+                                @for a in ALGORITHMS { option value=(a) { (a) } }
+                            }
+                        }
+                        p {
+                            label for="key-limit" { "Usage limit" }
+                            input id="key-limit" name="usage_limit" type="number" min="1"
+                                aria-describedby="key-limit-help";
+                            span id="key-limit-help" class="hint" { "Empty: no limit." }
+                        }
+                        button type="submit" { "Create key" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn approvals(v: &Viewer, rows: &[ApprovalRow], notice: Option<&Notice>) -> String {
+    page(
+        "Approvals",
+        Some(v),
+        notice,
+        html! {
+            @if rows.is_empty() {
+                p { "No approval requests." }
+            } @else {
+                (approvals_table(rows, Some(v)))
+            }
+        },
+    )
+}
+
+/// The audit page's filter, as the query string gave it.
+#[derive(Default)]
+pub struct AuditFilter {
+    pub actor: String,
+    pub action: String,
+}
+
+pub fn audit(
+    v: &Viewer,
+    verification: &Verification,
+    filter: &AuditFilter,
+    rows: &[AuditRow],
+    notice: Option<&Notice>,
+) -> String {
+    page(
+        "Audit",
+        Some(v),
+        notice,
+        html! {
+            section aria-labelledby="verify-h" {
+                h2 id="verify-h" { "Verification" }
+                @match verification {
+                    Verification::Verified { through, records, checkpoint_time } => {
+                        p id="verification" class="ok" {
+                            "Verified through record " (through) " (" (records) " records)"
+                            @if let Some(t) = checkpoint_time { ", checkpoint signed at " (t) }
+                            "."
+                        }
+                    }
+                    Verification::Broken { seq, message } => {
+                        p id="verification" class="error" role="alert" {
+                            @if let Some(s) = seq { "NOT verified: the first bad record is record " (s) ". " }
+                            @else { "NOT verified. " }
+                            (message)
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="records-h" {
+                h2 id="records-h" { "Records" }
+                form method="get" action="/ui/audit" class="filters" role="search" {
+                    label for="f-actor" { "Actor contains" }
+                    input id="f-actor" name="actor" type="text" value=(filter.actor);
+                    label for="f-action" { "Action starts with" }
+                    input id="f-action" name="action" type="text" value=(filter.action);
+                    button type="submit" { "Filter" }
+                }
+                table {
+                    thead {
+                        tr {
+                            th scope="col" { "#" }
+                            th scope="col" { "Time" }
+                            th scope="col" { "Actor" }
+                            th scope="col" { "Action" }
+                            th scope="col" { "Outcome" }
+                            th scope="col" { "Detail" }
+                        }
+                    }
+                    tbody {
+                        @for r in rows {
+                            tr {
+                                th scope="row" { (r.seq) }
+                                td { (r.time) }
+                                td { (r.actor) }
+                                td { (r.action) }
+                                td { (r.outcome) }
+                                td class="detail" { code { (r.detail) } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A page that only says what went wrong (a refused action, a missing page).
+pub fn problem(v: Option<&Viewer>, title: &str, message: &str) -> String {
+    page(
+        title,
+        v,
+        Some(&Notice::Error(message.to_string())),
+        html! { p { a href="/ui" { "Back to the overview" } } },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn viewer(roles: &[&str]) -> Viewer {
+        Viewer {
+            name: "ann".into(),
+            partition: "default".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            csrf: "tok".into(),
+        }
+    }
+
+    fn key(used: i64, limit: Option<i64>) -> KeyRow {
+        KeyRow {
+            label: "<k>".into(),
+            algorithm: "ec-p256".into(),
+            state: "active".into(),
+            used,
+            limit,
+        }
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let html = keys(&viewer(&["officer"]), &[key(0, Some(5))], None);
+        assert!(html.contains("&lt;k&gt;"));
+        assert!(!html.contains("<k>"));
+    }
+
+    #[test]
+    fn officers_get_create_and_destroy_forms_with_the_csrf_token() {
+        let html = keys(&viewer(&["officer"]), &[key(3, Some(5))], None);
+        assert!(html.contains("action=\"/ui/keys\""));
+        assert!(html.contains("Request destroy"));
+        assert!(html.contains("3/5"));
+        let forms = html.matches("<form method=\"post\"").count();
+        let tokens = html.matches("name=\"csrf\" value=\"tok\"").count();
+        assert_eq!(forms, tokens, "{html}");
+    }
+
+    #[test]
+    fn auditors_get_no_key_controls() {
+        let html = keys(&viewer(&["auditor"]), &[key(3, Some(5))], None);
+        assert!(!html.contains("action=\"/ui/keys\""));
+        assert!(!html.contains("Request destroy"));
+        assert!(html.contains("roles: <span id=\"roles\">auditor</span>"));
+    }
+
+    #[test]
+    fn bar_width_follows_usage() {
+        let html = keys(&viewer(&[]), &[key(3, Some(5))], None);
+        assert!(html.contains("width=\"96\""), "{html}");
+        assert_eq!(key(9, Some(5)).fraction(), 1.0);
+        assert_eq!(key(9, None).usage_text(), "9/∞");
+    }
+
+    #[test]
+    fn pages_have_no_inline_script_or_style() {
+        let v = viewer(&["officer", "auditor"]);
+        let broken = Verification::Broken {
+            seq: Some(7),
+            message: "mac".into(),
+        };
+        for html in [
+            login("x", Some("no")),
+            keys(&v, &[key(1, Some(2))], None),
+            audit(&v, &broken, &AuditFilter::default(), &[], None),
+        ] {
+            assert!(!html.contains("<script"));
+            assert!(!html.contains("style="));
+            assert!(!html.contains("http://") && !html.contains("https://"));
+        }
+        let html = audit(&v, &broken, &AuditFilter::default(), &[], None);
+        assert!(html.contains("the first bad record is record 7"));
+    }
+}
