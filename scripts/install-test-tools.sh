@@ -81,3 +81,30 @@ if ! "$ops_venv/bin/python" -c 'import prometheus_client' >/dev/null 2>&1; then
     fi
     rm -f "$pip_log"
 fi
+
+# The console's browser test (web-ui/tests/console_acceptance.sh): Debian's chromium, driven by
+# playwright-core from npm in $HOME/.cache/kagi-test-tools/playwright (playwright-core brings no
+# browser of its own; `npx playwright install` downloads one and cannot work here).
+if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install chromium with apt-get"
+    fi
+    rm -f "$apt_log"
+fi
+pw_dir="$HOME/.cache/kagi-test-tools/playwright"
+if [ ! -f "$pw_dir/node_modules/playwright-core/package.json" ]; then
+    command -v npm >/dev/null 2>&1 || die "npm is not installed (apt-get install npm)"
+    log "installing playwright-core into $pw_dir"
+    mkdir -p "$pw_dir"
+    npm_log=$(mktemp)
+    if ! npm install --prefix "$pw_dir" --no-audit --no-fund --silent playwright-core@1 >"$npm_log" 2>&1; then
+        cat "$npm_log" >&2
+        rm -f "$npm_log"
+        die "could not install playwright-core with npm"
+    fi
+    rm -f "$npm_log"
+fi

@@ -68,4 +68,7 @@ bash signer/tests/sigstore_acceptance.sh
 log "acceptance: the README walkthrough, every sh block in order, from a fresh folder"
 bash signer/tests/readme_acceptance.sh
 
+log "acceptance: the console in Debian's chromium driven by playwright-core (screenshots in target/console-screenshots/)"
+bash web-ui/tests/console_acceptance.sh
+
 log "all tests passed"

@@ -28,6 +28,8 @@ pub struct KeyRow {
     pub state: String,
     pub used: i64,
     pub limit: Option<i64>,
+    /// Whether the console offers to destroy it (a CA's keys go with their CA, not here).
+    pub destroyable: bool,
 }
 
 impl KeyRow {
@@ -229,9 +231,13 @@ fn keys_table(keys: &[KeyRow], actions: Option<&Viewer>) -> Markup {
                         td { (usage_bar(k)) }
                         @if let Some(v) = actions {
                             td {
-                                form method="post" action={"/ui/keys/" (k.label) "/destroy"} class="inline" {
-                                    input type="hidden" name="csrf" value=(v.csrf);
-                                    button type="submit" aria-label={"Request destruction of " (k.label)} { "Request destroy" }
+                                @if k.destroyable {
+                                    form method="post" action={"/ui/keys/" (k.label) "/destroy"} class="inline" {
+                                        input type="hidden" name="csrf" value=(v.csrf);
+                                        button type="submit" aria-label={"Request destruction of " (k.label)} { "Request destroy" }
+                                    }
+                                } @else {
+                                    span class="hint" { "CA key" }
                                 }
                             }
                         }
@@ -492,6 +498,7 @@ mod tests {
             state: "active".into(),
             used,
             limit,
+            destroyable: true,
         }
     }
 

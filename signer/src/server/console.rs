@@ -336,6 +336,12 @@ fn key_row(k: &KeyInfo) -> views::KeyRow {
         state,
         used: k.usage_count,
         limit: k.usage_limit,
+        destroyable: !k.operations.iter().any(|o| {
+            matches!(
+                o,
+                kagi_hsm_core::Operation::Certify | kagi_hsm_core::Operation::ServiceSign
+            )
+        }),
     }
 }
 

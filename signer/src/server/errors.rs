@@ -242,6 +242,10 @@ mod tests {
             HsmError::CredentialLocked(s()),
             HsmError::CredentialRevoked(s()),
             HsmError::CredentialExpired(s()),
+            HsmError::PasswordLocked {
+                name: s(),
+                retry_after_secs: 1,
+            },
             HsmError::QuotaExhausted {
                 quota: s(),
                 window: s(),
@@ -296,6 +300,7 @@ mod tests {
                 | HsmError::CredentialLocked(_)
                 | HsmError::CredentialRevoked(_)
                 | HsmError::CredentialExpired(_)
+                | HsmError::PasswordLocked { .. }
                 | HsmError::QuotaExhausted { .. }
                 | HsmError::Forbidden { .. }
                 | HsmError::KeyNotFound(_)
