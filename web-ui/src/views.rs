@@ -18,6 +18,11 @@ impl Viewer {
     pub fn has(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// Quota use names identities and how hard each works: for the people who run them.
+    pub fn may_see_quotas(&self) -> bool {
+        self.has("officer") || self.has("auditor") || self.has("administrator")
+    }
 }
 
 /// A key's row on the keys page and the overview.
@@ -95,6 +100,8 @@ pub struct Overview {
     pub nearest_limits: Vec<KeyRow>,
     /// `None`: the viewer may not read the approval queue.
     pub pending: Option<Vec<ApprovalRow>>,
+    /// Transparency-log entries (signatures and certificates) per day, the last two weeks.
+    pub activity: DailyCounts,
 }
 
 /// A message at the top of a page.
@@ -123,6 +130,9 @@ fn page(title: &str, viewer: Option<&Viewer>, notice: Option<&Notice>, body: Mar
                             a href="/ui/keys" { "Keys" }
                             @if v.has("officer") {
                                 a href="/ui/approvals" { "Approvals" }
+                            }
+                            @if v.may_see_quotas() {
+                                a href="/ui/quotas" { "Lines and quotas" }
                             }
                             @if v.has("auditor") {
                                 a href="/ui/audit" { "Audit" }
@@ -189,14 +199,19 @@ pub fn login(login_token: &str, error: Option<&str>) -> String {
 
 /// An SVG bar of `k`'s usage against its limit, with the numbers beside it.
 fn usage_bar(k: &KeyRow) -> Markup {
+    bar(k.fraction(), &k.usage_text(), "data-key", &k.label)
+}
+
+/// A bar filled to `fraction` (0 to 1), with `text` beside it in a span carrying `attr=value`
+/// (what tests and people find it by).
+fn bar(fraction: f64, text: &str, attr: &str, value: &str) -> Markup {
     const WIDTH: f64 = 160.0;
-    let filled = (k.fraction() * WIDTH).round();
-    let level = match k.fraction() {
+    let filled = (fraction.clamp(0.0, 1.0) * WIDTH).round();
+    let level = match fraction {
         f if f >= 0.9 => "high",
         f if f >= 0.6 => "mid",
         _ => "low",
     };
-    let text = k.usage_text();
     html! {
         span class="usage" {
             svg class={"bar " (level)} width="160" height="12" viewBox="0 0 160 12" role="img"
@@ -205,7 +220,74 @@ fn usage_bar(k: &KeyRow) -> Markup {
                 rect class="fill" x="0" y="0" width=(filled) height="12" {}
             }
             " "
-            span class="usage-text" data-key=(k.label) { (text) }
+            @if attr == "data-key" {
+                span class="usage-text" data-key=(value) { (text) }
+            } @else {
+                span class="usage-text" data-quota=(value) { (text) }
+            }
+        }
+    }
+}
+
+/// One window of a policy quota: `total`, `hour` or `day`.
+pub struct QuotaWindow {
+    pub window: String,
+    pub used: i64,
+    pub limit: i64,
+}
+
+/// A policy quota and its use in each window it limits.
+pub struct QuotaRow {
+    pub name: String,
+    pub identity: String,
+    pub action: String,
+    pub resource: String,
+    pub windows: Vec<QuotaWindow>,
+}
+
+/// A pipeline or line identity, for administrators.
+pub struct IdentityRow {
+    pub name: String,
+    pub kind: String,
+    pub roles: String,
+    pub state: String,
+}
+
+/// Entries per day, oldest first: (day as YYYY-MM-DD, count).
+pub type DailyCounts = Vec<(String, i64)>;
+
+/// A bar chart of `days` as SVG, drawn here: no script, no library.
+fn daily_chart(title: &str, days: &DailyCounts) -> Markup {
+    const W: i64 = 640;
+    const H: i64 = 140;
+    const TOP: i64 = 10;
+    const BOTTOM: i64 = 24;
+    let max = days.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    let n = days.len().max(1) as i64;
+    let slot = W / n;
+    let summary = days
+        .iter()
+        .map(|(d, c)| format!("{d}: {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    html! {
+        figure class="chart" {
+            svg width=(W) height=(H) viewBox={"0 0 " (W) " " (H)} role="img"
+                aria-label={(title) ": " (summary)} {
+                line class="axis" x1="0" y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) {}
+                @for (i, (day, count)) in days.iter().enumerate() {
+                    @let h = (H - TOP - BOTTOM) * count / max;
+                    @let x = i as i64 * slot + 2;
+                    rect class="day" x=(x) y=(H - BOTTOM - h) width=(slot - 4) height=(h) {
+                        title { (day) ": " (count) }
+                    }
+                    @if *count > 0 {
+                        text class="count" x=(x + (slot - 4) / 2) y=(H - BOTTOM - h - 2) text-anchor="middle" { (count) }
+                    }
+                    text class="label" x=(x + (slot - 4) / 2) y=(H - 8) text-anchor="middle" { (day.get(5..).unwrap_or(day)) }
+                }
+            }
+            figcaption { (title) " (max " (max) " a day)" }
         }
     }
 }
@@ -306,6 +388,10 @@ pub fn overview(v: &Viewer, o: &Overview, notice: Option<&Notice>) -> String {
                     dt { "Health" } dd id="health" { (o.health) }
                 }
             }
+            section aria-labelledby="activity-h" {
+                h2 id="activity-h" { "Signatures and certificates per day" }
+                (daily_chart("Transparency-log entries per day, last 14 days", &o.activity))
+            }
             section aria-labelledby="limits-h" {
                 h2 id="limits-h" { "Keys nearest their limits" }
                 @if o.nearest_limits.is_empty() {
@@ -387,6 +473,86 @@ pub fn approvals(v: &Viewer, rows: &[ApprovalRow], notice: Option<&Notice>) -> S
                 p { "No approval requests." }
             } @else {
                 (approvals_table(rows, Some(v)))
+            }
+        },
+    )
+}
+
+pub fn quotas(
+    v: &Viewer,
+    policy_version: i64,
+    rows: &[QuotaRow],
+    identities: Option<&[IdentityRow]>,
+    notice: Option<&Notice>,
+) -> String {
+    page(
+        "Lines and quotas",
+        Some(v),
+        notice,
+        html! {
+            section aria-labelledby="quotas-h" {
+                h2 id="quotas-h" { "Quotas of policy version " (policy_version) }
+                @if rows.is_empty() {
+                    p { "The active policy sets no quotas." }
+                } @else {
+                    table {
+                        thead {
+                            tr {
+                                th scope="col" { "Quota" }
+                                th scope="col" { "Identity" }
+                                th scope="col" { "Counts" }
+                                th scope="col" { "Used / limit" }
+                            }
+                        }
+                        tbody {
+                            @for q in rows {
+                                tr id={"quota-" (q.name)} {
+                                    th scope="row" { (q.name) }
+                                    td { (q.identity) }
+                                    td { (q.action) " " (q.resource) }
+                                    td {
+                                        @for w in &q.windows {
+                                            div class="window" {
+                                                span class="window-name" { (w.window) }
+                                                @let frac = if w.limit > 0 { w.used as f64 / w.limit as f64 } else { 1.0 };
+                                                (bar(frac, &format!("{}/{}", w.used, w.limit), "data-quota", &format!("{}:{}", q.name, w.window)))
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(ids) = identities {
+                section aria-labelledby="ids-h" {
+                    h2 id="ids-h" { "Pipelines and lines" }
+                    @if ids.is_empty() {
+                        p { "No pipeline or line identities in this partition." }
+                    } @else {
+                        table {
+                            thead {
+                                tr {
+                                    th scope="col" { "Name" }
+                                    th scope="col" { "Kind" }
+                                    th scope="col" { "Roles" }
+                                    th scope="col" { "State" }
+                                }
+                            }
+                            tbody {
+                                @for i in ids {
+                                    tr {
+                                        th scope="row" { (i.name) }
+                                        td { (i.kind) }
+                                        td { (i.roles) }
+                                        td { (i.state) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )
@@ -534,6 +700,37 @@ mod tests {
         assert!(html.contains("width=\"96\""), "{html}");
         assert_eq!(key(9, Some(5)).fraction(), 1.0);
         assert_eq!(key(9, None).usage_text(), "9/∞");
+    }
+
+    #[test]
+    fn quota_windows_and_the_daily_chart_are_drawn() {
+        let v = viewer(&["auditor"]);
+        let rows = [QuotaRow {
+            name: "q".into(),
+            identity: "line-7".into(),
+            action: "issue".into(),
+            resource: "device".into(),
+            windows: vec![QuotaWindow {
+                window: "day".into(),
+                used: 9,
+                limit: 10,
+            }],
+        }];
+        let html = quotas(&v, 3, &rows, None, None);
+        assert!(html.contains("data-quota=\"q:day\">9/10<"), "{html}");
+        assert!(html.contains("bar high"));
+        assert!(!html.contains("Pipelines and lines"));
+        let o = Overview {
+            sealed: false,
+            health: "ok".into(),
+            nearest_limits: vec![],
+            pending: None,
+            activity: vec![("2026-11-29".into(), 0), ("2026-11-30".into(), 4)],
+        };
+        let html = overview(&v, &o, None);
+        assert!(html.contains("2026-11-29: 0, 2026-11-30: 4"), "{html}");
+        assert!(html.contains("<title>2026-11-30: 4</title>"));
+        assert!(!html.contains("Pending approvals"));
     }
 
     #[test]

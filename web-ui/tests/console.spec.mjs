@@ -11,7 +11,8 @@
 //      page names it as the first bad record; the auditor has no create controls and a forged
 //      POST gets 403;
 //   4. a form without its CSRF token is refused; five wrong passwords lock password sign-in;
-//   5. screenshots of the overview, keys and audit pages (PNG, paths printed);
+//   5. screenshots of the overview (with its per-day chart), keys, lines-and-quotas (a
+//      pipeline's quota at 2/10) and audit pages (PNG, paths printed);
 //   6. no request leaves 127.0.0.1 (every other request fails the test), and no page breaks
 //      its Content-Security-Policy.
 import { createRequire } from 'node:module';
@@ -122,7 +123,18 @@ try {
   assert.ok(id, `no approval request in: ${filed}`);
   await olga.goto('/ui');
   assert.match(await olga.locator('#pending-h + table, #pending-h ~ table').first().textContent(), new RegExp(id));
+  assert.equal(await olga.locator('figure.chart svg[role="img"]').count(), 1);
+  assert.match(await olga.locator('figure.chart svg').getAttribute('aria-label'), /per day, last 14 days: /);
   await shot(olga, 'overview');
+  ok('the overview lists the pending request and charts log entries per day');
+
+  // 5. The lines-and-quotas page: the pipeline's quota with its bars.
+  await olga.getByRole('link', { name: 'Lines and quotas' }).click();
+  assert.equal((await olga.locator('[data-quota="ci-build-signs:total"]').textContent()).trim(), '2/10');
+  assert.equal((await olga.locator('[data-quota="ci-build-signs:day"]').textContent()).trim(), '2/5');
+  await shot(olga, 'line-quotas');
+  ok('the lines-and-quotas page shows ci-build at 2/10 in total and 2/5 today');
+
   await olga.goto('/ui/approvals');
   await olga.getByRole('button', { name: `Approve request ${id}` }).click();
   assert.match(await notice(olga), /self_approval/);

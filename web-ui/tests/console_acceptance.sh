@@ -34,13 +34,31 @@ person otto officer,user otto-passphrase-3
 person aude auditor aude-passphrase-4
 person lars officer,user lars-passphrase-5
 ok "five people set their console passwords with their tokens"
+ci_token="$("$KAGI" identity create --name ci-build --kind pipeline 2>/dev/null)" || fail "identity create ci-build"
+"$KAGI" key create --name build --alg ec-p256 >/dev/null || fail "key create build"
 
-# The three officers form a 2-of-3 quorum (a key's destruction waits for it); people may sign.
+# The three officers form a 2-of-3 quorum (a key's destruction waits for it); people may sign,
+# and the pipeline ci-build may sign with key build, 10 times in all and 5 a day.
 cat > quorum.toml <<'EOF'
 rules = '''
 @id("people")
 permit (principal is kagi::Person, action, resource);
+
+@id("ci-build-signs")
+permit (
+  principal == kagi::Pipeline::"ci-build",
+  action == kagi::Action::"sign",
+  resource == kagi::Key::"build"
+);
 '''
+
+[[quota]]
+name = "ci-build-signs"
+identity = "ci-build"
+action = "sign"
+resource = "build"
+total = 10
+per_day = 5
 
 [quorum]
 approvers = ["olga", "oscar", "otto"]
@@ -49,6 +67,11 @@ EOF
 version="$("$KAGI" policy submit quorum.toml 2>/dev/null | awk '{print $NF}')" || fail "policy submit"
 "$KAGI" policy activate "$version" >/dev/null || fail "policy activate $version"
 ok "policy $version with a 2-of-3 quorum is active"
+echo "built" > build.bin
+for _ in 1 2; do
+  KAGI_TOKEN="$ci_token" "$KAGI" sign --key build build.bin -o build.sig >/dev/null || fail "ci-build could not sign"
+done
+ok "pipeline ci-build signed twice under its quota"
 
 SHOTS="$TARGET/console-screenshots"
 mkdir -p "$SHOTS"

@@ -35,6 +35,8 @@ const ABSOLUTE: Duration = Duration::from_secs(8 * 60 * 60);
 const MAX_SESSIONS: usize = 10_000;
 /// How long a login form's token (and its cookie) is good for.
 const LOGIN_FORM_SECS: u64 = 30 * 60;
+/// Days the overview's activity chart covers.
+const ACTIVITY_DAYS: i64 = 14;
 /// Audit records the audit page reads (the newest ones), before filtering.
 const AUDIT_WINDOW: i64 = 500;
 
@@ -61,7 +63,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ui/keys/{name}/destroy", web::post().to(destroy_key))
         .route("/ui/approvals", web::get().to(approvals_page))
         .route("/ui/approvals/{id}/{decision}", web::post().to(decide))
-        .route("/ui/audit", web::get().to(audit_page));
+        .route("/ui/audit", web::get().to(audit_page))
+        .route("/ui/quotas", web::get().to(quotas_page));
 }
 
 /// An HTML answer with the console's security headers.
@@ -400,11 +403,21 @@ async fn overview(state: &AppState, s: Session, viewer: &Viewer) -> HttpResponse
     } else {
         None
     };
+    let activity = blocking(&state.hsm, |h| h.log_entries_per_day(ACTIVITY_DAYS))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(day, n)| {
+            let date = rfc3339(day.saturating_mul(86_400_000));
+            (date.get(..10).unwrap_or(&date).to_string(), n)
+        })
+        .collect();
     let o = views::Overview {
         sealed: state.hsm.is_sealed(),
         health,
         nearest_limits: nearest,
         pending,
+        activity,
     };
     html(StatusCode::OK, views::overview(viewer, &o, notice.as_ref()))
 }
@@ -697,4 +710,95 @@ pub async fn audit_page(
         StatusCode::OK,
         views::audit(&viewer, &verification, &filter, &rows, None),
     )
+}
+
+// ------------------------------------------------------------------ lines and quotas
+
+pub async fn quotas_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if !viewer.may_see_quotas() {
+        return html(
+            StatusCode::FORBIDDEN,
+            views::problem(
+                Some(&viewer),
+                "Lines and quotas",
+                "forbidden: quota use is for officers, auditors and administrators",
+            ),
+        );
+    }
+    let admin = viewer.has("administrator");
+    let session = started.value;
+    let read = super::handler::blocking_with_state(&state, move |st| {
+        let active = st.policy.active(&st.hsm)?;
+        let mut rows = Vec::new();
+        for q in &active.engine.document().quotas {
+            let usage = st.hsm.quota_usage(&q.name)?;
+            let windows = [
+                ("total", q.total, usage.total),
+                ("hour", q.per_hour, usage.this_hour),
+                ("day", q.per_day, usage.today),
+            ]
+            .into_iter()
+            .filter_map(|(window, limit, used)| {
+                limit.map(|limit| views::QuotaWindow {
+                    window: window.to_string(),
+                    used,
+                    limit,
+                })
+            })
+            .collect();
+            rows.push(views::QuotaRow {
+                name: q.name.clone(),
+                identity: q.identity.clone(),
+                action: q.action.as_str().to_string(),
+                resource: q.resource.clone(),
+                windows,
+            });
+        }
+        let identities = if admin {
+            let list = st.hsm.list_credentials(&session)?;
+            Some(
+                list.iter()
+                    .filter(|c| c.kind != kagi_hsm_core::IdentityKind::Person)
+                    .map(|c| views::IdentityRow {
+                        name: c.name.clone(),
+                        kind: c.kind.as_str().to_string(),
+                        roles: c
+                            .roles
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        state: if c.revoked {
+                            "revoked".to_string()
+                        } else if c.locked {
+                            "locked".to_string()
+                        } else {
+                            "active".to_string()
+                        },
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            None
+        };
+        Ok((active.version, rows, identities))
+    })
+    .await;
+    match read {
+        Ok((version, rows, identities)) => html(
+            StatusCode::OK,
+            views::quotas(&viewer, version, &rows, identities.as_deref(), None),
+        ),
+        Err(e) => html(
+            e.status(),
+            views::problem(
+                Some(&viewer),
+                "Lines and quotas",
+                &format!("{}: {}", e.code(), e.message()),
+            ),
+        ),
+    }
 }
