@@ -307,7 +307,12 @@ fn keys_table(keys: &[KeyRow], actions: Option<&Viewer>) -> Markup {
             tbody {
                 @for k in keys {
                     tr id={"key-" (k.label)} {
-                        th scope="row" { (k.label) }
+                        th scope="row" {
+                            (k.label)
+                            br;
+                            a class="small" href={"/ui/keys/" (k.label) "/public.pem"}
+                                aria-label={"Public key of " (k.label) " (PEM)"} { "public key" }
+                        }
                         td { (k.algorithm) }
                         td class="state" { (k.state) }
                         td { (usage_bar(k)) }
@@ -455,6 +460,17 @@ pub fn keys(v: &Viewer, keys: &[KeyRow], notice: Option<&Notice>) -> String {
                                 aria-describedby="key-limit-help";
                             span id="key-limit-help" class="hint" { "Empty: no limit." }
                         }
+                        p {
+                            label for="key-not-after" { "Valid until (UTC)" }
+                            input id="key-not-after" name="not_after" type="date"
+                                aria-describedby="key-not-after-help";
+                            span id="key-not-after-help" class="hint" { "Empty: no end." }
+                        }
+                        p {
+                            input id="key-exportable" name="exportable" type="checkbox";
+                            " "
+                            label for="key-exportable" class="inline-label" { "Exportable under wrap (to a trusted wrapping key only)" }
+                        }
                         button type="submit" { "Create key" }
                     }
                 }
@@ -558,6 +574,15 @@ pub fn quotas(
     )
 }
 
+/// The transparency log's newest checkpoint.
+pub struct LogCheckpoint {
+    pub size: i64,
+    /// RFC 3339.
+    pub time: String,
+    /// The signed note, as clients verify it.
+    pub note: String,
+}
+
 /// The audit page's filter, as the query string gave it.
 #[derive(Default)]
 pub struct AuditFilter {
@@ -568,6 +593,7 @@ pub struct AuditFilter {
 pub fn audit(
     v: &Viewer,
     verification: &Verification,
+    tlog: Option<&LogCheckpoint>,
     filter: &AuditFilter,
     rows: &[AuditRow],
     notice: Option<&Notice>,
@@ -594,6 +620,16 @@ pub fn audit(
                             (message)
                         }
                     }
+                }
+            }
+            section aria-labelledby="tlog-h" {
+                h2 id="tlog-h" { "Transparency log" }
+                @match tlog {
+                    Some(c) => {
+                        p id="tlog" { "Latest checkpoint: " (c.size) " entries, signed at " (c.time) "." }
+                        pre class="note" { (c.note) }
+                    }
+                    None => p id="tlog" { "The transparency log has no checkpoint yet." },
                 }
             }
             section aria-labelledby="records-h" {
@@ -743,13 +779,13 @@ mod tests {
         for html in [
             login("x", Some("no")),
             keys(&v, &[key(1, Some(2))], None),
-            audit(&v, &broken, &AuditFilter::default(), &[], None),
+            audit(&v, &broken, None, &AuditFilter::default(), &[], None),
         ] {
             assert!(!html.contains("<script"));
             assert!(!html.contains("style="));
             assert!(!html.contains("http://") && !html.contains("https://"));
         }
-        let html = audit(&v, &broken, &AuditFilter::default(), &[], None);
+        let html = audit(&v, &broken, None, &AuditFilter::default(), &[], None);
         assert!(html.contains("the first bad record is record 7"));
     }
 }

@@ -184,6 +184,7 @@ try {
 
   await aude.getByRole('link', { name: 'Audit' }).click();
   assert.match(await aude.locator('#verification').textContent(), /Verified through record \d+/);
+  assert.match(await aude.locator('#tlog').textContent(), /Latest checkpoint: \d+ entries, signed at /);
   await shot(aude, 'audit');
   ok('the auditor sees the audit log verified');
 

@@ -61,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ui/keys", web::get().to(keys_page))
         .route("/ui/keys", web::post().to(create_key))
         .route("/ui/keys/{name}/destroy", web::post().to(destroy_key))
+        .route("/ui/keys/{name}/public.pem", web::get().to(public_key))
         .route("/ui/approvals", web::get().to(approvals_page))
         .route("/ui/approvals/{id}/{decision}", web::post().to(decide))
         .route("/ui/audit", web::get().to(audit_page))
@@ -460,6 +461,12 @@ pub struct CreateKeyForm {
     alg: String,
     #[serde(default)]
     usage_limit: String,
+    /// A date (YYYY-MM-DD) from the form's date field: the key's last day, UTC.
+    #[serde(default)]
+    not_after: String,
+    /// Present ("on") when the box is ticked.
+    #[serde(default)]
+    exportable: Option<String>,
 }
 
 pub async fn create_key(
@@ -484,7 +491,15 @@ pub async fn create_key(
             )
         }),
     };
-    let spec = match limit.and_then(|l| super::keys::spec_of(&form.name, &form.alg, l)) {
+    // The end of the chosen day: a key "valid until 2030-06-30" signs all that day.
+    let not_after = match form.not_after.trim() {
+        "" => None,
+        d => Some(format!("{d}T23:59:59Z")),
+    };
+    let exportable = form.exportable.is_some();
+    let spec = match limit
+        .and_then(|l| super::keys::spec_of(&form.name, &form.alg, l, not_after, exportable))
+    {
         Ok(spec) => spec,
         Err(e) => {
             let e = super::handler::audited(&state, &session, "key.generate", e).await;
@@ -539,6 +554,41 @@ pub async fn destroy_key(
         Err(e) => (e.status(), error_notice(&e)),
     };
     render_keys(&state, session, &viewer, status, Some(notice)).await
+}
+
+/// A key's public key as a PEM download (the same bytes as `GET /api/v1/keys/{name}/public`).
+pub async fn public_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    let (s, label) = (started.value, name.into_inner());
+    let l2 = label.clone();
+    match blocking(&state.hsm, move |h| h.key_info(&s, &l2)).await {
+        Ok(info) => {
+            let mut r = HttpResponse::Ok();
+            secure_headers(&mut r);
+            // The stored label is a validated key name (letters, digits, '.', '-', '_'): safe
+            // in the header as it is.
+            r.content_type("application/x-pem-file")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.pub.pem\"", info.label),
+                ))
+                .body(crate::pem::public_key_pem(&info.public_key_der))
+        }
+        Err(e) => html(
+            e.status(),
+            views::problem(
+                Some(&viewer),
+                "Keys",
+                &format!("{}: {}", e.code(), e.message()),
+            ),
+        ),
+    }
 }
 
 // ------------------------------------------------------------------ approvals
@@ -687,6 +737,15 @@ pub async fn audit_page(
         Verification::Verified { records, .. } => *records,
         Verification::Broken { seq, .. } => seq.unwrap_or(0) + AUDIT_WINDOW,
     };
+    let tlog = blocking(&state.hsm, |h| h.tlog_checkpoint(None))
+        .await
+        .ok()
+        .flatten()
+        .map(|c| views::LogCheckpoint {
+            size: c.size,
+            time: rfc3339(c.ts),
+            note: c.note,
+        });
     let from = (total - AUDIT_WINDOW).max(0);
     let s = session.clone();
     let rows = match blocking(&state.hsm, move |h| h.audit_records(&s, from, AUDIT_WINDOW)).await {
@@ -708,7 +767,7 @@ pub async fn audit_page(
     };
     html(
         StatusCode::OK,
-        views::audit(&viewer, &verification, &filter, &rows, None),
+        views::audit(&viewer, &verification, tlog.as_ref(), &filter, &rows, None),
     )
 }
 

@@ -263,6 +263,35 @@ fn console_sessions_csrf_roles_and_headers() {
     assert_eq!(made.status, 201, "{}", made.body);
     assert!(made.body.contains("data-key=\"k5\">0/5<"), "{}", made.body);
     assert!(server.kagi_ok(&["key", "list"]).contains("k5"));
+    // Validity and exportability from the form reach the key's sealed attributes.
+    let made = call(
+        &server,
+        "POST",
+        "/ui/keys",
+        &ann,
+        &[
+            ("csrf", &ann_csrf),
+            ("name", "kx"),
+            ("alg", "ec-p384"),
+            ("not_after", "2030-06-30"),
+            ("exportable", "on"),
+        ],
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let http = server.http();
+    let token = server.token();
+    let kx = http
+        .request("GET", "/api/v1/keys/kx", Some(&token), None)
+        .json();
+    assert_eq!(kx["exportable_under_wrap"], true, "{kx}");
+    assert_eq!(kx["not_after"], 1_909_094_399, "{kx}");
+    assert_eq!(kx["usage_limit"], serde_json::Value::Null);
+    // The public key download is the API's PEM.
+    let pem = call(&server, "GET", "/ui/keys/k5/public.pem", &ann, &[]);
+    assert_eq!(pem.status, 200);
+    let api = http.request("GET", "/api/v1/keys/k5/public", Some(&token), None);
+    assert_eq!(pem.body, api.body);
+    assert!(pem.body.starts_with("-----BEGIN PUBLIC KEY-----"));
 
     // An auditor: no create controls, a forged create is 403 even with a valid token, and the
     // audit page verifies.
