@@ -131,6 +131,9 @@ fn page(title: &str, viewer: Option<&Viewer>, notice: Option<&Notice>, body: Mar
                             @if v.has("officer") {
                                 a href="/ui/approvals" { "Approvals" }
                             }
+                            @if v.has("officer") {
+                                a href="/ui/policies" { "Policies" }
+                            }
                             @if v.may_see_quotas() {
                                 a href="/ui/quotas" { "Lines and quotas" }
                             }
@@ -574,6 +577,171 @@ pub fn quotas(
     )
 }
 
+/// A policy version in the list.
+pub struct PolicyRow {
+    pub version: i64,
+    pub active: bool,
+    pub built_in: bool,
+    pub submitted_by: String,
+    /// RFC 3339, or empty for the built-in version.
+    pub submitted_at: String,
+    /// "2 of alice, bob, carol", or "none".
+    pub quorum: String,
+}
+
+/// One row of a side-by-side diff: the old line on the left, the new on the right.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DiffRow {
+    /// A new hunk starts (its `@@` header).
+    Hunk(String),
+    Same(String),
+    /// A changed line: removed on the left, added on the right (either may be absent).
+    Change(Option<String>, Option<String>),
+}
+
+/// Turns a unified diff (`kagi_policy::diff`'s) into side-by-side rows, pairing each run of
+/// removed lines with the run of added lines that follows it.
+pub fn side_by_side(unified: &str) -> Vec<DiffRow> {
+    let mut rows = Vec::new();
+    let (mut removed, mut added): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    fn flush(rows: &mut Vec<DiffRow>, removed: &mut Vec<String>, added: &mut Vec<String>) {
+        let n = removed.len().max(added.len());
+        let (mut r, mut a) = (removed.drain(..), added.drain(..));
+        for _ in 0..n {
+            rows.push(DiffRow::Change(r.next(), a.next()));
+        }
+    }
+    for line in unified.lines() {
+        if line.starts_with("@@") {
+            flush(&mut rows, &mut removed, &mut added);
+            rows.push(DiffRow::Hunk(line.to_string()));
+        } else if let Some(l) = line.strip_prefix('-') {
+            if !added.is_empty() {
+                flush(&mut rows, &mut removed, &mut added);
+            }
+            removed.push(l.to_string());
+        } else if let Some(l) = line.strip_prefix('+') {
+            added.push(l.to_string());
+        } else {
+            flush(&mut rows, &mut removed, &mut added);
+            rows.push(DiffRow::Same(
+                line.strip_prefix(' ').unwrap_or(line).to_string(),
+            ));
+        }
+    }
+    flush(&mut rows, &mut removed, &mut added);
+    rows
+}
+
+/// What the policies page shows for one chosen version.
+pub struct PolicyDetail {
+    pub version: i64,
+    pub active_version: i64,
+    pub text: String,
+    pub diff: Vec<DiffRow>,
+}
+
+pub fn policies(
+    v: &Viewer,
+    rows: &[PolicyRow],
+    detail: Option<&PolicyDetail>,
+    draft: &str,
+    notice: Option<&Notice>,
+) -> String {
+    page(
+        "Policies",
+        Some(v),
+        notice,
+        html! {
+            section aria-labelledby="versions-h" {
+                h2 id="versions-h" { "Versions" }
+                table {
+                    thead {
+                        tr {
+                            th scope="col" { "Version" }
+                            th scope="col" { "State" }
+                            th scope="col" { "Submitted" }
+                            th scope="col" { "Quorum" }
+                            th scope="col" { "Actions" }
+                        }
+                    }
+                    tbody {
+                        @for p in rows {
+                            tr id={"policy-" (p.version)} {
+                                th scope="row" { (p.version) @if p.built_in { " (built in)" } }
+                                td class="state" { @if p.active { "active" } @else { "inactive" } }
+                                td { (p.submitted_by) " " (p.submitted_at) }
+                                td { (p.quorum) }
+                                td {
+                                    a href={"/ui/policies?version=" (p.version)}
+                                        aria-label={"Show version " (p.version) " against the active one"} { "show and compare" }
+                                    @if !p.active && !p.built_in {
+                                        " "
+                                        form method="post" action={"/ui/policies/" (p.version) "/activate"} class="inline" {
+                                            input type="hidden" name="csrf" value=(v.csrf);
+                                            button type="submit" aria-label={"Activate version " (p.version)} { "Activate" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                p class="hint" { "Under a quorum, activating a version files an approval request whose summary is the diff." }
+            }
+            @if let Some(d) = detail {
+                section aria-labelledby="diff-h" {
+                    h2 id="diff-h" { "Version " (d.version) " against the active version " (d.active_version) }
+                    @if d.diff.is_empty() {
+                        p id="diff-none" { "No difference." }
+                    } @else {
+                        table class="diff" {
+                            thead {
+                                tr {
+                                    th scope="col" { "Active (" (d.active_version) ")" }
+                                    th scope="col" { "Version " (d.version) }
+                                }
+                            }
+                            tbody {
+                                @for row in &d.diff {
+                                    @match row {
+                                        DiffRow::Hunk(h) => tr class="hunk" { td colspan="2" { code { (h) } } },
+                                        DiffRow::Same(l) => tr { td { code { (l) } } td { code { (l) } } },
+                                        DiffRow::Change(old, new) => tr {
+                                            td class={ @if old.is_some() { "removed" } } {
+                                                @if let Some(l) = old { span class="sr" { "removed: " } code { (l) } }
+                                            }
+                                            td class={ @if new.is_some() { "added" } } {
+                                                @if let Some(l) = new { span class="sr" { "added: " } code { (l) } }
+                                            }
+                                        },
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    details {
+                        summary { "The whole document of version " (d.version) }
+                        pre class="note" { (d.text) }
+                    }
+                }
+            }
+            section aria-labelledby="propose-h" {
+                h2 id="propose-h" { "Propose a new version" }
+                form method="post" action="/ui/policies" class="card wide" {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    p {
+                        label for="policy-text" { "Policy document (TOML)" }
+                        textarea id="policy-text" name="text" rows="16" cols="80" spellcheck="false" required { (draft) }
+                    }
+                    button type="submit" { "Submit as a new version" }
+                    span class="hint" { "It is validated first; errors name their line. It takes effect once activated." }
+                }
+            }
+        },
+    )
+}
+
 /// The transparency log's newest checkpoint.
 pub struct LogCheckpoint {
     pub size: i64,
@@ -767,6 +935,22 @@ mod tests {
         assert!(html.contains("2026-11-29: 0, 2026-11-30: 4"), "{html}");
         assert!(html.contains("<title>2026-11-30: 4</title>"));
         assert!(!html.contains("Pending approvals"));
+    }
+
+    #[test]
+    fn side_by_side_pairs_removed_and_added_lines() {
+        let rows = side_by_side("@@ -1,3 +1,3 @@\n a\n-b\n+B\n+C\n c\n");
+        assert_eq!(
+            rows,
+            vec![
+                DiffRow::Hunk("@@ -1,3 +1,3 @@".into()),
+                DiffRow::Same("a".into()),
+                DiffRow::Change(Some("b".into()), Some("B".into())),
+                DiffRow::Change(None, Some("C".into())),
+                DiffRow::Same("c".into()),
+            ]
+        );
+        assert!(side_by_side("").is_empty());
     }
 
     #[test]

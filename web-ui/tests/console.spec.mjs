@@ -12,7 +12,8 @@
 //      POST gets 403;
 //   4. a form without its CSRF token is refused; five wrong passwords lock password sign-in;
 //   5. screenshots of the overview (with its per-day chart), keys, lines-and-quotas (a
-//      pipeline's quota at 2/10) and audit pages (PNG, paths printed);
+//      pipeline's quota at 2/10), policies (a side-by-side diff) and audit pages (PNG, paths
+//      printed);
 //   6. no request leaves 127.0.0.1 (every other request fails the test), and no page breaks
 //      its Content-Security-Policy.
 import { createRequire } from 'node:module';
@@ -158,6 +159,23 @@ try {
   assert.equal(await olga.locator('#key-k5').count(), 0);
   assert.doesNotMatch(kagi('key', 'list'), /\bk5\b/);
   ok('after the second approval (otto, another browser context) k5 is destroyed');
+
+  // Policies: a mistake is named with its line; a new version goes to the quorum.
+  await olga.getByRole('link', { name: 'Policies' }).click();
+  const current = fs.readFileSync(path.join(WORK, 'quorum.toml'), 'utf8');
+  await olga.getByLabel('Policy document (TOML)').fill(`${current}\nbogus = 1\n`);
+  await olga.getByRole('button', { name: 'Submit as a new version' }).click();
+  assert.match(await notice(olga), /policy_invalid.*line \d+/);
+  const next = current.replace('total = 10', 'total = 20');
+  await olga.getByLabel('Policy document (TOML)').fill(next);
+  await olga.getByRole('button', { name: 'Submit as a new version' }).click();
+  assert.match(await notice(olga), /Stored as version 2/);
+  assert.match(await olga.locator('table.diff td.removed').first().textContent(), /total = 10/);
+  assert.match(await olga.locator('table.diff td.added').first().textContent(), /total = 20/);
+  await olga.getByRole('button', { name: 'Activate version 2' }).click();
+  assert.match(await notice(olga), /needs 2 approval\(s\): request \S+ is on the approvals page/);
+  await shot(olga, 'policies');
+  ok('a policy with a mistake is refused naming its line; version 2 is shown side by side and its activation goes to the quorum');
 
   // 4a. A form without its CSRF token is refused, and nothing is made.
   const noToken = await olgaCtx.request.post('/ui/keys', {

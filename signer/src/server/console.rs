@@ -55,7 +55,9 @@ impl Default for ConsoleState {
 
 /// Registers the console's routes (`GET /ui` itself is in the route table).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(kagi_web_ui::STYLESHEET_PATH, web::get().to(stylesheet))
+    // A policy document comes in a form: allow as much as the API takes (url-encoded).
+    cfg.app_data(web::FormConfig::default().limit(2 * super::policies::POLICY_LIMIT))
+        .route(kagi_web_ui::STYLESHEET_PATH, web::get().to(stylesheet))
         .route("/ui/login", web::post().to(login))
         .route("/ui/logout", web::post().to(logout))
         .route("/ui/keys", web::get().to(keys_page))
@@ -65,7 +67,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ui/approvals", web::get().to(approvals_page))
         .route("/ui/approvals/{id}/{decision}", web::post().to(decide))
         .route("/ui/audit", web::get().to(audit_page))
-        .route("/ui/quotas", web::get().to(quotas_page));
+        .route("/ui/quotas", web::get().to(quotas_page))
+        .route("/ui/policies", web::get().to(policies_page))
+        .route("/ui/policies", web::post().to(propose_policy))
+        .route(
+            "/ui/policies/{version}/activate",
+            web::post().to(activate_policy),
+        );
 }
 
 /// An HTML answer with the console's security headers.
@@ -860,4 +868,202 @@ pub async fn quotas_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
             ),
         ),
     }
+}
+
+// ------------------------------------------------------------------ policies
+
+#[derive(Deserialize)]
+pub struct PolicyQuery {
+    #[serde(default)]
+    version: Option<i64>,
+}
+
+fn quorum_text(q: Option<&kagi_hsm_core::QuorumRule>) -> String {
+    match q {
+        Some(q) => format!("{} of {}", q.required, q.approvers.join(", ")),
+        None => "none".to_string(),
+    }
+}
+
+/// The policies page: versions (the built-in bootstrap policy as version 0), one version
+/// against the active one side by side, and the form that proposes a new version.
+async fn render_policies(
+    state: &AppState,
+    s: Session,
+    viewer: &Viewer,
+    chosen: Option<i64>,
+    draft: &str,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> HttpResponse {
+    let read = blocking(&state.hsm, move |h| {
+        let list = h.list_policies(&s)?;
+        let active = h.active_policy()?;
+        let detail = match chosen {
+            None => None,
+            Some(v) if v == kagi_policy::BOOTSTRAP_VERSION => {
+                Some((v, kagi_policy::BOOTSTRAP_TEXT.to_string()))
+            }
+            Some(v) => Some((v, h.policy(&s, v)?.text)),
+        };
+        Ok((list, active, detail))
+    })
+    .await;
+    let (list, active, detail) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            return html(
+                e.status(),
+                views::problem(
+                    Some(viewer),
+                    "Policies",
+                    &format!("{}: {}", e.code(), e.message()),
+                ),
+            )
+        }
+    };
+    let mut rows: Vec<views::PolicyRow> = list
+        .iter()
+        .map(|p| views::PolicyRow {
+            version: p.version,
+            active: p.active,
+            built_in: false,
+            submitted_by: p.submitted_by.clone(),
+            submitted_at: rfc3339(p.submitted_at.saturating_mul(1000)),
+            quorum: quorum_text(p.quorum.as_ref()),
+        })
+        .collect();
+    rows.push(views::PolicyRow {
+        version: kagi_policy::BOOTSTRAP_VERSION,
+        active: active.is_none(),
+        built_in: true,
+        submitted_by: "(built in)".to_string(),
+        submitted_at: String::new(),
+        quorum: "none".to_string(),
+    });
+    let (active_version, active_text) = match &active {
+        Some(p) => (p.version, p.text.clone()),
+        None => (
+            kagi_policy::BOOTSTRAP_VERSION,
+            kagi_policy::BOOTSTRAP_TEXT.to_string(),
+        ),
+    };
+    let detail = detail.map(|(version, text)| views::PolicyDetail {
+        version,
+        active_version,
+        diff: views::side_by_side(&kagi_policy::diff(&active_text, &text)),
+        text,
+    });
+    html(
+        status,
+        views::policies(viewer, &rows, detail.as_ref(), draft, notice.as_ref()),
+    )
+}
+
+pub async fn policies_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<PolicyQuery>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    let chosen = query.version;
+    render_policies(
+        &state,
+        started.value,
+        &viewer,
+        chosen,
+        "",
+        StatusCode::OK,
+        None,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ProposeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    text: String,
+}
+
+pub async fn propose_policy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<ProposeForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "policy.submit").await {
+        return r;
+    }
+    // Browsers send form text with CRLF line ends; the document is stored as people wrote it.
+    let text = form.into_inner().text.replace("\r\n", "\n");
+    let session = started.value;
+    match super::policies::submit_text(&state, session.clone(), text.clone()).await {
+        Ok(stored) => {
+            let notice = Notice::Info(format!(
+                "Stored as version {}: it takes effect once activated (below, or 'kagi policy activate {}').",
+                stored.version, stored.version
+            ));
+            render_policies(
+                &state,
+                session,
+                &viewer,
+                Some(stored.version),
+                "",
+                StatusCode::CREATED,
+                Some(notice),
+            )
+            .await
+        }
+        // The draft stays in the form, with the error (and its line) above it.
+        Err(e) => {
+            let status = e.status();
+            render_policies(
+                &state,
+                session,
+                &viewer,
+                None,
+                &text,
+                status,
+                Some(error_notice(&e)),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn activate_policy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    version: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "policy.activate").await {
+        return r;
+    }
+    let v = version.into_inner();
+    let session = started.value;
+    let (status, notice) = match super::policies::activate(&state, session.clone(), v).await {
+        Ok(Gated::Done(_)) => (
+            StatusCode::OK,
+            Notice::Info(format!("Policy version {v} is now active.")),
+        ),
+        Ok(Gated::Pending(a)) => (
+            StatusCode::ACCEPTED,
+            Notice::Info(format!(
+                "Activating version {v} needs {} approval(s): request {} is on the approvals page.",
+                a.required, a.id
+            )),
+        ),
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_policies(&state, session, &viewer, Some(v), "", status, Some(notice)).await
 }

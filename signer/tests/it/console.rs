@@ -293,6 +293,48 @@ fn console_sessions_csrf_roles_and_headers() {
     assert_eq!(pem.body, api.body);
     assert!(pem.body.starts_with("-----BEGIN PUBLIC KEY-----"));
 
+    // Policies: a bad document is refused with its line and stays in the form; a good one is
+    // stored, shown against the active one side by side, and activated.
+    let people = "rules = '''\n@id(\"people\")\npermit (principal is kagi::Person, action, resource);\n'''\n";
+    let bad = format!("{people}bogus = 1\n");
+    let refused = call(
+        &server,
+        "POST",
+        "/ui/policies",
+        &ann,
+        &[("csrf", &ann_csrf), ("text", &bad)],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("policy_invalid") && refused.body.contains("line 5"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("bogus = 1"), "the draft was not kept");
+    let stored = call(
+        &server,
+        "POST",
+        "/ui/policies",
+        &ann,
+        &[("csrf", &ann_csrf), ("text", people)],
+    );
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    assert!(
+        stored.body.contains("Stored as version 1"),
+        "{}",
+        stored.body
+    );
+    assert!(stored.body.contains("class=\"added\""), "{}", stored.body);
+    let activated = call(
+        &server,
+        "POST",
+        "/ui/policies/1/activate",
+        &ann,
+        &[("csrf", &ann_csrf)],
+    );
+    assert_eq!(activated.status, 200, "{}", activated.body);
+    assert!(activated.body.contains("Policy version 1 is now active."));
+
     // An auditor: no create controls, a forged create is 403 even with a valid token, and the
     // audit page verifies.
     let audrey = sign_in(&server, "audrey", "audrey-long-passphrase")
