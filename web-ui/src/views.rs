@@ -137,6 +137,7 @@ fn page(title: &str, viewer: Option<&Viewer>, notice: Option<&Notice>, body: Mar
                             @if v.may_see_quotas() {
                                 a href="/ui/quotas" { "Lines and quotas" }
                             }
+                            a href="/ui/cas" { "CAs" }
                             @if v.has("auditor") {
                                 a href="/ui/audit" { "Audit" }
                             }
@@ -736,6 +737,148 @@ pub fn policies(
                     }
                     button type="submit" { "Submit as a new version" }
                     span class="hint" { "It is validated first; errors name their line. It takes effect once activated." }
+                }
+            }
+        },
+    )
+}
+
+/// A CA in the hierarchy.
+pub struct CaRow {
+    pub name: String,
+    pub parent: Option<String>,
+    pub subject: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// `None` while live; the reason otherwise.
+    pub revoked: Option<String>,
+}
+
+/// An issued certificate in the search results.
+pub struct CertRow {
+    pub serial: String,
+    pub ca: String,
+    pub profile: String,
+    pub subject: String,
+    pub issued_to: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// `None` while live; the reason otherwise.
+    pub revoked: Option<String>,
+}
+
+/// The certificate search, as the query string gave it.
+#[derive(Default)]
+pub struct CertSearch {
+    pub ca: String,
+    pub serial: String,
+    pub subject: String,
+}
+
+/// Revocation reasons offered (RFC 5280 names kagi accepts; revocations are permanent).
+pub const REASONS: &[&str] = &[
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+];
+
+fn ca_tree(cas: &[CaRow], parent: Option<&str>) -> Markup {
+    html! {
+        ul class="tree" {
+            @for c in cas.iter().filter(|c| c.parent.as_deref() == parent) {
+                li id={"ca-" (c.name)} {
+                    strong { (c.name) } " · " (c.subject) " · until " (c.not_after)
+                    @if let Some(r) = &c.revoked { " · " span class="revoked" { "revoked (" (r) ")" } }
+                    (ca_tree(cas, Some(&c.name)))
+                }
+            }
+        }
+    }
+}
+
+pub fn cas(
+    v: &Viewer,
+    cas: &[CaRow],
+    search: &CertSearch,
+    results: Option<&[CertRow]>,
+    notice: Option<&Notice>,
+) -> String {
+    let officer = v.has("officer");
+    page(
+        "Certificate authorities",
+        Some(v),
+        notice,
+        html! {
+            section aria-labelledby="tree-h" {
+                h2 id="tree-h" { "Hierarchy" }
+                @if cas.is_empty() { p { "No CAs yet." } } @else { (ca_tree(cas, None)) }
+            }
+            section aria-labelledby="search-h" {
+                h2 id="search-h" { "Certificates" }
+                form method="get" action="/ui/cas" class="filters" role="search" {
+                    label for="s-serial" { "Serial" }
+                    input id="s-serial" name="serial" type="text" value=(search.serial);
+                    label for="s-ca" { "CA" }
+                    select id="s-ca" name="ca" {
+                        @for c in cas {
+                            @if c.name == search.ca { option value=(c.name) selected { (c.name) } }
+                            @else { option value=(c.name) { (c.name) } }
+                        }
+                    }
+                    label for="s-subject" { "Subject contains" }
+                    input id="s-subject" name="subject" type="text" value=(search.subject);
+                    button type="submit" { "Search" }
+                }
+                @if let Some(rows) = results {
+                    @if rows.is_empty() {
+                        p id="no-certs" { "No certificate matches." }
+                    } @else {
+                        table {
+                            thead {
+                                tr {
+                                    th scope="col" { "Serial" }
+                                    th scope="col" { "CA / profile" }
+                                    th scope="col" { "Subject" }
+                                    th scope="col" { "Issued to" }
+                                    th scope="col" { "Until" }
+                                    th scope="col" { "State" }
+                                    @if officer { th scope="col" { "Revoke" } }
+                                }
+                            }
+                            tbody {
+                                @for c in rows {
+                                    tr id={"cert-" (c.serial)} {
+                                        th scope="row" { code { (c.serial) } }
+                                        td { (c.ca) " / " (c.profile) }
+                                        td { (c.subject) }
+                                        td { (c.issued_to) }
+                                        td { (c.not_after) }
+                                        td class="state" {
+                                            @match &c.revoked { Some(r) => { "revoked (" (r) ")" }, None => "valid" }
+                                        }
+                                        @if officer {
+                                            td {
+                                                @if c.revoked.is_none() {
+                                                    form method="post" action={"/ui/certificates/" (c.serial) "/revoke"} class="inline" {
+                                                        input type="hidden" name="csrf" value=(v.csrf);
+                                                        label for={"reason-" (c.serial)} class="inline-label" { "Reason " }
+                                                        select id={"reason-" (c.serial)} name="reason" {
+                                                            @for r in REASONS { option value=(r) { (r) } }
+                                                        }
+                                                        " "
+                                                        button type="submit" aria-label={"Revoke certificate " (c.serial)} { "Revoke" }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },

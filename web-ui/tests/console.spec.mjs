@@ -177,6 +177,11 @@ try {
   await shot(olga, 'policies');
   ok('a policy with a mistake is refused naming its line; version 2 is shown side by side and its activation goes to the quorum');
 
+  await olga.getByRole('link', { name: 'CAs' }).click();
+  assert.equal(await olga.locator('#ca-root #ca-code-signing').count(), 1);
+  await shot(olga, 'cas');
+  ok('the CAs page shows the hierarchy (code-signing under root)');
+
   // 4a. A form without its CSRF token is refused, and nothing is made.
   const noToken = await olgaCtx.request.post('/ui/keys', {
     form: { name: 'no-csrf', alg: 'ec-p256', usage_limit: '1' },

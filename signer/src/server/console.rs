@@ -73,6 +73,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/ui/policies/{version}/activate",
             web::post().to(activate_policy),
+        )
+        .route("/ui/cas", web::get().to(cas_page))
+        .route(
+            "/ui/certificates/{serial}/revoke",
+            web::post().to(revoke_certificate),
         );
 }
 
@@ -1066,4 +1071,196 @@ pub async fn activate_policy(
         Err(e) => (e.status(), error_notice(&e)),
     };
     render_policies(&state, session, &viewer, Some(v), "", status, Some(notice)).await
+}
+
+// ------------------------------------------------------------------ CAs and certificates
+
+/// Certificates a subject search reads (the CA's newest), before filtering.
+const CERT_SEARCH_WINDOW: i64 = 1000;
+
+fn reason_text(code: Option<i64>) -> String {
+    kagi_ca::crl::reason_name(code.unwrap_or(0))
+}
+
+fn cert_row(c: &kagi_hsm_core::records::ca::CertificateRecord) -> views::CertRow {
+    views::CertRow {
+        serial: c.serial.clone(),
+        ca: c.ca_name.clone(),
+        profile: c.profile.clone(),
+        subject: c.subject.clone(),
+        issued_to: c.issued_to.clone(),
+        not_after: rfc3339(c.not_after.saturating_mul(1000)),
+        revoked: c.revoked_at.map(|_| reason_text(c.revocation_reason)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CertQuery {
+    #[serde(default)]
+    ca: String,
+    #[serde(default)]
+    serial: String,
+    #[serde(default)]
+    subject: String,
+}
+
+async fn render_cas(
+    state: &AppState,
+    viewer: &Viewer,
+    search: views::CertSearch,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> HttpResponse {
+    let (serial, ca, subject) = (
+        search.serial.trim().to_string(),
+        search.ca.clone(),
+        search.subject.trim().to_string(),
+    );
+    let read = blocking(&state.hsm, move |h| {
+        let cas = h.list_cas()?;
+        let results = if !serial.is_empty() {
+            Some(h.certificate(&serial)?.into_iter().collect::<Vec<_>>())
+        } else if !ca.is_empty() {
+            let list = h.list_certificates(&ca, CERT_SEARCH_WINDOW)?;
+            Some(
+                list.into_iter()
+                    .filter(|c| subject.is_empty() || c.subject.contains(&subject))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok((cas, results))
+    })
+    .await;
+    let (cas, results) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            return html(
+                e.status(),
+                views::problem(
+                    Some(viewer),
+                    "Certificate authorities",
+                    &format!("{}: {}", e.code(), e.message()),
+                ),
+            )
+        }
+    };
+    let rows: Vec<views::CaRow> = cas
+        .iter()
+        .map(|c| {
+            use der::Decode;
+            let cert = x509_cert::certificate::Certificate::from_der(&c.cert_der).ok();
+            let (subject, not_after) = cert
+                .map(|cert| {
+                    let tbs = cert.tbs_certificate();
+                    (
+                        tbs.subject().to_string(),
+                        tbs.validity().not_after.to_unix_duration().as_secs(),
+                    )
+                })
+                .unwrap_or_default();
+            views::CaRow {
+                name: c.name.clone(),
+                parent: c.parent.clone(),
+                subject,
+                not_after: rfc3339(i64::try_from(not_after).unwrap_or(0).saturating_mul(1000)),
+                revoked: c.revoked_at.map(|_| reason_text(c.revocation_reason)),
+            }
+        })
+        .collect();
+    let results: Option<Vec<views::CertRow>> =
+        results.map(|list| list.iter().map(cert_row).collect());
+    html(
+        status,
+        views::cas(viewer, &rows, &search, results.as_deref(), notice.as_ref()),
+    )
+}
+
+pub async fn cas_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<CertQuery>,
+) -> HttpResponse {
+    let Some((_, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    let q = query.into_inner();
+    let search = views::CertSearch {
+        ca: q.ca.chars().take(128).collect(),
+        serial: q.serial.chars().take(128).collect(),
+        subject: q.subject.chars().take(256).collect(),
+    };
+    render_cas(&state, &viewer, search, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn revoke_certificate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+    form: web::Form<RevokeForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(
+        &state,
+        &started,
+        &viewer,
+        &form.csrf,
+        "ca.revoke_certificate",
+    )
+    .await
+    {
+        return r;
+    }
+    let serial = serial.into_inner();
+    let session = started.value;
+    let reason =
+        super::ca_routes::reason_of(&Some(serde_json::Value::String(form.into_inner().reason)));
+    let reason = match super::handler::audit_refusal(
+        &state,
+        &session,
+        "ca.revoke_certificate",
+        reason,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let status = e.status();
+            let search = views::CertSearch {
+                serial: serial.clone(),
+                ..Default::default()
+            };
+            return render_cas(&state, &viewer, search, status, Some(error_notice(&e))).await;
+        }
+    };
+    let revoked =
+        super::ca_routes::certificates::revoke(&state, session, serial.clone(), reason).await;
+    let (status, notice) = match revoked {
+        Ok((rec, crl)) => (
+            StatusCode::OK,
+            Notice::Info(format!(
+                "Certificate {} was revoked ({}); CRL number {crl} of CA '{}' lists it.",
+                rec.serial,
+                reason_text(Some(reason)),
+                rec.ca_name
+            )),
+        ),
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    let search = views::CertSearch {
+        serial,
+        ..Default::default()
+    };
+    render_cas(&state, &viewer, search, status, Some(notice)).await
 }

@@ -293,6 +293,56 @@ fn console_sessions_csrf_roles_and_headers() {
     assert_eq!(pem.body, api.body);
     assert!(pem.body.starts_with("-----BEGIN PUBLIC KEY-----"));
 
+    // CAs: the hierarchy, a certificate found by subject, revoked with a reason.
+    server.kagi_ok(&[
+        "key",
+        "certify",
+        "k5",
+        "--subject",
+        "CN=Console Test,O=Acme",
+        "-o",
+        "k5.pem",
+    ]);
+    let cas = call(
+        &server,
+        "GET",
+        "/ui/cas?ca=code-signing&subject=Console%20Test",
+        &ann,
+        &[],
+    );
+    assert_eq!(cas.status, 200, "{}", cas.body);
+    assert!(cas.body.contains("id=\"ca-root\"") && cas.body.contains("id=\"ca-code-signing\""));
+    let at = cas
+        .body
+        .find("id=\"cert-")
+        .expect("the certificate is found by subject");
+    let serial: String = cas.body[at + "id=\"cert-".len()..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let revoked = call(
+        &server,
+        "POST",
+        &format!("/ui/certificates/{serial}/revoke"),
+        &ann,
+        &[("csrf", &ann_csrf), ("reason", "keyCompromise")],
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(
+        revoked.body.contains("was revoked (keyCompromise)"),
+        "{}",
+        revoked.body
+    );
+    let cert = http
+        .request(
+            "GET",
+            &format!("/api/v1/certificates/{serial}"),
+            Some(&token),
+            None,
+        )
+        .json();
+    assert_eq!(cert["revocation_reason"], 1, "{cert}");
+
     // Policies: a bad document is refused with its line and stays in the form; a good one is
     // stored, shown against the active one side by side, and activated.
     let people = "rules = '''\n@id(\"people\")\npermit (principal is kagi::Person, action, resource);\n'''\n";
