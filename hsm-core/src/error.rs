@@ -112,6 +112,8 @@ pub enum HsmError {
     AuditIntegrity { seq: i64, reason: String },
     #[error("too many wrong passwords for '{name}': console sign-in with a password is locked for {retry_after_secs} more second(s) (the identity's token still works)")]
     PasswordLocked { name: String, retry_after_secs: u64 },
+    #[error("'{0}' signs in with a one-time code too: enter the 6 digits your authenticator app shows for kagi")]
+    TotpRequired(String),
     #[error("storage error: {0}")]
     Store(String),
     #[error("crypto engine error: {0}")]
@@ -131,6 +133,7 @@ impl HsmError {
             HsmError::CredentialRevoked(_) => "credential_revoked",
             HsmError::CredentialExpired(_) => "credential_expired",
             HsmError::PasswordLocked { .. } => "password_locked",
+            HsmError::TotpRequired(_) => "totp_required",
             HsmError::QuotaExhausted { .. } => "quota_exhausted",
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
@@ -173,7 +176,8 @@ impl HsmError {
             | HsmError::CredentialLocked(_)
             | HsmError::CredentialRevoked(_)
             | HsmError::CredentialExpired(_)
-            | HsmError::PasswordLocked { .. } => ErrorKind::Unauthenticated,
+            | HsmError::PasswordLocked { .. }
+            | HsmError::TotpRequired(_) => ErrorKind::Unauthenticated,
             HsmError::Forbidden { .. }
             | HsmError::CaKeyReserved(_)
             | HsmError::SelfApproval(_)

@@ -22,6 +22,7 @@ mod seal;
 pub mod shares;
 pub mod store;
 pub mod tlog;
+pub mod totp;
 mod transparency;
 mod wrap;
 

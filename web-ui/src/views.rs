@@ -148,6 +148,7 @@ fn page(title: &str, viewer: Option<&Viewer>, notice: Option<&Notice>, body: Mar
                                 " (" (v.partition) ") · roles: "
                                 span id="roles" { (v.roles.join(", ")) }
                             }
+                            a href="/ui/totp" { "Authenticator" }
                             form method="post" action="/ui/logout" class="inline" {
                                 input type="hidden" name="csrf" value=(v.csrf);
                                 button type="submit" { "Sign out" }
@@ -188,6 +189,12 @@ pub fn login(login_token: &str, error: Option<&str>) -> String {
                 p {
                     label for="password" { "Password" }
                     input id="password" name="password" type="password" autocomplete="current-password" required;
+                }
+                p {
+                    label for="code" { "One-time code" }
+                    input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                        pattern="[0-9]{6}" aria-describedby="code-help";
+                    span id="code-help" class="hint" { "Only if you enrolled an authenticator app." }
                 }
                 button type="submit" { "Sign in" }
             }
@@ -879,6 +886,62 @@ pub fn cas(
                             }
                         }
                     }
+                }
+            }
+        },
+    )
+}
+
+/// The QR code of `text` as an SVG element, or `None` if it does not fit in a QR code.
+pub fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    // The renderer starts with an XML declaration, which has no place inside HTML.
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_string())
+}
+
+/// The authenticator (TOTP) enrolment page: the QR code of the otpauth URI, the secret as text
+/// for apps without a camera, and the form that confirms with a code.
+pub fn totp(
+    v: &Viewer,
+    enrolled: bool,
+    uri: &str,
+    secret_b32: &str,
+    notice: Option<&Notice>,
+) -> String {
+    let qr = qr_svg(uri);
+    page(
+        "Authenticator",
+        Some(v),
+        notice,
+        html! {
+            p id="totp-state" {
+                @if enrolled { "An authenticator is enrolled: sign-in asks for its code. Enrolling again replaces it." }
+                @else { "No authenticator is enrolled: sign-in asks only for your password." }
+            }
+            section aria-labelledby="enrol-h" class="card" {
+                h2 id="enrol-h" { "Enrol an authenticator app" }
+                p { "Scan the code with the app (or type the secret), then enter the 6 digits it shows." }
+                @if let Some(svg) = qr {
+                    figure class="qr" role="img" aria-label="QR code of the authenticator secret" {
+                        (maud::PreEscaped(svg))
+                    }
+                }
+                p { "Secret: " code id="totp-secret" { (secret_b32) } }
+                form method="post" action="/ui/totp" {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    input type="hidden" name="secret" value=(secret_b32);
+                    p {
+                        label for="totp-code" { "Code from the app" }
+                        input id="totp-code" name="code" type="text" inputmode="numeric"
+                            autocomplete="one-time-code" pattern="[0-9]{6}" required;
+                    }
+                    button type="submit" { "Enrol" }
                 }
             }
         },

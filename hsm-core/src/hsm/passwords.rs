@@ -14,7 +14,8 @@
 
 use super::failed_logins::Refusal;
 use super::*;
-use crate::store::schema::console_passwords;
+use crate::store::schema::{console_passwords, console_totp};
+use crate::totp;
 use std::sync::OnceLock;
 
 /// Passwords shorter than this are refused when set.
@@ -69,6 +70,33 @@ impl PasswordFailures {
     fn clear(&mut self, id: &str) {
         self.by_credential.remove(id);
     }
+}
+
+/// What the second factor of a sign-in came to.
+enum Factor {
+    /// The password (or the code) was wrong: counts toward the lock.
+    Wrong,
+    /// Enrolled, but no code was sent.
+    Missing,
+    NotEnrolled,
+    /// The code of this time step, not used before.
+    Step(i64),
+}
+
+/// The associated data a TOTP secret is sealed with: its credential.
+fn totp_aad(credential_id: &str) -> String {
+    format!("kagi-totp-v1:{credential_id}")
+}
+
+/// The time step (now, one before or one after, for clocks a little apart) whose code is
+/// `code`.
+fn matching_step(secret: &[u8], code: &str, unix_secs: i64) -> Option<i64> {
+    if code.len() != totp::DIGITS as usize || !code.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let given: u32 = code.parse().ok()?;
+    let now = totp::step_at(unix_secs);
+    (now - 1..=now + 1).find(|s| u64::try_from(*s).is_ok_and(|s| totp::code(secret, s) == given))
 }
 
 #[derive(Queryable)]
@@ -156,7 +184,17 @@ impl Hsm {
     /// sign-in for the identity ([`HsmError::PasswordLocked`], audited as
     /// `auth.password_locked`) until the lock runs out. A success is audited as
     /// `auth.login_password`.
-    pub fn login_password_from(&self, name: &str, password: &str, source: &str) -> Result<Session> {
+    ///
+    /// A person who enrolled a TOTP authenticator ([`Hsm::enrol_totp`]) also sends its current
+    /// code: without one the answer is [`HsmError::TotpRequired`] (the password was right); a
+    /// wrong or already used code counts as a wrong password.
+    pub fn login_password_from(
+        &self,
+        name: &str,
+        password: &str,
+        code: Option<&str>,
+        source: &str,
+    ) -> Result<Session> {
         let u = self.unsealed()?;
         let refuse = |reason, credential: Option<&str>| {
             self.tally_refusal(source, reason, credential);
@@ -200,7 +238,21 @@ impl Hsm {
                 retry_after_secs: secs,
             });
         }
-        if !verify(password, &stored.password_hash) {
+        let second = if verify(password, &stored.password_hash) {
+            self.second_factor(&u, &row, code)?
+        } else {
+            Factor::Wrong
+        };
+        let totp_step = match second {
+            Factor::Wrong => None,
+            Factor::Missing => {
+                self.tally_refusal(source, Refusal::BadSecret, Some(&row.id));
+                return Err(HsmError::TotpRequired(row.name.clone()));
+            }
+            Factor::NotEnrolled => Some(None),
+            Factor::Step(step) => Some(Some(step)),
+        };
+        if totp_step.is_none() {
             let now_locked = self
                 .inner
                 .password_failures
@@ -241,19 +293,145 @@ impl Hsm {
             f.clear(&row.id);
         }
         let session = row.session()?;
-        u.committer.submit_unless_closed(
-            None,
-            EventDraft {
-                actor: session.actor(),
-                action: "auth.login_password".into(),
-                partition: Some(session.partition().to_string()),
-                key_id: None,
-                detail: serde_json::json!({"credential": session.credential_id(), "source": source}),
-                outcome: None,
-                use_hi: None,
-            },
-        )?;
+        // The accepted step is written with the login's record, and only if no other login
+        // took it first: a code is good once.
+        let apply: Option<ApplyFn> = totp_step.flatten().map(|step| {
+            let id = row.id.clone();
+            let apply: ApplyFn = Box::new(move |c| {
+                let n = diesel::update(
+                    console_totp::table
+                        .filter(console_totp::credential_id.eq(&id))
+                        .filter(console_totp::last_step.lt(step)),
+                )
+                .set(console_totp::last_step.eq(step))
+                .execute(c)?;
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err(HsmError::BadCredential)
+                }
+            });
+            apply
+        });
+        let event = EventDraft {
+            actor: session.actor(),
+            action: "auth.login_password".into(),
+            partition: Some(session.partition().to_string()),
+            key_id: None,
+            detail: serde_json::json!({"credential": session.credential_id(), "source": source, "totp": apply.is_some()}),
+            outcome: None,
+            use_hi: None,
+        };
+        match apply {
+            // As for a token login: failed closed, a proven caller may still read.
+            None => u.committer.submit_unless_closed(None, event)?,
+            // A code's step must be recorded to be used up; if the log takes nothing more,
+            // the sign-in is refused rather than leave the code reusable.
+            Some(apply) => {
+                u.committer.submit(None, Some(apply), event)?;
+            }
+        }
         Ok(session)
+    }
+
+    /// The second factor of a person whose password was right.
+    fn second_factor(
+        &self,
+        u: &Unsealed,
+        row: &CredentialRow,
+        code: Option<&str>,
+    ) -> Result<Factor> {
+        let mut c = self.inner.store.conn()?;
+        let enrolled: Option<(Vec<u8>, i64)> = console_totp::table
+            .filter(console_totp::credential_id.eq(&row.id))
+            .select((console_totp::sealed_secret, console_totp::last_step))
+            .first(&mut c)
+            .optional()?;
+        drop(c);
+        let Some((sealed, last_step)) = enrolled else {
+            return Ok(Factor::NotEnrolled);
+        };
+        let code = match code.map(str::trim) {
+            None | Some("") => return Ok(Factor::Missing),
+            Some(c) => c,
+        };
+        let secret = self
+            .sealer(u, &row.partition_name)?
+            .open(&sealed, totp_aad(&row.id).as_bytes())
+            .ok_or_else(|| {
+                HsmError::Integrity(format!(
+                    "the one-time-code secret of '{}' does not open: it was changed outside kagi",
+                    row.name
+                ))
+            })?;
+        Ok(match matching_step(&secret, code, now_ms() / 1000) {
+            Some(step) if step > last_step => Factor::Step(step),
+            _ => Factor::Wrong,
+        })
+    }
+
+    /// Enrol (or replace) the session's own TOTP authenticator: `secret` is what the person's
+    /// app was given (the console shows it as a QR code), `code` one it shows now, which proves
+    /// the app has it. From then on password sign-in also needs a code. Audited as
+    /// `credential.totp_enrolled`.
+    pub fn enrol_totp(&self, s: &Session, secret: &[u8], code: &str) -> Result<()> {
+        if s.kind() != IdentityKind::Person || s.is_service() {
+            return Err(HsmError::BadInput(
+                "only persons sign in to the console, so only they enrol an authenticator".into(),
+            ));
+        }
+        if secret.len() != totp::SECRET_LEN {
+            return Err(HsmError::BadInput(format!(
+                "a one-time-code secret is {} bytes; start the enrolment again",
+                totp::SECRET_LEN
+            )));
+        }
+        let Some(step) = matching_step(secret, code.trim(), now_ms() / 1000) else {
+            return Err(HsmError::BadInput(
+                "that code does not match: check the authenticator's clock and enter the code it shows now".into(),
+            ));
+        };
+        let u = self.unsealed()?;
+        let id = s.credential_id().to_string();
+        let sealed = self
+            .sealer(&u, s.partition())?
+            .seal(secret, totp_aad(&id).as_bytes())?;
+        let id2 = id.clone();
+        let apply: ApplyFn = Box::new(move |c| {
+            diesel::delete(console_totp::table.filter(console_totp::credential_id.eq(&id2)))
+                .execute(c)?;
+            diesel::insert_into(console_totp::table)
+                .values((
+                    console_totp::credential_id.eq(&id2),
+                    console_totp::sealed_secret.eq(&sealed),
+                    console_totp::enrolled_at.eq(now_ms() / 1000),
+                    console_totp::last_step.eq(step),
+                ))
+                .execute(c)?;
+            Ok(())
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                "credential.totp_enrolled",
+                None,
+                serde_json::json!({"credential": id}),
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Whether the session's identity has enrolled an authenticator.
+    pub fn totp_enrolled(&self, s: &Session) -> Result<bool> {
+        self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let n: i64 = console_totp::table
+            .filter(console_totp::credential_id.eq(s.credential_id()))
+            .count()
+            .get_result(&mut c)?;
+        Ok(n > 0)
     }
 
     /// Whether a session made earlier still stands: its credential is live (not revoked,

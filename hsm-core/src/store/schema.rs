@@ -215,3 +215,12 @@ diesel::table! {
         set_at -> BigInt,
     }
 }
+
+diesel::table! {
+    console_totp (credential_id) {
+        credential_id -> Text,
+        sealed_secret -> Binary,
+        enrolled_at -> BigInt,
+        last_step -> BigInt,
+    }
+}

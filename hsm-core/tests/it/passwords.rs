@@ -35,7 +35,7 @@ fn a_person_sets_a_password_signs_in_and_five_wrong_ones_lock_it_for_a_while() {
             .unwrap();
 
         let s = hsm
-            .login_password_from("pat", "pat's long passphrase", "192.0.2.1")
+            .login_password_from("pat", "pat's long passphrase", None, "192.0.2.1")
             .unwrap();
         assert_eq!(s.name(), "pat");
         assert_eq!(s.credential_id(), pat.id);
@@ -44,21 +44,21 @@ fn a_person_sets_a_password_signs_in_and_five_wrong_ones_lock_it_for_a_while() {
 
         // Unknown names and wrong passwords get the same refusal.
         let e = hsm
-            .login_password_from("nobody", "pat's long passphrase", "192.0.2.1")
+            .login_password_from("nobody", "pat's long passphrase", None, "192.0.2.1")
             .unwrap_err();
         assert_eq!(e.code(), "bad_credential");
         for _ in 0..4 {
             let e = hsm
-                .login_password_from("pat", "wrong passphrase!", "192.0.2.1")
+                .login_password_from("pat", "wrong passphrase!", None, "192.0.2.1")
                 .unwrap_err();
             assert_eq!(e.code(), "bad_credential");
         }
         let e = hsm
-            .login_password_from("pat", "wrong passphrase!", "192.0.2.1")
+            .login_password_from("pat", "wrong passphrase!", None, "192.0.2.1")
             .unwrap_err();
         assert_eq!(e.code(), "password_locked", "{e}");
         let e = hsm
-            .login_password_from("pat", "pat's long passphrase", "192.0.2.1")
+            .login_password_from("pat", "pat's long passphrase", None, "192.0.2.1")
             .unwrap_err();
         assert_eq!(e.code(), "password_locked");
         // The token is not locked, in this process or another.
@@ -68,7 +68,7 @@ fn a_person_sets_a_password_signs_in_and_five_wrong_ones_lock_it_for_a_while() {
         let mut back = None;
         for _ in 0..100 {
             std::thread::sleep(Duration::from_millis(100));
-            match hsm.login_password_from("pat", "pat's long passphrase", "192.0.2.1") {
+            match hsm.login_password_from("pat", "pat's long passphrase", None, "192.0.2.1") {
                 Ok(s) => {
                     back = Some(s);
                     break;
@@ -101,10 +101,100 @@ fn a_person_sets_a_password_signs_in_and_five_wrong_ones_lock_it_for_a_while() {
         i.hsm.revoke_credential(&i.admin, &pat.id).unwrap();
         assert!(hsm.recheck_session(&s).is_err());
         let e = hsm
-            .login_password_from("pat", "pat's long passphrase", "192.0.2.1")
+            .login_password_from("pat", "pat's long passphrase", None, "192.0.2.1")
             .unwrap_err();
         assert_eq!(e.code(), "bad_credential");
         assert_eq!(actions(&i.hsm, &i.admin, "credential.password_set"), 1);
         assert_eq!(actions(&i.hsm, &i.admin, "auth.login_password"), 2);
+    }
+}
+
+#[test]
+fn an_enrolled_authenticator_is_asked_for_and_each_code_is_good_once() {
+    use kagi_hsm_core::totp;
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let (_, token) = i
+            .hsm
+            .create_credential(&i.admin, "tia", &[Role::Auditor])
+            .unwrap();
+        let tia = i.hsm.login(&token).unwrap();
+        i.hsm
+            .set_own_password(&tia, "tia's long passphrase")
+            .unwrap();
+        assert!(!i.hsm.totp_enrolled(&tia).unwrap());
+
+        let secret: Vec<u8> = (1..=20).collect();
+        let now = || {
+            totp::step_at(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64,
+            )
+        };
+        let code_at = |step: i64| format!("{:06}", totp::code(&secret, step as u64));
+        let e = i.hsm.enrol_totp(&tia, &secret, "000000").unwrap_err();
+        // (one in a million: 000000 is the current code)
+        assert_eq!(e.code(), "bad_request");
+        assert!(i
+            .hsm
+            .enrol_totp(&tia, &secret[..10], &code_at(now()))
+            .is_err());
+        i.hsm.enrol_totp(&tia, &secret, &code_at(now())).unwrap();
+        assert!(i.hsm.totp_enrolled(&tia).unwrap());
+
+        let login = |code: Option<&str>| {
+            i.hsm
+                .login_password_from("tia", "tia's long passphrase", code, "192.0.2.2")
+        };
+        assert_eq!(login(None).unwrap_err().code(), "totp_required");
+        assert_eq!(login(Some("12345")).unwrap_err().code(), "bad_credential");
+        // The code of the next step (clocks a little apart) is taken once; its reuse is not.
+        let next = code_at(now() + 1);
+        let s = login(Some(&next)).unwrap();
+        assert_eq!(s.name(), "tia");
+        assert_eq!(login(Some(&next)).unwrap_err().code(), "bad_credential");
+        // A wrong password with the right code is still a wrong password.
+        let e = i
+            .hsm
+            .login_password_from(
+                "tia",
+                "not the passphrase",
+                Some(&code_at(now() + 1)),
+                "192.0.2.2",
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "bad_credential");
+        // The token needs no code.
+        assert!(i.hsm.login(&token).is_ok());
+        assert_eq!(actions(&i.hsm, &i.admin, "credential.totp_enrolled"), 1);
+
+        // The sealed secret is bound to its identity: moved to another, it does not open.
+        let (_, other_token) = i
+            .hsm
+            .create_credential(&i.admin, "uma", &[Role::Auditor])
+            .unwrap();
+        let uma = i.hsm.login(&other_token).unwrap();
+        i.hsm
+            .set_own_password(&uma, "uma's long passphrase")
+            .unwrap();
+        store.exec(&format!(
+            "INSERT INTO console_totp (credential_id, sealed_secret, enrolled_at, last_step) \
+             SELECT '{}', sealed_secret, enrolled_at, 0 FROM console_totp WHERE credential_id = '{}'",
+            uma.credential_id(),
+            tia.credential_id()
+        ));
+        let e = i
+            .hsm
+            .login_password_from(
+                "uma",
+                "uma's long passphrase",
+                Some(&code_at(now())),
+                "192.0.2.2",
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "integrity_failure", "{e}");
     }
 }

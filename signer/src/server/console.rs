@@ -74,6 +74,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/ui/policies/{version}/activate",
             web::post().to(activate_policy),
         )
+        .route("/ui/totp", web::get().to(totp_page))
+        .route("/ui/totp", web::post().to(enrol_totp))
         .route("/ui/cas", web::get().to(cas_page))
         .route(
             "/ui/certificates/{serial}/revoke",
@@ -225,6 +227,8 @@ pub struct LoginForm {
     name: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    code: String,
 }
 
 pub async fn login(
@@ -236,6 +240,7 @@ pub async fn login(
         csrf,
         name,
         password,
+        code,
     } = form.into_inner();
     let password = Zeroizing::new(password);
     // The form's token must match the cookie set with it: a page elsewhere cannot sign a
@@ -258,7 +263,8 @@ pub async fn login(
     let source = ip.to_string();
     let hsm_name = name.clone();
     let result = blocking(&state.hsm, move |h| {
-        h.login_password_from(&hsm_name, &password, &source)
+        let code = Some(code.as_str()).filter(|c| !c.trim().is_empty());
+        h.login_password_from(&hsm_name, &password, code, &source)
     })
     .await;
     let session = match result {
@@ -1263,4 +1269,103 @@ pub async fn revoke_certificate(
         ..Default::default()
     };
     render_cas(&state, &viewer, search, status, Some(notice)).await
+}
+
+// ------------------------------------------------------------------ the second factor
+
+/// The otpauth URI authenticator apps read (Key Uri Format): issuer kagi, the person's name.
+fn otpauth_uri(name: &str, secret_b32: &str) -> String {
+    format!(
+        "otpauth://totp/kagi:{name}?secret={secret_b32}&issuer=kagi&algorithm=SHA1&digits={}&period={}",
+        kagi_hsm_core::totp::DIGITS,
+        kagi_hsm_core::totp::STEP_SECS
+    )
+}
+
+async fn render_totp(
+    state: &AppState,
+    s: Session,
+    viewer: &Viewer,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> HttpResponse {
+    // A fresh secret each time the page is shown: nothing is stored until a code confirms it.
+    let secret = match random_secret() {
+        Some(s) => s,
+        None => {
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                views::problem(Some(viewer), "Authenticator", "no random numbers"),
+            )
+        }
+    };
+    let b32 = kagi_hsm_core::totp::base32_encode(&secret);
+    let enrolled = blocking(&state.hsm, move |h| h.totp_enrolled(&s))
+        .await
+        .unwrap_or(false);
+    let uri = otpauth_uri(&viewer.name, &b32);
+    html(
+        status,
+        views::totp(viewer, enrolled, &uri, &b32, notice.as_ref()),
+    )
+}
+
+fn random_secret() -> Option<Zeroizing<Vec<u8>>> {
+    let hex = kagi_web_ui::random_token()?;
+    let bytes: Vec<u8> = (0..kagi_hsm_core::totp::SECRET_LEN)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0))
+        .collect();
+    Some(Zeroizing::new(bytes))
+}
+
+pub async fn totp_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    render_totp(&state, started.value, &viewer, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+pub struct TotpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn enrol_totp(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<TotpForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "credential.totp").await {
+        return r;
+    }
+    let form = form.into_inner();
+    let session = started.value;
+    let Some(secret) = kagi_hsm_core::totp::base32_decode(&form.secret).map(Zeroizing::new) else {
+        let e = ApiError::new(
+            super::error_codes::Code::BadRequest,
+            "the enrolment form's secret is not base32: start again",
+        );
+        return render_totp(&state, session, &viewer, e.status(), Some(error_notice(&e))).await;
+    };
+    let s = session.clone();
+    let code = form.code;
+    let result = blocking(&state.hsm, move |h| h.enrol_totp(&s, &secret, &code)).await;
+    let (status, notice) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            Notice::Info(
+                "The authenticator is enrolled: from now on sign-in asks for its code.".into(),
+            ),
+        ),
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_totp(&state, session, &viewer, status, Some(notice)).await
 }

@@ -246,6 +246,7 @@ mod tests {
                 name: s(),
                 retry_after_secs: 1,
             },
+            HsmError::TotpRequired(s()),
             HsmError::QuotaExhausted {
                 quota: s(),
                 window: s(),
@@ -301,6 +302,7 @@ mod tests {
                 | HsmError::CredentialRevoked(_)
                 | HsmError::CredentialExpired(_)
                 | HsmError::PasswordLocked { .. }
+                | HsmError::TotpRequired(_)
                 | HsmError::QuotaExhausted { .. }
                 | HsmError::Forbidden { .. }
                 | HsmError::KeyNotFound(_)
