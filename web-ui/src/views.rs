@@ -505,11 +505,18 @@ pub fn approvals(v: &Viewer, rows: &[ApprovalRow], notice: Option<&Notice>) -> S
     )
 }
 
+/// A token just made, shown once: the identity's name and the token.
+pub struct NewToken {
+    pub name: String,
+    pub token: String,
+}
+
 pub fn quotas(
     v: &Viewer,
     policy_version: i64,
     rows: &[QuotaRow],
     identities: Option<&[IdentityRow]>,
+    new_token: Option<&NewToken>,
     notice: Option<&Notice>,
 ) -> String {
     page(
@@ -517,6 +524,13 @@ pub fn quotas(
         Some(v),
         notice,
         html! {
+            @if let Some(t) = new_token {
+                section aria-labelledby="token-h" class="card wide" {
+                    h2 id="token-h" { "Token of " (t.name) }
+                    p { strong { "Shown once:" } " store it now (for example as KAGI_TOKEN in the pipeline's secrets). kagi keeps only its hash." }
+                    pre id="new-token" class="note" { (t.token) }
+                }
+            }
             section aria-labelledby="quotas-h" {
                 h2 id="quotas-h" { "Quotas of policy version " (policy_version) }
                 @if rows.is_empty() {
@@ -555,6 +569,18 @@ pub fn quotas(
             @if let Some(ids) = identities {
                 section aria-labelledby="ids-h" {
                     h2 id="ids-h" { "Pipelines and lines" }
+                    form method="post" action="/ui/identities" class="filters" {
+                        input type="hidden" name="csrf" value=(v.csrf);
+                        label for="id-name" { "Name" }
+                        input id="id-name" name="name" type="text" required pattern="[A-Za-z0-9._-]{1,128}";
+                        label for="id-kind" { "Kind" }
+                        select id="id-kind" name="kind" {
+                            option value="line" { "line" }
+                            option value="pipeline" { "pipeline" }
+                        }
+                        button type="submit" { "Create identity" }
+                        span class="hint" { "Role user; the policy decides what it may sign or issue." }
+                    }
                     @if ids.is_empty() {
                         p { "No pipeline or line identities in this partition." }
                     } @else {
@@ -858,7 +884,12 @@ pub fn cas(
                             tbody {
                                 @for c in rows {
                                     tr id={"cert-" (c.serial)} {
-                                        th scope="row" { code { (c.serial) } }
+                                        th scope="row" {
+                                            code { (c.serial) }
+                                            br;
+                                            a class="small" href={"/ui/certificates/" (c.serial) "/pem"}
+                                                aria-label={"Certificate " (c.serial) " (PEM)"} { "certificate" }
+                                        }
                                         td { (c.ca) " / " (c.profile) }
                                         td { (c.subject) }
                                         td { (c.issued_to) }
@@ -1126,7 +1157,7 @@ mod tests {
                 limit: 10,
             }],
         }];
-        let html = quotas(&v, 3, &rows, None, None);
+        let html = quotas(&v, 3, &rows, None, None, None);
         assert!(html.contains("data-quota=\"q:day\">9/10<"), "{html}");
         assert!(html.contains("bar high"));
         assert!(!html.contains("Pipelines and lines"));

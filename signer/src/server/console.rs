@@ -74,6 +74,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/ui/policies/{version}/activate",
             web::post().to(activate_policy),
         )
+        .route("/ui/identities", web::post().to(create_identity))
+        .route(
+            "/ui/certificates/{serial}/pem",
+            web::get().to(certificate_pem),
+        )
         .route("/ui/totp", web::get().to(totp_page))
         .route("/ui/totp", web::post().to(enrol_totp))
         .route("/ui/cas", web::get().to(cas_page))
@@ -796,19 +801,29 @@ pub async fn quotas_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
     let Some((started, viewer)) = signed_in(&req, &state).await else {
         return redirect("/ui");
     };
+    render_quotas(&state, started.value, &viewer, StatusCode::OK, None, None).await
+}
+
+async fn render_quotas(
+    state: &web::Data<AppState>,
+    session: Session,
+    viewer: &Viewer,
+    status: StatusCode,
+    new_token: Option<views::NewToken>,
+    notice: Option<Notice>,
+) -> HttpResponse {
     if !viewer.may_see_quotas() {
         return html(
             StatusCode::FORBIDDEN,
             views::problem(
-                Some(&viewer),
+                Some(viewer),
                 "Lines and quotas",
                 "forbidden: quota use is for officers, auditors and administrators",
             ),
         );
     }
     let admin = viewer.has("administrator");
-    let session = started.value;
-    let read = super::handler::blocking_with_state(&state, move |st| {
+    let read = super::handler::blocking_with_state(state, move |st| {
         let active = st.policy.active(&st.hsm)?;
         let mut rows = Vec::new();
         for q in &active.engine.document().quotas {
@@ -867,13 +882,20 @@ pub async fn quotas_page(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
     .await;
     match read {
         Ok((version, rows, identities)) => html(
-            StatusCode::OK,
-            views::quotas(&viewer, version, &rows, identities.as_deref(), None),
+            status,
+            views::quotas(
+                viewer,
+                version,
+                &rows,
+                identities.as_deref(),
+                new_token.as_ref(),
+                notice.as_ref(),
+            ),
         ),
         Err(e) => html(
             e.status(),
             views::problem(
-                Some(&viewer),
+                Some(viewer),
                 "Lines and quotas",
                 &format!("{}: {}", e.code(), e.message()),
             ),
@@ -1368,4 +1390,151 @@ pub async fn enrol_totp(
         Err(e) => (e.status(), error_notice(&e)),
     };
     render_totp(&state, session, &viewer, status, Some(notice)).await
+}
+
+#[derive(Deserialize)]
+pub struct IdentityForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// An administrator makes a pipeline or line identity (role user); its token is shown once.
+/// People are made with the CLI, where their officer role may need the quorum.
+pub async fn create_identity(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<IdentityForm>,
+) -> HttpResponse {
+    let Some((started, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "credential.create").await {
+        return r;
+    }
+    let form = form.into_inner();
+    let session = started.value;
+    let kind = match form.kind.as_str() {
+        "line" => kagi_hsm_core::IdentityKind::Line,
+        "pipeline" => kagi_hsm_core::IdentityKind::Pipeline,
+        _ => {
+            let e = ApiError::new(
+                super::error_codes::Code::BadRequest,
+                "the console makes pipelines and lines; make people with 'kagi identity create'",
+            );
+            let e = super::handler::audited(&state, &session, "credential.create", e).await;
+            let status = e.status();
+            return render_quotas(
+                &state,
+                session,
+                &viewer,
+                status,
+                None,
+                Some(error_notice(&e)),
+            )
+            .await;
+        }
+    };
+    let spec = kagi_hsm_core::IdentitySpec {
+        partition: None,
+        name: form.name,
+        kind,
+        roles: vec![kagi_hsm_core::Role::User],
+        expires_at: None,
+        client_cert_sha256: None,
+    };
+    let s = session.clone();
+    let created = blocking(&state.hsm, move |h| h.create_identity(&s, &spec, None)).await;
+    match created {
+        Ok(Gated::Done((info, token))) => {
+            let shown = views::NewToken {
+                name: info.name.clone(),
+                token: token.as_str().to_string(),
+            };
+            let notice = Notice::Info(format!(
+                "{} '{}' was created.",
+                info.kind.as_str(),
+                info.name
+            ));
+            render_quotas(
+                &state,
+                session,
+                &viewer,
+                StatusCode::CREATED,
+                Some(shown),
+                Some(notice),
+            )
+            .await
+        }
+        // Only administrator and officer roles wait for a quorum; these have neither.
+        Ok(Gated::Pending(a)) => {
+            let notice = Notice::Info(format!("Request {} waits for approval.", a.id));
+            render_quotas(
+                &state,
+                session,
+                &viewer,
+                StatusCode::ACCEPTED,
+                None,
+                Some(notice),
+            )
+            .await
+        }
+        Err(e) => {
+            let status = e.status();
+            render_quotas(
+                &state,
+                session,
+                &viewer,
+                status,
+                None,
+                Some(error_notice(&e)),
+            )
+            .await
+        }
+    }
+}
+
+/// An issued certificate as PEM (what `GET /api/v1/certificates/{serial}` carries).
+pub async fn certificate_pem(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    serial: web::Path<String>,
+) -> HttpResponse {
+    let Some((_, viewer)) = signed_in(&req, &state).await else {
+        return redirect("/ui");
+    };
+    let serial = serial.into_inner();
+    let s2 = serial.clone();
+    match blocking(&state.hsm, move |h| h.certificate(&s2)).await {
+        Ok(Some(c)) => {
+            let mut r = HttpResponse::Ok();
+            secure_headers(&mut r);
+            // The stored serial is lowercase hex: safe in the header as it is.
+            r.content_type("application/x-pem-file")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.pem\"", c.serial),
+                ))
+                .body(kagi_ca::x509::pem("CERTIFICATE", &c.der).unwrap_or_default())
+        }
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            views::problem(
+                Some(&viewer),
+                "Certificate authorities",
+                "not_found: no certificate with that serial",
+            ),
+        ),
+        Err(e) => html(
+            e.status(),
+            views::problem(
+                Some(&viewer),
+                "Certificate authorities",
+                &format!("{}: {}", e.code(), e.message()),
+            ),
+        ),
+    }
 }

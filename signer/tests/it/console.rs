@@ -343,6 +343,65 @@ fn console_sessions_csrf_roles_and_headers() {
         .json();
     assert_eq!(cert["revocation_reason"], 1, "{cert}");
 
+    let pem = call(
+        &server,
+        "GET",
+        &format!("/ui/certificates/{serial}/pem"),
+        &ann,
+        &[],
+    );
+    assert_eq!(pem.status, 200);
+    assert!(
+        pem.body.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        pem.body
+    );
+    let certified = std::fs::read_to_string(server.path("k5.pem")).unwrap();
+    assert!(
+        certified.contains(pem.body.trim()),
+        "the download is not the certificate kagi issued"
+    );
+
+    // An administrator makes a line in the console; its token is shown once and works.
+    person(&server, "ada", "administrator", "ada-long-passphrase");
+    let ada =
+        sign_in(&server, "ada", "ada-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
+    let quotas = call(&server, "GET", "/ui/quotas", &ada, &[]);
+    assert_eq!(quotas.status, 200, "{}", quotas.body);
+    let made = call(
+        &server,
+        "POST",
+        "/ui/identities",
+        &ada,
+        &[
+            ("csrf", &quotas.csrf()),
+            ("name", "line-9"),
+            ("kind", "line"),
+        ],
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let at = made
+        .body
+        .find("id=\"new-token\"")
+        .expect("the token is shown");
+    let rest = &made.body[at..];
+    let token9: String = rest[rest.find('>').unwrap() + 1..]
+        .chars()
+        .take_while(|c| *c != '<')
+        .collect();
+    assert!(token9.starts_with("kagi_"), "{token9}");
+    let out = server.kagi_as(&token9, &["key", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An officer may look at quotas but not make identities.
+    let refused = call(
+        &server,
+        "POST",
+        "/ui/identities",
+        &ann,
+        &[("csrf", &ann_csrf), ("name", "line-10"), ("kind", "line")],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
     // Policies: a bad document is refused with its line and stays in the form; a good one is
     // stored, shown against the active one side by side, and activated.
     let people = "rules = '''\n@id(\"people\")\npermit (principal is kagi::Person, action, resource);\n'''\n";
