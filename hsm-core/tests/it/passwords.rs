@@ -135,8 +135,12 @@ fn an_enrolled_authenticator_is_asked_for_and_each_code_is_good_once() {
             )
         };
         let code_at = |step: i64| format!("{:06}", totp::code(&secret, step as u64));
-        let e = i.hsm.enrol_totp(&tia, &secret, "000000").unwrap_err();
-        // (one in a million: 000000 is the current code)
+        // A code none of the accepted steps (now and one either side) shows.
+        let wrong = (0..4u32)
+            .map(|n| format!("{:06}", n))
+            .find(|c| (now() - 1..=now() + 2).all(|s| *c != code_at(s)))
+            .unwrap();
+        let e = i.hsm.enrol_totp(&tia, &secret, &wrong).unwrap_err();
         assert_eq!(e.code(), "bad_request");
         assert!(i
             .hsm
