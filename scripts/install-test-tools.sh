@@ -7,6 +7,8 @@
 #   - sigstore-python, in $HOME/.cache/kagi-test-tools/sigstore-venv (Sigstore bundle checks);
 #   - openapi-spec-validator and prometheus-client, in $HOME/.cache/kagi-test-tools/ops-venv
 #     (the served OpenAPI document is validated, /metrics is parsed).
+#   - chromium (Debian package) and playwright-core (npm, in
+#     $HOME/.cache/kagi-test-tools/playwright), for the console's browser test.
 # Prints nothing when everything is already there, one "==> installing X" line per install,
 # and exits non-zero with a message on stderr when an install fails.
 set -euo pipefail
