@@ -7,6 +7,8 @@
 #   - sigstore-python, in $HOME/.cache/kagi-test-tools/sigstore-venv (Sigstore bundle checks);
 #   - openapi-spec-validator and prometheus-client, in $HOME/.cache/kagi-test-tools/ops-venv
 #     (the served OpenAPI document is validated, /metrics is parsed).
+#   - chromium (Debian package) and playwright-core (npm, in
+#     $HOME/.cache/kagi-test-tools/playwright), for the console's browser test.
 # Prints nothing when everything is already there, one "==> installing X" line per install,
 # and exits non-zero with a message on stderr when an install fails.
 set -euo pipefail
@@ -94,4 +96,40 @@ if ! command -v pkcs11-tool >/dev/null 2>&1; then
     fi
     rm -f "$apt_log"
     command -v pkcs11-tool >/dev/null 2>&1 || die "opensc installed but pkcs11-tool is not on PATH"
+fi
+
+# The console's browser test (web-ui/tests/console_acceptance.sh): Debian's chromium, driven by
+# playwright-core from npm in $HOME/.cache/kagi-test-tools/playwright (playwright-core brings no
+# browser of its own; `npx playwright install` downloads one and cannot work here).
+if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install chromium with apt-get"
+    fi
+    rm -f "$apt_log"
+fi
+pw_dir="$HOME/.cache/kagi-test-tools/playwright"
+if [ ! -f "$pw_dir/node_modules/playwright-core/package.json" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        log "installing npm"
+        apt_log=$(mktemp)
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; } >"$apt_log" 2>&1; then
+            cat "$apt_log" >&2
+            rm -f "$apt_log"
+            die "could not install npm with apt-get"
+        fi
+        rm -f "$apt_log"
+    fi
+    log "installing playwright-core into $pw_dir"
+    mkdir -p "$pw_dir"
+    npm_log=$(mktemp)
+    if ! npm install --prefix "$pw_dir" --no-audit --no-fund --silent playwright-core@1 >"$npm_log" 2>&1; then
+        cat "$npm_log" >&2
+        rm -f "$npm_log"
+        die "could not install playwright-core with npm"
+    fi
+    rm -f "$npm_log"
 fi

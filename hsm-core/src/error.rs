@@ -110,6 +110,10 @@ pub enum HsmError {
     NotAnApprover { name: String, id: String },
     #[error("audit log integrity failure at record {seq}: {reason}")]
     AuditIntegrity { seq: i64, reason: String },
+    #[error("too many wrong passwords for '{name}': console sign-in with a password is locked for {retry_after_secs} more second(s) (the identity's token still works)")]
+    PasswordLocked { name: String, retry_after_secs: u64 },
+    #[error("'{0}' signs in with a one-time code too: enter the 6 digits your authenticator app shows for kagi")]
+    TotpRequired(String),
     #[error("storage error: {0}")]
     Store(String),
     #[error("crypto engine error: {0}")]
@@ -128,6 +132,8 @@ impl HsmError {
             HsmError::CredentialLocked(_) => "credential_locked",
             HsmError::CredentialRevoked(_) => "credential_revoked",
             HsmError::CredentialExpired(_) => "credential_expired",
+            HsmError::PasswordLocked { .. } => "password_locked",
+            HsmError::TotpRequired(_) => "totp_required",
             HsmError::QuotaExhausted { .. } => "quota_exhausted",
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
@@ -169,7 +175,9 @@ impl HsmError {
             | HsmError::BadCredential
             | HsmError::CredentialLocked(_)
             | HsmError::CredentialRevoked(_)
-            | HsmError::CredentialExpired(_) => ErrorKind::Unauthenticated,
+            | HsmError::CredentialExpired(_)
+            | HsmError::PasswordLocked { .. }
+            | HsmError::TotpRequired(_) => ErrorKind::Unauthenticated,
             HsmError::Forbidden { .. }
             | HsmError::CaKeyReserved(_)
             | HsmError::SelfApproval(_)

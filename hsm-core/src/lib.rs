@@ -22,6 +22,7 @@ mod seal;
 pub mod shares;
 pub mod store;
 pub mod tlog;
+pub mod totp;
 mod transparency;
 mod wrap;
 
@@ -35,7 +36,7 @@ pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
     Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes, QuotaCharge, QuotaUsage,
     RecoverAction, Recovered, SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows,
-    Staging, UnsealProgress, FAILED_LOGIN_WINDOW,
+    Staging, UnsealProgress, FAILED_LOGIN_WINDOW, PASSWORD_ATTEMPTS, PASSWORD_LOCK,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

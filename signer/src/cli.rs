@@ -242,6 +242,9 @@ pub enum IdentityCommand {
         #[arg(long)]
         approval: Option<String>,
     },
+    /// Set your own console password (persons only), read as one line from standard input;
+    /// the token in KAGI_TOKEN says whose. The console at /ui signs in with name + password.
+    SetPassword,
     /// List identities of your partition.
     List,
     /// Revoke an identity's token for good (by id, from 'kagi identity list'). Under a quorum,
@@ -359,6 +362,11 @@ pub struct ServeArgs {
     /// [env KAGI_FAILED_LOGIN_WINDOW_SECS, config "failed_login_window_secs"]
     #[arg(long, value_name = "SECS")]
     pub failed_login_window_secs: Option<u64>,
+    /// Seconds a person's console password stays locked after 5 wrong passwords in a row
+    /// (their token keeps working). Default 900
+    /// [env KAGI_CONSOLE_LOCK_SECS, config "console_lock_secs"]
+    #[arg(long, value_name = "SECS")]
+    pub console_lock_secs: Option<u64>,
     /// Serve transparency-log entry bodies to anyone (an open-source project's public log).
     /// Without it an entry needs an auditor's credential or that of the identity it names;
     /// checkpoints and proofs are public either way

@@ -86,6 +86,8 @@ struct FileConfig {
     max_failed_logins: Option<i64>,
     /// Seconds over which refused logins are audited as one record per source (default 60).
     failed_login_window_secs: Option<u64>,
+    /// Seconds 5 wrong console passwords lock a person's password (default 900).
+    console_lock_secs: Option<u64>,
     /// Serve log entry bodies without a credential (default false: entries are private).
     log_entries_public: Option<bool>,
     /// Answer anonymous `/tsa` requests (default false: the TSA needs a credential).
@@ -128,6 +130,7 @@ pub struct ServeConfig {
     pub hostnames: Vec<String>,
     pub max_failed_logins: i64,
     pub failed_login_window: std::time::Duration,
+    pub console_lock: std::time::Duration,
     pub public_listen: Option<String>,
     pub public_url: String,
     pub own_tls: Option<OwnTls>,
@@ -388,6 +391,17 @@ impl ServeConfig {
             )?
             .map(std::time::Duration::from_secs)
             .unwrap_or(kagi_hsm_core::FAILED_LOGIN_WINDOW);
+        let console_lock = l
+            .pick(
+                "console_lock_secs",
+                "--console-lock-secs",
+                "KAGI_CONSOLE_LOCK_SECS",
+                args.console_lock_secs,
+                file.console_lock_secs,
+                number,
+            )?
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(kagi_hsm_core::PASSWORD_LOCK);
         let log_entries_public = l
             .pick(
                 "log_entries_public",
@@ -454,6 +468,12 @@ impl ServeConfig {
                 "0: the window must be at least one second",
             ));
         }
+        if console_lock.is_zero() {
+            return Err(l.invalid(
+                "console_lock_secs",
+                "0: a lock must last at least one second",
+            ));
+        }
         let listen_host = host_of_address(&listen).map_err(|r| l.invalid("listen", r))?;
         let public_listen = match public_listen.as_str() {
             "off" | "" => None,
@@ -498,6 +518,7 @@ impl ServeConfig {
             hostnames,
             max_failed_logins,
             failed_login_window,
+            console_lock,
             public_listen,
             public_url,
             own_tls,
@@ -537,6 +558,7 @@ impl ServeConfig {
             "est_profile": self.est_profile,
             "max_failed_logins": self.max_failed_logins,
             "failed_login_window_secs": self.failed_login_window.as_secs(),
+            "console_lock_secs": self.console_lock.as_secs(),
             "log_entries_public": self.log_entries_public,
             "open_tsa": self.open_tsa,
         });

@@ -83,6 +83,7 @@ pub fn open(
     data: &DataDir,
     database_url: Option<&str>,
     failed_login_window: std::time::Duration,
+    password_lock: std::time::Duration,
 ) -> Result<Hsm, InstanceError> {
     if database_url.is_none() {
         ensure_root(data)?;
@@ -90,6 +91,7 @@ pub fn open(
     let store = data.store_config(database_url)?;
     let mut config = HsmConfig::new(store);
     config.failed_login_window = failed_login_window;
+    config.password_lock = password_lock;
     Ok(Hsm::open(config)?)
 }
 

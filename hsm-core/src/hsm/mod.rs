@@ -50,6 +50,10 @@ const SESSION_TTL: Duration = Duration::from_secs(60);
 
 /// Failed logins are audited in aggregate: one record per source and window, with a count.
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// How long a person's console password stays locked after [`PASSWORD_ATTEMPTS`] wrong ones.
+pub const PASSWORD_LOCK: Duration = Duration::from_secs(15 * 60);
+/// Wrong console passwords in a row that lock the password (never the identity's token).
+pub const PASSWORD_ATTEMPTS: u32 = 5;
 /// A cached session is re-checked against its credential row (revoked, locked, expired, secret
 /// or certificate changed) when its last check is older than this, so a revocation or lock in
 /// another process ends it within the same second the service's policy gate re-checks in.
@@ -62,6 +66,9 @@ pub struct HsmConfig {
     /// Refused logins are audited as one record per source per this window
     /// ([`FAILED_LOGIN_WINDOW`] by default).
     pub failed_login_window: Duration,
+    /// How long [`PASSWORD_ATTEMPTS`] wrong console passwords lock a person's password
+    /// ([`PASSWORD_LOCK`] by default).
+    pub password_lock: Duration,
 }
 
 impl HsmConfig {
@@ -69,6 +76,7 @@ impl HsmConfig {
         HsmConfig {
             store,
             failed_login_window: FAILED_LOGIN_WINDOW,
+            password_lock: PASSWORD_LOCK,
         }
     }
 }
@@ -261,6 +269,9 @@ pub(crate) struct Inner {
     sessions: Mutex<HashMap<[u8; 32], CachedLogin>>,
     failed_logins: Mutex<FailedLogins>,
     failed_login_window: Duration,
+    /// Wrong console passwords per credential id, and the locks they caused.
+    password_failures: Mutex<passwords::PasswordFailures>,
+    password_lock: Duration,
     /// Per quota: the highest total the audit log records (the counter's floor).
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// The front end's observer of committed batches (metrics), if it set one.
@@ -540,6 +551,7 @@ fn new_credential(
 pub mod approvals;
 mod failed_logins;
 mod identity;
+mod passwords;
 mod recovery;
 
 use failed_logins::FailedLogins;

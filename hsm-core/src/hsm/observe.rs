@@ -96,6 +96,31 @@ impl Hsm {
         Ok(usage)
     }
 
+    /// Transparency-log entries (every signature and certificate) per UTC day over the last
+    /// `days` days, oldest first, as (days since 1970-01-01, count). It reads the entries'
+    /// times only, one scan of the window (no per-day index yet).
+    pub fn log_entries_per_day(&self, days: i64) -> Result<Vec<(i64, i64)>> {
+        const DAY_MS: i64 = 86_400_000;
+        let days = days.clamp(1, 366);
+        let first = now_ms() / DAY_MS - days + 1;
+        let mut c = self.inner.store.conn()?;
+        let times: Vec<i64> = crate::store::schema::tlog_entries::table
+            .filter(crate::store::schema::tlog_entries::ts.ge(first * DAY_MS))
+            .select(crate::store::schema::tlog_entries::ts)
+            .load(&mut c)?;
+        drop(c);
+        let mut counts = vec![0i64; days as usize];
+        for t in times {
+            if let Some(n) = usize::try_from(t / DAY_MS - first)
+                .ok()
+                .and_then(|d| counts.get_mut(d))
+            {
+                *n += 1;
+            }
+        }
+        Ok((first..).zip(counts).collect())
+    }
+
     /// How many records the audit log and entries the transparency log hold.
     pub fn log_sizes(&self) -> Result<LogSizes> {
         let mut c = self.inner.store.conn()?;

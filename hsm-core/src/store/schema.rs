@@ -207,3 +207,20 @@ diesel::table! {
         note -> Text,
     }
 }
+
+diesel::table! {
+    console_passwords (credential_id) {
+        credential_id -> Text,
+        password_hash -> Text,
+        set_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    console_totp (credential_id) {
+        credential_id -> Text,
+        sealed_secret -> Binary,
+        enrolled_at -> BigInt,
+        last_step -> BigInt,
+    }
+}

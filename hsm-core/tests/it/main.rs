@@ -8,5 +8,6 @@ mod device_serials;
 mod governance;
 mod logged_crash;
 mod observe;
+mod passwords;
 mod tamper;
 mod usage_limits;

@@ -120,6 +120,23 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
             eprintln!("created {kind} identity '{name}'. The token above is shown only once: store it now (e.g. as KAGI_TOKEN in the pipeline's secrets).");
             Ok(())
         }
+        IdentityCommand::SetPassword => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            let password = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+            let resp: Value = client.post_json(
+                "/api/v1/password",
+                &json!({ "password": password.as_str() }),
+            )?;
+            let name = resp
+                .get("password_set")
+                .and_then(Value::as_str)
+                .unwrap_or("you");
+            say!("console password set for '{name}': sign in at /ui with this name");
+            Ok(())
+        }
         IdentityCommand::List => show(
             client.get_json("/api/v1/identities")?,
             |list: Vec<kagi_hsm_core::CredentialInfo>| identity_table(&list),

@@ -41,8 +41,13 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
     instance::ensure_root(&data)?;
-    let hsm = instance::open(&data, cfg.database_url.as_deref(), cfg.failed_login_window)
-        .context("cannot open the HSM store")?;
+    let hsm = instance::open(
+        &data,
+        cfg.database_url.as_deref(),
+        cfg.failed_login_window,
+        cfg.console_lock,
+    )
+    .context("cannot open the HSM store")?;
     let startup = instance::bring_up(&hsm, &data)?;
     if !secret_files::is_private_dir(&data.root).unwrap_or(false) {
         log::warn!(

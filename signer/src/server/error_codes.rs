@@ -76,6 +76,9 @@ registry! {
     TooManyAttempts = "too_many_attempts", TOO_MANY_REQUESTS, "too many failed attempts from this address: wait for Retry-After seconds";
     CredentialRevoked = "credential_revoked", UNAUTHORIZED, "the credential was revoked";
     CredentialExpired = "credential_expired", UNAUTHORIZED, "the credential has expired";
+    PasswordLocked = "password_locked", UNAUTHORIZED, "console sign-in with a password is locked for a while after repeated wrong passwords (the token still works)";
+    TotpRequired = "totp_required", UNAUTHORIZED, "the password was right and this person also signs in with a one-time code (TOTP): send it too";
+    CsrfRejected = "csrf_rejected", FORBIDDEN, "a console form came without the session's CSRF token, or with another one: reload the page and submit again";
     // What they may do.
     Forbidden = "forbidden", FORBIDDEN, "the caller's role does not allow the operation";
     PolicyDenied = "policy_denied", FORBIDDEN, "the active policy does not allow the request";

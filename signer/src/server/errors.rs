@@ -63,6 +63,15 @@ impl ApiError {
         self.code
     }
 
+    /// What the caller is told (the console shows it on the page).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn is_bad_input(&self) -> bool {
         self.status == StatusCode::BAD_REQUEST
     }
@@ -233,6 +242,11 @@ mod tests {
             HsmError::CredentialLocked(s()),
             HsmError::CredentialRevoked(s()),
             HsmError::CredentialExpired(s()),
+            HsmError::PasswordLocked {
+                name: s(),
+                retry_after_secs: 1,
+            },
+            HsmError::TotpRequired(s()),
             HsmError::QuotaExhausted {
                 quota: s(),
                 window: s(),
@@ -287,6 +301,8 @@ mod tests {
                 | HsmError::CredentialLocked(_)
                 | HsmError::CredentialRevoked(_)
                 | HsmError::CredentialExpired(_)
+                | HsmError::PasswordLocked { .. }
+                | HsmError::TotpRequired(_)
                 | HsmError::QuotaExhausted { .. }
                 | HsmError::Forbidden { .. }
                 | HsmError::KeyNotFound(_)

@@ -205,3 +205,22 @@ pub async fn unlock_identity(
     .await?;
     Ok(HttpResponse::Ok().json(json!({ "unlocked": id })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    password: String,
+}
+
+/// A person sets their own console password with their token: no one else learns it.
+pub async fn set_password(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<PasswordBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let password = zeroize::Zeroizing::new(body.into_inner().password);
+    let name = session.name().to_string();
+    blocking(&state.hsm, move |h| h.set_own_password(&session, &password)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "password_set": name })))
+}

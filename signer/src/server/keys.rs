@@ -76,6 +76,29 @@ impl KeyBody {
     }
 }
 
+/// The spec of a key from the console's create form (name, algorithm, usage limit, end of
+/// validity, exportability) as the API would make it: the same reserved names and parsing.
+pub(super) fn spec_of(
+    name: &str,
+    alg: &str,
+    usage_limit: Option<i64>,
+    not_after: Option<String>,
+    exportable_under_wrap: bool,
+) -> Result<KeySpec, ApiError> {
+    KeyBody {
+        name: name.to_string(),
+        alg: alg.to_string(),
+        usage_limit,
+        not_before: None,
+        not_after,
+        operations: None,
+        exportable_under_wrap,
+        trusted: false,
+        wrapped: None,
+    }
+    .spec()
+}
+
 pub async fn create_key(
     caller: Caller,
     state: web::Data<AppState>,

@@ -2,7 +2,7 @@
 //!
 //! One module per resource (`keys`, `sign`, `audit`, `identities`, `policies`, `approvals`,
 //! `ca_routes`, `est`, `public`, `log_routes`, `sigstore_routes`, `system`, `health`,
-//! `metrics`); every route is one entry of the table in `routes`, which registers it and
+//! `metrics`) and the console (`console`, HTML for people); every API route is one entry of the table in `routes`, which registers it and
 //! documents it (`openapi`). What handlers share is in `handler` (blocking calls, audited
 //! refusals, times, raw bodies), the state they receive in `state`, the one error shape in
 //! `errors` and its codes in `error_codes`.
@@ -11,6 +11,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod ca_routes;
+mod console;
 mod error_codes;
 mod errors;
 mod est;
@@ -89,6 +90,7 @@ pub fn run(
         open_tsa,
         tsa_limit: rate_limit::RateLimiter::new(rate_limit::Limits::open_tsa()),
         metrics: metrics::Metrics::new(),
+        console: console::ConsoleState::default(),
     });
     state.hsm.observe_commits(state.metrics.commit_observer());
     spawn_crl_refresher(state.clone());

@@ -185,6 +185,11 @@ pub(super) fn import_body() -> Value {
     body
 }
 
+pub(super) fn password_body() -> Value {
+    json!({ "type": "object", "required": ["password"], "additionalProperties": false, "properties": {
+        "password": { "type": "string", "minLength": 12, "description": "the new console password" } } })
+}
+
 pub(super) fn unseal_body() -> Value {
     json!({ "type": "object", "required": ["share"], "properties": { "share": { "type": "string" } } })
 }

@@ -33,19 +33,30 @@ pub async fn submit_policy(
     let body = read_body(payload, POLICY_LIMIT).await?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(Code::PolicyInvalid, "the policy document is not UTF-8 text"))?;
+    let stored = submit_text(&state, session, text).await?;
+    Ok(HttpResponse::Created().json(json!({ "version": stored.version, "active": stored.active })))
+}
+
+/// Validate and store a policy document as `session` (the API's and the console's one path):
+/// a refusal names the line and is audited.
+pub(super) async fn submit_text(
+    state: &AppState,
+    session: kagi_hsm_core::Session,
+    text: String,
+) -> Result<kagi_hsm_core::StoredPolicy, ApiError> {
+    session.require(kagi_hsm_core::Role::Officer, "submit policies")?;
     let parsed = kagi_policy::PolicyDocument::parse(&text).map_err(|e| {
         ApiError::new(
             Code::PolicyInvalid,
             format!("the policy was rejected, nothing changed: {e}"),
         )
     });
-    let doc = audit_refusal(&state, &session, "policy.submit", parsed).await?;
+    let doc = audit_refusal(state, &session, "policy.submit", parsed).await?;
     let quorum = quorum_of(&doc);
-    let stored = blocking(&state.hsm, move |h| {
+    blocking(&state.hsm, move |h| {
         h.submit_policy(&session, &text, quorum)
     })
-    .await?;
-    Ok(HttpResponse::Created().json(json!({ "version": stored.version, "active": stored.active })))
+    .await
 }
 
 /// The built-in bootstrap policy as a version: in force (`active`) while no stored version is.
@@ -111,8 +122,17 @@ pub async fn activate_policy(
     version: web::Path<i64>,
 ) -> ApiResult {
     let Caller(session) = caller;
-    let v = version.into_inner();
-    let st = state.clone();
+    let result = activate(&state, session, version.into_inner()).await?;
+    Ok(gated(result))
+}
+
+/// Activate version `v` as `session`, or file the request the quorum decides, whose summary is
+/// the diff against the active document (the API's and the console's one path).
+pub(super) async fn activate(
+    state: &AppState,
+    session: kagi_hsm_core::Session,
+    v: i64,
+) -> Result<kagi_hsm_core::Gated<i64>, ApiError> {
     let result = blocking(&state.hsm, move |h| {
         let new = h.policy(&session, v)?;
         let old = match h.active_policy()? {
@@ -126,6 +146,6 @@ pub async fn activate_policy(
         h.activate_policy(&session, v, &summary)
     })
     .await?;
-    st.policy.invalidate();
-    Ok(gated(result))
+    state.policy.invalidate();
+    Ok(result)
 }

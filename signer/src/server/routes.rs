@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use super::error_codes::Code;
 use super::{
-    approvals, audit, ca_routes, errors, est, health, identities, keys, log_routes, metrics,
-    openapi, policies, public, sign, sigstore_routes, system,
+    approvals, audit, ca_routes, console, errors, est, health, identities, keys, log_routes,
+    metrics, openapi, policies, public, sign, sigstore_routes, system,
 };
 use super::{handler::resource, JSON_LIMIT};
 
@@ -316,8 +316,8 @@ pub const ROUTES: &[Endpoint] = &[
         .doc("Prometheus/OpenMetrics text. Without a credential: seal and integrity state, log sizes, commit batch histograms; with an auditor's bearer token also the series that name keys, CAs, profiles, quotas and identities")
         .optional_credential()
         .codes(&[Code::Forbidden]),
-    get("/ui", |r| r.to(system::ui))
-        .doc("Web console")
+    get("/ui", |r| r.to(console::index))
+        .doc("Web console for people (HTML): the sign-in page, or the overview with a console session; its other pages are under /ui")
         .public(),
     // Public CA and time-stamping routes (also on the plain-HTTP listener).
     get("/crl/{file}", |r| r.to(public::crl))
@@ -559,6 +559,13 @@ pub const ROUTES: &[Endpoint] = &[
             Code::NotFound, Code::Conflict, Code::Forbidden, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
         ]),
+    post("/api/v1/password", |r| r.to(identities::set_password))
+        .doc("Set the caller's own console password (persons only; 12 to 256 bytes)")
+        .json(openapi::password_body)
+        .codes(&[
+            Code::BadRequest, Code::IntegrityFailure, Code::AuditIntegrityFailure,
+            Code::StorageError,
+        ]),
     post("/api/v1/identities/{id}/unlock", |r| r.to(identities::unlock_identity))
         .doc("Unlock a locked identity")
         .codes(&[
@@ -719,6 +726,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(errors::query_error))
         .app_data(web::PathConfig::default().error_handler(errors::path_error));
     register(cfg, false);
+    console::configure(cfg);
 }
 
 /// The plain-HTTP listener: CRLs, CA certificates, OCSP, the TSA and the log.

@@ -1,4 +1,4 @@
-//! `/healthz`, `/ui`, unsealing and break-glass recovery: what works before anyone has a
+//! `/healthz`, unsealing and break-glass recovery: what works before anyone has a
 //! credential. Refused shares are limited per source address (`rate_limit.rs`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -105,16 +105,4 @@ pub async fn recover(
         "credential": recovered.credential,
         "token": recovered.token.as_deref().map(|t| t.as_str()),
     })))
-}
-
-pub async fn ui() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            "Content-Security-Policy",
-            kagi_web_ui::CONTENT_SECURITY_POLICY,
-        ))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(kagi_web_ui::INDEX_HTML)
 }

@@ -6,6 +6,7 @@ mod audit_tamper;
 mod auth;
 mod ca;
 mod cli_output;
+mod console;
 mod custodians;
 mod deploy;
 mod device_serials;

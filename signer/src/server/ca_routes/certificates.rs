@@ -84,15 +84,26 @@ pub async fn revoke_certificate(
             "revoking an end-entity certificate needs no approval; 'approval' is for CAs",
         ));
     }
-    let (rec, crl_number) = blocking_with_state(&state, move |st| {
+    let (rec, crl_number) = revoke(&state, session, serial, reason).await?;
+    let mut v = serde_json::to_value(&rec).unwrap_or_default();
+    v["crl_number"] = json!(crl_number);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// Revoke certificate `serial` as `session` and publish its CA's new CRL (the API's and the
+/// console's one path): the CRL's number comes back with the record.
+pub(in crate::server) async fn revoke(
+    state: &web::Data<AppState>,
+    session: kagi_hsm_core::Session,
+    serial: String,
+    reason: i64,
+) -> Result<(kagi_hsm_core::records::ca::CertificateRecord, i64), ApiError> {
+    blocking_with_state(state, move |st| {
         let rec = st.hsm.revoke_certificate(&session, &serial, reason)?;
         let crl = st.pki.regenerate_crl(&st.hsm, &rec.ca_name)?;
         Ok((rec, crl.number))
     })
-    .await?;
-    let mut v = serde_json::to_value(&rec).unwrap_or_default();
-    v["crl_number"] = json!(crl_number);
-    Ok(HttpResponse::Ok().json(v))
+    .await
 }
 
 // ------------------------------------------------------------------ signing keys' certificates

@@ -151,7 +151,7 @@ pub struct RevokeBody {
 }
 
 /// The request's RFC 5280 reason code.
-fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
+pub(in crate::server) fn reason_of(v: &Option<serde_json::Value>) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::new(
             Code::BadReason,

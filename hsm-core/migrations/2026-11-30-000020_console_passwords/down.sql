@@ -1,0 +1,2 @@
+DROP TABLE console_totp;
+DROP TABLE console_passwords;
