@@ -143,6 +143,21 @@ async fn signed_in(req: &HttpRequest, state: &AppState) -> Option<(Started<Sessi
     Some((started, viewer))
 }
 
+/// A form post: a live session and that session's CSRF token, or the answer to give instead
+/// (the sign-in page, or 403 `csrf_rejected`, audited as a refused `action`).
+async fn signed_in_form(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+    action: &str,
+) -> Result<(Started<Session>, Viewer), HttpResponse> {
+    let Some((started, viewer)) = signed_in(req, state).await else {
+        return Err(redirect("/ui"));
+    };
+    csrf_ok(state, &started, &viewer, csrf, action).await?;
+    Ok((started, viewer))
+}
+
 /// The page for a request without a session: sign in.
 fn login_page(status: StatusCode, error: Option<&str>) -> HttpResponse {
     let Some(token) = kagi_web_ui::random_token() else {
@@ -330,12 +345,10 @@ pub async fn logout(
     state: web::Data<AppState>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, _) = match signed_in_form(&req, &state, &form.csrf, "logout").await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "logout").await {
-        return r;
-    }
     state.console.sessions.end(&started.id);
     let mut r = HttpResponse::SeeOther();
     secure_headers(&mut r);
@@ -498,12 +511,10 @@ pub async fn create_key(
     state: web::Data<AppState>,
     form: web::Form<CreateKeyForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, "key.create").await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "key.create").await {
-        return r;
-    }
     let form = form.into_inner();
     let session = started.value;
     let limit = match form.usage_limit.trim() {
@@ -553,12 +564,10 @@ pub async fn destroy_key(
     name: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, "key.destroy").await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "key.destroy").await {
-        return r;
-    }
     let session = started.value;
     let (s, label) = (session.clone(), name.into_inner());
     let l2 = label.clone();
@@ -655,13 +664,12 @@ pub async fn decide(
     path: web::Path<(String, String)>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, "approval.decide").await
+    {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let (id, decision) = path.into_inner();
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "approval.decide").await {
-        return r;
-    }
     let approve = match decision.as_str() {
         "approve" => true,
         "reject" => false,
@@ -1027,12 +1035,10 @@ pub async fn propose_policy(
     state: web::Data<AppState>,
     form: web::Form<ProposeForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, "policy.submit").await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "policy.submit").await {
-        return r;
-    }
     // Browsers send form text with CRLF line ends; the document is stored as people wrote it.
     let text = form.into_inner().text.replace("\r\n", "\n");
     let session = started.value;
@@ -1076,12 +1082,11 @@ pub async fn activate_policy(
     version: web::Path<i64>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, "policy.activate").await
+    {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "policy.activate").await {
-        return r;
-    }
     let v = version.into_inner();
     let session = started.value;
     let (status, notice) = match super::policies::activate(&state, session.clone(), v).await {
@@ -1236,20 +1241,11 @@ pub async fn revoke_certificate(
     serial: web::Path<String>,
     form: web::Form<RevokeForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
-    };
-    if let Err(r) = csrf_ok(
-        &state,
-        &started,
-        &viewer,
-        &form.csrf,
-        "ca.revoke_certificate",
-    )
-    .await
-    {
-        return r;
-    }
+    let (started, viewer) =
+        match signed_in_form(&req, &state, &form.csrf, "ca.revoke_certificate").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let serial = serial.into_inner();
     let session = started.value;
     let reason =
@@ -1362,12 +1358,11 @@ pub async fn enrol_totp(
     state: web::Data<AppState>,
     form: web::Form<TotpForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, "credential.totp").await
+    {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "credential.totp").await {
-        return r;
-    }
     let form = form.into_inner();
     let session = started.value;
     let Some(secret) = kagi_hsm_core::totp::base32_decode(&form.secret).map(Zeroizing::new) else {
@@ -1409,12 +1404,11 @@ pub async fn create_identity(
     state: web::Data<AppState>,
     form: web::Form<IdentityForm>,
 ) -> HttpResponse {
-    let Some((started, viewer)) = signed_in(&req, &state).await else {
-        return redirect("/ui");
-    };
-    if let Err(r) = csrf_ok(&state, &started, &viewer, &form.csrf, "credential.create").await {
-        return r;
-    }
+    let (started, viewer) =
+        match signed_in_form(&req, &state, &form.csrf, "credential.create").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let form = form.into_inner();
     let session = started.value;
     let kind = match form.kind.as_str() {
