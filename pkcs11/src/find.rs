@@ -153,19 +153,30 @@ impl Module {
                 }
             }
         }
-        // Keys destroyed since: their handles go invalid.
-        match scope {
+        // Keys destroyed since: their handles go invalid. Only a search that saw the whole
+        // partition, or asked for one id, can tell; a search by label touches no other handle,
+        // so it costs the same however many handles the module holds.
+        let stale: Vec<(CK_SLOT_ID, String, Kind)> = match scope {
             Scope::Partition => objects
                 .handles
-                .retain(|(s, id, _), _| *s != slot || live.contains(id.as_str())),
-            Scope::Id(gone) => objects
-                .handles
-                .retain(|(s, id, _), _| *s != slot || id != gone || live.contains(id.as_str())),
+                .keys()
+                .filter(|(s, id, _)| *s == slot && !live.contains(id.as_str()))
+                .cloned()
+                .collect(),
+            Scope::Id(gone) if !live.contains(gone) => {
+                [Kind::PrivateKey, Kind::PublicKey, Kind::Certificate]
+                    .into_iter()
+                    .map(|kind| (slot, gone.to_string(), kind))
+                    .collect()
+            }
             // A label names no id: a key destroyed since keeps its handles until a wider search.
-            Scope::Label => {}
+            Scope::Id(_) | Scope::Label => Vec::new(),
+        };
+        for k in stale {
+            if let Some(h) = objects.handles.remove(&k) {
+                objects.entries.remove(&h);
+            }
         }
-        let kept: HashSet<CK_OBJECT_HANDLE> = objects.handles.values().copied().collect();
-        objects.entries.retain(|h, _| kept.contains(h));
         if !certificates {
             for key in &keys {
                 if let Some(&h) =
