@@ -153,10 +153,14 @@ pub struct KeyFilter {
 pub async fn list_keys(
     caller: Caller,
     state: web::Data<AppState>,
-    filter: web::Query<KeyFilter>,
+    req: actix_web::HttpRequest,
 ) -> ApiResult {
     let Caller(session) = caller;
-    let KeyFilter { name, id } = filter.into_inner();
+    // Read here rather than as an extractor, so a caller without a valid credential gets the
+    // 401 (and counts as a failed login) whatever query string it sends.
+    let KeyFilter { name, id } = web::Query::<KeyFilter>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(Code::BadQuery, format!("invalid query string: {e}")))?
+        .into_inner();
     let keys = blocking(&state.hsm, move |h| {
         let one = match (name, id) {
             (None, None) => return h.list_keys(&session),
