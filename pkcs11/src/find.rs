@@ -17,7 +17,8 @@ use crate::session::Find;
 
 pub type Template = [(CK_ATTRIBUTE_TYPE, Vec<u8>)];
 
-/// What a search asked the service for: the whole partition, or the one key of a label or id.
+/// What a search asked the service for: the whole partition, the key of a label (and maybe an
+/// id too), or the key of an id alone.
 #[derive(Clone, Copy)]
 enum Scope<'a> {
     Partition,
@@ -97,7 +98,11 @@ impl Module {
             return Ok(Vec::new());
         };
         let infos = self.client.find_keys(token, label, id)?;
-        let scope = id.map_or(Scope::Label, Scope::Id);
+        // An id with a label that does not fit finds nothing, yet the key of that id lives.
+        let scope = match (label, id) {
+            (None, Some(id)) => Scope::Id(id),
+            _ => Scope::Label,
+        };
         self.install(slot, token, certificates, infos, scope)
     }
 

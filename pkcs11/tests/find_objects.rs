@@ -80,6 +80,11 @@ fn a_search_by_label_or_id_sees_keys_other_clients_made_and_destroyed_since() {
         ),
         Ok(vec![])
     );
+    // ... and does not make the handles of the key of that id go stale.
+    assert_eq!(
+        p11.attribute(s, by_label[0], CKA_LABEL),
+        Ok(b"later".to_vec())
+    );
     // Other attributes of the template still narrow the one key found.
     assert_eq!(
         p11.find(
