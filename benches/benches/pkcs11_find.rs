@@ -196,7 +196,7 @@ fn time(name: &str, n: usize, mut op: impl FnMut(usize)) -> f64 {
     ms.sort_by(f64::total_cmp);
     let p50 = percentile(&ms, 0.5);
     println!(
-        "{name:<62} p50 {p50:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        "{name:<72} p50 {p50:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms",
         percentile(&ms, 0.99),
         ms[ms.len() - 1]
     );
