@@ -7,6 +7,8 @@
 #   - sigstore-python, in $HOME/.cache/kagi-test-tools/sigstore-venv (Sigstore bundle checks);
 #   - openapi-spec-validator and prometheus-client, in $HOME/.cache/kagi-test-tools/ops-venv
 #     (the served OpenAPI document is validated, /metrics is parsed).
+#   - osslsigncode, libengine-pkcs11-openssl and pkcs11-provider (bookworm-backports), for the
+#     PKCS#11 module with signing tools;
 #   - chromium (Debian package) and playwright-core (npm, in
 #     $HOME/.cache/kagi-test-tools/playwright), for the console's browser test.
 # Prints nothing when everything is already there, one "==> installing X" line per install,
@@ -96,6 +98,44 @@ if ! command -v pkcs11-tool >/dev/null 2>&1; then
     fi
     rm -f "$apt_log"
     command -v pkcs11-tool >/dev/null 2>&1 || die "opensc installed but pkcs11-tool is not on PATH"
+fi
+
+# osslsigncode signs a PE file through the PKCS#11 module with OpenSSL's pkcs11 engine
+# (libengine-pkcs11-openssl); OpenSSL 3's pkcs11-provider (Debian bookworm has it in backports
+# only, so the backports suite is added when missing) signs certificates and CMS through it
+# (pkcs11/tests/pkcs11_signing_tools.sh).
+engines_dir="$(openssl version -e | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')"
+modules_dir="$(openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"$/\1/p')"
+p11_packages=()
+command -v osslsigncode >/dev/null 2>&1 || p11_packages+=(osslsigncode)
+[ -f "$engines_dir/pkcs11.so" ] || p11_packages+=(libengine-pkcs11-openssl)
+if [ ! -f "$modules_dir/pkcs11.so" ]; then
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    if [ "$codename" = bookworm ] &&
+        ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        log "adding the bookworm-backports suite to apt (for pkcs11-provider)"
+        printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" \
+            "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+            >/etc/apt/sources.list.d/bookworm-backports.sources || die "cannot add the bookworm-backports apt source"
+    fi
+    if [ "$codename" = bookworm ]; then
+        p11_packages+=(pkcs11-provider/bookworm-backports)
+    else
+        p11_packages+=(pkcs11-provider)
+    fi
+fi
+if [ "${#p11_packages[@]}" -gt 0 ]; then
+    log "installing ${p11_packages[*]}"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${p11_packages[@]}"; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install ${p11_packages[*]} with apt-get"
+    fi
+    rm -f "$apt_log"
+    command -v osslsigncode >/dev/null 2>&1 || die "osslsigncode installed but not on PATH"
+    [ -f "$engines_dir/pkcs11.so" ] || die "libengine-pkcs11-openssl installed but $engines_dir/pkcs11.so is missing"
+    [ -f "$modules_dir/pkcs11.so" ] || die "pkcs11-provider installed but $modules_dir/pkcs11.so is missing"
 fi
 
 # The console's browser test (web-ui/tests/console_acceptance.sh): Debian's chromium, driven by

@@ -73,6 +73,9 @@ log "acceptance: the PKCS#11 module with pkcs11-tool, p11tool and openssl"
 cargo build -p kagi-pkcs11 --quiet
 bash pkcs11/tests/pkcs11_acceptance.sh
 
+log "acceptance: the PKCS#11 module with OpenSSL's pkcs11-provider (req -x509, cms) and osslsigncode (Authenticode, /tsa timestamp)"
+bash pkcs11/tests/pkcs11_signing_tools.sh
+
 log "acceptance: the console in Debian's chromium driven by playwright-core (screenshots in target/console-screenshots/)"
 bash web-ui/tests/console_acceptance.sh
 

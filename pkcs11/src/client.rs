@@ -225,6 +225,24 @@ impl Client {
         self.get(token, "/api/v1/keys", login)
     }
 
+    /// The key of this label and/or id, if the credential's partition has it: one row on the
+    /// service however many keys the partition holds.
+    pub fn find_keys(
+        &self,
+        token: Option<&Token>,
+        label: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<Vec<KeyInfo>> {
+        let mut query = Vec::new();
+        if let Some(l) = label {
+            query.push(format!("name={}", path_segment(l)));
+        }
+        if let Some(i) = id {
+            query.push(format!("id={}", path_segment(i)));
+        }
+        self.get(token, &format!("/api/v1/keys?{}", query.join("&")), false)
+    }
+
     pub fn key(&self, token: Option<&Token>, label: &str) -> Result<KeyInfo> {
         self.get(
             token,
@@ -272,7 +290,8 @@ impl Client {
     }
 }
 
-/// A key label as one URL path segment: everything but unreserved characters percent-encoded.
+/// A key label as one URL path segment or query value: everything but unreserved characters
+/// percent-encoded.
 fn path_segment(label: &str) -> String {
     let mut out = String::with_capacity(label.len());
     for b in label.bytes() {

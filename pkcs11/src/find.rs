@@ -1,6 +1,7 @@
-//! Finding objects and reading their attributes. Every C_FindObjectsInit asks the service for
-//! the partition's keys, so a key another client made since shows up in the next search;
-//! handles stay the same for the same key.
+//! Finding objects and reading their attributes. Every C_FindObjectsInit asks the service
+//! (for the one key when the template names a label or id, else for the partition's keys), so
+//! a key another client made since shows up in the next search; handles stay the same for the
+//! same key.
 #![forbid(unsafe_code)]
 
 use cryptoki_sys::*;
@@ -15,6 +16,15 @@ use crate::object::{Key, Kind, Object, Value, CKA_USAGE_COUNT, CKA_USAGE_LIMIT};
 use crate::session::Find;
 
 pub type Template = [(CK_ATTRIBUTE_TYPE, Vec<u8>)];
+
+/// What a search asked the service for: the whole partition, the key of a label (and maybe an
+/// id too), or the key of an id alone.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Partition,
+    Label,
+    Id(&'a str),
+}
 
 fn handle_for(
     objects: &mut Objects,
@@ -64,14 +74,48 @@ impl Module {
     }
 
     /// The slot's objects as the service has them now. Certificates cost one call per key,
-    /// so they are fetched only when the search may want them.
+    /// so they are fetched only when the search may want them. A template naming a label or
+    /// an id asks the service for that one key, so the search costs the same at 10,000 keys
+    /// as at ten; any other template lists the partition.
     fn refresh(
         &self,
         slot: CK_SLOT_ID,
         token: Option<&Token>,
         certificates: bool,
+        template: &Template,
     ) -> Result<Vec<CK_OBJECT_HANDLE>> {
-        let infos = self.client.list_keys(token, false)?;
+        let wanted = |ty| template.iter().find(|(t, _)| *t == ty).map(|(_, v)| v);
+        let (label, id) = (wanted(CKA_LABEL), wanted(CKA_ID));
+        if label.is_none() && id.is_none() {
+            let infos = self.client.list_keys(token, false)?;
+            return self.install(slot, token, certificates, infos, Scope::Partition);
+        }
+        // kagi labels and ids are UTF-8: other bytes match no key.
+        fn as_text(v: Option<&Vec<u8>>) -> std::result::Result<Option<&str>, std::str::Utf8Error> {
+            v.map(|b| std::str::from_utf8(b)).transpose()
+        }
+        let (Ok(label), Ok(id)) = (as_text(label), as_text(id)) else {
+            return Ok(Vec::new());
+        };
+        let infos = self.client.find_keys(token, label, id)?;
+        // An id with a label that does not fit finds nothing, yet the key of that id lives.
+        let scope = match (label, id) {
+            (None, Some(id)) => Scope::Id(id),
+            _ => Scope::Label,
+        };
+        self.install(slot, token, certificates, infos, scope)
+    }
+
+    /// Put the keys the service answered in the handle table, and drop the handles of keys
+    /// that answer shows destroyed.
+    fn install(
+        &self,
+        slot: CK_SLOT_ID,
+        token: Option<&Token>,
+        certificates: bool,
+        infos: Vec<KeyInfo>,
+        scope: Scope<'_>,
+    ) -> Result<Vec<CK_OBJECT_HANDLE>> {
         let mut keys = Vec::with_capacity(infos.len());
         for info in infos {
             match Key::new(info) {
@@ -114,12 +158,30 @@ impl Module {
                 }
             }
         }
-        // Keys destroyed since: their handles go invalid.
-        objects
-            .handles
-            .retain(|(s, id, _), _| *s != slot || live.contains(id.as_str()));
-        let kept: HashSet<CK_OBJECT_HANDLE> = objects.handles.values().copied().collect();
-        objects.entries.retain(|h, _| kept.contains(h));
+        // Keys destroyed since: their handles go invalid. Only a search that saw the whole
+        // partition, or asked for one id, can tell; a search by label touches no other handle,
+        // so it costs the same however many handles the module holds.
+        let stale: Vec<(CK_SLOT_ID, String, Kind)> = match scope {
+            Scope::Partition => objects
+                .handles
+                .keys()
+                .filter(|(s, id, _)| *s == slot && !live.contains(id.as_str()))
+                .cloned()
+                .collect(),
+            Scope::Id(gone) if !live.contains(gone) => {
+                [Kind::PrivateKey, Kind::PublicKey, Kind::Certificate]
+                    .into_iter()
+                    .map(|kind| (slot, gone.to_string(), kind))
+                    .collect()
+            }
+            // A label names no id: a key destroyed since keeps its handles until a wider search.
+            Scope::Id(_) | Scope::Label => Vec::new(),
+        };
+        for k in stale {
+            if let Some(h) = objects.handles.remove(&k) {
+                objects.entries.remove(&h);
+            }
+        }
         if !certificates {
             for key in &keys {
                 if let Some(&h) =
@@ -153,7 +215,7 @@ impl Module {
                     .map(|(_, v)| v);
                 let certificates =
                     class.is_none_or(|v| *v == (CKO_CERTIFICATE as CK_ULONG).to_ne_bytes());
-                let all = self.refresh(slot, token.as_ref(), certificates)?;
+                let all = self.refresh(slot, token.as_ref(), certificates, template)?;
                 let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
                 all.into_iter()
                     .filter(|h| {

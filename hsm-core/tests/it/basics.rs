@@ -452,6 +452,59 @@ fn partitions_keep_their_keys_and_credentials_apart() {
     }
 }
 
+/// The lookup PKCS#11 searches by CKA_ID use: the caller's partition only, live keys only, and
+/// the same usage count the list shows.
+#[test]
+fn a_key_is_found_by_id_in_its_own_partition_only_while_it_lives() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        i.hsm.create_partition(&i.admin, "factory").unwrap();
+        let (_, tok) = i
+            .hsm
+            .create_credential_in(&i.admin, "factory", "line", &[Role::Officer, Role::User])
+            .unwrap();
+        let f = i.hsm.login(&tok).unwrap();
+        let mine = i
+            .hsm
+            .create_key(&i.admin, &KeySpec::new("by-id", Algorithm::EcP256))
+            .unwrap();
+        let theirs = i
+            .hsm
+            .create_key(&f, &KeySpec::new("by-id", Algorithm::EcP256))
+            .unwrap();
+        i.hsm.sign(&i.admin, "by-id", &req(vec![1; 32])).unwrap();
+
+        let found = i.hsm.key_info_by_id(&i.admin, &mine.id).unwrap().unwrap();
+        assert_eq!((found.label.as_str(), found.usage_count), ("by-id", 1));
+        let listed = i.hsm.list_keys(&i.admin).unwrap();
+        let listed = listed.iter().find(|k| k.id == mine.id).unwrap();
+        assert_eq!(listed.usage_count, found.usage_count);
+        assert!(i
+            .hsm
+            .key_info_by_id(&i.admin, &theirs.id)
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            i.hsm
+                .key_info_by_id(&f, &theirs.id)
+                .unwrap()
+                .unwrap()
+                .usage_count,
+            0
+        );
+        assert!(i
+            .hsm
+            .key_info_by_id(&i.admin, "no-such-id")
+            .unwrap()
+            .is_none());
+
+        i.hsm.destroy_key(&i.admin, "by-id").unwrap();
+        assert!(i.hsm.key_info_by_id(&i.admin, &mine.id).unwrap().is_none());
+        i.hsm.audit_verify(&i.admin).unwrap();
+    }
+}
+
 #[test]
 fn a_key_kept_wrapped_outside_signs_once_per_request_and_is_never_stored() {
     let store = TestStore::new(Backend::Sqlite);

@@ -138,9 +138,46 @@ pub async fn import_key(
     Ok(HttpResponse::Created().json(info))
 }
 
-pub async fn list_keys(caller: Caller, state: web::Data<AppState>) -> ApiResult {
+/// `?name=` or `?id=` narrow the list to the one key of that name or id (an empty list when
+/// there is none): a PKCS#11 search by CKA_LABEL or CKA_ID then reads one row, not the whole
+/// partition.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFilter {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+pub async fn list_keys(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> ApiResult {
     let Caller(session) = caller;
-    let keys = blocking(&state.hsm, move |h| h.list_keys(&session)).await?;
+    // Read here rather than as an extractor, so a caller without a valid credential gets the
+    // 401 (and counts as a failed login) whatever query string it sends.
+    let KeyFilter { name, id } = web::Query::<KeyFilter>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(Code::BadQuery, format!("invalid query string: {e}")))?
+        .into_inner();
+    let keys = blocking(&state.hsm, move |h| {
+        let one = match (name, id) {
+            (None, None) => return h.list_keys(&session),
+            (Some(name), None) => match h.key_info(&session, &name) {
+                Ok(info) => Some(info),
+                Err(kagi_hsm_core::HsmError::KeyNotFound(_)) => None,
+                Err(e) => return Err(e),
+            },
+            (None, Some(id)) => h.key_info_by_id(&session, &id)?,
+            // Both given: the key must have that name and that id.
+            (Some(name), Some(id)) => h
+                .key_info_by_id(&session, &id)?
+                .filter(|info| info.label == name),
+        };
+        Ok(one.into_iter().collect())
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(keys))
 }
 

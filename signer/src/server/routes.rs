@@ -419,7 +419,8 @@ pub const ROUTES: &[Endpoint] = &[
             Code::IntegrityFailure, Code::StorageError,
         ]),
     get("/api/v1/keys", |r| r.to(keys::list_keys))
-        .doc("List keys of the caller's partition")
+        .doc("List keys of the caller's partition; ?name= or ?id= gives the one key of that name or id (an empty list when none), read without listing the partition")
+        .query(&[("name", "string"), ("id", "string")])
         .codes(READ),
     post("/api/v1/keys", |r| r.to(keys::create_key))
         .doc("Generate a key")
