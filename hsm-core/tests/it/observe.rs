@@ -91,7 +91,14 @@ fn a_sessions_records_name_its_client_and_the_log_still_verifies() {
         let sizes = i.hsm.log_sizes().unwrap();
         assert_eq!(sizes.audit, records.len() as i64);
         assert_eq!(sizes.transparency, 4);
-        // Every operation since the observer was set went through some committed batch.
+        // Every operation since the observer was set went through some committed batch. The
+        // committer tells the observer after it has answered the batch's callers, so the last
+        // batch may reach it a moment after our last call returned: wait for it (a bound for
+        // liveness, not a timing claim).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while seen.ops.load(Ordering::SeqCst) < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(seen.batches.load(Ordering::SeqCst) >= 1);
         assert!(seen.ops.load(Ordering::SeqCst) >= 5);
     }
