@@ -3,6 +3,8 @@
 //! a ratio survives a slow day, an absolute number does not.
 #![forbid(unsafe_code)]
 
+pub mod serve;
+
 use diesel::{Connection, RunQueryDsl};
 use std::time::{Duration, Instant};
 
