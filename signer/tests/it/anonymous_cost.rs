@@ -273,6 +273,10 @@ fn the_tsa_answers_identities_over_https_and_anonymous_callers_only_when_open() 
     assert_eq!(status, 200);
     assert_granted(&server, &reply);
     // The open TSA signs, audits and logs each answer, so a source gets a burst, then 429.
+    // The bucket refills at one a second, so what a slow (shared, busy) machine may grant on
+    // top of the burst grows with the time the 80 requests took: the bound counts that time
+    // rather than assume the loop is fast.
+    let started = std::time::Instant::now();
     let statuses: Vec<u16> = (0..80)
         .map(|_| {
             public
@@ -284,9 +288,10 @@ fn the_tsa_answers_identities_over_https_and_anonymous_callers_only_when_open() 
     let throttled = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(granted + throttled, 80, "{statuses:?}");
     assert!(throttled > 0, "an anonymous source was never throttled");
+    let refilled = started.elapsed().as_secs() as usize + 1;
     assert!(
-        granted <= 60 + 5,
-        "{granted} anonymous time-stamps granted in a burst"
+        granted <= 60 + refilled,
+        "{granted} anonymous time-stamps granted in a burst of 60 plus {refilled} s of refill"
     );
 }
 
