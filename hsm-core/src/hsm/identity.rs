@@ -18,12 +18,37 @@ impl Hsm {
     /// (`failed_logins.rs`); the front end rate-limits them per source. A refusal before the
     /// secret is proven names nothing: revoked, expired and locked are told only to a caller
     /// who presented the right secret.
+    ///
+    /// Argon2id runs once per token at a time: concurrent requests with a token that has no
+    /// live cached login wait for the first one's verification (`login_flight.rs`), and a token
+    /// in use is re-verified in the background before its cached login ages out.
     pub fn login_from(&self, token: &str, source: &str) -> Result<Session> {
-        let u = self.unsealed()?;
+        self.unsealed()?;
         let token_hash = token_hash(token);
         if let Some(s) = self.recheck_cached(&token_hash)? {
+            self.refresh_if_due(token, &token_hash);
             return Ok(s);
         }
+        match self.inner.login_flights.join(&token_hash) {
+            login_flight::Joined::Leader => {
+                let _landing = login_flight::Landing {
+                    flights: &self.inner.login_flights,
+                    hash: token_hash,
+                };
+                self.login_uncached(token, token_hash, source)
+            }
+            login_flight::Joined::Waited => match self.recheck_cached(&token_hash)? {
+                Some(s) => Ok(s),
+                // The leader was refused: this request is verified (and tallied) on its own,
+                // within the process's Argon2id slots.
+                None => self.login_uncached(token, token_hash, source),
+            },
+        }
+    }
+
+    /// A token login with no cached session to use: Argon2id against the credential row.
+    fn login_uncached(&self, token: &str, token_hash: [u8; 32], source: &str) -> Result<Session> {
+        let u = self.unsealed()?;
         let refuse = |reason, credential: Option<&str>, e: HsmError| {
             self.tally_refusal(source, reason, credential);
             self.flush_due_failed_logins();
@@ -50,14 +75,7 @@ impl Hsm {
                 HsmError::BadCredential,
             );
         };
-        let ok = PasswordHash::new(&row.secret_hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        if !ok {
+        if !self.secret_matches(&row, secret) {
             return refuse(Refusal::BadSecret, Some(id), HsmError::BadCredential);
         }
         // The caller holds this credential's secret: it may learn why it is refused.
@@ -88,6 +106,98 @@ impl Hsm {
         Ok(session)
     }
 
+    /// How many token secrets this process has checked with Argon2id since it started: with
+    /// the login cache, single flight and background refresh, about one per token per
+    /// minute of use, however many requests carry it.
+    pub fn token_verifications(&self) -> u64 {
+        self.inner.argon2_slots.started()
+    }
+
+    /// Argon2id of `secret` against the credential row, within the process's slots.
+    fn secret_matches(&self, row: &CredentialRow, secret: &str) -> bool {
+        let _slot = self.inner.argon2_slots.acquire();
+        PasswordHash::new(&row.secret_hash)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+
+    /// Start a background re-verification of `token` when its cached login is near the end of
+    /// its lifetime, once per entry: requests keep the cached session meanwhile, so a token in
+    /// steady use never waits for Argon2id again.
+    fn refresh_if_due(&self, token: &str, hash: &[u8; 32]) {
+        let due = match self.inner.sessions.lock() {
+            Ok(mut sessions) => match sessions.get_mut(hash) {
+                Some(e) if !e.refreshing && e.verified.elapsed() >= SESSION_REFRESH => {
+                    e.refreshing = true;
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if !due {
+            return;
+        }
+        let hsm = self.clone();
+        let token = zeroize::Zeroizing::new(token.to_string());
+        let hash = *hash;
+        let spawned = std::thread::Builder::new()
+            .name("kagi-login-refresh".into())
+            .spawn(move || hsm.refresh_login(&token, &hash));
+        if spawned.is_err() {
+            // No thread now: the entry ages out and the next request verifies in the
+            // foreground, as before.
+            if let Ok(mut sessions) = self.inner.sessions.lock() {
+                if let Some(e) = sessions.get_mut(&hash) {
+                    e.refreshing = false;
+                }
+            }
+        }
+    }
+
+    /// Re-verify a cached token login: the credential row must still admit it with the same
+    /// fingerprint, and the secret must still match. A success renews the entry's lifetime;
+    /// anything else drops it, so the next request logs in afresh.
+    fn refresh_login(&self, token: &str, hash: &[u8; 32]) {
+        let cached = self.inner.sessions.lock().ok().and_then(|s| {
+            s.get(hash)
+                .map(|e| (e.session.credential_id().to_string(), e.fingerprint))
+        });
+        let Some((id, fingerprint)) = cached else {
+            return;
+        };
+        let secret = token.trim().splitn(3, '_').nth(2).unwrap_or_default();
+        let row: Option<CredentialRow> = self.inner.store.conn().ok().and_then(|mut c| {
+            credentials::table
+                .filter(credentials::id.eq(&id))
+                .first(&mut c)
+                .optional()
+                .ok()
+                .flatten()
+        });
+        let ok = row.is_some_and(|r| {
+            r.refusal().is_none()
+                && r.fingerprint() == fingerprint
+                && self.secret_matches(&r, secret)
+        });
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            if ok {
+                if let Some(e) = sessions.get_mut(hash) {
+                    let now = Instant::now();
+                    e.verified = now;
+                    e.checked = now;
+                    e.refreshing = false;
+                }
+            } else {
+                sessions.remove(hash);
+            }
+        }
+    }
+
     /// A session for `token` if it logged in less than a minute ago and its credential was
     /// checked within the last second: no Argon2id, no I/O, so front ends may call it on their
     /// event loop before falling back to [`Hsm::login_from`] (which re-checks an older entry).
@@ -95,7 +205,10 @@ impl Hsm {
         if self.is_sealed() {
             return None;
         }
-        self.cached_by_hash(&token_hash(token))
+        let hash = token_hash(token);
+        let session = self.cached_by_hash(&hash)?;
+        self.refresh_if_due(token, &hash);
+        Some(session)
     }
 
     /// Whether `token` has a live cached login (which [`Hsm::login_from`] re-checks rather
@@ -172,6 +285,7 @@ impl Hsm {
                 verified: now,
                 checked: now,
                 fingerprint,
+                refreshing: false,
             },
         );
         Ok(())

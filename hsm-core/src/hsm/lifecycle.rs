@@ -21,6 +21,8 @@ impl Hsm {
                 }),
                 keys: RwLock::new(HashMap::new()),
                 sessions: Mutex::new(HashMap::new()),
+                login_flights: login_flight::Flights::default(),
+                argon2_slots: login_flight::Argon2Slots::per_core(),
                 failed_logins: Mutex::new(FailedLogins::default()),
                 failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
                 password_failures: Mutex::new(passwords::PasswordFailures::default()),

@@ -47,6 +47,9 @@ const AUDIT_KEY_LABEL: &str = "audit";
 const IMPORT_KEY_LABEL: &str = "kagi-import-key";
 /// A verified token is trusted this long before Argon2id runs again.
 const SESSION_TTL: Duration = Duration::from_secs(60);
+/// A token used after this much of [`SESSION_TTL`] is re-verified in the background, so a
+/// token in steady use never meets an expired entry.
+const SESSION_REFRESH: Duration = Duration::from_secs(45);
 
 /// Failed logins are audited in aggregate: one record per source and window, with a count.
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
@@ -260,6 +263,8 @@ struct CachedLogin {
     checked: Instant,
     /// [`CredentialRow::fingerprint`] at login: a new secret or certificate binding ends it.
     fingerprint: [u8; 32],
+    /// A background re-verification of this token is running (`identity.rs`).
+    refreshing: bool,
 }
 
 pub(crate) struct Inner {
@@ -267,6 +272,9 @@ pub(crate) struct Inner {
     state: RwLock<State>,
     keys: RwLock<HashMap<(String, String), Arc<CachedKey>>>,
     sessions: Mutex<HashMap<[u8; 32], CachedLogin>>,
+    /// Token logins in flight, one per token, and the process's Argon2id slots.
+    login_flights: login_flight::Flights,
+    argon2_slots: login_flight::Argon2Slots,
     failed_logins: Mutex<FailedLogins>,
     failed_login_window: Duration,
     /// Wrong console passwords per credential id, and the locks they caused.
@@ -551,6 +559,7 @@ fn new_credential(
 pub mod approvals;
 mod failed_logins;
 mod identity;
+mod login_flight;
 mod passwords;
 mod recovery;
 

@@ -299,3 +299,45 @@ fn a_quorum_of_share_holders_recovers_an_administrator() {
         fresh.audit_verify(&again).unwrap();
     }
 }
+
+/// Issue 16: every concurrent first request with one token ran Argon2id (19 MiB each) at once,
+/// and again each minute when the cached login aged out. One verification per token is in
+/// flight; the others take its result. A wrong token is still refused for every caller.
+#[test]
+fn concurrent_first_logins_of_one_token_run_argon2id_once() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let (_, token) = i
+            .hsm
+            .create_credential(&i.admin, "ci", &[Role::User])
+            .unwrap();
+        let before = i.hsm.token_verifications();
+        let barrier = std::sync::Barrier::new(32);
+        std::thread::scope(|s| {
+            for _ in 0..32 {
+                s.spawn(|| {
+                    barrier.wait();
+                    assert!(i.hsm.login_from(&token, "192.0.2.9").is_ok());
+                });
+            }
+        });
+        assert_eq!(i.hsm.token_verifications() - before, 1, "{backend:?}");
+
+        let wrong = format!("kagi_{}_not-the-secret", id_of(&token));
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    barrier.wait();
+                    let e = i.hsm.login_from(&wrong, "192.0.2.9").unwrap_err();
+                    assert_eq!(e.code(), "bad_credential");
+                });
+            }
+        });
+        // The right token still has its cached login.
+        let before = i.hsm.token_verifications();
+        assert!(i.hsm.login(&token).is_ok());
+        assert_eq!(i.hsm.token_verifications(), before);
+    }
+}

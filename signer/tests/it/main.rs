@@ -23,6 +23,7 @@ mod postgres;
 mod profiles;
 mod sign_and_verify;
 mod sigstore;
+mod soak;
 mod strict_verify;
 
 /// What the test modules know as `common`.
