@@ -4,6 +4,7 @@
 mod anonymous_cost;
 mod audit_tamper;
 mod auth;
+mod backup;
 mod ca;
 mod cli_output;
 mod console;
