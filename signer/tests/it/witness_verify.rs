@@ -3,7 +3,8 @@
 //! signature, and a Sigstore bundle's checkpoint. The proofs are real ones from a running
 //! kagi; the cosignature lines are made with kagi-tlog's `cosign` and test witness keys, as a
 //! C2SP witness would add them, then the checks are tried the way a rolled-back log (or
-//! someone pasting cosignatures around) would try to get past them.
+//! someone pasting cosignatures around) would try to get past them. Every `kagi verify` run is
+//! repeated with the `kagi-verify` binary, which must agree.
 
 use crate::common;
 
@@ -111,11 +112,31 @@ fn witness_checks(server: &Server, sig: &str, proof: &str, kind: Proof, base: &[
         rewrite(server, proof, &to_proof, kind, edit);
         to_sig
     };
+    // `kagi verify`, and the relying party's `kagi-verify` binary on the same arguments, which
+    // must give the same verdict and report.
+    let verifier = crate::log::kagi_verify_binary();
     let verify = |sig: &str, witnesses: &[&str]| {
         let mut args: Vec<&str> = base.to_vec();
         args.extend(["-s", sig]);
         args.extend(witnesses);
-        server.kagi(&args)
+        let ours = server.kagi(&args);
+        let theirs = std::process::Command::new(&verifier)
+            .args(&args)
+            .current_dir(server.root())
+            .env("KAGI_URL", &server.url)
+            .env_remove("KAGI_CA")
+            .env_remove("KAGI_TOKEN")
+            .output()
+            .unwrap();
+        assert_eq!(
+            theirs.status.success(),
+            ours.status.success(),
+            "kagi-verify {args:?}: {}",
+            stderr(&theirs)
+        );
+        assert_eq!(theirs.stdout, ours.stdout, "{args:?}");
+        assert_eq!(stderr(&theirs), stderr(&ours), "{args:?}");
+        ours
     };
     let ok = |sig: &str, witnesses: &[&str]| {
         let out = verify(sig, witnesses);
