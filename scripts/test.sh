@@ -63,6 +63,8 @@ log "acceptance: CMS signatures and RFC 3161 timestamps with openssl and certtoo
 bash signer/tests/signing_acceptance.sh
 
 log "acceptance: Sigstore bundles verified offline by sigstore-python"
+# `cargo test` builds kagi for the signer's tests but not the kagi-verify binary the script also runs.
+cargo build -p kagi-verify --quiet
 bash signer/tests/sigstore_acceptance.sh
 
 log "acceptance: the README walkthrough, every sh block in order, from a fresh folder"

@@ -420,3 +420,112 @@ pub fn parse_cosignature_verifier_key(vkey: &str) -> Result<(String, [u8; 32])> 
     }
     Ok((name.to_string(), public_key))
 }
+
+/// A witness's valid cosignature found by [`check_cosignature_quorum`]: who, and the time
+/// (unix seconds) the witness states it saw the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cosigned {
+    pub name: String,
+    pub timestamp: u64,
+}
+
+/// Check that checkpoint `note` carries valid cosignature/v1 lines from at least `quorum`
+/// distinct witnesses among `witnesses` (their cosignature verifier keys, as
+/// [`cosignature_verifier_key`] prints them), and return the witnesses that cosigned, in the
+/// order given.
+///
+/// As signed-note says: lines whose (name, key hash) match no given witness are ignored (the
+/// log's own signature, witnesses the caller does not know); a line that matches a given
+/// witness must verify, or the whole note is refused, since a bad cosignature by a known
+/// witness means the checkpoint or the cosignature was changed. The note's log signature is
+/// not checked here: open the checkpoint with the log's key first.
+///
+/// A cosignature/v1 signature does not cover the witness's name, so two given keys with the
+/// same public key would let one witness count twice: they are refused, as are duplicates, a
+/// quorum of 0, and a quorum larger than the witnesses given.
+pub fn check_cosignature_quorum(
+    note: &str,
+    witnesses: &[String],
+    quorum: usize,
+) -> Result<Vec<Cosigned>> {
+    let mut keys: Vec<(String, [u8; 32], [u8; 4])> = Vec::with_capacity(witnesses.len());
+    for vkey in witnesses {
+        let (name, public_key) = parse_cosignature_verifier_key(vkey)?;
+        if let Some((other, _, _)) = keys.iter().find(|(_, k, _)| *k == public_key) {
+            return Err(Error::Malformed(format!(
+                "the witness keys '{other}' and '{name}' have the same public key: a cosignature does not cover the witness's name, so one key counts as one witness; give each witness once"
+            )));
+        }
+        let hash = typed_key_hash(&name, COSIGNATURE_TYPE, &public_key);
+        keys.push((name, public_key, hash));
+    }
+    if quorum == 0 || quorum > keys.len() {
+        return Err(Error::Malformed(format!(
+            "a witness quorum of {quorum} cannot be met with {} witness key(s): it must be between 1 and the number of witnesses given",
+            keys.len()
+        )));
+    }
+    let (text, lines) = split_note(note)?;
+    let mut times: Vec<Option<u64>> = vec![None; keys.len()];
+    for (line_name, blob) in lines {
+        let Some(i) = keys
+            .iter()
+            .position(|(name, _, hash)| name == line_name && blob[..4] == hash[..])
+        else {
+            continue;
+        };
+        let (name, public_key, _) = &keys[i];
+        let (Some(ts), Some(sig), 76) = (blob.get(4..12), blob.get(12..), blob.len()) else {
+            return Err(Error::Malformed(format!(
+                "the cosignature by witness '{name}' is {} bytes, not the 4 + 8 + 64 of cosignature/v1: the checkpoint was altered",
+                blob.len()
+            )));
+        };
+        let mut t = [0u8; 8];
+        t.copy_from_slice(ts);
+        let timestamp = u64::from_be_bytes(t);
+        if UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(cosigned_message(text, timestamp).as_bytes(), sig)
+            .is_err()
+        {
+            return Err(Error::BadSignature(format!(
+                "the cosignature by witness '{name}' does not verify: it was made for another checkpoint, or the checkpoint or the cosignature's time was changed after the witness signed; refusing the checkpoint"
+            )));
+        }
+        times[i].get_or_insert(timestamp);
+    }
+    let signed: Vec<Cosigned> = keys
+        .iter()
+        .zip(&times)
+        .filter_map(|((name, _, _), t)| {
+            t.map(|timestamp| Cosigned {
+                name: name.clone(),
+                timestamp,
+            })
+        })
+        .collect();
+    if signed.len() < quorum {
+        let missing: Vec<&str> = keys
+            .iter()
+            .zip(&times)
+            .filter(|(_, t)| t.is_none())
+            .map(|((name, _, _), _)| name.as_str())
+            .collect();
+        let names = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let signed_names: Vec<&str> = signed.iter().map(|c| c.name.as_str()).collect();
+        return Err(Error::BadSignature(format!(
+            "the checkpoint is cosigned by {} of the {} given witnesses, but {quorum} are needed (cosigned: {}; missing: {}): it was not witnessed by enough of the witnesses you trust, so it may come from a rolled-back or forked log; fetch a newer proof (kagi releases results only once its witnesses cosigned) or check the witness keys",
+            signed.len(),
+            keys.len(),
+            names(&signed_names),
+            names(&missing),
+        )));
+    }
+    Ok(signed)
+}

@@ -58,6 +58,21 @@ pub struct VerifyArgs {
     /// Fail when there is no log proof beside the signature.
     #[arg(long)]
     pub require_log: bool,
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
+}
+
+/// The witnesses whose cosignatures a checkpoint must carry before it is relied on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WitnessArgs {
+    /// A witness the log's checkpoint must be cosigned by: its cosignature verifier key
+    /// (NAME+HASH+BASE64, from the witness's operator); repeat for each witness. Without it,
+    /// cosignatures are not checked, and a rolled-back or forked log is not detected here.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the --witness keys must have cosigned the checkpoint (default: all).
+    #[arg(long, value_name = "K", requires = "witness")]
+    pub witness_quorum: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +84,8 @@ pub enum LogCommand {
         /// The log's verifier key to pin (default: ask the service, trust on first use).
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
     },
     /// Check the log: the newest checkpoint's signature; with an older saved checkpoint, that
     /// the log only grew since (RFC 9162 consistency proof); and, with an auditor token, the
@@ -78,6 +95,8 @@ pub enum LogCommand {
         since: Option<PathBuf>,
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
     },
     /// Show entry N and check its inclusion proof against the newest checkpoint. Entries are
     /// private unless the service makes them public: this needs an auditor's token, or that of
@@ -86,5 +105,7 @@ pub enum LogCommand {
         index: i64,
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
     },
 }

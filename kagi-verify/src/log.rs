@@ -8,7 +8,8 @@ use kagi_tlog as tlog;
 use serde_json::Value;
 use std::io::Write;
 
-use crate::args::LogCommand;
+use crate::args::{LogCommand, WitnessArgs};
+use crate::trust::check_witnesses;
 use crate::{say, Service};
 
 type Hash = [u8; 32];
@@ -87,14 +88,40 @@ fn full_recomputation(client: &dyn Service) -> Result<Value> {
     }
 }
 
+/// The witnesses' part of `log verify`'s report: who cosigned the newest checkpoint, out of
+/// how many given and needed; `"not checked"` without `--witness`.
+fn witness_report(note: &str, w: &WitnessArgs, say: bool) -> Result<Value> {
+    let cosigned = check_witnesses(note, w, "the service's checkpoint", say)?;
+    if w.witness.is_empty() {
+        return Ok(Value::from("not checked (no --witness given)"));
+    }
+    Ok(serde_json::json!({
+        "result": "ok",
+        "cosigned": cosigned,
+        "given": w.witness.len(),
+        "quorum": w.witness_quorum.unwrap_or(w.witness.len()),
+    }))
+}
+
 /// `kagi log CMD`, against `client`; `json`: print the checks' result as one JSON document
 /// (`--output json`) instead of lines for people.
 pub fn run(client: &dyn Service, cmd: LogCommand, json: bool) -> Result<()> {
     match cmd {
-        LogCommand::Checkpoint { out, key } => {
+        LogCommand::Checkpoint {
+            out,
+            key,
+            witnesses,
+        } => {
             let key = log_key(client, key.as_deref())?;
             let note = client.get_text("/log/checkpoint")?;
             let (size, root) = open(&note, &key)?;
+            // Saved or printed only once witnessed: a later `log verify FILE` trusts it.
+            check_witnesses(
+                &note,
+                &witnesses,
+                "the service's checkpoint",
+                !json && out.is_some(),
+            )?;
             match out {
                 Some(p) => {
                     std::fs::write(&p, &note)
@@ -118,7 +145,11 @@ pub fn run(client: &dyn Service, cmd: LogCommand, json: bool) -> Result<()> {
                 None => std::io::stdout().lock().write_all(note.as_bytes())?,
             }
         }
-        LogCommand::Verify { since, key } => {
+        LogCommand::Verify {
+            since,
+            key,
+            witnesses,
+        } => {
             let key = log_key(client, key.as_deref())?;
             let note = client.get_text("/log/checkpoint")?;
             let (size, root) = open(&note, &key)?;
@@ -131,6 +162,7 @@ pub fn run(client: &dyn Service, cmd: LogCommand, json: bool) -> Result<()> {
                     hex::encode(root)
                 );
             }
+            report["witnesses"] = witness_report(&note, &witnesses, !json)?;
             if let Some(path) = since {
                 let old = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
@@ -177,10 +209,15 @@ pub fn run(client: &dyn Service, cmd: LogCommand, json: bool) -> Result<()> {
                 );
             }
         }
-        LogCommand::Entry { index, key } => {
+        LogCommand::Entry {
+            index,
+            key,
+            witnesses,
+        } => {
             let key = log_key(client, key.as_deref())?;
             let note = client.get_text("/log/checkpoint")?;
             let (size, root) = open(&note, &key)?;
+            check_witnesses(&note, &witnesses, "the service's checkpoint", false)?;
             let e = client.get_json(&format!("/log/entries/{index}"))?;
             let body = e
                 .get("body")

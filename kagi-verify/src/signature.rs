@@ -73,10 +73,15 @@ pub fn run(client: &dyn Service, args: &VerifyArgs) -> Result<()> {
     let proof_path = sidecar(&args.signature);
     if proof_path.exists() {
         verify_log(client, args, &proof_path, &signed_digest, &spki)?;
-    } else if args.require_log {
+    } else if args.require_log || !args.witnesses.witness.is_empty() {
         bail!(
-            "no transparency-log proof beside the signature ({} is missing)",
-            proof_path.display()
+            "no transparency-log proof beside the signature ({} is missing){}",
+            proof_path.display(),
+            if args.require_log {
+                ""
+            } else {
+                ": --witness needs the proof's checkpoint to check its cosignatures"
+            }
         );
     } else {
         eprintln!(
@@ -268,6 +273,12 @@ fn verify_log(
     let (name, key) = log_key(client, args)?;
     let (_, size, root) = kagi_tlog::open_checkpoint(note, &name, &key)
         .context("the log checkpoint's signature does not verify")?;
+    crate::trust::check_witnesses(
+        note,
+        &args.witnesses,
+        &format!("the checkpoint in {}", path.display()),
+        true,
+    )?;
     if !kagi_tlog::verify_inclusion(
         &kagi_tlog::entry_hash(entry.as_bytes()),
         index,

@@ -323,6 +323,7 @@ pub fn verify(client: &dyn Service, args: &VerifyArgs, sig: &[u8]) -> Result<()>
         .context("the bundle has no checkpoint")?;
     let (_, size, root_hash) = kagi_tlog::open_checkpoint(note, &name, &key)
         .context("the log checkpoint's signature does not verify")?;
+    crate::trust::check_witnesses(note, &args.witnesses, "the bundle's checkpoint", true)?;
     let index = int(&proof["logIndex"], "inclusionProof.logIndex")?;
     if int(&e["logIndex"], "logIndex")? != index || int(&proof["treeSize"], "treeSize")? != size {
         bail!("the log entry's index or tree size disagrees with its proof or checkpoint");

@@ -1,6 +1,7 @@
 //! What a verifier trusts and how it walks to it: kagi's code-signing root certificate
-//! (`--ca-file`), the log's key (`--log-key`), and the public-key checks between a certificate
-//! and its issuer.
+//! (`--ca-file`), the log's key (`--log-key`), the witnesses whose cosignatures a checkpoint
+//! must carry (`--witness`, `--witness-quorum`), and the public-key checks between a
+//! certificate and its issuer.
 //! Shared by the raw/CMS and the Sigstore checks.
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +10,7 @@ use kagi_crypto::{Algorithm, DigestAlg, RsaPadding};
 use std::path::{Path, PathBuf};
 use x509_cert::certificate::Certificate;
 
-use crate::args::VerifyArgs;
+use crate::args::{VerifyArgs, WitnessArgs};
 use crate::Service;
 
 const EKU_CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
@@ -80,6 +81,48 @@ pub(crate) fn log_key(client: &dyn Service, args: &VerifyArgs) -> Result<(String
         }
     };
     Ok(kagi_tlog::parse_verifier_key(&vkey)?)
+}
+
+/// Check that checkpoint `note` (whose log signature the caller has verified) is cosigned by
+/// a quorum of the `--witness` keys, and say so; `what` names the checkpoint in messages
+/// ("the proof's checkpoint"). Without `--witness` nothing is checked; if the checkpoint
+/// carries lines besides the log's signature, the user is told how to check them (on
+/// stderr). `say`: print the result on stdout (not in `--output json` mode). Returns the
+/// witnesses that cosigned.
+pub(crate) fn check_witnesses(
+    note: &str,
+    w: &WitnessArgs,
+    what: &str,
+    say: bool,
+) -> Result<Vec<String>> {
+    if w.witness.is_empty() {
+        // Lines by keys named otherwise than the log (its origin): witnesses, most likely.
+        let others = note.rsplit_once("\n\n").map_or(0, |(text, sigs)| {
+            let origin = text.lines().next().unwrap_or_default();
+            sigs.lines()
+                .filter(|l| l.split(' ').nth(1) != Some(origin))
+                .count()
+        });
+        if others > 0 {
+            eprintln!(
+                "note: {what} carries {others} signature line(s) by keys other than the log's (witness cosignatures?), not checked: pass --witness VKEY for each witness you trust (and --witness-quorum K) to require them"
+            );
+        }
+        return Ok(Vec::new());
+    }
+    let quorum = w.witness_quorum.unwrap_or(w.witness.len());
+    let signed = kagi_tlog::check_cosignature_quorum(note, &w.witness, quorum)
+        .with_context(|| format!("{what} is not witnessed as required"))?;
+    let names: Vec<String> = signed.into_iter().map(|c| c.name).collect();
+    if say {
+        crate::say!(
+            "witnesses OK: {what} is cosigned by {} ({} of {} given, {quorum} needed)",
+            names.join(", "),
+            names.len(),
+            w.witness.len()
+        );
+    }
+    Ok(names)
 }
 
 /// The certificate's extendedKeyUsage includes codeSigning.

@@ -83,6 +83,28 @@ pub enum Command {
     /// Verify a raw or CMS signature locally: signature, chain to kagi's root, and the
     /// transparency-log proof 'kagi sign' saved beside it (SIG.tlog.json).
     Verify(VerifyArgs),
+    /// Copy the embedded SQLite database to a new file (mode 0600), consistently, while
+    /// 'kagi serve' runs on it. Run it on the service's host. PostgreSQL: use pg_dump.
+    Backup(BackupArgs),
+}
+
+/// Where the database is, found as `kagi serve` finds it: flag, then KAGI_DATA /
+/// KAGI_DATABASE_URL, then the --config file (KAGI_CONFIG), then ./kagi-data.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write; it must not exist yet.
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// The data folder 'kagi serve' uses (default ./kagi-data) [env KAGI_DATA, config "data"]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The database URL 'kagi serve' uses, if not SQLite in the data folder
+    /// [env KAGI_DATABASE_URL, config "database_url"]
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// The JSON config file 'kagi serve' reads [env KAGI_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 pub use kagi_verify::{LogCommand, VerifyArgs};

@@ -8,15 +8,22 @@
 #   entries (integrated time, index, body, inclusion proof, checkpoint, signed entry timestamp),
 #   and an SCT checked against another CT key. `kagi verify` must agree on every case.
 #   A bundle with an RFC 3161 timestamp from kagi's TSA verifies too.
+#   A bundle whose checkpoint carries two witness cosignatures (C2SP tlog-cosignature, made
+#   here in Python) still verifies with sigstore-python; kagi verify and kagi-verify check the
+#   cosignatures against --witness keys and a --witness-quorum.
 # Needs ports 8443 and 8080 free (or those in KAGI_TEST_HTTPS_PORT/KAGI_TEST_PUBLIC_PORT, see
 # serve_lib.sh), curl, python3 and sigstore-python in its virtualenv
-# (bash scripts/install-test-tools.sh); the binary must be built (cargo build --release -p
-# signer). KEEP=1 keeps the work folder.
+# (bash scripts/install-test-tools.sh); the binaries must be built (cargo build --release -p
+# signer -p kagi-verify). KEEP=1 keeps the work folder.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
 
 SIGSTORE="$HOME/.cache/kagi-test-tools/sigstore-venv/bin/sigstore"
+SIGSTORE_PY="$HOME/.cache/kagi-test-tools/sigstore-venv/bin/python"
+# The relying party's binary, built beside kagi (scripts/test.sh: cargo build -p kagi-verify).
+KAGI_VERIFY="${KAGI_VERIFY_BIN:-$(dirname "$KAGI")/kagi-verify}"
+[[ -x "$KAGI_VERIFY" ]] || fail "$KAGI_VERIFY is not built (cargo build -p kagi-verify, beside $KAGI)"
 [[ -x "$SIGSTORE" ]] || fail "sigstore-python is not installed (bash scripts/install-test-tools.sh)"
 need_tools curl python3 openssl
 
@@ -158,8 +165,10 @@ ok "tampered log entries are refused (integrated time, index, body, inclusion pr
 "$KAGI" ca show root -o root.pem >/dev/null || fail "kagi ca show root"
 LOG_KEY="$(curl -sf "$PUBLIC/log/key")" || fail "GET /log/key"
 kverify() {
-  "$KAGI" verify "$2" -s "$1" --ca-file root.pem --log-key "$LOG_KEY" --trust-root kagi-trust.json \
-    --cert-identity "$3" --cert-oidc-issuer "$ISSUER" >kverify.out 2>&1
+  local bundle=$1 file=$2 identity=$3
+  shift 3
+  "$KAGI" verify "$file" -s "$bundle" --ca-file root.pem --log-key "$LOG_KEY" --trust-root kagi-trust.json \
+    --cert-identity "$identity" --cert-oidc-issuer "$ISSUER" "$@" >kverify.out 2>&1
 }
 kverify app.sigstore.json app.bin "$ID_APP" || fail "kagi verify refused the bundle: $(cat kverify.out)"
 if kverify app.sigstore.json changed.bin "$ID_APP"; then fail "kagi verify accepted a changed file"; fi
@@ -197,6 +206,64 @@ if "$KAGI" verify app.bin -s app.sigstore.json --ca-file root.pem --log-key "$LO
   fail "kagi verify accepted a bundle without --cert-oidc-issuer"
 fi
 ok "kagi verify agrees: accepts the bundle (SCT included), refuses the changed file, the other identity, every tampered entry, a trust root with another CT key, and a bundle checked without an expected identity or issuer"
+
+# Witness cosignatures (C2SP tlog-cosignature) on the bundle's checkpoint: extra signature
+# lines, which signed-note allows. sigstore-python must still accept the bundle (it checks the
+# log's line and skips the others); kagi verify checks them against --witness keys. The
+# cosignatures are made here from the spec with Python's cryptography (sigstore-python's own
+# dependency) by two test witnesses; a third witness signs nothing.
+"$SIGSTORE_PY" - <<'EOF'
+import base64, hashlib, json
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+b = json.load(open("app.sigstore.json"))
+cp = b["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+text = cp["envelope"][: cp["envelope"].rindex("\n\n") + 1]
+lines = ""
+for name in ["witness.example/w1", "witness.example/w2", "witness.example/w3"]:
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key_id = hashlib.sha256(name.encode() + b"\n\x04" + pub).digest()[:4]
+    vkey = name + "+" + key_id.hex() + "+" + base64.b64encode(b"\x04" + pub).decode()
+    open(name.rsplit("/", 1)[1] + ".vkey", "w").write(vkey)
+    if name.endswith("w3"):
+        continue
+    t = 1790000000
+    sig = key.sign(("cosignature/v1\ntime %d\n" % t + text).encode())
+    blob = key_id + t.to_bytes(8, "big") + sig
+    lines += "\u2014 " + name + " " + base64.b64encode(blob).decode() + "\n"
+cp["envelope"] += lines
+json.dump(b, open("cosigned.sigstore.json", "w"))
+EOF
+envelope_lines() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"].count("\u2014"))' "$1"
+}
+[[ $(envelope_lines cosigned.sigstore.json) == $(($(envelope_lines app.sigstore.json) + 2)) ]] ||
+  fail "the cosigned bundle's checkpoint does not carry the log's lines and two cosignatures"
+verify cosigned.sigstore.json app.bin "$ID_APP" || fail "sigstore-python refused a bundle whose checkpoint carries witness cosignatures: $(cat verify.out)"
+grep -q "OK: app.bin" verify.out || fail "sigstore-python said: $(cat verify.out)"
+kverify cosigned.sigstore.json app.bin "$ID_APP" --witness "$(cat w1.vkey)" --witness "$(cat w2.vkey)" ||
+  fail "kagi verify refused the cosigned bundle with both witnesses: $(cat kverify.out)"
+grep -q "cosigned by witness.example/w1, witness.example/w2" kverify.out || fail "kagi verify said: $(cat kverify.out)"
+if kverify cosigned.sigstore.json app.bin "$ID_APP" --witness "$(cat w1.vkey)" --witness "$(cat w3.vkey)" --witness-quorum 2; then
+  fail "kagi verify accepted 2 of {w1, w3} when only w1 cosigned"
+fi
+grep -q "missing: witness.example/w3" kverify.out || fail "wrong reason for the missing witness: $(cat kverify.out)"
+if kverify app.sigstore.json app.bin "$ID_APP" --witness "$(cat w1.vkey)"; then
+  fail "kagi verify accepted a bundle without cosignatures under --witness"
+fi
+# The relying party's own binary, kagi-verify, runs the same checks.
+kagi_verify() {
+  "$KAGI_VERIFY" verify app.bin -s cosigned.sigstore.json --ca-file root.pem --log-key "$LOG_KEY" \
+    --trust-root kagi-trust.json --cert-identity "$ID_APP" --cert-oidc-issuer "$ISSUER" "$@" >kverify.out 2>&1
+}
+kagi_verify --witness "$(cat w1.vkey)" --witness "$(cat w2.vkey)" || fail "kagi-verify refused the cosigned bundle: $(cat kverify.out)"
+grep -q "cosigned by witness.example/w1, witness.example/w2" kverify.out || fail "kagi-verify said: $(cat kverify.out)"
+if kagi_verify --witness "$(cat w1.vkey)" --witness "$(cat w3.vkey)" --witness-quorum 2; then
+  fail "kagi-verify accepted 2 of {w1, w3} when only w1 cosigned"
+fi
+grep -q "but 2 are needed" kverify.out || fail "wrong reason from kagi-verify: $(cat kverify.out)"
+ok "a checkpoint with two witness cosignatures: sigstore-python accepts the bundle; kagi verify and kagi-verify accept 2 of 2, refuse 2 of {w1, unknown w3}; kagi verify refuses an uncosigned bundle"
 
 KAGI_TOKEN="$(cat ci-app.token)" "$KAGI" sign --key release --format sigstore --timestamp app.bin -o ts.sigstore.json >/dev/null ||
   fail "kagi sign --format sigstore --timestamp"

@@ -1,6 +1,7 @@
 //! Durable storage: one diesel schema and one set of migrations for SQLite (the embedded
 //! default) and PostgreSQL (several kagi processes sharing one database).
 
+pub mod backup;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;

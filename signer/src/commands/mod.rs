@@ -9,6 +9,7 @@ use crate::cli::{Cli, Command};
 
 mod approvals;
 mod audit;
+mod backup;
 mod ca;
 mod custodians;
 mod identities;
@@ -39,5 +40,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Log(cmd) => crate::log_cli::run(cmd),
         Command::Verify(args) => crate::verify_cli::run(&args),
+        Command::Backup(args) => backup::backup(&args),
     }
 }

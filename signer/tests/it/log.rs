@@ -392,7 +392,7 @@ fn log_entries_public_serves_entries_to_anyone() {
 }
 
 /// `target/<profile>/kagi-verify`, beside the `kagi` binary under test; built if missing.
-fn kagi_verify_binary() -> std::path::PathBuf {
+pub(crate) fn kagi_verify_binary() -> std::path::PathBuf {
     let kagi = std::path::Path::new(common::KAGI);
     let bin = kagi.with_file_name(format!("kagi-verify{}", std::env::consts::EXE_SUFFIX));
     // Always asked for (a no-op when it is fresh): one left beside `kagi` by an earlier build

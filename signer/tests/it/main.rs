@@ -4,6 +4,7 @@
 mod anonymous_cost;
 mod audit_tamper;
 mod auth;
+mod backup;
 mod ca;
 mod cli_output;
 mod console;
@@ -25,6 +26,7 @@ mod sign_and_verify;
 mod sigstore;
 mod soak;
 mod strict_verify;
+mod witness_verify;
 
 /// What the test modules know as `common`.
 mod common {
