@@ -32,8 +32,15 @@ fn main() -> ExitCode {
         cli::Command::Serve(_) => "info",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    // rustls warns once per handshake whose client sends an IP address as SNI, and then
+    // carries on without SNI as RFC 6066 asks: nothing for an operator to act on, so that
+    // module logs errors only, unless RUST_LOG names rustls itself (someone debugging TLS).
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls")) {
+        logger.filter_module("rustls::msgs::handshake", log::LevelFilter::Error);
+    }
+    logger.init();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

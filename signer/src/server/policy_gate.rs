@@ -55,6 +55,18 @@ pub fn bootstrap() -> Result<Active, ApiError> {
 }
 
 impl PolicyCache {
+    /// The policy in force if this process checked its version within [`RECHECK`]: no I/O, so
+    /// a handler decides on its event loop (a decision is microseconds) instead of paying a
+    /// hand-off to the blocking pool on every request. `None`: ask [`PolicyCache::active`]
+    /// from the blocking pool.
+    pub fn fresh(&self) -> Option<Active> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .filter(|c| c.checked.elapsed() < RECHECK)
+            .map(|c| c.active.clone())
+    }
+
     /// Blocking (reads the store): call from the blocking pool.
     pub fn active(&self, hsm: &Hsm) -> Result<Active, ApiError> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());

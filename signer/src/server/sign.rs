@@ -202,25 +202,35 @@ async fn sign_digest(
     };
     let format = body.format.clone().unwrap_or_else(|| "raw".into());
     // The policy decides first, so a denial never depends on what this build supports.
-    let verdict = {
-        let (st, sess, res, fmt) = (
-            state.clone(),
-            session.clone(),
-            resource.clone(),
-            format.clone(),
-        );
-        let ip = http.peer_addr().map(|a| a.ip());
-        web::block(move || -> Result<Verdict, ApiError> {
-            Ok(decide(
-                &st.policy.active(&st.hsm)?,
-                &sess,
-                Action::Sign,
-                &Resource::Key(&res),
-                Some(&fmt),
-                ip,
-            ))
-        })
-        .await??
+    let ip = http.peer_addr().map(|a| a.ip());
+    let verdict = match state.policy.fresh() {
+        Some(active) => decide(
+            &active,
+            &session,
+            Action::Sign,
+            &Resource::Key(&resource),
+            Some(&format),
+            ip,
+        ),
+        None => {
+            let (st, sess, res, fmt) = (
+                state.clone(),
+                session.clone(),
+                resource.clone(),
+                format.clone(),
+            );
+            web::block(move || -> Result<Verdict, ApiError> {
+                Ok(decide(
+                    &st.policy.active(&st.hsm)?,
+                    &sess,
+                    Action::Sign,
+                    &Resource::Key(&res),
+                    Some(&fmt),
+                    ip,
+                ))
+            })
+            .await??
+        }
     };
     if !verdict.decision.allowed {
         return Err(policy_denied(

@@ -550,3 +550,39 @@ fn print_config_shows_origins_and_no_password() {
     }
     assert!(!root.join("kagi-data").exists());
 }
+
+/// Issue 16: a client that sends an IP address as SNI (RFC 6066 forbids it, some clients do)
+/// completes its handshake, and the service's log gets no warning line per handshake.
+#[test]
+fn an_ip_address_as_sni_is_accepted_quietly() {
+    let server = common::Server::start();
+    let hostport = server
+        .url
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    for _ in 0..3 {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                hostport,
+                "-servername",
+                "127.0.0.1",
+                "-brief",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("CONNECTION ESTABLISHED"), "{text}");
+    }
+    // The server is still answering, and said nothing about the SNI.
+    let r = server.http().request("GET", "/healthz", None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let log = server.log();
+    assert!(!log.contains("SNI"), "{log}");
+}

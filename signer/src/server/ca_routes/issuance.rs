@@ -60,17 +60,22 @@ pub(crate) async fn issue_verdict(
 ) -> Result<(Verdict, ReadCsr), ApiError> {
     let ip = http.peer_addr().map(|a| a.ip());
     let facts = csr.as_ref().map(|c| c.facts.clone()).unwrap_or_default();
-    let (sess, p) = (session.clone(), profile.to_string());
-    let verdict = blocking_with_state(state, move |st| {
-        Ok(decide_issue(
-            &st.policy.active(&st.hsm)?,
-            &sess,
-            &p,
-            &facts,
-            ip,
-        ))
-    })
-    .await?;
+    let verdict = match state.policy.fresh() {
+        Some(active) => decide_issue(&active, session, profile, &facts, ip),
+        None => {
+            let (sess, p) = (session.clone(), profile.to_string());
+            blocking_with_state(state, move |st| {
+                Ok(decide_issue(
+                    &st.policy.active(&st.hsm)?,
+                    &sess,
+                    &p,
+                    &facts,
+                    ip,
+                ))
+            })
+            .await?
+        }
+    };
     if !verdict.decision.allowed {
         return Err(policy_denied(
             state,
