@@ -65,6 +65,9 @@ bash signer/tests/signing_acceptance.sh
 log "acceptance: Sigstore bundles verified offline by sigstore-python"
 bash signer/tests/sigstore_acceptance.sh
 
+log "acceptance: the log as C2SP tlog-tiles, its root recomputed by a standard-library Python client written from the spec"
+bash signer/tests/tiles_acceptance.sh
+
 log "acceptance: the README walkthrough, every sh block in order, from a fresh folder"
 bash signer/tests/readme_acceptance.sh
 
