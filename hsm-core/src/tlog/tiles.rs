@@ -36,12 +36,10 @@ impl TileRef {
     }
 
     /// The first and one-past-last node indices (at tree level `8 * level`) the tile holds.
-    fn node_range(&self) -> Result<(u64, u64)> {
-        let first = self
-            .index
-            .checked_mul(TILE_WIDTH)
-            .ok_or_else(|| beyond(self, 0))?;
-        Ok((first, first + self.width()))
+    /// `None` when they do not fit a u64 (no log has such a tile).
+    fn node_range(&self) -> Option<(u64, u64)> {
+        let first = self.index.checked_mul(TILE_WIDTH)?;
+        Some((first, first.checked_add(self.width())?))
     }
 }
 
@@ -64,21 +62,20 @@ fn checkpoint_size(c: &mut AnyConnection) -> Result<u64> {
 }
 
 /// Whether the tile exists in a tree of `size` entries: every node it holds is complete.
-fn within(t: &TileRef, size: u64) -> Result<bool> {
-    if t.level > MAX_TILE_LEVEL {
-        return Ok(false);
+/// The tile's node range when it exists in a tree of `size` entries (every node it holds is
+/// complete), else the `NotFound` to answer.
+fn within(t: &TileRef, size: u64) -> Result<(u64, u64)> {
+    match t.node_range() {
+        Some((first, end)) if t.level <= MAX_TILE_LEVEL && end <= size >> (8 * t.level) => {
+            Ok((first, end))
+        }
+        _ => Err(beyond(t, size)),
     }
-    let (_, end) = t.node_range()?;
-    Ok(end <= size >> (8 * t.level))
 }
 
 /// The tile's bytes: its hashes concatenated (32 bytes each).
 pub(crate) fn tile(c: &mut AnyConnection, t: &TileRef) -> Result<Vec<u8>> {
-    let size = checkpoint_size(c)?;
-    if !within(t, size)? {
-        return Err(beyond(t, size));
-    }
-    let (first, end) = t.node_range()?;
+    let (first, end) = within(t, checkpoint_size(c)?)?;
     let rows: Vec<(i64, Vec<u8>)> = tlog_nodes::table
         .filter(tlog_nodes::level.eq(i64::from(8 * t.level)))
         .filter(tlog_nodes::idx.ge(first as i64))
@@ -109,10 +106,10 @@ fn damaged(t: &TileRef) -> HsmError {
 /// The entry bodies of bundle `t` (level 0 only), in index order.
 pub(crate) fn entries(c: &mut AnyConnection, t: &TileRef) -> Result<Vec<Vec<u8>>> {
     let size = checkpoint_size(c)?;
-    if t.level != 0 || !within(t, size)? {
+    if t.level != 0 {
         return Err(beyond(t, size));
     }
-    let (first, end) = t.node_range()?;
+    let (first, end) = within(t, size)?;
     let rows: Vec<(i64, Vec<u8>)> = tlog_entries::table
         .filter(tlog_entries::idx.ge(first as i64))
         .filter(tlog_entries::idx.lt(end as i64))
@@ -255,6 +252,8 @@ mod tests {
             (8, 0, Some(1)),
             (63, 0, Some(1)),
             (0, u64::MAX, None),
+            (0, u64::MAX / 256, None),
+            (0, u64::MAX / 256, Some(255)),
         ] {
             assert!(
                 matches!(
