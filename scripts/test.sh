@@ -67,6 +67,9 @@ log "acceptance: Sigstore bundles verified offline by sigstore-python"
 cargo build -p kagi-verify --quiet
 bash signer/tests/sigstore_acceptance.sh
 
+log "acceptance: the log as C2SP tlog-tiles, its root recomputed by a standard-library Python client written from the spec"
+bash signer/tests/tiles_acceptance.sh
+
 log "acceptance: the README walkthrough, every sh block in order, from a fresh folder"
 bash signer/tests/readme_acceptance.sh
 

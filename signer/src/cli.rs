@@ -86,6 +86,10 @@ pub enum Command {
     /// Copy the embedded SQLite database to a new file (mode 0600), consistently, while
     /// 'kagi serve' runs on it. Run it on the service's host. PostgreSQL: use pg_dump.
     Backup(BackupArgs),
+    /// Run a transparency-log witness (C2SP tlog-witness) in its own process and data folder:
+    /// it cosigns a log's checkpoints only if each is consistent with the last one it saw.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
 }
 
 /// Where the database is, found as `kagi serve` finds it: flag, then KAGI_DATA /
@@ -108,6 +112,47 @@ pub struct BackupArgs {
 }
 
 pub use kagi_verify::{LogCommand, VerifyArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Make a witness: its Ed25519 key (0600) and database in DIR; prints its cosignature
+    /// verifier key, which logs and relying parties configure.
+    Init {
+        /// The witness's data folder (created 0700 if missing; must not hold a witness yet).
+        #[arg(long)]
+        data: PathBuf,
+        /// The witness's name in its cosignatures: a schema-less URL that identifies it, e.g.
+        /// witness.example.com/w1 (no spaces, no '+').
+        #[arg(long)]
+        name: String,
+    },
+    /// Print the witness's cosignature verifier key (<name>+<key hash>+<base64 key>).
+    Key {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Serve POST /add-checkpoint over plain HTTP (cosignatures are self-authenticating).
+    Serve(WitnessServeArgs),
+    /// Print the latest checkpoint size and root the witness saved for each log.
+    Status {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WitnessServeArgs {
+    /// The witness's data folder (made by 'kagi witness init').
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address to listen on (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    pub listen: String,
+    /// A log to witness, by its signed-note verifier key (kagi's: GET /log/key); repeat for
+    /// more. Keys listed one per line in DATA/logs.txt are witnessed too.
+    #[arg(long = "log", value_name = "VKEY")]
+    pub logs: Vec<String>,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {

@@ -17,6 +17,7 @@ mod server;
 mod sigstore;
 mod tls;
 mod verify_cli;
+mod witness;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // The service logs what it does; client commands print only their result and errors.
     let default_level = match cli.command {
-        cli::Command::Serve(_) => "info",
+        cli::Command::Serve(_) | cli::Command::Witness(cli::WitnessCommand::Serve(_)) => "info",
         _ => "warn",
     };
     let mut logger =

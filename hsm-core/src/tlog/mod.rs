@@ -18,6 +18,7 @@
 
 #[cfg(test)]
 mod tests;
+pub mod tiles;
 
 use std::collections::{HashMap, VecDeque};
 

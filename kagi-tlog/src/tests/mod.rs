@@ -7,6 +7,7 @@ mod entries;
 mod notes;
 mod proofs;
 mod quorum;
+mod witness;
 
 use crate::reference::{ref_mth, ref_path, ref_subproof};
 use crate::*;

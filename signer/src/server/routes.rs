@@ -379,6 +379,17 @@ pub const ROUTES: &[Endpoint] = &[
         .optional_credential()
         .plain_with(|r| r.to(log_routes::public_entry))
         .codes(&[Code::NotFound, Code::StorageError]),
+    // The log as C2SP tlog-tiles (entry bundles before the tile pattern that would capture them).
+    get("/log/tile/entries/{path:.*}", |r| r.to(log_routes::entry_bundle))
+        .doc("C2SP tlog-tiles entry bundle <N>[.p/<W>] (big-endian uint16 length-prefixed entry bodies), under the rule of /log/entries: an auditor any bundle, another identity a bundle whose every entry names it (404 otherwise); no credential when entries are public (log_entries_public; the plain-HTTP listener serves them only then)")
+        .optional_credential()
+        .plain_with(|r| r.to(log_routes::public_entry_bundle))
+        .codes(&[Code::NotFound, Code::BadRequest, Code::IntegrityFailure, Code::StorageError]),
+    get("/log/tile/{path:.*}", |r| r.to(log_routes::tile))
+        .doc("C2SP tlog-tiles Merkle tile <L>/<N>[.p/<W>] (N as x001/234): 256 hashes (8,192 bytes), or W for a partial tile, up to the newest checkpoint's size; full tiles are immutable")
+        .public()
+        .plain()
+        .codes(&[Code::NotFound, Code::IntegrityFailure, Code::StorageError]),
     // EST (RFC 7030).
     get("/.well-known/est/cacerts", |r| r.to(est::cacerts))
         .doc("EST CA certificates (base64 PKCS#7 certs-only)")

@@ -27,6 +27,8 @@ mod sigstore;
 mod soak;
 mod strict_verify;
 mod witness_verify;
+mod tiles;
+mod witness;
 
 /// What the test modules know as `common`.
 mod common {
