@@ -26,9 +26,9 @@ mod sign_and_verify;
 mod sigstore;
 mod soak;
 mod strict_verify;
-mod witness_verify;
 mod tiles;
 mod witness;
+mod witness_verify;
 
 /// What the test modules know as `common`.
 mod common {
