@@ -457,6 +457,13 @@ pub enum KeyCommand {
     Show { name: String },
     /// Destroy a key.
     Destroy { name: String },
+    /// Disable a key: it signs nothing (error key_suspended) until 'kagi key enable'. Officers;
+    /// audited. The key's state reads "suspended".
+    #[command(alias = "suspend")]
+    Disable { name: String },
+    /// Enable a disabled (suspended) key again. Officers; audited.
+    #[command(alias = "resume")]
+    Enable { name: String },
     /// Print a key's public key (PEM).
     Public {
         name: String,
