@@ -593,7 +593,7 @@ pub fn quotas(
                 }
             }
             section aria-labelledby="issued-h" {
-                h2 id="issued-h" { "Certificates issued per day, by line" }
+                h2 id="issued-h" { "Certificates issued per day, by line (and every other identity)" }
                 @if activity.is_empty() {
                     p id="no-issuance" { "No identity issued a certificate in the last 14 days." }
                 } @else {

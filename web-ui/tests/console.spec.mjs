@@ -256,7 +256,7 @@ try {
   assert.equal(await aude.locator('figure.qr svg').count(), 1);
   const secret = (await aude.locator('#totp-secret').textContent()).trim();
   const step = () => Math.floor(Date.now() / 1000 / 30);
-  await aude.getByLabel('Code from the app').fill(totp(secret, step()));
+  await aude.getByLabel('Code from the new app').fill(totp(secret, step()));
   await aude.getByRole('button', { name: 'Enrol' }).click();
   assert.match(await notice(aude), /The authenticator is enrolled/);
   assert.equal(await aude.getByLabel('Code from the enrolled authenticator').count(), 1);
