@@ -242,8 +242,9 @@ pub enum IdentityCommand {
         #[arg(long)]
         approval: Option<String>,
     },
-    /// Set your own console password (persons only), read as one line from standard input;
-    /// the token in KAGI_TOKEN says whose. The console at /ui signs in with name + password.
+    /// Set your own console password (persons only): at a terminal typed twice without echo,
+    /// otherwise read as one line from standard input; the token in KAGI_TOKEN says whose. The
+    /// console at /ui signs in with name + password.
     SetPassword,
     /// List identities of your partition.
     List,
