@@ -73,7 +73,9 @@ impl FromStr for Operation {
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
     Active,
-    Disabled,
+    /// Disabled by an officer for a while (`key.suspend`), until resumed (`key.resume`): it
+    /// signs nothing meanwhile. Named after SP 800-57's suspended state.
+    Suspended,
     Destroyed,
 }
 
@@ -81,7 +83,7 @@ impl KeyState {
     pub fn as_str(self) -> &'static str {
         match self {
             KeyState::Active => "active",
-            KeyState::Disabled => "disabled",
+            KeyState::Suspended => "suspended",
             KeyState::Destroyed => "destroyed",
         }
     }
@@ -98,7 +100,7 @@ impl FromStr for KeyState {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "active" => Ok(KeyState::Active),
-            "disabled" => Ok(KeyState::Disabled),
+            "suspended" => Ok(KeyState::Suspended),
             "destroyed" => Ok(KeyState::Destroyed),
             _ => Err(HsmError::Store(format!(
                 "unknown key state '{s}' in the database"

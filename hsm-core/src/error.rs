@@ -80,6 +80,8 @@ pub enum HsmError {
     UsageLimitReached { label: String, limit: i64 },
     #[error("key '{label}' is not active ({reason})")]
     KeyNotActive { label: String, reason: String },
+    #[error("key '{0}' is suspended (disabled by an officer): it signs nothing until an officer enables it again ('kagi key enable {0}')")]
+    KeySuspended(String),
     #[error("key '{0}' was changed by another request while this one was in flight: retry")]
     KeyChanged(String),
     #[error("key '{label}' does not allow the operation '{op}'")]
@@ -144,6 +146,7 @@ impl HsmError {
             HsmError::KeyExists(_) => "key_exists",
             HsmError::UsageLimitReached { .. } => "usage_limit_reached",
             HsmError::KeyNotActive { .. } => "key_not_active",
+            HsmError::KeySuspended(_) => "key_suspended",
             HsmError::KeyChanged(_) => "key_changed",
             HsmError::OperationNotAllowed { .. } => "operation_not_allowed",
             HsmError::NotExportable(_) => "not_exportable",
@@ -188,6 +191,7 @@ impl HsmError {
             HsmError::KeyNotFound(_) | HsmError::NotFound(_) => ErrorKind::NotFound,
             HsmError::KeyExists(_)
             | HsmError::KeyNotActive { .. }
+            | HsmError::KeySuspended(_)
             | HsmError::KeyChanged(_)
             | HsmError::Conflict(_)
             | HsmError::SerialInUse(_)

@@ -27,16 +27,23 @@ use kagi_tlog::merkle::{leaf_hash, Frontier};
 /// Actions whose successful records are kept whole in the index, because something is
 /// decided by their detail (who approved, which certificate was revoked, which approvers a
 /// policy bound, what a custom certificate profile allows) or by their existence (a destroyed
-/// key).
+/// key, a suspended key and its resumption, a console password set).
 const KEPT_ACTIONS: &[&str] = &[
     "approval.approve",
     "ca.profile_set",
     "ca.revoke_certificate",
     "credential.create",
+    "credential.password_set",
     "credential.revoke",
     "key.destroy",
+    "key.resume",
+    "key.suspend",
     "policy.activate",
 ];
+
+/// Actions whose records are kept whatever their outcome: a password lock is recorded as the
+/// refusal that caused it (`denied:password_locked`), and the lock is decided by it.
+const KEPT_REFUSALS: &[&str] = &["auth.password_locked"];
 
 /// Records the watcher re-verifies per tick: how fast an edit to an old row is found.
 const SWEEP_PER_TICK: i64 = 20_000;
@@ -59,7 +66,9 @@ impl Index {
             let e = self.use_hi.entry(subject.clone()).or_insert(v);
             *e = (*e).max(v);
         }
-        if ev.outcome == "ok" && KEPT_ACTIONS.contains(&ev.action.as_str()) {
+        if (ev.outcome == "ok" && KEPT_ACTIONS.contains(&ev.action.as_str()))
+            || KEPT_REFUSALS.contains(&ev.action.as_str())
+        {
             self.kept
                 .entry((ev.action.clone(), subject.clone()))
                 .or_default()
@@ -213,6 +222,27 @@ impl Integrity {
             .get(&(action.to_string(), subject.to_string()))
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// Whether the newest indexed `key.suspend`/`key.resume` record of `key_id` is a
+    /// suspension (no catch-up: what this process has verified so far).
+    pub(crate) fn suspended_now(&self, key_id: &str) -> bool {
+        let Ok(v) = self.verified.lock() else {
+            // A poisoned lock: refuse rather than sign with a key that may be suspended.
+            return true;
+        };
+        let last = |action: &str| {
+            v.index
+                .kept
+                .get(&(action.to_string(), key_id.to_string()))
+                .and_then(|evs| evs.last())
+                .map(|e| e.seq)
+        };
+        match (last("key.suspend"), last("key.resume")) {
+            (Some(s), Some(r)) => s > r,
+            (Some(_), None) => true,
+            _ => false,
+        }
     }
 
     /// The verified successful records of `action` whose subject starts with `prefix`.

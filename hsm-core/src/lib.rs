@@ -34,9 +34,10 @@ pub use auth::{ClientInfo, CredentialInfo, IdentityKind, Role, Session};
 pub use commit::{CommitObserver, StagedRow};
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
-    Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes, QuotaCharge, QuotaUsage,
-    RecoverAction, Recovered, SignKey, SignOp, SignPurpose, SignRequest, Signed, StagedRows,
-    Staging, UnsealProgress, FAILED_LOGIN_WINDOW, PASSWORD_ATTEMPTS, PASSWORD_LOCK,
+    ConsoleSession, Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes,
+    QuotaCharge, QuotaUsage, RecoverAction, Recovered, SessionLimits, SignKey, SignOp, SignPurpose,
+    SignRequest, Signed, StagedRows, Staging, UnsealProgress, FAILED_LOGIN_WINDOW,
+    PASSWORD_ATTEMPTS, PASSWORD_LOCK,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

@@ -309,8 +309,9 @@ pub enum IdentityCommand {
         #[arg(long)]
         approval: Option<String>,
     },
-    /// Set your own console password (persons only), read as one line from standard input;
-    /// the token in KAGI_TOKEN says whose. The console at /ui signs in with name + password.
+    /// Set your own console password (persons only): at a terminal typed twice without echo,
+    /// otherwise read as one line from standard input; the token in KAGI_TOKEN says whose. The
+    /// console at /ui signs in with name + password.
     SetPassword,
     /// List identities of your partition.
     List,
@@ -524,6 +525,13 @@ pub enum KeyCommand {
     Show { name: String },
     /// Destroy a key.
     Destroy { name: String },
+    /// Disable a key: it signs nothing (error key_suspended) until 'kagi key enable'. Officers;
+    /// audited. The key's state reads "suspended".
+    #[command(alias = "suspend")]
+    Disable { name: String },
+    /// Enable a disabled (suspended) key again. Officers; audited.
+    #[command(alias = "resume")]
+    Enable { name: String },
     /// Print a key's public key (PEM).
     Public {
         name: String,

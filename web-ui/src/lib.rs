@@ -2,7 +2,7 @@
 //!
 //! This crate holds what the console is, apart from the HSM: the pages (server-rendered with
 //! maud, so markup is checked at compile time and every value is HTML-escaped), the one
-//! stylesheet, the session store and the CSRF tokens. The service (`signer/src/server/console.rs`)
+//! stylesheet, what a session is (the service keeps them, in hsm-core) and the CSRF tokens. The service (`signer/src/server/console.rs`)
 //! signs people in through hsm-core, calls the same HSM paths as the API and hands the pages
 //! plain view structs, so nothing here can reach a key.
 //!
@@ -13,7 +13,7 @@
 mod sessions;
 pub mod views;
 
-pub use sessions::{constant_time_eq, random_token, SessionStore, Started};
+pub use sessions::{constant_time_eq, random_token, SessionStore, Started, ABSOLUTE, IDLE};
 
 /// Content-Security-Policy of every console page: nothing but the console's own stylesheet
 /// and images; forms post only to the console; no framing, no scripts, no plugins.

@@ -1,16 +1,20 @@
-//! Console sessions, kept in the service's memory: a restart signs everyone out, and two kagi
-//! processes behind one address do not share them (a first slice; a shared store would be a
-//! table the committer writes).
+//! Console sessions as the pages see them. This crate keeps no storage: the service implements
+//! [`SessionStore`] (on hsm-core's `console_sessions` table, so sessions survive a restart and
+//! every kagi process on one database shares them), and this crate says what a session is and
+//! how long it lasts.
 //!
-//! A session is found by a random 256-bit id (the cookie) and carries a second random token
-//! for CSRF: every state-changing form echoes it, and the service compares it with the
-//! session's own (a synchronizer token). A cross-site page can make the browser send the
-//! cookie (not with SameSite=Strict, but older browsers) yet cannot read the token.
+//! A session is found by a random 256-bit id (the cookie) and carries a second token for
+//! CSRF: every state-changing form echoes it, and the service compares it with the session's
+//! own (a synchronizer token). A cross-site page can make the browser send the cookie (not
+//! with SameSite=Strict, but older browsers) yet cannot read the token.
 
 use rand_core::{OsRng, RngCore};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A console session ends after this long without a request...
+pub const IDLE: Duration = Duration::from_secs(30 * 60);
+/// ...and this long after sign-in, whatever happens (also the cookie's Max-Age).
+pub const ABSOLUTE: Duration = Duration::from_secs(8 * 60 * 60);
 
 /// 32 random bytes from the operating system, as 64 hex digits; `None` if the OS RNG fails.
 pub fn random_token() -> Option<String> {
@@ -29,13 +33,6 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-struct Entry<T> {
-    value: T,
-    csrf: String,
-    created: Instant,
-    seen: Instant,
-}
-
 /// A live session as a request sees it.
 #[derive(Clone)]
 pub struct Started<T> {
@@ -45,82 +42,13 @@ pub struct Started<T> {
     pub value: T,
 }
 
-/// Sessions by id, each ending after `idle` without a request or `absolute` after sign-in.
-pub struct SessionStore<T> {
-    sessions: Mutex<HashMap<String, Entry<T>>>,
-    idle: Duration,
-    absolute: Duration,
-    max: usize,
-}
-
-impl<T: Clone> SessionStore<T> {
-    pub fn new(idle: Duration, absolute: Duration, max: usize) -> Self {
-        SessionStore {
-            sessions: Mutex::new(HashMap::new()),
-            idle,
-            absolute,
-            max: max.max(1),
-        }
-    }
-
-    /// The absolute lifetime, for the cookie's Max-Age.
-    pub fn lifetime(&self) -> Duration {
-        self.absolute
-    }
-
-    /// A new session holding `value`. `None` if no random id could be made.
-    pub fn start(&self, value: T) -> Option<Started<T>> {
-        let id = random_token()?;
-        let csrf = random_token()?;
-        let mut s = self.sessions.lock().ok()?;
-        if s.len() >= self.max {
-            let (idle, absolute) = (self.idle, self.absolute);
-            s.retain(|_, e| e.seen.elapsed() < idle && e.created.elapsed() < absolute);
-            if s.len() >= self.max {
-                // Still full of live sessions: the oldest sign-in goes.
-                let oldest = s
-                    .iter()
-                    .min_by_key(|(_, e)| e.created)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    s.remove(&k);
-                }
-            }
-        }
-        let now = Instant::now();
-        s.insert(
-            id.clone(),
-            Entry {
-                value: value.clone(),
-                csrf: csrf.clone(),
-                created: now,
-                seen: now,
-            },
-        );
-        Some(Started { id, csrf, value })
-    }
-
-    /// The live session `id`, touched; an expired one is removed and `None`.
-    pub fn get(&self, id: &str) -> Option<Started<T>> {
-        let mut s = self.sessions.lock().ok()?;
-        let e = s.get_mut(id)?;
-        if e.seen.elapsed() >= self.idle || e.created.elapsed() >= self.absolute {
-            s.remove(id);
-            return None;
-        }
-        e.seen = Instant::now();
-        Some(Started {
-            id: id.to_string(),
-            csrf: e.csrf.clone(),
-            value: e.value.clone(),
-        })
-    }
-
-    pub fn end(&self, id: &str) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.remove(id);
-        }
-    }
+/// Where console sessions live: started at sign-in, found by cookie on every request (an
+/// expired or unknown one is `None`), ended at sign-out. Calls may block (a database).
+pub trait SessionStore<T> {
+    type Error;
+    fn start(&self, value: &T) -> Result<Started<T>, Self::Error>;
+    fn find(&self, id: &str) -> Result<Option<Started<T>>, Self::Error>;
+    fn end(&self, id: &str) -> Result<(), Self::Error>;
 }
 
 #[cfg(test)]
@@ -128,36 +56,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_have_distinct_random_ids_and_tokens() {
-        let store = SessionStore::new(Duration::from_secs(60), Duration::from_secs(600), 10);
-        let a = store.start("alice").unwrap();
-        let b = store.start("bob").unwrap();
-        assert_eq!(a.id.len(), 64);
-        assert_ne!(a.id, b.id);
-        assert_ne!(a.csrf, b.csrf);
-        assert_ne!(a.id, a.csrf);
-        assert_eq!(store.get(&a.id).unwrap().value, "alice");
-        assert_eq!(store.get(&a.id).unwrap().csrf, a.csrf);
-        store.end(&a.id);
-        assert!(store.get(&a.id).is_none());
-        assert!(store.get("not-a-session").is_none());
-    }
-
-    #[test]
-    fn an_idle_session_ends() {
-        let store = SessionStore::new(Duration::ZERO, Duration::from_secs(600), 10);
-        let a = store.start(1).unwrap();
-        assert!(store.get(&a.id).is_none());
-    }
-
-    #[test]
-    fn a_full_store_drops_the_oldest_sign_in() {
-        let store = SessionStore::new(Duration::from_secs(60), Duration::from_secs(600), 2);
-        let a = store.start(1).unwrap();
-        let b = store.start(2).unwrap();
-        let c = store.start(3).unwrap();
-        assert!(store.get(&a.id).is_none());
-        assert!(store.get(&b.id).is_some() && store.get(&c.id).is_some());
+    fn random_tokens_are_256_bit_hex_and_distinct() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -29,8 +29,10 @@ impl Viewer {
 pub struct KeyRow {
     pub label: String,
     pub algorithm: String,
-    /// `active`, `disabled`, `destroyed`, or why it is not usable.
+    /// `active`, `suspended (disabled)`, `destroyed`, or why it is not usable.
     pub state: String,
+    /// Disabled by an officer (hsm-core's `suspended` state): the page offers "Enable".
+    pub suspended: bool,
     pub used: i64,
     pub limit: Option<i64>,
     /// Whether the console offers to destroy it (a CA's keys go with their CA, not here).
@@ -269,6 +271,11 @@ pub type DailyCounts = Vec<(String, i64)>;
 
 /// A bar chart of `days` as SVG, drawn here: no script, no library.
 fn daily_chart(title: &str, days: &DailyCounts) -> Markup {
+    daily_chart_for(title, days, "")
+}
+
+/// [`daily_chart`] whose figure carries `data-line` (the identity it counts), when not empty.
+fn daily_chart_for(title: &str, days: &DailyCounts, line: &str) -> Markup {
     const W: i64 = 640;
     const H: i64 = 140;
     const TOP: i64 = 10;
@@ -282,7 +289,7 @@ fn daily_chart(title: &str, days: &DailyCounts) -> Markup {
         .collect::<Vec<_>>()
         .join(", ");
     html! {
-        figure class="chart" {
+        figure class="chart" data-line=[(!line.is_empty()).then_some(line)] {
             svg width=(W) height=(H) viewBox={"0 0 " (W) " " (H)} role="img"
                 aria-label={(title) ": " (summary)} {
                 line class="axis" x1="0" y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) {}
@@ -330,6 +337,18 @@ fn keys_table(keys: &[KeyRow], actions: Option<&Viewer>) -> Markup {
                         @if let Some(v) = actions {
                             td {
                                 @if k.destroyable {
+                                    @if k.suspended {
+                                        form method="post" action={"/ui/keys/" (k.label) "/enable"} class="inline" {
+                                            input type="hidden" name="csrf" value=(v.csrf);
+                                            button type="submit" class="secondary" aria-label={"Enable " (k.label)} { "Enable" }
+                                        }
+                                    } @else {
+                                        form method="post" action={"/ui/keys/" (k.label) "/disable"} class="inline" {
+                                            input type="hidden" name="csrf" value=(v.csrf);
+                                            button type="submit" class="secondary" aria-label={"Disable " (k.label)} { "Disable" }
+                                        }
+                                    }
+                                    " "
                                     form method="post" action={"/ui/keys/" (k.label) "/destroy"} class="inline" {
                                         input type="hidden" name="csrf" value=(v.csrf);
                                         button type="submit" aria-label={"Request destruction of " (k.label)} { "Request destroy" }
@@ -511,10 +530,17 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// Certificates each identity issued per day (identity as `partition:name`).
+pub struct LineActivity {
+    pub identity: String,
+    pub days: DailyCounts,
+}
+
 pub fn quotas(
     v: &Viewer,
     policy_version: i64,
     rows: &[QuotaRow],
+    activity: &[LineActivity],
     identities: Option<&[IdentityRow]>,
     new_token: Option<&NewToken>,
     notice: Option<&Notice>,
@@ -563,6 +589,17 @@ pub fn quotas(
                                 }
                             }
                         }
+                    }
+                }
+            }
+            section aria-labelledby="issued-h" {
+                h2 id="issued-h" { "Certificates issued per day, by line (and every other identity)" }
+                @if activity.is_empty() {
+                    p id="no-issuance" { "No identity issued a certificate in the last 14 days." }
+                } @else {
+                    p class="hint" { "From the certificates kagi stored, each with the identity that asked for it." }
+                    @for a in activity {
+                        (daily_chart_for(&format!("{}: certificates per day, last 14 days", a.identity), &a.days, &a.identity))
                     }
                 }
             }
@@ -945,6 +982,7 @@ pub fn totp(
     secret_b32: &str,
     notice: Option<&Notice>,
 ) -> String {
+    let admin = v.has("administrator");
     let qr = qr_svg(uri);
     page(
         "Authenticator",
@@ -952,7 +990,7 @@ pub fn totp(
         notice,
         html! {
             p id="totp-state" {
-                @if enrolled { "An authenticator is enrolled: sign-in asks for its code. Enrolling again replaces it." }
+                @if enrolled { "An authenticator is enrolled: sign-in asks for its code. Replacing or removing it needs the code it shows now." }
                 @else { "No authenticator is enrolled: sign-in asks only for your password." }
             }
             section aria-labelledby="enrol-h" class="card" {
@@ -968,11 +1006,46 @@ pub fn totp(
                     input type="hidden" name="csrf" value=(v.csrf);
                     input type="hidden" name="secret" value=(secret_b32);
                     p {
-                        label for="totp-code" { "Code from the app" }
+                        label for="totp-code" { "Code from the new app" }
                         input id="totp-code" name="code" type="text" inputmode="numeric"
                             autocomplete="one-time-code" pattern="[0-9]{6}" required;
                     }
-                    button type="submit" { "Enrol" }
+                    @if enrolled {
+                        p {
+                            label for="totp-current" { "Code from the enrolled authenticator" }
+                            input id="totp-current" name="current" type="text" inputmode="numeric"
+                                autocomplete="off" pattern="[0-9]{6}" required;
+                        }
+                    }
+                    button type="submit" { @if enrolled { "Replace" } @else { "Enrol" } }
+                }
+            }
+            @if enrolled {
+                section aria-labelledby="remove-h" class="card" {
+                    h2 id="remove-h" { "Remove the authenticator" }
+                    form method="post" action="/ui/totp/remove" {
+                        input type="hidden" name="csrf" value=(v.csrf);
+                        p {
+                            label for="totp-remove-code" { "Code it shows now" }
+                            input id="totp-remove-code" name="current" type="text" inputmode="numeric"
+                                autocomplete="off" pattern="[0-9]{6}" required;
+                        }
+                        button type="submit" class="secondary" { "Remove" }
+                    }
+                }
+            }
+            @if admin {
+                section aria-labelledby="reset-h" class="card" {
+                    h2 id="reset-h" { "A person lost their device" }
+                    p { "Remove that person's authenticator: they sign in with their password alone until they enrol a new one. The audit log records that you did." }
+                    form method="post" action="/ui/totp/remove-for" {
+                        input type="hidden" name="csrf" value=(v.csrf);
+                        p {
+                            label for="totp-person" { "Person's name" }
+                            input id="totp-person" name="name" type="text" required pattern="[A-Za-z0-9._-]{1,128}";
+                        }
+                        button type="submit" class="secondary" { "Remove their authenticator" }
+                    }
                 }
             }
         },
@@ -995,14 +1068,66 @@ pub struct AuditFilter {
     pub action: String,
 }
 
+impl AuditFilter {
+    /// The filter as query parameters (`&actor=..&action=..`), URL-encoded, for paging links.
+    fn query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [("actor", &self.actor), ("action", &self.action)] {
+            if !v.is_empty() {
+                q.push_str(&format!("&{k}={}", encode_query(v)));
+            }
+        }
+        q
+    }
+}
+
+fn encode_query(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Which page of the log the audit page shows: records with sequence numbers in
+/// `from..to` (newest first), and whether there are older or newer ones.
+pub struct AuditPage {
+    pub from: i64,
+    pub to: i64,
+    /// `?before=` for the next older page, when any record is older.
+    pub older: Option<i64>,
+    /// `?before=` for the next newer page (`None`: the newest page, linked without it).
+    pub newer: Option<Option<i64>>,
+}
+
 pub fn audit(
     v: &Viewer,
     verification: &Verification,
     tlog: Option<&LogCheckpoint>,
     filter: &AuditFilter,
     rows: &[AuditRow],
+    paging: &AuditPage,
     notice: Option<&Notice>,
 ) -> String {
+    let pager = html! {
+        nav class="pager" aria-label="Audit pages" {
+            @if let Some(newer) = paging.newer {
+                @match newer {
+                    Some(b) => a rel="prev" href={"/ui/audit?before=" (b) (filter.query())} { "← newer" },
+                    None => a rel="prev" href={"/ui/audit?" (filter.query().trim_start_matches('&'))} { "← newest" },
+                }
+                " "
+            }
+            span class="hint" { "records " (paging.from) " to " (paging.to - 1) }
+            @if let Some(b) = paging.older {
+                " "
+                a rel="next" href={"/ui/audit?before=" (b) (filter.query())} { "older →" }
+            }
+        }
+    };
     page(
         "Audit",
         Some(v),
@@ -1046,6 +1171,7 @@ pub fn audit(
                     input id="f-action" name="action" type="text" value=(filter.action);
                     button type="submit" { "Filter" }
                 }
+                (pager)
                 table {
                     thead {
                         tr {
@@ -1105,6 +1231,7 @@ mod tests {
             state: "active".into(),
             used,
             limit,
+            suspended: false,
             destroyable: true,
         }
     }
@@ -1157,8 +1284,15 @@ mod tests {
                 limit: 10,
             }],
         }];
-        let html = quotas(&v, 3, &rows, None, None, None);
+        let activity = [LineActivity {
+            identity: "default:line-7".into(),
+            days: vec![("2026-11-29".into(), 2), ("2026-11-30".into(), 0)],
+        }];
+        let html = quotas(&v, 3, &rows, &activity, None, None, None);
         assert!(html.contains("data-quota=\"q:day\">9/10<"), "{html}");
+        assert!(html.contains("data-line=\"default:line-7\""), "{html}");
+        assert!(html.contains("2026-11-29: 2, 2026-11-30: 0"), "{html}");
+        assert!(quotas(&v, 3, &rows, &[], None, None, None).contains("id=\"no-issuance\""));
         assert!(html.contains("bar high"));
         assert!(!html.contains("Pipelines and lines"));
         let o = Overview {
@@ -1200,13 +1334,101 @@ mod tests {
         for html in [
             login("x", Some("no")),
             keys(&v, &[key(1, Some(2))], None),
-            audit(&v, &broken, None, &AuditFilter::default(), &[], None),
+            audit(
+                &v,
+                &broken,
+                None,
+                &AuditFilter::default(),
+                &[],
+                &page(),
+                None,
+            ),
         ] {
             assert!(!html.contains("<script"));
             assert!(!html.contains("style="));
             assert!(!html.contains("http://") && !html.contains("https://"));
         }
-        let html = audit(&v, &broken, None, &AuditFilter::default(), &[], None);
+        let html = audit(
+            &v,
+            &broken,
+            None,
+            &AuditFilter::default(),
+            &[],
+            &page(),
+            None,
+        );
         assert!(html.contains("the first bad record is record 7"));
+    }
+
+    fn page() -> AuditPage {
+        AuditPage {
+            from: 500,
+            to: 1000,
+            older: Some(500),
+            newer: Some(Some(1500)),
+        }
+    }
+
+    #[test]
+    fn audit_pages_link_older_and_newer_keeping_the_filter() {
+        let v = viewer(&["auditor"]);
+        let filter = AuditFilter {
+            actor: "ann & co".into(),
+            action: "key.".into(),
+        };
+        let html = audit(
+            &v,
+            &Verification::Broken {
+                seq: None,
+                message: String::new(),
+            },
+            None,
+            &filter,
+            &[],
+            &page(),
+            None,
+        );
+        assert!(
+            html.contains("href=\"/ui/audit?before=500&amp;actor=ann%20%26%20co&amp;action=key.\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"/ui/audit?before=1500&amp;actor="),
+            "{html}"
+        );
+        let newest = AuditPage {
+            from: 0,
+            to: 10,
+            older: None,
+            newer: Some(None),
+        };
+        let html = audit(
+            &v,
+            &Verification::Broken {
+                seq: None,
+                message: String::new(),
+            },
+            None,
+            &filter,
+            &[],
+            &newest,
+            None,
+        );
+        assert!(
+            html.contains("href=\"/ui/audit?actor=ann%20%26%20co&amp;action=key.\""),
+            "{html}"
+        );
+        assert!(!html.contains("older"));
+    }
+
+    #[test]
+    fn a_suspended_key_offers_enable_and_an_active_one_disable() {
+        let v = viewer(&["officer"]);
+        let mut k = key(0, None);
+        assert!(keys(&v, &[key(0, None)], None).contains("/disable\""));
+        k.suspended = true;
+        let html = keys(&v, &[k], None);
+        assert!(html.contains("/enable\""), "{html}");
+        assert!(!html.contains("/disable\""));
     }
 }

@@ -15,6 +15,8 @@
 //   5. screenshots of the overview (with its per-day chart), keys, lines-and-quotas (a
 //      pipeline's quota at 2/10), policies (a side-by-side diff) and audit pages (PNG, paths
 //      printed);
+//   and, beyond the issue's list: the Keys page's Disable/Enable buttons, the per-line
+//   issuance chart, and that replacing an enrolled authenticator asks for its code;
 //   6. no request leaves 127.0.0.1 (every other request fails the test), and no page breaks
 //      its Content-Security-Policy.
 import { createRequire } from 'node:module';
@@ -153,8 +155,25 @@ try {
   await olga.getByRole('link', { name: 'Lines and quotas' }).click();
   assert.equal((await olga.locator('[data-quota="ci-build-signs:total"]').textContent()).trim(), '2/10');
   assert.equal((await olga.locator('[data-quota="ci-build-signs:day"]').textContent()).trim(), '2/5');
+  const chart = olga.locator('figure.chart[data-line="default:admin"] svg');
+  assert.equal(await chart.count(), 1);
+  assert.match(await chart.getAttribute('aria-label'), /certificates per day, last 14 days: .*\d{4}-\d\d-\d\d: [1-9]/);
   await shot(olga, 'line-quotas');
-  ok('the lines-and-quotas page shows ci-build at 2/10 in total and 2/5 today');
+  ok('the lines-and-quotas page shows ci-build at 2/10 in total and 2/5 today, and charts the certificates each identity issued per day');
+
+  // Disable: the key refuses to sign until enabled again.
+  await olga.goto('/ui/keys');
+  await olga.getByRole('button', { name: 'Disable build' }).click();
+  assert.match(await notice(olga), /is disabled \(suspended\)/);
+  assert.equal((await olga.locator('#key-build .state').textContent()).trim(), 'suspended (disabled)');
+  assert.throws(() => kagi('sign', '--key', 'build', 'a.bin', '-o', 'b.sig'), /key_suspended/);
+  assert.match(kagi('key', 'show', 'build'), /state:\s+suspended/);
+  await shot(olga, 'keys-disabled');
+  await olga.getByRole('button', { name: 'Enable build' }).click();
+  assert.match(await notice(olga), /is enabled again/);
+  assert.equal((await olga.locator('#key-build .state').textContent()).trim(), 'active');
+  kagi('sign', '--key', 'build', 'a.bin', '-o', 'b.sig');
+  ok('the Disable button suspends key build (kagi sign gets key_suspended) and Enable brings it back');
 
   await olga.goto('/ui/approvals');
   await olga.getByRole('button', { name: `Approve request ${id}` }).click();
@@ -237,9 +256,10 @@ try {
   assert.equal(await aude.locator('figure.qr svg').count(), 1);
   const secret = (await aude.locator('#totp-secret').textContent()).trim();
   const step = () => Math.floor(Date.now() / 1000 / 30);
-  await aude.getByLabel('Code from the app').fill(totp(secret, step()));
+  await aude.getByLabel('Code from the new app').fill(totp(secret, step()));
   await aude.getByRole('button', { name: 'Enrol' }).click();
   assert.match(await notice(aude), /The authenticator is enrolled/);
+  assert.equal(await aude.getByLabel('Code from the enrolled authenticator').count(), 1);
   await shot(aude, 'authenticator');
   const audeAgain = await newContext(browser);
   const noCode = await signIn(audeAgain, 'aude', 'aude-passphrase-4');

@@ -72,6 +72,8 @@ for _ in 1 2; do
   KAGI_TOKEN="$ci_token" "$KAGI" sign --key build build.bin -o build.sig >/dev/null || fail "ci-build could not sign"
 done
 ok "pipeline ci-build signed twice under its quota"
+"$KAGI" key certify build -o build.pem >/dev/null || fail "key certify build"
+ok "the administrator certified key build (one certificate for the per-line chart)"
 
 SHOTS="$TARGET/console-screenshots"
 mkdir -p "$SHOTS"

@@ -236,6 +236,10 @@ impl Hsm {
         if self.was_destroyed(&attrs.id)? {
             return Err(integrity());
         }
+        // So does a restored row from before a suspension.
+        if u.suspended(&self.inner.store, &attrs.id)? {
+            return Err(HsmError::KeySuspended(attrs.label.clone()));
+        }
         let key = crypto::load(attrs.algorithm, &pkcs8)?;
         if key.public_key_der()? != attrs.public_key {
             return Err(integrity());
@@ -300,15 +304,24 @@ impl Hsm {
             .order(keys::label.asc())
             .load(&mut c)?;
         drop(c);
-        rows.iter()
-            .map(|r| r.info(r.usage_count.max(self.audited_uses(&r.id)?)))
-            .collect()
+        rows.iter().map(|r| self.row_info(r)).collect()
+    }
+
+    /// A row's description with its audited usage floor, and suspended when the verified log
+    /// says so whatever the row says (a row restored from before a suspension).
+    fn row_info(&self, r: &KeyRow) -> Result<KeyInfo> {
+        let mut info = r.info(r.usage_count.max(self.audited_uses(&r.id)?))?;
+        if info.state == KeyState::Active && self.unsealed()?.suspended_now(&r.id) {
+            info.state = KeyState::Suspended;
+            info.active = false;
+        }
+        Ok(info)
     }
 
     pub fn key_info(&self, s: &Session, label: &str) -> Result<KeyInfo> {
         self.unsealed()?;
         let row = self.live_row(s.partition(), label)?;
-        row.info(row.usage_count.max(self.audited_uses(&row.id)?))
+        self.row_info(&row)
     }
 
     /// The live key of the caller's partition with this id, if any: one indexed row, with the
@@ -324,8 +337,7 @@ impl Hsm {
             .first(&mut c)
             .optional()?;
         drop(c);
-        row.map(|r| r.info(r.usage_count.max(self.audited_uses(&r.id)?)))
-            .transpose()
+        row.map(|r| self.row_info(&r)).transpose()
     }
 
     /// Destroy a key. With an M-of-N quorum in the active policy this only files an approval
@@ -380,6 +392,100 @@ impl Hsm {
                 use_hi: None,
             },
         ))
+    }
+
+    /// Suspend (disable) a key: it signs nothing until [`Hsm::resume_key`]. Officers do this,
+    /// as they create and destroy keys; it takes effect at once and needs no quorum (stopping
+    /// a key is the safe direction), and neither does resuming, which gives back no more than
+    /// the key had. The state is bound into the key's sealed attributes (a database edit of
+    /// the state column makes the key fail to open) and recorded as `key.suspend` /
+    /// `key.resume` in the audit log, whose verified index the sign path asks every time: a
+    /// row restored from before the suspension still refuses to sign.
+    pub fn suspend_key(&self, s: &Session, label: &str) -> Result<KeyInfo> {
+        self.set_suspended(s, label, true)
+    }
+
+    /// Enable a suspended key again (audited as `key.resume`).
+    pub fn resume_key(&self, s: &Session, label: &str) -> Result<KeyInfo> {
+        self.set_suspended(s, label, false)
+    }
+
+    fn set_suspended(&self, s: &Session, label: &str, suspend: bool) -> Result<KeyInfo> {
+        s.require(
+            Role::Officer,
+            if suspend {
+                "disable keys"
+            } else {
+                "enable keys"
+            },
+        )?;
+        let u = self.unsealed()?;
+        let row = self.live_row(s.partition(), label)?;
+        let (attrs, pkcs8) = self.open_pkcs8(&u, &row)?;
+        if attrs.operations.iter().any(|o| o.is_restricted()) {
+            return Err(HsmError::BadInput(format!(
+                "'{label}' is a CA key: a CA is stopped by revoking its certificate, not by disabling its key"
+            )));
+        }
+        let (from, to) = if suspend {
+            (KeyState::Active, KeyState::Suspended)
+        } else {
+            (KeyState::Suspended, KeyState::Active)
+        };
+        let logged = u.suspended(&self.inner.store, &attrs.id)?;
+        if attrs.state == to && logged == suspend {
+            return Err(HsmError::Conflict(format!(
+                "key '{label}' is already {}",
+                if suspend {
+                    "disabled (suspended)"
+                } else {
+                    "enabled"
+                }
+            )));
+        }
+        let old_generation = attrs.generation;
+        let old_state = attrs.state;
+        let new = KeyAttributes {
+            state: to,
+            generation: old_generation + 1,
+            ..attrs
+        };
+        let sealed = self
+            .sealer(&u, &new.partition)?
+            .seal(&pkcs8, &new.associated_data())?;
+        let id = row.id.clone();
+        let l2 = row.label.clone();
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                keys::table
+                    .filter(keys::id.eq(&id))
+                    .filter(keys::generation.eq(old_generation))
+                    .filter(keys::state.eq(old_state.as_str())),
+            )
+            .set((
+                keys::state.eq(to.as_str()),
+                keys::generation.eq(old_generation + 1),
+                keys::sealed.eq(Some(sealed)),
+            ))
+            .execute(c)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(HsmError::KeyChanged(l2))
+            }
+        });
+        u.committer.submit(
+            None,
+            Some(apply),
+            user_event(
+                s,
+                if suspend { "key.suspend" } else { "key.resume" },
+                Some(row.id.clone()),
+                serde_json::json!({"label": label, "from": from.as_str(), "to": to.as_str()}),
+            ),
+        )?;
+        self.evict(s.partition(), label);
+        self.key_info(s, label)
     }
 
     /// Change a key's usage limit (None: unlimited). Lowering takes effect at once; raising

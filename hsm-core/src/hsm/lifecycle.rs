@@ -25,7 +25,6 @@ impl Hsm {
                 argon2_slots: login_flight::Argon2Slots::per_core(),
                 failed_logins: Mutex::new(FailedLogins::default()),
                 failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
-                password_failures: Mutex::new(passwords::PasswordFailures::default()),
                 password_lock: cfg.password_lock,
                 quota_floors: Mutex::new(HashMap::new()),
                 commit_observer: Arc::default(),

@@ -233,6 +233,20 @@ impl Unsealed {
         self.integrity.records(&mut c, &self.audit, action, subject)
     }
 
+    /// Whether the verified log's last word on key `key_id` is a suspension: as far as this
+    /// process has read the log (its own batches at once, other processes' within the
+    /// watcher's tick), without reading the database, so the sign path can ask every time.
+    pub(crate) fn suspended_now(&self, key_id: &str) -> bool {
+        self.integrity.suspended_now(key_id)
+    }
+
+    /// [`Unsealed::suspended_now`] after catching up with the whole log.
+    pub(crate) fn suspended(&self, store: &Store, key_id: &str) -> Result<bool> {
+        let mut c = store.conn()?;
+        self.integrity.catch_up(&mut c, &self.audit)?;
+        Ok(self.integrity.suspended_now(key_id))
+    }
+
     /// The verified successful records of `action` on subjects starting with `prefix`.
     pub(crate) fn audited_prefix(
         &self,
@@ -278,7 +292,6 @@ pub(crate) struct Inner {
     failed_logins: Mutex<FailedLogins>,
     failed_login_window: Duration,
     /// Wrong console passwords per credential id, and the locks they caused.
-    password_failures: Mutex<passwords::PasswordFailures>,
     password_lock: Duration,
     /// Per quota: the highest total the audit log records (the counter's floor).
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
@@ -557,10 +570,12 @@ fn new_credential(
 }
 
 pub mod approvals;
+mod console_sessions;
 mod failed_logins;
 mod identity;
 mod login_flight;
 mod passwords;
+pub use console_sessions::{ConsoleSession, SessionLimits};
 mod recovery;
 
 use failed_logins::FailedLogins;
@@ -586,6 +601,9 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
+    if a.state == KeyState::Suspended {
+        return Err(HsmError::KeySuspended(a.label.clone()));
+    }
     if a.state != KeyState::Active {
         return Err(HsmError::KeyNotActive {
             label: a.label.clone(),

@@ -154,6 +154,12 @@ impl Hsm {
             let k = self.load_key(u, s.partition(), label)?;
             let a = &k.attrs;
             check_purpose(a, op.purpose)?;
+            // The verified log, as far as read: a suspension here is seen at once, another
+            // process's within the watcher's tick, and a restored row does not undo either.
+            if u.suspended_now(&a.id) {
+                self.evict(s.partition(), label);
+                return Err(HsmError::KeySuspended(a.label.clone()));
+            }
             let digest_alg = checked_digest(op.request, a.algorithm)?;
             let reservation = Reservation {
                 key: Some(KeyReservation {

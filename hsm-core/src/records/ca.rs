@@ -258,6 +258,9 @@ fn ca_tampered(name: &str) -> HsmError {
 
 /// Serials as kagi stores them: lowercase hex without separators, so "7B:1F:65" (as openssl
 /// prints it) and "7b1f65" name the same certificate.
+/// One identity (`partition:name`) and its certificates per day: (days since 1970-01-01, count).
+pub type IssuedPerDay = (String, Vec<(i64, i64)>);
+
 pub fn normalize_serial(serial: &str) -> String {
     serial
         .chars()
@@ -728,6 +731,37 @@ impl Hsm {
             Some(s) => self.certificate(&s),
             None => Ok(None),
         }
+    }
+
+    /// Certificates issued per identity (`partition:name`, as `issued_to` holds it) per UTC
+    /// day over the last `days` days, for the console's per-line chart: identities in name
+    /// order, each with (days since 1970-01-01, count) oldest first. Read from the
+    /// certificate rows (each committed in the transaction of its signature's audit record),
+    /// one scan of the window's `issued_at`.
+    pub fn issuances_per_day(&self, days: i64) -> Result<Vec<IssuedPerDay>> {
+        const DAY: i64 = 86_400;
+        let days = days.clamp(1, 366);
+        let first = now_ms() / 1000 / DAY - days + 1;
+        let mut c = self.inner.store.conn()?;
+        let rows: Vec<(String, i64)> = certificates::table
+            .filter(certificates::issued_at.ge(first * DAY))
+            .select((certificates::issued_to, certificates::issued_at))
+            .load(&mut c)?;
+        drop(c);
+        let mut by: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        for (who, at) in rows {
+            let counts = by.entry(who).or_insert_with(|| vec![0; days as usize]);
+            if let Some(n) = usize::try_from(at / DAY - first)
+                .ok()
+                .and_then(|d| counts.get_mut(d))
+            {
+                *n += 1;
+            }
+        }
+        Ok(by
+            .into_iter()
+            .map(|(who, counts)| (who, (first..).zip(counts).collect()))
+            .collect())
     }
 
     /// How many certificates a CA has issued.

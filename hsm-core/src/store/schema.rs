@@ -224,3 +224,21 @@ diesel::table! {
         last_step -> BigInt,
     }
 }
+
+diesel::table! {
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        credential_id -> Text,
+        mac -> Text,
+        created_at -> BigInt,
+        seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    console_password_failures (credential_id) {
+        credential_id -> Text,
+        wrong -> BigInt,
+        locked_until -> BigInt,
+    }
+}

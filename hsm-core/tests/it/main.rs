@@ -4,6 +4,7 @@
 
 mod auth;
 mod basics;
+mod console_state;
 mod device_serials;
 mod governance;
 mod logged_crash;

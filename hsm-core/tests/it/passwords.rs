@@ -140,13 +140,15 @@ fn an_enrolled_authenticator_is_asked_for_and_each_code_is_good_once() {
             .map(|n| format!("{:06}", n))
             .find(|c| (now() - 1..=now() + 2).all(|s| *c != code_at(s)))
             .unwrap();
-        let e = i.hsm.enrol_totp(&tia, &secret, &wrong).unwrap_err();
+        let e = i.hsm.enrol_totp(&tia, &secret, &wrong, None).unwrap_err();
         assert_eq!(e.code(), "bad_request");
         assert!(i
             .hsm
-            .enrol_totp(&tia, &secret[..10], &code_at(now()))
+            .enrol_totp(&tia, &secret[..10], &code_at(now()), None)
             .is_err());
-        i.hsm.enrol_totp(&tia, &secret, &code_at(now())).unwrap();
+        i.hsm
+            .enrol_totp(&tia, &secret, &code_at(now()), None)
+            .unwrap();
         assert!(i.hsm.totp_enrolled(&tia).unwrap());
 
         let login = |code: Option<&str>| {

@@ -121,11 +121,7 @@ pub(super) fn identity(cmd: IdentityCommand) -> Result<()> {
             Ok(())
         }
         IdentityCommand::SetPassword => {
-            let mut line = Zeroizing::new(String::new());
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("cannot read the password from standard input")?;
-            let password = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+            let password = read_new_password()?;
             let resp: Value = client.post_json(
                 "/api/v1/password",
                 &json!({ "password": password.as_str() }),
@@ -210,5 +206,32 @@ fn certificate_sha256(path: &Path) -> Result<String> {
     };
     Ok(hex::encode(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der).as_ref(),
+    ))
+}
+
+/// The new console password: at a terminal, typed twice without echo; otherwise the first line
+/// of standard input (a pipe or a file), as scripts give it.
+fn read_new_password() -> Result<Zeroizing<String>> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = Zeroizing::new(
+            rpassword::prompt_password("new console password: ")
+                .context("cannot read the password from the terminal")?,
+        );
+        let again = Zeroizing::new(
+            rpassword::prompt_password("the same again: ")
+                .context("cannot read the password from the terminal")?,
+        );
+        if *first != *again {
+            anyhow::bail!("the two passwords differ: nothing was changed; run the command again");
+        }
+        return Ok(first);
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(Zeroizing::new(
+        line.trim_end_matches(['\r', '\n']).to_string(),
     ))
 }

@@ -29,6 +29,21 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
             say!("destroyed key {name}");
             Ok(())
         }
+        KeyCommand::Disable { name } => {
+            let info: KeyInfo =
+                client.post_json(&format!("{}/suspend", key_path(&name)), &json!({}))?;
+            say!(
+                "disabled key {name}: it is {} and signs nothing until 'kagi key enable {name}'",
+                info.state
+            );
+            Ok(())
+        }
+        KeyCommand::Enable { name } => {
+            let info: KeyInfo =
+                client.post_json(&format!("{}/resume", key_path(&name)), &json!({}))?;
+            say!("enabled key {name}: it is {}", info.state);
+            Ok(())
+        }
         KeyCommand::SetLimit { name, usage_limit } => {
             let resp: Value = client.put_json(
                 &format!("{}/usage-limit", key_path(&name)),

@@ -1,6 +1,7 @@
 //! `/ui`: the security team's console. People sign in with their name and console password
-//! (hsm-core checks it and makes the `Session`); the service keeps the session in memory
-//! behind a random HttpOnly, Secure, SameSite=Strict cookie, and every form that changes
+//! (hsm-core checks it and makes the `Session`); the session lives in the database through
+//! hsm-core (`console_sessions`: shared by every process, kept across a restart) behind a
+//! random HttpOnly, Secure, SameSite=Strict cookie, and every form that changes
 //! anything carries the session's CSRF token, compared here before anything runs.
 //!
 //! Every action calls the same hsm-core operation as the API route for it, with the person's
@@ -18,7 +19,6 @@ use kagi_web_ui::views::{self, AuditFilter, Notice, Verification, Viewer};
 use kagi_web_ui::{SessionStore, Started};
 use serde::Deserialize;
 use serde_json::json;
-use std::time::Duration;
 use zeroize::Zeroizing;
 
 use super::auth::client_info;
@@ -27,12 +27,6 @@ use super::handler::{blocking, record_event};
 use super::rate_limit;
 use super::state::AppState;
 
-/// A console session ends after this long without a request...
-const IDLE: Duration = Duration::from_secs(30 * 60);
-/// ...and this long after sign-in, whatever happens.
-const ABSOLUTE: Duration = Duration::from_secs(8 * 60 * 60);
-/// Sessions kept at once (the oldest sign-in goes beyond it).
-const MAX_SESSIONS: usize = 10_000;
 /// How long a login form's token (and its cookie) is good for.
 const LOGIN_FORM_SECS: u64 = 30 * 60;
 /// Days the overview's activity chart covers.
@@ -40,16 +34,37 @@ const ACTIVITY_DAYS: i64 = 14;
 /// Audit records the audit page reads (the newest ones), before filtering.
 const AUDIT_WINDOW: i64 = 500;
 
-/// The console's share of the service state.
-pub struct ConsoleState {
-    sessions: SessionStore<Session>,
-}
+const LIMITS: kagi_hsm_core::SessionLimits = kagi_hsm_core::SessionLimits {
+    idle: kagi_web_ui::IDLE,
+    absolute: kagi_web_ui::ABSOLUTE,
+};
 
-impl Default for ConsoleState {
-    fn default() -> Self {
-        ConsoleState {
-            sessions: SessionStore::new(IDLE, ABSOLUTE, MAX_SESSIONS),
-        }
+/// The console's session store on hsm-core's `console_sessions` table (the cookie's SHA-256
+/// and a MAC per row; the CSRF token derived from the cookie under a master-key-derived key).
+pub struct HsmSessions<'a>(pub &'a kagi_hsm_core::Hsm);
+
+impl SessionStore<Session> for HsmSessions<'_> {
+    type Error = HsmError;
+
+    fn start(&self, value: &Session) -> Result<Started<Session>, HsmError> {
+        let c = self.0.start_console_session(value, LIMITS)?;
+        Ok(Started {
+            id: c.cookie,
+            csrf: c.csrf,
+            value: c.session,
+        })
+    }
+
+    fn find(&self, id: &str) -> Result<Option<Started<Session>>, HsmError> {
+        Ok(self.0.console_session(id, LIMITS)?.map(|c| Started {
+            id: c.cookie,
+            csrf: c.csrf,
+            value: c.session,
+        }))
+    }
+
+    fn end(&self, id: &str) -> Result<(), HsmError> {
+        self.0.end_console_session(id)
     }
 }
 
@@ -63,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ui/keys", web::get().to(keys_page))
         .route("/ui/keys", web::post().to(create_key))
         .route("/ui/keys/{name}/destroy", web::post().to(destroy_key))
+        .route("/ui/keys/{name}/{change}", web::post().to(suspend_key))
         .route("/ui/keys/{name}/public.pem", web::get().to(public_key))
         .route("/ui/approvals", web::get().to(approvals_page))
         .route("/ui/approvals/{id}/{decision}", web::post().to(decide))
@@ -81,6 +97,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/ui/totp", web::get().to(totp_page))
         .route("/ui/totp", web::post().to(enrol_totp))
+        .route("/ui/totp/remove", web::post().to(remove_totp))
+        .route("/ui/totp/remove-for", web::post().to(remove_totp_for))
         .route("/ui/cas", web::get().to(cas_page))
         .route(
             "/ui/certificates/{serial}/revoke",
@@ -122,16 +140,12 @@ fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 /// The signed-in person of this request, re-checked against their credential (a revoked or
 /// expired identity is signed out at once), with this request's address for the audit log.
 async fn signed_in(req: &HttpRequest, state: &AppState) -> Option<(Started<Session>, Viewer)> {
-    let id = cookie(req, kagi_web_ui::SESSION_COOKIE)?;
-    let mut started = state.console.sessions.get(id)?;
-    let s = started.value.clone();
-    if blocking(&state.hsm, move |h| h.recheck_session(&s))
+    let id = cookie(req, kagi_web_ui::SESSION_COOKIE)?.to_string();
+    // The store re-reads the credential: a revoked or expired identity's session ends here.
+    let mut started = blocking(&state.hsm, move |h| HsmSessions(h).find(&id))
         .await
-        .is_err()
-    {
-        state.console.sessions.end(&started.id);
-        return None;
-    }
+        .ok()
+        .flatten()?;
     started.value = started.value.clone().with_client(client_info(req));
     let s = &started.value;
     let viewer = Viewer {
@@ -310,11 +324,22 @@ pub async fn login(
             return login_page(e.status(), Some(&message));
         }
     };
-    let Some(started) = state.console.sessions.start(session) else {
-        return html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            views::problem(None, "Error", "the session could not be started"),
-        );
+    let started = match blocking(&state.hsm, move |h| HsmSessions(h).start(&session)).await {
+        Ok(s) => s,
+        Err(e) => {
+            return html(
+                e.status(),
+                views::problem(
+                    None,
+                    "Error",
+                    &format!(
+                        "the session could not be started: {}: {}",
+                        e.code(),
+                        e.message()
+                    ),
+                ),
+            )
+        }
     };
     let mut r = HttpResponse::SeeOther();
     secure_headers(&mut r);
@@ -324,7 +349,7 @@ pub async fn login(
             kagi_web_ui::set_cookie(
                 kagi_web_ui::SESSION_COOKIE,
                 &started.id,
-                state.console.sessions.lifetime().as_secs(),
+                kagi_web_ui::ABSOLUTE.as_secs(),
             ),
         ))
         .append_header((
@@ -349,7 +374,21 @@ pub async fn logout(
         Ok(v) => v,
         Err(r) => return r,
     };
-    state.console.sessions.end(&started.id);
+    let id = started.id.clone();
+    if let Err(e) = blocking(&state.hsm, move |h| HsmSessions(h).end(&id)).await {
+        return html(
+            e.status(),
+            views::problem(
+                None,
+                "Sign out",
+                &format!(
+                    "the session could not be ended: {}: {}",
+                    e.code(),
+                    e.message()
+                ),
+            ),
+        );
+    }
     let mut r = HttpResponse::SeeOther();
     secure_headers(&mut r);
     r.insert_header((header::LOCATION, "/ui"))
@@ -363,12 +402,14 @@ pub async fn logout(
 // ------------------------------------------------------------------ overview
 
 fn key_row(k: &KeyInfo) -> views::KeyRow {
+    let suspended = k.state == kagi_hsm_core::KeyState::Suspended;
     let state = if k.active {
         "active".to_string()
     } else {
         match k.state {
             kagi_hsm_core::KeyState::Active => "not active (limit or validity)".to_string(),
-            other => format!("{other:?}").to_lowercase(),
+            kagi_hsm_core::KeyState::Suspended => "suspended (disabled)".to_string(),
+            other => other.as_str().to_string(),
         }
     };
     views::KeyRow {
@@ -377,6 +418,7 @@ fn key_row(k: &KeyInfo) -> views::KeyRow {
         state,
         used: k.usage_count,
         limit: k.usage_limit,
+        suspended,
         destroyable: !k.operations.iter().any(|o| {
             matches!(
                 o,
@@ -394,6 +436,12 @@ fn rfc3339(unix_ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix_ms.to_string())
+}
+
+/// A day (days since 1970-01-01) as YYYY-MM-DD.
+fn day_text(day: i64) -> String {
+    let date = rfc3339(day.saturating_mul(86_400_000));
+    date.get(..10).unwrap_or(&date).to_string()
 }
 
 fn approval_row(a: &kagi_hsm_core::ApprovalInfo) -> views::ApprovalRow {
@@ -445,10 +493,7 @@ async fn overview(state: &AppState, s: Session, viewer: &Viewer) -> HttpResponse
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|(day, n)| {
-            let date = rfc3339(day.saturating_mul(86_400_000));
-            (date.get(..10).unwrap_or(&date).to_string(), n)
-        })
+        .map(|(day, n)| (day_text(day), n))
         .collect();
     let o = views::Overview {
         sealed: state.hsm.is_sealed(),
@@ -589,6 +634,59 @@ pub async fn destroy_key(
     render_keys(&state, session, &viewer, status, Some(notice)).await
 }
 
+/// `POST /ui/keys/{name}/disable` and `/enable`: the API's suspend and resume (officers; the
+/// role is checked by hsm-core, as for the API).
+pub async fn suspend_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let (label, change) = path.into_inner();
+    let suspend = match change.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => {
+            return html(
+                StatusCode::NOT_FOUND,
+                views::problem(None, "Not found", "no such page"),
+            )
+        }
+    };
+    let action = if suspend { "key.suspend" } else { "key.resume" };
+    let (started, viewer) = match signed_in_form(&req, &state, &form.csrf, action).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let session = started.value;
+    let (s, l2) = (session.clone(), label.clone());
+    let result = blocking(&state.hsm, move |h| {
+        if suspend {
+            h.suspend_key(&s, &l2)
+        } else {
+            h.resume_key(&s, &l2)
+        }
+    })
+    .await;
+    let (status, notice) = match result {
+        Ok(_) if suspend => (
+            StatusCode::OK,
+            Notice::Info(format!(
+                "Key '{label}' is disabled (suspended): it signs nothing until enabled again."
+            )),
+        ),
+        Ok(_) => (
+            StatusCode::OK,
+            Notice::Info(format!("Key '{label}' is enabled again.")),
+        ),
+        Err(e) => {
+            let e = super::handler::audited(&state, &session, action, e).await;
+            (e.status(), error_notice(&e))
+        }
+    };
+    render_keys(&state, session, &viewer, status, Some(notice)).await
+}
+
 /// A key's public key as a PEM download (the same bytes as `GET /api/v1/keys/{name}/public`).
 pub async fn public_key(
     req: HttpRequest,
@@ -714,6 +812,9 @@ pub struct AuditQuery {
     actor: String,
     #[serde(default)]
     action: String,
+    /// A page of the records before this sequence number (newest first); none: the newest.
+    #[serde(default)]
+    before: Option<i64>,
 }
 
 pub async fn audit_page(
@@ -778,9 +879,18 @@ pub async fn audit_page(
             time: rfc3339(c.ts),
             note: c.note,
         });
-    let from = (total - AUDIT_WINDOW).max(0);
+    // A page is AUDIT_WINDOW records by sequence number, before `before` (the filter applies
+    // within the page): a cursor the log cannot shift, since records are only appended.
+    let to = query.before.map_or(total, |b| b.clamp(0, total));
+    let from = (to - AUDIT_WINDOW).max(0);
+    let paging = views::AuditPage {
+        from,
+        to,
+        older: (from > 0).then_some(from),
+        newer: (to < total).then(|| (to + AUDIT_WINDOW < total).then_some(to + AUDIT_WINDOW)),
+    };
     let s = session.clone();
-    let rows = match blocking(&state.hsm, move |h| h.audit_records(&s, from, AUDIT_WINDOW)).await {
+    let rows = match blocking(&state.hsm, move |h| h.audit_records(&s, from, to - from)).await {
         Ok(records) => records
             .iter()
             .rev()
@@ -799,7 +909,15 @@ pub async fn audit_page(
     };
     html(
         StatusCode::OK,
-        views::audit(&viewer, &verification, tlog.as_ref(), &filter, &rows, None),
+        views::audit(
+            &viewer,
+            &verification,
+            tlog.as_ref(),
+            &filter,
+            &rows,
+            &paging,
+            None,
+        ),
     )
 }
 
@@ -885,16 +1003,26 @@ async fn render_quotas(
         } else {
             None
         };
-        Ok((active.version, rows, identities))
+        let activity = st
+            .hsm
+            .issuances_per_day(ACTIVITY_DAYS)?
+            .into_iter()
+            .map(|(identity, days)| views::LineActivity {
+                identity,
+                days: days.into_iter().map(|(d, n)| (day_text(d), n)).collect(),
+            })
+            .collect::<Vec<_>>();
+        Ok((active.version, rows, identities, activity))
     })
     .await;
     match read {
-        Ok((version, rows, identities)) => html(
+        Ok((version, rows, identities, activity)) => html(
             status,
             views::quotas(
                 viewer,
                 version,
                 &rows,
+                &activity,
                 identities.as_deref(),
                 new_token.as_ref(),
                 notice.as_ref(),
@@ -1351,6 +1479,9 @@ pub struct TotpForm {
     secret: String,
     #[serde(default)]
     code: String,
+    /// A code of the enrolled authenticator, when replacing it.
+    #[serde(default)]
+    current: String,
 }
 
 pub async fn enrol_totp(
@@ -1373,8 +1504,12 @@ pub async fn enrol_totp(
         return render_totp(&state, session, &viewer, e.status(), Some(error_notice(&e))).await;
     };
     let s = session.clone();
-    let code = form.code;
-    let result = blocking(&state.hsm, move |h| h.enrol_totp(&s, &secret, &code)).await;
+    let (code, current) = (form.code, form.current);
+    let result = blocking(&state.hsm, move |h| {
+        let current = Some(current.as_str()).filter(|c| !c.trim().is_empty());
+        h.enrol_totp(&s, &secret, &code, current)
+    })
+    .await;
     let (status, notice) = match result {
         Ok(()) => (
             StatusCode::OK,
@@ -1383,6 +1518,75 @@ pub async fn enrol_totp(
             ),
         ),
         Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_totp(&state, session, &viewer, status, Some(notice)).await
+}
+
+#[derive(Deserialize)]
+pub struct RemoveTotpForm {
+    #[serde(default)]
+    csrf: String,
+    /// A code the enrolled authenticator shows now.
+    #[serde(default)]
+    current: String,
+    /// The person whose authenticator an administrator removes.
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /ui/totp/remove`: the person removes their own authenticator with a current code.
+pub async fn remove_totp(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<RemoveTotpForm>,
+) -> HttpResponse {
+    let (started, viewer) =
+        match signed_in_form(&req, &state, &form.csrf, "credential.totp_removed").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+    let session = started.value;
+    let (s, current) = (session.clone(), form.into_inner().current);
+    let result = blocking(&state.hsm, move |h| h.remove_own_totp(&s, &current)).await;
+    let (status, notice) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            Notice::Info(
+                "The authenticator is removed: sign-in asks only for your password.".into(),
+            ),
+        ),
+        Err(e) => (e.status(), error_notice(&e)),
+    };
+    render_totp(&state, session, &viewer, status, Some(notice)).await
+}
+
+/// `POST /ui/totp/remove-for`: an administrator removes the authenticator of a person who lost
+/// their device (hsm-core checks the role and audits it).
+pub async fn remove_totp_for(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<RemoveTotpForm>,
+) -> HttpResponse {
+    let (started, viewer) =
+        match signed_in_form(&req, &state, &form.csrf, "credential.totp_removed").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+    let session = started.value;
+    let name = form.into_inner().name;
+    let (s, n2) = (session.clone(), name.clone());
+    let result = blocking(&state.hsm, move |h| h.remove_totp_of(&s, &n2)).await;
+    let (status, notice) = match result {
+        Ok(()) => (
+            StatusCode::OK,
+            Notice::Info(format!(
+                "The authenticator of '{name}' is removed: they sign in with their password until they enrol a new one."
+            )),
+        ),
+        Err(e) => {
+            let e = super::handler::audited(&state, &session, "credential.totp_removed", e).await;
+            (e.status(), error_notice(&e))
+        }
     };
     render_totp(&state, session, &viewer, status, Some(notice)).await
 }

@@ -99,7 +99,8 @@ registry! {
     Conflict = "conflict", CONFLICT, "the request conflicts with the current state";
     SerialInUse = "serial_in_use", CONFLICT, "the device serial number has a live certificate for another key: revoke it first, or an officer issues with the audited override";
     KeyExists = "key_exists", CONFLICT, "a key of that name already exists in the partition";
-    KeyNotActive = "key_not_active", CONFLICT, "the key is disabled, outside its validity window, or destroyed";
+    KeyNotActive = "key_not_active", CONFLICT, "the key is outside its validity window or destroyed (a disabled key answers key_suspended)";
+    KeySuspended = "key_suspended", CONFLICT, "the key is suspended (disabled by an officer): it signs nothing until an officer enables it again";
     KeyChanged = "key_changed", CONFLICT, "the key changed while the request was in flight: retry";
     AlreadyInitialized = "already_initialized", CONFLICT, "the HSM is already initialized";
     WrongMasterKey = "wrong_master_key", CONFLICT, "the unseal shares belong to another instance or are damaged";

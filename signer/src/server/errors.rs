@@ -270,6 +270,7 @@ mod tests {
                 label: s(),
                 reason: s(),
             },
+            HsmError::KeySuspended(s()),
             HsmError::KeyChanged(s()),
             HsmError::OperationNotAllowed { label: s(), op: "" },
             HsmError::NotExportable(s()),
@@ -314,6 +315,7 @@ mod tests {
                 | HsmError::UsageLimitReached { .. }
                 | HsmError::KeyNotActive { .. }
                 | HsmError::KeyChanged(_)
+                | HsmError::KeySuspended(_)
                 | HsmError::OperationNotAllowed { .. }
                 | HsmError::NotExportable(_)
                 | HsmError::UntrustedWrappingKey(_)

@@ -284,3 +284,27 @@ pub async fn set_usage_limit(
     .await?;
     Ok(gated(g))
 }
+
+/// `POST /api/v1/keys/{name}/suspend`: the key signs nothing until resumed.
+pub async fn suspend_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| h.suspend_key(&session, &name)).await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+/// `POST /api/v1/keys/{name}/resume`: a suspended key signs again.
+pub async fn resume_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| h.resume_key(&session, &name)).await?;
+    Ok(HttpResponse::Ok().json(info))
+}

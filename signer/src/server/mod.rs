@@ -90,7 +90,6 @@ pub fn run(
         open_tsa,
         tsa_limit: rate_limit::RateLimiter::new(rate_limit::Limits::open_tsa()),
         metrics: metrics::Metrics::new(),
-        console: console::ConsoleState::default(),
     });
     state.hsm.observe_commits(state.metrics.commit_observer());
     spawn_crl_refresher(state.clone());

@@ -263,6 +263,7 @@ const KEY_USE: &[Code] = &[
     Code::KeyNotFound,
     Code::NoCertificate,
     Code::KeyNotActive,
+    Code::KeySuspended,
     Code::KeyChanged,
     Code::UsageLimitReached,
     Code::QuotaExhausted,
@@ -552,6 +553,20 @@ pub const ROUTES: &[Endpoint] = &[
         .codes(&[
             Code::BadRequest, Code::KeyNotFound, Code::CaKeyReserved, Code::Forbidden,
             Code::Conflict, Code::KeyIntegrityFailure, Code::IntegrityFailure,
+            Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    post("/api/v1/keys/{name}/suspend", |r| r.to(keys::suspend_key))
+        .doc("Disable (suspend) a key: it signs nothing (409 key_suspended) until resumed; officers, audited as key.suspend")
+        .codes(&[
+            Code::KeyNotFound, Code::Forbidden, Code::Conflict, Code::BadRequest,
+            Code::KeyChanged, Code::KeyIntegrityFailure, Code::IntegrityFailure,
+            Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    post("/api/v1/keys/{name}/resume", |r| r.to(keys::resume_key))
+        .doc("Enable a suspended key again; officers, audited as key.resume")
+        .codes(&[
+            Code::KeyNotFound, Code::Forbidden, Code::Conflict, Code::BadRequest,
+            Code::KeyChanged, Code::KeyIntegrityFailure, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
         ]),
     get("/api/v1/identities", |r| r.to(identities::list_credentials))

@@ -28,8 +28,6 @@ pub struct AppState {
     pub tsa_limit: RateLimiter,
     /// Counters and histograms for `/metrics`.
     pub(super) metrics: super::metrics::Metrics,
-    /// The console's sessions.
-    pub(super) console: super::console::ConsoleState,
 }
 
 /// How the service treats failed authentication.

@@ -8,6 +8,9 @@ use common::{stderr, Server};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use diesel::{Connection, RunQueryDsl};
+use kagi_hsm_core::store::AnyConnection;
+
 struct Answer {
     status: u16,
     headers: String,
@@ -551,4 +554,488 @@ fn five_wrong_passwords_lock_the_password_for_a_while_not_the_token() {
     server.kagi_ok(&["audit", "export", "-o", "audit.jsonl"]);
     let log = std::fs::read_to_string(server.path("audit.jsonl")).unwrap();
     assert!(log.contains("auth.password_locked"), "no lock record");
+}
+
+/// Whether `cookie` is a signed-in session on `server`.
+fn signed_in_as(server: &Server, cookie: &str, name: &str) -> bool {
+    call(server, "GET", "/ui", cookie, &[])
+        .body
+        .contains(&format!("Signed in as <strong>{name}</strong>"))
+}
+
+fn lock_out(server: &Server, name: &str, times: usize) -> Answer {
+    let mut last = None;
+    for _ in 0..times {
+        last = Some(sign_in(server, name, "a-wrong-passphrase").unwrap_err());
+    }
+    last.unwrap()
+}
+
+/// A restart on SQLite: the session still signs its person in, the lock still holds, and a
+/// database writer who deletes the lock's row does not end it. Deleting a session's row signs
+/// it out.
+#[test]
+fn sessions_and_the_password_lock_survive_a_restart() {
+    let server = Server::start();
+    person(&server, "sam", "auditor", "sam-long-passphrase");
+    person(&server, "bo", "auditor", "bo-long-passphrase");
+    let sam =
+        sign_in(&server, "sam", "sam-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
+    assert!(lock_out(&server, "bo", 5).body.contains("password_locked"));
+
+    let db = server.data().join("kagi.db");
+    let dir = server.stop();
+    let server = Server::start_in(dir, &[]);
+    assert!(
+        signed_in_as(&server, &sam, "sam"),
+        "the restart signed sam out"
+    );
+    let locked = sign_in(&server, "bo", "bo-long-passphrase").unwrap_err();
+    assert!(locked.body.contains("password_locked"), "{}", locked.body);
+
+    // The database writer deletes the lock and the sessions.
+    let mut c = AnyConnection::establish(&db.to_string_lossy()).unwrap();
+    diesel::sql_query("PRAGMA busy_timeout = 10000")
+        .execute(&mut c)
+        .unwrap();
+    let n = diesel::sql_query("DELETE FROM console_password_failures")
+        .execute(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    let locked = sign_in(&server, "bo", "bo-long-passphrase").unwrap_err();
+    assert!(locked.body.contains("password_locked"), "{}", locked.body);
+    diesel::sql_query("DELETE FROM console_sessions")
+        .execute(&mut c)
+        .unwrap();
+    assert!(!signed_in_as(&server, &sam, "sam"));
+}
+
+/// Two `kagi serve` processes on one PostgreSQL database: a session started on one works on
+/// the other and ends on both at sign-out; wrong passwords sent to both add up to one lock.
+#[test]
+fn two_processes_on_one_postgres_share_sessions_and_the_lock() {
+    let db = common::Database::create();
+    let url = db.url();
+    let a = Server::start_in(tempfile::tempdir().unwrap(), &["--database-url", &url]);
+    let dir_b = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(a.data())
+        .arg(dir_b.path().join("kagi-data"))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let b = Server::start_in(dir_b, &["--database-url", &url]);
+    person(&a, "pat", "auditor", "pat-long-passphrase");
+    person(&a, "lee", "auditor", "lee-long-passphrase");
+
+    let pat = sign_in(&a, "pat", "pat-long-passphrase").unwrap_or_else(|x| panic!("{}", x.body));
+    assert!(
+        signed_in_as(&b, &pat, "pat"),
+        "process B does not know A's session"
+    );
+    // The CSRF token is the session's on both.
+    let on_a = call(&a, "GET", "/ui/keys", &pat, &[]).csrf();
+    let on_b = call(&b, "GET", "/ui/keys", &pat, &[]).csrf();
+    assert_eq!(on_a, on_b);
+    let out = call(&b, "POST", "/ui/logout", &pat, &[("csrf", &on_b)]);
+    assert_eq!(out.status, 303);
+    assert!(
+        !signed_in_as(&a, &pat, "pat"),
+        "signed out on B, still in on A"
+    );
+
+    // Three wrong on A, two on B: locked on both.
+    assert!(lock_out(&a, "lee", 3)
+        .body
+        .contains("wrong name or password"));
+    assert!(lock_out(&b, "lee", 2).body.contains("password_locked"));
+    for s in [&a, &b] {
+        let locked = sign_in(s, "lee", "lee-long-passphrase").unwrap_err();
+        assert!(locked.body.contains("password_locked"), "{}", locked.body);
+    }
+}
+
+/// The Keys page's Disable and Enable: CSRF and the officer role are checked by the server, a
+/// disabled key refuses `kagi sign` with key_suspended and shows as suspended in the API, the
+/// CLI and the page, and a database writer restoring the key's row from before does not
+/// enable it.
+#[test]
+fn disabling_a_key_in_the_console_and_the_cli() {
+    let server = Server::start();
+    person(&server, "ann", "officer,user", "ann-long-passphrase");
+    person(&server, "audrey", "auditor", "audrey-long-passphrase");
+    server.kagi_ok(&["key", "create", "--name", "fw", "--alg", "ec-p256"]);
+    std::fs::write(server.path("a.bin"), b"firmware").unwrap();
+    server.kagi_ok(&["sign", "--key", "fw", "a.bin", "-o", "a.sig"]);
+    let db = server.data().join("kagi.db");
+    let mut c = AnyConnection::establish(&db.to_string_lossy()).unwrap();
+    diesel::sql_query("PRAGMA busy_timeout = 10000")
+        .execute(&mut c)
+        .unwrap();
+    diesel::sql_query("CREATE TABLE snap_fw AS SELECT * FROM keys WHERE label = 'fw'")
+        .execute(&mut c)
+        .unwrap();
+
+    let ann =
+        sign_in(&server, "ann", "ann-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
+    let keys = call(&server, "GET", "/ui/keys", &ann, &[]);
+    assert!(
+        keys.body.contains("action=\"/ui/keys/fw/disable\""),
+        "{}",
+        keys.body
+    );
+    let csrf = keys.csrf();
+
+    // A stranger, a forged form and an auditor are refused; the key still signs.
+    let stranger = call(
+        &server,
+        "POST",
+        "/ui/keys/fw/disable",
+        "",
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(stranger.status, 303);
+    let forged = call(
+        &server,
+        "POST",
+        "/ui/keys/fw/disable",
+        &ann,
+        &[("name", "fw")],
+    );
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("csrf_rejected"));
+    let audrey = sign_in(&server, "audrey", "audrey-long-passphrase")
+        .unwrap_or_else(|a| panic!("{}", a.body));
+    let audrey_keys = call(&server, "GET", "/ui/keys", &audrey, &[]);
+    assert!(!audrey_keys.body.contains("/disable\""));
+    let refused = call(
+        &server,
+        "POST",
+        "/ui/keys/fw/disable",
+        &audrey,
+        &[("csrf", &audrey_keys.csrf())],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    server.kagi_ok(&["sign", "--key", "fw", "a.bin", "-o", "a.sig"]);
+
+    // The officer disables it.
+    let done = call(
+        &server,
+        "POST",
+        "/ui/keys/fw/disable",
+        &ann,
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("suspended (disabled)"), "{}", done.body);
+    assert!(done.body.contains("action=\"/ui/keys/fw/enable\""));
+    let out = server.kagi(&["sign", "--key", "fw", "a.bin", "-o", "b.sig"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("key_suspended"), "{}", stderr(&out));
+    let http = server.http();
+    let token = server.token();
+    let list = http
+        .request("GET", "/api/v1/keys", Some(&token), None)
+        .json();
+    let fw = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == "fw")
+        .unwrap()
+        .clone();
+    assert_eq!(fw["state"], "suspended", "{fw}");
+    assert!(server.kagi_ok(&["key", "list"]).contains("suspended"));
+
+    // The database writer puts back the row from before: still disabled.
+    diesel::sql_query("DELETE FROM keys WHERE label = 'fw'")
+        .execute(&mut c)
+        .unwrap();
+    diesel::sql_query("INSERT INTO keys SELECT * FROM snap_fw")
+        .execute(&mut c)
+        .unwrap();
+    let out = server.kagi(&["sign", "--key", "fw", "a.bin", "-o", "b.sig"]);
+    assert!(stderr(&out).contains("key_suspended"), "{}", stderr(&out));
+    let fw = http
+        .request("GET", "/api/v1/keys/fw", Some(&token), None)
+        .json();
+    assert_eq!(fw["state"], "suspended", "{fw}");
+
+    // The CLI enables and disables it too.
+    let out = server.kagi_ok(&["key", "enable", "fw"]);
+    assert!(out.contains("enabled key fw"), "{out}");
+    server.kagi_ok(&["sign", "--key", "fw", "a.bin", "-o", "b.sig"]);
+    server.kagi_ok(&["key", "disable", "fw"]);
+    let out = server.kagi(&["sign", "--key", "fw", "a.bin", "-o", "c.sig"]);
+    assert!(stderr(&out).contains("key_suspended"), "{}", stderr(&out));
+    let again = server.kagi(&["key", "disable", "fw"]);
+    assert!(stderr(&again).contains("conflict"), "{}", stderr(&again));
+
+    server.kagi_ok(&["audit", "export", "-o", "audit.jsonl"]);
+    let log = std::fs::read_to_string(server.path("audit.jsonl")).unwrap();
+    let actions: Vec<(String, String, String)> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["actor"].as_str().unwrap_or("").to_string(),
+                v["action"].as_str().unwrap_or("").to_string(),
+                v["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(actions.contains(&("default:ann".into(), "key.suspend".into(), "ok".into())));
+    assert!(actions.iter().any(|(_, act, _)| act == "key.resume"));
+}
+
+/// The audit page pages by sequence number and keeps its filter; the lines page charts the
+/// certificates each identity issued per day; the authenticator page asks for the enrolled
+/// one's code to replace it, and an administrator removes a lost one.
+#[test]
+fn audit_paging_line_chart_and_authenticator_changes() {
+    use kagi_hsm_core::totp;
+    let server = Server::start();
+    person(
+        &server,
+        "ada",
+        "administrator,auditor",
+        "ada-long-passphrase",
+    );
+    person(&server, "tia", "auditor", "tia-long-passphrase");
+    let ada =
+        sign_in(&server, "ada", "ada-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
+
+    // Paging: the newest page has an older link once the log is long enough to need one.
+    let page = call(
+        &server,
+        "GET",
+        "/ui/audit?before=5&action=credential",
+        &ada,
+        &[],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("records 0 to 4"), "{}", page.body);
+    assert!(
+        page.body.contains("href=\"/ui/audit?action=credential\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("older →"));
+    let page = call(&server, "GET", "/ui/audit?before=5", &ada, &[]);
+    assert!(
+        page.body.contains("<th scope=\"row\">0</th>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<th scope=\"row\">4</th>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<th scope=\"row\">5</th>"));
+    let page = call(&server, "GET", "/ui/audit?before=8", &ada, &[]);
+    assert!(
+        page.body.contains("<th scope=\"row\">7</th>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<th scope=\"row\">8</th>"));
+    let newest = call(&server, "GET", "/ui/audit", &ada, &[]);
+    assert!(!newest.body.contains("← newe"), "{}", newest.body);
+
+    // The per-line chart: the admin's certificate appears under its identity.
+    let before = call(&server, "GET", "/ui/quotas", &ada, &[]);
+    assert_eq!(before.status, 200, "{}", before.body);
+    server.kagi_ok(&["key", "create", "--name", "k", "--alg", "ec-p256"]);
+    server.kagi_ok(&["key", "certify", "k", "-o", "k.pem"]);
+    let after = call(&server, "GET", "/ui/quotas", &ada, &[]);
+    // The chart's label lists every day's count: their sum is the admin's certificates.
+    let issued = |body: &str| -> i64 {
+        let Some(at) = body.find("data-line=\"default:admin\"") else {
+            return 0;
+        };
+        let label = &body[at..];
+        let label = &label[label.find("aria-label=\"").unwrap() + 12..];
+        let label = &label[..label.find('"').unwrap()];
+        label
+            .split(", ")
+            .filter_map(|d| d.rsplit(": ").next()?.parse::<i64>().ok())
+            .sum()
+    };
+    assert!(
+        after.body.contains("data-line=\"default:admin\""),
+        "{}",
+        after.body
+    );
+    assert_eq!(
+        issued(&after.body),
+        issued(&before.body) + 1,
+        "{}",
+        after.body
+    );
+
+    // The authenticator: enrol, then replacing asks for the enrolled one's code.
+    let tia =
+        sign_in(&server, "tia", "tia-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
+    let secret_of = |body: &str| {
+        let at = body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
+        let b32: String = body[at..].chars().take_while(|c| *c != '<').collect();
+        (b32.clone(), totp::base32_decode(&b32).unwrap())
+    };
+    let now = || {
+        totp::step_at(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        )
+    };
+    let code = |s: &[u8], step: i64| format!("{:06}", totp::code(s, step as u64));
+    let page = call(&server, "GET", "/ui/totp", &tia, &[]);
+    let (b32, first) = secret_of(&page.body);
+    let enrolled = call(
+        &server,
+        "POST",
+        "/ui/totp",
+        &tia,
+        &[
+            ("csrf", &page.csrf()),
+            ("secret", &b32),
+            ("code", &code(&first, now())),
+        ],
+    );
+    assert_eq!(enrolled.status, 200, "{}", enrolled.body);
+    assert!(
+        enrolled.body.contains("name=\"current\""),
+        "{}",
+        enrolled.body
+    );
+    let (b32b, second) = secret_of(&enrolled.body);
+    let refused = call(
+        &server,
+        "POST",
+        "/ui/totp",
+        &tia,
+        &[
+            ("csrf", &page.csrf()),
+            ("secret", &b32b),
+            ("code", &code(&second, now())),
+        ],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("code it shows now"),
+        "{}",
+        refused.body
+    );
+    // Signing in now needs the first authenticator's code.
+    let needs = sign_in(&server, "tia", "tia-long-passphrase").unwrap_err();
+    assert!(needs.body.contains("totp_required"), "{}", needs.body);
+
+    // Tia lost the device: an administrator removes it (CSRF checked), and it is audited.
+    let totp_page = call(&server, "GET", "/ui/totp", &ada, &[]);
+    assert!(totp_page.body.contains("action=\"/ui/totp/remove-for\""));
+    let forged = call(
+        &server,
+        "POST",
+        "/ui/totp/remove-for",
+        &ada,
+        &[("name", "tia")],
+    );
+    assert_eq!(forged.status, 403);
+    let not_admin = call(
+        &server,
+        "POST",
+        "/ui/totp/remove-for",
+        &tia,
+        &[("csrf", &page.csrf()), ("name", "tia")],
+    );
+    assert_eq!(not_admin.status, 403, "{}", not_admin.body);
+    let removed = call(
+        &server,
+        "POST",
+        "/ui/totp/remove-for",
+        &ada,
+        &[("csrf", &totp_page.csrf()), ("name", "tia")],
+    );
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    sign_in(&server, "tia", "tia-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
+    server.kagi_ok(&["audit", "export", "-o", "audit.jsonl"]);
+    let log = std::fs::read_to_string(server.path("audit.jsonl")).unwrap();
+    assert!(log
+        .lines()
+        .any(|l| l.contains("credential.totp_removed") && l.contains("default:ada")));
+}
+
+/// At a terminal `kagi identity set-password` reads without echo (a pseudo-terminal made by
+/// `script`), asks twice, and refuses two different entries.
+#[test]
+fn set_password_does_not_echo_at_a_terminal() {
+    let server = Server::start();
+    let token = server
+        .kagi_ok(&[
+            "identity", "create", "--name", "eve", "--kind", "person", "--roles", "auditor",
+        ])
+        .trim()
+        .to_string();
+    // Each line is typed once its prompt is shown (so echo is already off), as a person would.
+    let run = |first: &str, second: &str| -> String {
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c"])
+            .arg(format!("{} identity set-password", common::KAGI))
+            .arg("/dev/null")
+            .current_dir(server.root())
+            .env("KAGI_URL", server.http_base())
+            .env("KAGI_TOKEN", &token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut out = child.stdout.take().unwrap();
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        let mut stdin = child.stdin.take().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for (prompt, line) in [
+            ("new console password:", first),
+            ("the same again:", second),
+        ] {
+            while !seen.lock().unwrap().contains(prompt) {
+                if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = writeln!(stdin, "{line}");
+        }
+        child.wait().unwrap();
+        drop(stdin);
+        reader.join().unwrap();
+        let text = seen.lock().unwrap().clone();
+        text
+    };
+    let text = run("eve-long-passphrase", "another-passphrase");
+    assert!(text.contains("differ"), "{text}");
+    let text = run("eve-long-passphrase", "eve-long-passphrase");
+    assert!(text.contains("console password set for 'eve'"), "{text}");
+    assert!(
+        !text.contains("eve-long-passphrase"),
+        "the password was echoed:\n{text}"
+    );
+    sign_in(&server, "eve", "eve-long-passphrase").unwrap_or_else(|a| panic!("{}", a.body));
 }
