@@ -7,7 +7,9 @@
 //!   caller's [`NoteSigner`], so the crate never holds a key);
 //! - [`canonical`]: the one canonical JSON encoding every logged body uses, RFC 8785 (JCS);
 //! - [`entry`]: the typed entries: kagi's own signature entry, Sigstore's hashedrekord 0.0.1
-//!   body, and the inclusion-promise (signed entry timestamp) body.
+//!   body, and the inclusion-promise (signed entry timestamp) body;
+//! - [`witness`]: the C2SP tlog-witness protocol: the add-checkpoint body, the witness's
+//!   answers, and the witness's check of a checkpoint against the one it saved.
 //!
 //! Why a crate of its own: the log's *storage* (tables, the commit path, the log key) belongs to
 //! hsm-core, but everything a relying party needs to check a proof is pure computation. Keeping
@@ -29,6 +31,7 @@ pub mod proof;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub mod witness;
 
 pub use canonical::canonical_json;
 pub use entry::{HashedRekord, PromiseBody, SignatureEntry};

@@ -6,6 +6,7 @@ mod canonical;
 mod entries;
 mod notes;
 mod proofs;
+mod witness;
 
 use crate::reference::{ref_mth, ref_path, ref_subproof};
 use crate::*;
