@@ -17,6 +17,7 @@ mod server;
 mod sigstore;
 mod tls;
 mod verify_cli;
+mod witness_client;
 
 use clap::Parser;
 use std::process::ExitCode;

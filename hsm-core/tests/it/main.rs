@@ -11,3 +11,4 @@ mod observe;
 mod passwords;
 mod tamper;
 mod usage_limits;
+mod witnessing;

@@ -18,6 +18,7 @@ mod output;
 mod policies;
 mod serve;
 mod sign;
+mod status;
 
 pub use output::{json_mode, PendingApproval};
 
@@ -39,5 +40,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Log(cmd) => crate::log_cli::run(cmd),
         Command::Verify(args) => crate::verify_cli::run(&args),
+        Command::Status => status::status(),
     }
 }
