@@ -86,9 +86,54 @@ pub enum Command {
     /// Whether the service is ready, and why not: sealed, failed closed, a rollback a witness
     /// showed, witnesses below their quorum, the database (exit 1 when not ready).
     Status,
+    /// Run a transparency-log witness (C2SP tlog-witness) in its own process and data folder:
+    /// it cosigns a log's checkpoints only if each is consistent with the last one it saw.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
 }
 
 pub use kagi_verify::{LogCommand, VerifyArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Make a witness: its Ed25519 key (0600) and database in DIR; prints its cosignature
+    /// verifier key, which logs and relying parties configure.
+    Init {
+        /// The witness's data folder (created 0700 if missing; must not hold a witness yet).
+        #[arg(long)]
+        data: PathBuf,
+        /// The witness's name in its cosignatures: a schema-less URL that identifies it, e.g.
+        /// witness.example.com/w1 (no spaces, no '+').
+        #[arg(long)]
+        name: String,
+    },
+    /// Print the witness's cosignature verifier key (<name>+<key hash>+<base64 key>).
+    Key {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Serve POST /add-checkpoint over plain HTTP (cosignatures are self-authenticating).
+    Serve(WitnessServeArgs),
+    /// Print the latest checkpoint size and root the witness saved for each log.
+    Status {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct WitnessServeArgs {
+    /// The witness's data folder (made by 'kagi witness init').
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address to listen on (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    pub listen: String,
+    /// A log to witness, by its signed-note verifier key (kagi's: GET /log/key); repeat for
+    /// more. Keys listed one per line in DATA/logs.txt are witnessed too.
+    #[arg(long = "log", value_name = "VKEY")]
+    pub logs: Vec<String>,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {

@@ -17,6 +17,7 @@ mod server;
 mod sigstore;
 mod tls;
 mod verify_cli;
+mod witness;
 mod witness_client;
 
 use clap::Parser;
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // The service logs what it does; client commands print only their result and errors.
     let default_level = match cli.command {
-        cli::Command::Serve(_) => "info",
+        cli::Command::Serve(_) | cli::Command::Witness(cli::WitnessCommand::Serve(_)) => "info",
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))

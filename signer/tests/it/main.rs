@@ -24,6 +24,7 @@ mod profiles;
 mod sign_and_verify;
 mod sigstore;
 mod strict_verify;
+mod witness;
 mod witnessed;
 
 /// What the test modules know as `common`.
