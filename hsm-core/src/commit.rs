@@ -12,13 +12,14 @@ use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::audit::{self, AuditEvent, AuditKeys};
 use crate::error::{HsmError, Result};
 use crate::integrity::Integrity;
 use crate::store::schema::{audit_checkpoints, audit_head, audit_records, keys, quota_counters};
 use crate::store::{AnyConnection, Store};
+use crate::witnessing::{Gate, WitnessSet};
 use kagi_tlog::merkle::leaf_hash;
 
 /// Largest batch: bounds the latency a request can add to others in its batch.
@@ -105,7 +106,32 @@ pub(crate) struct Op {
     /// The transparency-log entry of a signature: appended in this batch, with this op's use.
     pub tlog: Option<Vec<u8>>,
     pub event: EventDraft,
-    reply: SyncSender<Result<Committed>>,
+    /// The HSM's own record (a detected rollback): committed even once results are withheld.
+    system: bool,
+    reply: SyncSender<Reply>,
+}
+
+impl Op {
+    /// An audit record the HSM writes about itself, answered to no one.
+    pub(crate) fn system(event: EventDraft) -> Op {
+        let (reply, _) = mpsc::sync_channel(2);
+        Op {
+            reserve: None,
+            apply: None,
+            rows: None,
+            tlog: None,
+            event,
+            system: true,
+            reply,
+        }
+    }
+}
+
+/// What the committer tells a waiting caller: the outcome, or (for a key use under witnesses)
+/// that it committed and waits for the witnesses' quorum, whose outcome follows.
+pub(crate) enum Reply {
+    Done(Result<Committed>),
+    Held,
 }
 
 /// A change that commits with an op: a closure over the connection, or other crates' rows.
@@ -148,6 +174,8 @@ impl ObserverSlot {
 #[derive(Clone)]
 pub(crate) struct Committer {
     tx: SyncSender<Op>,
+    /// The release stage, when witnesses are configured.
+    gate: Option<Arc<Gate>>,
 }
 
 impl Committer {
@@ -157,15 +185,26 @@ impl Committer {
         store: Store,
         keys: Arc<AuditKeys>,
         observer: Arc<ObserverSlot>,
+        witnesses: Option<WitnessSet>,
     ) -> Result<(Committer, Arc<Integrity>)> {
         let integrity = Integrity::new();
         let checked = integrity.clone();
         let (tx, rx) = mpsc::sync_channel::<Op>(QUEUE);
+        let gate = match witnesses {
+            Some(set) => Some(Gate::start(set, store.clone(), tx.clone())?),
+            None => None,
+        };
+        let weak = gate.as_ref().map(Arc::downgrade);
         std::thread::Builder::new()
             .name("kagi-commit".into())
-            .spawn(move || run(store, keys, checked, rx, observer))
+            .spawn(move || run(store, keys, checked, rx, observer, weak))
             .map_err(|e| HsmError::Store(format!("cannot start the commit thread: {e}")))?;
-        Ok((Committer { tx }, integrity))
+        Ok((Committer { tx, gate }, integrity))
+    }
+
+    /// The release stage, when witnesses are configured.
+    pub(crate) fn gate(&self) -> Option<&Arc<Gate>> {
+        self.gate.as_ref()
     }
 
     /// Queue an operation and wait until its batch is durable.
@@ -187,7 +226,7 @@ impl Committer {
         event: EventDraft,
     ) -> Result<()> {
         match self.submit(None, apply, event) {
-            Ok(_) | Err(HsmError::Integrity(_)) => Ok(()),
+            Ok(_) | Err(HsmError::Integrity(_)) | Err(HsmError::RollbackDetected(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -205,13 +244,14 @@ impl Committer {
             Some(Staged::Apply(a)) => (Some(a), None, tlog),
             Some(Staged::Rows(r)) => (None, Some(r), tlog),
         };
-        let (reply, wait) = mpsc::sync_channel(1);
+        let (reply, wait) = mpsc::sync_channel(2);
         let op = Op {
             reserve,
             apply,
             rows,
             tlog,
             event,
+            system: false,
             reply,
         };
         match self.tx.try_send(op) {
@@ -221,7 +261,21 @@ impl Committer {
             }
             Err(TrySendError::Disconnected(_)) => return Err(stopped()),
         }
-        wait.recv().map_err(|_| stopped())?
+        match wait.recv().map_err(|_| stopped())? {
+            Reply::Done(r) => r,
+            // Committed and counted; released once a quorum of witnesses cosigned it.
+            Reply::Held => {
+                let Some(gate) = &self.gate else {
+                    return Err(stopped());
+                };
+                match wait.recv_timeout(gate.timeout()) {
+                    Ok(Reply::Done(r)) => r,
+                    Ok(Reply::Held) => Err(stopped()),
+                    Err(mpsc::RecvTimeoutError::Timeout) => Err(gate.unavailable_error()),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(stopped()),
+                }
+            }
+        }
     }
 }
 
@@ -235,6 +289,7 @@ fn run(
     integrity: Arc<Integrity>,
     rx: Receiver<Op>,
     observer: Arc<ObserverSlot>,
+    gate: Option<Weak<Gate>>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -248,13 +303,37 @@ fn run(
         if let Err(e) = integrity.check() {
             let msg = e.to_string();
             for op in batch {
-                let _ = op.reply.send(Err(HsmError::Integrity(msg.clone())));
+                let _ = op
+                    .reply
+                    .send(Reply::Done(Err(HsmError::Integrity(msg.clone()))));
             }
             continue;
         }
+        let gate = match &gate {
+            Some(w) => match w.upgrade() {
+                Some(g) => Some(g),
+                // The HSM that owned this committer is gone.
+                None => return,
+            },
+            None => None,
+        };
+        // A rollback was detected: nothing more is released, and only the HSM's own record
+        // of it is committed.
+        if let Some(reason) = gate.as_ref().and_then(|g| g.rollback()) {
+            let (system, refused): (Vec<Op>, Vec<Op>) = batch.into_iter().partition(|op| op.system);
+            for op in refused {
+                let _ = op
+                    .reply
+                    .send(Reply::Done(Err(HsmError::RollbackDetected(reason.clone()))));
+            }
+            if system.is_empty() {
+                continue;
+            }
+            batch = system;
+        }
         let ops = batch.len();
         let started = std::time::Instant::now();
-        let committed = commit_batch(&store, &keys, &integrity, batch);
+        let committed = commit_batch(&store, &keys, &integrity, batch, gate.as_deref());
         if let Some(o) = observer.get() {
             o.batch_done(ops, started.elapsed(), committed);
         }
@@ -275,12 +354,15 @@ fn commit_batch(
     keys: &AuditKeys,
     integrity: &Integrity,
     mut batch: Vec<Op>,
+    gate: Option<&Gate>,
 ) -> bool {
     let mut outcomes: Vec<Result<Option<i64>>> = Vec::with_capacity(batch.len());
     let mut seqs: Vec<i64> = Vec::with_capacity(batch.len());
     // Per op: its position among the batch's log entries; and the batch's first log index.
     let mut tlog_at: Vec<Option<usize>> = Vec::with_capacity(batch.len());
     let mut tlog_first: Option<i64> = None;
+    // The batch's checkpoint: (size, signed note).
+    let mut tlog_note: Option<(u64, String)> = None;
     let result = store.conn().and_then(|mut conn| {
         conn.transaction::<_, HsmError, _>(|c| {
             outcomes.clear();
@@ -342,15 +424,6 @@ fn commit_batch(
                 outcomes.push(outcome);
             }
             rows_to_store.insert_all(c)?;
-            // The public log after the audit head (lock order), one signed note per batch.
-            tlog_first = None;
-            if !tlog_bodies.is_empty() {
-                let (first, size, root) = crate::tlog::append(c, &tlog_bodies, now)?;
-                let body = crate::tlog::checkpoint_body(crate::tlog::ORIGIN, size as u64, &root);
-                let note = crate::tlog::sign_note(&body, crate::tlog::ORIGIN, &keys.tlog)?;
-                crate::tlog::store_checkpoint(c, size, now, &note)?;
-                tlog_first = Some(first);
-            }
             for (key_id, t) in &touched {
                 if t.current != t.start {
                     let n = diesel::update(
@@ -424,6 +497,30 @@ fn commit_batch(
                 }
             }
             let root = frontier.root();
+            // The public log after the audit head (lock order), one signed note per batch.
+            // Witnessed, every batch also logs the audit log's state (an anchor), so every
+            // batch has a checkpoint covering it, whatever it holds.
+            tlog_first = None;
+            tlog_note = None;
+            if gate.is_some() {
+                tlog_bodies.push(
+                    kagi_tlog::AuditCheckpointEntry {
+                        time: now / 1000,
+                        audit_size: frontier.size as i64,
+                        audit_root: root,
+                    }
+                    .canonical_bytes(),
+                );
+            }
+            if !tlog_bodies.is_empty() {
+                let (first, size, tlog_root) = crate::tlog::append(c, &tlog_bodies, now)?;
+                let body =
+                    crate::tlog::checkpoint_body(crate::tlog::ORIGIN, size as u64, &tlog_root);
+                let note = crate::tlog::sign_note(&body, crate::tlog::ORIGIN, &keys.tlog)?;
+                crate::tlog::store_checkpoint(c, size, now, &note)?;
+                tlog_first = Some(first);
+                tlog_note = Some((size as u64, note));
+            }
             let cp = keys.sign_checkpoint(frontier.size as i64, &root, now)?;
             diesel::insert_into(audit_checkpoints::table)
                 .values(&cp)
@@ -448,14 +545,28 @@ fn commit_batch(
                     hw.fetch_max(q.current, Ordering::SeqCst);
                 }
             }
+            let mut held = Vec::new();
             for (((op, outcome), seq), at) in batch.into_iter().zip(outcomes).zip(seqs).zip(tlog_at)
             {
                 let tlog_index = at.and_then(|i| tlog_first.map(|f| f + i as i64));
-                let _ = op.reply.send(outcome.map(|use_hi| Committed {
+                let outcome = outcome.map(|use_hi| Committed {
                     seq,
                     use_hi,
                     tlog_index,
-                }));
+                });
+                // Under witnesses a key use's result (a signature, a certificate, a timestamp)
+                // waits for the quorum; other changes are answered now.
+                let gated =
+                    gate.is_some() && !op.system && (op.reserve.is_some() || op.tlog.is_some());
+                match outcome {
+                    Ok(done) if gated => held.push((op.reply, done)),
+                    other => {
+                        let _ = op.reply.send(Reply::Done(other));
+                    }
+                }
+            }
+            if let (Some(g), Some((size, note))) = (gate, tlog_note) {
+                g.committed(size, note, held);
             }
             true
         }
@@ -464,13 +575,13 @@ fn commit_batch(
             let msg = e.to_string();
             let closed = matches!(e, HsmError::Integrity(_));
             for op in batch {
-                let _ = op.reply.send(Err(if closed {
+                let _ = op.reply.send(Reply::Done(Err(if closed {
                     HsmError::Integrity(msg.clone())
                 } else {
                     HsmError::Store(format!(
                         "the operation could not be recorded durably, so it was not performed: {msg}"
                     ))
-                }));
+                })));
             }
             false
         }

@@ -116,6 +116,14 @@ pub enum HsmError {
     PasswordLocked { name: String, retry_after_secs: u64 },
     #[error("'{0}' signs in with a one-time code too: enter the 6 digits your authenticator app shows for kagi")]
     TotpRequired(String),
+    /// A witness has seen more of the transparency log than this database holds, or refused a
+    /// consistency proof computed from it: the database was restored, forked or truncated.
+    #[error("{0}")]
+    RollbackDetected(String),
+    /// Fewer than the quorum of witnesses cosigned the checkpoint covering this use in time;
+    /// the use is counted and its result is not released.
+    #[error("{0}")]
+    WitnessUnavailable(String),
     #[error("storage error: {0}")]
     Store(String),
     #[error("crypto engine error: {0}")]
@@ -162,6 +170,8 @@ impl HsmError {
             HsmError::Integrity(_) => "integrity_failure",
             HsmError::SelfApproval(_) => "self_approval",
             HsmError::NotAnApprover { .. } => "not_an_approver",
+            HsmError::RollbackDetected(_) => "rollback_detected",
+            HsmError::WitnessUnavailable(_) => "witness_unavailable",
             HsmError::Store(_) => "storage_error",
             HsmError::Crypto(_) => "crypto_error",
         }
@@ -200,10 +210,13 @@ impl HsmError {
             HsmError::UsageLimitReached { .. } | HsmError::QuotaExhausted { .. } => {
                 ErrorKind::LimitReached
             }
-            HsmError::NotInitialized | HsmError::Sealed { .. } => ErrorKind::Unavailable,
+            HsmError::NotInitialized
+            | HsmError::Sealed { .. }
+            | HsmError::WitnessUnavailable(_) => ErrorKind::Unavailable,
             HsmError::KeyIntegrity { .. }
             | HsmError::AuditIntegrity { .. }
-            | HsmError::Integrity(_) => ErrorKind::Integrity,
+            | HsmError::Integrity(_)
+            | HsmError::RollbackDetected(_) => ErrorKind::Integrity,
             HsmError::Store(_) | HsmError::Crypto(_) => ErrorKind::Internal,
         }
     }

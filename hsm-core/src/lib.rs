@@ -24,6 +24,7 @@ pub mod store;
 pub mod tlog;
 pub mod totp;
 mod transparency;
+pub mod witnessing;
 mod wrap;
 
 pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
@@ -42,6 +43,7 @@ pub use hsm::{
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;
 pub use transparency::{InclusionPromise, TlogCheckpoint, TlogEntry};
+pub use witnessing::{Witness, WitnessSet, WitnessState, WitnessStatus};
 
 pub use crypto::verify_digest;
 pub use wrap::{wrap_for_import, WRAP_MECHANISM};

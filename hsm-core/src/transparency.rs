@@ -45,6 +45,9 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
+/// Newest checkpoints looked at for one a quorum cosigned.
+const WITNESSED_SCAN: i64 = 64;
+
 fn bad_range(what: String) -> HsmError {
     HsmError::BadInput(what)
 }
@@ -132,9 +135,38 @@ impl Hsm {
         Ok(tlog::verifier_key(tlog::ORIGIN, &self.tlog_public_key()?))
     }
 
-    /// The newest checkpoint, or the one at `size`.
+    /// The newest checkpoint, or the one at `size`, with the cosignatures stored with it.
+    /// Under witnesses the newest is the newest a quorum cosigned (results are released only
+    /// once one covers them, so a proof against it covers every released result); a log no
+    /// quorum cosigned yet answers its newest checkpoint.
     pub fn tlog_checkpoint(&self, size: Option<i64>) -> Result<Option<TlogCheckpoint>> {
         let mut c = self.inner.store.conn()?;
+        if let (None, Some(set)) = (size, &self.inner.witnesses) {
+            let quorate = |note: &str| {
+                set.witnesses
+                    .iter()
+                    .filter(|w| {
+                        kagi_tlog::open_cosignature(note, w.name(), &w.public_key()).is_ok()
+                    })
+                    .count()
+                    >= set.quorum
+            };
+            let recent = tlog::recent_checkpoints(&mut c, WITNESSED_SCAN)?;
+            let newest = recent.first().cloned();
+            let mut witnessed = recent.into_iter().find(|(_, _, note)| quorate(note));
+            if witnessed.is_none() {
+                // Further back than the scan: the size this process saw a quorum cosign.
+                if let Some(w) = self.witness_status().filter(|w| w.witnessed_size > 0) {
+                    witnessed = tlog::checkpoint(&mut c, Some(w.witnessed_size))?
+                        .filter(|(_, _, note)| quorate(note));
+                }
+            }
+            return Ok(witnessed.or(newest).map(|(size, ts, note)| TlogCheckpoint {
+                size,
+                ts,
+                note,
+            }));
+        }
         Ok(
             tlog::checkpoint(&mut c, size)?.map(|(size, ts, note)| TlogCheckpoint {
                 size,
@@ -142,6 +174,19 @@ impl Hsm {
                 note,
             }),
         )
+    }
+
+    /// The witnesses' state, when kagi is witnessed and unsealed.
+    pub fn witness_status(&self) -> Option<crate::witnessing::WitnessStatus> {
+        let u = self.unsealed().ok()?;
+        u.committer.gate().map(|g| g.status())
+    }
+
+    /// Why kagi stopped releasing results, if a witness showed the database went back or
+    /// forked: what `/readyz`, `/metrics` and `kagi status` report.
+    pub fn rollback_detected(&self) -> Option<String> {
+        let u = self.unsealed().ok()?;
+        u.committer.gate().and_then(|g| g.rollback())
     }
 
     pub fn tlog_entry(&self, index: i64) -> Result<TlogEntry> {

@@ -118,6 +118,63 @@ impl SignatureEntry {
     }
 }
 
+/// The `kind` of the entry that anchors a batch's audit log state in the transparency log.
+pub const AUDIT_CHECKPOINT_KIND: &str = "kagi.audit-checkpoint/v1";
+
+/// One batch's audit log state, logged when kagi is witnessed: every batch appends one, so
+/// every use (a certificate, a timestamp, a policy change, not only a signature) grows the
+/// witnessed log, and a database restored to before that use has a log shorter than the
+/// witnesses saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpointEntry {
+    /// Unix seconds.
+    pub time: i64,
+    /// Records in the audit log after the batch.
+    pub audit_size: i64,
+    /// The audit log's RFC 9162 root at that size.
+    pub audit_root: [u8; 32],
+}
+
+impl AuditCheckpointEntry {
+    /// The entry's canonical JSON bytes.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let v = json!({
+            "kind": AUDIT_CHECKPOINT_KIND,
+            "time": self.time,
+            "audit_size": self.audit_size,
+            "audit_root": hex::encode(self.audit_root),
+        });
+        canonical_json(&v).into_bytes()
+    }
+
+    /// Read an entry back from a log body.
+    pub fn parse(body: &[u8]) -> Result<AuditCheckpointEntry, Error> {
+        let bad = |why: &str| {
+            Error::Malformed(format!(
+                "the log entry is not a '{AUDIT_CHECKPOINT_KIND}' entry: {why}"
+            ))
+        };
+        let v: Value = serde_json::from_slice(body).map_err(|_| bad("it is not JSON"))?;
+        if v["kind"] != AUDIT_CHECKPOINT_KIND {
+            return Err(bad("its kind differs"));
+        }
+        let audit_root = v["audit_root"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or_else(|| bad("its 'audit_root' is not 32 bytes of hex"))?;
+        Ok(AuditCheckpointEntry {
+            time: v["time"]
+                .as_i64()
+                .ok_or_else(|| bad("it has no integer 'time'"))?,
+            audit_size: v["audit_size"]
+                .as_i64()
+                .ok_or_else(|| bad("it has no integer 'audit_size'"))?,
+            audit_root,
+        })
+    }
+}
+
 /// Sigstore's hashedrekord 0.0.1 body, as Rekor v1 logs it: the artifact's SHA-256, the
 /// signature, and the signer's certificate (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,9 @@
 //! - [`note`]: C2SP signed notes, checkpoints and witness cosignatures (signing takes a
 //!   caller's [`NoteSigner`], so the crate never holds a key);
 //! - [`canonical`]: the one canonical JSON encoding every logged body uses, RFC 8785 (JCS);
-//! - [`entry`]: the typed entries: kagi's own signature entry, Sigstore's hashedrekord 0.0.1
-//!   body, and the inclusion-promise (signed entry timestamp) body;
+//! - [`entry`]: the typed entries: kagi's own signature entry, the audit-checkpoint anchor a
+//!   witnessed kagi logs with every batch, Sigstore's hashedrekord 0.0.1 body, and the
+//!   inclusion-promise (signed entry timestamp) body;
 //! - [`witness`]: the C2SP tlog-witness protocol: the add-checkpoint body, the witness's
 //!   answers, and the witness's check of a checkpoint against the one it saved.
 //!
@@ -34,7 +35,7 @@ mod tests;
 pub mod witness;
 
 pub use canonical::canonical_json;
-pub use entry::{HashedRekord, PromiseBody, SignatureEntry};
+pub use entry::{AuditCheckpointEntry, HashedRekord, PromiseBody, SignatureEntry};
 pub use merkle::{empty_root, entry_hash, Frontier, Hash};
 pub use note::{
     check_cosignature_quorum, checkpoint_body, cosign, open_checkpoint, open_cosignature,

@@ -86,6 +86,9 @@ pub enum Command {
     /// Copy the embedded SQLite database to a new file (mode 0600), consistently, while
     /// 'kagi serve' runs on it. Run it on the service's host. PostgreSQL: use pg_dump.
     Backup(BackupArgs),
+    /// Whether the service is ready, and why not: sealed, failed closed, a rollback a witness
+    /// showed, witnesses below their quorum, the database (exit 1 when not ready).
+    Status,
     /// Run a transparency-log witness (C2SP tlog-witness) in its own process and data folder:
     /// it cosigns a log's checkpoints only if each is consistent with the last one it saw.
     #[command(subcommand)]
@@ -445,6 +448,21 @@ pub struct ServeArgs {
     /// TSA needs a credential) [env KAGI_OPEN_TSA=true|false, config "open_tsa"]
     #[arg(long)]
     pub open_tsa: bool,
+    /// A witness that must cosign the transparency log before results are released, as
+    /// URL=VKEY (the witness's cosignature verifier key, `kagi witness key` prints it);
+    /// repeat for each witness. Without witnesses a restored database is not detected
+    /// [env KAGI_WITNESSES (comma or space separated), config "witnesses" (a list)]
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    pub witnesses: Vec<String>,
+    /// Cosignatures needed before a result is released. Default: every witness
+    /// [env KAGI_WITNESS_QUORUM, config "witness_quorum"]
+    #[arg(long, value_name = "K")]
+    pub witness_quorum: Option<usize>,
+    /// Seconds a caller waits for the witnesses' quorum before it gets 503
+    /// witness_unavailable (the use stays counted). Default 10
+    /// [env KAGI_WITNESS_TIMEOUT, config "witness_timeout"]
+    #[arg(long, value_name = "SECS")]
+    pub witness_timeout: Option<u64>,
     /// JSON file with any of the settings above, by their config keys
     /// (e.g. {"data": "/srv/kagi", "hostnames": ["kagi.example.com"]}) [env KAGI_CONFIG]
     #[arg(long, value_name = "FILE")]

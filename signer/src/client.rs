@@ -101,6 +101,18 @@ impl Client {
         read_json(resp)
     }
 
+    /// GET a route that answers JSON with its status either way (`/readyz`): (status, body).
+    pub fn get_status_json(&self, path: &str) -> Result<(u16, Value), ClientError> {
+        let resp = self
+            .agent
+            .get(&self.url(path))
+            .call()
+            .map_err(|e| self.transport(e))?;
+        let (status, text) = body_text(resp)?;
+        let v = serde_json::from_str(&text).map_err(|_| api_error(status, &text))?;
+        Ok((status, v))
+    }
+
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let mut req = self.agent.get(&self.url(path));
         if let Some(a) = self.auth() {

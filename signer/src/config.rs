@@ -25,6 +25,8 @@ pub const DEFAULT_PUBLIC_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_EST_CA: &str = "devices";
 pub const DEFAULT_EST_PROFILE: &str = "device";
 pub const DEFAULT_SIGNING_CA: &str = "code-signing";
+/// Seconds a caller waits for the witnesses' quorum.
+pub const DEFAULT_WITNESS_TIMEOUT_SECS: u64 = 10;
 
 /// The config file's path when `--config` is not given.
 pub const ENV_CONFIG: &str = "KAGI_CONFIG";
@@ -92,6 +94,22 @@ struct FileConfig {
     log_entries_public: Option<bool>,
     /// Answer anonymous `/tsa` requests (default false: the TSA needs a credential).
     open_tsa: Option<bool>,
+    /// Witnesses as "URL=VKEY".
+    witnesses: Option<Vec<String>>,
+    witness_quorum: Option<usize>,
+    /// Seconds.
+    witness_timeout: Option<u64>,
+}
+
+/// A witness kagi asks for cosignatures: where it listens and its cosignature key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessConfig {
+    /// Base URL; requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// The cosignature verifier key as given.
+    pub vkey: String,
+    pub name: String,
+    pub public_key: [u8; 32],
 }
 
 /// Where a setting's value came from.
@@ -141,6 +159,10 @@ pub struct ServeConfig {
     /// Whether `GET /log/entries/N` answers without a credential.
     pub log_entries_public: bool,
     pub open_tsa: bool,
+    /// Witnesses whose quorum cosigns the log before results are released (none: off).
+    pub witnesses: Vec<WitnessConfig>,
+    pub witness_quorum: usize,
+    pub witness_timeout: std::time::Duration,
     config_file: Option<(PathBuf, Source)>,
     sources: BTreeMap<&'static str, Source>,
 }
@@ -422,8 +444,78 @@ impl ServeConfig {
                 boolean,
             )?
             .unwrap_or(false);
+        let witnesses = l
+            .pick(
+                "witnesses",
+                "--witness",
+                "KAGI_WITNESSES",
+                (!args.witnesses.is_empty()).then(|| args.witnesses.clone()),
+                file.witnesses,
+                |s| {
+                    Ok(s.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect())
+                },
+            )?
+            .unwrap_or_default();
+        let witness_quorum = l.pick(
+            "witness_quorum",
+            "--witness-quorum",
+            "KAGI_WITNESS_QUORUM",
+            args.witness_quorum,
+            file.witness_quorum,
+            number,
+        )?;
+        let witness_timeout = l
+            .pick(
+                "witness_timeout",
+                "--witness-timeout",
+                "KAGI_WITNESS_TIMEOUT",
+                args.witness_timeout,
+                file.witness_timeout,
+                number,
+            )?
+            .unwrap_or(DEFAULT_WITNESS_TIMEOUT_SECS);
 
         // Checks, in the order a reader would fix them.
+        let witnesses = witnesses
+            .iter()
+            .map(|w| parse_witness(w))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| l.invalid("witnesses", reason))?;
+        let mut names = std::collections::BTreeSet::new();
+        for w in &witnesses {
+            if !names.insert(w.name.as_str()) {
+                return Err(l.invalid(
+                    "witnesses",
+                    format!("witness '{}' is given twice: give each witness once (each counts once toward the quorum)", w.name),
+                ));
+            }
+        }
+        let n = witnesses.len();
+        let witness_quorum = match witness_quorum {
+            None => n,
+            Some(k) if n == 0 => {
+                return Err(l.invalid(
+                    "witness_quorum",
+                    format!("{k}, but no witness is configured: add witnesses with --witness URL=VKEY, or drop the quorum"),
+                ))
+            }
+            Some(k) if k == 0 || k > n => {
+                return Err(l.invalid(
+                    "witness_quorum",
+                    format!("{k} with {n} witness(es): the quorum must be from 1 to {n}"),
+                ))
+            }
+            Some(k) => k,
+        };
+        if witness_timeout == 0 {
+            return Err(l.invalid(
+                "witness_timeout",
+                "0: a caller must wait at least one second for the witnesses",
+            ));
+        }
         let hostnames = hostnames
             .iter()
             .map(|h| normalize_hostname(h))
@@ -528,6 +620,9 @@ impl ServeConfig {
             tsa_policy,
             log_entries_public,
             open_tsa,
+            witnesses,
+            witness_quorum,
+            witness_timeout: std::time::Duration::from_secs(witness_timeout),
             config_file,
             sources: l.sources,
         })
@@ -561,6 +656,9 @@ impl ServeConfig {
             "console_lock_secs": self.console_lock.as_secs(),
             "log_entries_public": self.log_entries_public,
             "open_tsa": self.open_tsa,
+            "witnesses": self.witnesses.iter().map(|w| format!("{}={}", w.url, w.vkey)).collect::<Vec<_>>(),
+            "witness_quorum": self.witness_quorum,
+            "witness_timeout": self.witness_timeout.as_secs(),
         });
         let sources: serde_json::Map<String, Value> = settings
             .as_object()
@@ -577,6 +675,33 @@ impl ServeConfig {
             "sources": sources,
         })
     }
+}
+
+/// A witness given as `URL=VKEY`.
+fn parse_witness(text: &str) -> Result<WitnessConfig, String> {
+    let Some((url, vkey)) = text.split_once('=') else {
+        return Err(format!(
+            "'{text}' is not URL=VKEY: give the witness's URL, '=', and its cosignature verifier key ('kagi witness key' prints it)"
+        ));
+    };
+    let url = url.trim().trim_end_matches('/').to_string();
+    // Cosignatures are checked against the witness's key, so the transport adds nothing kagi
+    // relies on; witnesses serve plain HTTP (C2SP tlog-witness), as `kagi witness serve` does.
+    if !url.starts_with("http://") || host_of_url(&url).is_err() {
+        return Err(format!(
+            "'{url}' is not an http:// URL of a witness (kagi reaches witnesses over plain HTTP and checks their cosignatures by key)"
+        ));
+    }
+    let (name, public_key) =
+        kagi_tlog::note::parse_cosignature_verifier_key(vkey.trim()).map_err(|e| {
+            format!("{e} (the witness's cosignature key, which 'kagi witness key' prints)")
+        })?;
+    Ok(WitnessConfig {
+        url,
+        vkey: vkey.trim().to_string(),
+        name,
+        public_key,
+    })
 }
 
 /// http://FIRST_HOSTNAME:PUBLIC_PORT, else http://PUBLIC_LISTEN; with the plain-HTTP listener
@@ -797,6 +922,88 @@ mod tests {
         let cfg = resolve(&ServeArgs::default(), &[]).unwrap();
         assert_eq!(cfg.listen, DEFAULT_LISTEN);
         assert_eq!(cfg.public_url, format!("http://{DEFAULT_PUBLIC_LISTEN}"));
+    }
+
+    fn witness_key(name: &str, seed: u8) -> String {
+        kagi_tlog::note::cosignature_verifier_key(name, &[seed; 32])
+    }
+
+    #[test]
+    fn witnesses_come_from_flags_env_or_file_and_are_checked() {
+        let (a, b) = (witness_key("w1.example", 1), witness_key("w2.example", 2));
+        // Flags, quorum defaulting to every witness.
+        let args = ServeArgs {
+            witnesses: vec![
+                format!("http://127.0.0.1:1={a}"),
+                format!("http://127.0.0.1:2/={b}"),
+            ],
+            ..ServeArgs::default()
+        };
+        let cfg = resolve(&args, &[]).unwrap();
+        assert_eq!(cfg.witnesses.len(), 2);
+        assert_eq!(cfg.witnesses[1].url, "http://127.0.0.1:2");
+        assert_eq!(cfg.witnesses[0].name, "w1.example");
+        assert_eq!(cfg.witnesses[0].public_key, [1; 32]);
+        assert_eq!(cfg.witness_quorum, 2);
+        assert_eq!(cfg.witness_timeout.as_secs(), DEFAULT_WITNESS_TIMEOUT_SECS);
+        assert_eq!(cfg.to_json()["settings"]["witness_quorum"], 2);
+        // The environment, comma or space separated, with a quorum and a timeout.
+        let env_list = format!("http://a:1={a}, http://b:2={b}");
+        let cfg = resolve(
+            &ServeArgs::default(),
+            &[
+                ("KAGI_WITNESSES", env_list.as_str()),
+                ("KAGI_WITNESS_QUORUM", "1"),
+                ("KAGI_WITNESS_TIMEOUT", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.witnesses.len(), 2);
+        assert_eq!(cfg.witness_quorum, 1);
+        assert_eq!(cfg.witness_timeout.as_secs(), 3);
+        assert_eq!(cfg.source("witnesses"), Source::Env("KAGI_WITNESSES"));
+        // The file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            &dir,
+            &format!(r#"{{"witnesses": ["http://a:1={a}"], "witness_quorum": 1}}"#),
+        );
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert_eq!(resolve(&args, &[]).unwrap().witnesses.len(), 1);
+        // No witnesses: off.
+        assert!(resolve(&ServeArgs::default(), &[])
+            .unwrap()
+            .witnesses
+            .is_empty());
+        // What is wrong, and what to do.
+        for (list, quorum, want) in [
+            (vec![format!("http://a:1={a}")], Some(2), "from 1 to 1"),
+            (vec![format!("http://a:1={a}")], Some(0), "from 1 to 1"),
+            (vec![], Some(1), "no witness is configured"),
+            (vec!["http://a:1".to_string()], None, "URL=VKEY"),
+            (vec![format!("ftp://a={a}")], None, "http://"),
+            (
+                vec!["http://a:1=w+00000000+AQ==".to_string()],
+                None,
+                "kagi witness key",
+            ),
+            (
+                vec![format!("http://a:1={a}"), format!("http://b:1={a}")],
+                None,
+                "given twice",
+            ),
+        ] {
+            let args = ServeArgs {
+                witnesses: list,
+                witness_quorum: quorum,
+                ..ServeArgs::default()
+            };
+            let err = resolve(&args, &[]).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub fn open(
     database_url: Option<&str>,
     failed_login_window: std::time::Duration,
     password_lock: std::time::Duration,
+    witnesses: Option<kagi_hsm_core::WitnessSet>,
 ) -> Result<Hsm, InstanceError> {
     if database_url.is_none() {
         ensure_root(data)?;
@@ -92,6 +93,7 @@ pub fn open(
     let mut config = HsmConfig::new(store);
     config.failed_login_window = failed_login_window;
     config.password_lock = password_lock;
+    config.witnesses = witnesses;
     Ok(Hsm::open(config)?)
 }
 

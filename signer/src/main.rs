@@ -18,6 +18,7 @@ mod sigstore;
 mod tls;
 mod verify_cli;
 mod witness;
+mod witness_client;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -28,6 +28,7 @@ impl Hsm {
                 password_lock: cfg.password_lock,
                 quota_floors: Mutex::new(HashMap::new()),
                 commit_observer: Arc::default(),
+                witnesses: cfg.witnesses,
             }),
         })
     }
@@ -130,6 +131,7 @@ impl Hsm {
             self.inner.store.clone(),
             audit_keys.clone(),
             self.inner.commit_observer.clone(),
+            self.inner.witnesses.clone(),
         )?;
         let audit_row = KeyRow::from_attrs(&audit_attrs, audit_sealed);
         let apply: ApplyFn = Box::new(move |c| {
@@ -355,6 +357,7 @@ impl Hsm {
             self.inner.store.clone(),
             audit_keys.clone(),
             self.inner.commit_observer.clone(),
+            self.inner.witnesses.clone(),
         )?;
         let unsealed = Unsealed {
             master,

@@ -72,6 +72,10 @@ pub struct HsmConfig {
     /// How long [`PASSWORD_ATTEMPTS`] wrong console passwords lock a person's password
     /// ([`PASSWORD_LOCK`] by default).
     pub password_lock: Duration,
+    /// Witnesses whose quorum must cosign the transparency log before a key use's result is
+    /// released (see `witnessing`); `None`: results are released at commit, and a restored
+    /// database is not detected.
+    pub witnesses: Option<crate::witnessing::WitnessSet>,
 }
 
 impl HsmConfig {
@@ -80,6 +84,7 @@ impl HsmConfig {
             store,
             failed_login_window: FAILED_LOGIN_WINDOW,
             password_lock: PASSWORD_LOCK,
+            witnesses: None,
         }
     }
 }
@@ -297,6 +302,8 @@ pub(crate) struct Inner {
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// The front end's observer of committed batches (metrics), if it set one.
     commit_observer: Arc<crate::commit::ObserverSlot>,
+    /// The witnesses the committer's release stage asks, if any.
+    pub(crate) witnesses: Option<crate::witnessing::WitnessSet>,
 }
 
 /// Handle to the HSM. Cheap to clone; all clones share one state.

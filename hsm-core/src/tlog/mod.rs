@@ -226,6 +226,19 @@ pub(crate) fn checkpoint(
     Ok(q.first(c).optional()?)
 }
 
+/// The newest `n` stored checkpoints, newest first: (size, unix ms, note).
+pub(crate) fn recent_checkpoints(c: &mut AnyConnection, n: i64) -> Result<Vec<(i64, i64, String)>> {
+    Ok(tlog_checkpoints::table
+        .select((
+            tlog_checkpoints::size,
+            tlog_checkpoints::ts,
+            tlog_checkpoints::note,
+        ))
+        .order(tlog_checkpoints::size.desc())
+        .limit(n)
+        .load(c)?)
+}
+
 /// Entry `index`: (unix ms, body).
 pub(crate) fn entry(c: &mut AnyConnection, index: i64) -> Result<(i64, Vec<u8>)> {
     let row: Option<(i64, Vec<u8>)> = tlog_entries::table

@@ -12,3 +12,4 @@ mod observe;
 mod passwords;
 mod tamper;
 mod usage_limits;
+mod witnessing;

@@ -102,3 +102,28 @@ fn signature_entries_are_canonical_and_read_back() {
     let err = SignatureEntry::parse(hashedrekord).unwrap_err().to_string();
     assert!(err.contains("not a kagi signature entry"), "{err}");
 }
+
+#[test]
+fn audit_checkpoint_entries_have_one_encoding_and_read_back() {
+    let e = AuditCheckpointEntry {
+        time: 1_700_000_000,
+        audit_size: 42,
+        audit_root: [7u8; 32],
+    };
+    let bytes = e.canonical_bytes();
+    assert_eq!(
+        String::from_utf8(bytes.clone()).unwrap(),
+        format!(
+            r#"{{"audit_root":"{}","audit_size":42,"kind":"kagi.audit-checkpoint/v1","time":1700000000}}"#,
+            hex::encode([7u8; 32])
+        )
+    );
+    assert_eq!(AuditCheckpointEntry::parse(&bytes).unwrap(), e);
+    // Neither of the other kinds reads as an anchor, nor an anchor as a signature entry.
+    assert!(SignatureEntry::parse(&bytes).is_err());
+    let short = String::from_utf8(bytes)
+        .unwrap()
+        .replace(&hex::encode([7u8; 32]), "0707");
+    assert!(AuditCheckpointEntry::parse(short.as_bytes()).is_err());
+    assert!(AuditCheckpointEntry::parse(b"{}").is_err());
+}

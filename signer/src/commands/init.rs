@@ -30,6 +30,7 @@ pub(super) fn init(args: &InitArgs) -> Result<()> {
         args.database_url.as_deref(),
         kagi_hsm_core::FAILED_LOGIN_WINDOW,
         kagi_hsm_core::PASSWORD_LOCK,
+        None,
     )
     .context("cannot open the HSM store")?;
     let out = hsm.init(args.shares, args.threshold)?;

@@ -19,6 +19,7 @@ mod output;
 mod policies;
 mod serve;
 mod sign;
+mod status;
 mod witness;
 
 pub use output::{json_mode, PendingApproval};
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Log(cmd) => crate::log_cli::run(cmd),
         Command::Verify(args) => crate::verify_cli::run(&args),
         Command::Backup(args) => backup::backup(&args),
+        Command::Status => status::status(),
         Command::Witness(cmd) => witness::run(cmd),
     }
 }

@@ -41,11 +41,28 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
     instance::ensure_root(&data)?;
+    let witnesses = crate::witness_client::witness_set(
+        &cfg.witnesses,
+        cfg.witness_quorum,
+        cfg.witness_timeout,
+    )?;
+    if witnesses.is_none() {
+        eprintln!(
+            "note: no witnesses are configured, so a restore of the database from an older backup (which gives spent key uses back) is not detected; configure witnesses with --witness URL=VKEY (README, \"Witnessed log\")"
+        );
+    } else {
+        log::info!(
+            "witnessed log: results are released once {} of {} witnesses cosign",
+            cfg.witness_quorum,
+            cfg.witnesses.len()
+        );
+    }
     let hsm = instance::open(
         &data,
         cfg.database_url.as_deref(),
         cfg.failed_login_window,
         cfg.console_lock,
+        witnesses,
     )
     .context("cannot open the HSM store")?;
     let startup = instance::bring_up(&hsm, &data)?;

@@ -112,6 +112,8 @@ registry! {
     KeyIntegrityFailure = "key_integrity_failure", SERVICE_UNAVAILABLE, "a key's stored attributes or sealed material were changed outside kagi";
     AuditIntegrityFailure = "audit_integrity_failure", SERVICE_UNAVAILABLE, "the audit log failed its integrity check";
     IntegrityFailure = "integrity_failure", SERVICE_UNAVAILABLE, "stored data failed an integrity check; when the audit log does not verify, kagi refuses every change (fails closed) until an operator recovers it";
+    RollbackDetected = "rollback_detected", SERVICE_UNAVAILABLE, "a witness has seen more of the transparency log than this database holds (it was restored from a backup, forked or truncated): kagi releases nothing until officers run the recovery in the README (\"Witnessed log\")";
+    WitnessUnavailable = "witness_unavailable", SERVICE_UNAVAILABLE, "fewer than the quorum of witnesses cosigned the log in time: the use was counted and its result withheld; retry once the witnesses answer (README, \"Witnessed log\")";
     PreIssuanceCheckFailed = "pre_issuance_check_failed", INTERNAL_SERVER_ERROR, "a certificate kagi built failed its pre-issuance check and was not signed";
     StorageError = "storage_error", INTERNAL_SERVER_ERROR, "the store failed";
     CryptoError = "crypto_error", INTERNAL_SERVER_ERROR, "the crypto engine failed";

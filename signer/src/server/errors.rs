@@ -289,6 +289,8 @@ mod tests {
                 seq: 0,
                 reason: s(),
             },
+            HsmError::RollbackDetected(s()),
+            HsmError::WitnessUnavailable(s()),
             HsmError::Store(s()),
             HsmError::Crypto(""),
         ];
@@ -330,6 +332,8 @@ mod tests {
                 | HsmError::SelfApproval(_)
                 | HsmError::NotAnApprover { .. }
                 | HsmError::AuditIntegrity { .. }
+                | HsmError::RollbackDetected(_)
+                | HsmError::WitnessUnavailable(_)
                 | HsmError::Store(_)
                 | HsmError::Crypto(_) => {}
             }

@@ -1,8 +1,8 @@
 //! `/readyz`: whether this process should get traffic, and why not.
 //!
 //! Liveness (`/healthz`) only says the process answers. Readiness also says it can change
-//! anything: unsealed, not failed closed over an audit log that does not verify, and its
-//! database answering.
+//! anything: unsealed, not failed closed over an audit log that does not verify or a rollback
+//! a witness showed, a quorum of its witnesses (if any) answering, and its database answering.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -23,6 +23,20 @@ fn unready(reason: &str, message: String) -> HttpResponse {
     }))
 }
 
+/// [`unready`] with the witnesses' state (`kagi status` shows it).
+fn unready_witnessed(
+    reason: &str,
+    message: String,
+    witnesses: &kagi_hsm_core::WitnessStatus,
+) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({
+        "ready": false,
+        "reason": reason,
+        "message": message,
+        "witnesses": witnesses,
+    }))
+}
+
 /// 200 when unsealed, the audit log verifies and the database answers; 503 with the reason
 /// otherwise.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -35,12 +49,43 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if let Some(reason) = state.hsm.integrity_failure() {
         return unready("integrity_failure", reason);
     }
+    let witnesses = state.hsm.witness_status();
+    if let Some(w) = &witnesses {
+        if let Some(reason) = &w.rollback {
+            return unready_witnessed("rollback_detected", reason.clone(), w);
+        }
+        let answering = w
+            .witnesses
+            .iter()
+            .filter(|x| x.last_error.is_none())
+            .count();
+        if answering < w.quorum {
+            let troubles: Vec<String> = w
+                .witnesses
+                .iter()
+                .filter_map(|x| x.last_error.as_ref().map(|e| format!("{}: {e}", x.name)))
+                .collect();
+            return unready_witnessed(
+                "witness_unavailable",
+                format!(
+                    "{answering} of the {} witnesses answer and {} must cosign before results are released ({})",
+                    w.witnesses.len(),
+                    w.quorum,
+                    troubles.join("; ")
+                ),
+                w,
+            );
+        }
+    }
     let hsm = state.hsm.clone();
     let ping = web::block(move || hsm.ping_store(STORE_PING_TIMEOUT));
     // The pool's timeout bounds the wait for a connection, not a query on a connection whose
     // peer went silent: the answer is bounded here too, whatever the blocking thread meets.
     match actix_web::rt::time::timeout(2 * STORE_PING_TIMEOUT, ping).await {
-        Ok(Ok(Ok(()))) => HttpResponse::Ok().json(json!({ "ready": true })),
+        Ok(Ok(Ok(()))) => HttpResponse::Ok().json(match &witnesses {
+            Some(w) => json!({ "ready": true, "witnesses": w }),
+            None => json!({ "ready": true }),
+        }),
         Ok(Ok(Err(e))) => unready(
             "database_unreachable",
             format!("the database does not answer: {e}"),

@@ -242,6 +242,41 @@ fn scrape(state: &AppState, auditor: bool) -> Registry {
         "1 once the audit log failed verification and kagi failed closed",
         i64::from(hsm.integrity_failure().is_some()),
     );
+    gauge(
+        &mut r,
+        "kagi_rollback_detected",
+        "1 once a witness showed the database was restored, forked or truncated and kagi stopped releasing results",
+        i64::from(hsm.rollback_detected().is_some()),
+    );
+    if let Some(w) = hsm.witness_status() {
+        gauge(
+            &mut r,
+            "kagi_witness_quorum",
+            "Witness cosignatures a checkpoint needs before the results it covers are released",
+            w.quorum as i64,
+        );
+        gauge(
+            &mut r,
+            "kagi_witnesses_answering",
+            "Witnesses whose last request succeeded",
+            w.witnesses
+                .iter()
+                .filter(|x| x.last_error.is_none())
+                .count() as i64,
+        );
+        gauge(
+            &mut r,
+            "kagi_witnessed_log_size",
+            "Newest transparency log size a quorum of witnesses cosigned",
+            w.witnessed_size,
+        );
+        gauge(
+            &mut r,
+            "kagi_witness_held_results",
+            "Results committed and waiting for the witnesses' quorum",
+            w.held as i64,
+        );
+    }
     if let Ok(sizes) = hsm.log_sizes() {
         gauge(
             &mut r,

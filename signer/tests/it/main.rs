@@ -29,6 +29,7 @@ mod strict_verify;
 mod tiles;
 mod witness;
 mod witness_verify;
+mod witnessed;
 
 /// What the test modules know as `common`.
 mod common {

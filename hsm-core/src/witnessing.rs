@@ -1,0 +1,604 @@
+//! kagi as a witnessed log (C2SP tlog-witness): results are released only once a quorum of
+//! witnesses has cosigned a checkpoint covering them, so a restored, forked or truncated
+//! database cannot release anything: the witnesses remember a longer log than it holds.
+//!
+//! hsm-core speaks no HTTP: a front end gives the HSM a [`WitnessSet`] of [`Witness`]es (the
+//! signer's are HTTP clients) at open. With one, the committer appends an audit-checkpoint
+//! anchor to the transparency log with every batch (so every batch has a checkpoint, whatever
+//! it holds) and hands the replies of key uses to the [`Gate`] instead of answering them.
+//!
+//! The gate witnesses one checkpoint at a time, the *target*: every witness's worker thread
+//! sends it (with a consistency proof from the size the worker believes its witness holds),
+//! and once a quorum cosigned it, every held result of a batch at or below its size is
+//! released and the target moves to the newest committed checkpoint. The committer keeps
+//! committing meanwhile, so witnessing adds latency, not a throughput ceiling; all witnesses
+//! cosign the same sizes, so the newest witnessed checkpoint carries the whole quorum.
+//!
+//! A witness that has seen a larger log than the database holds, or refuses a consistency
+//! proof computed from it, means the database went back or forked: the gate sets a failure
+//! every held and future result gets (`rollback_detected`), and the committer refuses every
+//! change but the audit record saying so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+pub use kagi_tlog::witness::{AddCheckpoint, WitnessAnswer};
+
+use crate::commit::{Committed, EventDraft, Op, Reply};
+use crate::error::{HsmError, Result};
+use crate::store::schema::tlog_checkpoints;
+use crate::store::Store;
+use crate::tlog;
+
+/// One witness as the HSM sees it: a name and cosignature key to check its answers against,
+/// and a way to send it an add-checkpoint request.
+pub trait Witness: Send + Sync {
+    /// The witness's name: the key name of its cosignature lines.
+    fn name(&self) -> &str;
+    /// The witness's cosignature/v1 Ed25519 public key.
+    fn public_key(&self) -> [u8; 32];
+    /// Send `req` (POST add-checkpoint). `Err` says why no answer came (unreachable, timed
+    /// out): the witness is unavailable for now, and the request is retried.
+    fn add_checkpoint(&self, req: &AddCheckpoint) -> std::result::Result<WitnessAnswer, String>;
+}
+
+/// The witnesses kagi's log needs cosignatures from: a quorum of them, within a timeout.
+#[derive(Clone)]
+pub struct WitnessSet {
+    pub witnesses: Vec<Arc<dyn Witness>>,
+    /// Cosignatures a checkpoint needs before results it covers are released.
+    pub quorum: usize,
+    /// How long a caller waits, once its use is committed, for the quorum.
+    pub timeout: Duration,
+}
+
+impl WitnessSet {
+    /// A set with `1 <= quorum <= witnesses.len()` and distinct names.
+    pub fn new(
+        witnesses: Vec<Arc<dyn Witness>>,
+        quorum: usize,
+        timeout: Duration,
+    ) -> Result<WitnessSet> {
+        let n = witnesses.len();
+        if quorum == 0 || quorum > n {
+            return Err(HsmError::BadInput(format!(
+                "a witness quorum of {quorum} with {n} witness(es) is impossible: give a quorum from 1 to {n}"
+            )));
+        }
+        let names: BTreeSet<&str> = witnesses.iter().map(|w| w.name()).collect();
+        if names.len() != n {
+            return Err(HsmError::BadInput(
+                "two witnesses have the same name: each witness counts once toward the quorum, so give each one once".into(),
+            ));
+        }
+        Ok(WitnessSet {
+            witnesses,
+            quorum,
+            timeout,
+        })
+    }
+}
+
+/// One witness's state, as `/readyz`, `/metrics` and `kagi status` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WitnessState {
+    pub name: String,
+    /// Largest log size this witness cosigned for this process (0: none yet).
+    pub cosigned_size: i64,
+    /// Why its last request failed, while it keeps failing.
+    pub last_error: Option<String>,
+}
+
+/// The witnessing as a whole.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WitnessStatus {
+    pub quorum: usize,
+    /// Newest log size a quorum cosigned.
+    pub witnessed_size: i64,
+    /// Newest log size this process committed or found at start.
+    pub log_size: i64,
+    /// Results committed and held for cosignatures.
+    pub held: usize,
+    /// Why kagi stopped releasing results, if a rollback or fork was detected.
+    pub rollback: Option<String>,
+    pub witnesses: Vec<WitnessState>,
+}
+
+/// A committed result waiting for the quorum.
+struct Held {
+    size: u64,
+    reply: SyncSender<Reply>,
+    done: Committed,
+    since: Instant,
+}
+
+struct PerWitness {
+    cosigned: u64,
+    error: Option<String>,
+}
+
+struct GateState {
+    /// The checkpoint being witnessed: (size, note with the log's signature only).
+    target: Option<(u64, String)>,
+    /// The newest committed checkpoint.
+    latest: Option<(u64, String)>,
+    /// Per size at or above the witnessed one: which witnesses cosigned it.
+    cosigned: BTreeMap<u64, BTreeSet<usize>>,
+    witnessed: u64,
+    per: Vec<PerWitness>,
+    held: Vec<Held>,
+    rollback: Option<String>,
+}
+
+/// The release stage between the committer and the callers of key uses.
+pub(crate) struct Gate {
+    set: WitnessSet,
+    store: Store,
+    state: Mutex<GateState>,
+    changed: Condvar,
+    /// Where the rollback's audit record goes: the committer's queue (the committer thread
+    /// holds the gate weakly, so this does not keep it alive once the HSM is dropped).
+    committer: SyncSender<Op>,
+}
+
+/// The newest stored checkpoint, with the log's own signature only.
+fn latest_stored(store: &Store) -> Result<Option<(u64, String)>> {
+    let mut c = store.conn()?;
+    Ok(tlog::checkpoint(&mut c, None)?.map(|(size, _, note)| (size as u64, log_note_only(&note))))
+}
+
+/// A stored note up to and including its first signature line (the log's): cosignatures
+/// appended later are not sent back to witnesses.
+pub(crate) fn log_note_only(note: &str) -> String {
+    match note.find("\n\n") {
+        Some(split) => {
+            let sigs = &note[split + 2..];
+            match sigs.find('\n') {
+                Some(end) => note[..split + 2 + end + 1].to_string(),
+                None => note.to_string(),
+            }
+        }
+        None => note.to_string(),
+    }
+}
+
+fn lock(m: &Mutex<GateState>) -> MutexGuard<'_, GateState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+impl Gate {
+    /// Start the workers, one per witness. The newest stored checkpoint is sent at once, so a
+    /// restored database is found before its first request.
+    pub(crate) fn start(
+        set: WitnessSet,
+        store: Store,
+        committer: SyncSender<Op>,
+    ) -> Result<Arc<Gate>> {
+        let latest = latest_stored(&store)?;
+        let n = set.witnesses.len();
+        let gate = Arc::new(Gate {
+            state: Mutex::new(GateState {
+                target: latest.clone(),
+                latest,
+                cosigned: BTreeMap::new(),
+                witnessed: 0,
+                per: (0..n)
+                    .map(|_| PerWitness {
+                        cosigned: 0,
+                        error: None,
+                    })
+                    .collect(),
+                held: Vec::new(),
+                rollback: None,
+            }),
+            changed: Condvar::new(),
+            set,
+            store,
+            committer,
+        });
+        for i in 0..n {
+            let weak = Arc::downgrade(&gate);
+            let name = gate.set.witnesses[i].name().to_string();
+            std::thread::Builder::new()
+                .name(format!("kagi-witness-{i}"))
+                .spawn(move || worker(weak, i))
+                .map_err(|e| {
+                    HsmError::Store(format!("cannot start the thread for witness '{name}': {e}"))
+                })?;
+        }
+        Ok(gate)
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.set.timeout
+    }
+
+    /// Why results are no longer released, if a rollback was detected.
+    pub(crate) fn rollback(&self) -> Option<String> {
+        lock(&self.state).rollback.clone()
+    }
+
+    /// A batch committed checkpoint `size` (`note`): hold its key uses' results until a quorum
+    /// cosigned a checkpoint at least this large.
+    pub(crate) fn committed(
+        &self,
+        size: u64,
+        note: String,
+        replies: Vec<(SyncSender<Reply>, Committed)>,
+    ) {
+        let mut st = lock(&self.state);
+        if let Some(reason) = &st.rollback {
+            for (reply, _) in replies {
+                let _ = reply.send(Reply::Done(Err(rollback_error(reason))));
+            }
+            return;
+        }
+        let now = Instant::now();
+        // Callers stop waiting after the timeout: their entries only cost memory after that.
+        let keep = self.set.timeout + Duration::from_secs(5);
+        st.held.retain(|h| now.duration_since(h.since) < keep);
+        for (reply, done) in replies {
+            if size <= st.witnessed {
+                let _ = reply.send(Reply::Done(Ok(done)));
+                continue;
+            }
+            let _ = reply.send(Reply::Held);
+            st.held.push(Held {
+                size,
+                reply,
+                done,
+                since: now,
+            });
+        }
+        if st.latest.as_ref().is_none_or(|(s, _)| *s < size) {
+            st.latest = Some((size, note));
+        }
+        let target_done = match &st.target {
+            None => true,
+            Some((t, _)) => *t <= st.witnessed,
+        };
+        if target_done {
+            st.target = st.latest.clone();
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn status(&self) -> WitnessStatus {
+        let st = lock(&self.state);
+        WitnessStatus {
+            quorum: self.set.quorum,
+            witnessed_size: st.witnessed as i64,
+            log_size: st.latest.as_ref().map(|(s, _)| *s as i64).unwrap_or(0),
+            held: st.held.len(),
+            rollback: st.rollback.clone(),
+            witnesses: self
+                .set
+                .witnesses
+                .iter()
+                .zip(st.per.iter())
+                .map(|(w, p)| WitnessState {
+                    name: w.name().to_string(),
+                    cosigned_size: p.cosigned as i64,
+                    last_error: p.error.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Why a caller's held result was not released in time.
+    pub(crate) fn unavailable_error(&self) -> HsmError {
+        let s = self.status();
+        let troubles: Vec<String> = s
+            .witnesses
+            .iter()
+            .filter_map(|w| w.last_error.as_ref().map(|e| format!("{}: {e}", w.name)))
+            .collect();
+        HsmError::WitnessUnavailable(format!(
+            "fewer than {} of the {} witnesses cosigned the transparency log within {} s{}: the use was counted and its result was not released; retry once the witnesses answer (README, \"Witnessed log\")",
+            s.quorum,
+            s.witnesses.len(),
+            self.set.timeout.as_secs_f64(),
+            if troubles.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", troubles.join("; "))
+            }
+        ))
+    }
+
+    /// Wait (up to a second) for a checkpoint witness `i` has not cosigned yet.
+    fn next_job(&self, i: usize) -> Option<(u64, String)> {
+        let mut st = lock(&self.state);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            if st.rollback.is_some() {
+                return None;
+            }
+            if let Some((size, note)) = &st.target {
+                if st.per[i].cosigned < *size {
+                    return Some((*size, note.clone()));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            st = match self.changed.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    fn failed(&self, i: usize, why: String) {
+        let mut st = lock(&self.state);
+        if st.per[i].error.as_deref() != Some(&why) {
+            log::warn!(
+                "witness '{}' did not cosign: {why}",
+                self.set.witnesses[i].name()
+            );
+        }
+        st.per[i].error = Some(why);
+    }
+
+    /// Witness `i` cosigned checkpoint `size`: count it, and release what a quorum covers.
+    fn cosigned(&self, i: usize, size: u64) {
+        let mut st = lock(&self.state);
+        st.per[i].error = None;
+        st.per[i].cosigned = st.per[i].cosigned.max(size);
+        if size <= st.witnessed {
+            return;
+        }
+        let n = {
+            let set = st.cosigned.entry(size).or_default();
+            set.insert(i);
+            set.len()
+        };
+        if n < self.set.quorum {
+            self.changed.notify_all();
+            return;
+        }
+        st.witnessed = size;
+        st.cosigned = st.cosigned.split_off(&(size + 1));
+        let held = std::mem::take(&mut st.held);
+        let (release, keep): (Vec<Held>, Vec<Held>) =
+            held.into_iter().partition(|h| h.size <= size);
+        st.held = keep;
+        for h in release {
+            let _ = h.reply.send(Reply::Done(Ok(h.done)));
+        }
+        if st.target.as_ref().is_some_and(|(t, _)| *t <= size) {
+            st.target = st.latest.clone();
+        }
+        self.changed.notify_all();
+    }
+
+    /// A witness holds more of the log than the database, or refused a proof computed from it.
+    fn detected_rollback(&self, i: usize, reason: String, detail: serde_json::Value) {
+        let mut st = lock(&self.state);
+        if st.rollback.is_some() {
+            return;
+        }
+        let name = self.set.witnesses[i].name();
+        let message = format!(
+            "witness '{name}' shows this database is behind or forked: {reason}. The database was restored from a backup, forked or truncated, so uses spent after that point are unknown. kagi releases nothing until officers run the recovery in the README (\"Witnessed log\")"
+        );
+        log::error!("rollback detected: {message}");
+        for h in std::mem::take(&mut st.held) {
+            let _ = h.reply.send(Reply::Done(Err(rollback_error(&message))));
+        }
+        st.rollback = Some(message);
+        self.changed.notify_all();
+        drop(st);
+        // The committer refuses everything else now, and writes this record.
+        let _ = self.committer.try_send(Op::system(rollback_event(detail)));
+    }
+
+    /// Store a verified cosignature line with its checkpoint, once per witness.
+    fn store_cosignature(&self, i: usize, size: u64, line: &str) -> Result<()> {
+        let w = &self.set.witnesses[i];
+        let mut c = self.store.conn()?;
+        let stored: Option<String> = tlog_checkpoints::table
+            .filter(tlog_checkpoints::size.eq(size as i64))
+            .select(tlog_checkpoints::note)
+            .first(&mut c)
+            .optional()?;
+        let Some(stored) = stored else {
+            return Err(HsmError::Store(format!(
+                "the checkpoint at size {size} is not stored any more"
+            )));
+        };
+        if kagi_tlog::open_cosignature(&stored, w.name(), &w.public_key()).is_ok() {
+            return Ok(());
+        }
+        diesel::update(tlog_checkpoints::table.filter(tlog_checkpoints::size.eq(size as i64)))
+            .set(tlog_checkpoints::note.eq(tlog_checkpoints::note.concat(line.to_string())))
+            .execute(&mut c)?;
+        Ok(())
+    }
+
+    fn db_size(&self) -> Result<u64> {
+        let mut c = self.store.conn()?;
+        Ok(tlog::head(&mut c)?.0 as u64)
+    }
+
+    fn proof(&self, old: u64, size: u64) -> Result<Vec<[u8; 32]>> {
+        if old == 0 || old == size {
+            return Ok(Vec::new());
+        }
+        let mut c = self.store.conn()?;
+        let mut nodes = tlog::DbNodes::new(&mut c)?;
+        tlog::consistency_proof(&mut nodes, old, size)
+    }
+
+    /// Move the target to the newest stored checkpoint when it is larger (another process
+    /// sharing the database advanced the witnesses).
+    fn catch_up_target(&self) -> Result<()> {
+        if let Some((size, note)) = latest_stored(&self.store)? {
+            let mut st = lock(&self.state);
+            if st.latest.as_ref().is_none_or(|(s, _)| *s < size) {
+                st.latest = Some((size, note.clone()));
+            }
+            if st.target.as_ref().is_none_or(|(s, _)| *s < size) {
+                st.target = Some((size, note));
+            }
+            self.changed.notify_all();
+        }
+        Ok(())
+    }
+}
+
+fn rollback_error(reason: &str) -> HsmError {
+    HsmError::RollbackDetected(reason.to_string())
+}
+
+/// One witness's loop: send the target, learn the witness's size from 409s, back off while it
+/// is unreachable. Holds the gate only while working, so it ends when the HSM is dropped.
+fn worker(weak: Weak<Gate>, i: usize) {
+    // The size this worker believes its witness holds: learned from 409 at first.
+    let mut old: u64 = 0;
+    let mut backoff = BACKOFF_START;
+    let mut conflicts = 0u32;
+    loop {
+        let Some(gate) = weak.upgrade() else { return };
+        if gate.rollback().is_some() {
+            return;
+        }
+        let Some((size, note)) = gate.next_job(i) else {
+            continue;
+        };
+        let w = gate.set.witnesses[i].clone();
+        let proof = match gate.proof(old, size) {
+            Ok(p) => p,
+            Err(e) => {
+                gate.failed(
+                    i,
+                    format!("cannot compute the consistency proof {old} -> {size}: {e}"),
+                );
+                drop(gate);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let req = AddCheckpoint {
+            old_size: old,
+            proof,
+            checkpoint: note.clone(),
+        };
+        let answer = w.add_checkpoint(&req);
+        let pause = match answer {
+            Err(why) => {
+                gate.failed(i, format!("unreachable: {why}"));
+                true
+            }
+            Ok(WitnessAnswer::Cosigned(lines)) => {
+                let line = lines.split_inclusive('\n').find(|l| {
+                    let mut with = note.clone();
+                    with.push_str(l);
+                    kagi_tlog::open_cosignature(&with, w.name(), &w.public_key()).is_ok()
+                });
+                match line {
+                    None => {
+                        gate.failed(
+                            i,
+                            "it answered 200 without a valid cosignature by its configured key: check the witness's verifier key in kagi's settings".into(),
+                        );
+                        true
+                    }
+                    Some(line) => match gate.store_cosignature(i, size, line) {
+                        Ok(()) => {
+                            old = size;
+                            conflicts = 0;
+                            backoff = BACKOFF_START;
+                            gate.cosigned(i, size);
+                            false
+                        }
+                        Err(e) => {
+                            gate.failed(i, format!("its cosignature could not be stored: {e}"));
+                            true
+                        }
+                    },
+                }
+            }
+            Ok(WitnessAnswer::Conflict(theirs)) => {
+                conflicts += 1;
+                match gate.db_size() {
+                    Err(e) => {
+                        gate.failed(i, format!("cannot read the log's size: {e}"));
+                        true
+                    }
+                    Ok(ours) if theirs > ours => {
+                        gate.detected_rollback(
+                            i,
+                            format!("it has seen the log at size {theirs}, but this database's log has only {ours} entries"),
+                            serde_json::json!({"witness": w.name(), "witness_size": theirs, "log_size": ours}),
+                        );
+                        return;
+                    }
+                    Ok(ours) if theirs == old && theirs == size => {
+                        gate.detected_rollback(
+                            i,
+                            format!("it holds another checkpoint at size {theirs} (the same size, another root)"),
+                            serde_json::json!({"witness": w.name(), "witness_size": theirs, "log_size": ours, "fork": true}),
+                        );
+                        return;
+                    }
+                    Ok(_) => {
+                        old = theirs;
+                        if theirs > size {
+                            if let Err(e) = gate.catch_up_target() {
+                                gate.failed(i, format!("cannot read the newest checkpoint: {e}"));
+                            }
+                        }
+                        // Retry at once; a witness that keeps moving is retried more slowly.
+                        conflicts > 3
+                    }
+                }
+            }
+            Ok(WitnessAnswer::Refused {
+                status: 422,
+                message,
+            }) => {
+                let ours = gate.db_size().unwrap_or(size);
+                gate.detected_rollback(
+                    i,
+                    format!("it refused the consistency proof from size {old} to {size} computed from this database ({message})"),
+                    serde_json::json!({"witness": w.name(), "witness_size": old, "log_size": ours, "refused_proof": true}),
+                );
+                return;
+            }
+            Ok(WitnessAnswer::Refused { status, message }) => {
+                gate.failed(
+                    i,
+                    format!("it refused the checkpoint with status {status}: {message}"),
+                );
+                true
+            }
+        };
+        drop(gate);
+        if pause {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// The audit record of a detected rollback.
+fn rollback_event(detail: serde_json::Value) -> EventDraft {
+    EventDraft {
+        actor: "hsm".into(),
+        action: "tlog.rollback_detected".into(),
+        partition: None,
+        key_id: None,
+        detail,
+        outcome: None,
+        use_hi: None,
+    }
+}
