@@ -38,8 +38,14 @@ impl Drop for Server {
 }
 
 pub fn start(dir: &Path) -> Server {
+    start_with(dir, &[])
+}
+
+/// [`start`] with more `kagi serve` arguments (witnesses, say).
+pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(kagi_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--public-listen", "off"])
+        .args(extra)
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
