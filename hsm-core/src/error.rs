@@ -82,6 +82,8 @@ pub enum HsmError {
     KeyNotActive { label: String, reason: String },
     #[error("key '{0}' is suspended (disabled by an officer): it signs nothing until an officer enables it again ('kagi key enable {0}')")]
     KeySuspended(String),
+    #[error("key '{0}' has a usage limit and kagi detected a rollback of its database since the limit was set: the uses spent after the restored point are unknown, so it signs nothing until an officer reviews it and sets its limit again ('kagi key set-limit {0} --usage-limit N'; README, Backups)")]
+    KeyFrozen(String),
     #[error("key '{0}' was changed by another request while this one was in flight: retry")]
     KeyChanged(String),
     #[error("key '{label}' does not allow the operation '{op}'")]
@@ -155,6 +157,7 @@ impl HsmError {
             HsmError::UsageLimitReached { .. } => "usage_limit_reached",
             HsmError::KeyNotActive { .. } => "key_not_active",
             HsmError::KeySuspended(_) => "key_suspended",
+            HsmError::KeyFrozen(_) => "key_frozen",
             HsmError::KeyChanged(_) => "key_changed",
             HsmError::OperationNotAllowed { .. } => "operation_not_allowed",
             HsmError::NotExportable(_) => "not_exportable",
@@ -202,6 +205,7 @@ impl HsmError {
             HsmError::KeyExists(_)
             | HsmError::KeyNotActive { .. }
             | HsmError::KeySuspended(_)
+            | HsmError::KeyFrozen(_)
             | HsmError::KeyChanged(_)
             | HsmError::Conflict(_)
             | HsmError::SerialInUse(_)

@@ -37,6 +37,7 @@ const KEPT_ACTIONS: &[&str] = &[
     "credential.revoke",
     "key.destroy",
     "key.resume",
+    "key.set_usage_limit",
     "key.suspend",
     "policy.activate",
 ];
@@ -57,10 +58,16 @@ struct Index {
     use_hi: HashMap<String, i64>,
     /// Per (action, subject), in log order: the successful records of [`KEPT_ACTIONS`].
     kept: BTreeMap<(String, String), Vec<AuditEvent>>,
+    /// The sequence number of the newest `tlog.rollback_detected` record: the witnesses showed
+    /// that this database was restored, forked or truncated before it.
+    rollback_at: Option<i64>,
 }
 
 impl Index {
     fn add(&mut self, ev: &AuditEvent) {
+        if ev.action == "tlog.rollback_detected" && ev.outcome == "ok" {
+            self.rollback_at = Some(ev.seq);
+        }
         let Some(subject) = &ev.key_id else { return };
         if let Some(v) = ev.use_hi {
             let e = self.use_hi.entry(subject.clone()).or_insert(v);
@@ -243,6 +250,26 @@ impl Integrity {
             (Some(_), None) => true,
             _ => false,
         }
+    }
+
+    /// Whether key `key_id`, which has a usage limit, is frozen by a detected rollback: the
+    /// verified log holds a `tlog.rollback_detected` record and no `key.set_usage_limit` of
+    /// this key after it. The uses spent between the restored point and the restore are
+    /// unknown, so such a key signs again only once an officer has set its limit anew.
+    pub(crate) fn frozen_by_rollback(&self, key_id: &str) -> bool {
+        let Ok(v) = self.verified.lock() else {
+            return true;
+        };
+        let Some(rollback) = v.index.rollback_at else {
+            return false;
+        };
+        let limit_set_after = v
+            .index
+            .kept
+            .get(&("key.set_usage_limit".to_string(), key_id.to_string()))
+            .and_then(|evs| evs.last())
+            .is_some_and(|e| e.seq > rollback);
+        !limit_set_after
     }
 
     /// The verified successful records of `action` whose subject starts with `prefix`.

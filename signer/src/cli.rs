@@ -141,6 +141,16 @@ pub enum WitnessCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Forget the checkpoint saved for one log, so its next checkpoint is taken as new: the
+    /// witness operator's part of a log's recovery after a rollback (README, Backups). Prints
+    /// what was forgotten; works while the witness serves.
+    Forget {
+        #[arg(long)]
+        data: PathBuf,
+        /// The log's origin (the first line of its checkpoints; kagi's is kagi-tlog).
+        #[arg(long)]
+        origin: String,
+    },
 }
 
 #[derive(Debug, Args)]

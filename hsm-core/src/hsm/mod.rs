@@ -245,6 +245,12 @@ impl Unsealed {
         self.integrity.suspended_now(key_id)
     }
 
+    /// Whether a key with a usage limit waits for an officer's new limit after a detected
+    /// rollback (see `Integrity::frozen_by_rollback`), as far as this process has read the log.
+    pub(crate) fn frozen_by_rollback(&self, key_id: &str) -> bool {
+        self.integrity.frozen_by_rollback(key_id)
+    }
+
     /// [`Unsealed::suspended_now`] after catching up with the whole log.
     pub(crate) fn suspended(&self, store: &Store, key_id: &str) -> Result<bool> {
         let mut c = store.conn()?;

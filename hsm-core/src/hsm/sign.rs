@@ -160,6 +160,9 @@ impl Hsm {
                 self.evict(s.partition(), label);
                 return Err(HsmError::KeySuspended(a.label.clone()));
             }
+            if a.usage_limit.is_some() && u.frozen_by_rollback(&a.id) {
+                return Err(HsmError::KeyFrozen(a.label.clone()));
+            }
             let digest_alg = checked_digest(op.request, a.algorithm)?;
             let reservation = Reservation {
                 key: Some(KeyReservation {

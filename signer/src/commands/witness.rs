@@ -1,4 +1,4 @@
-//! `kagi witness init|key|serve|status`: a C2SP tlog-witness in its own process and data
+//! `kagi witness init|key|serve|status|forget`: a C2SP tlog-witness in its own process and data
 //! folder (see `crate::witness`).
 
 use std::io::Write;
@@ -35,6 +35,27 @@ pub fn run(cmd: WitnessCommand) -> Result<()> {
                 );
             }
             Ok(())
+        }
+        WitnessCommand::Forget { data, origin } => {
+            let w = Witness::open(&data)?;
+            match w.forget(&origin)? {
+                Some(s) => {
+                    println!(
+                        "forgot {} at size {} (root {}); its next checkpoint is taken as new",
+                        s.origin,
+                        s.size,
+                        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &s.root)
+                    );
+                    Ok(())
+                }
+                None => {
+                    let known: Vec<String> = w.states()?.into_iter().map(|s| s.origin).collect();
+                    bail!(
+                        "this witness saved nothing for origin '{origin}' (it has: {}); check the origin, the first line of the log's checkpoints",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )
+                }
+            }
         }
         WitnessCommand::Serve(args) => {
             let mut w = Witness::open(&args.data)?;

@@ -271,6 +271,7 @@ mod tests {
                 reason: s(),
             },
             HsmError::KeySuspended(s()),
+            HsmError::KeyFrozen(s()),
             HsmError::KeyChanged(s()),
             HsmError::OperationNotAllowed { label: s(), op: "" },
             HsmError::NotExportable(s()),
@@ -318,6 +319,7 @@ mod tests {
                 | HsmError::KeyNotActive { .. }
                 | HsmError::KeyChanged(_)
                 | HsmError::KeySuspended(_)
+                | HsmError::KeyFrozen(_)
                 | HsmError::OperationNotAllowed { .. }
                 | HsmError::NotExportable(_)
                 | HsmError::UntrustedWrappingKey(_)

@@ -308,6 +308,12 @@ impl Witness {
         }
     }
 
+    /// Forget `origin`'s saved checkpoint (see [`store::forget`]); the state it had, if any.
+    pub fn forget(&self, origin: &str) -> Result<Option<store::LogState>> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        store::forget(&mut db, origin).context("cannot change the witness database")
+    }
+
     /// Every log's saved state, for `kagi witness status`.
     pub fn states(&self) -> Result<Vec<store::LogState>> {
         let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());

@@ -150,3 +150,13 @@ pub fn save(c: &mut SqliteConnection, s: &LogState) -> QueryResult<()> {
         .execute(c)
         .map(|_| ())
 }
+
+/// Delete `origin`'s saved checkpoint, returning it: the operator's deliberate reset of one log
+/// (`kagi witness forget`). One write transaction, so it never interleaves with a check-and-save.
+pub fn forget(c: &mut SqliteConnection, origin: &str) -> QueryResult<Option<LogState>> {
+    c.immediate_transaction(|c| {
+        let state = latest(c, origin)?;
+        diesel::delete(witness_logs::table.filter(witness_logs::origin.eq(origin))).execute(c)?;
+        Ok(state)
+    })
+}

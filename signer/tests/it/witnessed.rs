@@ -291,6 +291,54 @@ fn rollback_is_detected(
         .filter(|s| server.path(s).exists() && openssl_verifies(server.root(), "fw.pem", s))
         .count();
     assert_eq!(verified, 10);
+
+    // The documented recovery: the witness operators forget kagi's log, kagi restarts (reached
+    // by officers only), the officers set the limited key's limit to what it is known to have
+    // spent, and kagi serves again. The contract still holds: 10 signatures, never 11.
+    let dir = server.stop();
+    for w in [&a, &b] {
+        let out = run_ok(
+            Command::new(common::KAGI)
+                .args(["witness", "forget", "--data"])
+                .arg(w.dir.path().join("w"))
+                .args(["--origin", "kagi-tlog"]),
+        );
+        assert!(out.contains("forgot kagi-tlog at size"), "{out}");
+    }
+    let server = witnessed(dir, &args, &[&a, &b], &[]);
+    let ready = server.http().request("GET", "/readyz", None, None);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    // The key with a usage limit stays frozen until an officer sets its limit again.
+    let frozen = sign(&server, "fw", "before-review.sig");
+    assert!(
+        stderr(&frozen).contains("key_frozen"),
+        "{}",
+        stderr(&frozen)
+    );
+    assert!(!server.path("before-review.sig").exists());
+    server.kagi_ok(&["key", "set-limit", "fw", "--usage-limit", "3"]);
+    let frozen = sign(&server, "fw", "after-recovery.sig");
+    assert!(
+        stderr(&frozen).contains("usage_limit_reached"),
+        "{}",
+        stderr(&frozen)
+    );
+    server.kagi_ok(&["key", "create", "--name", "fw2", "--alg", "ec-p256"]);
+    let fresh = sign(&server, "fw2", "fw2.sig");
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    // Forgetting a log the witness never saw says so and changes nothing.
+    let out = Command::new(common::KAGI)
+        .args(["witness", "forget", "--data"])
+        .arg(a.dir.path().join("w"))
+        .args(["--origin", "no-such-log"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("saved nothing for origin 'no-such-log'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
