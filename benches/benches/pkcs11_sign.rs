@@ -639,10 +639,17 @@ fn main() {
     let kagi = Module::kagi();
     kagi.initialize();
     println!(
-        "kagi: {} against kagi serve (release, SQLite) at {}\n",
+        "kagi: {} against kagi serve (SQLite; KAGI_BIN, else target/release/kagi) at {}",
         kagi.library_description(),
         server.url
     );
+    // The machines are shared: how busy this one was says how far to trust a row.
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!("load average before: {}\n", load());
 
     println!(
         "{:<9} {:<32} {:>3} {:<9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11}",
@@ -730,6 +737,7 @@ fn main() {
         println!();
     }
 
+    println!("load average after: {}", load());
     kagi.finalize();
     if let Some((m, _, s)) = soft {
         m.close(s);
