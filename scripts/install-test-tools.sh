@@ -9,6 +9,7 @@
 #     (the served OpenAPI document is validated, /metrics is parsed).
 #   - osslsigncode, libengine-pkcs11-openssl and pkcs11-provider (bookworm-backports), for the
 #     PKCS#11 module with signing tools;
+#   - softhsm2, the peer of the PKCS#11 signing bench;
 #   - chromium (Debian package) and playwright-core (npm, in
 #     $HOME/.cache/kagi-test-tools/playwright), for the console's browser test.
 # Prints nothing when everything is already there, one "==> installing X" line per install,
@@ -98,6 +99,20 @@ if ! command -v pkcs11-tool >/dev/null 2>&1; then
     fi
     rm -f "$apt_log"
     command -v pkcs11-tool >/dev/null 2>&1 || die "opensc installed but pkcs11-tool is not on PATH"
+fi
+
+# SoftHSM2 (Debian softhsm2: libsofthsm2.so and softhsm2-util) is the peer the PKCS#11 signing
+# bench measures kagi's module beside (benches/benches/pkcs11_sign.rs).
+if ! command -v softhsm2-util >/dev/null 2>&1; then
+    log "installing softhsm2"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install softhsm2 with apt-get"
+    fi
+    rm -f "$apt_log"
+    command -v softhsm2-util >/dev/null 2>&1 || die "softhsm2 installed but softhsm2-util is not on PATH"
 fi
 
 # osslsigncode signs a PE file through the PKCS#11 module with OpenSSL's pkcs11 engine

@@ -36,6 +36,10 @@ pub struct KeyInfo {
     pub active: bool,
     /// SubjectPublicKeyInfo, base64 of DER.
     pub public_key_der: String,
+    /// The key's current code-signing certificate (PEM), when the search asked for it
+    /// (`certificate=true`); None when it has none or was not asked.
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 fn yes() -> bool {
@@ -226,14 +230,19 @@ impl Client {
     }
 
     /// The key of this label and/or id, if the credential's partition has it: one row on the
-    /// service however many keys the partition holds.
+    /// service however many keys the partition holds. `certificate`: with the key's current
+    /// certificate, in the same answer.
     pub fn find_keys(
         &self,
         token: Option<&Token>,
         label: Option<&str>,
         id: Option<&str>,
+        certificate: bool,
     ) -> Result<Vec<KeyInfo>> {
         let mut query = Vec::new();
+        if certificate {
+            query.push("certificate=true".to_string());
+        }
         if let Some(l) = label {
             query.push(format!("name={}", path_segment(l)));
         }
@@ -241,14 +250,6 @@ impl Client {
             query.push(format!("id={}", path_segment(i)));
         }
         self.get(token, &format!("/api/v1/keys?{}", query.join("&")), false)
-    }
-
-    pub fn key(&self, token: Option<&Token>, label: &str) -> Result<KeyInfo> {
-        self.get(
-            token,
-            &format!("/api/v1/keys/{}", path_segment(label)),
-            false,
-        )
     }
 
     /// The key's current certificate (DER), if it has one.

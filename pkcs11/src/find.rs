@@ -8,22 +8,23 @@ use cryptoki_sys::*;
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
-use crate::client::KeyInfo;
+use crate::client::{first_certificate_der, KeyInfo};
 use crate::config::Token;
 use crate::error::{Error, Result};
 use crate::module::{lock, new_handle, Login, Module, Objects};
-use crate::object::{Key, Kind, Object, Value, CKA_USAGE_COUNT, CKA_USAGE_LIMIT};
+use crate::object::{Key, Kind, Object, Value, CKA_USAGE_COUNT, CKA_USAGE_LIMIT, FRESH};
 use crate::session::Find;
 
 pub type Template = [(CK_ATTRIBUTE_TYPE, Vec<u8>)];
 
-/// What a search asked the service for: the whole partition, the key of a label (and maybe an
-/// id too), or the key of an id alone.
+/// What a search asked the service for: the whole partition, the key of a label, the key of an
+/// id, or the key of both a label and an id.
 #[derive(Clone, Copy)]
 enum Scope<'a> {
     Partition,
-    Label,
+    Label(&'a str),
     Id(&'a str),
+    LabelAndId,
 }
 
 fn handle_for(
@@ -51,6 +52,41 @@ fn handle_for(
     h
 }
 
+/// The key of `id` is gone from the service: its handles go invalid, and its label names
+/// nothing until a search shows the label's new key.
+fn forget_key(objects: &mut Objects, slot: CK_SLOT_ID, id: &str) {
+    for kind in [Kind::PrivateKey, Kind::PublicKey, Kind::Certificate] {
+        if let Some(h) = objects.handles.remove(&(slot, id.to_string(), kind)) {
+            if let Some((_, o)) = objects.entries.remove(&h) {
+                let label = (slot, o.key.info.label.clone());
+                if objects.labels.get(&label).is_some_and(|known| known == id) {
+                    objects.labels.remove(&label);
+                }
+            }
+        }
+    }
+}
+
+/// The service shows `key` alive now: its label names it, and a key that label named
+/// before is gone (labels are unique in a partition). The certificate object, if the module
+/// holds one, gets the fresh key too.
+fn note_alive(objects: &mut Objects, slot: CK_SLOT_ID, key: &Arc<Key>) {
+    let label = (slot, key.info.label.clone());
+    if let Some(before) = objects.labels.insert(label, key.info.id.clone()) {
+        if before != key.info.id {
+            forget_key(objects, slot, &before);
+        }
+    }
+    if let Some(&h) = objects
+        .handles
+        .get(&(slot, key.info.id.clone(), Kind::Certificate))
+    {
+        if let Some((_, o)) = objects.entries.get_mut(&h) {
+            o.key = key.clone();
+        }
+    }
+}
+
 impl Module {
     /// Put a key's objects in the handle table (again), returning (private, public).
     pub fn remember_key(
@@ -62,21 +98,21 @@ impl Module {
         let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
         let private = handle_for(&mut objects, slot, &key, Kind::PrivateKey, None);
         let public = handle_for(&mut objects, slot, &key, Kind::PublicKey, None);
-        if let Some(&h) = objects
-            .handles
-            .get(&(slot, key.info.id.clone(), Kind::Certificate))
-        {
-            if let Some((_, o)) = objects.entries.get_mut(&h) {
-                o.key = key.clone();
-            }
-        }
+        note_alive(&mut objects, slot, &key);
         Ok((private, public))
     }
 
-    /// The slot's objects as the service has them now. Certificates cost one call per key,
-    /// so they are fetched only when the search may want them. A template naming a label or
-    /// an id asks the service for that one key, so the search costs the same at 10,000 keys
-    /// as at ten; any other template lists the partition.
+    /// The service answered that the key of `id` does not exist: drop its handles.
+    pub fn forget(&self, slot: CK_SLOT_ID, id: &str) {
+        let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+        forget_key(&mut objects, slot, id);
+    }
+
+    /// The slot's objects as the service has them now. A template naming a label or an id
+    /// asks the service for that one key, with its certificate in the same answer when the
+    /// search may want it: one call, the same at 10,000 keys as at ten. Any other template
+    /// lists the partition, and then certificates cost one call per key, so they are fetched
+    /// only when the search may want them.
     fn refresh(
         &self,
         slot: CK_SLOT_ID,
@@ -97,11 +133,12 @@ impl Module {
         let (Ok(label), Ok(id)) = (as_text(label), as_text(id)) else {
             return Ok(Vec::new());
         };
-        let infos = self.client.find_keys(token, label, id)?;
-        // An id with a label that does not fit finds nothing, yet the key of that id lives.
+        let infos = self.client.find_keys(token, label, id, certificates)?;
         let scope = match (label, id) {
+            (Some(label), None) => Scope::Label(label),
             (None, Some(id)) => Scope::Id(id),
-            _ => Scope::Label,
+            // An id with a label that does not fit finds nothing, yet the key of that id lives.
+            _ => Scope::LabelAndId,
         };
         self.install(slot, token, certificates, infos, scope)
     }
@@ -117,26 +154,55 @@ impl Module {
         scope: Scope<'_>,
     ) -> Result<Vec<CK_OBJECT_HANDLE>> {
         let mut keys = Vec::with_capacity(infos.len());
-        for info in infos {
+        let mut certs = Vec::with_capacity(infos.len());
+        for mut info in infos {
+            // A search by label or id got the certificate in its answer.
+            let answered = info.certificate.take();
             match Key::new(info) {
-                Ok(k) => keys.push(Arc::new(k)),
+                Ok(k) => {
+                    keys.push(Arc::new(k));
+                    certs.push(answered.as_deref().and_then(first_certificate_der));
+                }
                 // A key of an algorithm this module does not know stays invisible.
                 Err(e) => eprintln!("kagi-pkcs11: {}", e.message()),
             }
         }
-        let mut certs = Vec::with_capacity(keys.len());
-        for key in &keys {
-            certs.push(if certificates {
-                self.client
-                    .certificate(token, &key.info.label)?
-                    .map(Arc::new)
-            } else {
-                None
-            });
+        if certificates && matches!(scope, Scope::Partition) {
+            for (key, cert) in keys.iter().zip(certs.iter_mut()) {
+                *cert = self.client.certificate(token, &key.info.label)?;
+            }
         }
         let mut objects = self.objects.write().unwrap_or_else(PoisonError::into_inner);
         let live: HashSet<&str> = keys.iter().map(|k| k.info.id.as_str()).collect();
-        let mut handles = Vec::with_capacity(keys.len() * 2);
+        // Keys destroyed since: their handles go invalid. A search that saw the whole
+        // partition can tell for every key; one for an id, for that id; one for a label, for
+        // the key that label named before (and any search, for a key whose label another key
+        // took since). Only the partition-wide search looks at other handles, so a search by
+        // label or id costs the same however many handles the module holds.
+        let stale: Vec<String> = match scope {
+            Scope::Partition => {
+                let gone: HashSet<&String> = objects
+                    .handles
+                    .keys()
+                    .filter(|(s, id, _)| *s == slot && !live.contains(id.as_str()))
+                    .map(|(_, id, _)| id)
+                    .collect();
+                gone.into_iter().cloned().collect()
+            }
+            Scope::Id(gone) if !live.contains(gone) => vec![gone.to_string()],
+            Scope::Label(label) => objects
+                .labels
+                .get(&(slot, label.to_string()))
+                .filter(|id| !live.contains(id.as_str()))
+                .cloned()
+                .into_iter()
+                .collect(),
+            Scope::Id(_) | Scope::LabelAndId => Vec::new(),
+        };
+        for id in stale {
+            forget_key(&mut objects, slot, &id);
+        }
+        let mut handles = Vec::with_capacity(keys.len() * 3);
         for (key, cert) in keys.iter().zip(certs) {
             handles.push(handle_for(&mut objects, slot, key, Kind::PrivateKey, None));
             handles.push(handle_for(&mut objects, slot, key, Kind::PublicKey, None));
@@ -146,7 +212,7 @@ impl Module {
                     slot,
                     key,
                     Kind::Certificate,
-                    Some(cert),
+                    Some(Arc::new(cert)),
                 ));
             } else if certificates {
                 if let Some(h) =
@@ -156,42 +222,15 @@ impl Module {
                 {
                     objects.entries.remove(&h);
                 }
+            } else if let Some(&h) =
+                objects
+                    .handles
+                    .get(&(slot, key.info.id.clone(), Kind::Certificate))
+            {
+                // Not asked this time: the certificate object the module holds stays.
+                handles.push(h);
             }
-        }
-        // Keys destroyed since: their handles go invalid. Only a search that saw the whole
-        // partition, or asked for one id, can tell; a search by label touches no other handle,
-        // so it costs the same however many handles the module holds.
-        let stale: Vec<(CK_SLOT_ID, String, Kind)> = match scope {
-            Scope::Partition => objects
-                .handles
-                .keys()
-                .filter(|(s, id, _)| *s == slot && !live.contains(id.as_str()))
-                .cloned()
-                .collect(),
-            Scope::Id(gone) if !live.contains(gone) => {
-                [Kind::PrivateKey, Kind::PublicKey, Kind::Certificate]
-                    .into_iter()
-                    .map(|kind| (slot, gone.to_string(), kind))
-                    .collect()
-            }
-            // A label names no id: a key destroyed since keeps its handles until a wider search.
-            Scope::Id(_) | Scope::Label => Vec::new(),
-        };
-        for k in stale {
-            if let Some(h) = objects.handles.remove(&k) {
-                objects.entries.remove(&h);
-            }
-        }
-        if !certificates {
-            for key in &keys {
-                if let Some(&h) =
-                    objects
-                        .handles
-                        .get(&(slot, key.info.id.clone(), Kind::Certificate))
-                {
-                    handles.push(h);
-                }
-            }
+            note_alive(&mut objects, slot, key);
         }
         Ok(handles)
     }
@@ -283,17 +322,32 @@ impl Module {
         types: &[CK_ATTRIBUTE_TYPE],
     ) -> Result<Vec<Value>> {
         let (slot, mut o) = self.visible_object(h, object)?;
-        // The usage count moves with every signature anyone makes: read it fresh.
-        if o.kind != Kind::Certificate
+        // The usage count moves with every signature anyone makes: read it fresh. Any other
+        // attribute comes from what the service last said, unless that is older than FRESH:
+        // then the service is asked whether the key still exists.
+        let counts = o.kind != Kind::Certificate
             && types
                 .iter()
-                .any(|t| *t == CKA_USAGE_COUNT || *t == CKA_USAGE_LIMIT)
-        {
+                .any(|t| *t == CKA_USAGE_COUNT || *t == CKA_USAGE_LIMIT);
+        if counts || o.key.seen.elapsed() > FRESH {
             if let Ok(token) = self.credential(slot) {
-                let info = self.client.key(token.as_ref(), &o.key.info.label)?;
+                let id = o.key.info.id.clone();
+                let Some(info) = self
+                    .client
+                    .find_keys(token.as_ref(), None, Some(&id), false)?
+                    .into_iter()
+                    .next()
+                else {
+                    self.forget(slot, &id);
+                    return Err(Error::new(
+                        CKR_OBJECT_HANDLE_INVALID,
+                        format!("kagi key '{}' no longer exists", o.key.info.label),
+                    ));
+                };
                 self.remember_key(slot, info)?;
-                if let Some((_, fresh)) = self.object(object) {
-                    o = fresh;
+                match self.object(object) {
+                    Some((_, fresh)) => o = fresh,
+                    None => return Err(Error::rv(CKR_OBJECT_HANDLE_INVALID)),
                 }
             }
         }

@@ -24,4 +24,4 @@ pub mod sign;
 pub mod token;
 
 pub use error::CKR_KEY_NOT_ACTIVE;
-pub use object::{CKA_USAGE_COUNT, CKA_USAGE_LIMIT};
+pub use object::{CKA_USAGE_COUNT, CKA_USAGE_LIMIT, FRESH};

@@ -71,6 +71,9 @@ impl Slot {
 pub struct Objects {
     pub handles: HashMap<(CK_SLOT_ID, String, Kind), CK_OBJECT_HANDLE>,
     pub entries: HashMap<CK_OBJECT_HANDLE, (CK_SLOT_ID, Object)>,
+    /// The id of the key each label last named: a search by label that answers another key,
+    /// or none, shows the key of this id destroyed (labels are unique in a partition).
+    pub labels: HashMap<(CK_SLOT_ID, String), String>,
 }
 
 pub struct Module {

@@ -7,6 +7,7 @@
 use base64::Engine;
 use cryptoki_sys::*;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::client::KeyInfo;
 use crate::der::{self, PublicKey};
@@ -107,7 +108,15 @@ pub struct Key {
     pub alg: Alg,
     pub spki: Vec<u8>,
     pub public: PublicKey,
+    /// When the service last showed this key alive: C_GetAttributeValue asks again past
+    /// [`FRESH`], so a key destroyed since goes invalid.
+    pub seen: Instant,
 }
+
+/// How long attributes read from the service answer C_GetAttributeValue without asking it
+/// again: long enough that reading an object's attributes right after a search costs no call,
+/// short enough that a handle kept by a long-running program sees a destroyed key soon.
+pub const FRESH: Duration = Duration::from_secs(1);
 
 impl Key {
     pub fn new(info: KeyInfo) -> Result<Key> {
@@ -127,6 +136,7 @@ impl Key {
             alg,
             spki,
             public,
+            seen: Instant::now(),
         })
     }
 

@@ -460,7 +460,14 @@ impl crate::module::Module {
         let prepared = op.prepare(data)?;
         let raw = self
             .client
-            .sign(token.as_ref(), &prepared.request(&key.info.label))?;
+            .sign(token.as_ref(), &prepared.request(&key.info.label))
+            .inspect_err(|e| {
+                // kagi answered key_not_found: the key was destroyed since the handle was
+                // given out, and its handles go invalid.
+                if e.code() == CKR_KEY_HANDLE_INVALID {
+                    self.forget(slot, &key.info.id);
+                }
+            })?;
         SignOp::finish(&key, raw)
     }
 }

@@ -10,7 +10,9 @@ use std::str::FromStr;
 use super::auth::Caller;
 use super::error_codes::Code;
 use super::errors::ApiError;
-use super::handler::{audit_refusal, blocking, gated, parse_time, pending, ApiResult};
+use super::handler::{
+    audit_refusal, blocking, blocking_with_state, gated, parse_time, pending, ApiResult,
+};
 use super::state::AppState;
 use crate::pem::public_key_pem;
 
@@ -140,7 +142,7 @@ pub async fn import_key(
 
 /// `?name=` or `?id=` narrow the list to the one key of that name or id (an empty list when
 /// there is none): a PKCS#11 search by CKA_LABEL or CKA_ID then reads one row, not the whole
-/// partition.
+/// partition. With them, `certificate=true` adds each key's current certificate.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFilter {
@@ -148,6 +150,11 @@ pub struct KeyFilter {
     name: Option<String>,
     #[serde(default)]
     id: Option<String>,
+    /// With `name` or `id`: each key also carries `certificate`, the PEM of its current
+    /// code-signing certificate (null when it has none), so a PKCS#11 search that may want
+    /// the certificate object costs one call.
+    #[serde(default)]
+    certificate: bool,
 }
 
 pub async fn list_keys(
@@ -158,9 +165,20 @@ pub async fn list_keys(
     let Caller(session) = caller;
     // Read here rather than as an extractor, so a caller without a valid credential gets the
     // 401 (and counts as a failed login) whatever query string it sends.
-    let KeyFilter { name, id } = web::Query::<KeyFilter>::from_query(req.query_string())
+    let KeyFilter {
+        name,
+        id,
+        certificate,
+    } = web::Query::<KeyFilter>::from_query(req.query_string())
         .map_err(|e| ApiError::new(Code::BadQuery, format!("invalid query string: {e}")))?
         .into_inner();
+    if certificate && name.is_none() && id.is_none() {
+        return Err(ApiError::new(
+            Code::BadQuery,
+            "certificate=true reads one key's certificate: give name= or id= too",
+        ));
+    }
+    let for_certificates = session.clone();
     let keys = blocking(&state.hsm, move |h| {
         let one = match (name, id) {
             (None, None) => return h.list_keys(&session),
@@ -175,10 +193,29 @@ pub async fn list_keys(
                 .key_info_by_id(&session, &id)?
                 .filter(|info| info.label == name),
         };
-        Ok(one.into_iter().collect())
+        Ok(one.into_iter().collect::<Vec<_>>())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(keys))
+    if !certificate {
+        return Ok(HttpResponse::Ok().json(keys));
+    }
+    let with_certificates = blocking_with_state(&state, move |st| {
+        keys.into_iter()
+            .map(|info| {
+                let pem = st
+                    .pki
+                    .key_certificate(&st.hsm, &for_certificates, &info.label)?
+                    .and_then(|kc| kagi_ca::x509::pem("CERTIFICATE", &kc.record.der).ok());
+                let mut v = serde_json::to_value(&info).map_err(|e| {
+                    ApiError::new(Code::InternalError, format!("key '{}': {e}", info.label))
+                })?;
+                v["certificate"] = pem.map_or(serde_json::Value::Null, serde_json::Value::from);
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(with_certificates))
 }
 
 pub async fn get_key(

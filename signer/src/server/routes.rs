@@ -434,8 +434,8 @@ pub const ROUTES: &[Endpoint] = &[
             Code::IntegrityFailure, Code::StorageError,
         ]),
     get("/api/v1/keys", |r| r.to(keys::list_keys))
-        .doc("List keys of the caller's partition; ?name= or ?id= gives the one key of that name or id (an empty list when none), read without listing the partition")
-        .query(&[("name", "string"), ("id", "string")])
+        .doc("List keys of the caller's partition; ?name= or ?id= gives the one key of that name or id (an empty list when none), read without listing the partition; with either, certificate=true adds each key's current code-signing certificate (PEM, null when none)")
+        .query(&[("name", "string"), ("id", "string"), ("certificate", "boolean")])
         .codes(READ),
     post("/api/v1/keys", |r| r.to(keys::create_key))
         .doc("Generate a key")
