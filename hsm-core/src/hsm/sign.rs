@@ -161,7 +161,12 @@ impl Hsm {
                 return Err(HsmError::KeySuspended(a.label.clone()));
             }
             if a.usage_limit.is_some() && u.frozen_by_rollback(&a.id) {
-                return Err(HsmError::KeyFrozen(a.label.clone()));
+                // While the rollback itself is still shown by the witnesses, that is the
+                // answer; the freeze is what remains once they were reset.
+                return Err(match self.rollback_detected() {
+                    Some(why) => HsmError::RollbackDetected(why),
+                    None => HsmError::KeyFrozen(a.label.clone()),
+                });
             }
             let digest_alg = checked_digest(op.request, a.algorithm)?;
             let reservation = Reservation {
