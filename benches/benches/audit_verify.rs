@@ -9,14 +9,9 @@
 //! Run: `cargo bench -p kagi-benches --bench audit_verify` (KAGI_BENCH_RECORDS=N, default
 //! 100000; KAGI_BENCH_RUNS=R, default 5).
 
-use kagi_benches::{rate, report};
+use kagi_benches::{percentile, rate, report};
 use kagi_hsm_core::*;
 use std::time::{Duration, Instant};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn main() {
     let records: usize = std::env::var("KAGI_BENCH_RECORDS")

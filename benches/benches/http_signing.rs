@@ -8,28 +8,12 @@
 //! Run: `cargo bench -p kagi-benches --bench http_signing`. It builds and runs
 //! `target/release/kagi` (`cargo build --release -p signer`); KAGI_BENCH_SECS=N per row.
 
-use kagi_benches::serve::{agent, kagi_binary, start};
+use kagi_benches::serve::{agent, cli, start};
 use kagi_benches::{rate, report};
 use kagi_hsm_core::*;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const THREADS: usize = 32;
-
-fn kagi(dir: &Path, url: &str, args: &[&str]) {
-    let out = Command::new(kagi_binary())
-        .args(args)
-        .current_dir(dir)
-        .env("KAGI_URL", url)
-        .output()
-        .expect("kagi");
-    assert!(
-        out.status.success(),
-        "kagi {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn main() {
     let secs: u64 = std::env::var("KAGI_BENCH_SECS")
@@ -81,12 +65,12 @@ fn main() {
             raw,
         );
 
-        kagi(
+        cli(
             dir.path(),
             &server.url,
             &["key", "create", "--name", &name, "--alg", alg.as_str()],
         );
-        kagi(
+        cli(
             dir.path(),
             &server.url,
             &["key", "certify", &name, "-o", "/dev/null"],

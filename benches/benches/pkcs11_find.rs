@@ -12,6 +12,7 @@
 //! (default 2000).
 
 use cryptoki_sys::*;
+use kagi_benches::percentile;
 use kagi_benches::serve::{agent, start};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -98,11 +99,6 @@ impl P11 {
 
 fn ul(v: CK_ULONG) -> Vec<u8> {
     v.to_ne_bytes().to_vec()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Times `op` `n` times; prints p50/p99/max in milliseconds and returns the p50.

@@ -21,6 +21,7 @@
 //! (`scripts/install-test-tools.sh` installs it) its rows are skipped with a message.
 
 use cryptoki_sys::*;
+use kagi_benches::percentile;
 use kagi_benches::serve::{agent, start};
 use std::ffi::c_void;
 use std::path::Path;
@@ -402,11 +403,6 @@ fn cpu_seconds(pid: &str) -> f64 {
             .unwrap_or(0.0)
     };
     (field(14) + field(15)) / ticks
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// `threads` threads, each with its own session, sign with the key `label` for `dur`.

@@ -11,10 +11,9 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-use kagi_benches::rate;
-use kagi_benches::serve::{agent, kagi_binary, start, start_with, Server};
+use kagi_benches::serve::{agent, cli, kagi_binary, start, start_with, Server};
+use kagi_benches::{percentile, rate};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,21 +86,6 @@ fn witness(name: &str, log_key: &str) -> Witness {
     }
 }
 
-fn kagi(dir: &Path, url: &str, args: &[&str]) -> String {
-    let out = Command::new(kagi_binary())
-        .args(args)
-        .current_dir(dir)
-        .env("KAGI_URL", url)
-        .output()
-        .expect("kagi");
-    assert!(
-        out.status.success(),
-        "kagi {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// One configuration: its folder and server, a key, a client.
 struct Instance {
     dir: tempfile::TempDir,
@@ -141,13 +125,6 @@ struct Row {
     p99: f64,
     max: f64,
     failures: u64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// THREADS clients sign for `dur`; every request's latency is kept.
@@ -245,7 +222,7 @@ fn main() {
 
     // No witnesses.
     let plain = instance();
-    kagi(
+    cli(
         plain.dir.path(),
         plain.url(),
         &["key", "create", "--name", "bench-p256", "--alg", "ec-p256"],
@@ -254,7 +231,7 @@ fn main() {
     // Two witnesses, quorum 2: the instance is made first (its log key names it to the
     // witnesses), then restarted with them, as an operator would.
     let mut witnessed = instance();
-    kagi(
+    cli(
         witnessed.dir.path(),
         witnessed.url(),
         &["key", "create", "--name", "bench-p256", "--alg", "ec-p256"],

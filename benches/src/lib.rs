@@ -33,6 +33,15 @@ where
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The value at fraction `p` (0.5 for p50) of an ascending, non-empty slice.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 pub fn report(name: &str, ops: f64, baseline_name: &str, baseline: f64) {
     println!(
         "{name:<58} {ops:>10.0} ops/s   {:>6.3}x {baseline_name}",

@@ -96,3 +96,19 @@ pub fn agent(ca_pem: &Path) -> ureq::Agent {
         .build()
         .new_agent()
 }
+
+/// Runs a `kagi` client command in `dir` against the server at `url`; its standard output.
+pub fn cli(dir: &Path, url: &str, args: &[&str]) -> String {
+    let out = Command::new(kagi_binary())
+        .args(args)
+        .current_dir(dir)
+        .env("KAGI_URL", url)
+        .output()
+        .expect("kagi");
+    assert!(
+        out.status.success(),
+        "kagi {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
