@@ -84,6 +84,8 @@ pub enum HsmError {
     KeySuspended(String),
     #[error("key '{0}' has a usage limit and kagi detected a rollback of its database since the limit was set: the uses spent after the restored point are unknown, so it signs nothing until an officer reviews it and sets its limit again ('kagi key set-limit {0} --usage-limit N'; README, Backups)")]
     KeyFrozen(String),
+    #[error("quota '{0}' is frozen: kagi detected a rollback of its database since the active policy was activated, so the quota's uses spent after the restored point are unknown. Officers review the quotas (lower the totals by what the lines made meanwhile) and activate a policy version again ('kagi policy submit FILE', 'kagi policy activate N'; README, \"Witnessed log\")")]
+    QuotaFrozen(String),
     #[error("key '{0}' was changed by another request while this one was in flight: retry")]
     KeyChanged(String),
     #[error("key '{label}' does not allow the operation '{op}'")]
@@ -158,6 +160,7 @@ impl HsmError {
             HsmError::KeyNotActive { .. } => "key_not_active",
             HsmError::KeySuspended(_) => "key_suspended",
             HsmError::KeyFrozen(_) => "key_frozen",
+            HsmError::QuotaFrozen(_) => "quota_frozen",
             HsmError::KeyChanged(_) => "key_changed",
             HsmError::OperationNotAllowed { .. } => "operation_not_allowed",
             HsmError::NotExportable(_) => "not_exportable",
@@ -206,6 +209,7 @@ impl HsmError {
             | HsmError::KeyNotActive { .. }
             | HsmError::KeySuspended(_)
             | HsmError::KeyFrozen(_)
+            | HsmError::QuotaFrozen(_)
             | HsmError::KeyChanged(_)
             | HsmError::Conflict(_)
             | HsmError::SerialInUse(_)

@@ -61,12 +61,18 @@ struct Index {
     /// The sequence number of the newest `tlog.rollback_detected` record: the witnesses showed
     /// that this database was restored, forked or truncated before it.
     rollback_at: Option<i64>,
+    /// The sequence number of the newest `tlog.rollback_recovered` record: the officers' act
+    /// that ends the refusal a detected rollback began.
+    recovered_at: Option<i64>,
 }
 
 impl Index {
     fn add(&mut self, ev: &AuditEvent) {
         if ev.action == "tlog.rollback_detected" && ev.outcome == "ok" {
             self.rollback_at = Some(ev.seq);
+        }
+        if ev.action == "tlog.rollback_recovered" && ev.outcome == "ok" {
+            self.recovered_at = Some(ev.seq);
         }
         let Some(subject) = &ev.key_id else { return };
         if let Some(v) = ev.use_hi {
@@ -270,6 +276,37 @@ impl Integrity {
             .and_then(|evs| evs.last())
             .is_some_and(|e| e.seq > rollback);
         !limit_set_after
+    }
+
+    /// The sequence number of a detected rollback the officers have not recovered from yet:
+    /// until they do, kagi makes no signature, certificate or timestamp.
+    pub(crate) fn unrecovered_rollback(&self) -> Option<i64> {
+        let Ok(v) = self.verified.lock() else {
+            return Some(0);
+        };
+        let rollback = v.index.rollback_at?;
+        match v.index.recovered_at {
+            Some(r) if r > rollback => None,
+            _ => Some(rollback),
+        }
+    }
+
+    /// Whether the policy's quotas are frozen by a detected rollback: no policy version was
+    /// activated after the `tlog.rollback_detected` record. Like a key's limit, a quota's
+    /// spent count after the restored point is unknown, so officers review the quotas and
+    /// activate a version again before any quota is charged.
+    pub(crate) fn quotas_frozen_by_rollback(&self) -> bool {
+        let Ok(v) = self.verified.lock() else {
+            return true;
+        };
+        let Some(rollback) = v.index.rollback_at else {
+            return false;
+        };
+        v.index
+            .kept
+            .get(&("policy.activate".to_string(), "policy".to_string()))
+            .and_then(|evs| evs.last())
+            .is_none_or(|e| e.seq <= rollback)
     }
 
     /// The verified successful records of `action` whose subject starts with `prefix`.

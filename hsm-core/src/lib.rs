@@ -36,9 +36,9 @@ pub use commit::{CommitObserver, StagedRow};
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
     ConsoleSession, Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes,
-    QuotaCharge, QuotaUsage, RecoverAction, Recovered, SessionLimits, SignKey, SignOp, SignPurpose,
-    SignRequest, Signed, StagedRows, Staging, UnsealProgress, FAILED_LOGIN_WINDOW,
-    PASSWORD_ATTEMPTS, PASSWORD_LOCK,
+    QuotaCharge, QuotaUsage, RecoverAction, Recovered, RollbackRecovery, SessionLimits, SignKey,
+    SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
+    FAILED_LOGIN_WINDOW, PASSWORD_ATTEMPTS, PASSWORD_LOCK,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

@@ -89,6 +89,14 @@ pub enum Command {
     /// Whether the service is ready, and why not: sealed, failed closed, a rollback a witness
     /// showed, witnesses below their quorum, the database (exit 1 when not ready).
     Status,
+    /// After a detected rollback, once the witnesses' operators reset kagi's log on them and
+    /// kagi restarted: let kagi sign again (officers; the policy's quorum approves). Keys
+    /// with usage limits and the policy's quotas stay frozen until officers set them again.
+    RecoverRollback {
+        /// Why signing may resume (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Run a transparency-log witness (C2SP tlog-witness) in its own process and data folder:
     /// it cosigns a log's checkpoints only if each is consistent with the last one it saw.
     #[command(subcommand)]

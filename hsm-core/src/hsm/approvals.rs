@@ -40,6 +40,10 @@ pub enum ApprovalAction {
         label: String,
         wrapping_key: String,
     },
+    /// End a detected rollback, so kagi signs again (see `rollback_recovery`).
+    RecoverRollback {
+        reason: String,
+    },
     /// A change outside the HSM's keys and policies (creating or revoking a CA, say).
     /// Approving it only authorizes the requester to make it once (`kagi ca create-*
     /// --approval ID`), with the [`ChangeGrant`] that [`Hsm::authorize_change`] returns:
@@ -62,6 +66,7 @@ impl ApprovalAction {
             ApprovalAction::SetUsageLimit { .. } => "set_usage_limit",
             ApprovalAction::ActivatePolicy { .. } => "activate_policy",
             ApprovalAction::ExportWrapped { .. } => "export_wrapped",
+            ApprovalAction::RecoverRollback { .. } => "recover_rollback",
             ApprovalAction::Authorize { change, .. } => change,
         }
     }
@@ -72,6 +77,7 @@ impl ApprovalAction {
             | ApprovalAction::SetUsageLimit { label, .. }
             | ApprovalAction::ExportWrapped { label, .. } => format!("key:{label}"),
             ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
+            ApprovalAction::RecoverRollback { .. } => "tlog".into(),
             ApprovalAction::Authorize { target, .. } => target.clone(),
         }
     }
@@ -388,6 +394,10 @@ impl Hsm {
             } => {
                 let (a, p, w) = self.export_op(partition, label, wrapping_key)?;
                 (a, p, Some(w))
+            }
+            ApprovalAction::RecoverRollback { reason } => {
+                let (a, p) = self.recover_rollback_op(reason)?;
+                (a, p, None)
             }
             ApprovalAction::Authorize { target, .. } => {
                 // Approval only authorizes: the requester makes the change, which consumes it.

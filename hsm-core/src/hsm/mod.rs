@@ -251,6 +251,16 @@ impl Unsealed {
         self.integrity.frozen_by_rollback(key_id)
     }
 
+    /// See `Integrity::unrecovered_rollback`.
+    pub(crate) fn unrecovered_rollback(&self) -> Option<i64> {
+        self.integrity.unrecovered_rollback()
+    }
+
+    /// See `Integrity::quotas_frozen_by_rollback`.
+    pub(crate) fn quotas_frozen_by_rollback(&self) -> bool {
+        self.integrity.quotas_frozen_by_rollback()
+    }
+
     /// [`Unsealed::suspended_now`] after catching up with the whole log.
     pub(crate) fn suspended(&self, store: &Store, key_id: &str) -> Result<bool> {
         let mut c = store.conn()?;
@@ -590,6 +600,8 @@ mod login_flight;
 mod passwords;
 pub use console_sessions::{ConsoleSession, SessionLimits};
 mod recovery;
+mod rollback_recovery;
+pub use rollback_recovery::RollbackRecovery;
 
 use failed_logins::FailedLogins;
 pub use recovery::{RecoverAction, Recovered};

@@ -111,6 +111,13 @@ impl Hsm {
     pub fn sign_op(&self, s: &Session, mut op: SignOp<'_>) -> Result<Signed> {
         s.require(Role::User, "use keys")?;
         let u = self.unsealed()?;
+        // A detected rollback is over only once officers say so in the log: restarting,
+        // or resetting the witnesses, is not enough.
+        if u.unrecovered_rollback().is_some() {
+            return Err(HsmError::RollbackDetected(
+                self.rollback_detected().unwrap_or_default(),
+            ));
+        }
         if s.is_service() && op.purpose == SignPurpose::Digest {
             return Err(HsmError::Forbidden {
                 have: "the service's own session".into(),
@@ -127,7 +134,16 @@ impl Hsm {
     }
 
     /// The quotas to charge, each with the floor the audit log gives its counter.
-    fn quota_reservations(&self, quotas: &[QuotaCharge]) -> Result<Vec<QuotaReservation>> {
+    fn quota_reservations(
+        &self,
+        u: &Unsealed,
+        quotas: &[QuotaCharge],
+    ) -> Result<Vec<QuotaReservation>> {
+        if let Some(q) = quotas.first() {
+            if u.quotas_frozen_by_rollback() {
+                return Err(HsmError::QuotaFrozen(q.name.clone()));
+            }
+        }
         quotas
             .iter()
             .map(|q| {
@@ -177,7 +193,7 @@ impl Hsm {
                     limit: a.usage_limit,
                     high_water: k.high_water.clone(),
                 }),
-                quotas: self.quota_reservations(op.quotas)?,
+                quotas: self.quota_reservations(u, op.quotas)?,
             };
             let event = use_event(
                 s,
@@ -249,7 +265,7 @@ impl Hsm {
         );
         let reservation = Reservation {
             key: None,
-            quotas: self.quota_reservations(op.quotas)?,
+            quotas: self.quota_reservations(u, op.quotas)?,
         };
         let entry = EntryKey::Wrapped {
             algorithm,

@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => crate::verify_cli::run(&args),
         Command::Backup(args) => backup::backup(&args),
         Command::Status => status::status(),
+        Command::RecoverRollback { reason } => status::recover_rollback(&reason),
         Command::Witness(cmd) => witness::run(cmd),
     }
 }

@@ -1,10 +1,11 @@
-//! `kagi status`: the service's readiness (`/readyz`) for people, with its witnesses.
+//! `kagi status`: the service's readiness (`/readyz`) for people, with its witnesses; and
+//! `kagi recover-rollback`, the officers' way back once that readiness says a rollback.
 
 use anyhow::{bail, Result};
 use serde_json::Value;
 use std::io::Write;
 
-use super::output::{json_mode, print_json, say};
+use super::output::{json_mode, pending_approval, print_json, say};
 use crate::client::Client;
 
 pub(super) fn status() -> Result<()> {
@@ -61,5 +62,19 @@ pub(super) fn status() -> Result<()> {
             v.get("reason").and_then(Value::as_str).unwrap_or("?")
         );
     }
+    Ok(())
+}
+
+pub(super) fn recover_rollback(reason: &str) -> Result<()> {
+    let client = Client::from_env()?;
+    let resp: Value = client.post_json(
+        "/api/v1/rollback/recover",
+        &serde_json::json!({ "reason": reason }),
+    )?;
+    if let Some(p) = pending_approval(&resp)? {
+        return Err(p.into());
+    }
+    let seq = resp["result"]["rollback_seq"].as_i64().unwrap_or(0);
+    say!("recovered from the rollback detected at audit record {seq}: kagi signs again. Keys with usage limits and the policy's quotas stay frozen until officers set them again ('kagi key set-limit', 'kagi policy activate')");
     Ok(())
 }

@@ -102,6 +102,7 @@ registry! {
     KeyNotActive = "key_not_active", CONFLICT, "the key is outside its validity window or destroyed (a disabled key answers key_suspended)";
     KeySuspended = "key_suspended", CONFLICT, "the key is suspended (disabled by an officer): it signs nothing until an officer enables it again";
     KeyFrozen = "key_frozen", CONFLICT, "a rollback of the database was detected since the key's usage limit was set: an officer reviews the key and sets its limit again (kagi key set-limit)";
+    QuotaFrozen = "quota_frozen", CONFLICT, "a rollback of the database was detected since the active policy was activated: officers review the quotas and activate a policy version again";
     KeyChanged = "key_changed", CONFLICT, "the key changed while the request was in flight: retry";
     AlreadyInitialized = "already_initialized", CONFLICT, "the HSM is already initialized";
     WrongMasterKey = "wrong_master_key", CONFLICT, "the unseal shares belong to another instance or are damaged";

@@ -272,6 +272,7 @@ mod tests {
             },
             HsmError::KeySuspended(s()),
             HsmError::KeyFrozen(s()),
+            HsmError::QuotaFrozen(s()),
             HsmError::KeyChanged(s()),
             HsmError::OperationNotAllowed { label: s(), op: "" },
             HsmError::NotExportable(s()),
@@ -320,6 +321,7 @@ mod tests {
                 | HsmError::KeyChanged(_)
                 | HsmError::KeySuspended(_)
                 | HsmError::KeyFrozen(_)
+                | HsmError::QuotaFrozen(_)
                 | HsmError::OperationNotAllowed { .. }
                 | HsmError::NotExportable(_)
                 | HsmError::UntrustedWrappingKey(_)

@@ -50,6 +50,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         return unready("integrity_failure", reason);
     }
     let witnesses = state.hsm.witness_status();
+    if witnesses.is_none() {
+        // Witnesses removed from the settings do not end a detected rollback either.
+        if let Some(reason) = state.hsm.rollback_detected() {
+            return unready("rollback_detected", reason);
+        }
+    }
     if let Some(w) = &witnesses {
         if let Some(reason) = &w.rollback {
             return unready_witnessed("rollback_detected", reason.clone(), w);

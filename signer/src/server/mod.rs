@@ -26,6 +26,7 @@ mod policies;
 mod policy_gate;
 mod public;
 mod rate_limit;
+mod rollback;
 mod routes;
 mod sign;
 mod sigstore_routes;

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use super::error_codes::Code;
 use super::{
     approvals, audit, ca_routes, console, errors, est, health, identities, keys, log_routes,
-    metrics, openapi, policies, public, sign, sigstore_routes, system,
+    metrics, openapi, policies, public, rollback, sign, sigstore_routes, system,
 };
 use super::{handler::resource, JSON_LIMIT};
 
@@ -268,6 +268,7 @@ const KEY_USE: &[Code] = &[
     Code::KeyChanged,
     Code::UsageLimitReached,
     Code::QuotaExhausted,
+    Code::QuotaFrozen,
     Code::KeyIntegrityFailure,
     Code::IntegrityFailure,
     Code::AuditIntegrityFailure,
@@ -290,10 +291,13 @@ const ISSUE: &[Code] = &[
     Code::SerialInUse,
     Code::KeyNotActive,
     Code::QuotaExhausted,
+    Code::QuotaFrozen,
     Code::KeyIntegrityFailure,
     Code::IntegrityFailure,
     Code::AuditIntegrityFailure,
     Code::PreIssuanceCheckFailed,
+    Code::RollbackDetected,
+    Code::WitnessUnavailable,
     Code::StorageError,
     Code::CryptoError,
 ];
@@ -409,7 +413,7 @@ pub const ROUTES: &[Endpoint] = &[
         .codes(&[
             Code::NotRenewable, Code::BadCsr, Code::BadValidity, Code::NotAllowedByProfile,
             Code::Forbidden, Code::PolicyDenied, Code::NotFound, Code::UnknownProfile,
-            Code::SerialInUse, Code::QuotaExhausted, Code::IntegrityFailure,
+            Code::SerialInUse, Code::QuotaExhausted, Code::QuotaFrozen, Code::IntegrityFailure,
             Code::PreIssuanceCheckFailed, Code::StorageError, Code::CryptoError,
         ]),
     // The API.
@@ -570,6 +574,12 @@ pub const ROUTES: &[Endpoint] = &[
         .codes(&[
             Code::KeyNotFound, Code::Forbidden, Code::Conflict, Code::BadRequest,
             Code::KeyChanged, Code::KeyIntegrityFailure, Code::IntegrityFailure,
+            Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    post("/api/v1/rollback/recover", |r| r.to(rollback::recover))
+        .doc("End a detected rollback once the witnesses were reset: officers, behind the policy's quorum (202 with the approval request); audited as tlog.rollback_recovered")
+        .codes(&[
+            Code::Forbidden, Code::Conflict, Code::BadRequest, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
         ]),
     get("/api/v1/identities", |r| r.to(identities::list_credentials))

@@ -121,6 +121,32 @@ fn witnessed(
     Server::start_in(dir, &args)
 }
 
+/// The administrator signs with any key; pipeline 'ci' signs with 'lib' under a quota of
+/// `total`; officers alice, bob and carol approve changes two at a time.
+fn quota_policy(total: u32) -> String {
+    format!(
+        r#"rules = '''
+@id("admin-signs")
+permit (principal == kagi::Person::"admin", action == kagi::Action::"sign", resource);
+
+@id("ci-signs-lib")
+permit (principal == kagi::Pipeline::"ci", action == kagi::Action::"sign", resource == kagi::Key::"lib");
+'''
+
+[[quota]]
+name = "ci-lib"
+identity = "ci"
+action = "sign"
+resource = "lib"
+total = {total}
+
+[quorum]
+approvers = ["alice", "bob", "carol"]
+required = 2
+"#
+    )
+}
+
 fn sign(server: &Server, key: &str, out: &str) -> std::process::Output {
     server.kagi(&[
         "sign", "--key", key, "--format", "raw", "app.bin", "-o", out,
@@ -219,6 +245,45 @@ fn rollback_is_detected(
         server.kagi_ok(&["key", "public", "fw"]),
     )
     .unwrap();
+    // A pipeline with a quota of 5 signatures with 'lib', and officers with a quorum of two.
+    server.kagi_ok(&["key", "create", "--name", "lib", "--alg", "ec-p256"]);
+    std::fs::write(
+        server.path("lib.pem"),
+        server.kagi_ok(&["key", "public", "lib"]),
+    )
+    .unwrap();
+    let ci = server
+        .kagi_ok(&["identity", "create", "--name", "ci", "--kind", "pipeline"])
+        .trim()
+        .to_string();
+    let officers: Vec<String> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            server
+                .kagi_ok(&["identity", "create", "--name", n, "--kind", "person"])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    std::fs::write(server.path("quota.toml"), quota_policy(5)).unwrap();
+    let v = server.kagi_ok(&["policy", "submit", "quota.toml"]);
+    let v = v.trim().rsplit(' ').next().unwrap().to_string();
+    server.kagi_ok(&["policy", "activate", &v]);
+    let mut lib_made: Vec<String> = Vec::new();
+    let mut ci_sign = |server: &Server, name: String| {
+        let out = server.kagi_as(
+            &ci,
+            &[
+                "sign", "--key", "lib", "--format", "raw", "app.bin", "-o", &name,
+            ],
+        );
+        lib_made.push(name);
+        out
+    };
+    for i in 0..2 {
+        let out = ci_sign(&server, format!("ci{i}.sig"));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     let mut made: Vec<String> = Vec::new();
     let mut sign_ok = |server: &Server, name: String| {
         let out = sign(server, "fw", &name);
@@ -234,6 +299,10 @@ fn rollback_is_detected(
     let server = witnessed(dir, store, &[&a, &b], &[]);
     for i in 3..10 {
         sign_ok(&server, format!("s{i}.sig"));
+    }
+    for i in 2..4 {
+        let out = ci_sign(&server, format!("ci{i}.sig"));
+        assert!(out.status.success(), "{}", stderr(&out));
     }
     let over = sign(&server, "fw", "over.sig");
     assert!(
@@ -258,6 +327,12 @@ fn rollback_is_detected(
         assert!(!server.path(&name).exists());
         made.push(name);
     }
+    let out = ci_sign(&server, "ci-restored.sig".into());
+    assert!(
+        stderr(&out).contains("rollback_detected"),
+        "{}",
+        stderr(&out)
+    );
     // Loud: /readyz, /metrics, kagi status and the service's log say so.
     let ready = server.http().request("GET", "/readyz", None, None);
     assert_eq!(ready.status, 503, "{}", ready.body);
@@ -292,9 +367,19 @@ fn rollback_is_detected(
         .count();
     assert_eq!(verified, 10);
 
-    // The documented recovery: the witness operators forget kagi's log, kagi restarts (reached
-    // by officers only), the officers set the limited key's limit to what it is known to have
-    // spent, and kagi serves again. The contract still holds: 10 signatures, never 11.
+    // The documented recovery. An officer cannot end it while the witnesses still show the
+    // rollback.
+    let early = server.kagi(&[
+        "recover-rollback",
+        "--reason",
+        "restored from last night's backup",
+    ]);
+    assert!(
+        stderr(&early).contains("witnesses still show"),
+        "{}",
+        stderr(&early)
+    );
+    // The witness operators forget kagi's log, and kagi restarts (reached by officers only).
     let dir = server.stop();
     for w in [&a, &b] {
         let out = run_ok(
@@ -306,8 +391,45 @@ fn rollback_is_detected(
         assert!(out.contains("forgot kagi-tlog at size"), "{out}");
     }
     let server = witnessed(dir, &args, &[&a, &b], &[]);
+    // Restarting with reset witnesses is what an attacker who restored the database would do
+    // too: kagi still signs nothing, and says what is missing.
+    let ready = server.http().request("GET", "/readyz", None, None);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("recover-rollback"), "{}", ready.body);
+    server.kagi_ok(&["key", "create", "--name", "fw2", "--alg", "ec-p256"]);
+    let waiting = sign(&server, "fw2", "fw2-early.sig");
+    assert!(
+        stderr(&waiting).contains("rollback_detected"),
+        "{}",
+        stderr(&waiting)
+    );
+    assert!(!server.path("fw2-early.sig").exists());
+    // One officer alone cannot end it: the policy's quorum (2 of alice, bob, carol) approves.
+    let asked = server.kagi(&[
+        "recover-rollback",
+        "--reason",
+        "restored from last night's backup",
+    ]);
+    assert_eq!(asked.status.code(), Some(3), "{}", stderr(&asked));
+    let said = String::from_utf8_lossy(&asked.stdout).into_owned();
+    assert!(said.contains("approval required"), "{said}");
+    let id = said.split_whitespace().nth(3).unwrap().to_string();
+    server.kagi_as(&officers[0], &["approval", "approve", &id]);
+    let still = sign(&server, "fw2", "fw2-early.sig");
+    assert!(
+        stderr(&still).contains("rollback_detected"),
+        "{}",
+        stderr(&still)
+    );
+    let done = server.kagi_as(&officers[1], &["approval", "approve", &id]);
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("status:       executed"),
+        "{done:?}"
+    );
     let ready = server.http().request("GET", "/readyz", None, None);
     assert_eq!(ready.status, 200, "{}", ready.body);
+    let fresh = sign(&server, "fw2", "fw2.sig");
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
     // The key with a usage limit stays frozen until an officer sets its limit again.
     let frozen = sign(&server, "fw", "before-review.sig");
     assert!(
@@ -323,9 +445,36 @@ fn rollback_is_detected(
         "{}",
         stderr(&frozen)
     );
-    server.kagi_ok(&["key", "create", "--name", "fw2", "--alg", "ec-p256"]);
-    let fresh = sign(&server, "fw2", "fw2.sig");
-    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    // So does the pipeline's quota, until officers activate a reviewed policy: the restored
+    // counter says 2 of 5, the lines know they made 4, so the new total is 2 + 1.
+    let out = ci_sign(&server, "ci-frozen.sig".into());
+    assert!(stderr(&out).contains("quota_frozen"), "{}", stderr(&out));
+    std::fs::write(server.path("quota2.toml"), quota_policy(3)).unwrap();
+    let v = server.kagi_ok(&["policy", "submit", "quota2.toml"]);
+    let v = v.trim().rsplit(' ').next().unwrap().to_string();
+    let asked = server.kagi(&["policy", "activate", &v]);
+    assert_eq!(asked.status.code(), Some(3), "{}", stderr(&asked));
+    let said = String::from_utf8_lossy(&asked.stdout).into_owned();
+    let id = said.split_whitespace().nth(3).unwrap().to_string();
+    server.kagi_as(&officers[1], &["approval", "approve", &id]);
+    server.kagi_as(&officers[2], &["approval", "approve", &id]);
+    let out = ci_sign(&server, "ci-last.sig".into());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ci_sign(&server, "ci-over.sig".into());
+    assert!(stderr(&out).contains("quota_exhausted"), "{}", stderr(&out));
+    // The contracts held: 10 signatures under 'fw' and 5 by the pipeline, never more.
+    let verified = made
+        .iter()
+        .filter(|s| server.path(s).exists() && openssl_verifies(server.root(), "fw.pem", s))
+        .count();
+    assert_eq!(verified, 10);
+    let verified = lib_made
+        .iter()
+        .filter(|s| server.path(s).exists() && openssl_verifies(server.root(), "lib.pem", s))
+        .count();
+    assert_eq!(verified, 5);
+    let events = server.kagi_ok(&["audit", "verify"]);
+    assert!(!events.is_empty());
     // Forgetting a log the witness never saw says so and changes nothing.
     let out = Command::new(common::KAGI)
         .args(["witness", "forget", "--data"])
