@@ -363,6 +363,9 @@ fn commit_batch(
     let mut tlog_first: Option<i64> = None;
     // The batch's checkpoint: (size, signed note).
     let mut tlog_note: Option<(u64, String)> = None;
+    // Witnesses' cosignature lines ride along with the batch instead of taking the write
+    // lock for themselves (see `witnessing`).
+    let cosignatures = gate.map(Gate::take_unstored).unwrap_or_default();
     let result = store.conn().and_then(|mut conn| {
         conn.transaction::<_, HsmError, _>(|c| {
             outcomes.clear();
@@ -521,6 +524,9 @@ fn commit_batch(
                 tlog_first = Some(first);
                 tlog_note = Some((size as u64, note));
             }
+            if let Some(g) = gate {
+                g.store_lines(c, &cosignatures)?;
+            }
             let cp = keys.sign_checkpoint(frontier.size as i64, &root, now)?;
             diesel::insert_into(audit_checkpoints::table)
                 .values(&cp)
@@ -571,6 +577,9 @@ fn commit_batch(
             true
         }
         Err(e) => {
+            if let Some(g) = gate {
+                g.requeue(cosignatures);
+            }
             log::error!("audit/usage batch failed, nothing in it was released: {e}");
             let msg = e.to_string();
             let closed = matches!(e, HsmError::Integrity(_));

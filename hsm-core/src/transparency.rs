@@ -154,6 +154,19 @@ impl Hsm {
             let recent = tlog::recent_checkpoints(&mut c, WITNESSED_SCAN)?;
             let newest = recent.first().cloned();
             let mut witnessed = recent.into_iter().find(|(_, _, note)| quorate(note));
+            // This process's newest witnessed checkpoint, whose lines may not be stored yet.
+            let in_memory = self
+                .unsealed()
+                .ok()
+                .and_then(|u| u.committer.gate().and_then(|g| g.witnessed_note()));
+            if let Some((size, note)) = in_memory {
+                let size = size as i64;
+                if witnessed.as_ref().is_none_or(|(s, _, _)| *s < size) {
+                    if let Some((s, ts, _)) = tlog::checkpoint(&mut c, Some(size))? {
+                        witnessed = Some((s, ts, note));
+                    }
+                }
+            }
             if witnessed.is_none() {
                 // Further back than the scan: the size this process saw a quorum cosign.
                 if let Some(w) = self.witness_status().filter(|w| w.witnessed_size > 0) {
@@ -179,14 +192,25 @@ impl Hsm {
     /// The witnesses' state, when kagi is witnessed and unsealed.
     pub fn witness_status(&self) -> Option<crate::witnessing::WitnessStatus> {
         let u = self.unsealed().ok()?;
-        u.committer.gate().map(|g| g.status())
+        let mut status = u.committer.gate().map(|g| g.status())?;
+        if status.rollback.is_none() {
+            status.rollback = self.rollback_detected();
+        }
+        Some(status)
     }
 
     /// Why kagi stopped releasing results, if a witness showed the database went back or
-    /// forked: what `/readyz`, `/metrics` and `kagi status` report.
+    /// forked and officers have not recovered from it yet: what `/readyz`, `/metrics` and
+    /// `kagi status` report.
     pub fn rollback_detected(&self) -> Option<String> {
         let u = self.unsealed().ok()?;
-        u.committer.gate().and_then(|g| g.rollback())
+        if let Some(why) = u.committer.gate().and_then(|g| g.rollback()) {
+            return Some(why);
+        }
+        let seq = u.unrecovered_rollback()?;
+        Some(format!(
+            "a witness showed that this database was restored, forked or truncated (audit record {seq}), and officers have not recovered from it yet: kagi releases nothing until they do. Once the witnesses' operators have reset kagi's log on them ('kagi witness forget') and kagi restarted, an officer runs 'kagi recover-rollback --reason TEXT', which the policy's quorum approves (README, \"Witnessed log\")"
+        ))
     }
 
     pub fn tlog_entry(&self, index: i64) -> Result<TlogEntry> {

@@ -14,6 +14,14 @@
 //! committing meanwhile, so witnessing adds latency, not a throughput ceiling; all witnesses
 //! cosign the same sizes, so the newest witnessed checkpoint carries the whole quorum.
 //!
+//! A round costs the witnesses' answers and nothing in kagi's database: the cosignature lines
+//! are kept in memory (the newest witnessed checkpoint is served from there) and appended to
+//! their stored checkpoints by the committer's next batch, in its transaction, or by a
+//! witness's worker when no batch came for [`STORE_AFTER`]. Writing them in transactions of
+//! their own competed with the committer for SQLite's write lock, whose busy handler sleeps
+//! for milliseconds, and made every round that long. A line lost to a crash costs nothing
+//! but the line: the witness holds the checkpoint, and cosigns it again after a restart.
+//!
 //! A witness that has seen a larger log than the database holds, or refuses a consistency
 //! proof computed from it, means the database went back or forked: the gate sets a failure
 //! every held and future result gets (`rollback_detected`), and the committer refuses every
@@ -30,7 +38,7 @@ pub use kagi_tlog::witness::{AddCheckpoint, WitnessAnswer};
 use crate::commit::{Committed, EventDraft, Op, Reply};
 use crate::error::{HsmError, Result};
 use crate::store::schema::tlog_checkpoints;
-use crate::store::Store;
+use crate::store::{AnyConnection, Store};
 use crate::tlog;
 
 /// One witness as the HSM sees it: a name and cosignature key to check its answers against,
@@ -115,6 +123,16 @@ struct Held {
     since: Instant,
 }
 
+/// A verified cosignature line not yet appended to its stored checkpoint.
+pub(crate) struct Unstored {
+    size: u64,
+    witness: usize,
+    line: String,
+}
+
+/// How long cosignature lines wait for a committer batch before a witness worker stores them.
+const STORE_AFTER: Duration = Duration::from_millis(50);
+
 struct PerWitness {
     cosigned: u64,
     error: Option<String>,
@@ -125,9 +143,15 @@ struct GateState {
     target: Option<(u64, String)>,
     /// The newest committed checkpoint.
     latest: Option<(u64, String)>,
-    /// Per size at or above the witnessed one: which witnesses cosigned it.
-    cosigned: BTreeMap<u64, BTreeSet<usize>>,
+    /// Per size above the witnessed one: the witnesses that cosigned it, with their lines.
+    cosigned: BTreeMap<u64, BTreeMap<usize, String>>,
     witnessed: u64,
+    /// The witnessed checkpoint with the quorum's cosignature lines, served before (and
+    /// whether or not) the lines are stored.
+    witnessed_note: Option<(u64, String)>,
+    /// Lines to append to the stored checkpoints, and since when the oldest waits.
+    unstored: Vec<Unstored>,
+    unstored_since: Option<Instant>,
     per: Vec<PerWitness>,
     held: Vec<Held>,
     rollback: Option<String>,
@@ -188,6 +212,9 @@ impl Gate {
                 latest,
                 cosigned: BTreeMap::new(),
                 witnessed: 0,
+                witnessed_note: None,
+                unstored: Vec::new(),
+                unstored_since: None,
                 per: (0..n)
                     .map(|_| PerWitness {
                         cosigned: 0,
@@ -315,7 +342,11 @@ impl Gate {
     /// Wait (up to a second) for a checkpoint witness `i` has not cosigned yet.
     fn next_job(&self, i: usize) -> Option<(u64, String)> {
         let mut st = lock(&self.state);
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let wait = match st.unstored_since {
+            Some(t) => STORE_AFTER.saturating_sub(t.elapsed()),
+            None => Duration::from_secs(1),
+        };
+        let deadline = Instant::now() + wait;
         loop {
             if st.rollback.is_some() {
                 return None;
@@ -347,24 +378,38 @@ impl Gate {
         st.per[i].error = Some(why);
     }
 
-    /// Witness `i` cosigned checkpoint `size`: count it, and release what a quorum covers.
-    fn cosigned(&self, i: usize, size: u64) {
+    /// Witness `i` cosigned checkpoint `size` (`note`, the log's signature only) with `line`:
+    /// keep the line to store, count it, and release what a quorum covers.
+    fn cosigned(&self, i: usize, size: u64, note: &str, line: String) {
         let mut st = lock(&self.state);
         st.per[i].error = None;
         st.per[i].cosigned = st.per[i].cosigned.max(size);
+        if st.unstored_since.is_none() {
+            st.unstored_since = Some(Instant::now());
+        }
+        st.unstored.push(Unstored {
+            size,
+            witness: i,
+            line: line.clone(),
+        });
         if size <= st.witnessed {
             return;
         }
         let n = {
-            let set = st.cosigned.entry(size).or_default();
-            set.insert(i);
-            set.len()
+            let lines = st.cosigned.entry(size).or_default();
+            lines.insert(i, line);
+            lines.len()
         };
         if n < self.set.quorum {
             self.changed.notify_all();
             return;
         }
+        let mut full = note.to_string();
+        for l in st.cosigned.get(&size).into_iter().flat_map(|m| m.values()) {
+            full.push_str(l);
+        }
         st.witnessed = size;
+        st.witnessed_note = Some((size, full));
         st.cosigned = st.cosigned.split_off(&(size + 1));
         let held = std::mem::take(&mut st.held);
         let (release, keep): (Vec<Held>, Vec<Held>) =
@@ -377,6 +422,77 @@ impl Gate {
             st.target = st.latest.clone();
         }
         self.changed.notify_all();
+    }
+
+    /// The newest checkpoint a quorum cosigned, with their lines.
+    pub(crate) fn witnessed_note(&self) -> Option<(u64, String)> {
+        lock(&self.state).witnessed_note.clone()
+    }
+
+    /// The cosignature lines waiting to be stored, taken for the committer's batch.
+    pub(crate) fn take_unstored(&self) -> Vec<Unstored> {
+        let mut st = lock(&self.state);
+        st.unstored_since = None;
+        std::mem::take(&mut st.unstored)
+    }
+
+    /// Lines a failed batch did not store: they wait for the next one.
+    pub(crate) fn requeue(&self, mut lines: Vec<Unstored>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.state);
+        st.unstored_since.get_or_insert_with(Instant::now);
+        lines.append(&mut st.unstored);
+        st.unstored = lines;
+    }
+
+    /// Append cosignature lines to their stored checkpoints, each witness's once, in the
+    /// caller's transaction.
+    pub(crate) fn store_lines(&self, c: &mut AnyConnection, lines: &[Unstored]) -> Result<()> {
+        for u in lines {
+            let w = &self.set.witnesses[u.witness];
+            let stored: Option<String> = tlog_checkpoints::table
+                .filter(tlog_checkpoints::size.eq(u.size as i64))
+                .select(tlog_checkpoints::note)
+                .first(c)
+                .optional()?;
+            // A checkpoint no longer stored (pruned) keeps no lines.
+            let Some(stored) = stored else { continue };
+            if kagi_tlog::open_cosignature(&stored, w.name(), &w.public_key()).is_ok() {
+                continue;
+            }
+            diesel::update(
+                tlog_checkpoints::table.filter(tlog_checkpoints::size.eq(u.size as i64)),
+            )
+            .set(tlog_checkpoints::note.eq(tlog_checkpoints::note.concat(u.line.clone())))
+            .execute(c)?;
+        }
+        Ok(())
+    }
+
+    /// Store the lines no committer batch took within [`STORE_AFTER`] (kagi is idle).
+    fn store_stale_lines(&self) {
+        let due = {
+            let st = lock(&self.state);
+            st.unstored_since
+                .is_some_and(|t| t.elapsed() >= STORE_AFTER)
+        };
+        if !due {
+            return;
+        }
+        let lines = self.take_unstored();
+        if lines.is_empty() {
+            return;
+        }
+        let stored = self
+            .store
+            .conn()
+            .and_then(|mut c| c.transaction(|c| self.store_lines(c, &lines)));
+        if let Err(e) = stored {
+            log::warn!("witness cosignatures could not be stored yet ({e}); retrying");
+            self.requeue(lines);
+        }
     }
 
     /// A witness holds more of the log than the database, or refused a proof computed from it.
@@ -398,29 +514,6 @@ impl Gate {
         drop(st);
         // The committer refuses everything else now, and writes this record.
         let _ = self.committer.try_send(Op::system(rollback_event(detail)));
-    }
-
-    /// Store a verified cosignature line with its checkpoint, once per witness.
-    fn store_cosignature(&self, i: usize, size: u64, line: &str) -> Result<()> {
-        let w = &self.set.witnesses[i];
-        let mut c = self.store.conn()?;
-        let stored: Option<String> = tlog_checkpoints::table
-            .filter(tlog_checkpoints::size.eq(size as i64))
-            .select(tlog_checkpoints::note)
-            .first(&mut c)
-            .optional()?;
-        let Some(stored) = stored else {
-            return Err(HsmError::Store(format!(
-                "the checkpoint at size {size} is not stored any more"
-            )));
-        };
-        if kagi_tlog::open_cosignature(&stored, w.name(), &w.public_key()).is_ok() {
-            return Ok(());
-        }
-        diesel::update(tlog_checkpoints::table.filter(tlog_checkpoints::size.eq(size as i64)))
-            .set(tlog_checkpoints::note.eq(tlog_checkpoints::note.concat(line.to_string())))
-            .execute(&mut c)?;
-        Ok(())
     }
 
     fn db_size(&self) -> Result<u64> {
@@ -471,6 +564,7 @@ fn worker(weak: Weak<Gate>, i: usize) {
             return;
         }
         let Some((size, note)) = gate.next_job(i) else {
+            gate.store_stale_lines();
             continue;
         };
         let w = gate.set.witnesses[i].clone();
@@ -512,19 +606,13 @@ fn worker(weak: Weak<Gate>, i: usize) {
                         );
                         true
                     }
-                    Some(line) => match gate.store_cosignature(i, size, line) {
-                        Ok(()) => {
-                            old = size;
-                            conflicts = 0;
-                            backoff = BACKOFF_START;
-                            gate.cosigned(i, size);
-                            false
-                        }
-                        Err(e) => {
-                            gate.failed(i, format!("its cosignature could not be stored: {e}"));
-                            true
-                        }
-                    },
+                    Some(line) => {
+                        old = size;
+                        conflicts = 0;
+                        backoff = BACKOFF_START;
+                        gate.cosigned(i, size, &note, line.to_string());
+                        false
+                    }
                 }
             }
             Ok(WitnessAnswer::Conflict(theirs)) => {
