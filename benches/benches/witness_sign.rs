@@ -17,6 +17,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// HTTPS clients by default; KAGI_BENCH_CLIENTS=N for more (closed loop: with few clients
+/// the rate follows the latency, with many it shows whether witnessing caps throughput).
 const THREADS: usize = 16;
 
 struct Witness {
@@ -127,14 +129,14 @@ struct Row {
     failures: u64,
 }
 
-/// THREADS clients sign for `dur`; every request's latency is kept.
-fn load(i: &Instance, dur: Duration) -> Row {
+/// `clients` clients sign for `dur`; every request's latency is kept.
+fn load(i: &Instance, dur: Duration, clients: usize) -> Row {
     let url = format!("{}/api/v1/sign", i.url());
     let body = format!(r#"{{"key":"bench-p256","digest":"{}"}}"#, "ab".repeat(32));
     let auth = format!("Bearer {}", i.token);
     let start = Instant::now();
     let per_thread: Vec<(Vec<f64>, u64)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..THREADS)
+        let hs: Vec<_> = (0..clients)
             .map(|_| {
                 let (url, body, auth, http) = (&url, &body, &auth, &i.http);
                 s.spawn(move || {
@@ -199,6 +201,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
+    let clients: usize = std::env::var("KAGI_BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(THREADS);
     let dur = Duration::from_secs(secs);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -213,7 +219,7 @@ fn main() {
         let _ = key.sign(&rng, b"bench");
     });
     println!(
-        "kagi witnessing benchmark: {cores} cores, {THREADS} HTTPS clients, {secs} s per row, {rounds} rounds\n"
+        "kagi witnessing benchmark: {cores} cores, {clients} HTTPS clients, {secs} s per row, {rounds} rounds\n"
     );
     println!(
         "{:<34} {hw:>8.0} /s  (aws-lc-rs P-256 sign, {cores} threads)",
@@ -258,13 +264,13 @@ fn main() {
     witnessed.server = Some(start_with(witnessed.dir.path(), &args));
 
     // Warm both (TLS sessions, caches), then interleave.
-    load(&plain, Duration::from_secs(1));
-    load(&witnessed, Duration::from_secs(1));
+    load(&plain, Duration::from_secs(1), clients);
+    load(&witnessed, Duration::from_secs(1), clients);
     let (mut best_plain, mut best_witnessed): (Option<Row>, Option<Row>) = (None, None);
     for round in 1..=rounds {
-        let a = load(&plain, dur);
+        let a = load(&plain, dur, clients);
         print(&format!("round {round}: 0 witnesses"), &a, hw);
-        let b = load(&witnessed, dur);
+        let b = load(&witnessed, dur, clients);
         print(&format!("round {round}: 2 witnesses, quorum 2"), &b, hw);
         if best_plain.as_ref().is_none_or(|r| a.rate > r.rate) {
             best_plain = Some(a);

@@ -90,8 +90,12 @@ pub fn agent(ca_pem: &Path) -> ureq::Agent {
         .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .build();
+    // One kept-alive connection per client thread: ureq keeps 3 per host by default, so
+    // most requests of a many-threaded bench would pay a TLS handshake.
     ureq::Agent::config_builder()
         .tls_config(tls)
+        .max_idle_connections(256)
+        .max_idle_connections_per_host(256)
         .http_status_as_error(false)
         .build()
         .new_agent()
