@@ -259,6 +259,9 @@ pub enum CaCommand {
         ca: String,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// The next page: the serial 'kagi ca certs' printed as "next page".
+        #[arg(long)]
+        before: Option<String>,
     },
     /// Fetch a CA's current CRL (DER) from the service.
     Crl {

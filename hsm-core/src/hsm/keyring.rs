@@ -296,13 +296,30 @@ impl Hsm {
     }
 
     pub fn list_keys(&self, s: &Session) -> Result<Vec<KeyInfo>> {
+        self.list_keys_after(s, None, None)
+    }
+
+    /// The caller's keys in label order, from the label after `after`, at most `limit` of
+    /// them (all without a limit): an index walk from the cursor.
+    pub fn list_keys_after(
+        &self,
+        s: &Session,
+        after: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<Vec<KeyInfo>> {
         self.unsealed()?;
         let mut c = self.inner.store.conn()?;
-        let rows: Vec<KeyRow> = keys::table
+        let mut q = keys::table
             .filter(keys::partition_name.eq(s.partition()))
             .filter(keys::state.ne("destroyed"))
-            .order(keys::label.asc())
-            .load(&mut c)?;
+            .into_boxed();
+        if let Some(after) = after {
+            q = q.filter(keys::label.gt(after.to_string()));
+        }
+        if let Some(limit) = limit {
+            q = q.limit(limit.clamp(1, 10_000));
+        }
+        let rows: Vec<KeyRow> = q.order(keys::label.asc()).load(&mut c)?;
         drop(c);
         rows.iter().map(|r| self.row_info(r)).collect()
     }

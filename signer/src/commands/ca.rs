@@ -228,9 +228,18 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 resp.get("crl_number").map(plain).unwrap_or_default()
             );
         }
-        CaCommand::Certs { ca, limit } => {
-            let resp: Value =
-                client.get_json(&format!("/api/v1/ca/{ca}/certificates?limit={limit}"))?;
+        CaCommand::Certs { ca, limit, before } => {
+            let mut path = format!("/api/v1/ca/{ca}/certificates?limit={limit}");
+            if let Some(b) = &before {
+                let b = b.trim();
+                if b.is_empty() || !b.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+                    bail!(
+                        "--before takes a certificate serial in hex, as 'kagi ca certs' prints it after \"next page: --before\""
+                    );
+                }
+                path.push_str(&format!("&before={}", b.replace(':', "")));
+            }
+            let resp: Value = client.get_json(&path)?;
             if json_mode() {
                 return print_json(&resp);
             }
@@ -253,6 +262,9 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                     s(c, "subject"),
                     s(c, "issued_to")
                 );
+            }
+            if let Some(next) = resp.get("next").and_then(Value::as_str) {
+                say!("next page: kagi ca certs {ca} --limit {limit} --before {next}");
             }
         }
         CaCommand::Crl { ca, out } => {

@@ -155,6 +155,13 @@ pub struct KeyFilter {
     /// the certificate object costs one call.
     #[serde(default)]
     certificate: bool,
+    /// A page of at most `limit` keys in label order; a full page answers a `Link` header
+    /// (rel="next") with the cursor of the next one.
+    #[serde(default)]
+    limit: Option<i64>,
+    /// The cursor: keys whose label sorts after this one.
+    #[serde(default)]
+    after: Option<String>,
 }
 
 pub async fn list_keys(
@@ -169,6 +176,8 @@ pub async fn list_keys(
         name,
         id,
         certificate,
+        limit,
+        after,
     } = web::Query::<KeyFilter>::from_query(req.query_string())
         .map_err(|e| ApiError::new(Code::BadQuery, format!("invalid query string: {e}")))?
         .into_inner();
@@ -178,10 +187,17 @@ pub async fn list_keys(
             "certificate=true reads one key's certificate: give name= or id= too",
         ));
     }
+    if (limit.is_some() || after.is_some()) && (name.is_some() || id.is_some()) {
+        return Err(ApiError::new(
+            Code::BadQuery,
+            "limit= and after= page the whole list: leave out name= and id=",
+        ));
+    }
+    let limit = limit.map(|l| l.clamp(1, 10_000));
     let for_certificates = session.clone();
     let keys = blocking(&state.hsm, move |h| {
         let one = match (name, id) {
-            (None, None) => return h.list_keys(&session),
+            (None, None) => return h.list_keys_after(&session, after.as_deref(), limit),
             (Some(name), None) => match h.key_info(&session, &name) {
                 Ok(info) => Some(info),
                 Err(kagi_hsm_core::HsmError::KeyNotFound(_)) => None,
@@ -197,7 +213,17 @@ pub async fn list_keys(
     })
     .await?;
     if !certificate {
-        return Ok(HttpResponse::Ok().json(keys));
+        let mut resp = HttpResponse::Ok();
+        if let (Some(limit), Some(last)) = (limit, keys.last()) {
+            if keys.len() as i64 == limit {
+                let next = format!(
+                    "</api/v1/keys?limit={limit}&after={}>; rel=\"next\"",
+                    percent_encode(&last.label)
+                );
+                resp.insert_header(("Link", next));
+            }
+        }
+        return Ok(resp.json(keys));
     }
     let with_certificates = blocking_with_state(&state, move |st| {
         keys.into_iter()
@@ -344,4 +370,16 @@ pub async fn resume_key(
     let name = name.into_inner();
     let info = blocking(&state.hsm, move |h| h.resume_key(&session, &name)).await?;
     Ok(HttpResponse::Ok().json(info))
+}
+
+/// A label as a query value: unreserved characters as they are, every other byte as %XX.
+fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -245,6 +245,10 @@ pub(super) fn usage_limit_body() -> Value {
     json!({ "type": "object", "required": ["usage_limit"], "properties": { "usage_limit": { "type": ["integer", "null"] } } })
 }
 
+pub(super) fn recover_rollback_body() -> Value {
+    json!({ "type": "object", "required": ["reason"], "properties": { "reason": { "type": "string" } } })
+}
+
 pub(super) fn identity_body() -> Value {
     json!({ "type": "object", "required": ["name", "kind"], "properties": {
         "name": { "type": "string" },

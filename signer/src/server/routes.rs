@@ -438,8 +438,8 @@ pub const ROUTES: &[Endpoint] = &[
             Code::IntegrityFailure, Code::StorageError,
         ]),
     get("/api/v1/keys", |r| r.to(keys::list_keys))
-        .doc("List keys of the caller's partition; ?name= or ?id= gives the one key of that name or id (an empty list when none), read without listing the partition; with either, certificate=true adds each key's current code-signing certificate (PEM, null when none)")
-        .query(&[("name", "string"), ("id", "string"), ("certificate", "boolean")])
+        .doc("List keys of the caller's partition in label order; ?limit=N&after=LABEL pages it (a full page answers Link: <...>; rel=\"next\"); ?name= or ?id= gives the one key of that name or id (an empty list when none), read without listing the partition; with either, certificate=true adds each key's current code-signing certificate (PEM, null when none)")
+        .query(&[("name", "string"), ("id", "string"), ("certificate", "boolean"), ("limit", "integer"), ("after", "string")])
         .codes(READ),
     post("/api/v1/keys", |r| r.to(keys::create_key))
         .doc("Generate a key")
@@ -578,6 +578,7 @@ pub const ROUTES: &[Endpoint] = &[
         ]),
     post("/api/v1/rollback/recover", |r| r.to(rollback::recover))
         .doc("End a detected rollback once the witnesses were reset: officers, behind the policy's quorum (202 with the approval request); audited as tlog.rollback_recovered")
+        .json(openapi::recover_rollback_body)
         .codes(&[
             Code::Forbidden, Code::Conflict, Code::BadRequest, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
@@ -660,9 +661,9 @@ pub const ROUTES: &[Endpoint] = &[
             Code::CryptoError,
         ]),
     get("/api/v1/ca/{ca}/certificates", |r| r.to(ca_routes::certificates::list_certificates))
-        .doc("Certificates a CA issued, newest first (?limit=)")
-        .query(&[("limit", "integer")])
-        .codes(&[Code::NotFound, Code::Forbidden, Code::StorageError]),
+        .doc("Certificates a CA issued, newest first: ?limit= (default 100), and ?before= the previous page's \"next\" (the serial of its last certificate) for the page after it")
+        .query(&[("limit", "integer"), ("before", "string")])
+        .codes(&[Code::NotFound, Code::Forbidden, Code::BadRequest, Code::StorageError]),
     post("/api/v1/ca/{ca}/profiles/{profile}/issue", |r| r.to(ca_routes::issuance::issue))
         .doc("Issue one certificate: the body is a CSR (PEM or DER) or {\"csr\", \"validity_days\", \"override_serial_in_use\"} (the override: officers only, audited); a device serial number with a live certificate for another key is 409 serial_in_use; Accept: application/pkix-cert for DER")
         .created()

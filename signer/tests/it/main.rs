@@ -18,6 +18,7 @@ mod lifecycle;
 mod log;
 mod openapi;
 mod ops;
+mod paging;
 mod partitions_and_wrapped_keys;
 mod policy;
 mod postgres;

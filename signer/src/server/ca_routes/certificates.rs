@@ -43,6 +43,9 @@ pub async fn get_certificate(
 pub struct ListQuery {
     #[serde(default)]
     limit: Option<i64>,
+    /// The previous page's `next`: the serial of its last certificate.
+    #[serde(default)]
+    before: Option<String>,
 }
 
 pub async fn list_certificates(
@@ -53,16 +56,21 @@ pub async fn list_certificates(
 ) -> ApiResult {
     let Caller(_session) = caller;
     let ca_name = path.into_inner();
-    let limit = query.limit.unwrap_or(100);
+    let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+    let before = query.into_inner().before;
     let (certs, total) = blocking(&state.hsm, move |h| {
         h.ca(&ca_name)?;
         Ok((
-            h.list_certificates(&ca_name, limit)?,
+            h.list_certificates_before(&ca_name, limit, before.as_deref())?,
             h.count_certificates(&ca_name)?,
         ))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({"total": total, "certificates": certs})))
+    // A full page may have a next one: its cursor is this page's last serial.
+    let next = (certs.len() as i64 == limit)
+        .then(|| certs.last().map(|c| c.serial.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({"total": total, "certificates": certs, "next": next})))
 }
 
 /// Revoke a certificate and publish a new CRL of its CA before answering, so the CRL a client

@@ -1,0 +1,3 @@
+DROP INDEX certificates_issued_at;
+DROP INDEX certificates_by_holder;
+DROP INDEX certificates_newest;
