@@ -220,6 +220,13 @@ impl Integrity {
         Ok(v.index.use_hi.get(subject).copied().unwrap_or(0))
     }
 
+    /// [`Integrity::use_hi`] as far as the log was read, without reading the database: for a
+    /// caller that caught up once for many subjects.
+    pub(crate) fn use_hi_now(&self, subject: &str) -> Result<i64> {
+        let v = self.lock()?;
+        Ok(v.index.use_hi.get(subject).copied().unwrap_or(0))
+    }
+
     /// The verified successful records of `action` on `subject`, in log order.
     pub(crate) fn records(
         &self,

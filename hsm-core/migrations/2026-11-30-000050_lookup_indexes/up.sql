@@ -7,3 +7,13 @@ CREATE INDEX certificates_newest ON certificates (ca_name, issued_at, serial);
 CREATE INDEX certificates_by_holder ON certificates (issued_to, ca_name, profile, issued_at);
 -- Certificates issued since a day (the console's per-day chart).
 CREATE INDEX certificates_issued_at ON certificates (issued_at);
+
+-- How many certificates each CA issued, kept in the transaction that stores them, so a list's
+-- total is one row and not a count of every certificate (58 ms at 1M). It is a display
+-- figure: the certificates themselves and the audit log stay the truth.
+CREATE TABLE ca_certificate_counts (
+    ca_name TEXT PRIMARY KEY NOT NULL,
+    issued BIGINT NOT NULL
+);
+INSERT INTO ca_certificate_counts (ca_name, issued)
+    SELECT ca_name, COUNT(*) FROM certificates GROUP BY ca_name;

@@ -320,14 +320,25 @@ impl Hsm {
             q = q.limit(limit.clamp(1, 10_000));
         }
         let rows: Vec<KeyRow> = q.order(keys::label.asc()).load(&mut c)?;
+        // One catch-up with the log for the whole page, then each key's floor from memory:
+        // per key, a pool checkout and a catch-up query cost more than the key itself.
+        let u = self.unsealed()?;
+        u.integrity.catch_up(&mut c, &u.audit)?;
         drop(c);
-        rows.iter().map(|r| self.row_info(r)).collect()
+        rows.iter()
+            .map(|r| self.row_info_with(r, u.integrity.use_hi_now(&r.id)?))
+            .collect()
     }
 
     /// A row's description with its audited usage floor, and suspended when the verified log
     /// says so whatever the row says (a row restored from before a suspension).
     fn row_info(&self, r: &KeyRow) -> Result<KeyInfo> {
-        let mut info = r.info(r.usage_count.max(self.audited_uses(&r.id)?))?;
+        self.row_info_with(r, self.audited_uses(&r.id)?)
+    }
+
+    /// [`Hsm::row_info`] with the audited floor already read.
+    fn row_info_with(&self, r: &KeyRow, audited_uses: i64) -> Result<KeyInfo> {
+        let mut info = r.info(r.usage_count.max(audited_uses))?;
         if info.state == KeyState::Active && self.unsealed()?.suspended_now(&r.id) {
             info.state = KeyState::Suspended;
             info.active = false;

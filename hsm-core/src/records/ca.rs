@@ -24,7 +24,7 @@ use crate::hsm::{
     user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest, Signed,
     StagedRows, Staging,
 };
-use crate::store::schema::{cas, certificates, crls, device_serials};
+use crate::store::schema::{ca_certificate_counts, cas, certificates, crls, device_serials};
 use crate::store::AnyConnection;
 use crate::StagedRow;
 
@@ -162,6 +162,23 @@ fn serial_in_use(ca: &str, serial_number: &str, holder: &str) -> HsmError {
     ))
 }
 
+/// Add `n` to CA `ca`'s issued count, in the transaction that stores the certificates.
+fn count_issued(c: &mut AnyConnection, ca: &str, n: i64) -> Result<()> {
+    use diesel::sql_types::{BigInt, Text};
+    // `$1` numbers the parameter on both backends (SQLite takes it as a parameter name).
+    let q = diesel::sql_query(
+        "INSERT INTO ca_certificate_counts (ca_name, issued) VALUES ($1, $2) \
+         ON CONFLICT (ca_name) DO UPDATE SET issued = ca_certificate_counts.issued + excluded.issued",
+    )
+    .bind::<Text, _>(ca)
+    .bind::<BigInt, _>(n);
+    match c {
+        AnyConnection::Postgresql(pg) => q.execute(pg)?,
+        AnyConnection::Sqlite(sq) => q.execute(sq)?,
+    };
+    Ok(())
+}
+
 /// The live holder of `serial_number` under `ca_name`, if any, read on `c`.
 fn live_holder(
     c: &mut AnyConnection,
@@ -183,22 +200,25 @@ fn live_holder(
     // The claim holds while any certificate of its key from this CA is live: renewals leave
     // the older certificates live too, so revoking the newest alone does not free the serial.
     // Reading the rows also covers a revocation made by another process.
-    let live: i64 = certificates::table
+    // The first live one settles it: a key renewed a hundred times is not counted each time.
+    let live = certificates::table
         .filter(certificates::ca_name.eq(ca_name))
         .filter(certificates::spki_sha256.eq(&row.spki_sha256))
         .filter(certificates::revoked_at.is_null())
         .filter(certificates::not_after.gt(now))
-        .count()
-        .get_result(c)?;
+        .select(certificates::serial)
+        .first::<String>(c)
+        .optional()?
+        .is_some();
     // No row for the claiming certificate means it was claimed earlier in this same batch (its
     // row is inserted with the batch's rows): it holds.
-    let pending = live == 0
+    let pending = !live
         && certificates::table
             .filter(certificates::serial.eq(&row.cert_serial))
             .count()
             .get_result::<i64>(c)?
             == 0;
-    Ok((live > 0 || pending).then_some(SerialHolder {
+    Ok((live || pending).then_some(SerialHolder {
         cert_serial: row.cert_serial,
         spki_sha256: row.spki_sha256,
     }))
@@ -802,10 +822,12 @@ impl Hsm {
     /// How many certificates a CA has issued.
     pub fn count_certificates(&self, ca_name: &str) -> Result<i64> {
         let mut c = self.inner.store.conn()?;
-        Ok(certificates::table
-            .filter(certificates::ca_name.eq(ca_name))
-            .count()
-            .get_result(&mut c)?)
+        Ok(ca_certificate_counts::table
+            .filter(ca_certificate_counts::ca_name.eq(ca_name))
+            .select(ca_certificate_counts::issued)
+            .first(&mut c)
+            .optional()?
+            .unwrap_or(0))
     }
 
     /// Revoke an issued certificate with an RFC 5280 reason code. Officers only; audited.
@@ -1022,6 +1044,13 @@ impl StagedRow for StagedCertificate {
 
     fn insert_all(rows: Vec<Self>, c: &mut AnyConnection) -> Result<()> {
         let rows: Vec<CertificateRecord> = rows.into_iter().map(|r| r.cert).collect();
+        let mut per_ca: std::collections::BTreeMap<&str, i64> = Default::default();
+        for r in &rows {
+            *per_ca.entry(r.ca_name.as_str()).or_default() += 1;
+        }
+        for (ca, n) in per_ca {
+            count_issued(c, ca, n)?;
+        }
         match c {
             AnyConnection::Postgresql(pg) => {
                 for chunk in rows.chunks(INSERT_CHUNK) {

@@ -157,6 +157,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    ca_certificate_counts (ca_name) {
+        ca_name -> Text,
+        issued -> BigInt,
+    }
+}
+
+diesel::table! {
     device_serials (ca_name, serial_number) {
         ca_name -> Text,
         serial_number -> Text,
