@@ -11,11 +11,11 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use kagi_benches::rate;
 use kagi_benches::serve::{agent, cli, kagi_binary, start, start_with, Server};
-use kagi_benches::{percentile, rate};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// HTTPS clients by default; KAGI_BENCH_CLIENTS=N for more (closed loop: with few clients
 /// the rate follows the latency, with many it shows whether witnessing caps throughput).
@@ -134,49 +134,24 @@ fn load(i: &Instance, dur: Duration, clients: usize) -> Row {
     let url = format!("{}/api/v1/sign", i.url());
     let body = format!(r#"{{"key":"bench-p256","digest":"{}"}}"#, "ab".repeat(32));
     let auth = format!("Bearer {}", i.token);
-    let start = Instant::now();
-    let per_thread: Vec<(Vec<f64>, u64)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..clients)
-            .map(|_| {
-                let (url, body, auth, http) = (&url, &body, &auth, &i.http);
-                s.spawn(move || {
-                    let (mut ms, mut failures) = (Vec::new(), 0u64);
-                    while start.elapsed() < dur {
-                        let t = Instant::now();
-                        let ok = http
-                            .post(url)
-                            .header("Authorization", auth)
-                            .header("Content-Type", "application/json")
-                            .send(body.as_bytes())
-                            .map(|r| {
-                                let ok = r.status() == 200;
-                                ok && r.into_body().read_to_vec().is_ok()
-                            })
-                            .unwrap_or(false);
-                        if ok {
-                            ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                        } else {
-                            failures += 1;
-                        }
-                    }
-                    (ms, failures)
-                })
+    let l = kagi_benches::load(clients, dur, || {
+        i.http
+            .post(&url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .map(|r| {
+                let ok = r.status() == 200;
+                ok && r.into_body().read_to_vec().is_ok()
             })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+            .unwrap_or(false)
     });
-    let elapsed = start.elapsed().as_secs_f64();
-    let failures = per_thread.iter().map(|t| t.1).sum();
-    let mut ms: Vec<f64> = per_thread.into_iter().flat_map(|t| t.0).collect();
-    ms.sort_by(f64::total_cmp);
     Row {
-        rate: ms.len() as f64 / elapsed,
-        p50: percentile(&ms, 0.5),
-        p99: percentile(&ms, 0.99),
-        max: ms.last().copied().unwrap_or(f64::NAN),
-        failures,
+        rate: l.rate,
+        p50: l.p50_ms,
+        p99: l.p99_ms,
+        max: l.max_ms,
+        failures: l.failures,
     }
 }
 

@@ -42,6 +42,71 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A closed-loop load's outcome: the rate, and each request's latency.
+pub struct Load {
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub failures: u64,
+}
+
+/// `threads` clients run `op` back to back for about `dur`; `op` says whether the request
+/// succeeded. Every successful request's latency is kept.
+pub fn load<F>(threads: usize, dur: Duration, op: F) -> Load
+where
+    F: Fn() -> bool + Sync,
+{
+    let start = Instant::now();
+    let per_thread: Vec<(Vec<f64>, u64)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let op = &op;
+                s.spawn(move || {
+                    let (mut ms, mut failures) = (Vec::new(), 0u64);
+                    while start.elapsed() < dur {
+                        let t = Instant::now();
+                        if op() {
+                            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                        } else {
+                            failures += 1;
+                        }
+                    }
+                    (ms, failures)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let failures = per_thread.iter().map(|t| t.1).sum();
+    let mut ms: Vec<f64> = per_thread.into_iter().flat_map(|t| t.0).collect();
+    ms.sort_by(f64::total_cmp);
+    Load {
+        rate: ms.len() as f64 / elapsed,
+        p50_ms: percentile(&ms, 0.5),
+        p99_ms: percentile(&ms, 0.99),
+        max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        failures,
+    }
+}
+
+/// A process's resident set now and at its peak (VmRSS, VmHWM), in MB, from /proc.
+pub fn rss_mb(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 pub fn report(name: &str, ops: f64, baseline_name: &str, baseline: f64) {
     println!(
         "{name:<58} {ops:>10.0} ops/s   {:>6.3}x {baseline_name}",

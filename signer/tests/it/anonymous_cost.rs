@@ -301,3 +301,71 @@ fn assert_granted(server: &Server, reply: &[u8]) {
     let out = openssl(server.root(), &["ts", "-reply", "-in", "resp.tsr", "-text"]);
     assert!(out.contains("Status: Granted"), "{out}");
 }
+
+/// The OCSP responder's first-use herd (issue 16): 32 clients asking at once, before the
+/// responder has a certificate, make one responder certificate between them, and all get an
+/// answer signed with it.
+#[test]
+fn thirty_two_first_ocsp_requests_mint_one_responder_certificate() {
+    let server = Server::start();
+    issue_leaf(&server);
+    openssl(
+        server.root(),
+        &[
+            "ocsp",
+            "-issuer",
+            "devices.pem",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "first.req",
+        ],
+    );
+    let req = std::fs::read(server.path("first.req")).unwrap();
+    assert_eq!(
+        responders(&server),
+        0,
+        "the herd must meet no responder yet"
+    );
+    let barrier = std::sync::Barrier::new(32);
+    let answers: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..32)
+            .map(|_| {
+                let (server, req, barrier) = (&server, &req, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    get_bytes(server, &ocsp_get_path(req))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "one signed answer, reused"
+    );
+    assert_eq!(responders(&server), 1);
+}
+
+/// How many OCSP responder certificates the devices CA issued.
+fn responders(server: &Server) -> usize {
+    let listed: serde_json::Value = serde_json::from_str(
+        &server
+            .http()
+            .request(
+                "GET",
+                "/api/v1/ca/devices/certificates?limit=1000",
+                Some(&server.token()),
+                None,
+            )
+            .body,
+    )
+    .unwrap();
+    listed["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["profile"] == "ocsp-signing")
+        .count()
+}
