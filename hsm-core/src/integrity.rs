@@ -64,6 +64,9 @@ struct Index {
     /// The sequence number of the newest `tlog.rollback_recovered` record: the officers' act
     /// that ends the refusal a detected rollback began.
     recovered_at: Option<i64>,
+    /// How many CAs were created or revoked: a CA record read earlier is current while this
+    /// has not moved (another process's change is seen within the watcher's tick).
+    ca_changes: u64,
 }
 
 impl Index {
@@ -73,6 +76,9 @@ impl Index {
         }
         if ev.action == "tlog.rollback_recovered" && ev.outcome == "ok" {
             self.recovered_at = Some(ev.seq);
+        }
+        if (ev.action == "ca.create" || ev.action == "ca.revoke") && ev.outcome == "ok" {
+            self.ca_changes += 1;
         }
         let Some(subject) = &ev.key_id else { return };
         if let Some(v) = ev.use_hi {
@@ -296,6 +302,11 @@ impl Integrity {
             Some(r) if r > rollback => None,
             _ => Some(rollback),
         }
+    }
+
+    /// How many CA creations and revocations the verified log holds, as far as read.
+    pub(crate) fn ca_generation(&self) -> Result<u64> {
+        Ok(self.lock()?.index.ca_changes)
     }
 
     /// Whether the policy's quotas are frozen by a detected rollback: no policy version was

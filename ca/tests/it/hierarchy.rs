@@ -337,3 +337,51 @@ fn rcgen_builds_certificates_signed_through_hsm_core() {
         assert_eq!(after - before, 2, "{alg}");
     }
 }
+
+/// The service keeps each CA's checked record between issuances; a revocation committed in
+/// this process must still stop the very next one.
+#[test]
+fn a_revoked_ca_stops_issuing_at_once_though_its_record_was_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hsm, admin) = setup(tmp.path());
+    let urls = PublicUrls::new("http://127.0.0.1:8080");
+    let spec = |n: &str| CaSpec {
+        name: n.into(),
+        subject: format!("CN=Test {n}"),
+        alg: Algorithm::EcP256,
+        validity_days: 365,
+    };
+    done(create_root(&hsm, &admin, &spec("root"), None).unwrap());
+    done(create_intermediate(&hsm, &admin, &spec("devices"), "root", &urls, None).unwrap());
+    let pki = kagi_ca::service::Pki::new("http://127.0.0.1:8080").unwrap();
+    let csr = |sn: &str| {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+            rcgen::DnValue::PrintableString(sn.try_into().unwrap()),
+        );
+        p.serialize_request(&key).unwrap().der().to_vec()
+    };
+    let issue = |sn: &str| {
+        pki.issue(
+            &hsm,
+            &admin,
+            "devices",
+            "device",
+            &csr(sn),
+            &IssueOptions::default(),
+            &[],
+            serde_json::json!({}),
+        )
+    };
+    for i in 0..3 {
+        issue(&format!("SN-{i}")).unwrap();
+    }
+    done(kagi_ca::hierarchy::revoke_ca(&hsm, &admin, "devices", 1, None).unwrap());
+    let err = issue("SN-AFTER").unwrap_err().to_string();
+    assert!(err.contains("revoked"), "{err}");
+    // The root, whose record did not change, still answers from what was kept.
+    assert!(hsm.ca("root").unwrap().revoked_at.is_none());
+    assert!(hsm.ca("devices").unwrap().revoked_at.is_some());
+}

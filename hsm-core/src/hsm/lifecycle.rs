@@ -27,6 +27,7 @@ impl Hsm {
                 failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
                 password_lock: cfg.password_lock,
                 quota_floors: Mutex::new(HashMap::new()),
+                ca_records: Mutex::new(HashMap::new()),
                 commit_observer: Arc::default(),
                 witnesses: cfg.witnesses,
             }),

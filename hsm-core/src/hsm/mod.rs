@@ -320,6 +320,9 @@ pub(crate) struct Inner {
     commit_observer: Arc<crate::commit::ObserverSlot>,
     /// The witnesses the committer's release stage asks, if any.
     pub(crate) witnesses: Option<crate::witnessing::WitnessSet>,
+    /// CA records already read and MAC-checked, with the CA generation they were read at
+    /// (`Integrity::ca_generation`): issuance reads its CA and chain on every request.
+    pub(crate) ca_records: Mutex<HashMap<String, (u64, crate::records::ca::CaRecord)>>,
 }
 
 /// Handle to the HSM. Cheap to clone; all clones share one state.
@@ -328,7 +331,7 @@ pub struct Hsm {
     pub(crate) inner: Arc<Inner>,
 }
 
-fn lock_err() -> HsmError {
+pub(crate) fn lock_err() -> HsmError {
     HsmError::Store("internal lock poisoned; restart kagi".into())
 }
 

@@ -21,8 +21,8 @@ use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
 use crate::hsm::approvals::{record_mac, record_mac_ok, ApprovalAction, ChangeGrant};
 use crate::hsm::{
-    user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest, Signed,
-    StagedRows, Staging,
+    lock_err, user_event, Gated, Hsm, QuotaCharge, SignKey, SignOp, SignPurpose, SignRequest,
+    Signed, StagedRows, Staging,
 };
 use crate::store::schema::{ca_certificate_counts, cas, certificates, crls, device_serials};
 use crate::store::AnyConnection;
@@ -479,6 +479,19 @@ impl Hsm {
     /// One CA, checked against its MAC.
     pub fn ca(&self, name: &str) -> Result<CaRecord> {
         let u = self.unsealed()?;
+        // Read before the row: a change recorded after this still invalidates what is read.
+        let generation = u.integrity.ca_generation()?;
+        if let Some((g, rec)) = self
+            .inner
+            .ca_records
+            .lock()
+            .map_err(|_| lock_err())?
+            .get(name)
+        {
+            if *g == generation {
+                return Ok(rec.clone());
+            }
+        }
         let mut c = self.inner.store.conn()?;
         let row: CaRow = cas::table
             .filter(cas::name.eq(name))
@@ -488,7 +501,13 @@ impl Hsm {
         if !record_mac_ok(&u, &row.mac_input(), &row.mac)? {
             return Err(ca_tampered(name));
         }
-        Ok(row.record())
+        let rec = row.record();
+        self.inner
+            .ca_records
+            .lock()
+            .map_err(|_| lock_err())?
+            .insert(name.to_string(), (generation, rec.clone()));
+        Ok(rec)
     }
 
     /// Sign a digest the CA built itself (a CA certificate, a CRL, an OCSP response) with a CA
