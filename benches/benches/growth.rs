@@ -20,25 +20,6 @@ use std::time::{Duration, Instant};
 const CSRS: usize = 4096;
 const SAMPLES: usize = 200;
 
-fn device_csrs(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-            let mut dn = rcgen::DistinguishedName::new();
-            dn.push(rcgen::DnType::CommonName, "sensor");
-            dn.push(
-                rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
-                rcgen::DnValue::PrintableString(
-                    format!("SN-{i:06}").try_into().expect("printable"),
-                ),
-            );
-            p.distinguished_name = dn;
-            p.serialize_request(&key).expect("csr").der().to_vec()
-        })
-        .collect()
-}
-
 /// Certificate rows `from..to` of CA 'devices', 100 holders, issued over the last days.
 fn fill_sql(sqlite: bool, from: i64, to: i64) -> String {
     let now = kagi_ca::x509::unix_now();
@@ -144,7 +125,7 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(1);
     println!("kagi growth benchmark: {cores} cores, {secs} s per issuance row, {SAMPLES} calls per lookup\n");
-    let csrs = device_csrs(CSRS);
+    let csrs = kagi_benches::device_csrs(CSRS);
     let profiles = Profiles::builtin().expect("profiles");
     let device = profiles.get("device").expect("device profile");
     let urls = PublicUrls::new("http://127.0.0.1:8080");

@@ -17,25 +17,6 @@ use std::time::Duration;
 
 const CSRS: usize = 256;
 
-fn device_csrs(n: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-            let mut dn = rcgen::DistinguishedName::new();
-            dn.push(rcgen::DnType::CommonName, "sensor");
-            dn.push(
-                rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
-                rcgen::DnValue::PrintableString(
-                    format!("SN-{i:06}").try_into().expect("printable"),
-                ),
-            );
-            p.distinguished_name = dn;
-            p.serialize_request(&key).expect("csr").der().to_vec()
-        })
-        .collect()
-}
-
 fn main() {
     let secs: u64 = std::env::var("KAGI_BENCH_SECS")
         .ok()
@@ -49,7 +30,7 @@ fn main() {
     println!(
         "kagi issuance benchmark: {cores} cores, {threads} client threads, {secs} s per row\n"
     );
-    let csrs = device_csrs(CSRS);
+    let csrs = kagi_benches::device_csrs(CSRS);
     let profiles = Profiles::builtin().expect("profiles");
     let device = profiles.get("device").expect("device profile");
     let urls = PublicUrls::new("http://127.0.0.1:8080");

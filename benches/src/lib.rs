@@ -107,6 +107,27 @@ pub fn rss_mb(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// `n` device CSRs (DER), each with its own P-256 key and subject serialNumber `SN-nnnnnn`,
+/// as the `device` profile wants them.
+pub fn device_csrs(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            let mut dn = rcgen::DistinguishedName::new();
+            dn.push(rcgen::DnType::CommonName, "sensor");
+            dn.push(
+                rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]),
+                rcgen::DnValue::PrintableString(
+                    format!("SN-{i:06}").try_into().expect("printable"),
+                ),
+            );
+            p.distinguished_name = dn;
+            p.serialize_request(&key).expect("csr").der().to_vec()
+        })
+        .collect()
+}
+
 pub fn report(name: &str, ops: f64, baseline_name: &str, baseline: f64) {
     println!(
         "{name:<58} {ops:>10.0} ops/s   {:>6.3}x {baseline_name}",

@@ -1081,7 +1081,8 @@ impl AuditFilter {
     }
 }
 
-fn encode_query(v: &str) -> String {
+/// A query-string value: unreserved characters as they are, every other byte as %XX.
+pub fn encode_query(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -218,7 +218,7 @@ pub async fn list_keys(
             if keys.len() as i64 == limit {
                 let next = format!(
                     "</api/v1/keys?limit={limit}&after={}>; rel=\"next\"",
-                    percent_encode(&last.label)
+                    kagi_web_ui::views::encode_query(&last.label)
                 );
                 resp.insert_header(("Link", next));
             }
@@ -370,16 +370,4 @@ pub async fn resume_key(
     let name = name.into_inner();
     let info = blocking(&state.hsm, move |h| h.resume_key(&session, &name)).await?;
     Ok(HttpResponse::Ok().json(info))
-}
-
-/// A label as a query value: unreserved characters as they are, every other byte as %XX.
-fn percent_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
