@@ -680,3 +680,70 @@ fn two_of_three_goes_on_with_one_witness_killed() {
     let show = server.kagi_ok(&["key", "show", "k"]);
     assert!(show.contains("usage count:           3"), "{show}");
 }
+
+/// Two `kagi serve` processes on one PostgreSQL database, both witnessed by the same two
+/// witnesses: each one's witnesses follow the other's checkpoints, every released signature's
+/// proof carries both cosignatures whichever process made it, and `kagi verify` with the
+/// quorum accepts all of them.
+#[test]
+fn two_processes_on_one_postgres_share_the_witnessed_log() {
+    let db = common::Database::create();
+    let url = db.url();
+    let store = ["--database-url", url.as_str()];
+    let (dir_a, log_key) = fresh_instance(&store);
+    let w1 = WitnessProc::new("witness-1.test", &log_key);
+    let w2 = WitnessProc::new("witness-2.test", &log_key);
+    let dir_b = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(dir_a.path().join("kagi-data"))
+        .arg(dir_b.path().join("kagi-data"))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let a = witnessed(dir_a, &store, &[&w1, &w2], &[]);
+    let b = witnessed(dir_b, &store, &[&w1, &w2], &[]);
+    a.kagi_ok(&["key", "create", "--name", "shared", "--alg", "ec-p256"]);
+    let pem = a.kagi_ok(&["key", "public", "shared"]);
+    for s in [&a, &b] {
+        std::fs::write(s.path("app.bin"), b"built twice").unwrap();
+        std::fs::write(s.path("shared.pem"), &pem).unwrap();
+    }
+    for i in 0..4 {
+        for (s, name) in [(&a, "a"), (&b, "b")] {
+            let sig = format!("{name}{i}.sig");
+            let out = sign(s, "shared", &sig);
+            assert!(out.status.success(), "{name}{i}: {}", stderr(&out));
+            assert_cosigned(&s.path(&format!("{sig}.tlog.json")), &[&w1, &w2]);
+            let (v1, v2) = (w1.flag(), w2.flag());
+            let (v1, v2) = (v1.split_once('=').unwrap().1, v2.split_once('=').unwrap().1);
+            let verified = s.kagi(&[
+                "verify",
+                "app.bin",
+                "--format",
+                "raw",
+                "--public-key",
+                "shared.pem",
+                "--require-log",
+                "-s",
+                &sig,
+                "--witness",
+                v1,
+                "--witness",
+                v2,
+                "--witness-quorum",
+                "2",
+            ]);
+            assert!(
+                verified.status.success(),
+                "{name}{i}: {}",
+                stderr(&verified)
+            );
+        }
+    }
+    // Neither process saw a rollback in the other's checkpoints.
+    for s in [&a, &b] {
+        let ready = s.http().request("GET", "/readyz", None, None);
+        assert_eq!(ready.status, 200, "{}", ready.body);
+    }
+}
