@@ -49,6 +49,8 @@ fn yes() -> bool {
 #[derive(Serialize)]
 pub struct SignRequest<'a> {
     pub key: &'a str,
+    /// The id the module found the key by: a key created later under the same name is not it.
+    pub key_id: &'a str,
     pub digest: String,
     pub digest_alg: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -235,9 +235,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn request<'a>(&self, label: &'a str) -> SignRequest<'a> {
+    pub fn request<'a>(&self, label: &'a str, key_id: &'a str) -> SignRequest<'a> {
         SignRequest {
             key: label,
+            key_id,
             digest: hex::encode(&self.digest),
             digest_alg: self.hash.name(),
             padding: self.padding,
@@ -460,7 +461,10 @@ impl crate::module::Module {
         let prepared = op.prepare(data)?;
         let raw = self
             .client
-            .sign(token.as_ref(), &prepared.request(&key.info.label))
+            .sign(
+                token.as_ref(),
+                &prepared.request(&key.info.label, &key.info.id),
+            )
             .inspect_err(|e| {
                 // kagi answered key_not_found: the key was destroyed since the handle was
                 // given out, and its handles go invalid.

@@ -213,3 +213,51 @@ fn a_search_by_id_alone_gets_the_certificate_with_the_key() {
     assert_eq!(p11.close(s), CKR_OK);
     assert_eq!(p11.finalize(), CKR_OK);
 }
+
+/// A handle kept across a destroy and a re-create under the same label, with no search in
+/// between: the module still names the key by label, and the service would find the new key
+/// under it. The request carries the id the handle was found with, so the service refuses
+/// instead of signing with a key the caller never chose.
+#[test]
+fn a_kept_handle_never_signs_with_a_new_key_that_took_its_label() {
+    let _turn = turn();
+    let server = Server::start();
+    configure(&server, true);
+    let (http, token) = (server.http(), server.token());
+    let old_id = create(&http, &token, "swapped");
+
+    let p11 = P11::new();
+    assert_eq!(p11.initialize(), CKR_OK);
+    let s = p11.open(0, false);
+    let old = p11.find(s, &private(b"swapped")).unwrap()[0];
+    assert_eq!(p11.sign_init(s, CKM_ECDSA, old), CKR_OK);
+    assert_eq!(p11.sign(s, &DIGEST).map(|sig| sig.len()), Ok(64));
+
+    destroy(&http, &token, "swapped");
+    let new_id = create(&http, &token, "swapped");
+    assert_ne!(old_id, new_id);
+    // The module has not looked again: its handle still starts an operation.
+    assert_eq!(p11.sign_init(s, CKM_ECDSA, old), CKR_OK);
+    assert_eq!(p11.sign(s, &DIGEST), Err(CKR_KEY_HANDLE_INVALID));
+    // The new key, found anew, signs.
+    let new = p11.find(s, &private(b"swapped")).unwrap()[0];
+    assert_eq!(p11.sign_init(s, CKM_ECDSA, new), CKR_OK);
+    assert_eq!(p11.sign(s, &DIGEST).map(|sig| sig.len()), Ok(64));
+    // Over HTTP the same pin: the old id with the label answers 404.
+    let r = http.request(
+        "POST",
+        "/api/v1/sign",
+        Some(&token),
+        Some(
+            format!(
+                r#"{{"key":"swapped","key_id":"{old_id}","digest":"{}"}}"#,
+                "ab".repeat(32)
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.error_code(), "key_not_found", "{}", r.body);
+    assert_eq!(p11.close(s), CKR_OK);
+    assert_eq!(p11.finalize(), CKR_OK);
+}

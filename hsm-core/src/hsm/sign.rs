@@ -10,6 +10,10 @@ use super::*;
 pub enum SignKey<'a> {
     /// A key stored in the caller's partition, by label.
     Stored(&'a str),
+    /// The stored key with this label, which must still be the key with this id: a client
+    /// that found the key earlier (a PKCS#11 handle) must not sign with a key created later
+    /// under the same name after the first was destroyed.
+    StoredId { label: &'a str, key_id: &'a str },
     /// A key the caller keeps outside, wrapped to the partition's import key: unwrapped into
     /// memory for this one signature and dropped (zeroized) right after. Nothing is stored.
     Wrapped {
@@ -126,7 +130,10 @@ impl Hsm {
             });
         }
         match op.key {
-            SignKey::Stored(label) => self.sign_stored(&u, s, label, &mut op),
+            SignKey::Stored(label) => self.sign_stored(&u, s, label, None, &mut op),
+            SignKey::StoredId { label, key_id } => {
+                self.sign_stored(&u, s, label, Some(key_id), &mut op)
+            }
             SignKey::Wrapped { algorithm, wrapped } => {
                 self.sign_wrapped(&u, s, algorithm, wrapped, &mut op)
             }
@@ -163,12 +170,17 @@ impl Hsm {
         u: &Unsealed,
         s: &Session,
         label: &str,
+        key_id: Option<&str>,
         op: &mut SignOp<'_>,
     ) -> Result<Signed> {
         let mut retried = false;
         loop {
             let k = self.load_key(u, s.partition(), label)?;
             let a = &k.attrs;
+            if key_id.is_some_and(|id| id != a.id) {
+                // The key the caller means is gone; this one only has its name.
+                return Err(HsmError::KeyNotFound(a.label.clone()));
+            }
             check_purpose(a, op.purpose)?;
             // The verified log, as far as read: a suspension here is seen at once, another
             // process's within the watcher's tick, and a restored row does not undo either.

@@ -218,6 +218,7 @@ pub(super) fn sign_body() -> Value {
         "additionalProperties": false,
         "properties": {
             "key": { "type": "string", "description": "a key in the HSM (or wrapped_key and alg)" },
+            "key_id": { "type": "string", "description": "with key: the key's id as the caller found it; a key of that name with another id answers 404 key_not_found" },
             "wrapped_key": { "type": "string", "description": "base64, wrapped to the partition's import key" },
             "alg": { "type": "string" },
             "digest": { "type": "string", "description": "hex" },

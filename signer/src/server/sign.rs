@@ -21,6 +21,10 @@ pub struct SignBody {
     /// Label of a key held in the HSM ...
     #[serde(default)]
     key: Option<String>,
+    /// With `key`: the id the caller knows the key by; a key of that name with another id
+    /// (the first destroyed, the name reused) answers 404 key_not_found.
+    #[serde(default)]
+    key_id: Option<String>,
     /// ... or a key kept outside, wrapped to the partition's import key (base64), with `alg`.
     #[serde(default)]
     wrapped_key: Option<String>,
@@ -191,7 +195,14 @@ async fn sign_digest(
     let body = body.into_inner();
     let resource = match (&body.key, &body.wrapped_key) {
         (Some(label), None) => label.clone(),
-        (None, Some(_)) => WRAPPED_KEY_RESOURCE.to_string(),
+        (None, Some(_)) if body.key_id.is_none() => WRAPPED_KEY_RESOURCE.to_string(),
+        (None, Some(_)) => {
+            let e = ApiError::new(
+                Code::BadRequest,
+                "'key_id' names a key held in the HSM: give it with 'key', not with 'wrapped_key'",
+            );
+            return Err(audited(&state, &session, "key.use_wrapped", e).await);
+        }
         _ => {
             let e = ApiError::new(
                 Code::BadRequest,
@@ -303,10 +314,15 @@ async fn sign_digest(
             Err(e) => return Err(audited(&state, &session, "key.use_wrapped", e).await),
         },
     };
+    let key_id = body.key_id.clone();
     let signed = blocking(&state.hsm, move |h| {
-        let key = match &wrapped {
-            None => kagi_hsm_core::SignKey::Stored(&resource),
-            Some((algorithm, wrapped)) => kagi_hsm_core::SignKey::Wrapped {
+        let key = match (&wrapped, &key_id) {
+            (None, None) => kagi_hsm_core::SignKey::Stored(&resource),
+            (None, Some(key_id)) => kagi_hsm_core::SignKey::StoredId {
+                label: &resource,
+                key_id,
+            },
+            (Some((algorithm, wrapped)), _) => kagi_hsm_core::SignKey::Wrapped {
                 algorithm: *algorithm,
                 wrapped,
             },
