@@ -55,6 +55,37 @@ fn partial_name(out: &Path) -> PathBuf {
     ))
 }
 
+/// Remove the partial copies of `out` that interrupted backups left (their process is gone):
+/// a backup killed mid-copy leaves a full-size file of sealed keys beside the target.
+fn remove_stale_partials(out: &Path) -> Vec<PathBuf> {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = match out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 pub(super) fn backup(args: &BackupArgs) -> Result<()> {
     let db = sqlite_path(args)?;
     let out = &args.out;
@@ -66,6 +97,13 @@ pub(super) fn backup(args: &BackupArgs) -> Result<()> {
     }
     if out.file_name().is_none() {
         bail!("{} is not a file name", out.display());
+    }
+    for stale in remove_stale_partials(out) {
+        // On standard error: --output json keeps standard output for the answer.
+        eprintln!(
+            "removed {}, a partial copy left by an interrupted backup",
+            stale.display()
+        );
     }
     let partial = partial_name(out);
     // Owner-only from the first byte: the copy holds every sealed key and the audit log.

@@ -168,3 +168,29 @@ fn backup_refuses_what_it_cannot_copy() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// A backup killed mid-copy leaves a partial file of sealed keys beside its target; the next
+/// backup to that name removes it (its process is gone) and leaves a running one's alone.
+#[test]
+fn a_partial_copy_left_by_a_killed_backup_is_removed_by_the_next() {
+    let dir = Server::start().stop();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = dir.path().join(format!(".b.db.partial-{dead}-0000abcd"));
+    let running = dir
+        .path()
+        .join(format!(".b.db.partial-{}-0000abcd", std::process::id()));
+    std::fs::write(&stale, b"half a database").unwrap();
+    std::fs::write(&running, b"another backup's copy in progress").unwrap();
+    let out = backup(dir.path(), &["-o", "b.db", "--data", "kagi-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted backup"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stale.exists());
+    assert!(running.exists());
+    assert!(dir.path().join("b.db").exists());
+}
