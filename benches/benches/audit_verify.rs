@@ -14,17 +14,9 @@ use kagi_hsm_core::*;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let records: usize = std::env::var("KAGI_BENCH_RECORDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
-    let runs: usize = std::env::var("KAGI_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let records: usize = kagi_benches::env("KAGI_BENCH_RECORDS", 100_000);
+    let runs: usize = kagi_benches::env("KAGI_BENCH_RUNS", 5);
+    let cores = kagi_benches::cores();
     println!(
         "kagi audit verification benchmark: {cores} cores, about {records} records, {runs} runs\n"
     );

@@ -112,18 +112,10 @@ fn row(name: &str, (p50, p99, max): (f64, f64, f64)) {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let large: i64 = std::env::var("KAGI_BENCH_CERTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+    let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 3);
+    let large: i64 = kagi_benches::env("KAGI_BENCH_CERTS", 1_000_000);
     let dur = Duration::from_secs(secs);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = kagi_benches::cores();
     println!("kagi growth benchmark: {cores} cores, {secs} s per issuance row, {SAMPLES} calls per lookup\n");
     let csrs = kagi_benches::device_csrs(CSRS);
     let profiles = Profiles::builtin().expect("profiles");

@@ -48,14 +48,9 @@ fn hardware(alg: Algorithm, cores: usize, dur: Duration) -> f64 {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 3);
     let dur = Duration::from_secs(secs);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = kagi_benches::cores();
     println!(
         "kagi HTTP signing benchmark: {cores} cores, {THREADS} client threads, {secs} s per row\n"
     );

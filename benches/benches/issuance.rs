@@ -18,15 +18,10 @@ use std::time::Duration;
 const CSRS: usize = 256;
 
 fn main() {
-    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 3);
     let dur = Duration::from_secs(secs);
     let threads = 64;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = kagi_benches::cores();
     println!(
         "kagi issuance benchmark: {cores} cores, {threads} client threads, {secs} s per row\n"
     );

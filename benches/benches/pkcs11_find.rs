@@ -121,17 +121,9 @@ fn time(name: &str, n: usize, mut op: impl FnMut(usize)) -> f64 {
 }
 
 fn main() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let keys = env("KAGI_BENCH_KEYS", 10_000).max(2);
-    let searches = env("KAGI_BENCH_SEARCHES", 2000).max(1);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let keys = kagi_benches::env("KAGI_BENCH_KEYS", 10_000usize).max(2);
+    let searches = kagi_benches::env("KAGI_BENCH_SEARCHES", 2000usize).max(1);
+    let cores = kagi_benches::cores();
     println!(
         "kagi PKCS#11 search benchmark: {cores} cores, {keys} keys, {searches} searches per row\n"
     );

@@ -591,14 +591,9 @@ fn softhsm(dir: &Path) -> Option<(Module, CK_SLOT_ID, CK_SESSION_HANDLE)> {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 3);
     let dur = Duration::from_secs(secs);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = kagi_benches::cores();
     println!("kagi PKCS#11 C_Sign benchmark: {cores} cores, {secs} s per row");
     println!(
         "(CPU us/op: this process's CPU time per signature (caller + module), + kagi serve's)\n"

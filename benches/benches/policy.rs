@@ -83,10 +83,7 @@ const CASES: [Case; 3] = [
 const NOON: i64 = 1_767_225_600 + 12 * 3_600;
 
 fn main() -> Result<(), String> {
-    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 2);
     let dur = Duration::from_secs(secs);
     let text = document();
     let rule_count = text.matches("@id(").count();

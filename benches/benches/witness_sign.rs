@@ -168,22 +168,11 @@ fn print(name: &str, r: &Row, hw: f64) {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("KAGI_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let rounds: usize = std::env::var("KAGI_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let clients: usize = std::env::var("KAGI_BENCH_CLIENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(THREADS);
+    let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 5);
+    let rounds: usize = kagi_benches::env("KAGI_BENCH_ROUNDS", 2);
+    let clients: usize = kagi_benches::env("KAGI_BENCH_CLIENTS", THREADS);
     let dur = Duration::from_secs(secs);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = kagi_benches::cores();
 
     // The hardware: P-256 signatures with aws-lc-rs on every core, nothing counted.
     let rng = SystemRandom::new();

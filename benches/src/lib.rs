@@ -8,6 +8,21 @@ pub mod serve;
 use diesel::{Connection, RunQueryDsl};
 use std::time::{Duration, Instant};
 
+/// A setting from the environment (KAGI_BENCH_SECS and the like), or `default`.
+pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The cores this machine offers: the hardware rows run on all of them.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Run `op` on `threads` threads for about `dur`; returns operations per second.
 pub fn rate<F>(threads: usize, dur: Duration, op: F) -> f64
 where
