@@ -20,6 +20,8 @@ use kagi_tlog::merkle::{leaf_hash, Frontier};
 /// One audit record as stored and as shown to auditors.
 #[derive(Debug, Clone, Serialize, Deserialize, Queryable, Insertable, PartialEq, Eq)]
 #[diesel(table_name = audit_records)]
+// NULL, not DEFAULT, for a missing value: SQLite takes many rows in one INSERT only then.
+#[diesel(treat_none_as_default_value = false)]
 pub struct AuditEvent {
     pub seq: i64,
     /// Unix milliseconds.

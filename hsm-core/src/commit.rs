@@ -490,12 +490,13 @@ fn commit_batch(
                             .execute(pg)?;
                     }
                 }
-                // In-process: a statement per row costs microseconds, not a round trip.
-                AnyConnection::Sqlite(_) => {
-                    for ev in &records {
+                // One statement per chunk here too: building and stepping a statement per
+                // row was a visible share of the commit thread.
+                AnyConnection::Sqlite(sq) => {
+                    for chunk in records.chunks(INSERT_CHUNK) {
                         diesel::insert_into(audit_records::table)
-                            .values(ev)
-                            .execute(c)?;
+                            .values(chunk)
+                            .execute(sq)?;
                     }
                 }
             }
