@@ -73,6 +73,12 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
             data.root.display()
         );
     }
+    // A collector's CA that cannot be read stops kagi here, before it serves anything.
+    if let Some(target) = &cfg.syslog {
+        let tls = crate::syslog::client_config(&target.ca)?;
+        crate::syslog::spawn(hsm.clone(), target.clone(), tls)?;
+        log::info!("forwarding the audit log to {} (RFC 5425)", target.url);
+    }
     let pki = std::sync::Arc::new(
         Pki::new(&cfg.public_url)
             .context("built-in certificate profiles")?
