@@ -22,7 +22,10 @@ fn severity(ev: &AuditEvent, mac_ok: bool) -> u8 {
 }
 
 /// The record as one RFC 5424 message (without framing).
-pub fn message(ev: &AuditEvent, mac_ok: bool, hostname: &str, procid: u32) -> String {
+///
+/// PROCID is left out (`-`): a record sent again, by this process or the next one, is then the
+/// very same message, which a collector can drop whole.
+pub fn message(ev: &AuditEvent, mac_ok: bool, hostname: &str) -> String {
     let pri = FACILITY_LOG_AUDIT * 8 + severity(ev, mac_ok);
     let mut sd = format!(
         "[{SD_ID} seq=\"{}\" mac=\"{}\" macValid=\"{}\" actor=\"{}\" outcome=\"{}\"",
@@ -42,7 +45,7 @@ pub fn message(ev: &AuditEvent, mac_ok: bool, hostname: &str, procid: u32) -> St
     // The record exactly as the audit API shows it (MAC in base64 there).
     let json = serde_json::to_string(ev).unwrap_or_else(|_| "{}".into());
     format!(
-        "<{pri}>1 {} {} kagi {procid} {} {sd} {json}",
+        "<{pri}>1 {} {} kagi - {} {sd} {json}",
         timestamp(ev.ts),
         header_field(hostname, 255),
         header_field(&ev.action, 32),
@@ -122,19 +125,19 @@ mod tests {
 
     #[test]
     fn a_record_is_an_rfc5424_line_with_its_seq_and_mac() {
-        let m = message(&event(), true, "kagi.example", 42);
+        let m = message(&event(), true, "kagi.example");
         assert!(
-            m.starts_with("<110>1 2026-11-30T14:46:40.123Z kagi.example kagi 42 key.sign [kagi@32473 seq=\"7\" mac=\"ab01\" macValid=\"true\" actor=\"default:ci \\\"x\\\"\\]\" outcome=\"ok\" key=\"k1\" partition=\"default\"] {"),
+            m.starts_with("<110>1 2026-11-30T14:46:40.123Z kagi.example kagi - key.sign [kagi@32473 seq=\"7\" mac=\"ab01\" macValid=\"true\" actor=\"default:ci \\\"x\\\"\\]\" outcome=\"ok\" key=\"k1\" partition=\"default\"] {"),
             "{m}"
         );
         let json: serde_json::Value =
             serde_json::from_str(&m[m.find("] {").unwrap() + 2..]).unwrap();
         assert_eq!(json["seq"], 7);
         // A forged record is an alert; a refusal a warning.
-        assert!(message(&event(), false, "h", 1).starts_with("<105>1 "));
+        assert!(message(&event(), false, "h").starts_with("<105>1 "));
         let mut denied = event();
         denied.outcome = "denied:policy".into();
-        assert!(message(&denied, true, "h", 1).starts_with("<108>1 "));
+        assert!(message(&denied, true, "h").starts_with("<108>1 "));
         assert_eq!(frame("abc"), b"3 abc");
         assert_eq!(frame("é"), "2 é".as_bytes());
     }

@@ -367,7 +367,6 @@ impl Forwarder {
                 self.told_missing = *m;
             }
         }
-        let procid = std::process::id();
         let mut bytes = Vec::new();
         for (ev, mac_ok) in &feed.records {
             if !mac_ok {
@@ -376,7 +375,7 @@ impl Forwarder {
                     ev.seq
                 );
             }
-            let msg = format::message(ev, *mac_ok, &self.target.hostname, procid);
+            let msg = format::message(ev, *mac_ok, &self.target.hostname);
             bytes.extend_from_slice(&format::frame(&msg));
         }
         let written = link

@@ -1,0 +1,340 @@
+//! Audit forwarding (issue 17, acceptance 6): `kagi serve --syslog` against Debian's rsyslog
+//! with its GnuTLS stream driver listening on loopback (scripts/install-test-tools.sh installs
+//! it). rsyslog is killed, 100 signatures are made, rsyslog comes back, and every record must
+//! arrive in sequence order, a duplicate only ever as the same record again; then kagi itself
+//! restarts and nothing is lost either.
+
+use crate::common;
+
+use base64::Engine;
+use common::{free_port, Server};
+use kagi_testkit::openssl::openssl;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An rsyslogd of the test's own: its config, certificates, work folder and output file in a
+/// temp folder, in the foreground, touching nothing of the system's rsyslog.
+struct Rsyslog {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Rsyslog {
+    fn start() -> Rsyslog {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A CA and a server certificate for 127.0.0.1, as a collector's operator makes them.
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=syslog test CA",
+                "-days",
+                "2",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        std::fs::create_dir(d.join("work")).unwrap();
+        let port = free_port();
+        let p = |name: &str| d.join(name).display().to_string();
+        // %rawmsg% keeps each message exactly as kagi sent it (without the octet count).
+        let conf = format!(
+            r#"global(workDirectory="{work}" maxMessageSize="64k"
+       defaultNetstreamDriverCAFile="{ca}"
+       defaultNetstreamDriverCertFile="{cert}"
+       defaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+input(type="imtcp" port="{port}" address="127.0.0.1")
+template(name="raw" type="string" string="%rawmsg%\n")
+action(type="omfile" file="{out}" template="raw")
+"#,
+            work = p("work"),
+            ca = p("ca.pem"),
+            cert = p("server.pem"),
+            key = p("server.key"),
+            out = p("received.log"),
+        );
+        std::fs::write(d.join("rsyslog.conf"), conf).unwrap();
+        let mut r = Rsyslog {
+            dir,
+            port,
+            child: None,
+        };
+        r.run();
+        r
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.path();
+        let _ = std::fs::remove_file(d.join("rsyslogd.pid"));
+        let bin = if std::path::Path::new("/usr/sbin/rsyslogd").is_file() {
+            "/usr/sbin/rsyslogd"
+        } else {
+            "rsyslogd"
+        };
+        let child = Command::new(bin)
+            .args(["-n", "-f"])
+            .arg(d.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(d.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd is needed: run scripts/install-test-tools.sh");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "rsyslogd never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: what rsyslog held and had not written is gone, as in a crash.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("received.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The value of `name="..."` in a message's structured data.
+fn sd_param<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}=\""))? + name.len() + 3;
+    let rest = &line[start..];
+    Some(&rest[..rest.find('"')?])
+}
+
+fn seq_of(line: &str) -> i64 {
+    sd_param(line, "seq")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no seq in: {line}"))
+}
+
+/// Every audit record as `kagi audit export` shows it (one JSON object a line).
+fn exported(server: &Server) -> Vec<serde_json::Value> {
+    let out = server.kagi_ok(&["audit", "export"]);
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sign(server: &Server, n: usize, tag: &str) {
+    let http = server.http();
+    let token = server.token();
+    for i in 0..n {
+        let digest = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{tag} {i}").as_bytes(),
+        ));
+        let body = format!(r#"{{"key":"fw","digest":"{digest}"}}"#);
+        let r = http.request("POST", "/api/v1/sign", Some(&token), Some(body.as_bytes()));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+/// Waits (at most a minute) until the collector holds every record `kagi audit export` shows,
+/// then checks what it holds: each seq from 0 to the last, in order of first arrival, any
+/// repeat the very same message, and each record's MAC and content as the audit API has them.
+fn all_arrive(server: &Server, rsyslog: &Rsyslog) -> usize {
+    let records = exported(server);
+    let last = records.last().unwrap()["seq"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let lines = rsyslog.received();
+        let have: std::collections::BTreeSet<i64> = lines.iter().map(|l| seq_of(l)).collect();
+        if (0..=last).all(|s| have.contains(&s)) {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after a minute the collector lacks records of 0..={last} (it has {} lines, {} records)\nkagi's log:\n{}",
+            lines.len(),
+            have.len(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut first: BTreeMap<i64, &str> = BTreeMap::new();
+    let mut order = Vec::new();
+    for l in &lines {
+        let seq = seq_of(l);
+        match first.get(&seq) {
+            // A duplicate: the same seq, and the same message, so the collector can drop it.
+            Some(earlier) => assert_eq!(earlier, l, "record {seq} arrived twice, differently"),
+            None => {
+                first.insert(seq, l);
+                order.push(seq);
+            }
+        }
+    }
+    let in_order: Vec<i64> = (0..order.len() as i64).collect();
+    assert_eq!(
+        order, in_order,
+        "records did not first arrive in sequence order"
+    );
+    for r in &records {
+        let seq = r["seq"].as_i64().unwrap();
+        let line = first[&seq];
+        let mac = base64::engine::general_purpose::STANDARD
+            .decode(r["mac"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            sd_param(line, "mac"),
+            Some(hex::encode(&mac).as_str()),
+            "{line}"
+        );
+        assert_eq!(sd_param(line, "macValid"), Some("true"), "{line}");
+        // RFC 5424 header: PRI, VERSION 1, then HOSTNAME, APP-NAME and MSGID = the action.
+        let fields: Vec<&str> = line.splitn(7, ' ').collect();
+        assert!(
+            fields[0].starts_with('<') && fields[0].ends_with(">1"),
+            "{line}"
+        );
+        assert_eq!(fields[2], "kagi-test", "{line}");
+        assert_eq!(fields[3], "kagi", "{line}");
+        assert_eq!(fields[5], r["action"].as_str().unwrap(), "{line}");
+        // MSG is the record as the audit API shows it.
+        let msg = &line[line.find("] {").unwrap() + 2..];
+        let json: serde_json::Value = serde_json::from_str(msg).unwrap();
+        assert_eq!(&json, r, "{line}");
+    }
+    lines.len() - order.len()
+}
+
+fn forwarding_survives_a_collector_outage_and_a_restart(store: &[String]) {
+    let mut rsyslog = Rsyslog::start();
+    let mut args: Vec<String> = vec![
+        "--syslog".into(),
+        format!("tls://127.0.0.1:{}", rsyslog.port),
+        "--syslog-ca".into(),
+        rsyslog.ca().display().to_string(),
+        "--syslog-hostname".into(),
+        "kagi-test".into(),
+    ];
+    args.extend(store.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &args);
+    server.kagi_ok(&["key", "create", "--name", "fw", "--alg", "ec-p256"]);
+    sign(&server, 5, "before");
+    all_arrive(&server, &rsyslog);
+
+    // The collector crashes; signing goes on, and its records wait.
+    let uses = |server: &Server| {
+        exported(server)
+            .iter()
+            .filter(|r| r["action"] == "key.use")
+            .count()
+    };
+    let before = uses(&server);
+    rsyslog.kill();
+    sign(&server, 100, "during");
+    assert_eq!(uses(&server), before + 100);
+    rsyslog.run();
+    let dups = all_arrive(&server, &rsyslog);
+    eprintln!("after the outage: {dups} duplicate(s)");
+    // One warning when the collector went away, one when it came back: no flood.
+    let warnings = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("syslog collector"))
+        .count();
+    assert_eq!(warnings, 2, "{}", server.log());
+
+    // kagi itself stops while the collector is down, and picks up from its durable cursor.
+    rsyslog.kill();
+    let dir = server.stop();
+    rsyslog.run();
+    let server = Server::start_in(dir, &args);
+    sign(&server, 3, "after");
+    all_arrive(&server, &rsyslog);
+}
+
+#[test]
+fn audit_records_reach_rsyslog_through_an_outage_sqlite() {
+    forwarding_survives_a_collector_outage_and_a_restart(&[]);
+}
+
+#[test]
+fn audit_records_reach_rsyslog_through_an_outage_postgres() {
+    let db = common::Database::create();
+    forwarding_survives_a_collector_outage_and_a_restart(&["--database-url".into(), db.url()]);
+}
