@@ -120,7 +120,8 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     let auth = server::AuthSettings {
         failed_logins_per_source: u32::try_from(cfg.max_failed_logins.max(1)).unwrap_or(u32::MAX),
     };
-    server::run(hsm, pki, est, auth, signing_ca, cfg.open_tsa, tls_config, &listeners, move |addrs, public| {
+    let syslog_collector = cfg.syslog.as_ref().map(|s| s.url.clone());
+    server::run(hsm, pki, est, auth, signing_ca, cfg.open_tsa, tls_config, &listeners, syslog_collector, move |addrs, public| {
         print_banner(&banner_data, &trust, &startup, sealed, addrs, hostname.as_deref());
         if let Some(a) = public.first() {
             eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");

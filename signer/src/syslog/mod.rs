@@ -266,7 +266,7 @@ impl Forwarder {
         match &mut self.down {
             None => {
                 log::warn!(
-                    "syslog collector {}: {why}; audit records wait in the database and are sent once it is back",
+                    "syslog collector {}: {why}; audit records wait in the database and are sent once it can be reached",
                     self.target.url
                 );
                 self.down = Some(Outage {

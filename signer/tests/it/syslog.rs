@@ -211,6 +211,22 @@ fn sign(server: &Server, n: usize, tag: &str) {
     }
 }
 
+/// `kagi_syslog_lag_records` from `/metrics`.
+fn lag(server: &Server) -> i64 {
+    let body = server
+        .http()
+        .get("/metrics")
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("kagi_syslog_lag_records "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no kagi_syslog_lag_records in:\n{body}"))
+}
+
 /// Waits (at most a minute) until the collector holds every record `kagi audit export` shows,
 /// then checks what it holds: each seq from 0 to the last, in order of first arrival, any
 /// repeat the very same message, and each record's MAC and content as the audit API has them.
@@ -308,8 +324,16 @@ fn forwarding_survives_a_collector_outage_and_a_restart(store: &[String]) {
     rsyslog.kill();
     sign(&server, 100, "during");
     assert_eq!(uses(&server), before + 100);
+    // /metrics shows them waiting.
+    assert!(lag(&server) >= 100, "lag {}", lag(&server));
     rsyslog.run();
     let dups = all_arrive(&server, &rsyslog);
+    // Once the collector has held them a little while, the cursor catches up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lag(&server) > 0 {
+        assert!(Instant::now() < deadline, "lag stays {}", lag(&server));
+        std::thread::sleep(Duration::from_millis(250));
+    }
     eprintln!("after the outage: {dups} duplicate(s)");
     // One warning when the collector went away, one when it came back: no flood.
     let warnings = server
@@ -337,4 +361,41 @@ fn audit_records_reach_rsyslog_through_an_outage_sqlite() {
 fn audit_records_reach_rsyslog_through_an_outage_postgres() {
     let db = common::Database::create();
     forwarding_survives_a_collector_outage_and_a_restart(&["--database-url".into(), db.url()]);
+}
+
+/// A listener whose certificate the configured CA did not issue (someone on the network path,
+/// or a collector set up with another CA) gets no audit record: the handshake is refused and
+/// kagi's log says why.
+#[test]
+fn a_collector_the_configured_ca_did_not_certify_receives_nothing() {
+    let impostor = Rsyslog::start();
+    let trusted = Rsyslog::start();
+    let args = [
+        "--syslog".to_string(),
+        format!("tls://127.0.0.1:{}", impostor.port),
+        "--syslog-ca".to_string(),
+        trusted.ca().display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("syslog collector") {
+        assert!(Instant::now() < deadline, "no warning:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.log();
+    assert!(
+        log.contains("TLS handshake") && log.contains("certificate"),
+        "{log}"
+    );
+    eprintln!(
+        "{}",
+        log.lines()
+            .find(|l| l.contains("syslog collector"))
+            .unwrap_or("")
+    );
+    // The records exist and wait in the database for a collector kagi can trust.
+    assert!(!exported(&server).is_empty());
+    assert!(impostor.received().is_empty());
+    assert!(trusted.received().is_empty());
 }
