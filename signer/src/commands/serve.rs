@@ -37,6 +37,11 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    // So is the syslog collector's CA.
+    let syslog = match &cfg.syslog {
+        Some(target) => Some((target, crate::syslog::client_config(&target.ca)?)),
+        None => None,
+    };
     let data = DataDir::new(&cfg.data_dir);
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
@@ -73,9 +78,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
             data.root.display()
         );
     }
-    // A collector's CA that cannot be read stops kagi here, before it serves anything.
-    if let Some(target) = &cfg.syslog {
-        let tls = crate::syslog::client_config(&target.ca)?;
+    if let Some((target, tls)) = syslog {
         crate::syslog::spawn(hsm.clone(), target.clone(), tls)?;
         log::info!("forwarding the audit log to {} (RFC 5425)", target.url);
     }
