@@ -399,3 +399,44 @@ fn a_collector_the_configured_ca_did_not_certify_receives_nothing() {
     assert!(impostor.received().is_empty());
     assert!(trusted.received().is_empty());
 }
+
+/// Two kagi processes on one PostgreSQL database, both configured to forward to the same
+/// collector: one holds the cursor's lease at a time, and when it is killed the other takes
+/// over from the cursor; the collector still gets every record, in order, duplicates identical.
+#[test]
+fn two_processes_on_one_database_share_the_forwarding() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = common::Database::create();
+    let rsyslog = Rsyslog::start();
+    let args = [
+        "--syslog".to_string(),
+        format!("tls://127.0.0.1:{}", rsyslog.port),
+        "--syslog-ca".to_string(),
+        rsyslog.ca().display().to_string(),
+        "--syslog-hostname".to_string(),
+        "kagi-test".to_string(),
+        "--database-url".to_string(),
+        db.url(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = Server::start_in(tempfile::tempdir().unwrap(), &args);
+    first.kagi_ok(&["key", "create", "--name", "fw", "--alg", "ec-p256"]);
+    // The second process unseals from the same development shares.
+    let second_dir = tempfile::tempdir().unwrap();
+    let data = second_dir.path().join("kagi-data");
+    std::fs::create_dir_all(data.join("unseal-shares")).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for e in std::fs::read_dir(first.data().join("unseal-shares")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join("unseal-shares").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(first.data().join("admin.token"), data.join("admin.token")).unwrap();
+    let second = Server::start_in(second_dir, &args);
+    sign(&first, 10, "first");
+    sign(&second, 10, "second");
+    all_arrive(&second, &rsyslog);
+    // Whichever forwards, it goes away; the other takes over once its lease lapses.
+    drop(first);
+    sign(&second, 10, "alone");
+    all_arrive(&second, &rsyslog);
+}
