@@ -493,6 +493,13 @@ pub struct ServeArgs {
     /// for it) [env KAGI_SYSLOG_CA, config "syslog_ca"]
     #[arg(long, value_name = "FILE")]
     pub syslog_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) kagi presents to a syslog collector that requires
+    /// one (mutual TLS); needs --syslog-key [env KAGI_SYSLOG_CERT, config "syslog_cert"]
+    #[arg(long, value_name = "FILE")]
+    pub syslog_cert: Option<PathBuf>,
+    /// Private key (PEM) of --syslog-cert [env KAGI_SYSLOG_KEY, config "syslog_key"]
+    #[arg(long, value_name = "FILE")]
+    pub syslog_key: Option<PathBuf>,
     /// HOSTNAME in forwarded messages. Default: the first --hostname, else the machine's name
     /// [env KAGI_SYSLOG_HOSTNAME, config "syslog_hostname"]
     #[arg(long, value_name = "NAME")]

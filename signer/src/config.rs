@@ -102,6 +102,8 @@ struct FileConfig {
     /// Syslog collector for audit forwarding, tls://HOST:PORT.
     syslog: Option<String>,
     syslog_ca: Option<PathBuf>,
+    syslog_cert: Option<PathBuf>,
+    syslog_key: Option<PathBuf>,
     syslog_hostname: Option<String>,
 }
 
@@ -499,6 +501,22 @@ impl ServeConfig {
             file.syslog_ca,
             |s| Ok(PathBuf::from(s)),
         )?;
+        let syslog_cert = l.pick(
+            "syslog_cert",
+            "--syslog-cert",
+            "KAGI_SYSLOG_CERT",
+            args.syslog_cert.clone(),
+            file.syslog_cert,
+            |s| Ok(PathBuf::from(s)),
+        )?;
+        let syslog_key = l.pick(
+            "syslog_key",
+            "--syslog-key",
+            "KAGI_SYSLOG_KEY",
+            args.syslog_key.clone(),
+            file.syslog_key,
+            |s| Ok(PathBuf::from(s)),
+        )?;
         let syslog_hostname = l.pick(
             "syslog_hostname",
             "--syslog-hostname",
@@ -551,6 +569,28 @@ impl ServeConfig {
             .map(|h| normalize_hostname(h))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|reason| l.invalid("hostnames", reason))?;
+        let syslog_client = match (syslog_cert, syslog_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(OwnTls { cert, key }),
+            (Some(_), None) => {
+                return Err(l.invalid(
+                    "syslog_cert",
+                    "--syslog-cert and --syslog-key go together: give the client certificate's key with --syslog-key FILE (KAGI_SYSLOG_KEY, \"syslog_key\")",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(l.invalid(
+                    "syslog_key",
+                    "--syslog-key and --syslog-cert go together: give the client certificate with --syslog-cert FILE (KAGI_SYSLOG_CERT, \"syslog_cert\")",
+                ))
+            }
+        };
+        if syslog_client.is_some() && syslog.is_none() {
+            return Err(l.invalid(
+                "syslog_cert",
+                "it is set but no collector is: give the collector with --syslog tls://HOST:PORT, or drop the client certificate",
+            ));
+        }
         let syslog = match (syslog, syslog_ca) {
             (None, None) => None,
             (None, Some(_)) => {
@@ -590,6 +630,7 @@ impl ServeConfig {
                     host,
                     port,
                     ca,
+                    client: syslog_client,
                     hostname,
                 })
             }
@@ -735,6 +776,8 @@ impl ServeConfig {
             "witness_timeout": self.witness_timeout.as_secs(),
             "syslog": self.syslog.as_ref().map(|s| s.url.clone()),
             "syslog_ca": self.syslog.as_ref().map(|s| path(&s.ca)),
+            "syslog_cert": self.syslog.as_ref().and_then(|s| s.client.as_ref()).map(|c| path(&c.cert)),
+            "syslog_key": self.syslog.as_ref().and_then(|s| s.client.as_ref()).map(|c| path(&c.key)),
             "syslog_hostname": self.syslog.as_ref().map(|s| s.hostname.clone()),
         });
         let sources: serde_json::Map<String, Value> = settings
@@ -1139,6 +1182,16 @@ mod tests {
                 ServeArgs::default(),
                 vec![("KAGI_SYSLOG_CA", "ca.pem")],
                 "no collector",
+            ),
+            (
+                ServeArgs {
+                    syslog: Some("tls://127.0.0.1:7000".into()),
+                    syslog_ca: Some("ca.pem".into()),
+                    syslog_cert: Some("client.pem".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--syslog-key FILE",
             ),
             (
                 ServeArgs {

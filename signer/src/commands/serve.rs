@@ -39,7 +39,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     };
     // So is the syslog collector's CA.
     let syslog = match &cfg.syslog {
-        Some(target) => Some((target, crate::syslog::client_config(&target.ca)?)),
+        Some(target) => Some((target, crate::syslog::client_config(target)?)),
         None => None,
     };
     let data = DataDir::new(&cfg.data_dir);
@@ -79,7 +79,7 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
         );
     }
     if let Some((target, tls)) = syslog {
-        crate::syslog::spawn(hsm.clone(), target.clone(), tls)?;
+        crate::syslog::spawn(hsm.clone(), target.clone(), tls, &data.root)?;
         log::info!("forwarding the audit log to {} (RFC 5425)", target.url);
     }
     let pki = std::sync::Arc::new(

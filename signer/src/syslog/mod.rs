@@ -18,7 +18,8 @@ pub mod format;
 
 use anyhow::{Context, Result};
 use kagi_hsm_core::Hsm;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -51,6 +52,8 @@ pub struct SyslogTarget {
     pub port: u16,
     /// PEM file of the CA that issued the collector's certificate.
     pub ca: std::path::PathBuf,
+    /// The certificate chain and key kagi presents when the collector asks for one.
+    pub client: Option<crate::config::OwnTls>,
     /// HOSTNAME in each message.
     pub hostname: String,
 }
@@ -91,9 +94,10 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// The TLS client configuration: only the given CA is trusted, and the collector's certificate
-/// must name the host of the URL.
-pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
+/// The TLS client configuration: only the given CA is trusted, the collector's certificate
+/// must name the host of the URL, and kagi presents its client certificate when it has one.
+pub fn client_config(target: &SyslogTarget) -> Result<Arc<rustls::ClientConfig>> {
+    let ca = target.ca.as_path();
     let dir = ca.parent().unwrap_or(Path::new("."));
     let certs = crate::tls::read_certs(ca, dir)
         .with_context(|| format!("the syslog collector's CA {}", ca.display()))?;
@@ -103,23 +107,48 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
             .add(c)
             .with_context(|| format!("{} holds a certificate rustls cannot use", ca.display()))?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match &target.client {
+        None => builder.with_no_client_auth(),
+        Some(own) => {
+            let dir = own.cert.parent().unwrap_or(Path::new("."));
+            let chain = crate::tls::read_certs(&own.cert, dir)
+                .with_context(|| format!("the syslog client certificate {}", own.cert.display()))?;
+            let bytes = std::fs::read(&own.key)
+                .with_context(|| format!("cannot read {}", own.key.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not a PEM private key (PKCS#8, SEC1 or RSA): {e}",
+                    own.key.display()
+                )
+            })?;
+            builder.with_client_auth_cert(chain, key).with_context(|| {
+                format!(
+                    "{} and {} do not make a usable client certificate",
+                    own.cert.display(),
+                    own.key.display()
+                )
+            })?
+        }
+    };
     Ok(Arc::new(config))
 }
 
-/// Starts the forwarder's thread.
-pub fn spawn(hsm: Hsm, target: SyslogTarget, tls: Arc<rustls::ClientConfig>) -> Result<()> {
-    let mut nonce = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut nonce).context("no randomness for the forwarder's name")?;
-    let holder = format!(
-        "{}:{}:{}",
-        target.hostname,
-        std::process::id(),
-        hex::encode(nonce)
-    );
+/// Starts the forwarder's thread. `instance` names this kagi instance (its data folder): the
+/// lease is held in the name of the machine and that folder, so a restarted kagi takes its
+/// own lease back at once instead of waiting for it to lapse, while another process (another
+/// folder or machine) on the same database waits.
+pub fn spawn(
+    hsm: Hsm,
+    target: SyslogTarget,
+    tls: Arc<rustls::ClientConfig>,
+    instance: &Path,
+) -> Result<()> {
+    let machine = system_hostname().unwrap_or_else(|| target.hostname.clone());
+    let folder = std::path::absolute(instance).unwrap_or_else(|_| instance.to_path_buf());
+    let holder = format!("{machine}:{}", folder.display());
     let mut f = Forwarder {
         hsm,
         target,

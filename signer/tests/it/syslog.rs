@@ -24,6 +24,12 @@ struct Rsyslog {
 
 impl Rsyslog {
     fn start() -> Rsyslog {
+        Self::start_with("anon")
+    }
+
+    /// `auth`: the gtls driver's AuthMode for clients (`anon`, or `x509/certvalid` to require
+    /// a client certificate the same CA issued).
+    fn start_with(auth: &str) -> Rsyslog {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // A CA and a server certificate for 127.0.0.1, as a collector's operator makes them.
@@ -93,6 +99,49 @@ impl Rsyslog {
                 "ext.cnf",
             ],
         );
+        // A client certificate from the same CA, for a collector that requires one.
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=kagi",
+            ],
+        );
+        std::fs::write(
+            d.join("client.cnf"),
+            "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "client.cnf",
+            ],
+        );
         std::fs::create_dir(d.join("work")).unwrap();
         let port = free_port();
         let p = |name: &str| d.join(name).display().to_string();
@@ -102,7 +151,7 @@ impl Rsyslog {
        defaultNetstreamDriverCAFile="{ca}"
        defaultNetstreamDriverCertFile="{cert}"
        defaultNetstreamDriverKeyFile="{key}")
-module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth}")
 input(type="imtcp" port="{port}" address="127.0.0.1")
 template(name="raw" type="string" string="%rawmsg%\n")
 action(type="omfile" file="{out}" template="raw")
@@ -440,4 +489,39 @@ fn two_processes_on_one_database_share_the_forwarding() {
     drop(first);
     sign(&second, 10, "alone");
     all_arrive(&second, &rsyslog);
+}
+
+/// A collector that requires a client certificate (rsyslog `x509/certvalid`) takes records
+/// only from a kagi that presents one its CA issued (`--syslog-cert`, `--syslog-key`); without
+/// it nothing is accepted and the records wait.
+#[test]
+fn a_collector_that_requires_a_client_certificate_gets_records_from_kagi_with_one() {
+    let rsyslog = Rsyslog::start_with("x509/certvalid");
+    let mut args = vec![
+        "--syslog".to_string(),
+        format!("tls://127.0.0.1:{}", rsyslog.port),
+        "--syslog-ca".to_string(),
+        rsyslog.ca().display().to_string(),
+        "--syslog-hostname".to_string(),
+        "kagi-test".to_string(),
+    ];
+    let without: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &without);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("syslog collector") {
+        assert!(Instant::now() < deadline, "no warning:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(rsyslog.received().is_empty());
+    let dir = server.stop();
+    let d = rsyslog.dir.path();
+    args.extend([
+        "--syslog-cert".to_string(),
+        d.join("client.pem").display().to_string(),
+        "--syslog-key".to_string(),
+        d.join("client.key").display().to_string(),
+    ]);
+    let with: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_in(dir, &with);
+    all_arrive(&server, &rsyslog);
 }
