@@ -11,7 +11,8 @@
 #     PKCS#11 module with signing tools;
 #   - softhsm2, the peer of the PKCS#11 signing bench;
 #   - chromium (Debian package) and playwright-core (npm, in
-#     $HOME/.cache/kagi-test-tools/playwright), for the console's browser test.
+#     $HOME/.cache/kagi-test-tools/playwright), for the console's browser test;
+#   - rsyslog and rsyslog-gnutls, the syslog collector audit forwarding is tested against.
 # Prints nothing when everything is already there, one "==> installing X" line per install,
 # and exits non-zero with a message on stderr when an install fails.
 set -euo pipefail
@@ -187,4 +188,23 @@ if [ ! -f "$pw_dir/node_modules/playwright-core/package.json" ]; then
         die "could not install playwright-core with npm"
     fi
     rm -f "$npm_log"
+fi
+
+# Audit forwarding (signer/tests/it/syslog.rs) is tested against Debian's rsyslog with its GnuTLS
+# stream driver (RFC 5425), which the test runs as its own process in a temporary folder.
+syslog_packages=()
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || syslog_packages+=(rsyslog)
+[ -f /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 ||
+    syslog_packages+=(rsyslog-gnutls)
+if [ "${#syslog_packages[@]}" -gt 0 ]; then
+    log "installing ${syslog_packages[*]}"
+    apt_log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${syslog_packages[@]}"; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        rm -f "$apt_log"
+        die "could not install ${syslog_packages[*]} with apt-get"
+    fi
+    rm -f "$apt_log"
+    [ -x /usr/sbin/rsyslogd ] || die "rsyslog installed but /usr/sbin/rsyslogd is missing"
+    ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || die "rsyslog-gnutls installed but its lmnsd_gtls.so is missing"
 fi

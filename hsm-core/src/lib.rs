@@ -35,7 +35,7 @@ pub use auth::{ClientInfo, CredentialInfo, IdentityKind, Role, Session};
 pub use commit::{CommitObserver, StagedRow};
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
-    ConsoleSession, Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes,
+    AuditFeed, ConsoleSession, Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes,
     QuotaCharge, QuotaUsage, RecoverAction, Recovered, RollbackRecovery, SessionLimits, SignKey,
     SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
     FAILED_LOGIN_WINDOW, PASSWORD_ATTEMPTS, PASSWORD_LOCK,

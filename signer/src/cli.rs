@@ -484,6 +484,26 @@ pub struct ServeArgs {
     /// [env KAGI_WITNESS_TIMEOUT, config "witness_timeout"]
     #[arg(long, value_name = "SECS")]
     pub witness_timeout: Option<u64>,
+    /// Forward every audit record to this syslog collector as RFC 5424 over TLS (RFC 5425),
+    /// at least once and in sequence order, as tls://HOST:PORT (port 6514 by default); needs
+    /// --syslog-ca [env KAGI_SYSLOG, config "syslog"]
+    #[arg(long, value_name = "tls://HOST:PORT")]
+    pub syslog: Option<String>,
+    /// PEM file of the CA that issued the syslog collector's certificate (the only CA trusted
+    /// for it) [env KAGI_SYSLOG_CA, config "syslog_ca"]
+    #[arg(long, value_name = "FILE")]
+    pub syslog_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) kagi presents to a syslog collector that requires
+    /// one (mutual TLS); needs --syslog-key [env KAGI_SYSLOG_CERT, config "syslog_cert"]
+    #[arg(long, value_name = "FILE")]
+    pub syslog_cert: Option<PathBuf>,
+    /// Private key (PEM) of --syslog-cert [env KAGI_SYSLOG_KEY, config "syslog_key"]
+    #[arg(long, value_name = "FILE")]
+    pub syslog_key: Option<PathBuf>,
+    /// HOSTNAME in forwarded messages. Default: the first --hostname, else the machine's name
+    /// [env KAGI_SYSLOG_HOSTNAME, config "syslog_hostname"]
+    #[arg(long, value_name = "NAME")]
+    pub syslog_hostname: Option<String>,
     /// JSON file with any of the settings above, by their config keys
     /// (e.g. {"data": "/srv/kagi", "hostnames": ["kagi.example.com"]}) [env KAGI_CONFIG]
     #[arg(long, value_name = "FILE")]

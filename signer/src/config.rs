@@ -99,6 +99,12 @@ struct FileConfig {
     witness_quorum: Option<usize>,
     /// Seconds.
     witness_timeout: Option<u64>,
+    /// Syslog collector for audit forwarding, tls://HOST:PORT.
+    syslog: Option<String>,
+    syslog_ca: Option<PathBuf>,
+    syslog_cert: Option<PathBuf>,
+    syslog_key: Option<PathBuf>,
+    syslog_hostname: Option<String>,
 }
 
 /// A witness kagi asks for cosignatures: where it listens and its cosignature key.
@@ -163,6 +169,8 @@ pub struct ServeConfig {
     pub witnesses: Vec<WitnessConfig>,
     pub witness_quorum: usize,
     pub witness_timeout: std::time::Duration,
+    /// Where audit records are forwarded (none: nowhere).
+    pub syslog: Option<crate::syslog::SyslogTarget>,
     config_file: Option<(PathBuf, Source)>,
     sources: BTreeMap<&'static str, Source>,
 }
@@ -477,6 +485,46 @@ impl ServeConfig {
                 number,
             )?
             .unwrap_or(DEFAULT_WITNESS_TIMEOUT_SECS);
+        let syslog = l.pick(
+            "syslog",
+            "--syslog",
+            "KAGI_SYSLOG",
+            args.syslog.clone(),
+            file.syslog,
+            text,
+        )?;
+        let syslog_ca = l.pick(
+            "syslog_ca",
+            "--syslog-ca",
+            "KAGI_SYSLOG_CA",
+            args.syslog_ca.clone(),
+            file.syslog_ca,
+            |s| Ok(PathBuf::from(s)),
+        )?;
+        let syslog_cert = l.pick(
+            "syslog_cert",
+            "--syslog-cert",
+            "KAGI_SYSLOG_CERT",
+            args.syslog_cert.clone(),
+            file.syslog_cert,
+            |s| Ok(PathBuf::from(s)),
+        )?;
+        let syslog_key = l.pick(
+            "syslog_key",
+            "--syslog-key",
+            "KAGI_SYSLOG_KEY",
+            args.syslog_key.clone(),
+            file.syslog_key,
+            |s| Ok(PathBuf::from(s)),
+        )?;
+        let syslog_hostname = l.pick(
+            "syslog_hostname",
+            "--syslog-hostname",
+            "KAGI_SYSLOG_HOSTNAME",
+            args.syslog_hostname.clone(),
+            file.syslog_hostname,
+            text,
+        )?;
 
         // Checks, in the order a reader would fix them.
         let witnesses = witnesses
@@ -521,6 +569,72 @@ impl ServeConfig {
             .map(|h| normalize_hostname(h))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|reason| l.invalid("hostnames", reason))?;
+        let syslog_client = match (syslog_cert, syslog_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(OwnTls { cert, key }),
+            (Some(_), None) => {
+                return Err(l.invalid(
+                    "syslog_cert",
+                    "--syslog-cert and --syslog-key go together: give the client certificate's key with --syslog-key FILE (KAGI_SYSLOG_KEY, \"syslog_key\")",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(l.invalid(
+                    "syslog_key",
+                    "--syslog-key and --syslog-cert go together: give the client certificate with --syslog-cert FILE (KAGI_SYSLOG_CERT, \"syslog_cert\")",
+                ))
+            }
+        };
+        if syslog_client.is_some() && syslog.is_none() {
+            return Err(l.invalid(
+                "syslog_cert",
+                "it is set but no collector is: give the collector with --syslog tls://HOST:PORT, or drop the client certificate",
+            ));
+        }
+        let syslog = match (syslog, syslog_ca) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(l.invalid(
+                    "syslog_ca",
+                    "it is set but no collector is: give the collector with --syslog tls://HOST:PORT, or drop the CA",
+                ))
+            }
+            (Some(_), None) => {
+                return Err(l.invalid(
+                    "syslog",
+                    "no CA for the collector's certificate: give its PEM file with --syslog-ca FILE (KAGI_SYSLOG_CA, \"syslog_ca\")",
+                ))
+            }
+            (Some(url), Some(ca)) => {
+                let (host, port) =
+                    crate::syslog::parse_url(url.trim()).map_err(|r| l.invalid("syslog", r))?;
+                let hostname = match syslog_hostname {
+                    Some(h) => {
+                        let h = h.trim().to_string();
+                        if h.is_empty() || h.len() > 255 || !h.chars().all(|c| c.is_ascii_graphic()) {
+                            return Err(l.invalid(
+                                "syslog_hostname",
+                                format!("'{h}' is not a syslog HOSTNAME: 1 to 255 printable ASCII characters, no spaces"),
+                            ));
+                        }
+                        h
+                    }
+                    None => hostnames
+                        .first()
+                        .cloned()
+                        .or_else(crate::syslog::system_hostname)
+                        .unwrap_or_else(|| "-".into()),
+                };
+                Some(crate::syslog::SyslogTarget {
+                    url: url.trim().to_string(),
+                    host,
+                    port,
+                    ca,
+                    client: syslog_client,
+                    hostname,
+                })
+            }
+        };
         let own_tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(OwnTls { cert, key }),
             (None, None) => None,
@@ -623,6 +737,7 @@ impl ServeConfig {
             witnesses,
             witness_quorum,
             witness_timeout: std::time::Duration::from_secs(witness_timeout),
+            syslog,
             config_file,
             sources: l.sources,
         })
@@ -659,6 +774,11 @@ impl ServeConfig {
             "witnesses": self.witnesses.iter().map(|w| format!("{}={}", w.url, w.vkey)).collect::<Vec<_>>(),
             "witness_quorum": self.witness_quorum,
             "witness_timeout": self.witness_timeout.as_secs(),
+            "syslog": self.syslog.as_ref().map(|s| s.url.clone()),
+            "syslog_ca": self.syslog.as_ref().map(|s| path(&s.ca)),
+            "syslog_cert": self.syslog.as_ref().and_then(|s| s.client.as_ref()).map(|c| path(&c.cert)),
+            "syslog_key": self.syslog.as_ref().and_then(|s| s.client.as_ref()).map(|c| path(&c.key)),
+            "syslog_hostname": self.syslog.as_ref().map(|s| s.hostname.clone()),
         });
         let sources: serde_json::Map<String, Value> = settings
             .as_object()
@@ -1003,6 +1123,88 @@ mod tests {
             };
             let err = resolve(&args, &[]).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn syslog_forwarding_needs_a_collector_and_its_ca() {
+        // Off unless configured.
+        assert!(resolve(&ServeArgs::default(), &[])
+            .unwrap()
+            .syslog
+            .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            &dir,
+            r#"{"syslog": "tls://logs.example:6515", "syslog_ca": "/etc/logs-ca.pem", "hostnames": ["kagi.example.com"]}"#,
+        );
+        let cfg = resolve(
+            &ServeArgs {
+                config: Some(path),
+                ..Default::default()
+            },
+            &[("KAGI_SYSLOG_HOSTNAME", "hsm-1")],
+        )
+        .unwrap();
+        let s = cfg.syslog.clone().unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("logs.example", 6515));
+        assert_eq!(s.hostname, "hsm-1");
+        assert_eq!(
+            cfg.source("syslog_hostname"),
+            Source::Env("KAGI_SYSLOG_HOSTNAME")
+        );
+        assert_eq!(
+            cfg.to_json()["settings"]["syslog"],
+            "tls://logs.example:6515"
+        );
+        // The HOSTNAME defaults to the first --hostname.
+        let cfg = resolve(
+            &ServeArgs {
+                syslog: Some("tls://127.0.0.1:7000".into()),
+                syslog_ca: Some("ca.pem".into()),
+                hostnames: vec!["kagi.example.com".into()],
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.syslog.unwrap().hostname, "kagi.example.com");
+        for (args, env, says) in [
+            (
+                ServeArgs {
+                    syslog: Some("tls://127.0.0.1:7000".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--syslog-ca FILE",
+            ),
+            (
+                ServeArgs::default(),
+                vec![("KAGI_SYSLOG_CA", "ca.pem")],
+                "no collector",
+            ),
+            (
+                ServeArgs {
+                    syslog: Some("tls://127.0.0.1:7000".into()),
+                    syslog_ca: Some("ca.pem".into()),
+                    syslog_cert: Some("client.pem".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--syslog-key FILE",
+            ),
+            (
+                ServeArgs {
+                    syslog: Some("udp://127.0.0.1:514".into()),
+                    syslog_ca: Some("ca.pem".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "TLS only",
+            ),
+        ] {
+            let err = resolve(&args, &env).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
         }
     }
 

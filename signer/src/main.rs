@@ -15,6 +15,7 @@ mod pem;
 mod secret_files;
 mod server;
 mod sigstore;
+mod syslog;
 mod tls;
 mod verify_cli;
 mod witness;

@@ -614,8 +614,10 @@ pub mod policy_store;
 mod sign;
 
 pub use sign::{SignKey, SignOp, SignPurpose, StagedRows, Staging};
+mod audit_feed;
 mod audit_log;
 mod observe;
+pub use audit_feed::AuditFeed;
 mod transfer;
 
 pub use observe::{KeyUsage, LogSizes, QuotaUsage};

@@ -249,3 +249,12 @@ diesel::table! {
         locked_until -> BigInt,
     }
 }
+
+diesel::table! {
+    syslog_cursors (collector) {
+        collector -> Text,
+        next_seq -> BigInt,
+        holder -> Text,
+        lease_until -> BigInt,
+    }
+}

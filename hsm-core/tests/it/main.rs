@@ -2,6 +2,7 @@
 //! the whole dependency tree, so one instead of five saves four links per build. The crash
 //! tests rerun this binary as their worker, naming the worker test by its module path.
 
+mod audit_feed;
 mod auth;
 mod basics;
 mod console_state;

@@ -37,6 +37,11 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    // So is the syslog collector's CA.
+    let syslog = match &cfg.syslog {
+        Some(target) => Some((target, crate::syslog::client_config(target)?)),
+        None => None,
+    };
     let data = DataDir::new(&cfg.data_dir);
     // The data folder holds TLS material and development secrets even when the store is
     // PostgreSQL.
@@ -72,6 +77,10 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
             data.root.display(),
             data.root.display()
         );
+    }
+    if let Some((target, tls)) = syslog {
+        crate::syslog::spawn(hsm.clone(), target.clone(), tls, &data.root)?;
+        log::info!("forwarding the audit log to {} (RFC 5425)", target.url);
     }
     let pki = std::sync::Arc::new(
         Pki::new(&cfg.public_url)
@@ -114,7 +123,8 @@ pub(super) fn serve(args: &ServeArgs) -> Result<()> {
     let auth = server::AuthSettings {
         failed_logins_per_source: u32::try_from(cfg.max_failed_logins.max(1)).unwrap_or(u32::MAX),
     };
-    server::run(hsm, pki, est, auth, signing_ca, cfg.open_tsa, tls_config, &listeners, move |addrs, public| {
+    let syslog_collector = cfg.syslog.as_ref().map(|s| s.url.clone());
+    server::run(hsm, pki, est, auth, signing_ca, cfg.open_tsa, tls_config, &listeners, syslog_collector, move |addrs, public| {
         print_banner(&banner_data, &trust, &startup, sealed, addrs, hostname.as_deref());
         if let Some(a) = public.first() {
             eprintln!("  CRLs, CA certificates and OCSP (plain HTTP): http://{a} (certificates name {public_url})");

@@ -290,6 +290,18 @@ fn scrape(state: &AppState, auditor: bool) -> Registry {
             "Entries in the transparency log",
             sizes.transparency,
         );
+        if let Some(url) = &state.syslog_collector {
+            // Records not yet known to have reached the collector (0 until forwarding starts
+            // counts the whole log).
+            if let Ok(cursor) = hsm.feed_cursor(url) {
+                gauge(
+                    &mut r,
+                    "kagi_syslog_lag_records",
+                    "Audit records not yet known to have reached the syslog collector",
+                    (sizes.audit - cursor.unwrap_or(0)).max(0),
+                );
+            }
+        }
     }
     if !auditor || sealed {
         return r;

@@ -75,6 +75,7 @@ pub fn run(
     open_tsa: bool,
     tls: rustls::ServerConfig,
     listen: &Listeners,
+    syslog_collector: Option<String>,
     on_listening: impl FnOnce(&[SocketAddr], &[SocketAddr]),
 ) -> std::io::Result<()> {
     let state = web::Data::new(AppState {
@@ -91,6 +92,7 @@ pub fn run(
         open_tsa,
         tsa_limit: rate_limit::RateLimiter::new(rate_limit::Limits::open_tsa()),
         metrics: metrics::Metrics::new(),
+        syslog_collector,
     });
     state.hsm.observe_commits(state.metrics.commit_observer());
     spawn_crl_refresher(state.clone());

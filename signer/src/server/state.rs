@@ -28,6 +28,9 @@ pub struct AppState {
     pub tsa_limit: RateLimiter,
     /// Counters and histograms for `/metrics`.
     pub(super) metrics: super::metrics::Metrics,
+    /// The syslog collector audit records are forwarded to (its URL names its cursor), for
+    /// the forwarding lag in `/metrics`.
+    pub syslog_collector: Option<String>,
 }
 
 /// How the service treats failed authentication.

@@ -27,6 +27,7 @@ mod sign_and_verify;
 mod sigstore;
 mod soak;
 mod strict_verify;
+mod syslog;
 mod tiles;
 mod witness;
 mod witness_verify;
