@@ -571,6 +571,18 @@ pub enum KeyCommand {
     /// Enable a disabled (suspended) key again. Officers; audited.
     #[command(alias = "resume")]
     Enable { name: String },
+    /// Deactivate a key for good (SP 800-57): it signs nothing more (error key_deactivated)
+    /// and still verifies. Officers; audited; no way back.
+    Deactivate { name: String },
+    /// Mark a key compromised for good: it signs and verifies nothing more (error
+    /// key_compromised); only destroying it is left. Officers, behind the policy's quorum if
+    /// it has one; audited with the reason.
+    Compromise {
+        name: String,
+        /// Why the key is compromised (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Print a key's public key (PEM).
     Public {
         name: String,

@@ -271,6 +271,14 @@ mod tests {
                 reason: s(),
             },
             HsmError::KeySuspended(s()),
+            HsmError::KeyDeactivated(s()),
+            HsmError::KeyCompromised(s()),
+            HsmError::KeyStateTransition {
+                label: s(),
+                from: "",
+                to: "",
+                allowed: s(),
+            },
             HsmError::KeyFrozen(s()),
             HsmError::QuotaFrozen(s()),
             HsmError::KeyChanged(s()),
@@ -320,6 +328,9 @@ mod tests {
                 | HsmError::KeyNotActive { .. }
                 | HsmError::KeyChanged(_)
                 | HsmError::KeySuspended(_)
+                | HsmError::KeyDeactivated(_)
+                | HsmError::KeyCompromised(_)
+                | HsmError::KeyStateTransition { .. }
                 | HsmError::KeyFrozen(_)
                 | HsmError::QuotaFrozen(_)
                 | HsmError::OperationNotAllowed { .. }

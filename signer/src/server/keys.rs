@@ -372,6 +372,44 @@ pub async fn resume_key(
     Ok(HttpResponse::Ok().json(info))
 }
 
+/// `POST /api/v1/keys/{name}/deactivate`: the key's signing period ends now, for good; it
+/// still verifies.
+pub async fn deactivate_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| h.deactivate_key(&session, &name)).await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompromiseBody {
+    /// Why the key is compromised: kept in the audit log.
+    reason: String,
+}
+
+/// `POST /api/v1/keys/{name}/compromise`: the key signs and verifies nothing more (202 with an
+/// approval request under a quorum).
+pub async fn compromise_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<CompromiseBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let reason = body.into_inner().reason;
+    let g = blocking(&state.hsm, move |h| {
+        h.compromise_key(&session, &name, &reason)
+    })
+    .await?;
+    Ok(gated(g))
+}
+
 /// A label as a query value: unreserved characters as they are, every other byte as %XX.
 fn percent_encode(v: &str) -> String {
     v.bytes()
