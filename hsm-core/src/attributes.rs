@@ -216,6 +216,10 @@ pub struct KeySpec {
     pub not_before: Option<i64>,
     #[serde(default)]
     pub not_after: Option<i64>,
+    /// End of the verification (recipient usage) period, Unix seconds: no earlier than
+    /// `not_after`. `None`: the key verifies as long as it exists.
+    #[serde(default)]
+    pub verify_until: Option<i64>,
     #[serde(default)]
     pub exportable_under_wrap: bool,
     /// A trusted key may wrap exportable keys (PKCS#11 CKA_TRUSTED). Only RSA keys with the
@@ -233,6 +237,7 @@ impl KeySpec {
             usage_limit: None,
             not_before: None,
             not_after: None,
+            verify_until: None,
             exportable_under_wrap: false,
             trusted: false,
         }
@@ -250,6 +255,8 @@ pub struct KeyAttributes {
     pub usage_limit: Option<i64>,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
+    /// End of the verification period (see [`KeySpec::verify_until`]).
+    pub verify_until: Option<i64>,
     pub exportable_under_wrap: bool,
     pub trusted: bool,
     /// "never extractable": true unless the key was created exportable-under-wrap.
@@ -291,6 +298,12 @@ impl KeyAttributes {
         put(&self.generation.to_be_bytes());
         put(&self.public_key);
         put(&self.created_at.to_be_bytes());
+        // Added after keys existed: only a key that has one binds it, so every older key's
+        // seal opens as before (the fields are length-prefixed, so no encoding collides).
+        if let Some(v) = self.verify_until {
+            put(b"verify-until");
+            put(&v.to_be_bytes());
+        }
         out
     }
 
@@ -329,6 +342,9 @@ pub struct KeyInfo {
     pub usage_limit: Option<i64>,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
+    /// End of the verification period (Unix seconds), if any.
+    #[serde(default)]
+    pub verify_until: Option<i64>,
     pub exportable_under_wrap: bool,
     pub trusted: bool,
     pub never_extractable: bool,

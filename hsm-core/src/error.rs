@@ -86,6 +86,8 @@ pub enum HsmError {
     KeyDeactivated(String),
     #[error("key '{0}' is compromised: it signs and verifies nothing; only destroying it is left ('kagi key destroy {0}')")]
     KeyCompromised(String),
+    #[error("key '{label}' is past its verification period (it ended at {until}, Unix seconds): it verifies nothing more")]
+    VerificationPeriodOver { label: String, until: i64 },
     #[error(
         "key '{label}' is {from} and cannot become {to}: from {from} it can only become {allowed}"
     )]
@@ -175,6 +177,7 @@ impl HsmError {
             HsmError::KeyDeactivated(_) => "key_deactivated",
             HsmError::KeyCompromised(_) => "key_compromised",
             HsmError::KeyStateTransition { .. } => "key_state_transition",
+            HsmError::VerificationPeriodOver { .. } => "key_verification_period_over",
             HsmError::KeyFrozen(_) => "key_frozen",
             HsmError::QuotaFrozen(_) => "quota_frozen",
             HsmError::KeyChanged(_) => "key_changed",
@@ -227,6 +230,7 @@ impl HsmError {
             | HsmError::KeyDeactivated(_)
             | HsmError::KeyCompromised(_)
             | HsmError::KeyStateTransition { .. }
+            | HsmError::VerificationPeriodOver { .. }
             | HsmError::KeyFrozen(_)
             | HsmError::QuotaFrozen(_)
             | HsmError::KeyChanged(_)

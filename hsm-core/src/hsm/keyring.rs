@@ -100,6 +100,14 @@ impl Hsm {
                 ));
             }
         }
+        // SP 800-57: the recipient usage period ends no earlier than the originator's.
+        if let Some(v) = spec.verify_until {
+            if spec.not_after.is_none_or(|b| v < b) {
+                return Err(HsmError::BadInput(
+                    "--verify-until needs a signing period end (--not-after) no later than it: a key cannot stop verifying while it still signs".into(),
+                ));
+            }
+        }
         let mut operations = if spec.operations.is_empty() {
             vec![Operation::Sign, Operation::Verify]
         } else {
@@ -126,6 +134,7 @@ impl Hsm {
             usage_limit: spec.usage_limit,
             not_before: spec.not_before,
             not_after: spec.not_after,
+            verify_until: spec.verify_until,
             exportable_under_wrap: spec.exportable_under_wrap,
             trusted: spec.trusted,
             // An imported key was outside once, so it was never "never extractable".

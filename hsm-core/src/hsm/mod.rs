@@ -386,6 +386,7 @@ pub(crate) struct KeyRow {
     public_key: Vec<u8>,
     sealed: Option<Vec<u8>>,
     created_at: i64,
+    verify_until: Option<i64>,
 }
 
 impl KeyRow {
@@ -409,6 +410,7 @@ impl KeyRow {
             public_key: a.public_key.clone(),
             sealed: Some(sealed),
             created_at: a.created_at,
+            verify_until: a.verify_until,
         }
     }
 
@@ -426,6 +428,7 @@ impl KeyRow {
             usage_limit: self.usage_limit,
             not_before: self.not_before,
             not_after: self.not_after,
+            verify_until: self.verify_until,
             exportable_under_wrap: self.exportable_under_wrap,
             trusted: self.trusted,
             never_extractable: self.never_extractable,
@@ -457,6 +460,7 @@ impl KeyRow {
             usage_limit: a.usage_limit,
             not_before: a.not_before,
             not_after: a.not_after,
+            verify_until: a.verify_until,
             exportable_under_wrap: a.exportable_under_wrap,
             trusted: a.trusted,
             never_extractable: a.never_extractable,

@@ -336,11 +336,19 @@ impl Hsm {
     pub fn verify(&self, s: &Session, label: &str, req: &SignRequest, sig: &[u8]) -> Result<bool> {
         let u = self.unsealed()?;
         let row = self.live_row(s.partition(), label)?;
-        let a = row.attrs()?;
+        // Through the seal, so the public key and the verification period are the ones the
+        // key was sealed with, not a database writer's.
+        let (a, _) = self.open_pkcs8(&u, &row)?;
         if a.state == KeyState::Compromised
             || u.retired(&self.inner.store, &a.id)? == Some(KeyState::Compromised)
         {
             return Err(HsmError::KeyCompromised(a.label));
+        }
+        if let Some(until) = a.verify_until.filter(|t| now_ms() / 1000 > *t) {
+            return Err(HsmError::VerificationPeriodOver {
+                label: a.label,
+                until,
+            });
         }
         if !a.allows(Operation::Verify) {
             return Err(HsmError::OperationNotAllowed {

@@ -221,7 +221,8 @@ fn a_database_writer_cannot_revive_a_deactivated_or_compromised_key() {
             );
         }
         // Deleting the audit records is caught too: the log no longer verifies.
-        store.exec("DELETE FROM audit_records WHERE action IN ('key.deactivate', 'key.compromise')");
+        store
+            .exec("DELETE FROM audit_records WHERE action IN ('key.deactivate', 'key.compromise')");
         let r = Hsm::open(HsmConfig::new(store.config.clone())).unwrap();
         let refused = r
             .unseal(&i.share)
@@ -318,5 +319,39 @@ fn a_compromise_waits_for_the_quorum() {
     assert_eq!(
         h.sign(&officers[0], "rel", &req(2)).unwrap_err().code(),
         "key_compromised"
+    );
+}
+
+#[test]
+fn past_its_verification_period_a_key_verifies_nothing() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let (h, a) = (&i.hsm, &i.admin);
+    // The verification period cannot end before the signing period, nor without one.
+    let mut bad = KeySpec::new("bad", Algorithm::EcP256);
+    bad.verify_until = Some(now() + 10);
+    assert_eq!(h.create_key(a, &bad).unwrap_err().code(), "bad_request");
+    bad.not_after = Some(now() + 20);
+    assert_eq!(h.create_key(a, &bad).unwrap_err().code(), "bad_request");
+
+    let mut spec = KeySpec::new("brief", Algorithm::EcP256);
+    spec.not_after = Some(now() + 1);
+    spec.verify_until = Some(now() + 2);
+    let info = h.create_key(a, &spec).unwrap();
+    assert_eq!(info.verify_until, spec.verify_until);
+    let sig = h.sign(a, "brief", &req(1)).unwrap();
+    assert!(h.verify(a, "brief", &req(1), &sig).unwrap());
+    while now() <= spec.verify_until.unwrap() {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(
+        h.verify(a, "brief", &req(1), &sig).unwrap_err().code(),
+        "key_verification_period_over"
+    );
+    // The period is sealed with the key: a database writer who clears it breaks the seal.
+    store.exec("UPDATE keys SET verify_until = NULL WHERE label = 'brief'");
+    assert_eq!(
+        h.verify(a, "brief", &req(1), &sig).unwrap_err().code(),
+        "key_integrity_failure"
     );
 }

@@ -178,6 +178,9 @@ fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
     if let Some(t) = &attrs.not_after {
         body["not_after"] = json!(t);
     }
+    if let Some(t) = &attrs.verify_until {
+        body["verify_until"] = json!(t);
+    }
     if let Some(ops) = &attrs.operations {
         body["operations"] = json!(ops);
     }
@@ -285,6 +288,7 @@ fn print_key(k: &KeyInfo) -> Result<()> {
     say!("operations:            {}", ops.join(","));
     say!("signing from:          {}", time_text(k.not_before));
     say!("signing until:         {}", time_text(k.not_after));
+    say!("verifying until:       {}", time_text(k.verify_until));
     say!("exportable under wrap: {}", k.exportable_under_wrap);
     say!("trusted:               {}", k.trusted);
     say!("never extractable:     {}", k.never_extractable);

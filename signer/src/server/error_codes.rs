@@ -103,6 +103,7 @@ registry! {
     KeySuspended = "key_suspended", CONFLICT, "the key is suspended (disabled by an officer): it signs nothing until an officer enables it again";
     KeyDeactivated = "key_deactivated", CONFLICT, "the key was deactivated by an officer: it only verifies, for good";
     KeyCompromised = "key_compromised", CONFLICT, "the key was marked compromised: it signs and verifies nothing, for good";
+    KeyVerificationPeriodOver = "key_verification_period_over", CONFLICT, "the key is past its verification period: it verifies nothing more";
     KeyStateTransition = "key_state_transition", CONFLICT, "the key's lifecycle state does not allow this change (the message names the state and the allowed ones)";
     KeyFrozen = "key_frozen", CONFLICT, "a rollback of the database was detected since the key's usage limit was set: an officer reviews the key and sets its limit again (kagi key set-limit)";
     QuotaFrozen = "quota_frozen", CONFLICT, "a rollback of the database was detected since the active policy was activated: officers review the quotas and activate a policy version again";

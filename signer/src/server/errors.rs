@@ -273,6 +273,10 @@ mod tests {
             HsmError::KeySuspended(s()),
             HsmError::KeyDeactivated(s()),
             HsmError::KeyCompromised(s()),
+            HsmError::VerificationPeriodOver {
+                label: s(),
+                until: 0,
+            },
             HsmError::KeyStateTransition {
                 label: s(),
                 from: "",
@@ -331,6 +335,7 @@ mod tests {
                 | HsmError::KeyDeactivated(_)
                 | HsmError::KeyCompromised(_)
                 | HsmError::KeyStateTransition { .. }
+                | HsmError::VerificationPeriodOver { .. }
                 | HsmError::KeyFrozen(_)
                 | HsmError::QuotaFrozen(_)
                 | HsmError::OperationNotAllowed { .. }

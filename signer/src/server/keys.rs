@@ -31,6 +31,9 @@ pub struct KeyBody {
     not_before: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// End of the verification period (RFC 3339).
+    #[serde(default)]
+    verify_until: Option<String>,
     #[serde(default)]
     operations: Option<Vec<String>>,
     #[serde(default)]
@@ -66,6 +69,11 @@ impl KeyBody {
             .as_deref()
             .map(|t| parse_time("not_after", t))
             .transpose()?;
+        spec.verify_until = self
+            .verify_until
+            .as_deref()
+            .map(|t| parse_time("verify_until", t))
+            .transpose()?;
         if let Some(ops) = &self.operations {
             spec.operations = ops
                 .iter()
@@ -93,6 +101,7 @@ pub(super) fn spec_of(
         usage_limit,
         not_before: None,
         not_after,
+        verify_until: None,
         operations: None,
         exportable_under_wrap,
         trusted: false,
