@@ -1,6 +1,7 @@
 //! Key generation, loading (unsealing into the cache), listing, destruction and usage limits.
 
 use super::*;
+use crate::store::schema::certificates;
 
 impl Hsm {
     pub fn create_key(&self, s: &Session, spec: &KeySpec) -> Result<KeyInfo> {
@@ -637,6 +638,23 @@ impl Hsm {
             .seal(&pkcs8, &new.associated_data())?;
         let id = row.id.clone();
         let l2 = row.label.clone();
+        // A compromise revokes every certificate of the key (keyCompromise) in the same
+        // transaction and the same audit record, which lists them: CRLs and OCSP read
+        // revocations from the verified log, so an edited certificate row does not undo one.
+        let revoked: Vec<(String, String)> = if to == KeyState::Compromised {
+            let spki = hex::encode(digest(&SHA256, &new.public_key).as_ref());
+            let mut c = self.inner.store.conn()?;
+            certificates::table
+                .filter(certificates::spki_sha256.eq(&spki))
+                .filter(certificates::revoked_at.is_null())
+                .select((certificates::serial, certificates::ca_name))
+                .order(certificates::serial.asc())
+                .load(&mut c)?
+        } else {
+            Vec::new()
+        };
+        let serials: Vec<String> = revoked.iter().map(|(s, _)| s.clone()).collect();
+        let now = now_ms() / 1000;
         let apply: ApplyFn = Box::new(move |c| {
             let n = diesel::update(
                 keys::table
@@ -650,16 +668,37 @@ impl Hsm {
                 keys::sealed.eq(Some(sealed)),
             ))
             .execute(c)?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(HsmError::KeyChanged(l2))
+            if n != 1 {
+                return Err(HsmError::KeyChanged(l2));
             }
+            if !serials.is_empty() {
+                diesel::update(
+                    certificates::table
+                        .filter(certificates::serial.eq_any(&serials))
+                        .filter(certificates::revoked_at.is_null()),
+                )
+                .set((
+                    certificates::revoked_at.eq(Some(now)),
+                    certificates::revocation_reason.eq(Some(KEY_COMPROMISE)),
+                ))
+                .execute(c)?;
+            }
+            Ok(())
         });
         let mut detail =
             serde_json::json!({"label": label, "from": from.as_str(), "to": to.as_str()});
         if let (Some(d), Some(r)) = (detail.as_object_mut(), reason) {
             d.insert("reason".into(), r.into());
+        }
+        if let (Some(d), true) = (detail.as_object_mut(), to == KeyState::Compromised) {
+            d.insert(
+                "revoked_certificates".into(),
+                revoked
+                    .iter()
+                    .map(|(serial, ca)| serde_json::json!({"serial": serial, "ca": ca}))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
         }
         Ok((
             apply,
@@ -769,6 +808,9 @@ impl Hsm {
         ))
     }
 }
+
+/// RFC 5280 CRLReason keyCompromise.
+pub(crate) const KEY_COMPROMISE: i64 = 1;
 
 /// A key's state from its sealed attributes and the verified log together: the further along
 /// the one-way path of the two, and suspended when the log's newest suspend/resume says so.

@@ -618,7 +618,7 @@ pub use rollback_recovery::RollbackRecovery;
 
 use failed_logins::FailedLogins;
 pub use recovery::{RecoverAction, Recovered};
-mod keyring;
+pub(crate) mod keyring;
 mod lifecycle;
 pub mod policy_store;
 mod sign;

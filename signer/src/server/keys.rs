@@ -412,8 +412,16 @@ pub async fn compromise_key(
     let Caller(session) = caller;
     let name = name.into_inner();
     let reason = body.into_inner().reason;
-    let g = blocking(&state.hsm, move |h| {
-        h.compromise_key(&session, &name, &reason)
+    let g = blocking_with_state(&state, move |st| {
+        let g = st.hsm.compromise_key(&session, &name, &reason)?;
+        if matches!(g, Gated::Done(_)) {
+            // The compromise revoked the key's certificates: publish every live CA's CRL
+            // anew now rather than at its next refresh (OCSP answers from the log at once).
+            for ca in st.hsm.list_cas()?.iter().filter(|c| c.revoked_at.is_none()) {
+                st.pki.regenerate_crl(&st.hsm, &ca.name)?;
+            }
+        }
+        Ok(g)
     })
     .await?;
     Ok(gated(g))

@@ -586,12 +586,13 @@ pub const ROUTES: &[Endpoint] = &[
             Code::AuditIntegrityFailure, Code::StorageError,
         ]),
     post("/api/v1/keys/{name}/compromise", |r| r.to(keys::compromise_key))
-        .doc("Mark a key compromised for good: it signs and verifies nothing more (409 key_compromised); officers, behind the policy's quorum (202 with the approval request), audited as key.compromise with the reason")
+        .doc("Mark a key compromised for good: it signs and verifies nothing more (409 key_compromised), and every certificate of the key is revoked (keyCompromise) in the same audited change, with the CRLs published anew; officers, behind the policy's quorum (202 with the approval request), audited as key.compromise with the reason")
         .json(openapi::recover_rollback_body)
         .codes(&[
             Code::KeyNotFound, Code::Forbidden, Code::BadRequest, Code::KeyChanged,
-            Code::KeyStateTransition, Code::KeyIntegrityFailure, Code::IntegrityFailure,
-            Code::AuditIntegrityFailure, Code::StorageError,
+            Code::KeyStateTransition, Code::Conflict, Code::KeyIntegrityFailure,
+            Code::IntegrityFailure, Code::AuditIntegrityFailure, Code::RollbackDetected,
+            Code::StorageError, Code::CryptoError,
         ]),
     post("/api/v1/rollback/recover", |r| r.to(rollback::recover))
         .doc("End a detected rollback once the witnesses were reset: officers, behind the policy's quorum (202 with the approval request); audited as tlog.rollback_recovered")

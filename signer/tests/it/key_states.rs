@@ -7,6 +7,7 @@
 use crate::common;
 
 use common::{run_ok, stderr, Database, Server};
+use kagi_testkit::openssl::openssl;
 use std::process::Command;
 
 fn sign(server: &Server, key: &str, out: &str) -> std::process::Output {
@@ -197,4 +198,168 @@ fn past_its_signing_period_a_key_refuses_to_sign_and_still_verifies_postgres() {
     let url = db.url();
     let server = Server::start_in(tempfile::tempdir().unwrap(), &["--database-url", &url]);
     signing_period_ends(&server);
+}
+
+/// What openssl makes of kagi's OCSP answer for `cert` (asked over the real socket).
+fn ocsp_status(server: &Server, cert: &str) -> String {
+    let dir = server.root();
+    openssl(
+        dir,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuer.pem",
+            "-cert",
+            cert,
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    let req = std::fs::read(server.path("req.der")).unwrap();
+    let (status, resp) = server
+        .http()
+        .post_bytes("/ocsp", None, "application/ocsp-request", &req);
+    assert_eq!(status, 200);
+    std::fs::write(server.path("resp.der"), resp).unwrap();
+    openssl(
+        dir,
+        &[
+            "ocsp",
+            "-respin",
+            "resp.der",
+            "-issuer",
+            "issuer.pem",
+            "-cert",
+            cert,
+            "-CAfile",
+            "root.pem",
+            "-no_nonce",
+        ],
+    )
+}
+
+#[test]
+fn compromising_a_code_signing_key_revokes_its_three_certificates() {
+    let server = Server::start();
+    server.kagi_ok(&["key", "create", "--name", "cs", "--alg", "ec-p256"]);
+    server.kagi_ok(&["key", "create", "--name", "bystander", "--alg", "ec-p256"]);
+    let certs = ["c1.pem", "c2.pem", "c3.pem"];
+    for c in certs {
+        server.kagi_ok(&["key", "certify", "cs", "-o", c]);
+    }
+    server.kagi_ok(&["key", "certify", "bystander", "-o", "other.pem"]);
+    server.kagi_ok(&["ca", "show", "code-signing", "-o", "issuer.pem"]);
+    server.kagi_ok(&["ca", "show", "root", "-o", "root.pem"]);
+    let serial_of = |c: &str| {
+        openssl(server.root(), &["x509", "-in", c, "-noout", "-serial"])
+            .trim()
+            .trim_start_matches("serial=")
+            .to_uppercase()
+    };
+    let serials: Vec<String> = certs.iter().map(|c| serial_of(c)).collect();
+    assert_eq!(
+        serials
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "three certificates: {serials:?}"
+    );
+    for c in certs {
+        assert!(ocsp_status(&server, c).contains(": good"));
+    }
+    std::fs::write(server.path("app.bin"), b"firmware 4.0").unwrap();
+    server.kagi_ok(&[
+        "sign", "--key", "cs", "--format", "cms", "app.bin", "-o", "app.p7s",
+    ]);
+    let out = server.kagi_ok(&["verify", "app.bin", "-s", "app.p7s"]);
+    assert!(out.contains("revocation OK"), "{out}");
+
+    server.kagi_ok(&[
+        "key",
+        "compromise",
+        "cs",
+        "--reason",
+        "signing host breached",
+    ]);
+
+    // kagi verify refuses the CMS signature made with it.
+    let out = server.kagi(&["verify", "app.bin", "-s", "app.p7s"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("REVOKED") && err.contains("keyCompromise"),
+        "{err}"
+    );
+
+    // OCSP: revoked, keyCompromise, for all three; the other key's certificate stays good.
+    for c in certs {
+        let text = ocsp_status(&server, c);
+        assert!(
+            text.contains(": revoked") && text.contains("Reason: keyCompromise"),
+            "{c}: {text}"
+        );
+    }
+    assert!(ocsp_status(&server, "other.pem").contains(": good"));
+    // A database writer who puts the certificate rows back to "not revoked" changes nothing:
+    // the revocations are read from the compromise's verified audit record.
+    {
+        use diesel::{Connection, RunQueryDsl};
+        let db = server.data().join("kagi.db");
+        let mut c = kagi_hsm_core::store::AnyConnection::establish(&db.to_string_lossy()).unwrap();
+        diesel::sql_query("PRAGMA busy_timeout = 10000")
+            .execute(&mut c)
+            .unwrap();
+        let n = diesel::sql_query(
+            "UPDATE certificates SET revoked_at = NULL, revocation_reason = NULL",
+        )
+        .execute(&mut c)
+        .unwrap();
+        assert!(n >= 3);
+    }
+    for c in certs {
+        let text = ocsp_status(&server, c);
+        assert!(text.contains("Reason: keyCompromise"), "{c}: {text}");
+    }
+    // The refetched CRL lists them with that reason, and not the other one.
+    let crl = server
+        .http()
+        .get("/crl/code-signing.crl")
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_vec()
+        .unwrap();
+    std::fs::write(server.path("cs.crl"), crl).unwrap();
+    let text = openssl(
+        server.root(),
+        &["crl", "-inform", "DER", "-in", "cs.crl", "-noout", "-text"],
+    )
+    .to_uppercase();
+    for s in &serials {
+        assert!(text.contains(s.as_str()), "{s} missing: {text}");
+    }
+    assert!(text.contains("KEY COMPROMISE"), "{text}");
+    assert!(!text.contains(&serial_of("other.pem")), "{text}");
+    // One audited change, which names the certificates.
+    let log = server.http().request(
+        "GET",
+        "/api/v1/audit?limit=1000",
+        Some(&server.token()),
+        None,
+    );
+    let records = log.json();
+    let compromise: Vec<&serde_json::Value> = records
+        .as_array()
+        .or_else(|| records["records"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "key.compromise")
+        .collect();
+    assert_eq!(compromise.len(), 1, "{records}");
+    let detail = compromise[0]["detail"].to_string().to_uppercase();
+    for s in &serials {
+        assert!(detail.contains(s.as_str()), "{detail}");
+    }
 }
