@@ -496,8 +496,8 @@ pub const ROUTES: &[Endpoint] = &[
         .created()
         .json(openapi::certify_body)
         .codes(&[
-            Code::KeyNotFound, Code::KeyNotActive, Code::BadValidity, Code::BadRequest,
-            Code::NotAllowedByProfile, Code::Forbidden, Code::NotFound, Code::KeyIntegrityFailure,
+            Code::KeyNotFound, Code::KeyNotActive, Code::KeyDeactivated, Code::KeyCompromised,
+            Code::BadValidity, Code::BadRequest, Code::NotAllowedByProfile, Code::Forbidden, Code::NotFound, Code::KeyIntegrityFailure,
             Code::IntegrityFailure, Code::PreIssuanceCheckFailed, Code::StorageError,
             Code::CryptoError,
         ]),

@@ -284,6 +284,18 @@ fn compromising_a_code_signing_key_revokes_its_three_certificates() {
         "signing host breached",
     ]);
 
+    // No new certificate vouches for it, and it signs nothing.
+    let out = server.kagi(&["key", "certify", "cs", "-o", "c4.pem"]);
+    assert!(stderr(&out).contains("key_compromised"), "{}", stderr(&out));
+    let out = server.kagi(&[
+        "sign", "--key", "cs", "--format", "cms", "app.bin", "-o", "late.p7s",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("keyCompromise"), "{}", stderr(&out));
+    let out = server.kagi(&[
+        "sign", "--key", "cs", "--format", "raw", "app.bin", "-o", "late.sig",
+    ]);
+    assert!(stderr(&out).contains("key_compromised"), "{}", stderr(&out));
     // kagi verify refuses the CMS signature made with it.
     let out = server.kagi(&["verify", "app.bin", "-s", "app.p7s"]);
     assert!(!out.status.success());
