@@ -600,6 +600,17 @@ impl Pki {
             )));
         }
         let info = hsm.key_info(session, label)?;
+        // A certificate for a key that will never sign again would only vouch for a key that is
+        // retired or in someone else's hands.
+        match info.lifecycle {
+            kagi_hsm_core::Lifecycle::Compromised => {
+                return Err(CaError::Hsm(HsmError::KeyCompromised(info.label)))
+            }
+            kagi_hsm_core::Lifecycle::Deactivated => {
+                return Err(CaError::Hsm(HsmError::KeyDeactivated(info.label)))
+            }
+            _ => {}
+        }
         let spki = {
             use der::Decode;
             x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&info.public_key_der)?

@@ -69,6 +69,8 @@ impl FromStr for Operation {
     }
 }
 
+/// The stored part of a key's SP 800-57 state. Pre-activation and the end of the signing
+/// period follow from the clock and the signing period instead (see [`Lifecycle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
@@ -76,6 +78,11 @@ pub enum KeyState {
     /// Disabled by an officer for a while (`key.suspend`), until resumed (`key.resume`): it
     /// signs nothing meanwhile. Named after SP 800-57's suspended state.
     Suspended,
+    /// Retired by an officer (`key.deactivate`): it only verifies, for good.
+    Deactivated,
+    /// Declared compromised (`key.compromise`): it neither signs nor verifies, for good; only
+    /// destroying it is left.
+    Compromised,
     Destroyed,
 }
 
@@ -84,8 +91,90 @@ impl KeyState {
         match self {
             KeyState::Active => "active",
             KeyState::Suspended => "suspended",
+            KeyState::Deactivated => "deactivated",
+            KeyState::Compromised => "compromised",
             KeyState::Destroyed => "destroyed",
         }
+    }
+
+    /// The states an officer may move a key to from this one. Deactivated and compromised
+    /// are one way: nothing leads back to active from them.
+    pub fn allowed_next(self) -> &'static [KeyState] {
+        match self {
+            KeyState::Active => &[
+                KeyState::Suspended,
+                KeyState::Deactivated,
+                KeyState::Compromised,
+                KeyState::Destroyed,
+            ],
+            KeyState::Suspended => &[
+                KeyState::Active,
+                KeyState::Deactivated,
+                KeyState::Compromised,
+                KeyState::Destroyed,
+            ],
+            KeyState::Deactivated => &[KeyState::Compromised, KeyState::Destroyed],
+            KeyState::Compromised => &[KeyState::Destroyed],
+            KeyState::Destroyed => &[],
+        }
+    }
+
+    /// How far along the one-way path a state is: a stored state and the audit log's are
+    /// combined by taking the further one, so neither a restored row nor a missing record
+    /// moves a key back.
+    pub(crate) fn rank(self) -> u8 {
+        match self {
+            KeyState::Active => 0,
+            KeyState::Suspended => 1,
+            KeyState::Deactivated => 2,
+            KeyState::Compromised => 3,
+            KeyState::Destroyed => 4,
+        }
+    }
+}
+
+/// A key's SP 800-57 state as callers see it: the stored [`KeyState`] with the signing
+/// period applied (an active key before its signing period is in pre-activation, one after it
+/// is deactivated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifecycle {
+    PreActivation,
+    Active,
+    Suspended,
+    Deactivated,
+    Compromised,
+    Destroyed,
+}
+
+impl Lifecycle {
+    pub fn of(state: KeyState, sign_from: Option<i64>, sign_until: Option<i64>, now: i64) -> Self {
+        match state {
+            KeyState::Active if sign_from.is_some_and(|t| now < t) => Lifecycle::PreActivation,
+            KeyState::Active if sign_until.is_some_and(|t| now > t) => Lifecycle::Deactivated,
+            KeyState::Active => Lifecycle::Active,
+            KeyState::Suspended => Lifecycle::Suspended,
+            KeyState::Deactivated => Lifecycle::Deactivated,
+            KeyState::Compromised => Lifecycle::Compromised,
+            KeyState::Destroyed => Lifecycle::Destroyed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::PreActivation => "pre-activation",
+            Lifecycle::Active => "active",
+            Lifecycle::Suspended => "suspended",
+            Lifecycle::Deactivated => "deactivated",
+            Lifecycle::Compromised => "compromised",
+            Lifecycle::Destroyed => "destroyed",
+        }
+    }
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -101,6 +190,8 @@ impl FromStr for KeyState {
         match s {
             "active" => Ok(KeyState::Active),
             "suspended" => Ok(KeyState::Suspended),
+            "deactivated" => Ok(KeyState::Deactivated),
+            "compromised" => Ok(KeyState::Compromised),
             "destroyed" => Ok(KeyState::Destroyed),
             _ => Err(HsmError::Store(format!(
                 "unknown key state '{s}' in the database"
@@ -125,6 +216,10 @@ pub struct KeySpec {
     pub not_before: Option<i64>,
     #[serde(default)]
     pub not_after: Option<i64>,
+    /// End of the verification (recipient usage) period, Unix seconds: no earlier than
+    /// `not_after`. `None`: the key verifies as long as it exists.
+    #[serde(default)]
+    pub verify_until: Option<i64>,
     #[serde(default)]
     pub exportable_under_wrap: bool,
     /// A trusted key may wrap exportable keys (PKCS#11 CKA_TRUSTED). Only RSA keys with the
@@ -142,6 +237,7 @@ impl KeySpec {
             usage_limit: None,
             not_before: None,
             not_after: None,
+            verify_until: None,
             exportable_under_wrap: false,
             trusted: false,
         }
@@ -159,6 +255,8 @@ pub struct KeyAttributes {
     pub usage_limit: Option<i64>,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
+    /// End of the verification period (see [`KeySpec::verify_until`]).
+    pub verify_until: Option<i64>,
     pub exportable_under_wrap: bool,
     pub trusted: bool,
     /// "never extractable": true unless the key was created exportable-under-wrap.
@@ -200,6 +298,12 @@ impl KeyAttributes {
         put(&self.generation.to_be_bytes());
         put(&self.public_key);
         put(&self.created_at.to_be_bytes());
+        // Added after keys existed: only a key that has one binds it, so every older key's
+        // seal opens as before (the fields are length-prefixed, so no encoding collides).
+        if let Some(v) = self.verify_until {
+            put(b"verify-until");
+            put(&v.to_be_bytes());
+        }
         out
     }
 
@@ -238,11 +342,18 @@ pub struct KeyInfo {
     pub usage_limit: Option<i64>,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
+    /// End of the verification period (Unix seconds), if any.
+    #[serde(default)]
+    pub verify_until: Option<i64>,
     pub exportable_under_wrap: bool,
     pub trusted: bool,
     pub never_extractable: bool,
     pub local: bool,
     pub state: KeyState,
+    /// The SP 800-57 state: `state` with the signing period (`not_before`..`not_after`)
+    /// applied.
+    #[serde(default = "lifecycle_default")]
+    pub lifecycle: Lifecycle,
     /// Usable right now: state active, inside its validity window and below its usage limit
     /// (Luna's "key not active" once the limit is reached).
     #[serde(default)]
@@ -251,4 +362,8 @@ pub struct KeyInfo {
     #[serde(with = "crate::b64")]
     pub public_key_der: Vec<u8>,
     pub created_at: i64,
+}
+
+fn lifecycle_default() -> Lifecycle {
+    Lifecycle::Active
 }

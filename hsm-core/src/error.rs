@@ -82,6 +82,21 @@ pub enum HsmError {
     KeyNotActive { label: String, reason: String },
     #[error("key '{0}' is suspended (disabled by an officer): it signs nothing until an officer enables it again ('kagi key enable {0}')")]
     KeySuspended(String),
+    #[error("key '{0}' is deactivated: its signing period is over, so it only verifies. Create a new key to sign")]
+    KeyDeactivated(String),
+    #[error("key '{0}' is compromised: it signs and verifies nothing; only destroying it is left ('kagi key destroy {0}')")]
+    KeyCompromised(String),
+    #[error("key '{label}' is past its verification period (it ended at {until}, Unix seconds): it verifies nothing more")]
+    VerificationPeriodOver { label: String, until: i64 },
+    #[error(
+        "key '{label}' is {from} and cannot become {to}: from {from} it can only become {allowed}"
+    )]
+    KeyStateTransition {
+        label: String,
+        from: &'static str,
+        to: &'static str,
+        allowed: String,
+    },
     #[error("key '{0}' has a usage limit and kagi detected a rollback of its database since the limit was set: the uses spent after the restored point are unknown, so it signs nothing until an officer reviews it and sets its limit again ('kagi key set-limit {0} --usage-limit N'; README, Backups)")]
     KeyFrozen(String),
     #[error("quota '{0}' is frozen: kagi detected a rollback of its database since the active policy was activated, so the quota's uses spent after the restored point are unknown. Officers review the quotas (lower the totals by what the lines made meanwhile) and activate a policy version again ('kagi policy submit FILE', 'kagi policy activate N'; README, \"Witnessed log\")")]
@@ -159,6 +174,10 @@ impl HsmError {
             HsmError::UsageLimitReached { .. } => "usage_limit_reached",
             HsmError::KeyNotActive { .. } => "key_not_active",
             HsmError::KeySuspended(_) => "key_suspended",
+            HsmError::KeyDeactivated(_) => "key_deactivated",
+            HsmError::KeyCompromised(_) => "key_compromised",
+            HsmError::KeyStateTransition { .. } => "key_state_transition",
+            HsmError::VerificationPeriodOver { .. } => "key_verification_period_over",
             HsmError::KeyFrozen(_) => "key_frozen",
             HsmError::QuotaFrozen(_) => "quota_frozen",
             HsmError::KeyChanged(_) => "key_changed",
@@ -208,6 +227,10 @@ impl HsmError {
             HsmError::KeyExists(_)
             | HsmError::KeyNotActive { .. }
             | HsmError::KeySuspended(_)
+            | HsmError::KeyDeactivated(_)
+            | HsmError::KeyCompromised(_)
+            | HsmError::KeyStateTransition { .. }
+            | HsmError::VerificationPeriodOver { .. }
             | HsmError::KeyFrozen(_)
             | HsmError::QuotaFrozen(_)
             | HsmError::KeyChanged(_)

@@ -35,6 +35,8 @@ const KEPT_ACTIONS: &[&str] = &[
     "credential.create",
     "credential.password_set",
     "credential.revoke",
+    "key.compromise",
+    "key.deactivate",
     "key.destroy",
     "key.resume",
     "key.set_usage_limit",
@@ -268,6 +270,31 @@ impl Integrity {
             (Some(s), Some(r)) => s > r,
             (Some(_), None) => true,
             _ => false,
+        }
+    }
+
+    /// The one-way state the verified log gives key `key_id`: compromised once any
+    /// `key.compromise` record exists, else deactivated once any `key.deactivate` record
+    /// does (no catch-up: what this process has verified so far). Nothing undoes either, so a
+    /// row edited or restored to an earlier state does not revive the key.
+    pub(crate) fn retired_now(&self, key_id: &str) -> Option<crate::attributes::KeyState> {
+        use crate::attributes::KeyState;
+        let Ok(v) = self.verified.lock() else {
+            // A poisoned lock: refuse rather than sign with a key that may be retired.
+            return Some(KeyState::Compromised);
+        };
+        let has = |action: &str| {
+            v.index
+                .kept
+                .get(&(action.to_string(), key_id.to_string()))
+                .is_some_and(|evs| !evs.is_empty())
+        };
+        if has("key.compromise") {
+            Some(KeyState::Compromised)
+        } else if has("key.deactivate") {
+            Some(KeyState::Deactivated)
+        } else {
+            None
         }
     }
 

@@ -21,6 +21,10 @@ pub struct KeyInfo {
     pub algorithm: String,
     #[serde(default)]
     pub operations: Vec<String>,
+    /// The SP 800-57 state (`active`, `deactivated`, `compromised`, ...); absent from older
+    /// servers.
+    #[serde(default)]
+    pub lifecycle: Option<String>,
     #[serde(default)]
     pub usage_count: i64,
     pub usage_limit: Option<i64>,

@@ -146,8 +146,15 @@ impl Key {
         self.info.id.as_bytes()
     }
 
+    /// CKA_SIGN: false for a key that will never sign again (deactivated or compromised),
+    /// so applications pick another; a suspended key keeps it, since it signs again once
+    /// resumed. A key past its signing period reads `deactivated` too.
     pub fn can_sign(&self) -> bool {
-        self.info.operations.iter().any(|o| o == "sign")
+        let retired = matches!(
+            self.info.lifecycle.as_deref(),
+            Some("deactivated" | "compromised")
+        );
+        !retired && self.info.operations.iter().any(|o| o == "sign")
     }
 
     /// A trusted wrapping key (kagi wraps exports with it; this module does not).

@@ -253,7 +253,10 @@ impl SignOp {
         if !key.can_sign() {
             return Err(Error::new(
                 CKR_KEY_FUNCTION_NOT_PERMITTED,
-                format!("kagi key '{}' may not sign digests", key.info.label),
+                format!(
+                    "kagi key '{}' may not sign digests (its operations, or its state: a deactivated or compromised key signs nothing)",
+                    key.info.label
+                ),
             ));
         }
         let input = match mech {

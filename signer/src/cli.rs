@@ -591,6 +591,18 @@ pub enum KeyCommand {
     /// Enable a disabled (suspended) key again. Officers; audited.
     #[command(alias = "resume")]
     Enable { name: String },
+    /// Deactivate a key for good (SP 800-57): it signs nothing more (error key_deactivated)
+    /// and still verifies. Officers; audited; no way back.
+    Deactivate { name: String },
+    /// Mark a key compromised for good: it signs and verifies nothing more (error
+    /// key_compromised); only destroying it is left. Officers, behind the policy's quorum if
+    /// it has one; audited with the reason.
+    Compromise {
+        name: String,
+        /// Why the key is compromised (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Print a key's public key (PEM).
     Public {
         name: String,
@@ -659,12 +671,18 @@ pub struct KeyAttrArgs {
     /// Allowed number of uses; unlimited when absent.
     #[arg(long)]
     pub usage_limit: Option<i64>,
-    /// RFC 3339 time before which the key may not be used (e.g. 2030-01-01T00:00:00Z).
-    #[arg(long)]
+    /// Start of the signing period (SP 800-57 originator usage period), RFC 3339 (e.g.
+    /// 2030-01-01T00:00:00Z): before it the key is in pre-activation and signs nothing.
+    #[arg(long, alias = "sign-from")]
     pub not_before: Option<String>,
-    /// RFC 3339 time after which the key may not be used.
-    #[arg(long)]
+    /// End of the signing period, RFC 3339: after it the key is deactivated and only
+    /// verifies.
+    #[arg(long, alias = "sign-until")]
     pub not_after: Option<String>,
+    /// End of the verification period (recipient usage period), RFC 3339, no earlier than
+    /// --not-after: after it the key verifies nothing (key_verification_period_over).
+    #[arg(long)]
+    pub verify_until: Option<String>,
     /// Allow export, only wrapped under a trusted wrapping key.
     #[arg(long)]
     pub exportable_under_wrap: bool,

@@ -11,6 +11,7 @@ use aws_lc_rs::hmac;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::attributes::KeyState;
 use crate::auth::{Role, Session};
 use crate::commit::{now_ms, ApplyFn};
 use crate::error::{HsmError, Result};
@@ -32,6 +33,11 @@ pub enum ApprovalAction {
     SetUsageLimit {
         label: String,
         limit: Option<i64>,
+    },
+    /// Mark a key compromised (one way; see `Hsm::compromise_key`).
+    CompromiseKey {
+        label: String,
+        reason: String,
     },
     ActivatePolicy {
         version: i64,
@@ -64,6 +70,7 @@ impl ApprovalAction {
         match self {
             ApprovalAction::DestroyKey { .. } => "destroy_key",
             ApprovalAction::SetUsageLimit { .. } => "set_usage_limit",
+            ApprovalAction::CompromiseKey { .. } => "compromise_key",
             ApprovalAction::ActivatePolicy { .. } => "activate_policy",
             ApprovalAction::ExportWrapped { .. } => "export_wrapped",
             ApprovalAction::RecoverRollback { .. } => "recover_rollback",
@@ -75,6 +82,7 @@ impl ApprovalAction {
         match self {
             ApprovalAction::DestroyKey { label }
             | ApprovalAction::SetUsageLimit { label, .. }
+            | ApprovalAction::CompromiseKey { label, .. }
             | ApprovalAction::ExportWrapped { label, .. } => format!("key:{label}"),
             ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
             ApprovalAction::RecoverRollback { .. } => "tlog".into(),
@@ -384,6 +392,11 @@ impl Hsm {
                 let (a, p) = self.set_limit_op(partition, label, *limit)?;
                 (a, p, None)
             }
+            ApprovalAction::CompromiseKey { label, reason } => {
+                let (a, p) =
+                    self.retire_op(partition, label, KeyState::Compromised, Some(reason))?;
+                (a, p, None)
+            }
             ApprovalAction::ActivatePolicy { version } => {
                 let (a, p) = self.activate_op(*version)?;
                 (a, p, None)
@@ -425,14 +438,16 @@ impl Hsm {
         }
         let mut event = user_event(s, parts.action, parts.key_id, detail);
         event.use_hi = parts.use_hi;
-        if let ApprovalAction::DestroyKey { label } | ApprovalAction::SetUsageLimit { label, .. } =
-            action
+        if let ApprovalAction::DestroyKey { label }
+        | ApprovalAction::SetUsageLimit { label, .. }
+        | ApprovalAction::CompromiseKey { label, .. } = action
         {
             self.evict(partition, label);
         }
         let done = u.committer.submit(None, Some(apply), event);
-        if let ApprovalAction::DestroyKey { label } | ApprovalAction::SetUsageLimit { label, .. } =
-            action
+        if let ApprovalAction::DestroyKey { label }
+        | ApprovalAction::SetUsageLimit { label, .. }
+        | ApprovalAction::CompromiseKey { label, .. } = action
         {
             self.evict(partition, label);
         }

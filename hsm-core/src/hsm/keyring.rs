@@ -1,6 +1,7 @@
 //! Key generation, loading (unsealing into the cache), listing, destruction and usage limits.
 
 use super::*;
+use crate::store::schema::certificates;
 
 impl Hsm {
     pub fn create_key(&self, s: &Session, spec: &KeySpec) -> Result<KeyInfo> {
@@ -100,6 +101,14 @@ impl Hsm {
                 ));
             }
         }
+        // SP 800-57: the recipient usage period ends no earlier than the originator's.
+        if let Some(v) = spec.verify_until {
+            if spec.not_after.is_none_or(|b| v < b) {
+                return Err(HsmError::BadInput(
+                    "--verify-until needs a signing period end (--not-after) no later than it: a key cannot stop verifying while it still signs".into(),
+                ));
+            }
+        }
         let mut operations = if spec.operations.is_empty() {
             vec![Operation::Sign, Operation::Verify]
         } else {
@@ -126,6 +135,7 @@ impl Hsm {
             usage_limit: spec.usage_limit,
             not_before: spec.not_before,
             not_after: spec.not_after,
+            verify_until: spec.verify_until,
             exportable_under_wrap: spec.exportable_under_wrap,
             trusted: spec.trusted,
             // An imported key was outside once, so it was never "never extractable".
@@ -236,6 +246,14 @@ impl Hsm {
         if self.was_destroyed(&attrs.id)? {
             return Err(integrity());
         }
+        // So does a restored row from before a deactivation or compromise, which are final.
+        match u.retired(&self.inner.store, &attrs.id)? {
+            Some(KeyState::Compromised) => {
+                return Err(HsmError::KeyCompromised(attrs.label.clone()))
+            }
+            Some(_) => return Err(HsmError::KeyDeactivated(attrs.label.clone())),
+            None => {}
+        }
         // So does a restored row from before a suspension.
         if u.suspended(&self.inner.store, &attrs.id)? {
             return Err(HsmError::KeySuspended(attrs.label.clone()));
@@ -339,9 +357,12 @@ impl Hsm {
     /// [`Hsm::row_info`] with the audited floor already read.
     fn row_info_with(&self, r: &KeyRow, audited_uses: i64) -> Result<KeyInfo> {
         let mut info = r.info(r.usage_count.max(audited_uses))?;
-        if info.state == KeyState::Active && self.unsealed()?.suspended_now(&r.id) {
-            info.state = KeyState::Suspended;
+        let u = self.unsealed()?;
+        let state = effective_state(&u, &r.id, info.state);
+        if state != info.state {
+            info.state = state;
             info.active = false;
+            info.lifecycle = Lifecycle::of(state, info.not_before, info.not_after, now_ms() / 1000);
         }
         Ok(info)
     }
@@ -461,6 +482,9 @@ impl Hsm {
             (KeyState::Suspended, KeyState::Active)
         };
         let logged = u.suspended(&self.inner.store, &attrs.id)?;
+        if let Some(retired) = u.retired(&self.inner.store, &attrs.id)? {
+            return Err(transition_refused(label, retired, to));
+        }
         if attrs.state == to && logged == suspend {
             return Err(HsmError::Conflict(format!(
                 "key '{label}' is already {}",
@@ -470,6 +494,9 @@ impl Hsm {
                     "enabled"
                 }
             )));
+        }
+        if attrs.state != KeyState::Active && attrs.state != KeyState::Suspended {
+            return Err(transition_refused(label, attrs.state, to));
         }
         let old_generation = attrs.generation;
         let old_state = attrs.state;
@@ -514,6 +541,178 @@ impl Hsm {
         )?;
         self.evict(s.partition(), label);
         self.key_info(s, label)
+    }
+
+    /// Deactivate a key: its signing period ends now, for good; it still verifies. Officers,
+    /// no quorum (retiring a key is the safe direction). Audited as `key.deactivate`, kept in
+    /// the verified index, and bound into the sealed attributes: neither an edited state
+    /// column nor a row restored from before brings it back to active.
+    pub fn deactivate_key(&self, s: &Session, label: &str) -> Result<KeyInfo> {
+        s.require(Role::Officer, "deactivate keys")?;
+        let (apply, parts) = self.retire_op(s.partition(), label, KeyState::Deactivated, None)?;
+        let u = self.unsealed()?;
+        self.evict(s.partition(), label);
+        let done = u.committer.submit(
+            None,
+            Some(apply),
+            user_event(s, parts.action, parts.key_id, parts.detail),
+        );
+        self.evict(s.partition(), label);
+        done?;
+        self.key_info(s, label)
+    }
+
+    /// Mark a key compromised: it signs and verifies nothing more, for good, and only
+    /// destroying it is left. Behind the active policy's quorum when it has one (like
+    /// destroy), because a compromise is final; audited as `key.compromise` with the reason.
+    pub fn compromise_key(&self, s: &Session, label: &str, reason: &str) -> Result<Gated<KeyInfo>> {
+        s.require(Role::Officer, "mark keys compromised")?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 1024 {
+            return Err(HsmError::BadInput(
+                "say why the key is compromised (--reason TEXT, 1 to 1024 bytes)".into(),
+            ));
+        }
+        let u = self.unsealed()?;
+        let row = self.live_row(s.partition(), label)?;
+        let attrs = row.attrs()?;
+        let from = self.current_state(&u, &row.id, attrs.state)?;
+        if !from.allowed_next().contains(&KeyState::Compromised) {
+            return Err(transition_refused(label, from, KeyState::Compromised));
+        }
+        let action = ApprovalAction::CompromiseKey {
+            label: label.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(pending) = self.gate(
+            s,
+            &action,
+            &format!(
+                "mark key '{label}' ({}, id {}) compromised: {reason}",
+                row.algorithm, row.id
+            ),
+        )? {
+            return Ok(Gated::Pending(Box::new(pending)));
+        }
+        self.run_action(s, s.partition(), &action, serde_json::json!({}))?;
+        Ok(Gated::Done(self.key_info(s, label)?))
+    }
+
+    /// [`effective_state`] once caught up with the log.
+    fn current_state(&self, u: &Unsealed, key_id: &str, stored: KeyState) -> Result<KeyState> {
+        u.retired(&self.inner.store, key_id)?;
+        Ok(effective_state(u, key_id, stored))
+    }
+
+    /// The durable change of a deactivation or compromise: the key resealed in its new state
+    /// with the next generation, refused unless the move is allowed from the state the
+    /// sealed attributes and the verified log give together.
+    pub(crate) fn retire_op(
+        &self,
+        partition: &str,
+        label: &str,
+        to: KeyState,
+        reason: Option<&str>,
+    ) -> Result<(ApplyFn, EventParts)> {
+        let u = self.unsealed()?;
+        let row = self.live_row(partition, label)?;
+        let (attrs, pkcs8) = self.open_pkcs8(&u, &row)?;
+        if attrs.operations.iter().any(|o| o.is_restricted()) {
+            return Err(HsmError::BadInput(format!(
+                "'{label}' is a CA key: a CA is retired by revoking its certificate"
+            )));
+        }
+        let from = self.current_state(&u, &attrs.id, attrs.state)?;
+        if !from.allowed_next().contains(&to) {
+            return Err(transition_refused(label, from, to));
+        }
+        let old_generation = attrs.generation;
+        let old_state = attrs.state;
+        let new = KeyAttributes {
+            state: to,
+            generation: old_generation + 1,
+            ..attrs
+        };
+        let sealed = self
+            .sealer(&u, partition)?
+            .seal(&pkcs8, &new.associated_data())?;
+        let id = row.id.clone();
+        let l2 = row.label.clone();
+        // A compromise revokes every certificate of the key (keyCompromise) in the same
+        // transaction and the same audit record, which lists them: CRLs and OCSP read
+        // revocations from the verified log, so an edited certificate row does not undo one.
+        let revoked: Vec<(String, String)> = if to == KeyState::Compromised {
+            let spki = hex::encode(digest(&SHA256, &new.public_key).as_ref());
+            let mut c = self.inner.store.conn()?;
+            certificates::table
+                .filter(certificates::spki_sha256.eq(&spki))
+                .filter(certificates::revoked_at.is_null())
+                .select((certificates::serial, certificates::ca_name))
+                .order(certificates::serial.asc())
+                .load(&mut c)?
+        } else {
+            Vec::new()
+        };
+        let serials: Vec<String> = revoked.iter().map(|(s, _)| s.clone()).collect();
+        let now = now_ms() / 1000;
+        let apply: ApplyFn = Box::new(move |c| {
+            let n = diesel::update(
+                keys::table
+                    .filter(keys::id.eq(&id))
+                    .filter(keys::generation.eq(old_generation))
+                    .filter(keys::state.eq(old_state.as_str())),
+            )
+            .set((
+                keys::state.eq(to.as_str()),
+                keys::generation.eq(old_generation + 1),
+                keys::sealed.eq(Some(sealed)),
+            ))
+            .execute(c)?;
+            if n != 1 {
+                return Err(HsmError::KeyChanged(l2));
+            }
+            if !serials.is_empty() {
+                diesel::update(
+                    certificates::table
+                        .filter(certificates::serial.eq_any(&serials))
+                        .filter(certificates::revoked_at.is_null()),
+                )
+                .set((
+                    certificates::revoked_at.eq(Some(now)),
+                    certificates::revocation_reason.eq(Some(KEY_COMPROMISE)),
+                ))
+                .execute(c)?;
+            }
+            Ok(())
+        });
+        let mut detail =
+            serde_json::json!({"label": label, "from": from.as_str(), "to": to.as_str()});
+        if let (Some(d), Some(r)) = (detail.as_object_mut(), reason) {
+            d.insert("reason".into(), r.into());
+        }
+        if let (Some(d), true) = (detail.as_object_mut(), to == KeyState::Compromised) {
+            d.insert(
+                "revoked_certificates".into(),
+                revoked
+                    .iter()
+                    .map(|(serial, ca)| serde_json::json!({"serial": serial, "ca": ca}))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+        }
+        Ok((
+            apply,
+            EventParts {
+                action: if to == KeyState::Compromised {
+                    "key.compromise"
+                } else {
+                    "key.deactivate"
+                },
+                key_id: Some(row.id.clone()),
+                detail,
+                use_hi: None,
+            },
+        ))
     }
 
     /// Change a key's usage limit (None: unlimited). Lowering takes effect at once; raising
@@ -607,5 +806,41 @@ impl Hsm {
                 use_hi: None,
             },
         ))
+    }
+}
+
+/// RFC 5280 CRLReason keyCompromise.
+pub(crate) const KEY_COMPROMISE: i64 = 1;
+
+/// A key's state from its sealed attributes and the verified log together: the further along
+/// the one-way path of the two, and suspended when the log's newest suspend/resume says so.
+fn effective_state(u: &Unsealed, key_id: &str, stored: KeyState) -> KeyState {
+    let mut state = stored;
+    if let Some(retired) = u.integrity.retired_now(key_id) {
+        if retired.rank() > state.rank() {
+            state = retired;
+        }
+    }
+    if state == KeyState::Active && u.suspended_now(key_id) {
+        state = KeyState::Suspended;
+    }
+    state
+}
+
+fn transition_refused(label: &str, from: KeyState, to: KeyState) -> HsmError {
+    let allowed = from.allowed_next();
+    HsmError::KeyStateTransition {
+        label: label.chars().take(128).collect(),
+        from: from.as_str(),
+        to: to.as_str(),
+        allowed: if allowed.is_empty() {
+            "nothing".into()
+        } else {
+            allowed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
     }
 }

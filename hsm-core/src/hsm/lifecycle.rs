@@ -90,6 +90,7 @@ impl Hsm {
             usage_limit: None,
             not_before: None,
             not_after: None,
+            verify_until: None,
             exportable_under_wrap: false,
             trusted: false,
             never_extractable: true,

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::algorithm::{Algorithm, DigestAlg, RsaPadding};
 use crate::attributes::{
     operations_from_string, operations_to_string, KeyAttributes, KeyInfo, KeySpec, KeyState,
-    Operation, RESTRICTED_NAMESPACE,
+    Lifecycle, Operation, RESTRICTED_NAMESPACE,
 };
 use crate::audit::{self, AuditEvent, AuditKeys, AuditReport, Checkpoint};
 use crate::auth::{
@@ -268,6 +268,13 @@ impl Unsealed {
         Ok(self.integrity.suspended_now(key_id))
     }
 
+    /// [`Integrity::retired_now`] after catching up with the log.
+    pub(crate) fn retired(&self, store: &Store, key_id: &str) -> Result<Option<KeyState>> {
+        let mut c = store.conn()?;
+        self.integrity.catch_up(&mut c, &self.audit)?;
+        Ok(self.integrity.retired_now(key_id))
+    }
+
     /// The verified successful records of `action` on subjects starting with `prefix`.
     pub(crate) fn audited_prefix(
         &self,
@@ -382,6 +389,7 @@ pub(crate) struct KeyRow {
     public_key: Vec<u8>,
     sealed: Option<Vec<u8>>,
     created_at: i64,
+    verify_until: Option<i64>,
 }
 
 impl KeyRow {
@@ -405,6 +413,7 @@ impl KeyRow {
             public_key: a.public_key.clone(),
             sealed: Some(sealed),
             created_at: a.created_at,
+            verify_until: a.verify_until,
         }
     }
 
@@ -422,6 +431,7 @@ impl KeyRow {
             usage_limit: self.usage_limit,
             not_before: self.not_before,
             not_after: self.not_after,
+            verify_until: self.verify_until,
             exportable_under_wrap: self.exportable_under_wrap,
             trusted: self.trusted,
             never_extractable: self.never_extractable,
@@ -440,8 +450,10 @@ impl KeyRow {
             && a.usage_limit.is_none_or(|l| usage_count < l)
             && a.not_before.is_none_or(|t| now >= t)
             && a.not_after.is_none_or(|t| now <= t);
+        let lifecycle = Lifecycle::of(a.state, a.not_before, a.not_after, now);
         Ok(KeyInfo {
             active,
+            lifecycle,
             id: a.id,
             label: a.label,
             partition: a.partition,
@@ -451,6 +463,7 @@ impl KeyRow {
             usage_limit: a.usage_limit,
             not_before: a.not_before,
             not_after: a.not_after,
+            verify_until: a.verify_until,
             exportable_under_wrap: a.exportable_under_wrap,
             trusted: a.trusted,
             never_extractable: a.never_extractable,
@@ -608,7 +621,7 @@ pub use rollback_recovery::RollbackRecovery;
 
 use failed_logins::FailedLogins;
 pub use recovery::{RecoverAction, Recovered};
-mod keyring;
+pub(crate) mod keyring;
 mod lifecycle;
 pub mod policy_store;
 mod sign;
@@ -631,8 +644,11 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
-    if a.state == KeyState::Suspended {
-        return Err(HsmError::KeySuspended(a.label.clone()));
+    match a.state {
+        KeyState::Suspended => return Err(HsmError::KeySuspended(a.label.clone())),
+        KeyState::Deactivated => return Err(HsmError::KeyDeactivated(a.label.clone())),
+        KeyState::Compromised => return Err(HsmError::KeyCompromised(a.label.clone())),
+        _ => {}
     }
     if a.state != KeyState::Active {
         return Err(HsmError::KeyNotActive {
@@ -651,7 +667,7 @@ fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
         if now < nb {
             return Err(HsmError::KeyNotActive {
                 label: a.label.clone(),
-                reason: format!("its not-before time {nb} has not come"),
+                reason: format!("pre-activation: its signing period starts at {nb} (Unix seconds)"),
             });
         }
     }
@@ -659,7 +675,9 @@ fn check_usable(a: &KeyAttributes, op: Operation) -> Result<()> {
         if now > na {
             return Err(HsmError::KeyNotActive {
                 label: a.label.clone(),
-                reason: format!("its not-after time {na} has passed"),
+                reason: format!(
+                    "deactivated: its signing period ended at {na} (Unix seconds), so it only verifies"
+                ),
             });
         }
     }

@@ -182,8 +182,16 @@ impl Hsm {
                 return Err(HsmError::KeyNotFound(a.label.clone()));
             }
             check_purpose(a, op.purpose)?;
-            // The verified log, as far as read: a suspension here is seen at once, another
-            // process's within the watcher's tick, and a restored row does not undo either.
+            // The verified log, as far as read: a deactivation, compromise or suspension here
+            // is seen at once, another process's within the watcher's tick, and a restored row
+            // undoes none of them. The final states answer first.
+            if let Some(retired) = u.integrity.retired_now(&a.id) {
+                self.evict(s.partition(), label);
+                return Err(match retired {
+                    KeyState::Compromised => HsmError::KeyCompromised(a.label.clone()),
+                    _ => HsmError::KeyDeactivated(a.label.clone()),
+                });
+            }
             if u.suspended_now(&a.id) {
                 self.evict(s.partition(), label);
                 return Err(HsmError::KeySuspended(a.label.clone()));
@@ -334,11 +342,26 @@ impl Hsm {
         Ok((signature, done))
     }
 
-    /// Verify with a key's public half. No use is counted.
+    /// Verify with a key's public half. No use is counted. A deactivated key (or one past its
+    /// signing period) still verifies; a compromised one does not, since anyone may have made
+    /// a signature that checks.
     pub fn verify(&self, s: &Session, label: &str, req: &SignRequest, sig: &[u8]) -> Result<bool> {
-        self.unsealed()?;
+        let u = self.unsealed()?;
         let row = self.live_row(s.partition(), label)?;
-        let a = row.attrs()?;
+        // Through the seal, so the public key and the verification period are the ones the
+        // key was sealed with, not a database writer's.
+        let (a, _) = self.open_pkcs8(&u, &row)?;
+        if a.state == KeyState::Compromised
+            || u.retired(&self.inner.store, &a.id)? == Some(KeyState::Compromised)
+        {
+            return Err(HsmError::KeyCompromised(a.label));
+        }
+        if let Some(until) = a.verify_until.filter(|t| now_ms() / 1000 > *t) {
+            return Err(HsmError::VerificationPeriodOver {
+                label: a.label,
+                until,
+            });
+        }
         if !a.allows(Operation::Verify) {
             return Err(HsmError::OperationNotAllowed {
                 label: a.label,

@@ -51,6 +51,7 @@ diesel::table! {
         public_key -> Binary,
         sealed -> Nullable<Binary>,
         created_at -> BigInt,
+        verify_until -> Nullable<BigInt>,
     }
 }
 

@@ -44,6 +44,26 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
             say!("enabled key {name}: it is {}", info.state);
             Ok(())
         }
+        KeyCommand::Deactivate { name } => {
+            let info: KeyInfo =
+                client.post_json(&format!("{}/deactivate", key_path(&name)), &json!({}))?;
+            say!(
+                "deactivated key {name}: it is {} and only verifies from now on",
+                info.lifecycle
+            );
+            Ok(())
+        }
+        KeyCommand::Compromise { name, reason } => {
+            let resp: Value = client.post_json(
+                &format!("{}/compromise", key_path(&name)),
+                &json!({ "reason": reason }),
+            )?;
+            if let Some(p) = pending_approval(&resp)? {
+                return Err(p.into());
+            }
+            say!("marked key {name} compromised: it signs and verifies nothing more");
+            Ok(())
+        }
         KeyCommand::SetLimit { name, usage_limit } => {
             let resp: Value = client.put_json(
                 &format!("{}/usage-limit", key_path(&name)),
@@ -158,6 +178,9 @@ fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
     if let Some(t) = &attrs.not_after {
         body["not_after"] = json!(t);
     }
+    if let Some(t) = &attrs.verify_until {
+        body["verify_until"] = json!(t);
+    }
     if let Some(ops) = &attrs.operations {
         body["operations"] = json!(ops);
     }
@@ -228,11 +251,11 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
             k.label,
             k.algorithm.as_str(),
             if k.active {
-                k.state.as_str()
-            } else if k.state == kagi_hsm_core::KeyState::Active {
+                k.lifecycle.as_str()
+            } else if k.lifecycle == kagi_hsm_core::Lifecycle::Active {
                 "inactive"
             } else {
-                k.state.as_str()
+                k.lifecycle.as_str()
             },
             uses(k)
         );
@@ -246,13 +269,13 @@ fn print_key(k: &KeyInfo) -> Result<()> {
     say!("id:                    {}", k.id);
     say!("partition:             {}", k.partition);
     say!("algorithm:             {}", k.algorithm);
-    say!("state:                 {}", k.state);
+    say!("state:                 {}", k.lifecycle);
     say!(
         "usable now:            {}",
         if k.active {
             "yes"
         } else {
-            "no (disabled, outside its validity window, or usage limit reached)"
+            "no (not active, outside its signing period, or usage limit reached)"
         }
     );
     say!("usage count:           {}", k.usage_count);
@@ -263,8 +286,9 @@ fn print_key(k: &KeyInfo) -> Result<()> {
             .unwrap_or_else(|| "unlimited".into())
     );
     say!("operations:            {}", ops.join(","));
-    say!("not before:            {}", time_text(k.not_before));
-    say!("not after:             {}", time_text(k.not_after));
+    say!("signing from:          {}", time_text(k.not_before));
+    say!("signing until:         {}", time_text(k.not_after));
+    say!("verifying until:       {}", time_text(k.verify_until));
     say!("exportable under wrap: {}", k.exportable_under_wrap);
     say!("trusted:               {}", k.trusted);
     say!("never extractable:     {}", k.never_extractable);

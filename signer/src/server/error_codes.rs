@@ -99,8 +99,12 @@ registry! {
     Conflict = "conflict", CONFLICT, "the request conflicts with the current state";
     SerialInUse = "serial_in_use", CONFLICT, "the device serial number has a live certificate for another key: revoke it first, or an officer issues with the audited override";
     KeyExists = "key_exists", CONFLICT, "a key of that name already exists in the partition";
-    KeyNotActive = "key_not_active", CONFLICT, "the key is outside its validity window or destroyed (a disabled key answers key_suspended)";
+    KeyNotActive = "key_not_active", CONFLICT, "the key is outside its signing period (pre-activation, or past it: it only verifies) or destroyed (a disabled key answers key_suspended)";
     KeySuspended = "key_suspended", CONFLICT, "the key is suspended (disabled by an officer): it signs nothing until an officer enables it again";
+    KeyDeactivated = "key_deactivated", CONFLICT, "the key was deactivated by an officer: it only verifies, for good";
+    KeyCompromised = "key_compromised", CONFLICT, "the key was marked compromised: it signs and verifies nothing, for good";
+    KeyVerificationPeriodOver = "key_verification_period_over", CONFLICT, "the key is past its verification period: it verifies nothing more";
+    KeyStateTransition = "key_state_transition", CONFLICT, "the key's lifecycle state does not allow this change (the message names the state and the allowed ones)";
     KeyFrozen = "key_frozen", CONFLICT, "a rollback of the database was detected since the key's usage limit was set: an officer reviews the key and sets its limit again (kagi key set-limit)";
     QuotaFrozen = "quota_frozen", CONFLICT, "a rollback of the database was detected since the active policy was activated: officers review the quotas and activate a policy version again";
     KeyChanged = "key_changed", CONFLICT, "the key changed while the request was in flight: retry";

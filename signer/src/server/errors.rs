@@ -271,6 +271,18 @@ mod tests {
                 reason: s(),
             },
             HsmError::KeySuspended(s()),
+            HsmError::KeyDeactivated(s()),
+            HsmError::KeyCompromised(s()),
+            HsmError::VerificationPeriodOver {
+                label: s(),
+                until: 0,
+            },
+            HsmError::KeyStateTransition {
+                label: s(),
+                from: "",
+                to: "",
+                allowed: s(),
+            },
             HsmError::KeyFrozen(s()),
             HsmError::QuotaFrozen(s()),
             HsmError::KeyChanged(s()),
@@ -320,6 +332,10 @@ mod tests {
                 | HsmError::KeyNotActive { .. }
                 | HsmError::KeyChanged(_)
                 | HsmError::KeySuspended(_)
+                | HsmError::KeyDeactivated(_)
+                | HsmError::KeyCompromised(_)
+                | HsmError::KeyStateTransition { .. }
+                | HsmError::VerificationPeriodOver { .. }
                 | HsmError::KeyFrozen(_)
                 | HsmError::QuotaFrozen(_)
                 | HsmError::OperationNotAllowed { .. }

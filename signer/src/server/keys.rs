@@ -31,6 +31,9 @@ pub struct KeyBody {
     not_before: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// End of the verification period (RFC 3339).
+    #[serde(default)]
+    verify_until: Option<String>,
     #[serde(default)]
     operations: Option<Vec<String>>,
     #[serde(default)]
@@ -66,6 +69,11 @@ impl KeyBody {
             .as_deref()
             .map(|t| parse_time("not_after", t))
             .transpose()?;
+        spec.verify_until = self
+            .verify_until
+            .as_deref()
+            .map(|t| parse_time("verify_until", t))
+            .transpose()?;
         if let Some(ops) = &self.operations {
             spec.operations = ops
                 .iter()
@@ -93,6 +101,7 @@ pub(super) fn spec_of(
         usage_limit,
         not_before: None,
         not_after,
+        verify_until: None,
         operations: None,
         exportable_under_wrap,
         trusted: false,
@@ -370,4 +379,50 @@ pub async fn resume_key(
     let name = name.into_inner();
     let info = blocking(&state.hsm, move |h| h.resume_key(&session, &name)).await?;
     Ok(HttpResponse::Ok().json(info))
+}
+
+/// `POST /api/v1/keys/{name}/deactivate`: the key's signing period ends now, for good; it
+/// still verifies.
+pub async fn deactivate_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| h.deactivate_key(&session, &name)).await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompromiseBody {
+    /// Why the key is compromised: kept in the audit log.
+    reason: String,
+}
+
+/// `POST /api/v1/keys/{name}/compromise`: the key signs and verifies nothing more (202 with an
+/// approval request under a quorum).
+pub async fn compromise_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Json<CompromiseBody>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let reason = body.into_inner().reason;
+    let g = blocking_with_state(&state, move |st| {
+        let g = st.hsm.compromise_key(&session, &name, &reason)?;
+        if matches!(g, Gated::Done(_)) {
+            // The compromise revoked the key's certificates: publish every live CA's CRL
+            // anew now rather than at its next refresh (OCSP answers from the log at once).
+            for ca in st.hsm.list_cas()?.iter().filter(|c| c.revoked_at.is_none()) {
+                st.pki.regenerate_crl(&st.hsm, &ca.name)?;
+            }
+        }
+        Ok(g)
+    })
+    .await?;
+    Ok(gated(g))
 }

@@ -264,6 +264,8 @@ const KEY_USE: &[Code] = &[
     Code::NoCertificate,
     Code::KeyNotActive,
     Code::KeySuspended,
+    Code::KeyDeactivated,
+    Code::KeyCompromised,
     Code::KeyFrozen,
     Code::KeyChanged,
     Code::UsageLimitReached,
@@ -494,8 +496,8 @@ pub const ROUTES: &[Endpoint] = &[
         .created()
         .json(openapi::certify_body)
         .codes(&[
-            Code::KeyNotFound, Code::KeyNotActive, Code::BadValidity, Code::BadRequest,
-            Code::NotAllowedByProfile, Code::Forbidden, Code::NotFound, Code::KeyIntegrityFailure,
+            Code::KeyNotFound, Code::KeyNotActive, Code::KeyDeactivated, Code::KeyCompromised,
+            Code::BadValidity, Code::BadRequest, Code::NotAllowedByProfile, Code::Forbidden, Code::NotFound, Code::KeyIntegrityFailure,
             Code::IntegrityFailure, Code::PreIssuanceCheckFailed, Code::StorageError,
             Code::CryptoError,
         ]),
@@ -566,15 +568,31 @@ pub const ROUTES: &[Endpoint] = &[
         .doc("Disable (suspend) a key: it signs nothing (409 key_suspended) until resumed; officers, audited as key.suspend")
         .codes(&[
             Code::KeyNotFound, Code::Forbidden, Code::Conflict, Code::BadRequest,
-            Code::KeyChanged, Code::KeyIntegrityFailure, Code::IntegrityFailure,
+            Code::KeyChanged, Code::KeyStateTransition, Code::KeyIntegrityFailure, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
         ]),
     post("/api/v1/keys/{name}/resume", |r| r.to(keys::resume_key))
-        .doc("Enable a suspended key again; officers, audited as key.resume")
+        .doc("Enable a suspended key again; officers, audited as key.resume (409 key_state_transition for a deactivated or compromised key)")
         .codes(&[
             Code::KeyNotFound, Code::Forbidden, Code::Conflict, Code::BadRequest,
-            Code::KeyChanged, Code::KeyIntegrityFailure, Code::IntegrityFailure,
+            Code::KeyChanged, Code::KeyStateTransition, Code::KeyIntegrityFailure,
+            Code::IntegrityFailure, Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    post("/api/v1/keys/{name}/deactivate", |r| r.to(keys::deactivate_key))
+        .doc("Deactivate a key for good: it signs nothing more (409 key_deactivated) and still verifies; officers, audited as key.deactivate")
+        .codes(&[
+            Code::KeyNotFound, Code::Forbidden, Code::BadRequest, Code::KeyChanged,
+            Code::KeyStateTransition, Code::KeyIntegrityFailure, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    post("/api/v1/keys/{name}/compromise", |r| r.to(keys::compromise_key))
+        .doc("Mark a key compromised for good: it signs and verifies nothing more (409 key_compromised), and every certificate of the key is revoked (keyCompromise) in the same audited change, with the CRLs published anew; officers, behind the policy's quorum (202 with the approval request), audited as key.compromise with the reason")
+        .json(openapi::recover_rollback_body)
+        .codes(&[
+            Code::KeyNotFound, Code::Forbidden, Code::BadRequest, Code::KeyChanged,
+            Code::KeyStateTransition, Code::Conflict, Code::KeyIntegrityFailure,
+            Code::IntegrityFailure, Code::AuditIntegrityFailure, Code::RollbackDetected,
+            Code::StorageError, Code::CryptoError,
         ]),
     post("/api/v1/rollback/recover", |r| r.to(rollback::recover))
         .doc("End a detected rollback once the witnesses were reset: officers, behind the policy's quorum (202 with the approval request); audited as tlog.rollback_recovered")
