@@ -641,8 +641,8 @@ impl Hsm {
         // A compromise revokes every certificate of the key (keyCompromise) in the same
         // transaction and the same audit record, which lists them: CRLs and OCSP read
         // revocations from the verified log, so an edited certificate row does not undo one.
+        let spki = hex::encode(digest(&SHA256, &new.public_key).as_ref());
         let revoked: Vec<(String, String)> = if to == KeyState::Compromised {
-            let spki = hex::encode(digest(&SHA256, &new.public_key).as_ref());
             let mut c = self.inner.store.conn()?;
             certificates::table
                 .filter(certificates::spki_sha256.eq(&spki))
@@ -691,6 +691,8 @@ impl Hsm {
             d.insert("reason".into(), r.into());
         }
         if let (Some(d), true) = (detail.as_object_mut(), to == KeyState::Compromised) {
+            // What issuance compares a request's key with: no new certificate for it.
+            d.insert("public_key_sha256".into(), spki.into());
             d.insert(
                 "revoked_certificates".into(),
                 revoked
@@ -728,6 +730,12 @@ impl Hsm {
             return Err(HsmError::BadInput(
                 "a usage limit cannot be negative".into(),
             ));
+        }
+        // A retired key's limit means nothing any more: say why rather than "retry".
+        match self.key_info(s, label)?.state {
+            KeyState::Deactivated => return Err(HsmError::KeyDeactivated(label.to_string())),
+            KeyState::Compromised => return Err(HsmError::KeyCompromised(label.to_string())),
+            _ => {}
         }
         let row = self.live_row(s.partition(), label)?;
         let raising = match (row.usage_limit, limit) {

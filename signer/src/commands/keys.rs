@@ -244,10 +244,10 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    say!("{:<width$}  {:<9}  {:<9}  USES", "NAME", "ALG", "STATE");
+    say!("{:<width$}  {:<9}  {:<14}  USES", "NAME", "ALG", "STATE");
     for k in keys {
         say!(
-            "{:<width$}  {:<9}  {:<9}  {}",
+            "{:<width$}  {:<9}  {:<14}  {}",
             k.label,
             k.algorithm.as_str(),
             if k.active {

@@ -298,6 +298,7 @@ const ISSUE: &[Code] = &[
     Code::IntegrityFailure,
     Code::AuditIntegrityFailure,
     Code::PreIssuanceCheckFailed,
+    Code::KeyCompromised,
     Code::RollbackDetected,
     Code::WitnessUnavailable,
     Code::StorageError,
@@ -415,7 +416,8 @@ pub const ROUTES: &[Endpoint] = &[
         .codes(&[
             Code::NotRenewable, Code::BadCsr, Code::BadValidity, Code::NotAllowedByProfile,
             Code::Forbidden, Code::PolicyDenied, Code::NotFound, Code::UnknownProfile,
-            Code::SerialInUse, Code::QuotaExhausted, Code::QuotaFrozen, Code::IntegrityFailure,
+            Code::SerialInUse, Code::QuotaExhausted, Code::QuotaFrozen, Code::KeyCompromised,
+            Code::IntegrityFailure,
             Code::PreIssuanceCheckFailed, Code::StorageError, Code::CryptoError,
         ]),
     // The API.
@@ -561,6 +563,7 @@ pub const ROUTES: &[Endpoint] = &[
         .json(openapi::usage_limit_body)
         .codes(&[
             Code::BadRequest, Code::KeyNotFound, Code::CaKeyReserved, Code::Forbidden,
+            Code::KeyDeactivated, Code::KeyCompromised,
             Code::Conflict, Code::KeyIntegrityFailure, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
         ]),

@@ -375,3 +375,75 @@ fn compromising_a_code_signing_key_revokes_its_three_certificates() {
         assert!(detail.contains(s.as_str()), "{detail}");
     }
 }
+
+/// Whoever holds a compromised key can still prove possession of it in a CSR. After the
+/// compromise, no CA of kagi issues a certificate for that public key, whatever profile.
+#[test]
+fn a_csr_for_a_compromised_key_gets_no_certificate() {
+    let server = Server::start();
+    let dir = server.root();
+    // A key kagi holds, imported from a PKCS#8 file the test keeps: the leaked copy.
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "leaked.pem",
+        ],
+    );
+    server.kagi_ok(&[
+        "key",
+        "import",
+        "--name",
+        "leaked",
+        "--alg",
+        "ec-p256",
+        "--pkcs8",
+        "leaked.pem",
+    ]);
+    let csr = |out: &str| {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "leaked.pem",
+                "-subj",
+                "/CN=sensor/serialNumber=SN-LEAKED",
+                "-outform",
+                "DER",
+                "-out",
+                out,
+            ],
+        );
+        std::fs::read(server.path(out)).unwrap()
+    };
+    let issue = |der: &[u8]| {
+        server.http().post_raw(
+            "/api/v1/ca/devices/profiles/device/issue",
+            &server.token(),
+            "application/pkcs10",
+            der,
+        )
+    };
+    let before = issue(&csr("before.csr"));
+    assert_eq!(before.status, 201, "{}", before.body);
+    server.kagi_ok(&[
+        "key",
+        "compromise",
+        "leaked",
+        "--reason",
+        "the laptop holding its PKCS#8 was stolen",
+    ]);
+    let after = issue(&csr("after.csr"));
+    assert_eq!(after.status, 409, "{}", after.body);
+    assert_eq!(after.error_code(), "key_compromised", "{}", after.body);
+    // Its limit is not a thing to change any more, and the answer says why.
+    let out = server.kagi(&["key", "set-limit", "leaked", "--usage-limit", "5"]);
+    assert!(stderr(&out).contains("key_compromised"), "{}", stderr(&out));
+}
