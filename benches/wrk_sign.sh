@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# P-256 signing under an external load generator (wrk, Debian's package) over real sockets:
+# many keys and tokens, for long enough to cross the login cache's 60 s expiry, beside the
+# hardware limit measured in the same run (openssl speed -multi on every core).
+#
+# Run: benches/wrk_sign.sh   (KAGI_BIN=path/to/kagi, default target/release/kagi, built if
+# missing; WRK_SECS=70, WRK_CONNECTIONS=64, WRK_KEYS=8, WRK_TOKENS=8). Installs wrk with apt
+# when it is missing. Prints wrk's latency distribution (p50/p75/p90/p99 and max), the rate,
+# the rate as a ratio of openssl's, every non-2xx answer, and kagi's resident memory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${WRK_SECS:-70}
+conns=${WRK_CONNECTIONS:-64}
+nkeys=${WRK_KEYS:-8}
+ntokens=${WRK_TOKENS:-8}
+cores=$(nproc)
+
+if ! command -v wrk >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1
+fi
+kagi=${KAGI_BIN:-$PWD/target/release/kagi}
+if [ ! -x "$kagi" ]; then
+  cargo build --release -p signer --quiet
+fi
+
+work=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cd "$work"
+"$kagi" serve --listen "127.0.0.1:$port" --public-listen off >serve.log 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  [ -s kagi-data/admin.token ] && grep -q "listening on" serve.log && break
+  sleep 0.2
+done
+export KAGI_URL="https://127.0.0.1:$port" KAGI_CA="$work/kagi-data/tls-ca.pem"
+KAGI_TOKEN=$(cat kagi-data/admin.token)
+export KAGI_TOKEN
+
+for i in $(seq 1 "$nkeys"); do
+  "$kagi" key create --name "k$i" --alg ec-p256 >/dev/null
+done
+tokens=()
+for i in $(seq 1 "$ntokens"); do
+  tokens+=("$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
+done
+
+# Each connection signs with its own token and key, in turn: requests spread over all of them.
+{
+  echo 'local tokens = {'
+  for t in "${tokens[@]}"; do echo "  \"$t\","; done
+  echo '}'
+  echo "local nkeys = $nkeys"
+  cat <<'LUA'
+local digest = string.rep("ab", 32)
+local n = 0
+request = function()
+  n = n + 1
+  local token = tokens[(n % #tokens) + 1]
+  local key = "k" .. ((n % nkeys) + 1)
+  local body = '{"key":"' .. key .. '","digest":"' .. digest .. '"}'
+  return wrk.format("POST", "/api/v1/sign",
+    { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("max latency: %.2f ms\n", latency.max / 1000))
+  io.write(string.format("requests: %d, errors: connect %d read %d write %d status %d timeout %d\n",
+    summary.requests, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout))
+end
+LUA
+} >sign.lua
+
+hw=$(openssl speed -multi "$cores" -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}' | tail -1)
+echo "kagi wrk signing benchmark: $cores cores, $conns connections, $nkeys keys, $ntokens tokens, $secs s"
+echo "hardware: openssl speed -multi $cores ecdsap256: ${hw} signatures/s"
+wrk -t "$cores" -c "$conns" -d "${secs}s" --latency -s sign.lua "https://127.0.0.1:$port/api/v1/sign" | tee wrk.out
+rate=$(awk '/Requests\/sec/ {print $2}' wrk.out)
+python3 - "$rate" "$hw" <<'PY'
+import sys
+rate, hw = float(sys.argv[1]), float(sys.argv[2] or 0)
+print(f"kagi / hardware: {rate/hw:.3f}" if hw else "kagi / hardware: (openssl speed gave no number)")
+PY
+grep -E "^(VmHWM|VmRSS)" "/proc/$pid/status" | sed 's/^/kagi serve /'
+uses=$("$kagi" key list | awk 'NR>1 {split($4,u,"/"); s+=u[1]} END {print s}')
+echo "uses counted on the $nkeys keys: $uses"
