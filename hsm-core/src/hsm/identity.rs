@@ -115,14 +115,9 @@ impl Hsm {
 
     /// Argon2id of `secret` against the credential row, within the process's slots.
     fn secret_matches(&self, row: &CredentialRow, secret: &str) -> bool {
-        let _slot = self.inner.argon2_slots.acquire();
-        PasswordHash::new(&row.secret_hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        self.inner
+            .argon2_slots
+            .verify(&row.secret_hash, secret.as_bytes())
     }
 
     /// Start a background re-verification of `token` when its cached login is near the end of
