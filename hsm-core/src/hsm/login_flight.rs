@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock, PoisonError};
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use argon2::password_hash::SaltString;
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use zeroize::Zeroizing;
 
 /// Logins in flight, by token hash.
@@ -82,31 +83,52 @@ impl Drop for Landing<'_> {
     }
 }
 
-/// The process's Argon2id verifications run on these threads only, one per core, so at most
-/// that many run at once. Run on whichever request thread asked, each left its 19 MiB block
-/// in that thread's allocator arena: with 64 connections and 8 tokens, 386 MB of resident
-/// memory after one login-cache refresh. Here only these threads' arenas hold one.
+/// The process's Argon2id work (verifying and hashing tokens and passwords) runs on these
+/// threads only, one per core, so at most that many run at once. Run on whichever request
+/// thread asked, each left its 19 MiB block in that thread's allocator arena: with 64
+/// connections and 8 tokens, 386 MB of resident memory. The threads are the process's, shared
+/// by every HSM in it; each HSM counts its own verifications.
 pub(super) struct Argon2Slots {
-    /// The threads' queue (a `Sender` is not `Sync`); `None` if no thread could start, and
-    /// then verifications run where they are asked.
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    /// Verifications started since the process began (for metrics and tests).
+    /// Verifications started since this HSM began (for metrics and tests).
     started: AtomicU64,
 }
 
-struct Job {
-    phc: String,
-    secret: Zeroizing<Vec<u8>>,
-    reply: mpsc::SyncSender<bool>,
+enum Job {
+    Verify {
+        phc: String,
+        secret: Zeroizing<Vec<u8>>,
+        reply: mpsc::SyncSender<bool>,
+    },
+    Hash {
+        secret: Zeroizing<Vec<u8>>,
+        salt: SaltString,
+        reply: mpsc::SyncSender<Option<String>>,
+    },
 }
 
-impl Argon2Slots {
-    /// One thread per core: more would only queue in the scheduler while holding memory.
-    pub(super) fn per_core() -> Argon2Slots {
-        Argon2Slots::with_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+impl Job {
+    fn run(self) {
+        match self {
+            Job::Verify { phc, secret, reply } => {
+                let _ = reply.send(matches(&phc, &secret));
+            }
+            Job::Hash {
+                secret,
+                salt,
+                reply,
+            } => {
+                let _ = reply.send(hashed(&secret, &salt));
+            }
+        }
     }
+}
 
-    fn with_threads(n: usize) -> Argon2Slots {
+/// The threads' queue (a `Sender` is not `Sync`); `None` if no thread could start, and then
+/// the work runs where it is asked.
+fn pool() -> Option<&'static Mutex<mpsc::Sender<Job>>> {
+    static POOL: OnceLock<Option<Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut running = 0;
@@ -117,16 +139,37 @@ impl Argon2Slots {
                 .spawn(move || loop {
                     // One thread waits on the queue at a time; the others wait for the lock.
                     let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    // The queue closes when the HSM is dropped.
                     let Ok(job) = job else { return };
-                    let _ = job.reply.send(matches(&job.phc, &job.secret));
+                    job.run();
                 });
             if spawned.is_ok() {
                 running += 1;
             }
         }
+        (running > 0).then(|| Mutex::new(tx))
+    })
+    .as_ref()
+}
+
+/// Run `job` on the pool, or here when the pool is not there.
+fn submit(job: Job) {
+    let refused = match pool() {
+        Some(tx) => tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .err()
+            .map(|e| e.0),
+        None => Some(job),
+    };
+    if let Some(job) = refused {
+        job.run();
+    }
+}
+
+impl Argon2Slots {
+    pub(super) fn per_core() -> Argon2Slots {
         Argon2Slots {
-            jobs: Mutex::new((running > 0).then_some(tx)),
             started: AtomicU64::new(0),
         }
     }
@@ -135,33 +178,47 @@ impl Argon2Slots {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Whether `secret` matches the Argon2id PHC string `phc`, computed on one of the threads.
+    /// Whether `secret` matches the Argon2id PHC string `phc`, computed on the pool; counted.
     pub(super) fn verify(&self, phc: &str, secret: &[u8]) -> bool {
         self.started.fetch_add(1, Ordering::Relaxed);
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job = Job {
-            phc: phc.to_string(),
-            secret: Zeroizing::new(secret.to_vec()),
-            reply,
-        };
-        let refused = {
-            let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-            match jobs.as_ref() {
-                Some(tx) => tx.send(job).err().map(|e| e.0),
-                None => Some(job),
-            }
-        };
-        match refused {
-            None => answer.recv().unwrap_or(false),
-            Some(job) => matches(&job.phc, &job.secret),
-        }
+        argon2_verify(phc, secret)
     }
+}
+
+/// Whether `secret` matches the Argon2id PHC string `phc`, computed on the pool.
+pub(super) fn argon2_verify(phc: &str, secret: &[u8]) -> bool {
+    let (reply, answer) = mpsc::sync_channel(1);
+    submit(Job::Verify {
+        phc: phc.to_string(),
+        secret: Zeroizing::new(secret.to_vec()),
+        reply,
+    });
+    answer.recv().unwrap_or(false)
+}
+
+/// The Argon2id PHC string of `secret` with `salt` (the library's defaults), computed on the
+/// pool; `None` if Argon2 refused.
+pub(super) fn argon2_hash(secret: &[u8], salt: SaltString) -> Option<String> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    submit(Job::Hash {
+        secret: Zeroizing::new(secret.to_vec()),
+        salt,
+        reply,
+    });
+    answer.recv().ok().flatten()
 }
 
 fn matches(phc: &str, secret: &[u8]) -> bool {
     PasswordHash::new(phc)
         .map(|h| Argon2::default().verify_password(secret, &h).is_ok())
         .unwrap_or(false)
+}
+
+fn hashed(secret: &[u8], salt: &SaltString) -> Option<String> {
+    Argon2::default()
+        .hash_password(secret, salt)
+        .map(|h| h.to_string())
+        .ok()
 }
 
 #[cfg(test)]
@@ -202,13 +259,12 @@ mod tests {
 
     #[test]
     fn verifications_run_on_the_pool_and_answer_each_caller() {
-        use argon2::password_hash::{PasswordHasher, SaltString};
         let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
         // Small parameters: the PHC string carries them, and verification follows it.
         let params = argon2::Params::new(1024, 1, 1, None).unwrap();
         let hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let phc = hasher.hash_password(b"right", &salt).unwrap().to_string();
-        let slots = Arc::new(Argon2Slots::with_threads(2));
+        let slots = Arc::new(Argon2Slots::per_core());
         let threads: Vec<_> = (0..8)
             .map(|i| {
                 let (slots, phc) = (slots.clone(), phc.clone());
@@ -224,5 +280,8 @@ mod tests {
         }
         assert_eq!(slots.started(), 8);
         assert!(!slots.verify("not a phc string", b"right"));
+        let made = argon2_hash(b"another", salt).unwrap();
+        assert!(argon2_verify(&made, b"another"));
+        assert!(!argon2_verify(&made, b"right"));
     }
 }

@@ -2,8 +2,7 @@
 //! then every operation checks the caller's role, goes through the group committer for anything
 //! durable, and touches key material only inside this crate.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::SaltString;
 use aws_lc_rs::digest::{digest, SHA256};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::EcdsaKeyPair;
@@ -565,10 +564,7 @@ fn hash_secret(secret: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     SystemRandom::new().fill(&mut salt)?;
     let salt = SaltString::encode_b64(&salt).map_err(|_| HsmError::Crypto("salt"))?;
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| HsmError::Crypto("argon2"))
+    login_flight::argon2_hash(secret.as_bytes(), salt).ok_or(HsmError::Crypto("argon2"))
 }
 
 /// A fresh 256-bit secret for credential `id`: its token `kagi_<id>_<secret>` and the

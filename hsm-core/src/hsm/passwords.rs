@@ -168,13 +168,7 @@ fn decoy_hash() -> Option<&'static str> {
 }
 
 fn verify(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    super::login_flight::argon2_verify(phc, password.as_bytes())
 }
 
 impl Hsm {
