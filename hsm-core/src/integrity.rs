@@ -69,6 +69,9 @@ struct Index {
     /// How many CAs were created or revoked: a CA record read earlier is current while this
     /// has not moved (another process's change is seen within the watcher's tick).
     ca_changes: u64,
+    /// Public-key hashes (hex SHA-256 of the SPKI) of keys declared compromised, with their
+    /// labels: issuance asks on every certificate, so it is kept here rather than re-read.
+    compromised_spki: HashMap<String, String>,
 }
 
 impl Index {
@@ -81,6 +84,13 @@ impl Index {
         }
         if (ev.action == "ca.create" || ev.action == "ca.revoke") && ev.outcome == "ok" {
             self.ca_changes += 1;
+        }
+        if ev.action == "key.compromise" && ev.outcome == "ok" {
+            let d: serde_json::Value = serde_json::from_str(&ev.detail).unwrap_or_default();
+            if let Some(spki) = d["public_key_sha256"].as_str() {
+                let label = d["label"].as_str().unwrap_or("?").to_string();
+                self.compromised_spki.insert(spki.to_string(), label);
+            }
         }
         let Some(subject) = &ev.key_id else { return };
         if let Some(v) = ev.use_hi {
@@ -332,6 +342,17 @@ impl Integrity {
     }
 
     /// How many CA creations and revocations the verified log holds, as far as read.
+    /// The label of a key declared compromised whose public key hashes to `spki_sha256`
+    /// (hex), as far as the log was read (callers catch up first).
+    pub(crate) fn compromised_key_with_spki(&self, spki_sha256: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()?
+            .index
+            .compromised_spki
+            .get(spki_sha256)
+            .cloned())
+    }
+
     pub(crate) fn ca_generation(&self) -> Result<u64> {
         Ok(self.lock()?.index.ca_changes)
     }

@@ -563,7 +563,13 @@ impl Hsm {
             let cert = build(sig)?;
             // Whoever holds a compromised key can prove possession in a CSR: it gets no
             // certificate, whichever CA or profile it asks.
-            if let Some(label) = self.compromised_key_with_spki(&hex::encode(cert.spki_sha256))? {
+            let u = self.unsealed()?;
+            {
+                let mut c = self.inner.store.conn()?;
+                u.integrity.catch_up(&mut c, &u.audit)?;
+            }
+            let spki = hex::encode(cert.spki_sha256);
+            if let Some(label) = u.integrity.compromised_key_with_spki(&spki)? {
                 return Err(HsmError::KeyCompromised(label));
             }
             let row = CertificateRecord {
@@ -687,19 +693,6 @@ impl Hsm {
             ));
         }
         Ok(out)
-    }
-
-    /// The label of a key declared compromised whose public key hashes to `spki_sha256`
-    /// (hex), from the verified log's `key.compromise` records.
-    fn compromised_key_with_spki(&self, spki_sha256: &str) -> Result<Option<String>> {
-        let u = self.unsealed()?;
-        for e in u.audited_prefix(&self.inner.store, "key.compromise", "")? {
-            let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
-            if d["public_key_sha256"].as_str() == Some(spki_sha256) {
-                return Ok(Some(d["label"].as_str().unwrap_or("?").to_string()));
-            }
-        }
-        Ok(None)
     }
 
     /// The newest certificates of a CA, newest first.
