@@ -510,25 +510,8 @@ impl Hsm {
             .seal(&pkcs8, &new.associated_data())?;
         let id = row.id.clone();
         let l2 = row.label.clone();
-        let apply: ApplyFn = Box::new(move |c| {
-            let n = diesel::update(
-                keys::table
-                    .filter(keys::id.eq(&id))
-                    .filter(keys::generation.eq(old_generation))
-                    .filter(keys::state.eq(old_state.as_str())),
-            )
-            .set((
-                keys::state.eq(to.as_str()),
-                keys::generation.eq(old_generation + 1),
-                keys::sealed.eq(Some(sealed)),
-            ))
-            .execute(c)?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(HsmError::KeyChanged(l2))
-            }
-        });
+        let apply: ApplyFn =
+            Box::new(move |c| swap_state(c, &id, old_generation, old_state, to, sealed, l2));
         u.committer.submit(
             None,
             Some(apply),
@@ -656,21 +639,7 @@ impl Hsm {
         let serials: Vec<String> = revoked.iter().map(|(s, _)| s.clone()).collect();
         let now = now_ms() / 1000;
         let apply: ApplyFn = Box::new(move |c| {
-            let n = diesel::update(
-                keys::table
-                    .filter(keys::id.eq(&id))
-                    .filter(keys::generation.eq(old_generation))
-                    .filter(keys::state.eq(old_state.as_str())),
-            )
-            .set((
-                keys::state.eq(to.as_str()),
-                keys::generation.eq(old_generation + 1),
-                keys::sealed.eq(Some(sealed)),
-            ))
-            .execute(c)?;
-            if n != 1 {
-                return Err(HsmError::KeyChanged(l2));
-            }
+            swap_state(c, &id, old_generation, old_state, to, sealed, l2)?;
             if !serials.is_empty() {
                 diesel::update(
                     certificates::table
@@ -850,5 +819,36 @@ fn transition_refused(label: &str, from: KeyState, to: KeyState) -> HsmError {
                 .collect::<Vec<_>>()
                 .join(", ")
         },
+    }
+}
+
+/// Move key `id` from `old_state` at `old_generation` to `to`, resealed as `sealed`, in the
+/// caller's transaction; `KeyChanged` if another change got there first.
+#[allow(clippy::too_many_arguments)]
+fn swap_state(
+    c: &mut AnyConnection,
+    id: &str,
+    old_generation: i64,
+    old_state: KeyState,
+    to: KeyState,
+    sealed: Vec<u8>,
+    label: String,
+) -> Result<()> {
+    let n = diesel::update(
+        keys::table
+            .filter(keys::id.eq(id))
+            .filter(keys::generation.eq(old_generation))
+            .filter(keys::state.eq(old_state.as_str())),
+    )
+    .set((
+        keys::state.eq(to.as_str()),
+        keys::generation.eq(old_generation + 1),
+        keys::sealed.eq(Some(sealed)),
+    ))
+    .execute(c)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(HsmError::KeyChanged(label))
     }
 }
