@@ -357,16 +357,30 @@ pub async fn set_usage_limit(
     Ok(gated(g))
 }
 
+/// A change of a key's state that answers the key: suspend, resume, deactivate.
+async fn change_state(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    change: fn(
+        &kagi_hsm_core::Hsm,
+        &kagi_hsm_core::Session,
+        &str,
+    ) -> kagi_hsm_core::Result<kagi_hsm_core::KeyInfo>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let info = blocking(&state.hsm, move |h| change(h, &session, &name)).await?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
 /// `POST /api/v1/keys/{name}/suspend`: the key signs nothing until resumed.
 pub async fn suspend_key(
     caller: Caller,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult {
-    let Caller(session) = caller;
-    let name = name.into_inner();
-    let info = blocking(&state.hsm, move |h| h.suspend_key(&session, &name)).await?;
-    Ok(HttpResponse::Ok().json(info))
+    change_state(caller, state, name, kagi_hsm_core::Hsm::suspend_key).await
 }
 
 /// `POST /api/v1/keys/{name}/resume`: a suspended key signs again.
@@ -375,10 +389,7 @@ pub async fn resume_key(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult {
-    let Caller(session) = caller;
-    let name = name.into_inner();
-    let info = blocking(&state.hsm, move |h| h.resume_key(&session, &name)).await?;
-    Ok(HttpResponse::Ok().json(info))
+    change_state(caller, state, name, kagi_hsm_core::Hsm::resume_key).await
 }
 
 /// `POST /api/v1/keys/{name}/deactivate`: the key's signing period ends now, for good; it
@@ -388,10 +399,7 @@ pub async fn deactivate_key(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult {
-    let Caller(session) = caller;
-    let name = name.into_inner();
-    let info = blocking(&state.hsm, move |h| h.deactivate_key(&session, &name)).await?;
-    Ok(HttpResponse::Ok().json(info))
+    change_state(caller, state, name, kagi_hsm_core::Hsm::deactivate_key).await
 }
 
 #[derive(Deserialize)]
