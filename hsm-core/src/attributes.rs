@@ -226,6 +226,11 @@ pub struct KeySpec {
     /// `wrap` operation can be trusted.
     #[serde(default)]
     pub trusted: bool,
+    /// Per-key authorization: the key's material is also wrapped under a key derived from
+    /// its own password (Argon2id), which every use must present (see
+    /// [`crate::Session::with_key_auth`]). The password comes with the creating session.
+    #[serde(default)]
+    pub key_auth: bool,
 }
 
 impl KeySpec {
@@ -240,6 +245,7 @@ impl KeySpec {
             verify_until: None,
             exportable_under_wrap: false,
             trusted: false,
+            key_auth: false,
         }
     }
 }
@@ -268,6 +274,8 @@ pub struct KeyAttributes {
     pub generation: i64,
     pub public_key: Vec<u8>,
     pub created_at: i64,
+    /// Per-key authorization (see [`KeySpec::key_auth`]).
+    pub key_auth: bool,
 }
 
 impl KeyAttributes {
@@ -303,6 +311,25 @@ impl KeyAttributes {
         if let Some(v) = self.verify_until {
             put(b"verify-until");
             put(&v.to_be_bytes());
+        }
+        if self.key_auth {
+            put(b"key-auth");
+        }
+        out
+    }
+
+    /// Associated data of the password layer of a key with per-key authorization: only what
+    /// never changes (the id and the public key), so a state change re-seals the outer layer
+    /// without the password.
+    pub(crate) fn key_auth_data(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.public_key.len());
+        for b in [
+            b"kagi-key-auth-v1".as_slice(),
+            self.id.as_bytes(),
+            &self.public_key,
+        ] {
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
         }
         out
     }
@@ -362,6 +389,9 @@ pub struct KeyInfo {
     #[serde(with = "crate::b64")]
     pub public_key_der: Vec<u8>,
     pub created_at: i64,
+    /// Every use needs the key's own password (per-key authorization).
+    #[serde(default)]
+    pub key_auth: bool,
 }
 
 fn lifecycle_default() -> Lifecycle {

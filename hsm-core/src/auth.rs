@@ -121,6 +121,45 @@ pub struct Session {
     /// Where the request that carries this session came from; written into every audit record
     /// the session causes.
     client: Option<ClientInfo>,
+    /// The password of a key with per-key authorization, for this one request: see
+    /// [`Session::with_key_auth`].
+    key_auth: Option<KeyAuth>,
+}
+
+/// A key's own authorization data (its password): what unlocks a key created with per-key
+/// authorization, on top of the caller's login. Held zeroized-on-drop, never printed.
+#[derive(Clone)]
+pub struct KeyAuth(std::sync::Arc<zeroize::Zeroizing<String>>);
+
+impl KeyAuth {
+    /// Longest key password accepted, in bytes: refused before any hashing.
+    pub const MAX_BYTES: usize = 256;
+    /// Shortest key password accepted when one is set.
+    pub const MIN_CHARS: usize = 8;
+
+    pub fn new(password: impl Into<String>) -> Result<KeyAuth, HsmError> {
+        let password = zeroize::Zeroizing::new(password.into());
+        if password.is_empty() {
+            return Err(HsmError::BadInput("the key password is empty".into()));
+        }
+        if password.len() > Self::MAX_BYTES {
+            return Err(HsmError::BadInput(format!(
+                "a key password is at most {} bytes",
+                Self::MAX_BYTES
+            )));
+        }
+        Ok(KeyAuth(std::sync::Arc::new(password)))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for KeyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyAuth(redacted)")
+    }
 }
 
 /// Where a request came from, as the front end saw it: the peer address and the client's
@@ -197,6 +236,7 @@ impl Session {
             expires_at,
             service: false,
             client: None,
+            key_auth: None,
         }
     }
 
@@ -211,6 +251,7 @@ impl Session {
             expires_at: None,
             service: true,
             client: None,
+            key_auth: None,
         }
     }
 
@@ -218,6 +259,19 @@ impl Session {
     pub fn with_client(mut self, client: ClientInfo) -> Session {
         self.client = Some(client);
         self
+    }
+
+    /// This session, carrying the password of a key with per-key authorization
+    /// (`kagi key create --key-auth`): the key is unlocked with it for this session's
+    /// operations only. A front end attaches it per request and never caches it.
+    pub fn with_key_auth(mut self, auth: KeyAuth) -> Session {
+        self.key_auth = Some(auth);
+        self
+    }
+
+    /// The key password this session carries, if any.
+    pub fn key_auth(&self) -> Option<&KeyAuth> {
+        self.key_auth.as_ref()
     }
 
     /// Where this session's request came from, when the front end said.

@@ -133,6 +133,15 @@ pub enum HsmError {
     AuditIntegrity { seq: i64, reason: String },
     #[error("too many wrong passwords for '{name}': console sign-in with a password is locked for {retry_after_secs} more second(s) (the identity's token still works)")]
     PasswordLocked { name: String, retry_after_secs: u64 },
+    #[error("key '{0}' has its own password (per-key authorization): send it with the request ('kagi sign --key-auth-file FILE', the Kagi-Key-Auth header or the key_auth field; in PKCS#11, C_Login with CKU_CONTEXT_SPECIFIC before C_Sign)")]
+    KeyAuthRequired(String),
+    #[error("the password for key '{label}' is wrong: {left} more wrong password(s) in a row and the key is refused for a while. A lost key password cannot be recovered")]
+    KeyAuthWrong { label: String, left: u32 },
+    #[error("key '{label}' is refused for {retry_after_secs} more second(s) after repeated wrong passwords: wait, then send the right one (each further lock lasts twice as long, never for good)")]
+    KeyAuthLocked {
+        label: String,
+        retry_after_secs: u64,
+    },
     #[error("'{0}' signs in with a one-time code too: enter the 6 digits your authenticator app shows for kagi")]
     TotpRequired(String),
     /// A witness has seen more of the transparency log than this database holds, or refused a
@@ -163,6 +172,9 @@ impl HsmError {
             HsmError::CredentialExpired(_) => "credential_expired",
             HsmError::PasswordLocked { .. } => "password_locked",
             HsmError::TotpRequired(_) => "totp_required",
+            HsmError::KeyAuthRequired(_) => "key_auth_required",
+            HsmError::KeyAuthWrong { .. } => "key_auth_wrong",
+            HsmError::KeyAuthLocked { .. } => "key_auth_locked",
             HsmError::QuotaExhausted { .. } => "quota_exhausted",
             HsmError::Forbidden { .. } => "forbidden",
             HsmError::KeyNotFound(_) => "key_not_found",
@@ -222,7 +234,9 @@ impl HsmError {
             | HsmError::NotAnApprover { .. }
             | HsmError::OperationNotAllowed { .. }
             | HsmError::NotExportable(_)
-            | HsmError::UntrustedWrappingKey(_) => ErrorKind::Forbidden,
+            | HsmError::UntrustedWrappingKey(_)
+            | HsmError::KeyAuthRequired(_)
+            | HsmError::KeyAuthWrong { .. } => ErrorKind::Forbidden,
             HsmError::KeyNotFound(_) | HsmError::NotFound(_) => ErrorKind::NotFound,
             HsmError::KeyExists(_)
             | HsmError::KeyNotActive { .. }
@@ -238,9 +252,9 @@ impl HsmError {
             | HsmError::SerialInUse(_)
             | HsmError::AlreadyInitialized
             | HsmError::WrongMasterKey => ErrorKind::Conflict,
-            HsmError::UsageLimitReached { .. } | HsmError::QuotaExhausted { .. } => {
-                ErrorKind::LimitReached
-            }
+            HsmError::UsageLimitReached { .. }
+            | HsmError::QuotaExhausted { .. }
+            | HsmError::KeyAuthLocked { .. } => ErrorKind::LimitReached,
             HsmError::NotInitialized
             | HsmError::Sealed { .. }
             | HsmError::WitnessUnavailable(_) => ErrorKind::Unavailable,

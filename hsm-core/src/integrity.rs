@@ -72,10 +72,34 @@ struct Index {
     /// Public-key hashes (hex SHA-256 of the SPKI) of keys declared compromised, with their
     /// labels: issuance asks on every certificate, so it is kept here rather than re-read.
     compromised_spki: HashMap<String, String>,
+    /// Per key id with per-key authorization: its current run of wrong passwords.
+    key_auth: HashMap<String, KeyAuthStatus>,
+}
+
+/// Wrong passwords in a row for one key, and the refusal the last of them began (unix ms).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyAuthStatus {
+    pub(crate) failures: u64,
+    pub(crate) locked_until: Option<i64>,
 }
 
 impl Index {
     fn add(&mut self, ev: &AuditEvent) {
+        if let (Some(id), "key.auth_failed") = (&ev.key_id, ev.action.as_str()) {
+            let d: serde_json::Value = serde_json::from_str(&ev.detail).unwrap_or_default();
+            let st = self.key_auth.entry(id.clone()).or_default();
+            st.failures += 1;
+            if let Some(secs) = d["locked_secs"].as_i64() {
+                // The HSM wrote the length; the cap still holds for any record.
+                let cap = crate::hsm::KEY_AUTH_LOCK_MAX.as_secs() as i64;
+                st.locked_until = Some(ev.ts.saturating_add(secs.clamp(0, cap) * 1000));
+            }
+        }
+        if let (Some(id), "ok", "key.auth_ok" | "key.auth_change") =
+            (&ev.key_id, ev.outcome.as_str(), ev.action.as_str())
+        {
+            self.key_auth.remove(id);
+        }
         if ev.action == "tlog.rollback_detected" && ev.outcome == "ok" {
             self.rollback_at = Some(ev.seq);
         }
@@ -280,6 +304,18 @@ impl Integrity {
             (Some(s), Some(r)) => s > r,
             (Some(_), None) => true,
             _ => false,
+        }
+    }
+
+    /// Key `key_id`'s current run of wrong passwords, as far as this process has verified the
+    /// log (callers catch up first). A poisoned lock answers locked for a minute.
+    pub(crate) fn key_auth_status(&self, key_id: &str) -> KeyAuthStatus {
+        match self.verified.lock() {
+            Ok(v) => v.index.key_auth.get(key_id).copied().unwrap_or_default(),
+            Err(_) => KeyAuthStatus {
+                failures: 0,
+                locked_until: Some(crate::commit::now_ms() + 60_000),
+            },
         }
     }
 

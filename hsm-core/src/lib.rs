@@ -31,14 +31,15 @@ pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
 pub use approvals::{ApprovalAction, ApprovalInfo, ChangeGrant, QuorumRule};
 pub use attributes::{KeyInfo, KeySpec, KeyState, Lifecycle, Operation};
 pub use audit::{AuditEvent, AuditReport, Checkpoint};
-pub use auth::{ClientInfo, CredentialInfo, IdentityKind, Role, Session};
+pub use auth::{ClientInfo, CredentialInfo, IdentityKind, KeyAuth, Role, Session};
 pub use commit::{CommitObserver, StagedRow};
 pub use error::{ErrorKind, HsmError, Result};
 pub use hsm::{
     AuditFeed, ConsoleSession, Gated, Hsm, HsmConfig, IdentitySpec, InitOutput, KeyUsage, LogSizes,
     QuotaCharge, QuotaUsage, RecoverAction, Recovered, RollbackRecovery, SessionLimits, SignKey,
     SignOp, SignPurpose, SignRequest, Signed, StagedRows, Staging, UnsealProgress,
-    FAILED_LOGIN_WINDOW, PASSWORD_ATTEMPTS, PASSWORD_LOCK,
+    FAILED_LOGIN_WINDOW, KEY_AUTH_ATTEMPTS, KEY_AUTH_LOCK, KEY_AUTH_LOCK_MAX, PASSWORD_ATTEMPTS,
+    PASSWORD_LOCK,
 };
 pub use policy_store::StoredPolicy;
 pub use store::StoreConfig;

@@ -55,6 +55,11 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
+    /// A sealer under a key that does not come from the master key (a key password's).
+    pub(crate) fn from_key(key: &[u8]) -> Result<Self> {
+        Self::new(key)
+    }
+
     fn new(key: &[u8]) -> Result<Self> {
         Ok(Sealer {
             key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key)?),

@@ -464,6 +464,34 @@ impl Http {
 }
 
 impl Http {
+    /// POST a JSON body with a bearer token and extra headers; the answer whatever its status,
+    /// with its `Retry-After`, if any.
+    pub fn post_json_with(
+        &self,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (Reply, Option<String>) {
+        let mut r = self
+            .agent
+            .post(format!("{}{}", self.base, path))
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {token}"));
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        let resp = r.send(body).unwrap();
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = String::from_utf8_lossy(&resp.into_body().read_to_vec().unwrap()).into_owned();
+        (Reply { status, body }, retry_after)
+    }
+
     /// POST with HTTP Basic credentials and a content type of our choosing (EST).
     pub fn post_basic(
         &self,

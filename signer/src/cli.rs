@@ -646,6 +646,17 @@ pub enum KeyCommand {
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
     },
+    /// Change the own password of a key created with --key-auth; needs the current one. Both
+    /// are asked for at the terminal unless given as files (first line).
+    SetAuth {
+        name: String,
+        /// The current password is this file's first line.
+        #[arg(long)]
+        key_auth_file: Option<PathBuf>,
+        /// The new password is this file's first line.
+        #[arg(long)]
+        new_key_auth_file: Option<PathBuf>,
+    },
     /// Change a key's usage limit; raising it needs M-of-N approval under a quorum policy.
     SetLimit {
         name: String,
@@ -692,6 +703,14 @@ pub struct KeyAttrArgs {
     /// Comma-separated operations: sign, verify, wrap. Default sign,verify.
     #[arg(long, value_delimiter = ',')]
     pub operations: Option<Vec<String>>,
+    /// Per-key authorization: every use of the key needs its own password (at least 8
+    /// characters), on top of the caller's login. Asked for at the terminal (twice), or read
+    /// from --key-auth-file. A lost key password is a lost key: kagi keeps no copy.
+    #[arg(long)]
+    pub key_auth: bool,
+    /// With --key-auth: the key's password is this file's first line.
+    #[arg(long, requires = "key_auth")]
+    pub key_auth_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -754,6 +773,9 @@ pub struct SignArgs {
     /// RSA padding: pkcs1 (default) or pss.
     #[arg(long)]
     pub padding: Option<String>,
+    /// The key's own password (a key created with --key-auth) is this file's first line.
+    #[arg(long)]
+    pub key_auth_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

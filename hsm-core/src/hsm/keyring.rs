@@ -1,6 +1,7 @@
 //! Key generation, loading (unsealing into the cache), listing, destruction and usage limits.
 
 use super::*;
+use crate::hsm::key_auth;
 use crate::store::schema::certificates;
 
 impl Hsm {
@@ -126,6 +127,13 @@ impl Hsm {
                 "a trusted key must allow the wrap operation".into(),
             ));
         }
+        if spec.key_auth
+            && (spec.exportable_under_wrap || spec.trusted || operations.contains(&Operation::Wrap))
+        {
+            return Err(HsmError::BadInput(
+                "a key with its own password (--key-auth) only signs and verifies: it cannot be exportable, trusted or a wrapping key".into(),
+            ));
+        }
         Ok(KeyAttributes {
             id: random_hex(16)?,
             partition: s.partition().to_string(),
@@ -145,6 +153,7 @@ impl Hsm {
             generation: 0,
             public_key: Vec::new(),
             created_at: now_ms() / 1000,
+            key_auth: spec.key_auth,
         })
     }
 
@@ -156,6 +165,20 @@ impl Hsm {
         pkcs8: &[u8],
         action: &str,
     ) -> Result<KeyInfo> {
+        // A key with its own password: the master key's seal goes around the password layer.
+        let inner;
+        let pkcs8 = if attrs.key_auth {
+            let auth = s.key_auth().ok_or_else(|| {
+                HsmError::BadInput(
+                    "a key with its own password (--key-auth) needs that password with the request that creates it (the Kagi-Key-Auth header or the key_auth field)".into(),
+                )
+            })?;
+            key_auth::check_new(auth)?;
+            inner = key_auth::wrap(auth, pkcs8, &attrs.key_auth_data())?;
+            &inner[..]
+        } else {
+            pkcs8
+        };
         let sealed = self
             .sealer(u, &attrs.partition)?
             .seal(pkcs8, &attrs.associated_data())?;
@@ -185,6 +208,7 @@ impl Hsm {
                     "label": info.label, "algorithm": info.algorithm.as_str(),
                     "usage_limit": info.usage_limit, "exportable_under_wrap": info.exportable_under_wrap,
                     "trusted": info.trusted, "operations": operations_to_string(&info.operations),
+                    "key_auth": info.key_auth, "escrow": false,
                 }),
             ),
         )?;
@@ -219,9 +243,10 @@ impl Hsm {
     pub(super) fn load_key(
         &self,
         u: &Unsealed,
-        partition: &str,
+        s: &Session,
         label: &str,
     ) -> Result<Arc<CachedKey>> {
+        let partition = s.partition();
         let cache_key = (partition.to_string(), label.to_string());
         if let Some(k) = self
             .inner
@@ -258,16 +283,26 @@ impl Hsm {
         if u.suspended(&self.inner.store, &attrs.id)? {
             return Err(HsmError::KeySuspended(attrs.label.clone()));
         }
+        // A key with its own password opens for this one operation and is never cached.
+        let pkcs8 = if attrs.key_auth {
+            self.authorize_key(u, s, &attrs, &pkcs8)?
+        } else {
+            pkcs8
+        };
         let key = crypto::load(attrs.algorithm, &pkcs8)?;
         if key.public_key_der()? != attrs.public_key {
             return Err(integrity());
         }
         let hw = self.audited_uses(&attrs.id)?;
+        let key_auth = attrs.key_auth;
         let cached = Arc::new(CachedKey {
             attrs,
             key,
             high_water: Arc::new(AtomicI64::new(hw)),
         });
+        if key_auth {
+            return Ok(cached);
+        }
         self.inner
             .keys
             .write()

@@ -26,6 +26,7 @@ impl Hsm {
                 failed_logins: Mutex::new(FailedLogins::default()),
                 failed_login_window: cfg.failed_login_window.max(Duration::from_millis(100)),
                 password_lock: cfg.password_lock,
+                key_auth_lock: cfg.key_auth_lock,
                 quota_floors: Mutex::new(HashMap::new()),
                 ca_records: Mutex::new(HashMap::new()),
                 commit_observer: Arc::default(),
@@ -99,6 +100,7 @@ impl Hsm {
             generation: 0,
             public_key: audit_spki,
             created_at: now,
+            key_auth: false,
         };
         let audit_sealed = master
             .sealer(&seal::partition_info(SYSTEM_PARTITION))?

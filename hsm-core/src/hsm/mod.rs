@@ -71,6 +71,9 @@ pub struct HsmConfig {
     /// How long [`PASSWORD_ATTEMPTS`] wrong console passwords lock a person's password
     /// ([`PASSWORD_LOCK`] by default).
     pub password_lock: Duration,
+    /// The first refusal after [`KEY_AUTH_ATTEMPTS`] wrong key passwords in a row
+    /// ([`KEY_AUTH_LOCK`] by default); each further one doubles.
+    pub key_auth_lock: Duration,
     /// Witnesses whose quorum must cosign the transparency log before a key use's result is
     /// released (see `witnessing`); `None`: results are released at commit, and a restored
     /// database is not detected.
@@ -83,6 +86,7 @@ impl HsmConfig {
             store,
             failed_login_window: FAILED_LOGIN_WINDOW,
             password_lock: PASSWORD_LOCK,
+            key_auth_lock: KEY_AUTH_LOCK,
             witnesses: None,
         }
     }
@@ -320,6 +324,8 @@ pub(crate) struct Inner {
     failed_login_window: Duration,
     /// Wrong console passwords per credential id, and the locks they caused.
     password_lock: Duration,
+    /// See [`HsmConfig::key_auth_lock`].
+    key_auth_lock: Duration,
     /// Per quota: the highest total the audit log records (the counter's floor).
     quota_floors: Mutex<HashMap<String, Arc<AtomicI64>>>,
     /// The front end's observer of committed batches (metrics), if it set one.
@@ -389,6 +395,7 @@ pub(crate) struct KeyRow {
     sealed: Option<Vec<u8>>,
     created_at: i64,
     verify_until: Option<i64>,
+    key_auth: bool,
 }
 
 impl KeyRow {
@@ -413,6 +420,7 @@ impl KeyRow {
             sealed: Some(sealed),
             created_at: a.created_at,
             verify_until: a.verify_until,
+            key_auth: a.key_auth,
         }
     }
 
@@ -439,6 +447,7 @@ impl KeyRow {
             generation: self.generation,
             public_key: self.public_key.clone(),
             created_at: self.created_at,
+            key_auth: self.key_auth,
         })
     }
 
@@ -470,6 +479,7 @@ impl KeyRow {
             state: a.state,
             public_key_der: a.public_key,
             created_at: a.created_at,
+            key_auth: a.key_auth,
         })
     }
 }
@@ -608,6 +618,8 @@ pub mod approvals;
 mod console_sessions;
 mod failed_logins;
 mod identity;
+mod key_auth;
+pub use key_auth::{KEY_AUTH_ATTEMPTS, KEY_AUTH_LOCK, KEY_AUTH_LOCK_MAX};
 mod login_flight;
 mod passwords;
 pub use console_sessions::{ConsoleSession, SessionLimits};

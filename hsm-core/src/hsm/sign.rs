@@ -175,7 +175,7 @@ impl Hsm {
     ) -> Result<Signed> {
         let mut retried = false;
         loop {
-            let k = self.load_key(u, s.partition(), label)?;
+            let k = self.load_key(u, s, label)?;
             let a = &k.attrs;
             if key_id.is_some_and(|id| id != a.id) {
                 // The key the caller means is gone; this one only has its name.

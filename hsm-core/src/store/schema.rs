@@ -52,6 +52,7 @@ diesel::table! {
         sealed -> Nullable<Binary>,
         created_at -> BigInt,
         verify_until -> Nullable<BigInt>,
+        key_auth -> Bool,
     }
 }
 

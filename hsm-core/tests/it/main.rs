@@ -8,6 +8,7 @@ mod basics;
 mod console_state;
 mod device_serials;
 mod governance;
+mod key_auth;
 mod key_states;
 mod logged_crash;
 mod observe;

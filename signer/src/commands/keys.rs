@@ -64,6 +64,20 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
             say!("marked key {name} compromised: it signs and verifies nothing more");
             Ok(())
         }
+        KeyCommand::SetAuth {
+            name,
+            key_auth_file,
+            new_key_auth_file,
+        } => {
+            let old = read_key_password(key_auth_file.as_deref(), "current key password", false)?;
+            let new = read_key_password(new_key_auth_file.as_deref(), "new key password", true)?;
+            let _: KeyInfo = client.put_json(
+                &format!("{}/key-auth", key_path(&name)),
+                &json!({ "key_password": old.as_str(), "new_key_password": new.as_str() }),
+            )?;
+            say!("changed the password of key {name}");
+            Ok(())
+        }
         KeyCommand::SetLimit { name, usage_limit } => {
             let resp: Value = client.put_json(
                 &format!("{}/usage-limit", key_path(&name)),
@@ -187,10 +201,63 @@ fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
     body
 }
 
+/// [`key_body`] with the key's own password, for a key created with --key-auth.
+fn key_body_with_auth(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Result<Value> {
+    let mut body = key_body(name, alg, attrs);
+    if attrs.key_auth {
+        let password = read_key_password(attrs.key_auth_file.as_deref(), "new key password", true)?;
+        body["key_auth"] = json!(true);
+        body["key_password"] = json!(password.as_str());
+    }
+    Ok(body)
+}
+
+/// A key's own password: the first line of `file`, else typed at the terminal without echo
+/// (twice when `confirm`), else the first line of standard input.
+pub(super) fn read_key_password(
+    file: Option<&Path>,
+    prompt: &str,
+    confirm: bool,
+) -> Result<Zeroizing<String>> {
+    use std::io::{BufRead, IsTerminal};
+    let first_line = |text: &str| Zeroizing::new(text.lines().next().unwrap_or("").to_string());
+    if let Some(path) = file {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the key password from {}", path.display())
+            })?);
+        return Ok(first_line(&text));
+    }
+    if std::io::stdin().is_terminal() {
+        let first = Zeroizing::new(
+            rpassword::prompt_password(format!("{prompt}: "))
+                .context("cannot read the key password from the terminal")?,
+        );
+        if confirm {
+            let again = Zeroizing::new(
+                rpassword::prompt_password("the same again: ")
+                    .context("cannot read the key password from the terminal")?,
+            );
+            if *first != *again {
+                anyhow::bail!(
+                    "the two passwords differ: nothing was changed; run the command again"
+                );
+            }
+        }
+        return Ok(first);
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the key password from standard input")?;
+    Ok(first_line(&line))
+}
+
 fn key_create(client: &Client, args: &KeyCreateArgs) -> Result<()> {
     let answer: Value = client.post_json(
         "/api/v1/keys",
-        &key_body(&args.name, &args.alg, &args.attrs),
+        &key_body_with_auth(&args.name, &args.alg, &args.attrs)?,
     )?;
     show(answer, |info: KeyInfo| {
         say!("created key {} ({})", info.label, info.algorithm);
@@ -215,7 +282,7 @@ fn wrap_to_import_key(client: &Client, path: &Path) -> Result<Vec<u8>> {
 
 fn key_import(client: &Client, args: &KeyImportArgs) -> Result<()> {
     let wrapped = wrap_to_import_key(client, &args.pkcs8)?;
-    let mut body = key_body(&args.name, &args.alg, &args.attrs);
+    let mut body = key_body_with_auth(&args.name, &args.alg, &args.attrs)?;
     body["wrapped"] = json!(base64::engine::general_purpose::STANDARD.encode(wrapped));
     let answer: Value = client.post_json("/api/v1/keys/import", &body)?;
     show(answer, |info: KeyInfo| {
@@ -293,6 +360,14 @@ fn print_key(k: &KeyInfo) -> Result<()> {
     say!("trusted:               {}", k.trusted);
     say!("never extractable:     {}", k.never_extractable);
     say!("generated in kagi:     {}", k.local);
+    say!(
+        "own password:          {}",
+        if k.key_auth {
+            "yes: every use needs the key's password; no escrow copy (a lost password is a lost key)"
+        } else {
+            "no"
+        }
+    );
     say!("created:               {}", time_text(Some(k.created_at)));
     Ok(())
 }

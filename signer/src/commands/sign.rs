@@ -62,6 +62,10 @@ pub(super) fn sign(args: &SignArgs) -> Result<()> {
     if args.timestamp {
         body["timestamp"] = json!(true);
     }
+    if let Some(path) = &args.key_auth_file {
+        let password = super::keys::read_key_password(Some(path), "key password", false)?;
+        body["key_password"] = json!(password.as_str());
+    }
     let resp: SignResponse = client.post_json("/api/v1/sign", &body)?;
     if let Some(bundle) = &resp.bundle {
         // The bundle carries its own log proof; no sidecar.

@@ -12,7 +12,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use kagi_hsm_core::{ClientInfo, Session};
+use kagi_hsm_core::{ClientInfo, KeyAuth, Session};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -54,6 +54,7 @@ impl FromRequest for Caller {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let ip = rate_limit::source(req);
         let client = client_info(req);
+        let key_auth = key_auth_header(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             // A bearer token, when sent, decides; otherwise a client certificate may.
@@ -64,9 +65,31 @@ impl FromRequest for Caller {
                 }
                 (Err(e), None) => return Err(e),
             };
-            Ok(Caller(session.with_client(client)))
+            let session = session.with_client(client);
+            Ok(Caller(match key_auth? {
+                Some(auth) => session.with_key_auth(auth),
+                None => session,
+            }))
         })
     }
+}
+
+/// The header that carries the password of a key with per-key authorization.
+pub const KEY_AUTH_HEADER: &str = "kagi-key-auth";
+
+/// The key password a request sends in [`KEY_AUTH_HEADER`], if any. It joins only this
+/// request's session, never the cached login.
+fn key_auth_header(req: &HttpRequest) -> Result<Option<KeyAuth>, ApiError> {
+    let Some(value) = req.headers().get(KEY_AUTH_HEADER) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(value.as_bytes().to_vec()).map_err(|_| {
+        ApiError::new(
+            Code::BadRequest,
+            "the Kagi-Key-Auth header is not UTF-8: send the key password in the request body's key_password field instead",
+        )
+    })?;
+    Ok(Some(KeyAuth::new(text)?))
 }
 
 /// Where a request came from, for the audit records it causes: the TCP peer's address (as the

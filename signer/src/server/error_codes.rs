@@ -73,6 +73,7 @@ registry! {
     Unauthenticated = "unauthenticated", UNAUTHORIZED, "no credential, or a malformed one";
     BadCredential = "bad_credential", UNAUTHORIZED, "the credential was not accepted";
     CredentialLocked = "credential_locked", UNAUTHORIZED, "the credential is locked: an administrator (or, for an administrator, a quorum of share holders) unlocks it";
+    KeyAuthLocked = "key_auth_locked", TOO_MANY_REQUESTS, "the key is refused for Retry-After seconds after repeated wrong key passwords (each lock doubles, never for good)";
     TooManyAttempts = "too_many_attempts", TOO_MANY_REQUESTS, "too many failed attempts from this address: wait for Retry-After seconds";
     CredentialRevoked = "credential_revoked", UNAUTHORIZED, "the credential was revoked";
     CredentialExpired = "credential_expired", UNAUTHORIZED, "the credential has expired";
@@ -88,6 +89,8 @@ registry! {
     UntrustedWrappingKey = "untrusted_wrapping_key", FORBIDDEN, "the wrapping key is not a trusted wrapping key";
     SelfApproval = "self_approval", FORBIDDEN, "the requester cannot approve their own request";
     NotAnApprover = "not_an_approver", FORBIDDEN, "the caller is not an approver the policy names";
+    KeyAuthRequired = "key_auth_required", FORBIDDEN, "the key has its own password (per-key authorization): send it with the request (Kagi-Key-Auth header or key_password field)";
+    KeyAuthWrong = "key_auth_wrong", FORBIDDEN, "the key's own password is wrong; wrong passwords in a row refuse the key for a while";
     // What they name.
     NotFound = "not_found", NOT_FOUND, "no such object or endpoint";
     KeyNotFound = "key_not_found", NOT_FOUND, "no key of that name in the caller's partition";

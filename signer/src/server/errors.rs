@@ -116,7 +116,17 @@ fn status_for(kind: ErrorKind) -> StatusCode {
 
 impl From<HsmError> for ApiError {
     fn from(e: HsmError) -> Self {
-        ApiError::registered(e.code(), e.kind(), e.to_string())
+        let retry_after = match &e {
+            HsmError::KeyAuthLocked {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let api = ApiError::registered(e.code(), e.kind(), e.to_string());
+        match retry_after {
+            Some(secs) => api.with_retry_after(secs),
+            None => api,
+        }
     }
 }
 
@@ -247,6 +257,15 @@ mod tests {
                 retry_after_secs: 1,
             },
             HsmError::TotpRequired(s()),
+            HsmError::KeyAuthRequired(s()),
+            HsmError::KeyAuthWrong {
+                label: s(),
+                left: 1,
+            },
+            HsmError::KeyAuthLocked {
+                label: s(),
+                retry_after_secs: 1,
+            },
             HsmError::QuotaExhausted {
                 quota: s(),
                 window: s(),
@@ -320,6 +339,9 @@ mod tests {
                 | HsmError::CredentialExpired(_)
                 | HsmError::PasswordLocked { .. }
                 | HsmError::TotpRequired(_)
+                | HsmError::KeyAuthRequired(_)
+                | HsmError::KeyAuthWrong { .. }
+                | HsmError::KeyAuthLocked { .. }
                 | HsmError::QuotaExhausted { .. }
                 | HsmError::Forbidden { .. }
                 | HsmError::KeyNotFound(_)

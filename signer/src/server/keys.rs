@@ -43,6 +43,12 @@ pub struct KeyBody {
     /// Import only: the key wrapped to the partition's import key, base64.
     #[serde(default)]
     wrapped: Option<String>,
+    /// Per-key authorization: every use needs the key's own password.
+    #[serde(default)]
+    key_auth: bool,
+    /// With `key_auth`: the key's password (or send it in the Kagi-Key-Auth header).
+    #[serde(default)]
+    key_password: Option<String>,
 }
 
 impl KeyBody {
@@ -82,6 +88,7 @@ impl KeyBody {
         }
         spec.exportable_under_wrap = self.exportable_under_wrap;
         spec.trusted = self.trusted;
+        spec.key_auth = self.key_auth;
         Ok(spec)
     }
 }
@@ -106,6 +113,8 @@ pub(super) fn spec_of(
         exportable_under_wrap,
         trusted: false,
         wrapped: None,
+        key_auth: false,
+        key_password: None,
     }
     .spec()
 }
@@ -115,7 +124,8 @@ pub async fn create_key(
     state: web::Data<AppState>,
     body: web::Json<KeyBody>,
 ) -> ApiResult {
-    let Caller(session) = caller;
+    let mut body = body.into_inner();
+    let session = with_key_password(caller.0, body.key_password.take())?;
     let checked = match body.wrapped {
         Some(_) => Err(ApiError::new(
             Code::BadRequest,
@@ -133,7 +143,8 @@ pub async fn import_key(
     state: web::Data<AppState>,
     body: web::Json<KeyBody>,
 ) -> ApiResult {
-    let Caller(session) = caller;
+    let mut body = body.into_inner();
+    let session = with_key_password(caller.0, body.key_password.take())?;
     let checked = body.spec().and_then(|spec| {
         let wrapped = body
             .wrapped
@@ -147,6 +158,49 @@ pub async fn import_key(
     let (spec, wrapped) = audit_refusal(&state, &session, "key.import", checked).await?;
     let info = blocking(&state.hsm, move |h| h.import_key(&session, &spec, &wrapped)).await?;
     Ok(HttpResponse::Created().json(info))
+}
+
+/// The session with the key password a body sent, if it sent one (the Kagi-Key-Auth header
+/// is already on the session).
+fn with_key_password(
+    session: kagi_hsm_core::Session,
+    password: Option<String>,
+) -> Result<kagi_hsm_core::Session, ApiError> {
+    Ok(match password {
+        Some(p) => session.with_key_auth(kagi_hsm_core::KeyAuth::new(p)?),
+        None => session,
+    })
+}
+
+/// Body of `PUT /api/v1/keys/{name}/key-auth`: the new password; the current one comes as
+/// `key_password` or in the Kagi-Key-Auth header.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthChange {
+    #[serde(default)]
+    key_password: Option<String>,
+    new_key_password: String,
+}
+
+/// `PUT /api/v1/keys/{name}/key-auth`: change a key's own password, given the current one.
+pub async fn change_key_auth(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<KeyAuthChange>,
+) -> ApiResult {
+    let name = path.into_inner();
+    let KeyAuthChange {
+        key_password,
+        new_key_password,
+    } = body.into_inner();
+    let session = with_key_password(caller.0, key_password)?;
+    let new = kagi_hsm_core::KeyAuth::new(new_key_password)?;
+    let info = blocking(&state.hsm, move |h| {
+        h.change_key_auth(&session, &name, &new)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(info))
 }
 
 /// `?name=` or `?id=` narrow the list to the one key of that name or id (an empty list when

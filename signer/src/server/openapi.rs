@@ -172,10 +172,19 @@ pub(super) fn key_attrs() -> Value {
             "not_before": { "type": "string", "format": "date-time", "description": "RFC 3339" },
             "not_after": { "type": "string", "format": "date-time", "description": "RFC 3339" },
             "operations": { "type": "array", "items": { "enum": ["sign", "verify", "wrap"] } },
+            "verify_until": { "type": "string", "format": "date-time", "description": "RFC 3339: end of the verification period, no earlier than not_after" },
             "exportable_under_wrap": { "type": "boolean" },
-            "trusted": { "type": "boolean" }
+            "trusted": { "type": "boolean" },
+            "key_auth": { "type": "boolean", "description": "per-key authorization: every use needs the key's own password" },
+            "key_password": { "type": "string", "description": "with key_auth: the key's password (or the Kagi-Key-Auth header)" }
         }
     })
+}
+
+pub(super) fn key_auth_change_body() -> Value {
+    json!({ "type": "object", "required": ["new_key_password"], "additionalProperties": false, "properties": {
+        "key_password": { "type": "string", "description": "the current password (or the Kagi-Key-Auth header)" },
+        "new_key_password": { "type": "string" } } })
 }
 
 pub(super) fn import_body() -> Value {
@@ -225,7 +234,8 @@ pub(super) fn sign_body() -> Value {
             "digest_alg": { "enum": ["sha256", "sha384", "sha512"], "description": "default: sha256 for every key type" },
             "padding": { "enum": ["pkcs1", "pss"] },
             "format": { "enum": ["raw", "cms", "sigstore"], "description": "sigstore: the answer also has bundle, identity and issuer" },
-            "timestamp": { "type": "boolean", "description": "cms and sigstore: add an RFC 3161 timestamp" }
+            "timestamp": { "type": "boolean", "description": "cms and sigstore: add an RFC 3161 timestamp" },
+            "key_password": { "type": "string", "description": "the password of a key with per-key authorization (or the Kagi-Key-Auth header)" }
         }
     })
 }

@@ -251,6 +251,9 @@ const READ: &[Code] = &[
 /// Using a key: the policy, the key's own rules, its limit, quotas, and the key's integrity.
 const KEY_USE: &[Code] = &[
     Code::BadRequest,
+    Code::KeyAuthRequired,
+    Code::KeyAuthWrong,
+    Code::KeyAuthLocked,
     Code::BadDigest,
     Code::UnknownAlgorithm,
     Code::UnsupportedFormat,
@@ -580,6 +583,15 @@ pub const ROUTES: &[Endpoint] = &[
             Code::KeyNotFound, Code::Forbidden, Code::Conflict, Code::BadRequest,
             Code::KeyChanged, Code::KeyStateTransition, Code::KeyIntegrityFailure,
             Code::IntegrityFailure, Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    ep(Verb::Put, "/api/v1/keys/{name}/key-auth", |r| r.to(keys::change_key_auth))
+        .doc("Change the own password of a key with per-key authorization, given the current one (key_password or the Kagi-Key-Auth header; a wrong one counts toward the key's back-off); whoever may use the key, audited as key.auth_change")
+        .json(openapi::key_auth_change_body)
+        .codes(&[
+            Code::BadRequest, Code::KeyNotFound, Code::Forbidden, Code::KeyAuthRequired,
+            Code::KeyAuthWrong, Code::KeyAuthLocked, Code::Conflict, Code::KeyChanged,
+            Code::KeyIntegrityFailure, Code::IntegrityFailure, Code::AuditIntegrityFailure,
+            Code::StorageError, Code::CryptoError,
         ]),
     post("/api/v1/keys/{name}/deactivate", |r| r.to(keys::deactivate_key))
         .doc("Deactivate a key for good: it signs nothing more (409 key_deactivated) and still verifies; officers, audited as key.deactivate")

@@ -42,6 +42,9 @@ pub struct SignBody {
     /// attribute; sigstore: the bundle's timestampVerificationData).
     #[serde(default)]
     timestamp: bool,
+    /// The password of a key with per-key authorization (or the Kagi-Key-Auth header).
+    #[serde(default)]
+    key_password: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -191,8 +194,11 @@ async fn sign_digest(
     http: HttpRequest,
     body: web::Json<SignBody>,
 ) -> ApiResult {
-    let Caller(session) = caller;
-    let body = body.into_inner();
+    let Caller(mut session) = caller;
+    let mut body = body.into_inner();
+    if let Some(password) = body.key_password.take() {
+        session = session.with_key_auth(kagi_hsm_core::KeyAuth::new(password)?);
+    }
     let resource = match (&body.key, &body.wrapped_key) {
         (Some(label), None) => label.clone(),
         (None, Some(_)) if body.key_id.is_none() => WRAPPED_KEY_RESOURCE.to_string(),

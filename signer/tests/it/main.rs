@@ -14,6 +14,7 @@ mod device_serials;
 mod governance;
 mod hostile_input;
 mod http_api;
+mod key_auth;
 mod key_states;
 mod lifecycle;
 mod log;
