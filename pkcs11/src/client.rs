@@ -38,6 +38,9 @@ pub struct KeyInfo {
     pub local: bool,
     #[serde(default)]
     pub active: bool,
+    /// Every use needs the key's own password (per-key authorization): CKA_ALWAYS_AUTHENTICATE.
+    #[serde(default)]
+    pub key_auth: bool,
     /// SubjectPublicKeyInfo, base64 of DER.
     pub public_key_der: String,
     /// The key's current code-signing certificate (PEM), when the search asked for it
@@ -60,6 +63,9 @@ pub struct SignRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub padding: Option<&'static str>,
     pub format: &'static str,
+    /// The key's own password, from C_Login(CKU_CONTEXT_SPECIFIC) for this operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_password: Option<&'a str>,
 }
 
 #[derive(Deserialize)]

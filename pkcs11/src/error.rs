@@ -58,6 +58,10 @@ impl Error {
             "policy_denied" | "quota_exhausted" | "forbidden" | "too_many_attempts" => {
                 CKR_FUNCTION_REJECTED
             }
+            // The key's own password (C_Login with CKU_CONTEXT_SPECIFIC) is missing or wrong.
+            "key_auth_required" => CKR_USER_NOT_LOGGED_IN,
+            "key_auth_wrong" => CKR_PIN_INCORRECT,
+            "key_auth_locked" => CKR_PIN_LOCKED,
             "key_not_found" => CKR_KEY_HANDLE_INVALID,
             "key_exists" | "reserved_name" => CKR_ATTRIBUTE_VALUE_INVALID,
             "bad_digest" => CKR_DATA_LEN_RANGE,

@@ -274,9 +274,8 @@ impl Object {
             CKA_NEVER_EXTRACTABLE => private_only(bool_value(key.info.never_extractable)),
             CKA_SIGN => private_only(bool_value(key.can_sign())),
             CKA_UNWRAP => private_only(bool_value(key.can_wrap())),
-            CKA_DECRYPT | CKA_SIGN_RECOVER | CKA_ALWAYS_AUTHENTICATE => {
-                private_only(bool_value(false))
-            }
+            CKA_ALWAYS_AUTHENTICATE => private_only(bool_value(key.info.key_auth)),
+            CKA_DECRYPT | CKA_SIGN_RECOVER => private_only(bool_value(false)),
             CKA_VERIFY => public_only(bool_value(true)),
             CKA_WRAP | CKA_TRUSTED => public_only(bool_value(key.can_wrap())),
             CKA_ENCRYPT | CKA_VERIFY_RECOVER => public_only(bool_value(false)),

@@ -125,7 +125,13 @@ impl Module {
                 CKR_USER_TYPE_INVALID,
                 "kagi partitions have no security officer login: use the user PIN (a kagi token)",
             )),
-            CKU_CONTEXT_SPECIFIC => return Err(Error::rv(CKR_OPERATION_NOT_INITIALIZED)),
+            CKU_CONTEXT_SPECIFIC => {
+                // Only a logged-in user re-authenticates for one operation.
+                if matches!(slot.login(), Login::Out) {
+                    return Err(Error::rv(CKR_USER_NOT_LOGGED_IN));
+                }
+                return self.context_login(h, pin);
+            }
             _ => return Err(Error::rv(CKR_USER_TYPE_INVALID)),
         }
         if matches!(slot.login(), Login::User(_)) {

@@ -6,6 +6,7 @@
 use aws_lc_rs::digest;
 use cryptoki_sys::*;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 use crate::client::SignRequest;
 use crate::der;
@@ -225,6 +226,9 @@ pub struct SignOp {
     input: Input,
     /// C_SignUpdate was called: only C_SignFinal may finish.
     pub multipart: bool,
+    /// The key's own password, given by C_Login(CKU_CONTEXT_SPECIFIC) after C_SignInit: kept
+    /// for this one operation only (PKCS#11's CKA_ALWAYS_AUTHENTICATE).
+    pub context_pin: Option<Zeroizing<String>>,
 }
 
 /// A sign request prepared for the service.
@@ -235,7 +239,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn request<'a>(&self, label: &'a str, key_id: &'a str) -> SignRequest<'a> {
+    pub fn request<'a>(
+        &self,
+        label: &'a str,
+        key_id: &'a str,
+        key_password: Option<&'a str>,
+    ) -> SignRequest<'a> {
         SignRequest {
             key: label,
             key_id,
@@ -243,6 +252,7 @@ impl Prepared {
             digest_alg: self.hash.name(),
             padding: self.padding,
             format: "raw",
+            key_password,
         }
     }
 }
@@ -270,6 +280,7 @@ impl SignOp {
             mech,
             input,
             multipart: false,
+            context_pin: None,
         })
     }
 
@@ -423,6 +434,24 @@ impl crate::module::Module {
             .ok_or_else(|| Error::rv(CKR_OPERATION_NOT_INITIALIZED))
     }
 
+    /// C_Login(CKU_CONTEXT_SPECIFIC): the key password for the session's signing operation
+    /// (PKCS#11 3.1, 5.6: it follows C_SignInit for a key with CKA_ALWAYS_AUTHENTICATE). kagi
+    /// checks the password when C_Sign sends it, where a wrong one is CKR_PIN_INCORRECT.
+    pub fn context_login(&self, h: CK_SESSION_HANDLE, pin: &[u8]) -> Result<()> {
+        let session = self.session(h)?;
+        let mut s = crate::module::lock(&session);
+        let op = s
+            .sign
+            .as_mut()
+            .ok_or_else(|| Error::rv(CKR_OPERATION_NOT_INITIALIZED))?;
+        let text = std::str::from_utf8(pin).map_err(|_| Error::rv(CKR_PIN_INCORRECT))?;
+        if text.is_empty() {
+            return Err(Error::rv(CKR_PIN_INCORRECT));
+        }
+        op.context_pin = Some(Zeroizing::new(text.to_string()));
+        Ok(())
+    }
+
     /// End the session's signing operation (a C_Sign that failed on its arguments).
     pub fn sign_abort(&self, h: CK_SESSION_HANDLE) {
         if let Ok(session) = self.session(h) {
@@ -461,12 +490,28 @@ impl crate::module::Module {
         }
         let token = self.credential(slot)?;
         let key = op.key.clone();
+        // PKCS#11: a key with CKA_ALWAYS_AUTHENTICATE signs only after a context-specific
+        // login for this operation.
+        if key.info.key_auth && op.context_pin.is_none() {
+            return Err(Error::new(
+                CKR_USER_NOT_LOGGED_IN,
+                format!(
+                    "kagi key '{}' has its own password (CKA_ALWAYS_AUTHENTICATE): call C_Login with CKU_CONTEXT_SPECIFIC and the key's password after C_SignInit",
+                    key.info.label
+                ),
+            ));
+        }
+        let pin = op.context_pin.clone();
         let prepared = op.prepare(data)?;
         let raw = self
             .client
             .sign(
                 token.as_ref(),
-                &prepared.request(&key.info.label, &key.info.id),
+                &prepared.request(
+                    &key.info.label,
+                    &key.info.id,
+                    pin.as_deref().map(|p| p.as_str()),
+                ),
             )
             .inspect_err(|e| {
                 // kagi answered key_not_found: the key was destroyed since the handle was

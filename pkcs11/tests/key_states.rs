@@ -49,3 +49,82 @@ fn a_deactivated_or_compromised_key_shows_cka_sign_false() {
     assert_eq!(p11.close(s), CKR_OK);
     assert_eq!(p11.finalize(), CKR_OK);
 }
+
+/// Issue 17, acceptance 1: a key with its own password shows CKA_ALWAYS_AUTHENTICATE, and
+/// signs only after C_Login(CKU_CONTEXT_SPECIFIC) with that password, for one operation.
+#[test]
+fn a_key_with_its_own_password_signs_after_a_context_specific_login_only() {
+    let _turn = turn();
+    let server = Server::start();
+    configure(&server, true);
+    std::fs::write(server.path("pw.txt"), "correct horse battery\n").unwrap();
+    server.kagi_ok(&[
+        "key",
+        "create",
+        "--name",
+        "owned",
+        "--alg",
+        "ec-p256",
+        "--key-auth",
+        "--key-auth-file",
+        "pw.txt",
+    ]);
+    server.kagi_ok(&["key", "create", "--name", "plain", "--alg", "ec-p256"]);
+
+    let p11 = P11::new();
+    assert_eq!(p11.initialize(), CKR_OK);
+    let s = p11.open(0, false);
+    let key = |label: &str| {
+        let found = p11
+            .find(
+                s,
+                &[
+                    (CKA_LABEL, label.as_bytes().to_vec()),
+                    (CKA_CLASS, ul(CKO_PRIVATE_KEY)),
+                ],
+            )
+            .unwrap();
+        assert_eq!(found.len(), 1, "{label}");
+        found[0]
+    };
+    let (owned, plain) = (key("owned"), key("plain"));
+    assert_eq!(
+        p11.attribute(s, owned, CKA_ALWAYS_AUTHENTICATE).unwrap(),
+        vec![1]
+    );
+    assert_eq!(
+        p11.attribute(s, plain, CKA_ALWAYS_AUTHENTICATE).unwrap(),
+        vec![0]
+    );
+
+    // No operation to authenticate for.
+    assert_eq!(
+        p11.login_as(s, CKU_CONTEXT_SPECIFIC, "correct horse battery"),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+    // Without the context-specific login: refused.
+    assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, owned), CKR_OK);
+    assert_eq!(p11.sign(s, b"data"), Err(CKR_USER_NOT_LOGGED_IN));
+    // With a wrong password: the PIN is incorrect.
+    assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, owned), CKR_OK);
+    assert_eq!(
+        p11.login_as(s, CKU_CONTEXT_SPECIFIC, "not it at all"),
+        CKR_OK
+    );
+    assert_eq!(p11.sign(s, b"data"), Err(CKR_PIN_INCORRECT));
+    // With the right one: a signature.
+    assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, owned), CKR_OK);
+    assert_eq!(
+        p11.login_as(s, CKU_CONTEXT_SPECIFIC, "correct horse battery"),
+        CKR_OK
+    );
+    assert_eq!(p11.sign(s, b"data").unwrap().len(), 64);
+    // The login lasted for that one operation.
+    assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, owned), CKR_OK);
+    assert_eq!(p11.sign(s, b"data"), Err(CKR_USER_NOT_LOGGED_IN));
+    // An ordinary key needs none.
+    assert_eq!(p11.sign_init(s, CKM_ECDSA_SHA256, plain), CKR_OK);
+    assert!(p11.sign(s, b"data").is_ok());
+    assert_eq!(p11.close(s), CKR_OK);
+    assert_eq!(p11.finalize(), CKR_OK);
+}

@@ -207,6 +207,38 @@ openssl dgst -sha384 -verify p384.pub.pem -signature sig.bin data.bin >/dev/null
   fail "openssl refused the signature made through the configured slot"
 ok "KAGI_PKCS11_CONF maps a slot to a partition and its token, and signs through it"
 
+# ---------------------------------------------------------------------------------------------
+# Issue 17: a key with its own password (kagi key create --key-auth) shows CKA_ALWAYS_AUTHENTICATE
+# in pkcs11-tool, which then asks for the context-specific PIN before each signature. pkcs11-tool
+# reads that PIN from a terminal only, so `script` gives it one.
+command -v script >/dev/null 2>&1 || fail "script (util-linux) is not installed"
+printf 'correct horse battery\n' >keypw.txt
+"$KAGI" key create --name owned --alg ec-p256 --key-auth --key-auth-file keypw.txt >/dev/null ||
+  fail "kagi key create --key-auth"
+"$KAGI" key public owned >owned.pub.pem || fail "kagi key public owned"
+out="$(p11 -O)" || fail "pkcs11-tool -O: $out"
+grep -A4 "label: *owned\$" <<<"$out" | grep -q "Access: *always authenticate" ||
+  fail "pkcs11-tool -O does not show CKA_ALWAYS_AUTHENTICATE for the key with its own password: $out"
+# p11_typed PASSWORD ARGS...: pkcs11-tool on a terminal, the password typed at its prompt.
+p11_typed() {
+  local password=$1
+  shift
+  (sleep 2; printf '%s\n' "$password") |
+    script -qec "pkcs11-tool --module '$MODULE' $*" /dev/null 2>&1
+}
+rm -f owned.sig
+out="$(p11_typed 'correct horse battery' --sign --id "$(key_id owned)" -m ECDSA-SHA256 -i data.bin -o owned.sig --signature-format openssl || true)"
+grep -q "context specific PIN" <<<"$out" || fail "pkcs11-tool did not ask for the context-specific PIN: $out"
+openssl dgst -sha256 -verify owned.pub.pem -signature owned.sig data.bin >/dev/null 2>&1 ||
+  fail "no signature after the context-specific login: $out"
+rm -f owned.sig
+out="$(p11_typed 'not the password' --sign --id "$(key_id owned)" -m ECDSA-SHA256 -i data.bin -o owned.sig --signature-format openssl || true)"
+grep -q "CKR_PIN_INCORRECT" <<<"$out" || fail "a wrong key password was not CKR_PIN_INCORRECT: $out"
+[[ ! -s owned.sig ]] || fail "a wrong key password made a signature"
+out="$(p11 --sign --id "$(key_id owned)" -m ECDSA-SHA256 -i data.bin -o owned.sig </dev/null)" &&
+  fail "the key signed without its context-specific login: $out"
+ok "pkcs11-tool shows CKA_ALWAYS_AUTHENTICATE; the key signs after a context-specific login with its password, not with a wrong one or none"
+
 # A module that cannot find the service's CA says so, and which setting to fix.
 out="$(cd elsewhere && KAGI_CA=/nonexistent/tls-ca.pem pkcs11-tool --module "$MODULE" -L 2>&1)" &&
   fail "the module started without its CA: $out"

@@ -77,6 +77,12 @@ impl P11 {
         unsafe { self.f.C_Login.unwrap()(h, CKU_USER, pin.as_mut_ptr(), pin.len() as CK_ULONG) }
     }
 
+    /// C_Login as `user_type` (CKU_CONTEXT_SPECIFIC for a key's own password).
+    pub fn login_as(&self, h: CK_SESSION_HANDLE, user_type: CK_USER_TYPE, pin: &str) -> CK_RV {
+        let mut pin = pin.as_bytes().to_vec();
+        unsafe { self.f.C_Login.unwrap()(h, user_type, pin.as_mut_ptr(), pin.len() as CK_ULONG) }
+    }
+
     pub fn logout(&self, h: CK_SESSION_HANDLE) -> CK_RV {
         unsafe { self.f.C_Logout.unwrap()(h) }
     }
