@@ -53,12 +53,10 @@ fn password_key(
     }
     let params =
         argon2::Params::new(m, t, p, Some(32)).map_err(|_| HsmError::Crypto("argon2 params"))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(auth.as_bytes(), salt, &mut out[..])
-        .map_err(|_| HsmError::Crypto("argon2"))?;
-    Ok(out)
+    // On the process's Argon2id threads, like every login: their number bounds the memory
+    // Argon2id holds however many signatures with such keys arrive at once.
+    super::login_flight::argon2_derive(auth.as_bytes(), salt, params)
+        .ok_or(HsmError::Crypto("argon2"))
 }
 
 /// `pkcs8` encrypted under `auth`: MAGIC || salt || m || t || p (big-endian u32) || the

@@ -104,6 +104,13 @@ enum Job {
         salt: SaltString,
         reply: mpsc::SyncSender<Option<String>>,
     },
+    /// A 32-byte key from a key's own password (per-key authorization, `key_auth.rs`).
+    Derive {
+        secret: Zeroizing<Vec<u8>>,
+        salt: Vec<u8>,
+        params: argon2::Params,
+        reply: mpsc::SyncSender<Option<Zeroizing<[u8; 32]>>>,
+    },
 }
 
 impl Job {
@@ -118,6 +125,20 @@ impl Job {
                 reply,
             } => {
                 let _ = reply.send(hashed(&secret, &salt));
+            }
+            Job::Derive {
+                secret,
+                salt,
+                params,
+                reply,
+            } => {
+                let argon =
+                    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+                let mut out = Zeroizing::new([0u8; 32]);
+                let ok = argon
+                    .hash_password_into(&secret, &salt, &mut out[..])
+                    .is_ok();
+                let _ = reply.send(ok.then_some(out));
             }
         }
     }
@@ -183,6 +204,23 @@ impl Argon2Slots {
         self.started.fetch_add(1, Ordering::Relaxed);
         argon2_verify(phc, secret)
     }
+}
+
+/// Argon2id of `secret` with `salt` and `params` into 32 bytes, computed on the pool; `None`
+/// if Argon2 refused.
+pub(super) fn argon2_derive(
+    secret: &[u8],
+    salt: &[u8],
+    params: argon2::Params,
+) -> Option<Zeroizing<[u8; 32]>> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    submit(Job::Derive {
+        secret: Zeroizing::new(secret.to_vec()),
+        salt: salt.to_vec(),
+        params,
+        reply,
+    });
+    answer.recv().ok().flatten()
 }
 
 /// Whether `secret` matches the Argon2id PHC string `phc`, computed on the pool.
