@@ -72,6 +72,9 @@ struct Index {
     /// Public-key hashes (hex SHA-256 of the SPKI) of keys declared compromised, with their
     /// labels: issuance asks on every certificate, so it is kept here rather than re-read.
     compromised_spki: HashMap<String, String>,
+    /// Certificates a key's compromise revoked, by serial: (CA, revocation time in unix ms).
+    /// OCSP, CRLs and listings ask per request, so the records are parsed once, here.
+    compromise_revoked: BTreeMap<String, (String, i64)>,
     /// Per key id with per-key authorization: its current run of wrong passwords.
     key_auth: HashMap<String, KeyAuthStatus>,
 }
@@ -114,6 +117,13 @@ impl Index {
             if let Some(spki) = d["public_key_sha256"].as_str() {
                 let label = d["label"].as_str().unwrap_or("?").to_string();
                 self.compromised_spki.insert(spki.to_string(), label);
+            }
+            for r in d["revoked_certificates"].as_array().into_iter().flatten() {
+                if let (Some(serial), Some(ca)) = (r["serial"].as_str(), r["ca"].as_str()) {
+                    self.compromise_revoked
+                        .entry(serial.to_string())
+                        .or_insert_with(|| (ca.to_string(), ev.ts));
+                }
             }
         }
         let Some(subject) = &ev.key_id else { return };
@@ -387,6 +397,24 @@ impl Integrity {
             .compromised_spki
             .get(spki_sha256)
             .cloned())
+    }
+
+    /// Certificates revoked by a key's compromise, as (CA, serial, unix ms): the one with
+    /// `serial`, or all. After a catch-up with the log.
+    pub(crate) fn compromise_revocations(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &AuditKeys,
+        serial: Option<&str>,
+    ) -> Result<Vec<(String, String, i64)>> {
+        self.catch_up(conn, keys)?;
+        let v = self.lock()?;
+        let all = &v.index.compromise_revoked;
+        let entry = |(s, (ca, ts)): (&String, &(String, i64))| (ca.clone(), s.clone(), *ts);
+        Ok(match serial {
+            Some(s) => all.get_key_value(s).map(entry).into_iter().collect(),
+            None => all.iter().map(entry).collect(),
+        })
     }
 
     pub(crate) fn ca_generation(&self) -> Result<u64> {

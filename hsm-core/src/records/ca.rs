@@ -659,24 +659,20 @@ impl Hsm {
         let rows: Vec<(String, i64)> = events.into_iter().map(|e| (e.detail, e.ts)).collect();
         let mut out = Vec::with_capacity(rows.len());
         // A key's compromise revoked every certificate of the key in its own record.
-        for e in u.audited_prefix(&self.inner.store, "key.compromise", "")? {
-            let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
-            for r in d["revoked_certificates"].as_array().into_iter().flatten() {
-                let (Some(s), Some(ca)) = (r["serial"].as_str(), r["ca"].as_str()) else {
-                    continue;
-                };
-                if serial.is_some_and(|want| want != s) {
-                    continue;
-                }
-                out.push((
-                    ca.to_string(),
-                    RevokedEntry {
-                        serial: s.to_string(),
-                        revoked_at: e.ts / 1000,
-                        reason: Some(crate::hsm::keyring::KEY_COMPROMISE),
-                    },
-                ));
-            }
+        let compromised = {
+            let mut c = self.inner.store.conn()?;
+            u.integrity
+                .compromise_revocations(&mut c, &u.audit, serial)?
+        };
+        for (ca, serial, ts) in compromised {
+            out.push((
+                ca,
+                RevokedEntry {
+                    serial,
+                    revoked_at: ts / 1000,
+                    reason: Some(crate::hsm::keyring::KEY_COMPROMISE),
+                },
+            ));
         }
         for (detail, ts) in rows {
             let d: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
