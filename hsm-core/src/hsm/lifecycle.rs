@@ -99,6 +99,8 @@ impl Hsm {
             generation: 0,
             public_key: audit_spki,
             created_at: now,
+            version: 1,
+            limit_per_version: false,
         };
         let audit_sealed = master
             .sealer(&seal::partition_info(SYSTEM_PARTITION))?

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::algorithm::{Algorithm, DigestAlg, RsaPadding};
 use crate::attributes::{
     operations_from_string, operations_to_string, KeyAttributes, KeyInfo, KeySpec, KeyState,
-    Lifecycle, Operation, RESTRICTED_NAMESPACE,
+    KeyVersion, Lifecycle, Operation, RESTRICTED_NAMESPACE,
 };
 use crate::audit::{self, AuditEvent, AuditKeys, AuditReport, Checkpoint};
 use crate::auth::{
@@ -186,6 +186,9 @@ pub struct Signed {
     pub audit_seq: i64,
     /// Index of this signature's entry in the public transparency log.
     pub tlog_index: Option<i64>,
+    /// The version of the stored key that signed (`None` for a key the caller brought
+    /// wrapped, which has no versions).
+    pub key_version: Option<i64>,
 }
 
 struct CachedKey {
@@ -389,6 +392,8 @@ pub(crate) struct KeyRow {
     sealed: Option<Vec<u8>>,
     created_at: i64,
     verify_until: Option<i64>,
+    version: i64,
+    limit_per_version: bool,
 }
 
 impl KeyRow {
@@ -413,6 +418,8 @@ impl KeyRow {
             sealed: Some(sealed),
             created_at: a.created_at,
             verify_until: a.verify_until,
+            version: a.version,
+            limit_per_version: a.limit_per_version,
         }
     }
 
@@ -439,6 +446,8 @@ impl KeyRow {
             generation: self.generation,
             public_key: self.public_key.clone(),
             created_at: self.created_at,
+            version: self.version,
+            limit_per_version: self.limit_per_version,
         })
     }
 
@@ -470,6 +479,9 @@ impl KeyRow {
             state: a.state,
             public_key_der: a.public_key,
             created_at: a.created_at,
+            version: a.version,
+            limit_per_version: a.limit_per_version,
+            earlier_versions: Vec::new(),
         })
     }
 }
@@ -613,6 +625,7 @@ mod passwords;
 pub use console_sessions::{ConsoleSession, SessionLimits};
 mod recovery;
 mod rollback_recovery;
+mod rotation;
 pub use rollback_recovery::RollbackRecovery;
 
 use failed_logins::FailedLogins;

@@ -219,7 +219,7 @@ impl Hsm {
                 s,
                 "key.use",
                 Some(a.id.clone()),
-                serde_json::json!({"label": a.label, "op": "sign", "digest_alg": digest_alg.as_str(), "digest": hex::encode(&op.request.digest)}),
+                serde_json::json!({"label": a.label, "op": "sign", "digest_alg": digest_alg.as_str(), "digest": hex::encode(&op.request.digest), "version": a.version}),
                 &op.audit,
             );
             let entry = EntryKey::Stored(a);
@@ -235,6 +235,7 @@ impl Hsm {
                         digest_alg,
                         audit_seq: done.seq,
                         tlog_index: done.tlog_index,
+                        key_version: Some(a.version),
                     })
                 }
                 Err(HsmError::KeyChanged(_) | HsmError::KeyNotFound(_)) if !retried => {
@@ -302,6 +303,7 @@ impl Hsm {
             digest_alg,
             audit_seq: done.seq,
             tlog_index: done.tlog_index,
+            key_version: None,
         })
     }
 

@@ -52,6 +52,8 @@ diesel::table! {
         sealed -> Nullable<Binary>,
         created_at -> BigInt,
         verify_until -> Nullable<BigInt>,
+        version -> BigInt,
+        limit_per_version -> Bool,
     }
 }
 

@@ -173,7 +173,8 @@ pub(super) fn key_attrs() -> Value {
             "not_after": { "type": "string", "format": "date-time", "description": "RFC 3339" },
             "operations": { "type": "array", "items": { "enum": ["sign", "verify", "wrap"] } },
             "exportable_under_wrap": { "type": "boolean" },
-            "trusted": { "type": "boolean" }
+            "trusted": { "type": "boolean" },
+            "limit_per": { "enum": ["name", "version"], "description": "what the usage limit counts once the key is rotated (default name)" }
         }
     })
 }

@@ -24,6 +24,7 @@ mod partitions_and_wrapped_keys;
 mod policy;
 mod postgres;
 mod profiles;
+mod rotation;
 mod sign_and_verify;
 mod sigstore;
 mod soak;
