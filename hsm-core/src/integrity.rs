@@ -109,6 +109,19 @@ impl Index {
             }
             return;
         }
+        if ev.action == "key.destroy" && ev.outcome == "ok" {
+            // Destroying a rotated key's name destroys its earlier versions too: each is
+            // remembered as destroyed, so a row of one restored from a backup stays dead.
+            let d: serde_json::Value = serde_json::from_str(&ev.detail).unwrap_or_default();
+            for old in d["earlier_versions"].as_array().into_iter().flatten() {
+                if let Some(old) = old.as_str() {
+                    self.kept
+                        .entry((ev.action.clone(), old.to_string()))
+                        .or_default()
+                        .push(ev.clone());
+                }
+            }
+        }
         if (ev.outcome == "ok" && KEPT_ACTIONS.contains(&ev.action.as_str()))
             || KEPT_REFUSALS.contains(&ev.action.as_str())
         {

@@ -327,8 +327,17 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
                 .collect::<Vec<_>>(),
             vec![(2, KeyState::Deactivated), (1, KeyState::Deactivated)]
         );
+        store.exec("CREATE TABLE snap_k AS SELECT * FROM keys WHERE label = 'k' AND version = 1");
         assert!(h.destroy_key(a, "k").unwrap().done().is_some());
         assert_eq!(h.key_info(a, "k").unwrap_err().code(), "key_not_found");
+        // Version 1's row restored from a backup: the destroy record names it too.
+        store.exec("DELETE FROM keys WHERE label = 'k' AND version = 1");
+        store.exec("INSERT INTO keys SELECT * FROM snap_k");
+        assert_eq!(
+            h.sign(a, "k", &req(5)).unwrap_err().code(),
+            "key_integrity_failure"
+        );
+        store.exec("DELETE FROM keys WHERE label = 'k' AND state <> 'destroyed'");
         assert_eq!(
             h.create_key(a, &KeySpec::new("k", Algorithm::EcP256))
                 .unwrap()
