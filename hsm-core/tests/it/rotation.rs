@@ -311,6 +311,13 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
             "bad_request"
         );
         assert_eq!(h.rotate_key(a, "nope").unwrap_err().code(), "key_not_found");
+        // A CA's key is renewed by its CA, never rotated.
+        h.create_ca_key(a, "test-root", Algorithm::EcP256).unwrap();
+        let e = h.rotate_key(a, "ca.test-root").unwrap_err();
+        assert!(
+            e.code() == "bad_request" && e.to_string().contains("CA key"),
+            "{e}"
+        );
         // None of the refusals left a second row behind.
         assert!(audit_of(h, a, "key.rotate").is_empty(), "{backend:?}");
 

@@ -347,17 +347,20 @@ fn rotating_a_code_signing_key_reissues_its_certificate() {
         .http()
         .request("GET", "/api/v1/keys", Some(&server.token()), None)
         .json();
-    if let Some(ca_key) = keys
+    let ca_key = keys
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|k| k["label"].as_str())
         .find(|l| l.starts_with("ca."))
-    {
-        let out = server.kagi(&["key", "rotate", ca_key]);
-        assert!(!out.status.success());
-        assert!(stderr(&out).contains("CA key"), "{}", stderr(&out));
-    }
+        .unwrap_or_else(|| panic!("no CA key listed: {keys}"));
+    let out = server.kagi(&["key", "rotate", ca_key]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad_request") && stderr(&out).contains("CA key"),
+        "{}",
+        stderr(&out)
+    );
     // Everything is in the audit log, which verifies.
     let audit = server.kagi_ok(&["audit", "verify"]);
     assert!(audit.starts_with("audit log OK:"), "{audit}");
