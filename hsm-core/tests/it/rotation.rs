@@ -353,3 +353,81 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
         );
     }
 }
+
+/// Signers racing rotations: a limit of 10 per name still means 10 signatures in all, whatever
+/// version each one used, and every rotation either happens whole or not at all.
+#[test]
+fn rotations_racing_signatures_never_exceed_the_name_s_limit() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let (h, a) = (&i.hsm, &i.admin);
+        h.create_key(a, &limited("hot", 10)).unwrap();
+        let signed = std::sync::atomic::AtomicI64::new(0);
+        let rotated = std::sync::atomic::AtomicI64::new(0);
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let (signed, h, a) = (&signed, h.clone(), a.clone());
+                scope.spawn(move || {
+                    for n in 0..200u64 {
+                        match h.sign(&a, "hot", &req(t * 1000 + n)) {
+                            Ok(_) => {
+                                signed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            Err(e) if e.code() == "usage_limit_reached" => return,
+                            // A use that met a rotation is refused whole, never counted.
+                            Err(e) => assert!(
+                                [
+                                    "key_not_active",
+                                    "key_deactivated",
+                                    "key_not_found",
+                                    "storage_error"
+                                ]
+                                .contains(&e.code()),
+                                "{e}"
+                            ),
+                        }
+                    }
+                });
+            }
+            let (rotated, h, a) = (&rotated, h.clone(), a.clone());
+            scope.spawn(move || {
+                for _ in 0..200 {
+                    if rotated.load(std::sync::atomic::Ordering::SeqCst) == 3 {
+                        return;
+                    }
+                    match h.rotate_key(&a, "hot") {
+                        Ok(_) => {
+                            rotated.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Err(e) => {
+                            assert!(["key_changed", "storage_error"].contains(&e.code()), "{e}")
+                        }
+                    }
+                }
+            });
+        });
+        let rotations = rotated.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(rotations >= 1, "{backend:?}: no rotation got through");
+        assert_eq!(
+            signed.load(std::sync::atomic::Ordering::SeqCst),
+            10,
+            "{backend:?}"
+        );
+        let info = h.key_details(a, "hot").unwrap();
+        assert_eq!(info.version, 1 + rotations);
+        assert_eq!(info.usage_count, 10);
+        assert_eq!(info.earlier_versions.len() as i64, rotations);
+        assert!(info
+            .earlier_versions
+            .iter()
+            .all(|v| v.state == KeyState::Deactivated));
+        assert_eq!(
+            h.sign(a, "hot", &req(99_999)).unwrap_err().code(),
+            "usage_limit_reached"
+        );
+        // Every use in the log: 10 signatures, each under the version that made it.
+        assert_eq!(audit_of(h, a, "key.use").len(), 10);
+        assert_eq!(audit_of(h, a, "key.rotate").len() as i64, rotations);
+    }
+}
