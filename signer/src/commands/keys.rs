@@ -270,10 +270,16 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    say!("{:<width$}  {:<9}  {:<14}  USES", "NAME", "ALG", "STATE");
+    say!(
+        "{:<width$}  {:<9}  {:<14}  {:<7}  USES",
+        "NAME",
+        "ALG",
+        "STATE",
+        "VERSION"
+    );
     for k in keys {
         say!(
-            "{:<width$}  {:<9}  {:<14}  {}",
+            "{:<width$}  {:<9}  {:<14}  {:<7}  {}",
             k.label,
             k.algorithm.as_str(),
             if k.active {
@@ -283,6 +289,7 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
             } else {
                 k.lifecycle.as_str()
             },
+            k.version,
             uses(k)
         );
     }

@@ -112,6 +112,14 @@ fn acceptance_5(extra: &[&str], url: impl Fn(&Server) -> String) {
     );
 
     // The list shows the name once, at version 2.
+    let listed = server.kagi_ok(&["key", "list"]);
+    let rows: Vec<&str> = listed.lines().filter(|l| l.starts_with("fw ")).collect();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(
+        rows[0].split_whitespace().collect::<Vec<_>>()[..4],
+        ["fw", "ec-p256", "active", "2"],
+        "{listed}"
+    );
     let http = server.http();
     let token = server.token();
     let list = http
