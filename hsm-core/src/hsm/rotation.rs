@@ -19,17 +19,45 @@ impl Hsm {
     /// policy attributes), deactivate version n, and answer the new version. Officers only;
     /// refused for CA keys (a CA renews its own keys), imported keys (kagi cannot make their
     /// next version) and keys that are not active (suspended, deactivated, compromised).
-    pub fn rotate_key(&self, s: &Session, label: &str) -> Result<KeyInfo> {
+    ///
+    /// Rotating a key whose limit counts per version hands out a fresh set of uses, which is
+    /// what raising its limit does: with a quorum in the active policy it files an approval
+    /// request, as raising a limit does. A per-name limit carries over, so that rotation
+    /// needs no quorum (like deactivating, it only retires a key; the new one is no more than
+    /// `kagi key create` gives a lone officer).
+    pub fn rotate_key(&self, s: &Session, label: &str) -> Result<Gated<KeyInfo>> {
         s.require(Role::Officer, "rotate keys")?;
         let u = self.unsealed()?;
+        let row = self.live_row(s.partition(), label)?;
+        let (old, _) = self.rotatable(&u, &row)?;
+        let action = ApprovalAction::RotateKey {
+            label: label.to_string(),
+        };
+        if let (true, Some(limit)) = (old.limit_per_version, old.usage_limit) {
+            let text = format!(
+                "rotate key '{label}' (id {}), whose usage limit counts per version: its version {} gets {limit} new uses",
+                old.id,
+                old.version + 1
+            );
+            if let Some(pending) = self.gate(s, &action, &text)? {
+                return Ok(Gated::Pending(Box::new(pending)));
+            }
+        }
+        self.run_action(s, s.partition(), &action, serde_json::json!({}))?;
+        Ok(Gated::Done(self.key_info(s, label)?))
+    }
+
+    /// The checks every rotation passes, on the key's sealed attributes: a locally generated,
+    /// active key that is not a CA's.
+    fn rotatable(&self, u: &Unsealed, row: &KeyRow) -> Result<(KeyAttributes, Zeroizing<Vec<u8>>)> {
+        let label = row.label.as_str();
         if label == IMPORT_KEY_LABEL {
             return Err(HsmError::BadInput(format!(
                 "'{label}' is kagi's own import key: it is not rotated"
             )));
         }
-        let row = self.live_row(s.partition(), label)?;
         // Through the seal: the attributes the new version copies are the sealed ones.
-        let (old, pkcs8) = self.open_pkcs8(&u, &row)?;
+        let (old, pkcs8) = self.open_pkcs8(u, row)?;
         if old.operations.iter().any(|o| o.is_restricted()) {
             return Err(HsmError::BadInput(format!(
                 "'{label}' is a CA key: a CA's keys are renewed by the CA (a new CA certificate), not rotated"
@@ -42,10 +70,20 @@ impl Hsm {
         }
         // Rotation retires an active key; a suspended one is resumed first (or deactivated),
         // and from deactivated or compromised nothing leads to a new signing version.
-        let from = self.current_state(&u, &old.id, old.state)?;
+        let from = self.current_state(u, &old.id, old.state)?;
         if from != KeyState::Active {
             return Err(transition_refused(label, from, KeyState::Deactivated));
         }
+        Ok((old, pkcs8))
+    }
+
+    /// The durable change of a rotation (run at once, or once the quorum approved): the new
+    /// version's row and the old one's compare-and-set to deactivated, in one transaction,
+    /// with the `key.rotate` record.
+    pub(crate) fn rotate_op(&self, partition: &str, label: &str) -> Result<(ApplyFn, EventParts)> {
+        let u = self.unsealed()?;
+        let row = self.live_row(partition, label)?;
+        let (old, pkcs8) = self.rotatable(&u, &row)?;
         let now = now_ms() / 1000;
         let stored_count = row.usage_count;
         let carried = if old.limit_per_version {
@@ -91,7 +129,6 @@ impl Hsm {
         drop(pkcs8);
         let mut new_row = KeyRow::from_attrs(&new, new_sealed);
         new_row.usage_count = carried;
-        let info = new_row.info(carried)?;
         let old_id = old.id.clone();
         let l2 = old.label.clone();
         let apply: ApplyFn = Box::new(move |c| {
@@ -118,29 +155,21 @@ impl Hsm {
                 .execute(c)?;
             Ok(())
         });
-        let mut event = user_event(
-            s,
-            "key.rotate",
-            Some(new.id.clone()),
-            serde_json::json!({
-                "label": label, "old_id": old.id, "new_id": new.id,
-                "old_version": old.version, "version": new.version,
-                "limit_per": if old.limit_per_version { "version" } else { "name" },
-                "usage_count": carried,
-                "public_key_sha256": hex::encode(digest(&SHA256, &new.public_key).as_ref()),
-            }),
-        );
-        // The new key id's audited floor: what the name has spent so far.
-        if !old.limit_per_version {
-            event.use_hi = Some(carried);
-        }
-        self.evict(s.partition(), label);
-        let done = u.committer.submit(None, Some(apply), event);
-        self.evict(s.partition(), label);
-        done?;
-        Ok(KeyInfo {
-            earlier_versions: Vec::new(),
-            ..self.key_info(s, label).unwrap_or(info)
-        })
+        Ok((
+            apply,
+            EventParts {
+                action: "key.rotate",
+                key_id: Some(new.id.clone()),
+                detail: serde_json::json!({
+                    "label": label, "old_id": old.id, "new_id": new.id,
+                    "old_version": old.version, "version": new.version,
+                    "limit_per": if old.limit_per_version { "version" } else { "name" },
+                    "usage_count": carried,
+                    "public_key_sha256": hex::encode(digest(&SHA256, &new.public_key).as_ref()),
+                }),
+                // The new key id's audited floor: what the name has spent so far.
+                use_hi: (!old.limit_per_version).then_some(carried),
+            },
+        ))
     }
 }

@@ -42,6 +42,12 @@ fn second_process(store: &TestStore, share: &str, token: &str) -> (Hsm, Session)
     (hsm, s)
 }
 
+/// A rotation that needs no quorum: done at once.
+fn rotate(h: &Hsm, s: &Session, label: &str) -> Result<KeyInfo> {
+    h.rotate_key(s, label)
+        .map(|g| g.done().expect("no quorum: the rotation is done at once"))
+}
+
 fn audit_of(h: &Hsm, s: &Session, action: &str) -> Vec<AuditEvent> {
     h.audit_records(s, 0, 10_000)
         .unwrap()
@@ -65,7 +71,7 @@ fn a_rotated_key_signs_with_its_new_version_and_ten_per_name_means_ten() {
             old_sigs.push((n, signed.signature));
         }
 
-        let v2 = h.rotate_key(a, "fw").unwrap();
+        let v2 = rotate(h, a, "fw").unwrap();
         assert_eq!(v2.version, 2, "{backend:?}");
         assert_ne!(v2.id, v1.id);
         assert_ne!(v2.public_key_der, v1.public_key_der);
@@ -169,7 +175,7 @@ fn a_per_version_limit_starts_each_version_at_zero() {
             h.sign(a, "batch", &req(3)).unwrap_err().code(),
             "usage_limit_reached"
         );
-        let v2 = h.rotate_key(a, "batch").unwrap();
+        let v2 = rotate(h, a, "batch").unwrap();
         assert_eq!((v2.version, v2.usage_count), (2, 0), "{backend:?}");
         assert!(v2.limit_per_version);
         for n in 10..13 {
@@ -200,7 +206,7 @@ fn a_database_writer_cannot_reset_the_name_s_count_or_revive_the_old_version() {
             h.sign(a, "fw", &req(n)).unwrap();
         }
         store.exec("CREATE TABLE snap_keys AS SELECT * FROM keys WHERE label = 'fw'");
-        h.rotate_key(a, "fw").unwrap();
+        rotate(h, a, "fw").unwrap();
 
         // Every counter zeroed before the new version has signed once: the key.rotate record
         // vouches for 5 on the new id, in a restarted process as well.
@@ -244,7 +250,7 @@ fn a_database_writer_cannot_reset_the_name_s_count_or_revive_the_old_version() {
             );
             // Nor can an officer rotate from it again, or resume it.
             assert_eq!(
-                hsm.rotate_key(sess, "fw").unwrap_err().code(),
+                rotate(hsm, sess, "fw").unwrap_err().code(),
                 "key_state_transition"
             );
         }
@@ -276,7 +282,7 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
         let (_, tok) = h.create_credential(a, "ci", &[Role::User]).unwrap();
         let user = h.login(&tok).unwrap();
         h.sign(&user, "k", &req(1)).unwrap();
-        assert_eq!(h.rotate_key(&user, "k").unwrap_err().code(), "forbidden");
+        assert_eq!(rotate(h, &user, "k").unwrap_err().code(), "forbidden");
         assert_eq!(h.key_info(a, "k").unwrap().version, 1);
 
         // Suspended, deactivated, compromised: refused, nothing changed.
@@ -288,7 +294,7 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
             .done()
             .is_some());
         for l in ["susp", "deact", "leaked"] {
-            let e = h.rotate_key(a, l).unwrap_err();
+            let e = rotate(h, a, l).unwrap_err();
             assert_eq!(e.code(), "key_state_transition", "{l}: {e}");
             assert_eq!(h.key_info(a, l).unwrap().version, 1);
         }
@@ -301,19 +307,19 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
         let wrapped = wrap_for_import(&import_spki, kp.to_pkcs8v1().unwrap().as_ref()).unwrap();
         h.import_key(a, &KeySpec::new("byok", Algorithm::EcP256), &wrapped)
             .unwrap();
-        let e = h.rotate_key(a, "byok").unwrap_err();
+        let e = rotate(h, a, "byok").unwrap_err();
         assert!(
             e.code() == "bad_request" && e.to_string().contains("imported"),
             "{e}"
         );
         assert_eq!(
-            h.rotate_key(a, "kagi-import-key").unwrap_err().code(),
+            rotate(h, a, "kagi-import-key").unwrap_err().code(),
             "bad_request"
         );
-        assert_eq!(h.rotate_key(a, "nope").unwrap_err().code(), "key_not_found");
+        assert_eq!(rotate(h, a, "nope").unwrap_err().code(), "key_not_found");
         // A CA's key is renewed by its CA, never rotated.
         h.create_ca_key(a, "test-root", Algorithm::EcP256).unwrap();
-        let e = h.rotate_key(a, "ca.test-root").unwrap_err();
+        let e = rotate(h, a, "ca.test-root").unwrap_err();
         assert!(
             e.code() == "bad_request" && e.to_string().contains("CA key"),
             "{e}"
@@ -323,8 +329,8 @@ fn rotation_is_an_officer_s_act_on_an_active_stored_key() {
 
         // Rotating twice: version 3, both earlier versions deactivated; destroying the name
         // destroys every version, and the name can be used again.
-        h.rotate_key(a, "k").unwrap();
-        let v3 = h.rotate_key(a, "k").unwrap();
+        rotate(h, a, "k").unwrap();
+        let v3 = rotate(h, a, "k").unwrap();
         assert_eq!(v3.version, 3);
         let d = h.key_details(a, "k").unwrap();
         assert_eq!(
@@ -396,7 +402,7 @@ fn rotations_racing_signatures_never_exceed_the_name_s_limit() {
                     if rotated.load(std::sync::atomic::Ordering::SeqCst) == 3 {
                         return;
                     }
-                    match h.rotate_key(&a, "hot") {
+                    match rotate(&h, &a, "hot") {
                         Ok(_) => {
                             rotated.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
@@ -430,4 +436,73 @@ fn rotations_racing_signatures_never_exceed_the_name_s_limit() {
         assert_eq!(audit_of(h, a, "key.use").len(), 10);
         assert_eq!(audit_of(h, a, "key.rotate").len() as i64, rotations);
     }
+}
+
+/// A lone officer cannot buy fresh uses by rotating: with a quorum in the active policy, a key
+/// whose limit counts per version is rotated only once the quorum approves (as raising its
+/// limit would be); a per-name key, which carries its count, is rotated at once.
+#[test]
+fn a_per_version_rotation_waits_for_the_quorum() {
+    let store = TestStore::new(Backend::Sqlite);
+    let i = init(&store);
+    let (h, a) = (&i.hsm, &i.admin);
+    let officers: Vec<Session> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            let spec = IdentitySpec {
+                partition: None,
+                name: n.to_string(),
+                kind: IdentityKind::Person,
+                roles: vec![Role::Officer, Role::User],
+                expires_at: None,
+                client_cert_sha256: None,
+            };
+            let (_, t) = h.create_identity(a, &spec, None).unwrap().done().unwrap();
+            h.login(&t).unwrap()
+        })
+        .collect();
+    let quorum = QuorumRule {
+        approvers: vec!["alice".into(), "bob".into(), "carol".into()],
+        required: 2,
+        ttl_secs: 3600,
+    };
+    let p = h
+        .submit_policy(&officers[0], "rules = ''", Some(quorum))
+        .unwrap();
+    assert!(h
+        .activate_policy(&officers[0], p.version, "first")
+        .unwrap()
+        .done()
+        .is_some());
+    let o = &officers[0];
+    let mut spec = limited("batch", 2);
+    spec.limit_per_version = true;
+    h.create_key(o, &spec).unwrap();
+    h.create_key(o, &limited("named", 2)).unwrap();
+    for n in 0..2 {
+        h.sign(o, "batch", &req(n)).unwrap();
+        h.sign(o, "named", &req(n)).unwrap();
+    }
+    // Per name: at once, and still spent.
+    assert_eq!(rotate(h, o, "named").unwrap().usage_count, 2);
+    assert_eq!(
+        h.sign(o, "named", &req(3)).unwrap_err().code(),
+        "usage_limit_reached"
+    );
+    // Per version: a request, and nothing changes until two approvers say yes.
+    let Gated::Pending(request) = h.rotate_key(o, "batch").unwrap() else {
+        panic!("a per-version rotation under a quorum was not gated")
+    };
+    assert_eq!(h.key_info(o, "batch").unwrap().version, 1);
+    assert_eq!(
+        h.sign(o, "batch", &req(3)).unwrap_err().code(),
+        "usage_limit_reached"
+    );
+    h.approve(&officers[1], &request.id).unwrap();
+    assert_eq!(h.key_info(o, "batch").unwrap().version, 1, "one of two");
+    h.approve(&officers[2], &request.id).unwrap();
+    let v2 = h.key_info(o, "batch").unwrap();
+    assert_eq!((v2.version, v2.usage_count), (2, 0));
+    h.sign(o, "batch", &req(4)).unwrap();
+    assert_eq!(audit_of(h, a, "key.rotate").len(), 2);
 }

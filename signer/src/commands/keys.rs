@@ -25,6 +25,9 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
         KeyCommand::Rotate { name } => {
             let resp: Value =
                 client.post_json(&format!("{}/rotate", key_path(&name)), &json!({}))?;
+            if let Some(p) = pending_approval(&resp)? {
+                return Err(p.into());
+            }
             show(resp, |resp: Value| {
                 let info: KeyInfo = serde_json::from_value(resp["key"].clone())
                     .context("the server's answer has no key")?;

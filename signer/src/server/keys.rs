@@ -450,10 +450,15 @@ pub async fn rotate_key(
 ) -> ApiResult {
     let Caller(session) = caller;
     let name = name.into_inner();
-    let (info, issued) = blocking_with_state(&state, move |st| {
+    let answer = blocking_with_state(&state, move |st| {
         // Read before the rotation: afterwards the name means the new version.
         let before = st.hsm.key_info(&session, &name)?;
-        let info = st.hsm.rotate_key(&session, &name)?;
+        let info = match st.hsm.rotate_key(&session, &name)? {
+            Gated::Done(info) => info,
+            // A per-version limit under a quorum: the approvers decide; once the rotation is
+            // approved and done, 'kagi key certify' gives the new version its certificate.
+            Gated::Pending(request) => return Ok(Err(request)),
+        };
         // The rotation is done and durable; a certificate that cannot be re-issued now
         // (its CA revoked meanwhile, say) is said in the answer, and 'kagi key certify'
         // makes one later, rather than undoing the rotation.
@@ -478,10 +483,15 @@ pub async fn rotate_key(
                 }))
             }
         };
-        Ok((info, issued))
+        Ok(Ok((info, issued)))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "key": info, "certificate": issued })))
+    Ok(match answer {
+        Ok((info, issued)) => {
+            HttpResponse::Ok().json(json!({ "key": info, "certificate": issued }))
+        }
+        Err(request) => pending(request),
+    })
 }
 
 #[derive(Deserialize)]
