@@ -506,3 +506,47 @@ fn a_per_version_rotation_waits_for_the_quorum() {
     h.sign(o, "batch", &req(4)).unwrap();
     assert_eq!(audit_of(h, a, "key.rotate").len(), 2);
 }
+
+/// A key whose signing period ended is rotated into a new cryptoperiod of the same length,
+/// starting now; the retired version's verification period moves with it for the new one.
+#[test]
+fn rotating_at_the_end_of_a_cryptoperiod_starts_the_next_one() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let (h, a) = (&i.hsm, &i.admin);
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+        };
+        let mut spec = KeySpec::new("period", Algorithm::EcP256);
+        spec.not_after = Some(now() + 2);
+        spec.verify_until = Some(now() + 600);
+        let v1 = h.create_key(a, &spec).unwrap();
+        h.sign(a, "period", &req(1)).unwrap();
+        while now() <= v1.not_after.unwrap() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert_eq!(
+            h.sign(a, "period", &req(2)).unwrap_err().code(),
+            "key_not_active"
+        );
+        let v2 = rotate(h, a, "period").unwrap();
+        assert_eq!(v2.lifecycle, Lifecycle::Active, "{backend:?}");
+        assert_eq!(
+            v2.not_after.unwrap() - v2.created_at,
+            v1.not_after.unwrap() - v1.created_at
+        );
+        assert_eq!(
+            v2.verify_until.unwrap() - v2.created_at,
+            v1.verify_until.unwrap() - v1.created_at
+        );
+        h.sign(a, "period", &req(3)).unwrap();
+        assert_eq!(
+            h.key_version_info(a, "period", 1).unwrap().state,
+            KeyState::Deactivated
+        );
+    }
+}
