@@ -134,6 +134,10 @@ impl Hsm {
         let apply: ApplyFn = Box::new(move |c| {
             // Compare-and-set on what this rotation read: a use, a limit change, a state
             // change or another rotation since then refuses it whole (nothing is inserted).
+            // A use reserved earlier in the same commit batch is not in the row yet; its
+            // counter update then finds the generation moved and fails the whole batch, so
+            // neither that use nor the rotation happens (never a use counted on a retired
+            // version after its count was carried over).
             let n = diesel::update(
                 keys::table
                     .filter(keys::id.eq(&old_id))
