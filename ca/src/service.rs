@@ -611,10 +611,6 @@ impl Pki {
             }
             _ => {}
         }
-        let spki = {
-            use der::Decode;
-            x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&info.public_key_der)?
-        };
         let subject = subject
             .map(str::to_string)
             .unwrap_or_else(|| format!("CN={label},O=kagi"));
@@ -623,6 +619,57 @@ impl Pki {
                 "subject '{subject}' is not an RFC 4514 name ({e}); write it like 'CN=release signing,O=Example'"
             ))
         })?;
+        self.issue_for_key(hsm, session, ca_name, label, &info, name, validity)
+    }
+
+    /// After `kagi key rotate`: when the old version (public key `old_spki_der`) has a current
+    /// code-signing certificate, certify the new version of `label` from the same CA with the
+    /// same subject (the profile's default validity). The old certificate stays valid: its key
+    /// was retired, not compromised, and still verifies what it signed. `None` when the old
+    /// version had no current certificate.
+    pub fn recertify_rotated(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        label: &str,
+        old_spki_der: &[u8],
+    ) -> Result<Option<Issued>, CaError> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, old_spki_der);
+        let hash: [u8; 32] = digest
+            .as_ref()
+            .try_into()
+            .map_err(|_| CaError::Internal("SHA-256 is not 32 bytes".into()))?;
+        let Some(old) = hsm.certificate_for_key(&hash, SIGNING_PROFILE)? else {
+            return Ok(None);
+        };
+        let subject = {
+            use der::Decode;
+            x509_cert::Certificate::from_der(&old.der)?
+                .tbs_certificate()
+                .subject()
+                .clone()
+        };
+        let info = hsm.key_info(session, label)?;
+        self.issue_for_key(hsm, session, &old.ca_name, label, &info, subject, None)
+            .map(Some)
+    }
+
+    /// Issue a code-signing certificate for stored key `info` (already checked by the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn issue_for_key(
+        &self,
+        hsm: &Hsm,
+        session: &Session,
+        ca_name: &str,
+        label: &str,
+        info: &kagi_hsm_core::KeyInfo,
+        name: Name,
+        validity: Option<crate::Days>,
+    ) -> Result<Issued, CaError> {
+        let spki = {
+            use der::Decode;
+            x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(&info.public_key_der)?
+        };
         let csr = crate::csr::Csr::for_own_key(name, spki)?;
         let ca = self.authority(hsm, ca_name)?;
         crate::issue::issue_parsed(
@@ -636,7 +683,7 @@ impl Pki {
             },
             &self.urls,
             &[],
-            serde_json::json!({"for": "signing key", "key": label}),
+            serde_json::json!({"for": "signing key", "key": label, "version": info.version}),
         )
     }
 

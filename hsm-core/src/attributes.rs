@@ -231,6 +231,11 @@ pub struct KeySpec {
     /// [`crate::Session::with_key_auth`]). The password comes with the creating session.
     #[serde(default)]
     pub key_auth: bool,
+    /// The usage limit counts each version from 0 after `kagi key rotate`, instead of the
+    /// default: counting the uses of the name across its versions, so that rotating is no way
+    /// around the limit. Sealed: fixed at creation.
+    #[serde(default)]
+    pub limit_per_version: bool,
 }
 
 impl KeySpec {
@@ -246,6 +251,7 @@ impl KeySpec {
             exportable_under_wrap: false,
             trusted: false,
             key_auth: false,
+            limit_per_version: false,
         }
     }
 }
@@ -276,6 +282,11 @@ pub struct KeyAttributes {
     pub created_at: i64,
     /// Per-key authorization (see [`KeySpec::key_auth`]).
     pub key_auth: bool,
+    /// 1 for a key as created; `kagi key rotate` makes version n + 1 under the same label,
+    /// with its own id, and deactivates version n.
+    pub version: i64,
+    /// See [`KeySpec::limit_per_version`].
+    pub limit_per_version: bool,
 }
 
 impl KeyAttributes {
@@ -314,6 +325,16 @@ impl KeyAttributes {
         }
         if self.key_auth {
             put(b"key-auth");
+        }
+        // Likewise for rotation: version 1 and the per-name limit (every key before rotation
+        // existed) bind nothing, later versions and a per-version limit do. A database writer
+        // who renumbers a row to make it the name's newest version breaks its seal.
+        if self.version != 1 {
+            put(b"version");
+            put(&self.version.to_be_bytes());
+        }
+        if self.limit_per_version {
+            put(b"limit-per-version");
         }
         out
     }
@@ -392,6 +413,32 @@ pub struct KeyInfo {
     /// Every use needs the key's own password (per-key authorization).
     #[serde(default)]
     pub key_auth: bool,
+    /// Which version of the name this is (1 until the key is first rotated).
+    #[serde(default = "version_default")]
+    pub version: i64,
+    /// The usage limit counts per version (true) or per name across versions (false).
+    #[serde(default)]
+    pub limit_per_version: bool,
+    /// The name's earlier versions, newest first: only in the answer about one key
+    /// (`kagi key show`), empty in lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_versions: Vec<KeyVersion>,
+}
+
+/// One earlier version of a rotated key: enough to find the public key that verifies its
+/// signatures (`kagi key public K --version N`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyVersion {
+    pub id: String,
+    pub version: i64,
+    pub state: KeyState,
+    /// Hex SHA-256 of the version's SubjectPublicKeyInfo (DER).
+    pub public_key_sha256: String,
+    pub created_at: i64,
+}
+
+fn version_default() -> i64 {
+    1
 }
 
 fn lifecycle_default() -> Lifecycle {

@@ -131,6 +131,31 @@ impl Index {
             let e = self.use_hi.entry(subject.clone()).or_insert(v);
             *e = (*e).max(v);
         }
+        if ev.action == "key.rotate" && ev.outcome == "ok" {
+            // Kept under the version it retired, not the one it made (the record's key id,
+            // whose floor `use_hi` carries): the old version is deactivated by it for good.
+            let d: serde_json::Value = serde_json::from_str(&ev.detail).unwrap_or_default();
+            if let Some(old) = d["old_id"].as_str() {
+                self.kept
+                    .entry((ev.action.clone(), old.to_string()))
+                    .or_default()
+                    .push(ev.clone());
+            }
+            return;
+        }
+        if ev.action == "key.destroy" && ev.outcome == "ok" {
+            // Destroying a rotated key's name destroys its earlier versions too: each is
+            // remembered as destroyed, so a row of one restored from a backup stays dead.
+            let d: serde_json::Value = serde_json::from_str(&ev.detail).unwrap_or_default();
+            for old in d["earlier_versions"].as_array().into_iter().flatten() {
+                if let Some(old) = old.as_str() {
+                    self.kept
+                        .entry((ev.action.clone(), old.to_string()))
+                        .or_default()
+                        .push(ev.clone());
+                }
+            }
+        }
         if (ev.outcome == "ok" && KEPT_ACTIONS.contains(&ev.action.as_str()))
             || KEPT_REFUSALS.contains(&ev.action.as_str())
         {
@@ -331,7 +356,7 @@ impl Integrity {
 
     /// The one-way state the verified log gives key `key_id`: compromised once any
     /// `key.compromise` record exists, else deactivated once any `key.deactivate` record
-    /// does (no catch-up: what this process has verified so far). Nothing undoes either, so a
+    /// does, or a `key.rotate` record that made its next version (no catch-up: what this process has verified so far). Nothing undoes either, so a
     /// row edited or restored to an earlier state does not revive the key.
     pub(crate) fn retired_now(&self, key_id: &str) -> Option<crate::attributes::KeyState> {
         use crate::attributes::KeyState;
@@ -347,7 +372,7 @@ impl Integrity {
         };
         if has("key.compromise") {
             Some(KeyState::Compromised)
-        } else if has("key.deactivate") {
+        } else if has("key.deactivate") || has("key.rotate") {
             Some(KeyState::Deactivated)
         } else {
             None

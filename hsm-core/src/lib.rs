@@ -29,7 +29,7 @@ mod wrap;
 
 pub use algorithm::{Algorithm, DigestAlg, RsaPadding};
 pub use approvals::{ApprovalAction, ApprovalInfo, ChangeGrant, QuorumRule};
-pub use attributes::{KeyInfo, KeySpec, KeyState, Lifecycle, Operation};
+pub use attributes::{KeyInfo, KeySpec, KeyState, KeyVersion, Lifecycle, Operation};
 pub use audit::{AuditEvent, AuditReport, Checkpoint};
 pub use auth::{ClientInfo, CredentialInfo, IdentityKind, KeyAuth, Role, Session};
 pub use commit::{CommitObserver, StagedRow};

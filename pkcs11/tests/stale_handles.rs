@@ -80,6 +80,62 @@ fn a_destroyed_key_found_by_label_cannot_sign_nor_be_read_and_is_not_found() {
     assert_eq!(p11.finalize(), CKR_OK);
 }
 
+/// After `kagi key rotate`, a handle found before names the old version, which is
+/// deactivated: signing with it is refused (the service signs with the key id the handle was
+/// found with, never with whatever the label means now), and a new search by label finds the
+/// new version, which signs. The old version is still found by its CKA_ID, verify only.
+#[test]
+fn a_handle_found_before_a_rotation_does_not_sign_with_the_new_version() {
+    let _turn = turn();
+    let server = Server::start();
+    configure(&server, true);
+    let (http, token) = (server.http(), server.token());
+    let old_id = create(&http, &token, "rotating");
+
+    let p11 = P11::new();
+    assert_eq!(p11.initialize(), CKR_OK);
+    let s = p11.open(0, false);
+    let old = p11.find(s, &private(b"rotating")).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(p11.sign_init(s, CKM_ECDSA, old[0]), CKR_OK);
+    assert_eq!(p11.sign(s, &DIGEST).map(|sig| sig.len()), Ok(64));
+
+    let r = http.request(
+        "POST",
+        "/api/v1/keys/rotating/rotate",
+        Some(&token),
+        Some(b"{}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new_id = r.json()["key"]["id"].as_str().unwrap().to_string();
+    assert_ne!(old_id, new_id);
+
+    if p11.sign_init(s, CKM_ECDSA, old[0]) == CKR_OK {
+        assert!(p11.sign(s, &DIGEST).is_err(), "the old handle signed");
+    }
+    let new = p11.find(s, &private(b"rotating")).unwrap();
+    assert_eq!(new.len(), 1);
+    assert_ne!(new, old);
+    assert_eq!(p11.attribute(s, new[0], CKA_ID), Ok(new_id.into_bytes()));
+    assert_eq!(p11.sign_init(s, CKM_ECDSA, new[0]), CKR_OK);
+    assert_eq!(p11.sign(s, &DIGEST).map(|sig| sig.len()), Ok(64));
+    // The old version by its id: there, and it does not sign.
+    let by_id = p11
+        .find(
+            s,
+            &[
+                (CKA_CLASS, ul(CKO_PRIVATE_KEY)),
+                (CKA_ID, old_id.into_bytes()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(p11.attribute(s, by_id[0], CKA_SIGN), Ok(vec![0]));
+    assert_ne!(p11.sign_init(s, CKM_ECDSA, by_id[0]), CKR_OK);
+    assert_eq!(p11.close(s), CKR_OK);
+    assert_eq!(p11.finalize(), CKR_OK);
+}
+
 #[test]
 fn a_search_by_label_drops_the_handles_of_the_key_that_label_named_before() {
     let _turn = turn();

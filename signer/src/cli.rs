@@ -603,9 +603,19 @@ pub enum KeyCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Make a new version of a key under the same name (officers): new signatures use it,
+    /// the old version is deactivated (verify only) in the same audited change, and a
+    /// code-signing certificate of the old version is re-issued for the new one (same CA,
+    /// same subject). The usage limit counts per name unless the key was created with
+    /// --limit-per version.
+    Rotate { name: String },
     /// Print a key's public key (PEM).
     Public {
         name: String,
+        /// An earlier version (see 'kagi key show'): its public key checks the signatures it
+        /// made before the key was rotated. Default: the current version.
+        #[arg(long)]
+        version: Option<i64>,
         /// Write the PEM here instead of standard output.
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
@@ -711,6 +721,11 @@ pub struct KeyAttrArgs {
     /// With --key-auth: the key's password is this file's first line.
     #[arg(long, requires = "key_auth")]
     pub key_auth_file: Option<PathBuf>,
+    /// What the usage limit counts once the key is rotated: 'name' (default: every version's
+    /// uses together, so rotating does not reset it) or 'version' (each version from 0).
+    /// Sealed with the key: fixed at creation.
+    #[arg(long, value_parser = ["name", "version"])]
+    pub limit_per: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,8 @@ pub struct KeyRow {
     pub limit: Option<i64>,
     /// Whether the console offers to destroy it (a CA's keys go with their CA, not here).
     pub destroyable: bool,
+    /// Which version of the name this is (`kagi key rotate` makes the next one).
+    pub version: i64,
 }
 
 impl KeyRow {
@@ -327,6 +329,10 @@ fn keys_table(keys: &[KeyRow], actions: Option<&Viewer>) -> Markup {
                     tr id={"key-" (k.label)} {
                         th scope="row" {
                             (k.label)
+                            @if k.version > 1 {
+                                " "
+                                span class="small" { "(version " (k.version) ")" }
+                            }
                             br;
                             a class="small" href={"/ui/keys/" (k.label) "/public.pem"}
                                 aria-label={"Public key of " (k.label) " (PEM)"} { "public key" }
@@ -1234,6 +1240,7 @@ mod tests {
             limit,
             suspended: false,
             destroyable: true,
+            version: 1,
         }
     }
 
@@ -1431,5 +1438,15 @@ mod tests {
         let html = keys(&v, &[k], None);
         assert!(html.contains("/enable\""), "{html}");
         assert!(!html.contains("/disable\""));
+    }
+
+    #[test]
+    fn a_rotated_key_names_its_version() {
+        let v = viewer(&["officer"]);
+        assert!(!keys(&v, &[key(0, None)], None).contains("(version"));
+        let mut k = key(0, None);
+        k.version = 3;
+        let html = keys(&v, &[k], None);
+        assert!(html.contains("(version 3)"), "{html}");
     }
 }

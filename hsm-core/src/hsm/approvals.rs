@@ -63,6 +63,10 @@ pub enum ApprovalAction {
         /// The change's parameters, as the part of kagi that asks for it defines them.
         params: serde_json::Value,
     },
+    /// Rotate a key whose limit counts per version (see `Hsm::rotate_key`).
+    RotateKey {
+        label: String,
+    },
 }
 
 impl ApprovalAction {
@@ -75,6 +79,7 @@ impl ApprovalAction {
             ApprovalAction::ExportWrapped { .. } => "export_wrapped",
             ApprovalAction::RecoverRollback { .. } => "recover_rollback",
             ApprovalAction::Authorize { change, .. } => change,
+            ApprovalAction::RotateKey { .. } => "rotate_key",
         }
     }
 
@@ -83,7 +88,8 @@ impl ApprovalAction {
             ApprovalAction::DestroyKey { label }
             | ApprovalAction::SetUsageLimit { label, .. }
             | ApprovalAction::CompromiseKey { label, .. }
-            | ApprovalAction::ExportWrapped { label, .. } => format!("key:{label}"),
+            | ApprovalAction::ExportWrapped { label, .. }
+            | ApprovalAction::RotateKey { label } => format!("key:{label}"),
             ApprovalAction::ActivatePolicy { version } => format!("policy:{version}"),
             ApprovalAction::RecoverRollback { .. } => "tlog".into(),
             ApprovalAction::Authorize { target, .. } => target.clone(),
@@ -412,6 +418,10 @@ impl Hsm {
                 let (a, p) = self.recover_rollback_op(reason)?;
                 (a, p, None)
             }
+            ApprovalAction::RotateKey { label } => {
+                let (a, p) = self.rotate_op(partition, label)?;
+                (a, p, None)
+            }
             ApprovalAction::Authorize { target, .. } => {
                 // Approval only authorizes: the requester makes the change, which consumes it.
                 let apply: ApplyFn = Box::new(|_| Ok(()));
@@ -440,14 +450,16 @@ impl Hsm {
         event.use_hi = parts.use_hi;
         if let ApprovalAction::DestroyKey { label }
         | ApprovalAction::SetUsageLimit { label, .. }
-        | ApprovalAction::CompromiseKey { label, .. } = action
+        | ApprovalAction::CompromiseKey { label, .. }
+        | ApprovalAction::RotateKey { label } = action
         {
             self.evict(partition, label);
         }
         let done = u.committer.submit(None, Some(apply), event);
         if let ApprovalAction::DestroyKey { label }
         | ApprovalAction::SetUsageLimit { label, .. }
-        | ApprovalAction::CompromiseKey { label, .. } = action
+        | ApprovalAction::CompromiseKey { label, .. }
+        | ApprovalAction::RotateKey { label } = action
         {
             self.evict(partition, label);
         }

@@ -154,6 +154,8 @@ impl Hsm {
             public_key: Vec::new(),
             created_at: now_ms() / 1000,
             key_auth: spec.key_auth,
+            version: 1,
+            limit_per_version: spec.limit_per_version,
         })
     }
 
@@ -215,12 +217,15 @@ impl Hsm {
         Ok(info)
     }
 
+    /// The key a name means: its newest version that is not destroyed (after `kagi key
+    /// rotate`, earlier versions keep their rows, deactivated, for verifying).
     pub(crate) fn live_row(&self, partition: &str, label: &str) -> Result<KeyRow> {
         let mut c = self.inner.store.conn()?;
         keys::table
             .filter(keys::partition_name.eq(partition))
             .filter(keys::label.eq(label))
             .filter(keys::state.ne("destroyed"))
+            .order(keys::version.desc())
             .first(&mut c)
             .optional()?
             .ok_or_else(|| HsmError::KeyNotFound(label.chars().take(128).collect()))
@@ -365,6 +370,7 @@ impl Hsm {
         let mut q = keys::table
             .filter(keys::partition_name.eq(s.partition()))
             .filter(keys::state.ne("destroyed"))
+            .filter(current_version())
             .into_boxed();
         if let Some(after) = after {
             q = q.filter(keys::label.gt(after.to_string()));
@@ -408,6 +414,61 @@ impl Hsm {
         self.row_info(&row)
     }
 
+    /// [`Hsm::key_info`] with the name's earlier versions (`kagi key show`): one more query,
+    /// so only the answer about one key pays it.
+    pub fn key_details(&self, s: &Session, label: &str) -> Result<KeyInfo> {
+        let mut info = self.key_info(s, label)?;
+        if info.version > 1 {
+            let mut c = self.inner.store.conn()?;
+            let rows: Vec<KeyRow> = keys::table
+                .filter(keys::partition_name.eq(s.partition()))
+                .filter(keys::label.eq(label))
+                .filter(keys::state.ne("destroyed"))
+                .filter(keys::version.lt(info.version))
+                .order(keys::version.desc())
+                .load(&mut c)?;
+            drop(c);
+            let u = self.unsealed()?;
+            info.earlier_versions = rows
+                .iter()
+                .map(|r| KeyVersion {
+                    id: r.id.clone(),
+                    version: r.version,
+                    state: effective_state(
+                        &u,
+                        &r.id,
+                        KeyState::from_str(&r.state).unwrap_or(KeyState::Compromised),
+                    ),
+                    public_key_sha256: hex::encode(digest(&SHA256, &r.public_key).as_ref()),
+                    created_at: r.created_at,
+                })
+                .collect();
+        }
+        Ok(info)
+    }
+
+    /// Version `version` of key `label` (not destroyed), current or earlier: a verifier
+    /// reads an earlier version's public key here to check the signatures it made.
+    pub fn key_version_info(&self, s: &Session, label: &str, version: i64) -> Result<KeyInfo> {
+        self.unsealed()?;
+        let mut c = self.inner.store.conn()?;
+        let row: Option<KeyRow> = keys::table
+            .filter(keys::partition_name.eq(s.partition()))
+            .filter(keys::label.eq(label))
+            .filter(keys::state.ne("destroyed"))
+            .filter(keys::version.eq(version))
+            .first(&mut c)
+            .optional()?;
+        drop(c);
+        match row {
+            Some(r) => self.row_info(&r),
+            None => Err(HsmError::KeyNotFound(format!(
+                "{} version {version}",
+                label.chars().take(128).collect::<String>()
+            ))),
+        }
+    }
+
     /// The live key of the caller's partition with this id, if any: one indexed row, with the
     /// same audited usage floor `list_keys` and `key_info` apply, so a lookup by id costs the
     /// same at ten keys as at ten thousand.
@@ -447,12 +508,25 @@ impl Hsm {
     /// The durable change of a destroy: state destroyed, sealed material erased.
     pub(crate) fn destroy_op(&self, partition: &str, label: &str) -> Result<(ApplyFn, EventParts)> {
         let row = self.live_row(partition, label)?;
-        let id = row.id.clone();
+        // A name is destroyed with all its versions: the earlier ones only verified, and a
+        // name whose newest version is gone must not fall back to an older one.
+        let earlier: Vec<String> = {
+            let mut c = self.inner.store.conn()?;
+            keys::table
+                .filter(keys::partition_name.eq(partition))
+                .filter(keys::label.eq(label))
+                .filter(keys::state.ne("destroyed"))
+                .filter(keys::id.ne(&row.id))
+                .select(keys::id)
+                .load(&mut c)?
+        };
+        let mut ids = earlier.clone();
+        ids.push(row.id.clone());
         let key_id = row.id.clone();
         let apply: ApplyFn = Box::new(move |c| {
             let n = diesel::update(
                 keys::table
-                    .filter(keys::id.eq(&id))
+                    .filter(keys::id.eq_any(&ids))
                     .filter(keys::state.ne("destroyed")),
             )
             .set((
@@ -461,18 +535,22 @@ impl Hsm {
                 keys::generation.eq(keys::generation + 1),
             ))
             .execute(c)?;
-            if n == 1 {
+            if n >= 1 {
                 Ok(())
             } else {
                 Err(HsmError::KeyNotFound(row.label.clone()))
             }
         });
+        let mut detail = serde_json::json!({"label": label});
+        if let (Some(d), false) = (detail.as_object_mut(), earlier.is_empty()) {
+            d.insert("earlier_versions".into(), earlier.into());
+        }
         Ok((
             apply,
             EventParts {
                 action: "key.destroy",
                 key_id: Some(key_id),
-                detail: serde_json::json!({"label": label}),
+                detail,
                 use_hi: None,
             },
         ))
@@ -617,7 +695,12 @@ impl Hsm {
     }
 
     /// [`effective_state`] once caught up with the log.
-    fn current_state(&self, u: &Unsealed, key_id: &str, stored: KeyState) -> Result<KeyState> {
+    pub(super) fn current_state(
+        &self,
+        u: &Unsealed,
+        key_id: &str,
+        stored: KeyState,
+    ) -> Result<KeyState> {
         u.retired(&self.inner.store, key_id)?;
         Ok(effective_state(u, key_id, stored))
     }
@@ -821,12 +904,20 @@ impl Hsm {
     }
 }
 
+/// Rows that are the newest live version of their name: lists show one row per name.
+pub(crate) fn current_version() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "NOT EXISTS (SELECT 1 FROM keys AS newer WHERE newer.partition_name = keys.partition_name \
+         AND newer.label = keys.label AND newer.state <> 'destroyed' AND newer.version > keys.version)",
+    )
+}
+
 /// RFC 5280 CRLReason keyCompromise.
 pub(crate) const KEY_COMPROMISE: i64 = 1;
 
 /// A key's state from its sealed attributes and the verified log together: the further along
 /// the one-way path of the two, and suspended when the log's newest suspend/resume says so.
-fn effective_state(u: &Unsealed, key_id: &str, stored: KeyState) -> KeyState {
+pub(super) fn effective_state(u: &Unsealed, key_id: &str, stored: KeyState) -> KeyState {
     let mut state = stored;
     if let Some(retired) = u.integrity.retired_now(key_id) {
         if retired.rank() > state.rank() {
@@ -839,7 +930,7 @@ fn effective_state(u: &Unsealed, key_id: &str, stored: KeyState) -> KeyState {
     state
 }
 
-fn transition_refused(label: &str, from: KeyState, to: KeyState) -> HsmError {
+pub(super) fn transition_refused(label: &str, from: KeyState, to: KeyState) -> HsmError {
     let allowed = from.allowed_next();
     HsmError::KeyStateTransition {
         label: label.chars().take(128).collect(),

@@ -101,6 +101,8 @@ impl Hsm {
             public_key: audit_spki,
             created_at: now,
             key_auth: false,
+            version: 1,
+            limit_per_version: false,
         };
         let audit_sealed = master
             .sealer(&seal::partition_info(SYSTEM_PARTITION))?

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::algorithm::{Algorithm, DigestAlg, RsaPadding};
 use crate::attributes::{
     operations_from_string, operations_to_string, KeyAttributes, KeyInfo, KeySpec, KeyState,
-    Lifecycle, Operation, RESTRICTED_NAMESPACE,
+    KeyVersion, Lifecycle, Operation, RESTRICTED_NAMESPACE,
 };
 use crate::audit::{self, AuditEvent, AuditKeys, AuditReport, Checkpoint};
 use crate::auth::{
@@ -190,6 +190,9 @@ pub struct Signed {
     pub audit_seq: i64,
     /// Index of this signature's entry in the public transparency log.
     pub tlog_index: Option<i64>,
+    /// The version of the stored key that signed (`None` for a key the caller brought
+    /// wrapped, which has no versions).
+    pub key_version: Option<i64>,
 }
 
 struct CachedKey {
@@ -396,6 +399,8 @@ pub(crate) struct KeyRow {
     created_at: i64,
     verify_until: Option<i64>,
     key_auth: bool,
+    version: i64,
+    limit_per_version: bool,
 }
 
 impl KeyRow {
@@ -421,6 +426,8 @@ impl KeyRow {
             created_at: a.created_at,
             verify_until: a.verify_until,
             key_auth: a.key_auth,
+            version: a.version,
+            limit_per_version: a.limit_per_version,
         }
     }
 
@@ -448,6 +455,8 @@ impl KeyRow {
             public_key: self.public_key.clone(),
             created_at: self.created_at,
             key_auth: self.key_auth,
+            version: self.version,
+            limit_per_version: self.limit_per_version,
         })
     }
 
@@ -480,6 +489,9 @@ impl KeyRow {
             public_key_der: a.public_key,
             created_at: a.created_at,
             key_auth: a.key_auth,
+            version: a.version,
+            limit_per_version: a.limit_per_version,
+            earlier_versions: Vec::new(),
         })
     }
 }
@@ -625,6 +637,7 @@ mod passwords;
 pub use console_sessions::{ConsoleSession, SessionLimits};
 mod recovery;
 mod rollback_recovery;
+mod rotation;
 pub use rollback_recovery::RollbackRecovery;
 
 use failed_logins::FailedLogins;

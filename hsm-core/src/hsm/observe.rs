@@ -51,6 +51,8 @@ impl Hsm {
         let mut c = self.inner.store.conn()?;
         let rows: Vec<(String, String, String, i64, Option<i64>)> = keys::table
             .filter(keys::state.ne("destroyed"))
+            // One series per name: a rotated key's earlier versions sign nothing more.
+            .filter(super::keyring::current_version())
             .order((keys::partition_name.asc(), keys::label.asc()))
             .select((
                 keys::id,

@@ -215,13 +215,17 @@ impl Hsm {
                 }),
                 quotas: self.quota_reservations(u, op.quotas)?,
             };
-            let event = use_event(
+            let mut event = use_event(
                 s,
                 "key.use",
                 Some(a.id.clone()),
                 serde_json::json!({"label": a.label, "op": "sign", "digest_alg": digest_alg.as_str(), "digest": hex::encode(&op.request.digest)}),
                 &op.audit,
             );
+            // Which version of the name signed (its own key id names it too).
+            if let Some(d) = event.detail.as_object_mut() {
+                d.insert("version".into(), a.version.into());
+            }
             let entry = EntryKey::Stored(a);
             let signer =
                 |req: &SignRequest| k.key.sign_digest(digest_alg, &req.digest, req.padding);
@@ -235,6 +239,7 @@ impl Hsm {
                         digest_alg,
                         audit_seq: done.seq,
                         tlog_index: done.tlog_index,
+                        key_version: Some(a.version),
                     })
                 }
                 Err(HsmError::KeyChanged(_) | HsmError::KeyNotFound(_)) if !retried => {
@@ -302,6 +307,7 @@ impl Hsm {
             digest_alg,
             audit_seq: done.seq,
             tlog_index: done.tlog_index,
+            key_version: None,
         })
     }
 

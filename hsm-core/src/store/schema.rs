@@ -53,6 +53,8 @@ diesel::table! {
         created_at -> BigInt,
         verify_until -> Nullable<BigInt>,
         key_auth -> Bool,
+        version -> BigInt,
+        limit_per_version -> Bool,
     }
 }
 

@@ -262,6 +262,12 @@ fn the_password_changes_only_with_the_old_one() {
         h.sign(&with(a, "a brand new passphrase"), "owned", &req(3))
             .unwrap();
 
+        // Its next version would need the owner's password: a rotation refuses it, and the key
+        // still signs as before.
+        assert_eq!(code(h.rotate_key(a, "owned")), "bad_request");
+        h.sign(&with(a, "a brand new passphrase"), "owned", &req(4))
+            .unwrap();
+
         // An ordinary key has no password to change.
         h.create_key(a, &KeySpec::new("plain", Algorithm::EcP256))
             .unwrap();

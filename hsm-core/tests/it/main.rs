@@ -13,6 +13,7 @@ mod key_states;
 mod logged_crash;
 mod observe;
 mod passwords;
+mod rotation;
 mod tamper;
 mod usage_limits;
 mod witnessing;

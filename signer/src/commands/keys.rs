@@ -19,8 +19,30 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
         KeyCommand::Create(args) => key_create(&client, &args),
         KeyCommand::List => key_list(&client),
         KeyCommand::Show { name } => show(client.get_json(&key_path(&name))?, |info: KeyInfo| {
-            print_key(&info)
+            print_key(&info)?;
+            print_versions(&info)
         }),
+        KeyCommand::Rotate { name } => {
+            let resp: Value =
+                client.post_json(&format!("{}/rotate", key_path(&name)), &json!({}))?;
+            if let Some(p) = pending_approval(&resp)? {
+                return Err(p.into());
+            }
+            show(resp, |resp: Value| {
+                let info: KeyInfo = serde_json::from_value(resp["key"].clone())
+                    .context("the server's answer has no key")?;
+                say!(
+                    "rotated key {name}: version {} (id {}) signs from now on; version {} only verifies",
+                    info.version,
+                    info.id,
+                    info.version - 1
+                );
+                if let Some(serial) = resp["certificate"]["serial"].as_str() {
+                    say!("re-issued its code-signing certificate: serial {serial}");
+                }
+                print_key(&info)
+            })
+        }
         KeyCommand::Destroy { name } => {
             let resp = client.delete(&key_path(&name))?;
             if let Some(p) = pending_approval(&resp)? {
@@ -92,8 +114,12 @@ pub(super) fn key(cmd: KeyCommand) -> Result<()> {
             say!("usage limit of {name} is now {shown}");
             Ok(())
         }
-        KeyCommand::Public { name, out } => {
-            let pem = client.get_text(&format!("{}/public", key_path(&name)))?;
+        KeyCommand::Public { name, version, out } => {
+            let path = match version {
+                Some(v) => format!("{}/public?version={v}", key_path(&name)),
+                None => format!("{}/public", key_path(&name)),
+            };
+            let pem = client.get_text(&path)?;
             write_or_print(out.as_deref(), pem.as_bytes())
         }
         KeyCommand::Import(args) => key_import(&client, &args),
@@ -197,6 +223,9 @@ fn key_body(name: &str, alg: &str, attrs: &KeyAttrArgs) -> Value {
     }
     if let Some(ops) = &attrs.operations {
         body["operations"] = json!(ops);
+    }
+    if let Some(per) = &attrs.limit_per {
+        body["limit_per"] = json!(per);
     }
     body
 }
@@ -311,10 +340,16 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    say!("{:<width$}  {:<9}  {:<14}  USES", "NAME", "ALG", "STATE");
+    say!(
+        "{:<width$}  {:<9}  {:<14}  {:<7}  USES",
+        "NAME",
+        "ALG",
+        "STATE",
+        "VERSION"
+    );
     for k in keys {
         say!(
-            "{:<width$}  {:<9}  {:<14}  {}",
+            "{:<width$}  {:<9}  {:<14}  {:<7}  {}",
             k.label,
             k.algorithm.as_str(),
             if k.active {
@@ -324,6 +359,7 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
             } else {
                 k.lifecycle.as_str()
             },
+            k.version,
             uses(k)
         );
     }
@@ -333,6 +369,7 @@ fn key_table(keys: &[KeyInfo]) -> Result<()> {
 fn print_key(k: &KeyInfo) -> Result<()> {
     let ops: Vec<&str> = k.operations.iter().map(|o| o.as_str()).collect();
     say!("name:                  {}", k.label);
+    say!("version:               {}", k.version);
     say!("id:                    {}", k.id);
     say!("partition:             {}", k.partition);
     say!("algorithm:             {}", k.algorithm);
@@ -369,6 +406,36 @@ fn print_key(k: &KeyInfo) -> Result<()> {
         }
     );
     say!("created:               {}", time_text(Some(k.created_at)));
+    say!(
+        "usage limit counts:    {}",
+        if k.limit_per_version {
+            "per version"
+        } else {
+            "per name (all versions)"
+        }
+    );
+    Ok(())
+}
+
+/// The earlier versions of a rotated key: what a verifier of its older signatures needs.
+fn print_versions(k: &KeyInfo) -> Result<()> {
+    if k.earlier_versions.is_empty() {
+        return Ok(());
+    }
+    say!(
+        "earlier versions ('kagi key public {} --version N' prints one's public key):",
+        k.label
+    );
+    say!("  VERSION  STATE        ID                                PUBLIC KEY SHA-256");
+    for v in &k.earlier_versions {
+        say!(
+            "  {:<7}  {:<11}  {}  {}",
+            v.version,
+            v.state.as_str(),
+            v.id,
+            v.public_key_sha256
+        );
+    }
     Ok(())
 }
 

@@ -425,6 +425,7 @@ fn key_row(k: &KeyInfo) -> views::KeyRow {
                 kagi_hsm_core::Operation::Certify | kagi_hsm_core::Operation::ServiceSign
             )
         }),
+        version: k.version,
     }
 }
 

@@ -49,6 +49,9 @@ pub struct KeyBody {
     /// With `key_auth`: the key's password (or send it in the Kagi-Key-Auth header).
     #[serde(default)]
     key_password: Option<String>,
+    /// What the usage limit counts across rotations: "name" (default) or "version".
+    #[serde(default)]
+    limit_per: Option<String>,
 }
 
 impl KeyBody {
@@ -89,6 +92,19 @@ impl KeyBody {
         spec.exportable_under_wrap = self.exportable_under_wrap;
         spec.trusted = self.trusted;
         spec.key_auth = self.key_auth;
+        spec.limit_per_version = match self.limit_per.as_deref() {
+            None | Some("name") => false,
+            Some("version") => true,
+            Some(other) => {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!(
+                        "limit_per '{}' is neither 'name' nor 'version'",
+                        other.chars().take(32).collect::<String>()
+                    ),
+                ))
+            }
+        };
         Ok(spec)
     }
 }
@@ -115,6 +131,7 @@ pub(super) fn spec_of(
         wrapped: None,
         key_auth: false,
         key_password: None,
+        limit_per: None,
     }
     .spec()
 }
@@ -314,7 +331,7 @@ pub async fn get_key(
 ) -> ApiResult {
     let Caller(session) = caller;
     let name = name.into_inner();
-    let info = blocking(&state.hsm, move |h| h.key_info(&session, &name)).await?;
+    let info = blocking(&state.hsm, move |h| h.key_details(&session, &name)).await?;
     Ok(HttpResponse::Ok().json(info))
 }
 
@@ -324,14 +341,33 @@ fn pem_response(spki_der: &[u8]) -> HttpResponse {
         .body(public_key_pem(spki_der))
 }
 
+/// `?version=N`: an earlier version of a rotated key (its public key checks the signatures
+/// it made before the rotation).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    #[serde(default)]
+    version: Option<i64>,
+}
+
 pub async fn public_key(
     caller: Caller,
     state: web::Data<AppState>,
     name: web::Path<String>,
+    req: actix_web::HttpRequest,
 ) -> ApiResult {
     let Caller(session) = caller;
     let name = name.into_inner();
-    let info = blocking(&state.hsm, move |h| h.key_info(&session, &name)).await?;
+    // Read here rather than as an extractor, so a caller without a valid credential gets the
+    // 401 whatever query string it sends.
+    let VersionQuery { version } = web::Query::<VersionQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(Code::BadQuery, format!("invalid query string: {e}")))?
+        .into_inner();
+    let info = blocking(&state.hsm, move |h| match version {
+        Some(v) => h.key_version_info(&session, &name, v),
+        None => h.key_info(&session, &name),
+    })
+    .await?;
     Ok(pem_response(&info.public_key_der))
 }
 
@@ -454,6 +490,62 @@ pub async fn deactivate_key(
     name: web::Path<String>,
 ) -> ApiResult {
     change_state(caller, state, name, kagi_hsm_core::Hsm::deactivate_key).await
+}
+
+/// `POST /api/v1/keys/{name}/rotate`: a new version under the same name; the old one is
+/// deactivated in the same audited change. When the old version had a current code-signing
+/// certificate, the new one gets its own from the same CA with the same subject (the old
+/// certificate stays valid: its key is retired, not compromised). Answers `{"key": the new
+/// version, "certificate": the re-issued certificate or null}`.
+pub async fn rotate_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> ApiResult {
+    let Caller(session) = caller;
+    let name = name.into_inner();
+    let answer = blocking_with_state(&state, move |st| {
+        // Read before the rotation: afterwards the name means the new version.
+        let before = st.hsm.key_info(&session, &name)?;
+        let info = match st.hsm.rotate_key(&session, &name)? {
+            Gated::Done(info) => info,
+            // A per-version limit under a quorum: the approvers decide; once the rotation is
+            // approved and done, 'kagi key certify' gives the new version its certificate.
+            Gated::Pending(request) => return Ok(Err(request)),
+        };
+        // The rotation is done and durable; a certificate that cannot be re-issued now
+        // (its CA revoked meanwhile, say) is said in the answer, and 'kagi key certify'
+        // makes one later, rather than undoing the rotation.
+        let issued = match st.pki.recertify_rotated(
+            &st.hsm,
+            &session,
+            &name,
+            &before.public_key_der,
+        ) {
+            Ok(issued) => issued.map(|i| {
+                json!({
+                    "serial": i.record.serial,
+                    "ca": i.record.ca_name,
+                    "subject": i.record.subject,
+                    "not_after": i.record.not_after,
+                })
+            }),
+            Err(e) => {
+                log::warn!("key '{name}' rotated, its certificate not re-issued: {e}");
+                Some(json!({
+                    "error": format!("the key was rotated, but its code-signing certificate could not be re-issued ({e}): run 'kagi key certify {name}'"),
+                }))
+            }
+        };
+        Ok(Ok((info, issued)))
+    })
+    .await?;
+    Ok(match answer {
+        Ok((info, issued)) => {
+            HttpResponse::Ok().json(json!({ "key": info, "certificate": issued }))
+        }
+        Err(request) => pending(request),
+    })
 }
 
 #[derive(Deserialize)]

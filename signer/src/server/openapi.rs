@@ -176,7 +176,8 @@ pub(super) fn key_attrs() -> Value {
             "exportable_under_wrap": { "type": "boolean" },
             "trusted": { "type": "boolean" },
             "key_auth": { "type": "boolean", "description": "per-key authorization: every use needs the key's own password" },
-            "key_password": { "type": "string", "description": "with key_auth: the key's password (or the Kagi-Key-Auth header)" }
+            "key_password": { "type": "string", "description": "with key_auth: the key's password (or the Kagi-Key-Auth header)" },
+            "limit_per": { "enum": ["name", "version"], "description": "what the usage limit counts once the key is rotated (default name)" }
         }
     })
 }

@@ -486,9 +486,11 @@ pub const ROUTES: &[Endpoint] = &[
             Code::IntegrityFailure, Code::AuditIntegrityFailure, Code::StorageError,
         ]),
     get("/api/v1/keys/{name}/public", |r| r.to(keys::public_key))
-        .doc("Public key (PEM, application/x-pem-file)")
+        .doc("Public key (PEM, application/x-pem-file); ?version=N: that version of a rotated key")
+        .query(&[("version", "integer")])
         .codes(&[
-            Code::KeyNotFound, Code::Forbidden, Code::KeyIntegrityFailure, Code::StorageError,
+            Code::KeyNotFound, Code::BadQuery, Code::Forbidden, Code::KeyIntegrityFailure,
+            Code::StorageError,
         ]),
     get("/api/v1/keys/{name}/certificate", |r| r.to(ca_routes::certificates::key_certificate))
         .doc("A signing key's code-signing certificate and chain")
@@ -599,6 +601,14 @@ pub const ROUTES: &[Endpoint] = &[
             Code::KeyNotFound, Code::Forbidden, Code::BadRequest, Code::KeyChanged,
             Code::KeyStateTransition, Code::KeyIntegrityFailure, Code::IntegrityFailure,
             Code::AuditIntegrityFailure, Code::StorageError,
+        ]),
+    post("/api/v1/keys/{name}/rotate", |r| r.to(keys::rotate_key))
+        .doc("Rotate a key: a new version under the same name signs from now on, the old version is deactivated (verify only) in the same change, and a current code-signing certificate is re-issued for the new version (same CA and subject); answers {\"key\", \"certificate\"}; officers, audited as key.rotate (409 key_state_transition unless the key is active, 400 for CA and imported keys); a key whose limit counts per version is rotated behind the policy's quorum (202 with the approval request), as raising a limit is")
+        .codes(&[
+            Code::KeyNotFound, Code::Forbidden, Code::BadRequest, Code::KeyChanged,
+            Code::KeyStateTransition, Code::Conflict, Code::KeyIntegrityFailure,
+            Code::IntegrityFailure, Code::AuditIntegrityFailure, Code::StorageError,
+            Code::CryptoError,
         ]),
     post("/api/v1/keys/{name}/compromise", |r| r.to(keys::compromise_key))
         .doc("Mark a key compromised for good: it signs and verifies nothing more (409 key_compromised), and every certificate of the key is revoked (keyCompromise) in the same audited change, with the CRLs published anew; officers, behind the policy's quorum (202 with the approval request), audited as key.compromise with the reason")

@@ -68,6 +68,10 @@ struct SignResponse {
     identity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     issuer: Option<String>,
+    /// Which version of the key signed (`kagi key public NAME --version N` has its public
+    /// key); absent for a key the caller brought wrapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_version: Option<i64>,
 }
 
 impl SignResponse {
@@ -83,6 +87,7 @@ impl SignResponse {
             bundle: None,
             identity: None,
             issuer: None,
+            key_version: signed.key_version,
         }
     }
 }

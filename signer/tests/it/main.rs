@@ -25,6 +25,7 @@ mod partitions_and_wrapped_keys;
 mod policy;
 mod postgres;
 mod profiles;
+mod rotation;
 mod sign_and_verify;
 mod sigstore;
 mod soak;
