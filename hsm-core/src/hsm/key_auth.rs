@@ -283,7 +283,13 @@ mod tests {
     #[test]
     fn the_master_key_and_the_database_do_not_open_a_key_with_its_own_password() {
         let dir = tempfile::tempdir().unwrap();
-        let hsm = Hsm::open(HsmConfig::new(StoreConfig::sqlite_in(dir.path()))).unwrap();
+        attacker_with_the_master_key(StoreConfig::sqlite_in(dir.path()));
+        let pg = kagi_testkit::pg::Database::create();
+        attacker_with_the_master_key(StoreConfig::Postgres(pg.url()));
+    }
+
+    fn attacker_with_the_master_key(store: StoreConfig) {
+        let hsm = Hsm::open(HsmConfig::new(store)).unwrap();
         let out = hsm.init(1, 1).unwrap();
         let admin = hsm.login(&out.admin_token).unwrap();
         let (_, token) = hsm
