@@ -82,5 +82,5 @@ rate, hw = float(sys.argv[1]), float(sys.argv[2] or 0)
 print(f"kagi / hardware: {rate/hw:.3f}" if hw else "kagi / hardware: (openssl speed gave no number)")
 PY
 grep -E "^(VmHWM|VmRSS)" "/proc/$pid/status" | sed 's/^/kagi serve /'
-uses=$("$kagi" key list | awk 'NR>1 {split($4,u,"/"); s+=u[1]} END {print s}')
+uses=$("$kagi" key list | awk 'NR==1 {for (i = 1; i <= NF; i++) if ($i == "USES") c = i; next} $1 ~ /^k[0-9]+$/ {split($c,u,"/"); s+=u[1]} END {print s}')
 echo "uses counted on the $nkeys keys: $uses"
