@@ -229,24 +229,10 @@ impl Hsm {
         let sealed = self
             .sealer(&u, &next.partition)?
             .seal(&new_inner, &next.associated_data())?;
-        let id = next.id.clone();
-        let l2 = next.label.clone();
+        let (id, l2, state) = (next.id.clone(), next.label.clone(), next.state);
+        // The state stays; the generation moves, so a concurrent change refuses one of the two.
         let apply: ApplyFn = Box::new(move |c| {
-            let n = diesel::update(
-                keys::table
-                    .filter(keys::id.eq(&id))
-                    .filter(keys::generation.eq(old_generation)),
-            )
-            .set((
-                keys::generation.eq(old_generation + 1),
-                keys::sealed.eq(Some(sealed)),
-            ))
-            .execute(c)?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(HsmError::KeyChanged(l2))
-            }
+            super::keyring::swap_state(c, &id, old_generation, state, state, sealed, l2)
         });
         u.committer.submit(
             None,

@@ -951,7 +951,7 @@ pub(super) fn transition_refused(label: &str, from: KeyState, to: KeyState) -> H
 /// Move key `id` from `old_state` at `old_generation` to `to`, resealed as `sealed`, in the
 /// caller's transaction; `KeyChanged` if another change got there first.
 #[allow(clippy::too_many_arguments)]
-fn swap_state(
+pub(super) fn swap_state(
     c: &mut AnyConnection,
     id: &str,
     old_generation: i64,
