@@ -126,7 +126,7 @@ impl Hsm {
     fn refresh_if_due(&self, token: &str, hash: &[u8; 32]) {
         let due = match self.inner.sessions.lock() {
             Ok(mut sessions) => match sessions.get_mut(hash) {
-                Some(e) if !e.refreshing && e.verified.elapsed() >= SESSION_REFRESH => {
+                Some(e) if !e.refreshing && e.verified.elapsed() >= refresh_due_after(hash) => {
                     e.refreshing = true;
                     true
                 }

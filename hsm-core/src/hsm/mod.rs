@@ -46,9 +46,25 @@ const AUDIT_KEY_LABEL: &str = "audit";
 const IMPORT_KEY_LABEL: &str = "kagi-import-key";
 /// A verified token is trusted this long before Argon2id runs again.
 const SESSION_TTL: Duration = Duration::from_secs(60);
-/// A token used after this much of [`SESSION_TTL`] is re-verified in the background, so a
-/// token in steady use never meets an expired entry.
-const SESSION_REFRESH: Duration = Duration::from_secs(45);
+/// A token used after this much of [`SESSION_TTL`] (plus its share of
+/// [`SESSION_REFRESH_SPREAD`]) is re-verified in the background, so a token in steady use never
+/// meets an expired entry.
+const SESSION_REFRESH: Duration = Duration::from_secs(30);
+/// Tokens that logged in together (a fleet starting up) would all re-run Argon2id in the same
+/// instant and take every core from signing for that moment (a 104 ms worst request in
+/// `benches/wrk_sign.sh` with 8 tokens, 49 ms in a run that ended before the refresh). Each
+/// token waits an extra share of this, fixed by its hash, so their refreshes spread out.
+const SESSION_REFRESH_SPREAD: Duration = Duration::from_secs(15);
+
+/// When the cached login of the token with this hash is re-verified: between
+/// [`SESSION_REFRESH`] and that plus [`SESSION_REFRESH_SPREAD`], before [`SESSION_TTL`].
+fn refresh_due_after(hash: &[u8; 32]) -> Duration {
+    let spread = u64::try_from(SESSION_REFRESH_SPREAD.as_millis())
+        .unwrap_or(1)
+        .max(1);
+    SESSION_REFRESH
+        + Duration::from_millis(u64::from(u16::from_be_bytes([hash[0], hash[1]])) * spread / 65_536)
+}
 
 /// Failed logins are audited in aggregate: one record per source and window, with a count.
 pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const CLIENTS: usize = 64;
 const TOKENS: usize = 8;
 const KEYS: usize = 4;
-/// Past the login cache's 60 s lifetime, with room for the background refresh at 45 s.
+/// Past the login cache's 60 s lifetime, with room for the background refreshes at 30-45 s.
 const RUN: Duration = Duration::from_secs(70);
 /// Each client's pause between requests: a steady load, not a benchmark, so the suite's other
 /// tests keep their share of the machine.
