@@ -214,6 +214,19 @@ impl HsmError {
         }
     }
 
+    /// How many seconds until retrying can succeed, for the errors that know (a lock).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            HsmError::KeyAuthLocked {
+                retry_after_secs, ..
+            }
+            | HsmError::PasswordLocked {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             HsmError::BadInput(_)

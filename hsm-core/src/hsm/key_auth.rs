@@ -110,7 +110,8 @@ pub(crate) fn check_new(auth: &KeyAuth) -> Result<()> {
 
 impl Hsm {
     /// The PKCS#8 of key `a` (with per-key authorization) from its password layer `inner`,
-    /// with the password the session carries; counts a wrong one.
+    /// with the password the session carries; counts a wrong one. The caller has caught up
+    /// with the audit log.
     pub(super) fn authorize_key(
         &self,
         u: &Unsealed,
@@ -121,11 +122,8 @@ impl Hsm {
         let auth = s
             .key_auth()
             .ok_or_else(|| HsmError::KeyAuthRequired(a.label.clone()))?;
-        // Other processes' wrong guesses count too.
-        {
-            let mut c = self.inner.store.conn()?;
-            u.integrity.catch_up(&mut c, &u.audit)?;
-        }
+        // Both callers have just caught up with the log (`Unsealed::suspended` in `load_key`,
+        // `Unsealed::retired` in `change_key_auth`), so other processes' guesses are counted.
         let now = now_ms();
         let status = u.integrity.key_auth_status(&a.id);
         if let Some(until) = status.locked_until.filter(|t| *t > now) {

@@ -172,7 +172,7 @@ impl Hsm {
         let pkcs8 = if attrs.key_auth {
             let auth = s.key_auth().ok_or_else(|| {
                 HsmError::BadInput(
-                    "a key with its own password (--key-auth) needs that password with the request that creates it (the Kagi-Key-Auth header or the key_auth field)".into(),
+                    "a key with its own password (--key-auth) needs that password with the request that creates it (the Kagi-Key-Auth header or the key_password field)".into(),
                 )
             })?;
             key_auth::check_new(auth)?;

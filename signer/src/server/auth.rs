@@ -77,6 +77,18 @@ impl FromRequest for Caller {
 /// The header that carries the password of a key with per-key authorization.
 pub const KEY_AUTH_HEADER: &str = "kagi-key-auth";
 
+/// The session with the key password a request body sent, if it sent one (the
+/// [`KEY_AUTH_HEADER`] is already on the session).
+pub(super) fn with_key_password(
+    session: Session,
+    password: Option<String>,
+) -> Result<Session, ApiError> {
+    Ok(match password {
+        Some(p) => session.with_key_auth(KeyAuth::new(p)?),
+        None => session,
+    })
+}
+
 /// The key password a request sends in [`KEY_AUTH_HEADER`], if any. It joins only this
 /// request's session, never the cached login.
 fn key_auth_header(req: &HttpRequest) -> Result<Option<KeyAuth>, ApiError> {

@@ -116,12 +116,7 @@ fn status_for(kind: ErrorKind) -> StatusCode {
 
 impl From<HsmError> for ApiError {
     fn from(e: HsmError) -> Self {
-        let retry_after = match &e {
-            HsmError::KeyAuthLocked {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            _ => None,
-        };
+        let retry_after = e.retry_after();
         let api = ApiError::registered(e.code(), e.kind(), e.to_string());
         match retry_after {
             Some(secs) => api.with_retry_after(secs),

@@ -142,7 +142,7 @@ pub async fn create_key(
     body: web::Json<KeyBody>,
 ) -> ApiResult {
     let mut body = body.into_inner();
-    let session = with_key_password(caller.0, body.key_password.take())?;
+    let session = super::auth::with_key_password(caller.0, body.key_password.take())?;
     let checked = match body.wrapped {
         Some(_) => Err(ApiError::new(
             Code::BadRequest,
@@ -161,7 +161,7 @@ pub async fn import_key(
     body: web::Json<KeyBody>,
 ) -> ApiResult {
     let mut body = body.into_inner();
-    let session = with_key_password(caller.0, body.key_password.take())?;
+    let session = super::auth::with_key_password(caller.0, body.key_password.take())?;
     let checked = body.spec().and_then(|spec| {
         let wrapped = body
             .wrapped
@@ -175,18 +175,6 @@ pub async fn import_key(
     let (spec, wrapped) = audit_refusal(&state, &session, "key.import", checked).await?;
     let info = blocking(&state.hsm, move |h| h.import_key(&session, &spec, &wrapped)).await?;
     Ok(HttpResponse::Created().json(info))
-}
-
-/// The session with the key password a body sent, if it sent one (the Kagi-Key-Auth header
-/// is already on the session).
-fn with_key_password(
-    session: kagi_hsm_core::Session,
-    password: Option<String>,
-) -> Result<kagi_hsm_core::Session, ApiError> {
-    Ok(match password {
-        Some(p) => session.with_key_auth(kagi_hsm_core::KeyAuth::new(p)?),
-        None => session,
-    })
 }
 
 /// Body of `PUT /api/v1/keys/{name}/key-auth`: the new password; the current one comes as
@@ -211,7 +199,7 @@ pub async fn change_key_auth(
         key_password,
         new_key_password,
     } = body.into_inner();
-    let session = with_key_password(caller.0, key_password)?;
+    let session = super::auth::with_key_password(caller.0, key_password)?;
     let new = kagi_hsm_core::KeyAuth::new(new_key_password)?;
     let info = blocking(&state.hsm, move |h| {
         h.change_key_auth(&session, &name, &new)

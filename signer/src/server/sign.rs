@@ -199,11 +199,8 @@ async fn sign_digest(
     http: HttpRequest,
     body: web::Json<SignBody>,
 ) -> ApiResult {
-    let Caller(mut session) = caller;
     let mut body = body.into_inner();
-    if let Some(password) = body.key_password.take() {
-        session = session.with_key_auth(kagi_hsm_core::KeyAuth::new(password)?);
-    }
+    let session = super::auth::with_key_password(caller.0, body.key_password.take())?;
     let resource = match (&body.key, &body.wrapped_key) {
         (Some(label), None) => label.clone(),
         (None, Some(_)) if body.key_id.is_none() => WRAPPED_KEY_RESOURCE.to_string(),
