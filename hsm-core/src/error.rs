@@ -133,7 +133,7 @@ pub enum HsmError {
     AuditIntegrity { seq: i64, reason: String },
     #[error("too many wrong passwords for '{name}': console sign-in with a password is locked for {retry_after_secs} more second(s) (the identity's token still works)")]
     PasswordLocked { name: String, retry_after_secs: u64 },
-    #[error("key '{0}' has its own password (per-key authorization): send it with the request ('kagi sign --key-auth-file FILE', the Kagi-Key-Auth header or the key_auth field; in PKCS#11, C_Login with CKU_CONTEXT_SPECIFIC before C_Sign)")]
+    #[error("key '{0}' has its own password (per-key authorization): send it with the request ('kagi sign --key-auth-file FILE', the Kagi-Key-Auth header or the key_password field; in PKCS#11, C_Login with CKU_CONTEXT_SPECIFIC before C_Sign)")]
     KeyAuthRequired(String),
     #[error("the password for key '{label}' is wrong: {left} more wrong password(s) in a row and the key is refused for a while. A lost key password cannot be recovered")]
     KeyAuthWrong { label: String, left: u32 },
