@@ -459,7 +459,12 @@ impl Gate {
                 .optional()?;
             // A checkpoint no longer stored (pruned) keeps no lines.
             let Some(stored) = stored else { continue };
-            if kagi_tlog::open_cosignature(&stored, w.name(), &w.public_key()).is_ok() {
+            // The line was verified when it came; a stored line by the same key is verified
+            // before it counts, so a forged one does not keep the real one out.
+            let key = w.public_key();
+            if kagi_tlog::has_cosignature_line(&stored, w.name(), &key)
+                && kagi_tlog::open_cosignature(&stored, w.name(), &key).is_ok()
+            {
                 continue;
             }
             diesel::update(

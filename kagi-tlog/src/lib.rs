@@ -38,9 +38,9 @@ pub use canonical::canonical_json;
 pub use entry::{AuditCheckpointEntry, HashedRekord, PromiseBody, SignatureEntry};
 pub use merkle::{empty_root, entry_hash, Frontier, Hash};
 pub use note::{
-    check_cosignature_quorum, checkpoint_body, cosign, open_checkpoint, open_cosignature,
-    open_note, parse_checkpoint_body, parse_verifier_key, sign_note, unverified_text, verifier_key,
-    Cosigned, NoteSigner,
+    check_cosignature_quorum, checkpoint_body, cosign, has_cosignature_line, open_checkpoint,
+    open_cosignature, open_note, parse_checkpoint_body, parse_verifier_key, sign_note,
+    unverified_text, verifier_key, Cosigned, NoteSigner,
 };
 pub use proof::{
     consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion, MemoryNodes,

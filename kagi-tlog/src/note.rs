@@ -394,6 +394,18 @@ pub fn open_cosignature(note: &str, witness_name: &str, public_key: &[u8]) -> Re
     )))
 }
 
+/// Whether `note` carries a signature line by witness `witness_name`/`public_key`, without
+/// verifying it: the cheap test for "already holds this witness's line" where the caller
+/// verified the line it is about to add, and verifies a found one with [`open_cosignature`].
+pub fn has_cosignature_line(note: &str, witness_name: &str, public_key: &[u8; 32]) -> bool {
+    let want = typed_key_hash(witness_name, COSIGNATURE_TYPE, public_key);
+    split_note(note).is_ok_and(|(_, lines)| {
+        lines
+            .iter()
+            .any(|(name, blob)| *name == witness_name && blob[..4] == want)
+    })
+}
+
 /// Parse a witness's cosignature verifier key (type 0x04) into (name, public key).
 pub fn parse_cosignature_verifier_key(vkey: &str) -> Result<(String, [u8; 32])> {
     let bad = |why: &str| {

@@ -9,8 +9,9 @@ use crate::config::WitnessConfig;
 
 /// Largest answer read from a witness: cosignature lines are a few hundred bytes.
 const MAX_ANSWER: u64 = 64 * 1024;
-/// How long one request may take: a witness slower than this counts as unavailable for it.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long each phase of a request (sending it, awaiting the answer, reading its body) may
+/// take: a witness slower than this counts as unavailable for that request.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct HttpWitness {
     endpoint: String,
@@ -21,10 +22,17 @@ pub struct HttpWitness {
 
 impl HttpWitness {
     pub fn new(cfg: &WitnessConfig) -> HttpWitness {
+        // Per-phase timeouts, not a global one: with a global timeout ureq resolves the host on
+        // a thread of its own for every request, kept-alive connection or not, which on a
+        // busy host was a thread spawned per witness round. The name lookup keeps the system
+        // resolver's own timeouts.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(2)))
-            .timeout_global(Some(REQUEST_TIMEOUT))
+            .timeout_send_request(Some(PHASE_TIMEOUT))
+            .timeout_send_body(Some(PHASE_TIMEOUT))
+            .timeout_recv_response(Some(PHASE_TIMEOUT))
+            .timeout_recv_body(Some(PHASE_TIMEOUT))
             .build()
             .new_agent();
         HttpWitness {
