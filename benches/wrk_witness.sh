@@ -184,6 +184,9 @@ for line in open(sys.argv[1]):
 print(f"\nbest rounds: 2 witnesses / 0 witnesses = {wr/pr:.3f}x the rate (goal >= 0.9); "
       f"p99 {wp-pp:+.2f} ms (goal <= +2 ms); {errors} failed requests in all")
 PY
+for w in w1 w2; do
+  echo "witness bench-$w: $(grep -c "cosigned '" "$work/witness-$w.err" || true) checkpoints cosigned in all"
+done
 for name in plain witnessed; do
   dir="$work/$name"
   echo "$name: kagi serve $(grep VmHWM "/proc/$(pgrep -f "listen 127.0.0.1:$(cat "$dir/port")" | head -1)/status" 2>/dev/null | tr -s ' ')"

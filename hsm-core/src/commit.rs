@@ -10,7 +10,7 @@
 use diesel::prelude::*;
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Weak};
 
@@ -109,6 +109,9 @@ pub(crate) struct Op {
     /// The HSM's own record (a detected rollback): committed even once results are withheld.
     system: bool,
     reply: SyncSender<Reply>,
+    /// Set once the op committed and its result waits for the witnesses' quorum: the caller
+    /// reads it when its wait times out, instead of being woken once more to be told.
+    held: Arc<AtomicBool>,
 }
 
 impl Op {
@@ -123,16 +126,13 @@ impl Op {
             event,
             system: true,
             reply,
+            held: Arc::default(),
         }
     }
 }
 
-/// What the committer tells a waiting caller: the outcome, or (for a key use under witnesses)
-/// that it committed and waits for the witnesses' quorum, whose outcome follows.
-pub(crate) enum Reply {
-    Done(Result<Committed>),
-    Held,
-}
+/// What the committer (or, under witnesses, the release stage) tells a waiting caller.
+pub(crate) type Reply = Result<Committed>;
 
 /// A change that commits with an op: a closure over the connection, or other crates' rows.
 pub(crate) enum Staged {
@@ -244,7 +244,8 @@ impl Committer {
             Some(Staged::Apply(a)) => (Some(a), None, tlog),
             Some(Staged::Rows(r)) => (None, Some(r), tlog),
         };
-        let (reply, wait) = mpsc::sync_channel(2);
+        let (reply, wait) = mpsc::sync_channel(1);
+        let held = Arc::new(AtomicBool::new(false));
         let op = Op {
             reserve,
             apply,
@@ -253,6 +254,7 @@ impl Committer {
             event,
             system: false,
             reply,
+            held: held.clone(),
         };
         match self.tx.try_send(op) {
             Ok(()) => {}
@@ -261,19 +263,20 @@ impl Committer {
             }
             Err(TrySendError::Disconnected(_)) => return Err(stopped()),
         }
-        match wait.recv().map_err(|_| stopped())? {
-            Reply::Done(r) => r,
-            // Committed and counted; released once a quorum of witnesses cosigned it.
-            Reply::Held => {
-                let Some(gate) = &self.gate else {
-                    return Err(stopped());
-                };
-                match wait.recv_timeout(gate.timeout()) {
-                    Ok(Reply::Done(r)) => r,
-                    Ok(Reply::Held) => Err(stopped()),
-                    Err(mpsc::RecvTimeoutError::Timeout) => Err(gate.unavailable_error()),
-                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(stopped()),
+        let Some(gate) = &self.gate else {
+            return wait.recv().map_err(|_| stopped())?;
+        };
+        // Under witnesses the caller waits up to the timeout for its result. If by then its
+        // use committed and is held for the quorum, it gets witness_unavailable (the use stays
+        // counted); if it has not committed yet, the committer's answer is still to come.
+        loop {
+            match wait.recv_timeout(gate.timeout()) {
+                Ok(r) => return r,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(stopped()),
+                Err(mpsc::RecvTimeoutError::Timeout) if held.load(Ordering::Acquire) => {
+                    return Err(gate.unavailable_error())
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
     }
@@ -303,9 +306,7 @@ fn run(
         if let Err(e) = integrity.check() {
             let msg = e.to_string();
             for op in batch {
-                let _ = op
-                    .reply
-                    .send(Reply::Done(Err(HsmError::Integrity(msg.clone()))));
+                let _ = op.reply.send(Err(HsmError::Integrity(msg.clone())));
             }
             continue;
         }
@@ -324,7 +325,7 @@ fn run(
             for op in refused {
                 let _ = op
                     .reply
-                    .send(Reply::Done(Err(HsmError::RollbackDetected(reason.clone()))));
+                    .send(Err(HsmError::RollbackDetected(reason.clone())));
             }
             if system.is_empty() {
                 continue;
@@ -566,9 +567,12 @@ fn commit_batch(
                 let gated =
                     gate.is_some() && !op.system && (op.reserve.is_some() || op.tlog.is_some());
                 match outcome {
-                    Ok(done) if gated => held.push((op.reply, done)),
+                    Ok(done) if gated => {
+                        op.held.store(true, Ordering::Release);
+                        held.push((op.reply, done));
+                    }
                     other => {
-                        let _ = op.reply.send(Reply::Done(other));
+                        let _ = op.reply.send(other);
                     }
                 }
             }
@@ -585,13 +589,13 @@ fn commit_batch(
             let msg = e.to_string();
             let closed = matches!(e, HsmError::Integrity(_));
             for op in batch {
-                let _ = op.reply.send(Reply::Done(Err(if closed {
+                let _ = op.reply.send(Err(if closed {
                     HsmError::Integrity(msg.clone())
                 } else {
                     HsmError::Store(format!(
                         "the operation could not be recorded durably, so it was not performed: {msg}"
                     ))
-                })));
+                }));
             }
             false
         }

@@ -59,7 +59,9 @@ pub struct WitnessSet {
     pub witnesses: Vec<Arc<dyn Witness>>,
     /// Cosignatures a checkpoint needs before results it covers are released.
     pub quorum: usize,
-    /// How long a caller waits, once its use is committed, for the quorum.
+    /// How long a caller of a key use waits for its result, from when it asked: a use that
+    /// committed within it and still lacks the quorum gets witness_unavailable (a use the
+    /// committer has not reached yet is waited for another timeout).
     pub timeout: Duration,
 }
 
@@ -262,7 +264,7 @@ impl Gate {
         let mut st = lock(&self.state);
         if let Some(reason) = &st.rollback {
             for (reply, _) in replies {
-                let _ = reply.send(Reply::Done(Err(rollback_error(reason))));
+                let _ = reply.send(Err(rollback_error(reason)));
             }
             return;
         }
@@ -272,10 +274,9 @@ impl Gate {
         st.held.retain(|h| now.duration_since(h.since) < keep);
         for (reply, done) in replies {
             if size <= st.witnessed {
-                let _ = reply.send(Reply::Done(Ok(done)));
+                let _ = reply.send(Ok(done));
                 continue;
             }
-            let _ = reply.send(Reply::Held);
             st.held.push(Held {
                 size,
                 reply,
@@ -416,7 +417,7 @@ impl Gate {
             held.into_iter().partition(|h| h.size <= size);
         st.held = keep;
         for h in release {
-            let _ = h.reply.send(Reply::Done(Ok(h.done)));
+            let _ = h.reply.send(Ok(h.done));
         }
         if st.target.as_ref().is_some_and(|(t, _)| *t <= size) {
             st.target = st.latest.clone();
@@ -512,7 +513,7 @@ impl Gate {
         );
         log::error!("rollback detected: {message}");
         for h in std::mem::take(&mut st.held) {
-            let _ = h.reply.send(Reply::Done(Err(rollback_error(&message))));
+            let _ = h.reply.send(Err(rollback_error(&message)));
         }
         st.rollback = Some(message);
         self.changed.notify_all();
