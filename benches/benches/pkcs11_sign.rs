@@ -19,6 +19,12 @@
 //! `target/release/kagi` (or KAGI_BIN). KAGI_BENCH_SECS=N seconds per row (default 3);
 //! SOFTHSM2_MODULE=path to use another libsofthsm2.so. Without SoftHSM2
 //! (`scripts/install-test-tools.sh` installs it) its rows are skipped with a message.
+//!
+//! `KAGI_BENCH_ONLY=softhsm2` runs only SoftHSM2's P-256 loop (no kagi serve, no hardware row)
+//! on KAGI_BENCH_THREADS threads (default 1), starting at the unix time KAGI_BENCH_START_AT if
+//! set, and prints one `softhsm2 ...` line of key=value pairs: `benches/perf.sh` starts one
+//! such process per core at the same instant and sums their rates, because SoftHSM2 in one
+//! process serializes on its own locks and an application that wants both cores runs two.
 
 use cryptoki_sys::*;
 use kagi_benches::percentile;
@@ -509,7 +515,7 @@ fn hardware(alg: Alg, threads: usize, dur: Duration) -> f64 {
 /// A SoftHSM2 of its own: a config and token folder in `dir`, a token "bench" initialized with
 /// softhsm2-util, and its key pairs made with C_GenerateKeyPair. None (with the reason printed)
 /// when SoftHSM2 is not installed or does not work.
-fn softhsm(dir: &Path) -> Option<(Module, CK_SLOT_ID, CK_SESSION_HANDLE)> {
+fn softhsm(dir: &Path, algs: &[Alg]) -> Option<(Module, CK_SLOT_ID, CK_SESSION_HANDLE)> {
     let candidates = [
         "/usr/lib/softhsm/libsofthsm2.so",
         "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -584,14 +590,52 @@ fn softhsm(dir: &Path) -> Option<(Module, CK_SLOT_ID, CK_SESSION_HANDLE)> {
     // Logged in for as long as one session stays open: this one, until the end.
     let s = m.open(slot);
     m.login(s, "1234");
-    for alg in [Alg::Rsa2048, Alg::P256] {
+    for &alg in algs {
         m.generate(s, alg, alg.kagi_alg());
     }
     Some((m, slot, s))
 }
 
+/// The `KAGI_BENCH_ONLY=softhsm2` mode: SoftHSM2's P-256 C_Sign loop alone, one line out.
+fn softhsm_only(dur: Duration) {
+    let threads: usize = kagi_benches::env("KAGI_BENCH_THREADS", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((m, slot, s)) = softhsm(dir.path(), &[Alg::P256]) else {
+        println!("softhsm2 unavailable");
+        std::process::exit(2);
+    };
+    // Processes started together still finish their setup apart: they meet at a set instant.
+    if let Ok(at) = std::env::var("KAGI_BENCH_START_AT") {
+        let at: f64 = at.parse().expect("KAGI_BENCH_START_AT: unix seconds");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        if at > now {
+            std::thread::sleep(Duration::from_secs_f64(at - now));
+        }
+    }
+    let alg = Alg::P256;
+    let r = measure(m, slot, alg.kagi_alg(), alg, threads, dur, None);
+    println!(
+        "softhsm2 alg=P-256 threads={threads} secs={} ops_per_s={:.1} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} cpu_us_per_op={:.1}",
+        dur.as_secs(),
+        r.ops,
+        r.p50,
+        r.p99,
+        r.max,
+        r.caller_cpu_us
+    );
+    m.close(s);
+    m.finalize();
+}
+
 fn main() {
     let secs: u64 = kagi_benches::env("KAGI_BENCH_SECS", 3);
+    if std::env::var("KAGI_BENCH_ONLY").as_deref() == Ok("softhsm2") {
+        softhsm_only(Duration::from_secs(secs));
+        return;
+    }
     let dur = Duration::from_secs(secs);
     let cores = kagi_benches::cores();
     println!("kagi PKCS#11 C_Sign benchmark: {cores} cores, {secs} s per row");
@@ -600,7 +644,7 @@ fn main() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let soft = softhsm(dir.path());
+    let soft = softhsm(dir.path(), &[Alg::Rsa2048, Alg::P256]);
 
     let server = start(dir.path());
     let ca = dir.path().join("kagi-data/tls-ca.pem");
