@@ -91,5 +91,17 @@ rate, hw = float(sys.argv[1]), float(sys.argv[2] or 0)
 print(f"kagi / hardware: {rate/hw:.3f}" if hw else "kagi / hardware: (openssl speed gave no number)")
 PY
 grep -E "^(VmHWM|VmRSS)" "/proc/$pid/status" | sed 's/^/kagi serve /'
+# The commit thread's slow batches (warm-up included): a stall there holds every request.
+curl -sf --cacert "$KAGI_CA" "$KAGI_URL/metrics" | python3 -c '
+import re, sys
+b = {}
+for line in sys.stdin:
+    m = re.match(r"kagi_commit_batch_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)", line)
+    if m:
+        b[m.group(1)] = int(m.group(2))
+total = b.get("+Inf", 0)
+slow = [(float(le), total - n) for le, n in b.items() if le != "+Inf" and float(le) >= 0.004]
+print("commit batches: %d in all; " % total + ", ".join("%d over %g ms" % (over, le * 1000) for le, over in sorted(slow)))
+' || echo "commit batches: /metrics not read"
 uses=$("$kagi" key list | awk 'NR==1 {for (i = 1; i <= NF; i++) if ($i == "USES") c = i; next} $1 ~ /^k[0-9]+$/ {split($c,u,"/"); s+=u[1]} END {print s}')
 echo "uses counted on the $nkeys keys: $uses"
