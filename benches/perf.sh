@@ -33,6 +33,7 @@
 #   PERF_CSRS=1024 PERF_LINES=4 distinct device CSRs, and factory lines enrolling them
 #   PERF_SOFTHSM_PROCS=2 PERF_SOFTHSM_THREADS=1
 #   PERF_GROWTH=1 PERF_GROWTH_CERTS=1000000 PERF_GROWTH_SECS=10   (PERF_GROWTH=0 skips row 7)
+#   PERF_PROFILE=DIR       also `perf record` kagi serve during each wrk row, into DIR/ROW.data
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -154,6 +155,10 @@ LUA
 # wrk against $url with script $lua for $secs; the RESULT fields become results prefixed $name.
 run_wrk() {
   local name=$1 secs=$2 lua=$3 url=$4 line
+  if [ -n "${PERF_PROFILE:-}" ]; then # PERF_PROFILE=DIR: perf record the server during each row
+    mkdir -p "$PERF_PROFILE"
+    perf record -F 499 -g -p "$kpid" -o "$PERF_PROFILE/$name.data" -- sleep "$secs" >/dev/null 2>&1 &
+  fi
   wrk -t "$cores" -c "$conns" -d "${secs}s" --timeout 10s -s "$lua" "$url" >"$work/$name.wrk" 2>&1 || true
   line=$(grep '^RESULT ' "$work/$name.wrk" || true)
   if [ -z "$line" ]; then
