@@ -587,7 +587,7 @@ for s in stores:
             "-", "-", "-", p99 < 5)
 
 print()
-print(f"| goal (issue 16) | kagi | kagi p50 / p99 / max ms | anchor, same run | anchor p50 / p99 / max ms | ratio | goal |")
+print(f"| goal | kagi | kagi p50 / p99 / max ms | anchor, same run | anchor p50 / p99 / max ms | ratio | goal |")
 print("|---|---|---|---|---|---:|---|")
 for x in rows:
     print("| " + " | ".join(x) + " |")
