@@ -189,5 +189,8 @@ for w in w1 w2; do
 done
 for name in plain witnessed; do
   dir="$work/$name"
+  curl -sf --cacert "$dir/kagi-data/tls-ca.pem" "https://127.0.0.1:$(cat "$dir/port")/metrics" |
+    awk -v n="$name" '/^kagi_commit_batch_operations_sum/ {s = $2} /^kagi_commit_batch_operations_count/ {c = $2}
+      END {if (c) printf "%s: %d commit batches, %.1f operations per batch on average (warm-up included)\n", n, c, s / c}' || true
   echo "$name: kagi serve $(grep VmHWM "/proc/$(pgrep -f "listen 127.0.0.1:$(cat "$dir/port")" | head -1)/status" 2>/dev/null | tr -s ' ')"
 done
