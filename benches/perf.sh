@@ -138,6 +138,26 @@ kcli() {
 
 vmhwm_mb() { awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
+# What the database keeps per unit of work: $1 the stopped server's folder, $2 how many units,
+# $3 what a unit is. SQLite's dbstat: payload bytes and page bytes per table and index.
+db_bytes() {
+  python3 - "$1/kagi-data/kagi.db" "$2" "$3" <<'PY' >&2 || say "  (dbstat could not read the database)"
+import sqlite3, sys
+db, n, unit = sys.argv[1], int(sys.argv[2] or 0), sys.argv[3]
+if n <= 0:
+    sys.exit(0)
+c = sqlite3.connect(db)
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+rows = c.execute("SELECT name, sum(payload), sum(pgsize) FROM dbstat GROUP BY name ORDER BY sum(pgsize) DESC").fetchall()
+payload = sum(r[1] for r in rows)
+pages = sum(r[2] for r in rows)
+print(f"  database per {unit} ({n} {unit}s): {payload / n:.0f} bytes of payload, {pages / n:.0f} bytes of pages")
+for name, pl, pg in rows:
+    if pg / n >= 8:
+        print(f"    {name:<40} {pl / n:>7.0f} payload  {pg / n:>7.0f} pages")
+PY
+}
+
 # Every wrk script ends with this: one machine-readable line (latencies in ms).
 lua_done() {
   cat <<'LUA'
@@ -307,6 +327,7 @@ done_reqs=$(python3 -c "print(sum(int('0' + x) for x in '$(get warm.requests) $(
 say "  uses counted on the $((2 * nkeys)) keys: $uses (wrk completed $done_reqs signatures)"
 kill "$spid" 2>/dev/null || true
 wait "$spid" 2>/dev/null || true
+db_bytes "$sdir" "${uses:-0}" signature
 
 # --- 4. issuance: kagi's EST against CFSSL ---------------------------------------------------
 say "4. P-256 issuance: $ncsrs device CSRs (CN=sensor, serialNumber=SN-nnnnnn, each its own P-256 key)"
@@ -401,6 +422,7 @@ fi
 put rss.issue "$(vmhwm_mb "$ipid")"
 kill "$ipid" 2>/dev/null || true
 wait "$ipid" 2>/dev/null || true
+db_bytes "$idir" "${stored:-0}" certificate
 
 if command -v cfssl >/dev/null && command -v cfssljson >/dev/null; then
   cdir=$work/cfssl
