@@ -35,9 +35,10 @@
 #   PERF_GROWTH=1 PERF_GROWTH_CERTS=1000000 PERF_GROWTH_SECS=10   (PERF_GROWTH=0 skips row 7)
 #   PERF_PROFILE=DIR       also `perf record` kagi serve during each wrk row, into DIR/ROW.data
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-cores=$(nproc)
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$bench_root"
+root=$bench_root
 
 quick=${PERF_QUICK:-0}
 if [ "$quick" = 1 ]; then
@@ -63,27 +64,8 @@ growth_secs=${PERF_GROWTH_SECS:-$d_gsecs}
 
 say() { printf '%s\n' "$*" >&2; }
 
-# --- tools -------------------------------------------------------------------------------
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-command -v openssl >/dev/null || need+=(openssl)
-command -v python3 >/dev/null || need+=(python3)
-command -v softhsm2-util >/dev/null || need+=(softhsm2)
-{ command -v cfssl >/dev/null && command -v cfssljson >/dev/null; } || need+=(golang-cfssl)
-if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]} with apt-get"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null 2>&1; } ||
-    say "apt-get could not install ${need[*]}: the rows that need them say so"
-fi
-command -v wrk >/dev/null || { say "wrk is required"; exit 1; }
-
-kagi=${KAGI_BIN:-$root/target/release/kagi}
-if [ ! -x "$kagi" ]; then
-  (cd "$root" && cargo build --release -p signer --quiet)
-fi
+# --- tools ---------------------------------------------------------------------------------
+bench_init curl openssl python3 softhsm2 golang-cfssl
 
 # A bench binary of kagi-benches (built in release, not run): its path.
 bench_binary() {
@@ -96,38 +78,9 @@ for line in sys.stdin:
         print(m["executable"])' "$1" | tail -1
 }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 res=$work/results
 : >"$res"
 put() { printf '%s=%s\n' "$1" "$2" >>"$res"; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# kagi serve in its own folder; sets kpid and kurl.
-start_kagi() {
-  local dir=$1 port
-  port=$(free_port)
-  mkdir -p "$dir"
-  (cd "$dir" && exec "$kagi" serve --listen "127.0.0.1:$port" --public-listen off >serve.log 2>&1) &
-  kpid=$!
-  pids+=("$kpid")
-  for _ in $(seq 1 150); do
-    [ -s "$dir/kagi-data/admin.token" ] && grep -q "listening on" "$dir/serve.log" && break
-    sleep 0.2
-  done
-  grep -q "listening on" "$dir/serve.log" || { say "kagi serve did not start:"; cat "$dir/serve.log" >&2; exit 1; }
-  kurl="https://127.0.0.1:$port"
-  echo "$kurl" >"$dir/url"
-}
 
 # The kagi CLI against the server in folder $1.
 kcli() {
@@ -223,48 +176,8 @@ for i in $(seq 1 "$ntokens"); do
   tokens+=("$(kcli "$sdir" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
 done
 
-# Each request signs with the next token and key: all of them in use all the time.
-# $1: key name prefix; $2: requests/s to pace the whole run at (0: as fast as it goes).
-sign_lua() {
-  echo 'local tokens = {'
-  for t in "${tokens[@]}"; do echo "  \"$t\","; done
-  echo '}'
-  echo "local nkeys, prefix, target, threads = $nkeys, \"$1\", $2, $cores"
-  cat <<'LUA'
-local digest = string.rep("ab", 32)
-local n = 0
-request = function()
-  n = n + 1
-  local body = '{"key":"' .. prefix .. ((n % nkeys) + 1) .. '","digest":"' .. digest .. '"}'
-  return wrk.format("POST", "/api/v1/sign",
-    { ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1], ["Content-Type"] = "application/json" }, body)
-end
-if target > 0 then
-  -- Each wrk thread hands out send slots at its share of the target rate; a connection waits
-  -- for the next free slot. When the server falls behind, the slots restart from now (no burst).
-  local ffi = require("ffi")
-  ffi.cdef [[
-    typedef struct { long sec; long nsec; } perf_timespec;
-    int clock_gettime(int clk, perf_timespec *ts);
-  ]]
-  local ts = ffi.new("perf_timespec")
-  local function now_ms()
-    ffi.C.clock_gettime(1, ts)
-    return tonumber(ts.sec) * 1000 + tonumber(ts.nsec) / 1e6
-  end
-  local interval = threads * 1000 / target
-  local slot = 0
-  delay = function()
-    local t = now_ms()
-    slot = math.max(slot + interval, t)
-    return slot - t
-  end
-end
-LUA
-  lua_done
-}
-sign_lua p 0 >"$work/p256.lua"
-sign_lua r 0 >"$work/rsa.lua"
+{ sign_lua p 0; lua_done; } >"$work/p256.lua"
+{ sign_lua r 0; lua_done; } >"$work/rsa.lua"
 curl -sf --cacert "$sdir/kagi-data/tls-ca.pem" -H "Authorization: Bearer ${tokens[0]}" \
   -H 'Content-Type: application/json' -d "{\"key\":\"p1\",\"digest\":\"$(printf 'ab%.0s' $(seq 32))\"}" \
   "$surl/api/v1/sign" >/dev/null || { say "a test signature failed"; exit 1; }
@@ -313,7 +226,7 @@ fi
 half=$(python3 -c "print(round(float('$(get peak.rate)') / 2))")
 put half.target "$half"
 say "5. P-256 sign at half of the peak: wrk offering $half requests/s for ${half_secs} s"
-sign_lua p "$half" >"$work/half.lua"
+{ sign_lua p "$half"; lua_done; } >"$work/half.lua"
 run_wrk half "$half_secs" "$work/half.lua" "$surl/api/v1/sign"
 
 # --- 3. RSA-2048 ---------------------------------------------------------------------------

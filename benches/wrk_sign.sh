@@ -9,33 +9,20 @@
 # when it is missing. Prints wrk's latency distribution (p50/p75/p90/p99 and max), the rate,
 # the rate as a ratio of openssl's, every non-2xx answer, and kagi's resident memory.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$bench_root"
 secs=${WRK_SECS:-70}
 conns=${WRK_CONNECTIONS:-64}
 nkeys=${WRK_KEYS:-8}
 ntokens=${WRK_TOKENS:-8}
 warm=${WRK_WARMUP_SECS:-5}
-cores=$(nproc)
+bench_init curl openssl python3
 
-if ! command -v wrk >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1
-fi
-kagi=${KAGI_BIN:-$PWD/target/release/kagi}
-if [ ! -x "$kagi" ]; then
-  cargo build --release -p signer --quiet
-fi
-
-work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_kagi "$work"
+pid=$kpid
 cd "$work"
-"$kagi" serve --listen "127.0.0.1:$port" --public-listen off >serve.log 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-  [ -s kagi-data/admin.token ] && grep -q "listening on" serve.log && break
-  sleep 0.2
-done
-export KAGI_URL="https://127.0.0.1:$port" KAGI_CA="$work/kagi-data/tls-ca.pem"
+export KAGI_URL="$kurl" KAGI_CA="$work/kagi-data/tls-ca.pem"
 KAGI_TOKEN=$(cat kagi-data/admin.token)
 export KAGI_TOKEN
 
@@ -47,23 +34,10 @@ for i in $(seq 1 "$ntokens"); do
   tokens+=("$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
 done
 
-# Each connection signs with its own token and key, in turn: requests spread over all of them.
+# Each request signs with the next token and key: all of them in use all the time.
 {
-  echo 'local tokens = {'
-  for t in "${tokens[@]}"; do echo "  \"$t\","; done
-  echo '}'
-  echo "local nkeys = $nkeys"
+  sign_lua k 0
   cat <<'LUA'
-local digest = string.rep("ab", 32)
-local n = 0
-request = function()
-  n = n + 1
-  local token = tokens[(n % #tokens) + 1]
-  local key = "k" .. ((n % nkeys) + 1)
-  local body = '{"key":"' .. key .. '","digest":"' .. digest .. '"}'
-  return wrk.format("POST", "/api/v1/sign",
-    { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }, body)
-end
 done = function(summary, latency, requests)
   io.write(string.format("max latency: %.2f ms\n", latency.max / 1000))
   io.write(string.format("requests: %d, errors: connect %d read %d write %d status %d timeout %d\n",
@@ -80,10 +54,10 @@ echo "hardware: openssl speed -multi $cores ecdsap256: ${hw} signatures/s"
 # Argon2id logins all land in its first second. The measured run that follows still crosses
 # the login cache's expiry (the logins were made at the warm-up's start).
 if [ "$warm" -gt 0 ]; then
-  wrk -t "$cores" -c "$conns" -d "${warm}s" -s sign.lua "https://127.0.0.1:$port/api/v1/sign" >warm.out
+  wrk -t "$cores" -c "$conns" -d "${warm}s" -s sign.lua "$KAGI_URL/api/v1/sign" >warm.out
   echo "warm-up (${warm} s, not measured): $(awk '/Requests\/sec/ {print $2 " requests/s"}' warm.out), $(grep 'max latency' warm.out)"
 fi
-wrk -t "$cores" -c "$conns" -d "${secs}s" --latency -s sign.lua "https://127.0.0.1:$port/api/v1/sign" | tee wrk.out
+wrk -t "$cores" -c "$conns" -d "${secs}s" --latency -s sign.lua "$KAGI_URL/api/v1/sign" | tee wrk.out
 rate=$(awk '/Requests\/sec/ {print $2}' wrk.out)
 python3 - "$rate" "$hw" <<'PY'
 import sys

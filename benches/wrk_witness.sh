@@ -8,91 +8,41 @@
 # Run: benches/wrk_witness.sh   (KAGI_BIN=path/to/kagi, default target/release/kagi, built if
 # missing; WRK_SECS=10 per row, WRK_ROUNDS=2, WRK_CONNECTIONS=64, WRK_KEYS=8, WRK_TOKENS=8).
 # Installs wrk with apt when it is missing. Prints each row's rate, p50/p99/max and errors,
-# then the issue's comparison: the witnessed rate as a ratio of the unwitnessed one (goal at
+# then the comparison the witnessing goal asks for: the witnessed rate as a ratio of the unwitnessed one (goal at
 # least 0.9) and the p99 difference (goal at most +2 ms), from the best round of each.
 #
 # wrk runs two threads on epoll, as clients on other hosts would load a server: a client
 # thread per connection on the same two cores would queue before the witnesses' threads and
 # measure the scheduler rather than kagi.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$bench_root"
 secs=${WRK_SECS:-10}
 rounds=${WRK_ROUNDS:-2}
 conns=${WRK_CONNECTIONS:-64}
 nkeys=${WRK_KEYS:-8}
 ntokens=${WRK_TOKENS:-8}
-cores=$(nproc)
-
-if ! command -v wrk >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1
-fi
-kagi=${KAGI_BIN:-$PWD/target/release/kagi}
-if [ ! -x "$kagi" ]; then
-  cargo build --release -p signer --quiet
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# start_kagi DIR PORT [ARGS...]: `kagi serve` in DIR; sets $last_pid once it listens.
-start_kagi() {
-  local dir=$1 port=$2
-  shift 2
-  (cd "$dir" && exec "$kagi" serve --listen "127.0.0.1:$port" --public-listen off "$@" >serve.log 2>&1) &
-  last_pid=$!
-  pids+=("$last_pid")
-  for _ in $(seq 1 150); do
-    [ -s "$dir/kagi-data/admin.token" ] && grep -q "listening on" "$dir/serve.log" && return 0
-    sleep 0.2
-  done
-  echo "kagi serve in $dir did not start:" >&2
-  cat "$dir/serve.log" >&2
-  exit 1
-}
+bench_init curl openssl python3
 
 # setup NAME: an instance with keys k1..kN and N tokens, and its wrk script.
 setup() {
-  local name=$1 dir="$work/$1" port
-  mkdir -p "$dir"
-  port=$(free_port)
-  start_kagi "$dir" "$port"
-  echo "$port" >"$dir/port"
-  echo "$last_pid" >"$dir/pid"
+  local name=$1 dir="$work/$1"
+  start_kagi "$dir"
   (
-    export KAGI_URL="https://127.0.0.1:$port" KAGI_CA="$dir/kagi-data/tls-ca.pem"
+    export KAGI_URL="$kurl" KAGI_CA="$dir/kagi-data/tls-ca.pem"
     KAGI_TOKEN=$(cat "$dir/kagi-data/admin.token")
     export KAGI_TOKEN
     for i in $(seq 1 "$nkeys"); do
       "$kagi" key create --name "k$i" --alg ec-p256 >/dev/null
     done
+    tokens=()
+    for i in $(seq 1 "$ntokens"); do
+      tokens+=("$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
+    done
     {
-      echo 'local tokens = {'
-      for i in $(seq 1 "$ntokens"); do
-        echo "  \"$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')\","
-      done
-      echo '}'
-      echo "local nkeys = $nkeys"
+      sign_lua k 0
       cat <<'LUA'
-local digest = string.rep("ab", 32)
-local n = 0
-request = function()
-  n = n + 1
-  local token = tokens[(n % #tokens) + 1]
-  local key = "k" .. ((n % nkeys) + 1)
-  local body = '{"key":"' .. key .. '","digest":"' .. digest .. '"}'
-  return wrk.format("POST", "/api/v1/sign",
-    { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }, body)
-end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("ROW %.1f %.3f %.3f %.3f %d %d\n",
@@ -111,15 +61,14 @@ setup witnessed
 # The witnessed instance is restarted with two witnesses that know its log's key, as an
 # operator would add them.
 wdir="$work/witnessed"
-wport=$(cat "$wdir/port")
-log_key=$(curl -sf --cacert "$wdir/kagi-data/tls-ca.pem" "https://127.0.0.1:$wport/log/key")
+log_key=$(curl -sf --cacert "$wdir/kagi-data/tls-ca.pem" "$(cat "$wdir/url")/log/key")
 kill "$(cat "$wdir/pid")"
 wait "$(cat "$wdir/pid")" 2>/dev/null || true
 flags=()
 wpids=()
 for w in w1 w2; do
   wd="$work/witness-$w"
-  vkey=$("$kagi" witness init --data "$wd" --name "bench-$w" | tr ' ' '\n' | grep "^bench-$w+")
+  vkey=$("$kagi" witness init --data "$wd" --name "bench-$w" 2>/dev/null | tr ' ' '\n' | grep "^bench-$w+")
   "$kagi" witness serve --data "$wd" --listen 127.0.0.1:0 --log "$log_key" >"$wd.out" 2>"$wd.err" &
   pids+=("$!")
   wpids+=("$!")
@@ -132,8 +81,7 @@ for w in w1 w2; do
   [ -n "$url" ] || { echo "kagi witness serve did not start:" >&2; cat "$wd.err" >&2; exit 1; }
   flags+=(--witness "$url=$vkey")
 done
-start_kagi "$wdir" "$wport" "${flags[@]}" --witness-quorum 2
-echo "$last_pid" >"$wdir/pid"
+start_kagi "$wdir" "${flags[@]}" --witness-quorum 2
 hz=$(getconf CLK_TCK)
 
 hw=$(openssl speed -multi "$cores" -seconds 3 ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}' | tail -1)
@@ -151,7 +99,7 @@ run() { # run NAME SECS: one wrk row against instance NAME; prints its ROW line 
     mkdir -p "$WRK_PERF"
     perf record -F 999 -g -p "$k" -o "$WRK_PERF/$1.data" -- sleep "$2" >/dev/null 2>&1 &
   fi
-  wrk -t "$cores" -c "$conns" -d "${2}s" -s "$dir/sign.lua" "https://127.0.0.1:$(cat "$dir/port")/api/v1/sign" | grep '^ROW' | tr '\n' ' '
+  wrk -t "$cores" -c "$conns" -d "${2}s" -s "$dir/sign.lua" "$(cat "$dir/url")/api/v1/sign" | grep '^ROW' | tr '\n' ' '
   k1=$(ticks "$k"); x1=$(ticks "${wpids[0]}"); y1=$(ticks "${wpids[1]}"); i1=$(idle)
   echo "$((k1 - k0)) $((x1 - x0 + y1 - y0)) $((i1 - i0))"
 }
@@ -189,8 +137,8 @@ for w in w1 w2; do
 done
 for name in plain witnessed; do
   dir="$work/$name"
-  curl -sf --cacert "$dir/kagi-data/tls-ca.pem" "https://127.0.0.1:$(cat "$dir/port")/metrics" |
+  curl -sf --cacert "$dir/kagi-data/tls-ca.pem" "$(cat "$dir/url")/metrics" |
     awk -v n="$name" '/^kagi_commit_batch_operations_sum/ {s = $2} /^kagi_commit_batch_operations_count/ {c = $2}
       END {if (c) printf "%s: %d commit batches, %.1f operations per batch on average (warm-up included)\n", n, c, s / c}' || true
-  echo "$name: kagi serve $(grep VmHWM "/proc/$(pgrep -f "listen 127.0.0.1:$(cat "$dir/port")" | head -1)/status" 2>/dev/null | tr -s ' ')"
+  echo "$name: kagi serve $(grep VmHWM "/proc/$(cat "$dir/pid")/status" 2>/dev/null | tr -s ' ')"
 done
