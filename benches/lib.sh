@@ -6,6 +6,8 @@
 # free_port               a free TCP port on 127.0.0.1.
 # start_kagi DIR [ARG...] `kagi serve` in DIR on a free port, waiting until it listens; sets
 #                         $kpid and $kurl, and writes them to DIR/pid and DIR/url.
+# make_signers            against the server $KAGI_URL/$KAGI_CA/$KAGI_TOKEN name: P-256 keys
+#                         k1..k$nkeys, and $ntokens person identities whose tokens go in $tokens.
 # sign_lua PREFIX RATE    a wrk script's request part: P-256 `POST /api/v1/sign`, each
 #                         request with the next of $tokens and the next key PREFIX1..PREFIX$nkeys
 #                         (all of them in use all the time); RATE requests/s paces the whole run
@@ -68,6 +70,17 @@ start_kagi() {
   kurl="https://127.0.0.1:$port"
   echo "$kurl" >"$dir/url"
   echo "$kpid" >"$dir/pid"
+}
+
+make_signers() {
+  local i
+  for i in $(seq 1 "$nkeys"); do
+    "$kagi" key create --name "k$i" --alg ec-p256 >/dev/null
+  done
+  tokens=()
+  for i in $(seq 1 "$ntokens"); do
+    tokens+=("$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
+  done
 }
 
 sign_lua() {

@@ -26,13 +26,7 @@ export KAGI_URL="$kurl" KAGI_CA="$work/kagi-data/tls-ca.pem"
 KAGI_TOKEN=$(cat kagi-data/admin.token)
 export KAGI_TOKEN
 
-for i in $(seq 1 "$nkeys"); do
-  "$kagi" key create --name "k$i" --alg ec-p256 >/dev/null
-done
-tokens=()
-for i in $(seq 1 "$ntokens"); do
-  tokens+=("$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
-done
+make_signers
 
 # Each request signs with the next token and key: all of them in use all the time.
 {

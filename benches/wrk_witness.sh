@@ -33,13 +33,7 @@ setup() {
     export KAGI_URL="$kurl" KAGI_CA="$dir/kagi-data/tls-ca.pem"
     KAGI_TOKEN=$(cat "$dir/kagi-data/admin.token")
     export KAGI_TOKEN
-    for i in $(seq 1 "$nkeys"); do
-      "$kagi" key create --name "k$i" --alg ec-p256 >/dev/null
-    done
-    tokens=()
-    for i in $(seq 1 "$ntokens"); do
-      tokens+=("$("$kagi" identity create --name "signer$i" --kind person --roles user 2>/dev/null | tr -d '[:space:]')")
-    done
+    make_signers
     {
       sign_lua k 0
       cat <<'LUA'
