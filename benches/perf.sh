@@ -513,7 +513,7 @@ for s in stores:
                       ("cbig.list_100_from_a_cursor_in_the_middle", f"list 100 certificates from a cursor at {certs:,}"),
                       ("kbig.100_keys_from_a_cursor", "key listing, 100 from a cursor, at 10,000 keys"),
                       ("kbig.one_key_by_name", "one key by name at 10,000 keys"),
-                      ("kbig.every_key", "every key unpaged (GET /api/v1/keys) at 10,000 keys")):
+                      ("kbig.GET_/api/v1/keys_without_a_cursor", "GET /api/v1/keys without a cursor (its default page of 100) at 10,000 keys")):
         v = r.get(f"g.{s}.{key}")
         if not v:
             continue

@@ -236,9 +236,32 @@ impl Client {
         self.answer(req.send_json(body), false)
     }
 
-    /// The keys of the credential's partition. `login`: this call checks a PIN.
-    pub fn list_keys(&self, token: Option<&Token>, login: bool) -> Result<Vec<KeyInfo>> {
-        self.get(token, "/api/v1/keys", login)
+    /// Every key of the credential's partition, read a page at a time (the service pages the
+    /// list) by following the cursor: the last label of each full page.
+    pub fn list_keys(&self, token: Option<&Token>) -> Result<Vec<KeyInfo>> {
+        const PAGE: usize = 500;
+        let mut all = Vec::new();
+        loop {
+            let path = match all.last() {
+                None => format!("/api/v1/keys?limit={PAGE}"),
+                Some(KeyInfo { label, .. }) => {
+                    format!("/api/v1/keys?limit={PAGE}&after={}", path_segment(label))
+                }
+            };
+            let page: Vec<KeyInfo> = self.get(token, &path, false)?;
+            let full = page.len() >= PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Whether the service takes this credential as a user's: the cheapest call every user
+    /// credential may make, one key of its partition's list.
+    pub fn check_login(&self, token: &Token) -> Result<()> {
+        self.get::<Vec<KeyInfo>>(Some(token), "/api/v1/keys?limit=1", true)
+            .map(|_| ())
     }
 
     /// The key of this label and/or id, if the credential's partition has it: one row on the

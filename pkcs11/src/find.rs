@@ -123,7 +123,7 @@ impl Module {
         let wanted = |ty| template.iter().find(|(t, _)| *t == ty).map(|(_, v)| v);
         let (label, id) = (wanted(CKA_LABEL), wanted(CKA_ID));
         if label.is_none() && id.is_none() {
-            let infos = self.client.list_keys(token, false)?;
+            let infos = self.client.list_keys(token)?;
             return self.install(slot, token, certificates, infos, Scope::Partition);
         }
         // kagi labels and ids are UTF-8: other bytes match no key.

@@ -145,9 +145,8 @@ impl Module {
         } else {
             let text = std::str::from_utf8(pin).map_err(|_| Error::rv(CKR_PIN_INCORRECT))?;
             let token = Zeroizing::new(text.trim().to_string());
-            // The service decides whether the token is good: listing the partition's keys is
-            // the cheapest call every user credential may make.
-            self.client.list_keys(Some(&token), true)?;
+            // The service decides whether the token is good.
+            self.client.check_login(&token)?;
             Login::User(Some(token))
         };
         slot.set_login(login);

@@ -151,3 +151,43 @@ fn a_search_by_label_or_id_sees_keys_other_clients_made_and_destroyed_since() {
     assert_eq!(p11.close(s), CKR_OK);
     assert_eq!(p11.finalize(), CKR_OK);
 }
+
+/// A search without a label or id lists the partition, which the service answers a page at a
+/// time: the module follows the pages (500 keys each) and finds every key once.
+#[test]
+fn a_search_of_the_whole_partition_reads_every_page() {
+    let _turn = turn();
+    let server = Server::start();
+    configure(&server, true);
+    let token = server.token();
+    let http = server.http();
+    let made = 520;
+    for i in 0..made {
+        let r = http.request(
+            "POST",
+            "/api/v1/keys",
+            Some(&token),
+            Some(format!(r#"{{"name":"bulk-{i:04}","alg":"ec-p256"}}"#).as_bytes()),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let p11 = P11::new();
+    assert_eq!(p11.initialize(), CKR_OK);
+    let s = p11.open(0, false);
+    let found = p11.find(s, &[(CKA_CLASS, ul(CKO_PRIVATE_KEY))]).unwrap();
+    let mut labels: Vec<Vec<u8>> = found
+        .iter()
+        .map(|&o| p11.attribute(s, o, CKA_LABEL).unwrap())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    assert_eq!(found.len(), labels.len(), "a key found twice");
+    for i in 0..made {
+        let want = format!("bulk-{i:04}").into_bytes();
+        assert!(
+            labels.contains(&want),
+            "{} not found",
+            String::from_utf8_lossy(&want)
+        );
+    }
+}

@@ -327,10 +327,34 @@ fn uses(info: &KeyInfo) -> String {
     }
 }
 
+/// Keys asked for per request by `kagi key list`, which reads every page.
+const LIST_PAGE: usize = 1000;
+
 fn key_list(client: &Client) -> Result<()> {
-    show(client.get_json("/api/v1/keys")?, |keys: Vec<KeyInfo>| {
-        key_table(&keys)
-    })
+    // The route answers a page at a time: follow the cursor (the last name) to the end.
+    let mut all: Vec<Value> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            None => format!("/api/v1/keys?limit={LIST_PAGE}"),
+            Some(a) => format!(
+                "/api/v1/keys?limit={LIST_PAGE}&after={}",
+                kagi_web_ui::views::encode_query(a)
+            ),
+        };
+        let page: Vec<Value> = client.get_json(&path)?;
+        let full = page.len() >= LIST_PAGE;
+        after = page
+            .last()
+            .and_then(|k| k.get("label"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        all.extend(page);
+        if !full || after.is_none() {
+            break;
+        }
+    }
+    show(Value::Array(all), |keys: Vec<KeyInfo>| key_table(&keys))
 }
 
 fn key_table(keys: &[KeyInfo]) -> Result<()> {

@@ -137,3 +137,65 @@ fn keys_and_certificates_page_by_cursor_each_once_in_order() {
     assert!(!bad.status.success());
     assert!(common::stderr(&bad).contains("--before takes a certificate serial"));
 }
+
+/// `GET /api/v1/keys` without a cursor answers its first page (100 keys) with the `Link` to
+/// the next, never the whole partition at once; `kagi key list`, text and JSON, follows the
+/// pages and shows every key once.
+#[test]
+fn the_key_list_pages_by_default_and_the_cli_reads_every_page() {
+    let server = Server::start();
+    let http = server.http();
+    let token = server.token();
+    let made: Vec<String> = (0..130).map(|i| format!("many-{i:03}")).collect();
+    for name in &made {
+        let body = format!(r#"{{"name":"{name}","alg":"ec-p256"}}"#);
+        let r = http.request("POST", "/api/v1/keys", Some(&token), Some(body.as_bytes()));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let resp = http
+        .get("/api/v1/keys")
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let link = resp
+        .headers()
+        .get("Link")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let page: Value = serde_json::from_str(&resp.into_body().read_to_string().unwrap()).unwrap();
+    let page = page.as_array().unwrap();
+    assert_eq!(page.len(), 100, "the default page holds 100 keys");
+    let last = page[99]["label"].as_str().unwrap().to_string();
+    assert_eq!(
+        link.as_deref(),
+        Some(format!("</api/v1/keys?limit=100&after={last}>; rel=\"next\"").as_str()),
+        "a full default page names the next one"
+    );
+
+    let json: Value =
+        serde_json::from_str(&server.kagi_ok(&["--output", "json", "key", "list"])).unwrap();
+    let listed: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["label"].as_str().unwrap())
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, listed, "every key once, in label order");
+    for name in &made {
+        assert!(
+            listed.contains(&name.as_str()),
+            "{name} is missing from kagi key list"
+        );
+    }
+    let text = server.kagi_ok(&["key", "list"]);
+    for name in &made {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} is missing from the text listing:\n{text}"
+        );
+    }
+}
