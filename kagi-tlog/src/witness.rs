@@ -260,12 +260,26 @@ pub struct Accepted {
 /// above the checkpoint's size (400), old size equal to the witness's size (409 with its size),
 /// same size only with the same root (409), and the consistency proof (422).
 ///
-/// The caller must run this and save the [`Accepted`] checkpoint in one atomic step.
+/// The caller must run this and save the [`Accepted`] checkpoint in one atomic step. A server
+/// can run the first three checks, [`open_add_checkpoint`], before it takes its lock, and
+/// [`check_opened`] under it.
 pub fn check_add_checkpoint(
     req: &AddCheckpoint,
     key_name: &str,
     public_key: &[u8; 32],
     latest: Option<(u64, Hash)>,
+) -> Result<Accepted, WitnessAnswer> {
+    check_opened(req, open_add_checkpoint(req, key_name, public_key)?, latest)
+}
+
+/// The checks of a request that need nothing the witness saved: the log's signature (403), a
+/// well-formed checkpoint of that log (400, 404), and an old size not above its size (400).
+/// Run before the witness's lock, they keep a caller without the log's key from ever taking
+/// it. The checkpoint is returned as [`Accepted`] for [`check_opened`], not yet accepted.
+pub fn open_add_checkpoint(
+    req: &AddCheckpoint,
+    key_name: &str,
+    public_key: &[u8; 32],
 ) -> Result<Accepted, WitnessAnswer> {
     let text = match open_note(&req.checkpoint, key_name, public_key) {
         Ok(text) => text,
@@ -299,6 +313,23 @@ pub fn check_add_checkpoint(
             ),
         ));
     }
+    Ok(Accepted {
+        origin,
+        size,
+        root,
+        text,
+    })
+}
+
+/// The checks of an opened request ([`open_add_checkpoint`]) against the witness's latest
+/// checkpoint: the old size is the witness's (409 with its size), the same size only with the
+/// same root (409), and the consistency proof (422). Run under the witness's lock.
+pub fn check_opened(
+    req: &AddCheckpoint,
+    opened: Accepted,
+    latest: Option<(u64, Hash)>,
+) -> Result<Accepted, WitnessAnswer> {
+    let (size, root) = (opened.size, opened.root);
     let (latest_size, latest_root) = latest.unwrap_or((0, empty_root()));
     if req.old_size != latest_size {
         return Err(WitnessAnswer::Conflict(latest_size));
@@ -324,10 +355,5 @@ pub fn check_add_checkpoint(
             ),
         ));
     }
-    Ok(Accepted {
-        origin,
-        size,
-        root,
-        text,
-    })
+    Ok(opened)
 }

@@ -26,7 +26,9 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use diesel::sqlite::SqliteConnection;
-use kagi_tlog::witness::{check_add_checkpoint, checkpoint_origin, AddCheckpoint, WitnessAnswer};
+use kagi_tlog::witness::{
+    check_opened, checkpoint_origin, open_add_checkpoint, AddCheckpoint, WitnessAnswer,
+};
 
 use crate::secret_files::{create_private_dir, write_new_private_file};
 
@@ -210,8 +212,10 @@ impl Witness {
         self.logs.keys().map(String::as_str).collect()
     }
 
-    /// Answer one add-checkpoint request body. The check and the save run under the process
-    /// lock in one immediate transaction; a 200 is returned only after the commit.
+    /// Answer one add-checkpoint request body. What needs no saved state (the log's signature,
+    /// a well-formed checkpoint) is checked first, without any lock; the check against the saved
+    /// checkpoint and the save run under the process lock in one immediate transaction, and a
+    /// 200 is returned only after the commit.
     pub fn add_checkpoint(&self, body: &[u8]) -> WitnessAnswer {
         let refused = |status: u16, message: String| WitnessAnswer::Refused { status, message };
         let Ok(body) = std::str::from_utf8(body) else {
@@ -234,53 +238,24 @@ impl Witness {
                 ),
             );
         };
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        let outcome = db.immediate_transaction(|c| -> Result<WitnessAnswer, diesel::result::Error> {
-            let stored = store::latest(c, &origin)?;
-            let latest = match &stored {
-                None => None,
-                Some(s) => match (u64::try_from(s.size), <[u8; 32]>::try_from(&s.root[..])) {
-                    (Ok(size), Ok(root)) => Some((size, root)),
-                    _ => {
-                        return Ok(refused(
-                            500,
-                            format!("the witness's saved state of '{origin}' is malformed: its database was changed outside kagi"),
-                        ))
-                    }
-                },
-            };
-            let mut answer = None;
-            for pk in keys {
-                match check_add_checkpoint(&req, &origin, pk, latest) {
-                    Ok(accepted) => {
-                        let line = match kagi_tlog::cosign(&accepted.text, &self.name, now(), &self.key) {
-                            Ok(l) => l,
-                            Err(e) => return Ok(refused(500, format!("cosigning failed: {e}"))),
-                        };
-                        let size = i64::try_from(accepted.size).map_err(|_| {
-                            diesel::result::Error::SerializationError(
-                                "the checkpoint's size does not fit a 64-bit signed integer".into(),
-                            )
-                        })?;
-                        store::save(
-                            c,
-                            &store::LogState {
-                                origin: origin.clone(),
-                                size,
-                                root: accepted.root.to_vec(),
-                                note: req.checkpoint.clone(),
-                                updated: now() as i64,
-                            },
-                        )?;
-                        return Ok(WitnessAnswer::Cosigned(line));
-                    }
-                    // Another key of the same origin may have signed it.
-                    Err(a @ WitnessAnswer::Refused { status: 403, .. }) => answer = Some(a),
-                    Err(a) => return Ok(a),
-                }
+        // The checks that need nothing saved (the log's signature first) run before the lock:
+        // a caller without the log's key never takes it, nor the database's write lock.
+        let mut opened = Err(refused(403, "no key is configured for this log".into()));
+        for pk in keys {
+            opened = open_add_checkpoint(&req, &origin, pk);
+            match &opened {
+                // Another key of the same origin may have signed it.
+                Err(WitnessAnswer::Refused { status: 403, .. }) => continue,
+                _ => break,
             }
-            Ok(answer.unwrap_or_else(|| refused(403, "no key is configured for this log".into())))
-        });
+        }
+        let outcome = match opened {
+            Err(a) => Ok(a),
+            Ok(opened) => {
+                let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+                db.immediate_transaction(|c| self.check_and_save(c, &req, opened))
+            }
+        };
         match outcome {
             Ok(a) => {
                 match &a {
@@ -306,6 +281,55 @@ impl Witness {
                 )
             }
         }
+    }
+
+    /// Check an opened request against the saved checkpoint of its log and, if it is
+    /// consistent, save it and cosign: in the caller's immediate transaction.
+    fn check_and_save(
+        &self,
+        c: &mut SqliteConnection,
+        req: &AddCheckpoint,
+        opened: kagi_tlog::witness::Accepted,
+    ) -> Result<WitnessAnswer, diesel::result::Error> {
+        let refused = |status: u16, message: String| WitnessAnswer::Refused { status, message };
+        let origin = opened.origin.clone();
+        let stored = store::latest(c, &origin)?;
+        let latest = match &stored {
+            None => None,
+            Some(s) => match (u64::try_from(s.size), <[u8; 32]>::try_from(&s.root[..])) {
+                (Ok(size), Ok(root)) => Some((size, root)),
+                _ => {
+                    return Ok(refused(
+                        500,
+                        format!("the witness's saved state of '{origin}' is malformed: its database was changed outside kagi"),
+                    ))
+                }
+            },
+        };
+        let accepted = match check_opened(req, opened, latest) {
+            Ok(a) => a,
+            Err(answer) => return Ok(answer),
+        };
+        let line = match kagi_tlog::cosign(&accepted.text, &self.name, now(), &self.key) {
+            Ok(l) => l,
+            Err(e) => return Ok(refused(500, format!("cosigning failed: {e}"))),
+        };
+        let size = i64::try_from(accepted.size).map_err(|_| {
+            diesel::result::Error::SerializationError(
+                "the checkpoint's size does not fit a 64-bit signed integer".into(),
+            )
+        })?;
+        store::save(
+            c,
+            &store::LogState {
+                origin,
+                size,
+                root: accepted.root.to_vec(),
+                note: req.checkpoint.clone(),
+                updated: now() as i64,
+            },
+        )?;
+        Ok(WitnessAnswer::Cosigned(line))
     }
 
     /// Forget `origin`'s saved checkpoint (see [`store::forget`]); the state it had, if any.

@@ -396,6 +396,22 @@ fn unknown_keys_origins_and_malformed_bodies_are_refused() {
     let (status, _, body) = w.post(&stranger.request(4, 8).to_body()).unwrap();
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("not signed by the log key"), "{body}");
+    // The signature is checked before the witness takes its lock and the database's write
+    // lock: with that lock held elsewhere, a stranger is still refused (a check under the lock
+    // would wait for it, then fail with 500), so a flood of forged checkpoints never queues
+    // the log's own requests behind a database transaction.
+    {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let db = data(&dir).join("witness.db");
+        let mut holder = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        holder
+            .batch_execute("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE;")
+            .unwrap();
+        let (status, _, body) = w.post(&stranger.request(4, 8).to_body()).unwrap();
+        assert_eq!(status, 403, "{body}");
+        holder.batch_execute("ROLLBACK;").unwrap();
+    }
 
     let elsewhere = TestLog::with_key(&new_pkcs8(), 16, "x", "other.example/log");
     let (status, _, body) = w.post(&elsewhere.request(0, 8).to_body()).unwrap();
