@@ -38,7 +38,6 @@ set -euo pipefail
 # shellcheck source=benches/lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$bench_root"
-root=$bench_root
 
 quick=${PERF_QUICK:-0}
 if [ "$quick" = 1 ]; then
@@ -69,7 +68,7 @@ bench_init curl openssl python3 softhsm2 golang-cfssl
 
 # A bench binary of kagi-benches (built in release, not run): its path.
 bench_binary() {
-  (cd "$root" && cargo bench -p kagi-benches --bench "$1" --no-run --message-format=json 2>/dev/null) |
+  (cd "$bench_root" && cargo bench -p kagi-benches --bench "$1" --no-run --message-format=json 2>/dev/null) |
     python3 -c '
 import json, sys
 for line in sys.stdin:

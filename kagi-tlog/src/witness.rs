@@ -213,7 +213,8 @@ impl WitnessAnswer {
         }
     }
 
-    fn refused(status: u16, message: impl Into<String>) -> WitnessAnswer {
+    /// A refusal with this status and the message that says why.
+    pub fn refused(status: u16, message: impl Into<String>) -> WitnessAnswer {
         WitnessAnswer::Refused {
             status,
             message: message.into(),

@@ -217,20 +217,19 @@ impl Witness {
     /// checkpoint and the save run under the process lock in one immediate transaction, and a
     /// 200 is returned only after the commit.
     pub fn add_checkpoint(&self, body: &[u8]) -> WitnessAnswer {
-        let refused = |status: u16, message: String| WitnessAnswer::Refused { status, message };
         let Ok(body) = std::str::from_utf8(body) else {
-            return refused(400, "the request body is not UTF-8 text".into());
+            return WitnessAnswer::refused(400, "the request body is not UTF-8 text");
         };
         let req = match AddCheckpoint::parse(body) {
             Ok(r) => r,
-            Err(e) => return refused(400, e.to_string()),
+            Err(e) => return WitnessAnswer::refused(400, e.to_string()),
         };
         let origin = match checkpoint_origin(&req.checkpoint) {
             Ok(o) => o,
-            Err(e) => return refused(400, e.to_string()),
+            Err(e) => return WitnessAnswer::refused(400, e.to_string()),
         };
         let Some(keys) = self.logs.get(&origin) else {
-            return refused(
+            return WitnessAnswer::refused(
                 404,
                 format!(
                     "this witness does not witness the log '{origin}' (it witnesses: {}): its operator adds it with 'kagi witness serve --log <the log's verifier key>'",
@@ -240,7 +239,10 @@ impl Witness {
         };
         // The checks that need nothing saved (the log's signature first) run before the lock:
         // a caller without the log's key never takes it, nor the database's write lock.
-        let mut opened = Err(refused(403, "no key is configured for this log".into()));
+        let mut opened = Err(WitnessAnswer::refused(
+            403,
+            "no key is configured for this log",
+        ));
         for pk in keys {
             opened = open_add_checkpoint(&req, &origin, pk);
             match &opened {
@@ -275,7 +277,7 @@ impl Witness {
             }
             Err(e) => {
                 log::error!("the witness database failed: {e}");
-                refused(
+                WitnessAnswer::refused(
                     500,
                     format!("the witness's database failed ({e}); nothing was saved: try again"),
                 )
@@ -291,7 +293,6 @@ impl Witness {
         req: &AddCheckpoint,
         opened: kagi_tlog::witness::Accepted,
     ) -> Result<WitnessAnswer, diesel::result::Error> {
-        let refused = |status: u16, message: String| WitnessAnswer::Refused { status, message };
         let origin = opened.origin.clone();
         let stored = store::latest(c, &origin)?;
         let latest = match &stored {
@@ -299,7 +300,7 @@ impl Witness {
             Some(s) => match (u64::try_from(s.size), <[u8; 32]>::try_from(&s.root[..])) {
                 (Ok(size), Ok(root)) => Some((size, root)),
                 _ => {
-                    return Ok(refused(
+                    return Ok(WitnessAnswer::refused(
                         500,
                         format!("the witness's saved state of '{origin}' is malformed: its database was changed outside kagi"),
                     ))
@@ -312,7 +313,12 @@ impl Witness {
         };
         let line = match kagi_tlog::cosign(&accepted.text, &self.name, now(), &self.key) {
             Ok(l) => l,
-            Err(e) => return Ok(refused(500, format!("cosigning failed: {e}"))),
+            Err(e) => {
+                return Ok(WitnessAnswer::refused(
+                    500,
+                    format!("cosigning failed: {e}"),
+                ))
+            }
         };
         let size = i64::try_from(accepted.size).map_err(|_| {
             diesel::result::Error::SerializationError(

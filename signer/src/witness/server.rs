@@ -11,8 +11,7 @@ use super::{Witness, MAX_BODY};
 /// The check-and-save runs on the connection's own worker thread, blocking it through the
 /// commit's fsync. A witness answers one log's requests one at a time anyway (each names the
 /// size the previous one saved, and the store's lock serializes them), so a hand-off to the
-/// blocking pool bought no concurrency, only two thread wake-ups per request, which on a busy
-/// host were most of a round's latency.
+/// blocking pool bought no concurrency, only two more thread wake-ups per request.
 async fn add_checkpoint(w: web::Data<Witness>, body: web::Bytes) -> HttpResponse {
     respond(&w.add_checkpoint(&body))
 }
