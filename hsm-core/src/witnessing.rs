@@ -168,6 +168,16 @@ pub(crate) struct Gate {
     /// Where the rollback's audit record goes: the committer's queue (the committer thread
     /// holds the gate weakly, so this does not keep it alive once the HSM is dropped).
     committer: SyncSender<Op>,
+    /// The last consistency proof computed, (old, size, proof): every worker sends the same
+    /// target, usually from the same old size, so the second one of a round reuses it.
+    last_proof: Mutex<Option<CachedProof>>,
+}
+
+/// A consistency proof from `old` to `size`.
+struct CachedProof {
+    old: u64,
+    size: u64,
+    proof: Vec<[u8; 32]>,
 }
 
 /// The newest stored checkpoint, with the log's own signature only.
@@ -230,6 +240,7 @@ impl Gate {
             set,
             store,
             committer,
+            last_proof: Mutex::new(None),
         });
         for i in 0..n {
             let weak = Arc::downgrade(&gate);
@@ -531,9 +542,22 @@ impl Gate {
         if old == 0 || old == size {
             return Ok(Vec::new());
         }
+        let hit = match &*self.last_proof.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) if (c.old, c.size) == (old, size) => Some(c.proof.clone()),
+            _ => None,
+        };
+        if let Some(p) = hit {
+            return Ok(p);
+        }
         let mut c = self.store.conn()?;
         let mut nodes = tlog::DbNodes::new(&mut c)?;
-        tlog::consistency_proof(&mut nodes, old, size)
+        let proof = tlog::consistency_proof(&mut nodes, old, size)?;
+        *self.last_proof.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedProof {
+            old,
+            size,
+            proof: proof.clone(),
+        });
+        Ok(proof)
     }
 
     /// Move the target to the newest stored checkpoint when it is larger (another process
