@@ -164,6 +164,11 @@ dc = min(p99["closed"]["witnessed"]) - min(p99["closed"]["plain"])
 print(f"\nbest rounds, 2 witnesses against 0: peak rate {pk:.3f}x (goal >= 0.9: {'met' if pk >= 0.9 else 'missed'}); "
       f"p99 at the same paced rate {dp:+.2f} ms (goal <= +2 ms: {'met' if dp <= 2 else 'missed'})")
 print(f"closed loop at the base connection count: {c:.3f}x the rate, p99 {dc:+.2f} ms; {errors} failed requests in all")
+# The best of each configuration can pair a lucky row with an unlucky one; the rounds' own
+# pairs (rows next to each other in time) show how far the noise reaches.
+pairs = lambda d, kind: list(zip(d[kind]["witnessed"], d[kind]["plain"]))
+print("per round: peak rate " + ", ".join(f"{w / p:.3f}x" for w, p in pairs(rate, "peak"))
+      + "; paced p99 " + ", ".join(f"{w - p:+.2f} ms" for w, p in pairs(p99, "paced")))
 PY
 for w in w1 w2; do
   echo "witness bench-$w: $(grep -c "cosigned '" "$work/witness-$w.err" || true) checkpoints cosigned in all"
