@@ -168,8 +168,8 @@ pub(crate) struct Gate {
     /// Where the rollback's audit record goes: the committer's queue (the committer thread
     /// holds the gate weakly, so this does not keep it alive once the HSM is dropped).
     committer: SyncSender<Op>,
-    /// The last consistency proof computed, (old, size, proof): every worker sends the same
-    /// target, usually from the same old size, so the second one of a round reuses it.
+    /// The last consistency proof computed: every worker sends the same target, usually from
+    /// the same old size, so the second one of a round reuses it.
     last_proof: Mutex<Option<CachedProof>>,
 }
 
@@ -542,17 +542,16 @@ impl Gate {
         if old == 0 || old == size {
             return Ok(Vec::new());
         }
-        let hit = match &*self.last_proof.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(c) if (c.old, c.size) == (old, size) => Some(c.proof.clone()),
-            _ => None,
-        };
-        if let Some(p) = hit {
-            return Ok(p);
+        // Held while the proof is read: the workers of a round are woken together, and the
+        // second one waits for the first one's proof instead of reading it again beside it.
+        let mut cached = self.last_proof.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cached.as_ref().filter(|c| (c.old, c.size) == (old, size)) {
+            return Ok(c.proof.clone());
         }
         let mut c = self.store.conn()?;
         let mut nodes = tlog::DbNodes::new(&mut c)?;
         let proof = tlog::consistency_proof(&mut nodes, old, size)?;
-        *self.last_proof.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedProof {
+        *cached = Some(CachedProof {
             old,
             size,
             proof: proof.clone(),
