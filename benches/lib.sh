@@ -11,8 +11,11 @@
 # sign_lua PREFIX RATE    a wrk script's request part: P-256 `POST /api/v1/sign`, each
 #                         request with the next of $tokens and the next key PREFIX1..PREFIX$nkeys
 #                         (all of them in use all the time); RATE requests/s paces the whole run
-#                         over $cores wrk threads (0: as fast as it goes). The caller appends its
-#                         own `done` function.
+#                         over $cores wrk threads (0: as fast as it goes). The caller appends
+#                         lua_done, or a `done` function of its own.
+# lua_done                a wrk script's `done` part: one machine-readable line, "RESULT
+#                         requests= secs= rate= p50= p99= max= non2xx= sockerr= timeout="
+#                         (latencies in ms).
 
 bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cores=$(nproc)
@@ -48,6 +51,19 @@ bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
+}
+
+lua_done() {
+  cat <<'LUA'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d secs=%.3f rate=%.1f p50=%.3f p99=%.3f max=%.3f non2xx=%d sockerr=%d timeout=%d\n",
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    e.status, e.connect + e.read + e.write, e.timeout))
+end
+LUA
 }
 
 free_port() {

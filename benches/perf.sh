@@ -110,20 +110,6 @@ for name, pl, pg in rows:
 PY
 }
 
-# Every wrk script ends with this: one machine-readable line (latencies in ms).
-lua_done() {
-  cat <<'LUA'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT requests=%d secs=%.3f rate=%.1f p50=%.3f p99=%.3f max=%.3f non2xx=%d sockerr=%d timeout=%d\n",
-    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
-    e.status, e.connect + e.read + e.write, e.timeout))
-end
-LUA
-}
-
 # wrk against $url with script $lua for $secs; the RESULT fields become results prefixed $name.
 run_wrk() {
   local name=$1 secs=$2 lua=$3 url=$4 line

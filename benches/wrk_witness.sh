@@ -32,19 +32,6 @@ nkeys=${WRK_KEYS:-8}
 ntokens=${WRK_TOKENS:-8}
 bench_init curl openssl python3
 
-# The `done` part of every wrk script: one ROW line with rate, p50/p99/max ms, requests, errors.
-done_lua() {
-  cat <<'LUA'
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("ROW %.1f %.3f %.3f %.3f %d %d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000, summary.requests,
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-LUA
-}
-
 # setup NAME: an instance with keys k1..kN and N tokens (kept in its folder for paced scripts),
 # and its unpaced wrk script.
 setup() {
@@ -56,7 +43,7 @@ setup() {
     export KAGI_TOKEN
     make_signers
     printf '%s\n' "${tokens[@]}" >"$dir/tokens"
-    { sign_lua k 0; done_lua; } >"$dir/sign.lua"
+    { sign_lua k 0; lua_done; } >"$dir/sign.lua"
   )
 }
 
@@ -64,7 +51,7 @@ setup() {
 paced_lua() {
   local dir="$work/$1"
   mapfile -t tokens <"$dir/tokens"
-  { sign_lua k "$2"; done_lua; } >"$dir/paced.lua"
+  { sign_lua k "$2"; lua_done; } >"$dir/paced.lua"
 }
 
 setup plain
@@ -113,7 +100,11 @@ run() { # run NAME SECS [CONNS [SCRIPT]]: one wrk row against instance NAME; pri
     mkdir -p "$WRK_PERF"
     perf record -F 999 -g -a -o "$WRK_PERF/$1-$c-${script%.lua}.data" -- sleep "$2" >/dev/null 2>&1 &
   fi
-  wrk -t "$((c < cores ? c : cores))" -c "$c" -d "${2}s" -s "$dir/$script" "$(cat "$dir/url")/api/v1/sign" | grep '^ROW' | tr '\n' ' '
+  # lua_done's RESULT line as "ROW rate p50 p99 max requests errors".
+  wrk -t "$((c < cores ? c : cores))" -c "$c" -d "${2}s" -s "$dir/$script" "$(cat "$dir/url")/api/v1/sign" |
+    awk '/^RESULT/ {for (i = 2; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]}
+      printf "ROW %s %s %s %s %d %d ", v["rate"], v["p50"], v["p99"], v["max"], v["requests"],
+        v["non2xx"] + v["sockerr"] + v["timeout"]}'
   k1=$(ticks "$k"); x1=$(ticks "${wpids[0]}"); y1=$(ticks "${wpids[1]}"); i1=$(idle)
   echo "$((k1 - k0)) $((x1 - x0 + y1 - y0)) $((i1 - i0)) $(($(rounds_done) - c0))"
 }
