@@ -334,7 +334,13 @@ fn run(
         }
         let ops = batch.len();
         let started = std::time::Instant::now();
+        if let Some(g) = &gate {
+            g.batch_begun();
+        }
         let committed = commit_batch(&store, &keys, &integrity, batch, gate.as_deref());
+        if let Some(g) = &gate {
+            g.batch_ended();
+        }
         if let Some(o) = observer.get() {
             o.batch_done(ops, started.elapsed(), committed);
         }

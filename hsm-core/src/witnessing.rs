@@ -135,6 +135,14 @@ pub(crate) struct Unstored {
 /// How long cosignature lines wait for a committer batch before a witness worker stores them.
 const STORE_AFTER: Duration = Duration::from_millis(50);
 
+/// How long a due round waits for the batch the committer was committing when it became due.
+/// Under load a batch is nearly always being committed; its results would otherwise wait for
+/// the whole next round, so waiting for it covers more results per round (fewer rounds, less
+/// CPU per signature) and releases that batch sooner. Idle, no batch is open and a round
+/// starts at once. The bound keeps a stalled commit from holding back results already
+/// committed.
+const COALESCE_MAX: Duration = Duration::from_millis(4);
+
 struct PerWitness {
     cosigned: u64,
     error: Option<String>,
@@ -157,6 +165,13 @@ struct GateState {
     per: Vec<PerWitness>,
     held: Vec<Held>,
     rollback: Option<String>,
+    /// Whether a worker has sent the target yet: until one has, the target follows the newest
+    /// committed checkpoint.
+    target_taken: bool,
+    /// Committer batches begun and finished, so a round can wait for the batch being
+    /// committed when it became due (see [`COALESCE_MAX`]).
+    batches_begun: u64,
+    batches_ended: u64,
 }
 
 /// The release stage between the committer and the callers of key uses.
@@ -235,6 +250,9 @@ impl Gate {
                     .collect(),
                 held: Vec::new(),
                 rollback: None,
+                target_taken: false,
+                batches_begun: 0,
+                batches_ended: 0,
             }),
             changed: Condvar::new(),
             set,
@@ -302,9 +320,22 @@ impl Gate {
             None => true,
             Some((t, _)) => *t <= st.witnessed,
         };
-        if target_done {
+        if target_done || !st.target_taken {
             st.target = st.latest.clone();
+            st.target_taken = false;
         }
+        self.changed.notify_all();
+    }
+
+    /// The committer began a batch.
+    pub(crate) fn batch_begun(&self) {
+        lock(&self.state).batches_begun += 1;
+    }
+
+    /// The committer finished a batch (committed or not): a round waiting for it may start.
+    pub(crate) fn batch_ended(&self) {
+        let mut st = lock(&self.state);
+        st.batches_ended += 1;
         self.changed.notify_all();
     }
 
@@ -359,12 +390,31 @@ impl Gate {
             None => Duration::from_secs(1),
         };
         let deadline = Instant::now() + wait;
+        // The batch being committed when this round became due, and how long it is waited for.
+        let mut coalesce: Option<(u64, Instant)> = None;
         loop {
             if st.rollback.is_some() {
                 return None;
             }
-            if let Some((size, note)) = &st.target {
-                if st.per[i].cosigned < *size {
+            let due = st
+                .target
+                .as_ref()
+                .is_some_and(|(size, _)| st.per[i].cosigned < *size);
+            if due && !st.target_taken {
+                let (batch, until) = *coalesce
+                    .get_or_insert_with(|| (st.batches_begun, Instant::now() + COALESCE_MAX));
+                let left = until.saturating_duration_since(Instant::now());
+                if st.batches_ended < batch && !left.is_zero() {
+                    st = match self.changed.wait_timeout(st, left) {
+                        Ok((g, _)) => g,
+                        Err(p) => p.into_inner().0,
+                    };
+                    continue;
+                }
+                st.target_taken = true;
+            }
+            if due {
+                if let Some((size, note)) = &st.target {
                     return Some((*size, note.clone()));
                 }
             }
@@ -432,6 +482,7 @@ impl Gate {
         }
         if st.target.as_ref().is_some_and(|(t, _)| *t <= size) {
             st.target = st.latest.clone();
+            st.target_taken = false;
         }
         self.changed.notify_all();
     }
@@ -569,6 +620,7 @@ impl Gate {
             }
             if st.target.as_ref().is_none_or(|(s, _)| *s < size) {
                 st.target = Some((size, note));
+                st.target_taken = false;
             }
             self.changed.notify_all();
         }
