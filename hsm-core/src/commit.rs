@@ -256,6 +256,9 @@ impl Committer {
             reply,
             held: held.clone(),
         };
+        if let Some(g) = &self.gate {
+            g.queued();
+        }
         match self.tx.try_send(op) {
             Ok(()) => {}
             Err(TrySendError::Full(op)) => {
@@ -302,14 +305,6 @@ fn run(
                 Err(_) => break,
             }
         }
-        // Failed closed: nothing more is appended to a log that does not verify.
-        if let Err(e) = integrity.check() {
-            let msg = e.to_string();
-            for op in batch {
-                let _ = op.reply.send(Err(HsmError::Integrity(msg.clone())));
-            }
-            continue;
-        }
         let gate = match &gate {
             Some(w) => match w.upgrade() {
                 Some(g) => Some(g),
@@ -318,6 +313,19 @@ fn run(
             },
             None => None,
         };
+        // The gate learns that these key uses left the queue, and (when the guard drops) that
+        // the batch ended, however it ends.
+        let _batch = gate
+            .as_ref()
+            .map(|g| g.batch_begins(batch.iter().filter(|op| !op.system).count() as u64));
+        // Failed closed: nothing more is appended to a log that does not verify.
+        if let Err(e) = integrity.check() {
+            let msg = e.to_string();
+            for op in batch {
+                let _ = op.reply.send(Err(HsmError::Integrity(msg.clone())));
+            }
+            continue;
+        }
         // A rollback was detected: nothing more is released, and only the HSM's own record
         // of it is committed.
         if let Some(reason) = gate.as_ref().and_then(|g| g.rollback()) {
@@ -334,13 +342,7 @@ fn run(
         }
         let ops = batch.len();
         let started = std::time::Instant::now();
-        if let Some(g) = &gate {
-            g.batch_begun();
-        }
         let committed = commit_batch(&store, &keys, &integrity, batch, gate.as_deref());
-        if let Some(g) = &gate {
-            g.batch_ended();
-        }
         if let Some(o) = observer.get() {
             o.batch_done(ops, started.elapsed(), committed);
         }

@@ -28,6 +28,7 @@
 //! change but the audit record saying so.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -135,13 +136,13 @@ pub(crate) struct Unstored {
 /// How long cosignature lines wait for a committer batch before a witness worker stores them.
 const STORE_AFTER: Duration = Duration::from_millis(50);
 
-/// How long a due round waits for the batch the committer was committing when it became due.
-/// Under load a batch is nearly always being committed; its results would otherwise wait for
-/// the whole next round, so waiting for it covers more results per round (fewer rounds, less
-/// CPU per signature) and releases that batch sooner. Idle, no batch is open and a round
-/// starts at once. The bound keeps a stalled commit from holding back results already
-/// committed.
-const COALESCE_MAX: Duration = Duration::from_millis(4);
+/// How long a due round waits for the committer's batches in progress when it fell due: the
+/// batch being committed, and the next one if key uses are queued for it. Under load both
+/// nearly always exist, and their results would otherwise wait for the whole next round;
+/// waiting for them covers more results per round (fewer rounds, less CPU per signature) and
+/// releases those batches a round sooner. Idle, there is neither, and a round starts at once.
+/// The bound keeps a stalled commit from holding back results already committed.
+const COALESCE_MAX: Duration = Duration::from_millis(8);
 
 struct PerWitness {
     cosigned: u64,
@@ -172,6 +173,8 @@ struct GateState {
     /// committed when it became due (see [`COALESCE_MAX`]).
     batches_begun: u64,
     batches_ended: u64,
+    /// Key uses the committer took into batches (see [`Gate::queued`]).
+    ops_taken: u64,
 }
 
 /// The release stage between the committer and the callers of key uses.
@@ -186,6 +189,9 @@ pub(crate) struct Gate {
     /// The last consistency proof computed: every worker sends the same target, usually from
     /// the same old size, so the second one of a round reuses it.
     last_proof: Mutex<Option<CachedProof>>,
+    /// Key uses queued for the committer: beside [`GateState::ops_taken`], whether a batch is
+    /// about to begin.
+    ops_queued: AtomicU64,
 }
 
 /// A consistency proof from `old` to `size`.
@@ -253,12 +259,14 @@ impl Gate {
                 target_taken: false,
                 batches_begun: 0,
                 batches_ended: 0,
+                ops_taken: 0,
             }),
             changed: Condvar::new(),
             set,
             store,
             committer,
             last_proof: Mutex::new(None),
+            ops_queued: AtomicU64::new(0),
         });
         for i in 0..n {
             let weak = Arc::downgrade(&gate);
@@ -327,16 +335,18 @@ impl Gate {
         self.changed.notify_all();
     }
 
-    /// The committer began a batch.
-    pub(crate) fn batch_begun(&self) {
-        lock(&self.state).batches_begun += 1;
+    /// The committer took `ops` queued key uses into a batch; the batch ends (committed or
+    /// not) when the guard drops, and a round waiting for it may start.
+    pub(crate) fn batch_begins(&self, ops: u64) -> BatchGuard<'_> {
+        let mut st = lock(&self.state);
+        st.batches_begun += 1;
+        st.ops_taken += ops;
+        BatchGuard(self)
     }
 
-    /// The committer finished a batch (committed or not): a round waiting for it may start.
-    pub(crate) fn batch_ended(&self) {
-        let mut st = lock(&self.state);
-        st.batches_ended += 1;
-        self.changed.notify_all();
+    /// A caller queued a key use for the committer.
+    pub(crate) fn queued(&self) {
+        self.ops_queued.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn status(&self) -> WitnessStatus {
@@ -390,7 +400,8 @@ impl Gate {
             None => Duration::from_secs(1),
         };
         let deadline = Instant::now() + wait;
-        // The batch being committed when this round became due, and how long it is waited for.
+        // The last batch this round waits for (the one being committed when it fell due, or the
+        // next one if key uses are queued), and until when.
         let mut coalesce: Option<(u64, Instant)> = None;
         loop {
             if st.rollback.is_some() {
@@ -401,8 +412,13 @@ impl Gate {
                 .as_ref()
                 .is_some_and(|(size, _)| st.per[i].cosigned < *size);
             if due && !st.target_taken {
-                let (batch, until) = *coalesce
-                    .get_or_insert_with(|| (st.batches_begun, Instant::now() + COALESCE_MAX));
+                let (batch, until) = *coalesce.get_or_insert_with(|| {
+                    let waiting = self.ops_queued.load(Ordering::Relaxed) > st.ops_taken;
+                    (
+                        st.batches_begun + u64::from(waiting),
+                        Instant::now() + COALESCE_MAX,
+                    )
+                });
                 let left = until.saturating_duration_since(Instant::now());
                 if st.batches_ended < batch && !left.is_zero() {
                     st = match self.changed.wait_timeout(st, left) {
@@ -625,6 +641,17 @@ impl Gate {
             self.changed.notify_all();
         }
         Ok(())
+    }
+}
+
+/// A committer batch in progress (see [`Gate::batch_begins`]).
+pub(crate) struct BatchGuard<'a>(&'a Gate);
+
+impl Drop for BatchGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.state);
+        st.batches_ended += 1;
+        self.0.changed.notify_all();
     }
 }
 
