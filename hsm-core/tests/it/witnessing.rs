@@ -11,7 +11,7 @@ use common::*;
 use kagi_hsm_core::witnessing::{AddCheckpoint, Witness, WitnessAnswer};
 use kagi_hsm_core::*;
 use kagi_tlog::witness::check_add_checkpoint;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ struct MemWitness {
     log_key: [u8; 32],
     latest: Mutex<Option<(u64, kagi_tlog::Hash)>>,
     down: AtomicBool,
+    /// Milliseconds each request takes before it is checked (a network and a disk).
+    delay_ms: AtomicU64,
 }
 
 impl MemWitness {
@@ -34,6 +36,7 @@ impl MemWitness {
             log_key,
             latest: Mutex::new(None),
             down: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
         })
     }
 }
@@ -51,6 +54,7 @@ impl Witness for MemWitness {
         if self.down.load(Ordering::SeqCst) {
             return Err("connection refused".into());
         }
+        std::thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst)));
         // Check and save under one lock, as the spec asks.
         let mut latest = self.latest.lock().unwrap();
         match check_add_checkpoint(req, kagi_tlog::ORIGIN, &self.log_key, *latest) {
@@ -287,5 +291,78 @@ fn an_unavailable_witness_withholds_results_and_each_use_counts_once() {
     );
     for n in 100..103 {
         hsm.sign_op(&s, SignOp::digest("k", &req(n))).unwrap();
+    }
+}
+
+/// Many callers at once, so witnessing rounds fall due while batches are being committed and
+/// more uses are queued (the gate then waits for those batches): every result comes back only
+/// once both witnesses hold a checkpoint covering it, and the key's limit holds exactly. The
+/// witnesses take 20 ms a request, so a result released early would be seen before they
+/// saved its checkpoint.
+#[test]
+fn concurrent_uses_are_released_under_the_quorum_and_counted_exactly() {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 25;
+    const LIMIT: i64 = 150;
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        let i = init(&store);
+        let mut spec = KeySpec::new("k", Algorithm::EcP256);
+        spec.usage_limit = Some(LIMIT);
+        i.hsm.create_key(&i.admin, &spec).unwrap();
+        let log_key = i.hsm.tlog_public_key().unwrap();
+        drop(i.hsm);
+        let a = MemWitness::new("a.test", log_key);
+        let b = MemWitness::new("b.test", log_key);
+        let (hsm, s) = open_witnessed(
+            store.config.clone(),
+            &[&a, &b],
+            2,
+            Duration::from_secs(20),
+            &i.share,
+            &i.token,
+        );
+        a.delay_ms.store(20, Ordering::SeqCst);
+        b.delay_ms.store(20, Ordering::SeqCst);
+        let witnessed = |w: &MemWitness| w.latest.lock().unwrap().map_or(0, |(size, _)| size);
+        let (released, refused) = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (hsm, s, a, b) = (&hsm, &s, &a, &b);
+                    scope.spawn(move || {
+                        let (mut released, mut refused) = (0i64, 0i64);
+                        for n in 0..PER_THREAD {
+                            match hsm.sign_op(s, SignOp::digest("k", &req(t * 1000 + n))) {
+                                Ok(signed) => {
+                                    let index = signed.tlog_index.unwrap() as u64;
+                                    assert!(
+                                        witnessed(a) > index && witnessed(b) > index,
+                                        "entry {index} released before both witnesses held it ({} and {})",
+                                        witnessed(a),
+                                        witnessed(b)
+                                    );
+                                    released += 1;
+                                }
+                                Err(HsmError::UsageLimitReached { .. }) => refused += 1,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        (released, refused)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .fold((0, 0), |(r, f), (r2, f2)| (r + r2, f + f2))
+        });
+        assert_eq!(released, LIMIT, "{backend:?}");
+        assert_eq!(
+            refused,
+            (THREADS * PER_THREAD) as i64 - LIMIT,
+            "{backend:?}"
+        );
+        assert_eq!(hsm.key_info(&s, "k").unwrap().usage_count, LIMIT);
+        hsm.tlog_verify(&s).unwrap();
     }
 }
