@@ -101,26 +101,56 @@ fn cosigned_by(note: &str, w: &MemWitness) -> bool {
     kagi_tlog::open_cosignature(note, &w.name, &w.public_key()).is_ok()
 }
 
+/// An instance with key "k" limited to some uses, reopened with witnesses a.test and b.test
+/// (quorum 2, 20 s timeout).
+struct Witnessed {
+    a: Arc<MemWitness>,
+    b: Arc<MemWitness>,
+    hsm: Hsm,
+    s: Session,
+    /// The instance's share and token, to reopen it (its own HSM handle is dropped).
+    i: Reopen,
+}
+
+struct Reopen {
+    share: String,
+    token: String,
+}
+
+fn witnessed_key(store: &TestStore, limit: i64) -> Witnessed {
+    let i = init(store);
+    let mut spec = KeySpec::new("k", Algorithm::EcP256);
+    spec.usage_limit = Some(limit);
+    i.hsm.create_key(&i.admin, &spec).unwrap();
+    let log_key = i.hsm.tlog_public_key().unwrap();
+    drop(i.hsm);
+    let a = MemWitness::new("a.test", log_key);
+    let b = MemWitness::new("b.test", log_key);
+    let (hsm, s) = open_witnessed(
+        store.config.clone(),
+        &[&a, &b],
+        2,
+        Duration::from_secs(20),
+        &i.share,
+        &i.token,
+    );
+    Witnessed {
+        a,
+        b,
+        hsm,
+        s,
+        i: Reopen {
+            share: i.share,
+            token: i.token,
+        },
+    }
+}
+
 #[test]
 fn results_wait_for_the_quorum_and_a_restored_database_releases_nothing() {
     for backend in BACKENDS {
         let store = TestStore::new(backend);
-        let i = init(&store);
-        let mut spec = KeySpec::new("k", Algorithm::EcP256);
-        spec.usage_limit = Some(10);
-        i.hsm.create_key(&i.admin, &spec).unwrap();
-        let log_key = i.hsm.tlog_public_key().unwrap();
-        drop(i.hsm);
-        let a = MemWitness::new("a.test", log_key);
-        let b = MemWitness::new("b.test", log_key);
-        let (hsm, s) = open_witnessed(
-            store.config.clone(),
-            &[&a, &b],
-            2,
-            Duration::from_secs(20),
-            &i.share,
-            &i.token,
-        );
+        let Witnessed { a, b, hsm, s, i } = witnessed_key(&store, 10);
         for n in 0..3 {
             let signed = hsm.sign_op(&s, SignOp::digest("k", &req(n))).unwrap();
             // Released: the newest witnessed checkpoint covers its entry, with both
@@ -306,22 +336,7 @@ fn concurrent_uses_are_released_under_the_quorum_and_counted_exactly() {
     const LIMIT: i64 = 150;
     for backend in BACKENDS {
         let store = TestStore::new(backend);
-        let i = init(&store);
-        let mut spec = KeySpec::new("k", Algorithm::EcP256);
-        spec.usage_limit = Some(LIMIT);
-        i.hsm.create_key(&i.admin, &spec).unwrap();
-        let log_key = i.hsm.tlog_public_key().unwrap();
-        drop(i.hsm);
-        let a = MemWitness::new("a.test", log_key);
-        let b = MemWitness::new("b.test", log_key);
-        let (hsm, s) = open_witnessed(
-            store.config.clone(),
-            &[&a, &b],
-            2,
-            Duration::from_secs(20),
-            &i.share,
-            &i.token,
-        );
+        let Witnessed { a, b, hsm, s, .. } = witnessed_key(&store, LIMIT);
         a.delay_ms.store(20, Ordering::SeqCst);
         b.delay_ms.store(20, Ordering::SeqCst);
         let witnessed = |w: &MemWitness| w.latest.lock().unwrap().map_or(0, |(size, _)| size);
