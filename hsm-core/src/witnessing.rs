@@ -150,8 +150,9 @@ struct PerWitness {
 }
 
 struct GateState {
-    /// The checkpoint being witnessed: (size, note with the log's signature only).
-    target: Option<(u64, String)>,
+    /// The checkpoint this round's workers send, once one took it: (size, note with the log's
+    /// signature only). Until then a round's target is the newest committed one, `latest`.
+    round: Option<(u64, String)>,
     /// The newest committed checkpoint.
     latest: Option<(u64, String)>,
     /// Per size above the witnessed one: the witnesses that cosigned it, with their lines.
@@ -166,9 +167,6 @@ struct GateState {
     per: Vec<PerWitness>,
     held: Vec<Held>,
     rollback: Option<String>,
-    /// Whether a worker has sent the target yet: until one has, the target follows the newest
-    /// committed checkpoint.
-    target_taken: bool,
     /// Committer batches begun and finished, so a round can wait for the batch being
     /// committed when it became due (see [`COALESCE_MAX`]).
     batches_begun: u64,
@@ -241,7 +239,7 @@ impl Gate {
         let n = set.witnesses.len();
         let gate = Arc::new(Gate {
             state: Mutex::new(GateState {
-                target: latest.clone(),
+                round: None,
                 latest,
                 cosigned: BTreeMap::new(),
                 witnessed: 0,
@@ -256,7 +254,6 @@ impl Gate {
                     .collect(),
                 held: Vec::new(),
                 rollback: None,
-                target_taken: false,
                 batches_begun: 0,
                 batches_ended: 0,
                 ops_taken: 0,
@@ -324,13 +321,9 @@ impl Gate {
         if st.latest.as_ref().is_none_or(|(s, _)| *s < size) {
             st.latest = Some((size, note));
         }
-        let target_done = match &st.target {
-            None => true,
-            Some((t, _)) => *t <= st.witnessed,
-        };
-        if target_done || !st.target_taken {
-            st.target = st.latest.clone();
-            st.target_taken = false;
+        // A round whose checkpoint is witnessed (a slow witness catching up) is over.
+        if st.round.as_ref().is_some_and(|(t, _)| *t <= st.witnessed) {
+            st.round = None;
         }
         self.changed.notify_all();
     }
@@ -408,10 +401,11 @@ impl Gate {
                 return None;
             }
             let due = st
-                .target
+                .round
                 .as_ref()
+                .or(st.latest.as_ref())
                 .is_some_and(|(size, _)| st.per[i].cosigned < *size);
-            if due && !st.target_taken {
+            if due && st.round.is_none() {
                 let (batch, until) = *coalesce.get_or_insert_with(|| {
                     let waiting = self.ops_queued.load(Ordering::Relaxed) > st.ops_taken;
                     (
@@ -427,10 +421,12 @@ impl Gate {
                     };
                     continue;
                 }
-                st.target_taken = true;
+                st.round = st.latest.clone();
+                // Workers still waiting for batches send this round's checkpoint too.
+                self.changed.notify_all();
             }
             if due {
-                if let Some((size, note)) = &st.target {
+                if let Some((size, note)) = &st.round {
                     return Some((*size, note.clone()));
                 }
             }
@@ -496,9 +492,8 @@ impl Gate {
         for h in release {
             let _ = h.reply.send(Ok(h.done));
         }
-        if st.target.as_ref().is_some_and(|(t, _)| *t <= size) {
-            st.target = st.latest.clone();
-            st.target_taken = false;
+        if st.round.as_ref().is_some_and(|(t, _)| *t <= size) {
+            st.round = None;
         }
         self.changed.notify_all();
     }
@@ -632,11 +627,10 @@ impl Gate {
         if let Some((size, note)) = latest_stored(&self.store)? {
             let mut st = lock(&self.state);
             if st.latest.as_ref().is_none_or(|(s, _)| *s < size) {
-                st.latest = Some((size, note.clone()));
+                st.latest = Some((size, note));
             }
-            if st.target.as_ref().is_none_or(|(s, _)| *s < size) {
-                st.target = Some((size, note));
-                st.target_taken = false;
+            if st.round.as_ref().is_some_and(|(s, _)| *s < size) {
+                st.round = None;
             }
             self.changed.notify_all();
         }
@@ -651,7 +645,10 @@ impl Drop for BatchGuard<'_> {
     fn drop(&mut self) {
         let mut st = lock(&self.0.state);
         st.batches_ended += 1;
-        self.0.changed.notify_all();
+        // Only a round no worker took yet waits for batches.
+        if st.round.is_none() {
+            self.0.changed.notify_all();
+        }
     }
 }
 
