@@ -144,6 +144,23 @@ const STORE_AFTER: Duration = Duration::from_millis(50);
 /// The bound keeps a stalled commit from holding back results already committed.
 const COALESCE_MAX: Duration = Duration::from_millis(8);
 
+/// The most a round waits after the previous one (see [`spacing`]).
+const SPACING_MAX: Duration = Duration::from_millis(8);
+/// Results a round released at which the next one waits the previous one's whole duration.
+const SPACING_FULL_AT: usize = 64;
+
+/// How long the next round waits after one that took `took` (from its send to its quorum) and
+/// released `released` results. A round costs kagi and each witness CPU and thread wake-ups
+/// however many results it covers. Under load its exchange is slow (the cores are busy) and
+/// it covers many results: waiting as long as it took then covers about twice as many per
+/// round, at the time CPU is short. Lightly loaded, a round covers a few results, and a slow
+/// one is the disk's, not the cores': the wait shrinks with the results, so one slow fsync
+/// does not also delay the round after it.
+fn spacing(took: Duration, released: usize) -> Duration {
+    let share = released.min(SPACING_FULL_AT) as u32;
+    (took * share / SPACING_FULL_AT as u32).min(SPACING_MAX)
+}
+
 struct PerWitness {
     cosigned: u64,
     error: Option<String>,
@@ -173,6 +190,15 @@ struct GateState {
     batches_ended: u64,
     /// Key uses the committer took into batches (see [`Gate::queued`]).
     ops_taken: u64,
+    /// The lowest batch count a worker waiting for batches wants to be woken at; the end of
+    /// any other batch wakes nobody.
+    wake_at_batch: Option<u64>,
+    /// Workers waiting for a checkpoint to send, which a committed batch wakes.
+    idle_workers: usize,
+    /// When a worker took the current round, and when the next may be taken (see
+    /// [`SPACING_MAX`]).
+    round_taken: Option<Instant>,
+    not_before: Option<Instant>,
 }
 
 /// The release stage between the committer and the callers of key uses.
@@ -257,6 +283,10 @@ impl Gate {
                 batches_begun: 0,
                 batches_ended: 0,
                 ops_taken: 0,
+                wake_at_batch: None,
+                idle_workers: 0,
+                round_taken: None,
+                not_before: None,
             }),
             changed: Condvar::new(),
             set,
@@ -325,7 +355,11 @@ impl Gate {
         if st.round.as_ref().is_some_and(|(t, _)| *t <= st.witnessed) {
             st.round = None;
         }
-        self.changed.notify_all();
+        // Only a worker with nothing to send waits for a commit; the others wait for a batch's
+        // end, a time, or their witness.
+        if st.idle_workers > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// The committer took `ops` queued key uses into a batch; the batch ends (committed or
@@ -406,22 +440,24 @@ impl Gate {
                 .or(st.latest.as_ref())
                 .is_some_and(|(size, _)| st.per[i].cosigned < *size);
             if due && st.round.is_none() {
+                let now = Instant::now();
+                if let Some(left) = st.not_before.and_then(|t| t.checked_duration_since(now)) {
+                    st = self.wait(st, left);
+                    continue;
+                }
                 let (batch, until) = *coalesce.get_or_insert_with(|| {
                     let waiting = self.ops_queued.load(Ordering::Relaxed) > st.ops_taken;
-                    (
-                        st.batches_begun + u64::from(waiting),
-                        Instant::now() + COALESCE_MAX,
-                    )
+                    (st.batches_begun + u64::from(waiting), now + COALESCE_MAX)
                 });
-                let left = until.saturating_duration_since(Instant::now());
+                let left = until.saturating_duration_since(now);
                 if st.batches_ended < batch && !left.is_zero() {
-                    st = match self.changed.wait_timeout(st, left) {
-                        Ok((g, _)) => g,
-                        Err(p) => p.into_inner().0,
-                    };
+                    st.wake_at_batch = Some(st.wake_at_batch.map_or(batch, |b| b.min(batch)));
+                    st = self.wait(st, left);
                     continue;
                 }
                 st.round = st.latest.clone();
+                st.round_taken = Some(now);
+                st.wake_at_batch = None;
                 // Workers still waiting for batches send this round's checkpoint too.
                 self.changed.notify_all();
             }
@@ -434,10 +470,20 @@ impl Gate {
             if left.is_zero() {
                 return None;
             }
-            st = match self.changed.wait_timeout(st, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            st.idle_workers += 1;
+            st = self.wait(st, left);
+            st.idle_workers -= 1;
+        }
+    }
+
+    fn wait<'a>(
+        &self,
+        st: MutexGuard<'a, GateState>,
+        at_most: Duration,
+    ) -> MutexGuard<'a, GateState> {
+        match self.changed.wait_timeout(st, at_most) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
         }
     }
 
@@ -489,11 +535,15 @@ impl Gate {
         let (release, keep): (Vec<Held>, Vec<Held>) =
             held.into_iter().partition(|h| h.size <= size);
         st.held = keep;
+        let released = release.len();
         for h in release {
             let _ = h.reply.send(Ok(h.done));
         }
         if st.round.as_ref().is_some_and(|(t, _)| *t <= size) {
             st.round = None;
+            if let Some(taken) = st.round_taken.take() {
+                st.not_before = Some(Instant::now() + spacing(taken.elapsed(), released));
+            }
         }
         self.changed.notify_all();
     }
@@ -645,8 +695,9 @@ impl Drop for BatchGuard<'_> {
     fn drop(&mut self) {
         let mut st = lock(&self.0.state);
         st.batches_ended += 1;
-        // Only a round no worker took yet waits for batches.
-        if st.round.is_none() {
+        // Only a round no worker took yet waits for batches, and only for one that ended.
+        if st.round.is_none() && st.wake_at_batch.is_some_and(|b| st.batches_ended >= b) {
+            st.wake_at_batch = None;
             self.0.changed.notify_all();
         }
     }
@@ -793,5 +844,24 @@ fn rollback_event(detail: serde_json::Value) -> EventDraft {
         detail,
         outcome: None,
         use_hi: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_waits_after_a_busy_round_as_long_as_it_took_and_at_once_after_an_idle_one() {
+        let ms = Duration::from_millis;
+        // Many results: the previous round's whole duration, up to the cap.
+        assert_eq!(spacing(ms(5), SPACING_FULL_AT), ms(5));
+        assert_eq!(spacing(ms(5), 10 * SPACING_FULL_AT), ms(5));
+        assert_eq!(spacing(ms(30), 500), SPACING_MAX);
+        // Few results (a light load, where a slow round is a slow disk): a share of it.
+        assert_eq!(spacing(ms(32), SPACING_FULL_AT / 4), SPACING_MAX);
+        assert_eq!(spacing(ms(8), SPACING_FULL_AT / 4), ms(2));
+        assert_eq!(spacing(ms(20), 1), ms(20) / SPACING_FULL_AT as u32);
+        assert_eq!(spacing(ms(20), 0), Duration::ZERO);
     }
 }
