@@ -15,6 +15,7 @@
 
 use diesel::prelude::*;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -184,6 +185,8 @@ pub(crate) struct Integrity {
     failure: RwLock<Option<String>>,
     verified: Mutex<Verified>,
     sweep: Mutex<Sweep>,
+    /// Dropped with this, which ends the watcher thread at once (see [`watch`]).
+    watcher: Mutex<Option<SyncSender<()>>>,
 }
 
 fn broken(seq: i64, reason: String) -> HsmError {
@@ -200,6 +203,7 @@ impl Integrity {
                 complete: false,
             }),
             sweep: Mutex::new(Sweep::default()),
+            watcher: Mutex::new(None),
         })
     }
 
@@ -623,13 +627,23 @@ fn extend(conn: &mut AnyConnection, keys: &AuditKeys, v: &mut Verified) -> Resul
     Ok(())
 }
 
-/// Catch up with other processes and sweep, once per tick, while the HSM is unsealed (the
-/// thread ends when the unsealed state it watches is dropped).
+/// Catch up with other processes and sweep, once per tick, while the HSM is unsealed. The
+/// thread ends as soon as the unsealed state it watches is dropped, not a tick later: it holds
+/// the store's connection pool, and an HSM opened and dropped many times a second (a test, a
+/// tool) would otherwise keep that many pools' connections open.
 pub(crate) fn watch(store: Store, integrity: Weak<Integrity>, keys: Weak<AuditKeys>) {
+    let (stop, stopped) = std::sync::mpsc::sync_channel::<()>(0);
+    match integrity.upgrade() {
+        Some(i) => *i.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop),
+        None => return,
+    }
     let spawned = std::thread::Builder::new()
         .name("kagi-integrity".into())
         .spawn(move || loop {
-            std::thread::sleep(TICK);
+            // Nothing is ever sent: a timeout is a tick, a disconnect is the end.
+            if !matches!(stopped.recv_timeout(TICK), Err(RecvTimeoutError::Timeout)) {
+                return;
+            }
             let (Some(i), Some(k)) = (integrity.upgrade(), keys.upgrade()) else {
                 return;
             };
