@@ -95,9 +95,16 @@ echo "hardware: openssl speed -multi $cores ecdsap256: ${hw} signatures/s"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 idle() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
 rounds_done() { grep -c "cosigned '" "$work/witness-w1.err" || true; } # checkpoints witness 1 cosigned
+# The committer's batches so far: "operations batches", from the instance's /metrics.
+batches() {
+  curl -sf --cacert "$work/$1/kagi-data/tls-ca.pem" "$(cat "$work/$1/url")/metrics" |
+    awk '/^kagi_commit_batch_operations_sum/ {s = $2} /^kagi_commit_batch_operations_count/ {c = $2}
+      END {printf "%d %d\n", s, c}'
+}
 run() { # run NAME SECS [CONNS [SCRIPT]]: one wrk row against instance NAME; prints its ROW line and CPU use
-  local dir="$work/$1" c=${3:-$conns} script=${4:-sign.lua} k w0 w1 i0 k1 x1 y1 i1
+  local dir="$work/$1" c=${3:-$conns} script=${4:-sign.lua} k w0 w1 i0 k1 x1 y1 i1 b0 b1
   k=$(cat "$dir/pid")
+  read -r -a b0 < <(batches "$1")
   k0=$(ticks "$k"); x0=$(ticks "${wpids[0]}"); y0=$(ticks "${wpids[1]}"); i0=$(idle); c0=$(rounds_done)
   if [ -n "${WRK_PERF:-}" ]; then # WRK_PERF=DIR: also profile the whole machine during each row
     # (-a: kagi's blocking-pool threads come and go, and the witnesses and wrk share the cores)
@@ -110,25 +117,27 @@ run() { # run NAME SECS [CONNS [SCRIPT]]: one wrk row against instance NAME; pri
       printf "ROW %s %s %s %s %d %d ", v["rate"], v["p50"], v["p99"], v["max"], v["requests"],
         v["non2xx"] + v["sockerr"] + v["timeout"]}'
   k1=$(ticks "$k"); x1=$(ticks "${wpids[0]}"); y1=$(ticks "${wpids[1]}"); i1=$(idle)
-  echo "$((k1 - k0)) $((x1 - x0 + y1 - y0)) $((i1 - i0)) $(($(rounds_done) - c0))"
+  read -r -a b1 < <(batches "$1")
+  echo "$((k1 - k0)) $((x1 - x0 + y1 - y0)) $((i1 - i0)) $(($(rounds_done) - c0)) $((b1[0] - b0[0])) $((b1[1] - b0[1]))"
 }
 # row KIND LABEL NAME [CONNS [SCRIPT]]: run and print one table row; KIND goes to the summary.
 row() {
-  local kind=$1 label=$2 name=$3 rate p50 p99 max n errs kt wt it wr
-  read -r _ rate p50 p99 max n errs kt wt it wr < <(run "$name" "$secs" "${4:-$conns}" "${5:-sign.lua}")
+  local kind=$1 label=$2 name=$3 rate p50 p99 max n errs kt wt it wr bo bn
+  read -r _ rate p50 p99 max n errs kt wt it wr bo bn < <(run "$name" "$secs" "${4:-$conns}" "${5:-sign.lua}")
   local who="0 witnesses"
   [ "$name" = witnessed ] && who="2 witnesses, quorum 2"
-  printf '| %s: %s | %.0f | %.3f | %.2f | %.2f | %.2f | %d | %d | %s | %s | %s |\n' "$label" "$who" "$rate" \
+  printf '| %s: %s | %.0f | %.3f | %.2f | %.2f | %.2f | %d | %d | %s | %s | %s | %s |\n' "$label" "$who" "$rate" \
     "$(python3 -c "print($rate/$hw if $hw else 0)")" "$p50" "$p99" "$max" "$n" "$errs" \
     "$(python3 -c "print(f'{$kt/$hz/$n*1e6:.0f} + {$wt/$hz/$n*1e6:.0f}' if $n else '-')")" \
     "$(python3 -c "print(f'{$it/$hz/($cores*$secs)*100:.0f}%')")" \
-    "$([ "$name" = witnessed ] && python3 -c "print(f'{$wr/$secs:.0f} ({$n/$wr:.1f})' if $wr else '0')" || echo -)"
+    "$([ "$name" = witnessed ] && python3 -c "print(f'{$wr/$secs:.0f} ({$n/$wr:.1f})' if $wr else '0')" || echo -)" \
+    "$(python3 -c "print(f'{$bo/$bn:.1f}' if $bn else '-')")"
   echo "$kind $name $rate $p99 $errs" >>"$work/rows"
 }
 # Warm-up (TLS handshakes, the tokens' first logins), not measured.
 run plain 3 >/dev/null
 run witnessed 3 >/dev/null
-printf '\n| row | signatures/s | / hardware | p50 ms | p99 ms | max ms | requests | errors | CPU µs per signature: kagi serve + witnesses | machine idle | witness rounds/s (signatures per round) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n'
+printf '\n| row | signatures/s | / hardware | p50 ms | p99 ms | max ms | requests | errors | CPU µs per signature: kagi serve + witnesses | machine idle | witness rounds/s (signatures per round) | operations per commit batch |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n'
 for r in $(seq 1 "$rounds"); do
   # Closed loop at $conns: rate and latency are tied (Little's law), so added latency shows
   # up as lost rate whenever the connections are too few to keep the cores busy.
