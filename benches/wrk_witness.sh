@@ -206,9 +206,8 @@ for w in w1 w2; do
   echo "witness bench-$w: $(grep -c "cosigned '" "$work/witness-$w.err" || true) checkpoints cosigned in all"
 done
 for name in plain witnessed; do
-  dir="$work/$name"
-  curl -sf --cacert "$dir/kagi-data/tls-ca.pem" "$(cat "$dir/url")/metrics" |
-    awk -v n="$name" '/^kagi_commit_batch_operations_sum/ {s = $2} /^kagi_commit_batch_operations_count/ {c = $2}
-      END {if (c) printf "%s: %d commit batches, %.1f operations per batch on average (warm-up included)\n", n, c, s / c}' || true
-  echo "$name: kagi serve $(grep VmHWM "/proc/$(cat "$dir/pid")/status" 2>/dev/null | tr -s ' ')"
+  read -r ops n < <(batches "$name") || true
+  [ "${n:-0}" -gt 0 ] &&
+    echo "$name: $n commit batches, $(python3 -c "print(f'{$ops/$n:.1f}')") operations per batch on average (warm-up included)"
+  echo "$name: kagi serve $(grep VmHWM "/proc/$(cat "$work/$name/pid")/status" 2>/dev/null | tr -s ' ')"
 done
